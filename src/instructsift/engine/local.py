@@ -1,0 +1,87 @@
+"""The local engine: runs scorers in-process with a cache and progress bars, then assembles the score table.
+
+The score table has one row per example, in input order: `row` (0-based position in the input), `id`,
+then each scorer's columns. Identical examples are scored once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..data.io import Dataset
+from ..scoring.cache import ScoreCache
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def score(
+    dataset: Dataset,
+    scorers: Sequence[Any],
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    flush_seconds: float = 15.0,
+    stats: dict[str, Any] | None = None,
+) -> Any:
+    """Score every example with every scorer and return the score table (a pyarrow Table).
+
+    Results are cached under `cache_dir` (default: the instructsift cache) by (content, scorer config);
+    a rerun, or a run resumed after a crash, scores only what is missing. `stats` (if given) receives
+    per-scorer counts of cached and newly scored examples.
+    """
+    import pyarrow as pa
+
+    from ..models import cache_root
+
+    root = Path(cache_dir) if cache_dir else cache_root()
+    unique: dict[str, Any] = {}
+    for ex in dataset.examples:
+        unique.setdefault(ex.content_hash, ex)
+    examples = list(unique.values())
+    columns: dict[str, Any] = {
+        "row": pa.array([ex.row for ex in dataset.examples], pa.int64()),
+        "id": pa.array([ex.id for ex in dataset.examples], pa.string()),
+    }
+    for scorer in scorers:
+        cache = ScoreCache(root, scorer.name, scorer.cache_key(), scorer.schema, flush_seconds)
+        done = cache.load() if use_cache else {}
+        missing = sum(1 for h in unique if h not in done)
+        if stats is not None:
+            stats[scorer.name] = {"cached": len(unique) - missing, "scored": missing, "unique": len(unique)}
+        with _progress(progress and missing > 0) as bar:
+            task = bar.add_task(f"{scorer.name}", total=missing, rate="")
+
+            def advance(n: float, task: int = task, bar: Any = bar) -> None:
+                bar.advance(task, n)
+                t = bar.tasks[task]
+                if t.elapsed:
+                    bar.update(task, rate=f"{t.completed / t.elapsed:.1f} rows/s")
+
+            for results in scorer.score(examples, frozenset(done), advance):
+                done.update(results)
+                if use_cache:
+                    cache.add(results)
+            if use_cache:
+                cache.close()
+        for name in scorer.schema.names:
+            columns[name] = pa.array([done[ex.content_hash][name] for ex in dataset.examples], scorer.schema.field(name).type)
+    return pa.table(columns)

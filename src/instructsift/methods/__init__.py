@@ -1,0 +1,18 @@
+"""The papers as recipes over scoring and selection."""
+
+from .base import Method
+from .cherry import CHERRY
+from .superfiltering import SUPERFILTERING
+
+METHODS: dict[str, Method] = {m.name: m for m in (CHERRY, SUPERFILTERING)}
+ALIASES = {"ifd": "cherry"}
+
+
+def get_method(name: str) -> Method:
+    key = ALIASES.get(name, name)
+    if key not in METHODS:
+        raise ValueError(f"unknown method {name!r} (known: {', '.join(METHODS)})")
+    return METHODS[key]
+
+
+__all__ = ["METHODS", "Method", "get_method"]

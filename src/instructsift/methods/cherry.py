@@ -1,0 +1,22 @@
+"""Cherry LLM: IFD with the Alpaca template, drop IFD > 1, keep the highest.
+
+Li et al., 2024, "From Quantity to Quality: Boosting LLM Performance with Self-Guided Data Selection
+for Instruction Tuning", NAACL. The direct loss is taken after the response marker "### Response:";
+examples whose instruction does not help (IFD > 1) are dropped, then the top ratio of what remains
+is kept.
+"""
+
+from __future__ import annotations
+
+from ..scoring.ifd import IFD
+from ..selection import Threshold, Top
+from .base import Method
+
+CHERRY = Method(
+    name="cherry",
+    paper="Li et al., NAACL 2024, From Quantity to Quality (Cherry LLM)",
+    summary="IFD = loss(answer | prompt) / loss(answer); drop IFD > 1, keep the top ratio of the rest",
+    defaults={"template": "alpaca", "max_length": 512, "prefix": "### Response:", "keep": "ifd <= 1", "rank": "ifd"},
+    make_scorers=lambda **o: [IFD(method="cherry", **o)],
+    make_selectors=lambda ratio, k: [Threshold("ifd <= 1"), Top("ifd", ratio=ratio, k=k, of="kept")],
+)

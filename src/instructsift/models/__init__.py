@@ -1,0 +1,6 @@
+"""Where weights come from, and on which device and dtype they run."""
+
+from .device import choose_device, choose_dtype
+from .loader import LoadedModel, ModelSource, cache_root, load_causal_lm, resolve
+
+__all__ = ["LoadedModel", "ModelSource", "cache_root", "choose_device", "choose_dtype", "load_causal_lm", "resolve"]

