@@ -72,7 +72,13 @@ def read_scores(path: str | os.PathLike, dataset: Dataset) -> Any:
         if i is None or ids[i] != ex.id:
             found = "no such row" if i is None else f"id {ids[i]!r}"
             raise InputError(
-                Reject(str(p), ex.row, None, "id", f"does not match {dataset.path}: row {ex.row} is {ex.id!r}, scores have {found}")
+                Reject(
+                    str(p),
+                    ex.row,
+                    None,
+                    "id",
+                    f"does not match {dataset.path}: row {ex.row} is {ex.id!r}, scores have {found}",
+                )
             )
         take.append(i)
     return table.take(pa.array(take, pa.int64()))
@@ -107,5 +113,3 @@ def write(picked: Picked | Dataset, path: str | os.PathLike, *, with_scores: boo
 
 
 __all__ = ["Picked", "read", "read_scores", "score", "select", "write", "write_scores"]
-
-

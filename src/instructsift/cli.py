@@ -35,13 +35,17 @@ MethodOpt = Annotated[str, typer.Option("--method", "-m", help="cherry (alias: i
 ModelOpt = Annotated[str, typer.Option(help="embedded (SmolLM2-135M-Instruct), a hub id, a folder or a .gguf.")]
 TemplateOpt = Annotated[str | None, typer.Option(help="alpaca, chat, none, or a JSON template file [method default].")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
-MaxLenOpt = Annotated[int | None, typer.Option("--max-length", help="Tokens per sequence [cherry 512, superfiltering 1024].")]
+MaxLenOpt = Annotated[
+    int | None, typer.Option("--max-length", help="Tokens per sequence [cherry 512, superfiltering 1024].")
+]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-tokens", help="Padded tokens per batch [CPU 8192, GPU 65536].")]
 FormatOpt = Annotated[Fmt | None, typer.Option("--format", help="Record format [detected].")]
 OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="fail on a bad row, or skip it to the rejects file.")]
 RejectsOpt = Annotated[Path | None, typer.Option(help="Where skipped rows go [OUTPUT.rejects.jsonl].")]
-CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Score cache [$INSTRUCTSIFT_CACHE or ~/.cache/instructsift].")]
+CacheOpt = Annotated[
+    Path | None, typer.Option("--cache-dir", help="Score cache [$INSTRUCTSIFT_CACHE or ~/.cache/instructsift].")
+]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the score cache.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -123,8 +127,15 @@ def score_cmd(
 
     m = get_method(method)
     dataset = _read(input, format, on_error)
-    opts = dict(model=model, template=template, dtype=dtype, max_length=max_length, device=device,
-                batch_tokens=batch_tokens, trust_remote_code=trust_remote_code)
+    opts = dict(
+        model=model,
+        template=template,
+        dtype=dtype,
+        max_length=max_length,
+        device=device,
+        batch_tokens=batch_tokens,
+        trust_remote_code=trust_remote_code,
+    )
     table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
     write_scores(table, output)
     rej = _write_rejects(dataset, output, rejects)
@@ -168,8 +179,15 @@ def select_cmd(
     if scores is not None:
         table = read_scores(scores, dataset)
     else:
-        opts = dict(model=model, template=template, dtype=dtype, max_length=max_length, device=device,
-                    batch_tokens=batch_tokens, trust_remote_code=trust_remote_code)
+        opts = dict(
+            model=model,
+            template=template,
+            dtype=dtype,
+            max_length=max_length,
+            device=device,
+            batch_tokens=batch_tokens,
+            trust_remote_code=trust_remote_code,
+        )
         table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
     if save_scores:
         write_scores(table, save_scores)
@@ -179,8 +197,10 @@ def select_cmd(
     s = picked.summary()
     why = ", ".join(f"{k}: {v}" for k, v in s["dropped_by"].items())
     err.print(
-        f"read {s['read']} · kept {s['kept']} · dropped {s['dropped']}" + (f" ({why})" if why else "")
-        + f" · rejected {s['rejected']} → {output}" + (f" (rejects: {rej})" if rej else ""),
+        f"read {s['read']} · kept {s['kept']} · dropped {s['dropped']}"
+        + (f" ({why})" if why else "")
+        + f" · rejected {s['rejected']} → {output}"
+        + (f" (rejects: {rej})" if rej else ""),
         highlight=False,
     )
 

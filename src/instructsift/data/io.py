@@ -132,7 +132,9 @@ def _raw_records(path: Path, container: str) -> tuple[list[tuple[int | None, Any
             raise SystemExit("reading a datasets folder needs `pip install datasets`") from None
         if (path / "dataset_dict.json").exists():
             splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
-            raise InputError(Reject(str(path), None, None, None, f"a DatasetDict: name one split's folder ({', '.join(splits)})"))
+            raise InputError(
+                Reject(str(path), None, None, None, f"a DatasetDict: name one split's folder ({', '.join(splits)})")
+            )
         table = datasets.load_from_disk(str(path)).data.table
         return [(None, r) for r in table.to_pylist()], table, None
     text = _open_text(path)
@@ -145,7 +147,9 @@ def _raw_records(path: Path, container: str) -> tuple[list[tuple[int | None, Any
         try:
             out.append((i, json.loads(raw)))
         except json.JSONDecodeError as e:
-            raise InputError(Reject(str(path), len(out), i, None, f"invalid JSON: {e.msg} (column {e.colno})")) from None
+            raise InputError(
+                Reject(str(path), len(out), i, None, f"invalid JSON: {e.msg} (column {e.colno})")
+            ) from None
     return out, None, None
 
 

@@ -63,7 +63,9 @@ def parse_alpaca(record: Mapping[str, Any], fields: Mapping[str, str] | None = N
     history = record.get("history")
     if history:
         if not isinstance(history, list):
-            raise FieldError("history", f"must be a list of [instruction, response] pairs, got {type(history).__name__}")
+            raise FieldError(
+                "history", f"must be a list of [instruction, response] pairs, got {type(history).__name__}"
+            )
         for i, pair in enumerate(history):
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise FieldError(f"history[{i}]", "must be an [instruction, response] pair")

@@ -17,7 +17,14 @@ from ..scoring.cache import ScoreCache
 
 def _progress(enabled: bool) -> Any:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -83,5 +90,9 @@ def score(
             if use_cache:
                 cache.close()
         for name in scorer.schema.names:
-            columns[name] = pa.array([done[ex.content_hash][name] for ex in dataset.examples], scorer.schema.field(name).type)
+            if name in columns:
+                raise ValueError(f"two scorers both produce the column {name!r}")
+            columns[name] = pa.array(
+                [done[ex.content_hash][name] for ex in dataset.examples], scorer.schema.field(name).type
+            )
     return pa.table(columns)

@@ -15,12 +15,24 @@ class Method:
     defaults: dict[str, Any]
     make_scorers: Callable[..., list[Any]] = field(repr=False)
     make_selectors: Callable[..., list[Any]] = field(repr=False)
+    # Optional phases before scoring (e.g. fine-tuning a pre-experienced model): takes the data set and
+    # the options, returns the options to score with.
+    prepare: Callable[..., dict[str, Any]] | None = field(default=None, repr=False)
+    needs_size: bool = True  # False for methods that decide by a threshold alone
 
     def scorers(self, **options: Any) -> list[Any]:
-        """The method's scorers; `options` (model, template, dtype, ...) override its defaults."""
+        """The method's scorers. `options` are every CLI/API option that is set (None ones are removed);
+        a method's factory takes the ones it uses and ignores the rest."""
         return self.make_scorers(**{k: v for k, v in options.items() if v is not None})
 
-    def selectors(self, *, ratio: float | None = None, top: int | None = None) -> list[Any]:
-        if (ratio is None) == (top is None):
+    def selectors(self, *, ratio: float | None = None, top: int | None = None, **options: Any) -> list[Any]:
+        if self.needs_size and (ratio is None) == (top is None):
             raise ValueError(f"method {self.name!r} needs exactly one of --ratio or --top")
-        return self.make_selectors(ratio=ratio, k=top)
+        if ratio is not None and top is not None:
+            raise ValueError("give --ratio or --top, not both")
+        return self.make_selectors(ratio=ratio, k=top, **{k: v for k, v in options.items() if v is not None})
+
+
+def pick(options: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The options a scorer takes, out of everything the user set."""
+    return {k: v for k, v in options.items() if k in names}

@@ -8,15 +8,15 @@ is kept.
 
 from __future__ import annotations
 
-from ..scoring.ifd import IFD
+from ..scoring.ifd import IFD, IFD_OPTIONS
 from ..selection import Threshold, Top
-from .base import Method
+from .base import Method, pick
 
 CHERRY = Method(
     name="cherry",
     paper="Li et al., NAACL 2024, From Quantity to Quality (Cherry LLM)",
     summary="IFD = loss(answer | prompt) / loss(answer); drop IFD > 1, keep the top ratio of the rest",
     defaults={"template": "alpaca", "max_length": 512, "prefix": "### Response:", "keep": "ifd <= 1", "rank": "ifd"},
-    make_scorers=lambda **o: [IFD(method="cherry", **o)],
-    make_selectors=lambda ratio, k: [Threshold("ifd <= 1"), Top("ifd", ratio=ratio, k=k, of="kept")],
+    make_scorers=lambda **o: [IFD(method="cherry", **pick(o, IFD_OPTIONS))],
+    make_selectors=lambda ratio, k, **_: [Threshold("ifd <= 1"), Top("ifd", ratio=ratio, k=k, of="kept")],
 )

@@ -139,8 +139,6 @@ def load_causal_lm(
     dev = choose_device(device)
     torch_dtype = choose_dtype(dtype, dev)
     tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        source.path, dtype=torch_dtype, trust_remote_code=trust_remote_code
-    )
+    model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     model.to(dev).eval()
     return LoadedModel(model, tokenizer, source, torch_dtype, dev)

@@ -34,6 +34,8 @@ METHODS = {
     "superfiltering": ("none", False, 1024),
 }
 
+IFD_OPTIONS = ("model", "template", "max_length", "dtype", "device", "batch_tokens", "chunk_size", "trust_remote_code")
+
 
 @dataclass
 class _Turn:
@@ -164,7 +166,9 @@ class IFD:
         kept = answer[:room]
         direct = Scored(prefix + kept, len(prefix))
         if direct.n_scored == 0:
-            return _Turn(prompt_tokens=len(prompt), reason="a one-token answer with nothing before it has no direct loss")
+            return _Turn(
+                prompt_tokens=len(prompt), reason="a one-token answer with nothing before it has no direct loss"
+            )
         return _Turn(Scored(prompt + kept, len(prompt)), direct, len(prompt), len(kept) < len(answer))
 
     # -- scoring -------------------------------------------------------------------------------------
@@ -209,11 +213,7 @@ class IFD:
                 results[owner[i]] = r
             advance(sum(1 / per_example[owner[i][0]] for i in idx if todo[owner[i][0]]))
         advance(sum(1 for e, n in enumerate(per_example) if n == 0 and todo[e]))
-        return [
-            (ex.content_hash, self._aggregate(plans[e], e, results))
-            for e, ex in enumerate(part)
-            if todo[e]
-        ]
+        return [(ex.content_hash, self._aggregate(plans[e], e, results)) for e, ex in enumerate(part) if todo[e]]
 
     @staticmethod
     def _aggregate(turns: list[_Turn], e: int, results: dict) -> dict[str, Any]:

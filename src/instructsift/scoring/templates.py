@@ -99,8 +99,15 @@ NONE = TextTemplate(
     answer_separator="\n",
 )
 BUILTIN = {"alpaca": ALPACA, "none": NONE, "chat": ChatTemplate()}
-TEMPLATE_FILE_KEYS = ("turn_input", "turn_no_input", "system_input", "system_no_input", "system_format",
-                      "answer_separator", "marker")
+TEMPLATE_FILE_KEYS = (
+    "turn_input",
+    "turn_no_input",
+    "system_input",
+    "system_no_input",
+    "system_format",
+    "answer_separator",
+    "marker",
+)
 
 
 def get_template(spec: str) -> TextTemplate | ChatTemplate:

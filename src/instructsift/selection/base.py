@@ -56,9 +56,10 @@ def column(table: Any, name: str) -> np.ndarray:
 
 def drop_unscored(table: Any, selection: Selection, names: Sequence[str]) -> None:
     """Drop rows where a needed score is missing, with the scorer's own reason when it gave one."""
-    why = table.column("reason").to_pylist() if "reason" in table.column_names else [None] * table.num_rows
     for name in names:
         values = column(table, name)
+        reason_col = next((c for c in (f"{name}_reason", "reason") if c in table.column_names), None)
+        why = table.column(reason_col).to_pylist() if reason_col else [None] * table.num_rows
         missing = np.flatnonzero(selection.keep & np.isnan(values))
         selection.drop(missing, [f"not scored ({why[i] or f'no {name}'})" for i in missing])
 

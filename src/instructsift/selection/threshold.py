@@ -12,7 +12,9 @@ import numpy as np
 from .base import Selection, column, drop_unscored
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
-_CLAUSE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|==|!=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_CLAUSE = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|==|!=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
 
 
 def parse_where(expr: str) -> list[tuple[str, str, float]]:
@@ -21,7 +23,9 @@ def parse_where(expr: str) -> list[tuple[str, str, float]]:
     for part in re.split(r"\s+and\s+", expr.strip()):
         m = _CLAUSE.match(part)
         if not m:
-            raise ValueError(f"cannot read the condition {part!r} in {expr!r}: write `column op number`, joined by `and`")
+            raise ValueError(
+                f"cannot read the condition {part!r} in {expr!r}: write `column op number`, joined by `and`"
+            )
         clauses.append((m.group(1), m.group(2), float(m.group(3))))
     return clauses
 
