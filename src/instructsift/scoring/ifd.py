@@ -76,7 +76,7 @@ class IFD:
     """IFD scorer. `method` picks the papers' defaults: cherry (alpaca template, response-marker prefix,
     max_length 512) or superfiltering (bare template, empty prefix, max_length 1024)."""
 
-    model: str = "embedded"
+    model: Any = "embedded"  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
     method: str = "cherry"
     template: str | None = None
     max_length: int | None = None
@@ -107,11 +107,14 @@ class IFD:
     # -- model ---------------------------------------------------------------------------------------
     def load(self) -> Any:
         if self._lm is None:
-            from ..models import load_causal_lm
+            from ..models import LoadedModel, load_causal_lm
 
-            self._lm = load_causal_lm(
-                self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
-            )
+            if isinstance(self.model, LoadedModel):  # an already loaded model, reused as it is
+                self._lm = self.model
+            else:
+                self._lm = load_causal_lm(
+                    self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
+                )
             tok = self._lm.tokenizer
             pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
             self._loss = AnswerLoss(self._lm.model, pad if pad is not None else 0)
@@ -138,21 +141,15 @@ class IFD:
     # -- tokenization --------------------------------------------------------------------------------
     def plan(self, examples: Sequence[Example]) -> list[list[_Turn]]:
         """Tokenize every answer of every example into its conditioned and direct sequences."""
+        from .templates import start_ids, tokenize_turns
+
         tok = self.load().tokenizer
-        start = tuple(tok("").input_ids)
+        start = start_ids(tok)
         marker = tuple(tok(self._template.marker, add_special_tokens=False).input_ids) if self.use_marker else ()
-        prompts, answers, owners = [], [], []
-        for e, ex in enumerate(examples):
-            for t in ex.answer_turns:
-                prompts.append(self._template.render(ex.messages[:t], tok))
-                answers.append(ex.messages[t].content)
-                owners.append(e)
-        p_ids = tok(prompts, add_special_tokens=False).input_ids if prompts else []
-        a_ids = tok(answers, add_special_tokens=False).input_ids if answers else []
-        plans: list[list[_Turn]] = [[] for _ in examples]
-        for e, p, a in zip(owners, p_ids, a_ids, strict=True):
-            plans[e].append(self._turn(start + tuple(p), tuple(a), start + marker))
-        return plans
+        return [
+            [self._turn(prompt, answer, start + marker) for prompt, answer in turns]
+            for turns in tokenize_turns(examples, self._template, tok)
+        ]
 
     def _turn(self, prompt: tuple[int, ...], answer: tuple[int, ...], prefix: tuple[int, ...]) -> _Turn:
         room = self.max_length - len(prompt)
