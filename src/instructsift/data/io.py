@@ -239,7 +239,8 @@ def write(
     if container in ("parquet", "hf"):
         import pyarrow as pa
 
-        _save_table(pa.Table.from_pylist(records), path, container)
+        keys = list(dict.fromkeys(k for r in records for k in r))  # every field, not just the first record's
+        _save_table(pa.table({k: [r.get(k) for r in records] for k in keys}), path, container)
         return
     if container == "json":
         text = json.dumps(records, ensure_ascii=False, indent=dataset.json_indent if dataset.json_indent else 2)

@@ -1,0 +1,170 @@
+"""Every format reads and round-trips; every kind of bad input gets a clear error or a reject with its reason."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from instructsift.data import InputError, read, write, write_rejects
+
+ALPACA = [
+    {"instruction": "Name a primary colour.", "input": "", "output": "Red."},
+    {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5", "extra": {"keep": [1, 2]}},
+]
+SHAREGPT = [
+    {
+        "id": "c1",
+        "conversations": [
+            {"from": "human", "value": "Hi"},
+            {"from": "gpt", "value": "Hello! How can I help?"},
+            {"from": "human", "value": "Tell me a joke."},
+            {"from": "gpt", "value": "Why did the chicken cross the road?"},
+        ],
+    }
+]
+OPENAI = [
+    {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]},
+            {"role": "assistant", "content": "Paris."},
+        ]
+    }
+]
+
+
+def dump(path: Path, records, *, lines: bool = False) -> Path:
+    text = "".join(json.dumps(r) + "\n" for r in records) if lines else json.dumps(records, indent=2)
+    path.write_text(text)
+    return path
+
+
+def test_alpaca_json_roundtrip_keeps_fields_and_indent(tmp_path):
+    ds = read(dump(tmp_path / "a.json", ALPACA))
+    assert (ds.format, ds.container, ds.json_indent, len(ds)) == ("alpaca", "json", 2, 2)
+    second = ds.examples[1]
+    assert [m.role for m in second.messages] == ["user", "assistant"]
+    assert second.messages[0].context == "2 and 3" and second.messages[0].text == "Add the numbers.\n\n2 and 3"
+    assert [ex.line for ex in ds.examples] == [2, 7]
+    write(ds, [0, 1], tmp_path / "out.json")
+    assert (tmp_path / "out.json").read_text() == (tmp_path / "a.json").read_text() + "\n"
+
+
+def test_jsonl_gz_and_formats(tmp_path):
+    for records, fmt in ((ALPACA, "alpaca"), (SHAREGPT, "sharegpt"), (OPENAI, "openai")):
+        path = dump(tmp_path / f"{fmt}.jsonl", records, lines=True)
+        ds = read(path)
+        assert ds.format == fmt and ds.container == "jsonl"
+        write(ds, [ex.row for ex in ds.examples], tmp_path / f"{fmt}.out.jsonl.gz")
+        back = [json.loads(x) for x in gzip.decompress((tmp_path / f"{fmt}.out.jsonl.gz").read_bytes()).splitlines()]
+        assert back == records
+    conv = read(tmp_path / "sharegpt.jsonl").examples[0]
+    assert conv.id == "c1" and conv.answer_turns == [1, 3]
+    chat = read(tmp_path / "openai.jsonl").examples[0]
+    assert [m.role for m in chat.messages] == ["system", "user", "assistant"]
+    assert chat.messages[1].content == "Capital of France?"
+
+
+def test_parquet_and_datasets_folder_roundtrip(tmp_path):
+    pq.write_table(pa.Table.from_pylist([{**r, "extra": r.get("extra")} for r in ALPACA]), tmp_path / "a.parquet")
+    ds = read(tmp_path / "a.parquet")
+    assert ds.format == "alpaca" and ds.container == "parquet" and ds.examples[0].line is None
+    write(ds, [1], tmp_path / "out.parquet", scores=[{"ifd": 0.5}])
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.column_names == ["instruction", "input", "output", "extra", "ifd"]
+    assert out.to_pylist()[0]["extra"] == {"keep": [1, 2]} and out.column("ifd").to_pylist() == [0.5]
+
+    import datasets
+
+    datasets.Dataset.from_list(SHAREGPT * 3).save_to_disk(str(tmp_path / "hf"))
+    hf = read(tmp_path / "hf")
+    assert hf.container == "hf" and hf.format == "sharegpt" and len(hf) == 3
+    write(hf, [2, 0], tmp_path / "hf_out")
+    again = datasets.load_from_disk(str(tmp_path / "hf_out"))
+    assert again.to_list() == SHAREGPT * 2
+    write(read(tmp_path / "a.parquet"), [0, 1], tmp_path / "back.json")
+    write(read(tmp_path / "back.json"), [0, 1], tmp_path / "back.parquet")  # JSON -> Parquet keeps every field
+    assert pq.read_table(tmp_path / "back.parquet").column_names == ["instruction", "input", "output", "extra"]
+
+
+def test_lima_history_and_dolly_aliases(shared_data):
+    lima = read(shared_data / "lima" / "lima_1k.json")
+    multi = [ex for ex in lima.examples if ex.record["history"]]
+    assert multi, "LIMA has conversations with history"
+    ex = multi[0]
+    assert len(ex.answer_turns) == len(ex.record["history"]) + 1
+    assert ex.messages[0].content == ex.record["history"][0][0]
+    dolly = read(shared_data / "dolly" / "dolly_3k.json")
+    assert dolly.format == "alpaca" and len(dolly) == dolly.n_read == 2996
+
+
+def test_ids_are_unique_and_stable(tmp_path):
+    ds = read(dump(tmp_path / "d.json", [ALPACA[0], ALPACA[0], ALPACA[1]]))
+    ids = [ex.id for ex in ds.examples]
+    assert len(set(ids)) == 3 and ids[1] == ids[0] + "~2"
+    assert [ex.id for ex in read(tmp_path / "d.json").examples] == ids
+
+
+BAD = [
+    ('[{"instruction": "a", "output": "b"},\n {"instruction": "c" "output": "d"}]', "line 2", "invalid JSON"),
+    ('[{"instruction": "a", "output": "b"},\n 7]', "line 2, row 1", "must be an object"),
+    ('[{"instruction": "a", "output": "b"},\n {"instruction": "c"}]', "field 'output'", "missing"),
+    ('[{"instruction": "a", "output": "b"},\n {"instruction": "c", "output": ""}]', "field 'output'", "is empty"),
+    (
+        '[{"instruction": "a", "output": "b"},\n {"instruction": 3, "output": "d"}]',
+        "field 'instruction'",
+        "must be a string, got int",
+    ),
+    ('[{"instruction": "a", "output": "b", "history": [["q"]]}]', "field 'history[0]'", "pair"),
+    (
+        '[{"conversations": [{"from": "human", "value": "q"}, {"from": "robot", "value": "a"}]}]',
+        "conversations[1].from",
+        "unsupported role 'robot'",
+    ),
+    ('[{"conversations": [{"from": "human", "value": "q"}]}]', "row 0", "no assistant turn"),
+    ('[{"messages": [{"role": "assistant", "content": "a"}]}]', "row 0", "no user turn before it"),
+    (
+        '[{"messages": [{"role": "user", "content": [{"type": "image_url"}]}, {"role": "assistant", "content": "a"}]}]',
+        "content[0]",
+        "only text parts",
+    ),
+    ('[{"question": "q", "answer": "a"}]', "line 1", "cannot tell the format"),
+    ('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": "b"\n', "line 2", "invalid JSON"),
+]
+
+
+@pytest.mark.parametrize(("text", "where", "why"), BAD)
+def test_bad_input_names_file_line_and_field(tmp_path, text, where, why):
+    suffix = ".jsonl" if text.startswith("{") else ".json"
+    path = tmp_path / f"bad{suffix}"
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        read(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and where in message and why in message
+
+
+def test_skip_accounts_for_every_row(tmp_path, shared_data):
+    ds = read(shared_data / "alpaca" / "alpaca_random_9k.json", on_error="skip")
+    assert ds.n_read == 9229 == len(ds) + len(ds.rejects)
+    assert len(ds.rejects) == 4 and all(r.field == "output" and r.reason == "is empty" for r in ds.rejects)
+    assert ds.rejects[0].line == 7307 and ds.rejects[0].row == 1461
+    write_rejects(ds.rejects, tmp_path / "rejects.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert [x["row"] for x in lines] == [r.row for r in ds.rejects] and lines[0]["record"]["output"] == ""
+    with pytest.raises(InputError, match="line 7307, row 1461, field 'output': is empty"):
+        read(shared_data / "alpaca" / "alpaca_random_9k.json")
+
+
+def test_not_utf8_and_missing_file(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"instruction": "caf\xe9", "output": "x"}\n'.encode("latin-1"))
+    with pytest.raises(InputError, match="line 1.*not UTF-8"):
+        read(path)
+    with pytest.raises(FileNotFoundError):
+        read(tmp_path / "nope.json")
