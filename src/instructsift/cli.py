@@ -31,7 +31,7 @@ class Fmt(str, Enum):
 
 
 Input = Annotated[Path, typer.Argument(help="Data: .json, .jsonl(.gz), .parquet, or a datasets folder.")]
-MethodOpt = Annotated[str, typer.Option("--method", "-m", help="cherry (alias: ifd) or superfiltering.")]
+MethodOpt = Annotated[str, typer.Option("--method", "-m", help="cherry (alias: ifd), superfiltering, alpagasus or lima.")]
 ModelOpt = Annotated[str, typer.Option(help="embedded (SmolLM2-135M-Instruct), a hub id, a folder or a .gguf.")]
 TemplateOpt = Annotated[str | None, typer.Option(help="alpaca, chat, none, or a JSON template file [method default].")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
@@ -40,6 +40,9 @@ MaxLenOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-tokens", help="Padded tokens per batch [CPU 8192, GPU 65536].")]
+ChunkOpt = Annotated[
+    int | None, typer.Option("--chunk-size", help="Examples per cached chunk: a resumed run redoes at most one [CPU 512, GPU 8192].")
+]
 FormatOpt = Annotated[Fmt | None, typer.Option("--format", help="Record format [detected].")]
 OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="fail on a bad row, or skip it to the rejects file.")]
 RejectsOpt = Annotated[Path | None, typer.Option(help="Where skipped rows go [OUTPUT.rejects.jsonl].")]
@@ -49,6 +52,65 @@ CacheOpt = Annotated[
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the score cache.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+PerCategoryOpt = Annotated[
+    int | None, typer.Option("--per-category", help="lima: keep up to N per category (or cluster), best first.")
+]
+CategoryFieldOpt = Annotated[
+    str | None, typer.Option("--category-field", help="lima: the record field holding the category [category].")
+]
+ClustersOpt = Annotated[
+    int | None, typer.Option("--clusters", help="lima: stratify by K-Means clusters of embeddings instead.")
+]
+RankByOpt = Annotated[
+    str | None,
+    typer.Option("--rank-by", help="lima: score column ranking rows, highest first [response_chars; ifd, judge]."),
+]
+MinCharsOpt = Annotated[int | None, typer.Option("--min-chars", help="lima: shortest answer kept [1200].")]
+MaxCharsOpt = Annotated[int | None, typer.Option("--max-chars", help="lima: longest answer kept [4096].")]
+RulesOpt = Annotated[
+    str | None,
+    typer.Option("--rules", help="lima: rules that drop rows, comma-separated, or none [first_person,refers_other,residue,refusal]."),
+]
+LanguagesOpt = Annotated[str | None, typer.Option("--languages", help="lima: languages kept, comma-separated [en].")]
+JudgeUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--judge-url", help="alpagasus: OpenAI-compatible judge server, e.g. http://127.0.0.1:8000/v1 [local model]."
+    ),
+]
+JudgeModelOpt = Annotated[
+    str | None,
+    typer.Option("--judge-model", help="alpagasus: model name on the judge server (without a URL: a local model)."),
+]
+JudgeKeyEnvOpt = Annotated[
+    str | None,
+    typer.Option("--judge-key-env", help="alpagasus: environment variable holding the API key (never printed)."),
+]
+JudgeDimOpt = Annotated[
+    str | None, typer.Option("--judge-dimension", help="alpagasus: accuracy (default) or helpfulness.")
+]
+JudgePromptOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--judge-prompt", help="alpagasus: custom prompt file (.json, or text with {instruction} {input} {response})."
+    ),
+]
+JudgeConcOpt = Annotated[
+    int | None, typer.Option("--judge-concurrency", help="alpagasus: judge requests in flight at once [8].")
+]
+ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="alpagasus: keep judge >= this [4.5].")]
+
+
+def _judge_opts(url: Any, model: Any, key_env: Any, dimension: Any, prompt: Any, concurrency: Any) -> dict[str, Any]:
+    """The judge options as the methods take them (None ones are dropped by the method)."""
+    return dict(
+        judge_url=url,
+        judge_model=model,
+        judge_key_env=key_env,
+        judge_dimension=dimension,
+        judge_prompt=str(prompt) if prompt else None,
+        judge_concurrency=concurrency,
+    )
 
 
 def _fail(message: str) -> None:
@@ -82,7 +144,24 @@ def _score(dataset: Any, method: Any, opts: dict[str, Any], cache_dir: Path | No
     table = score(dataset, scorers, cache_dir=cache_dir, use_cache=not no_cache, progress=not quiet, stats=stats)
     for name, st in stats.items():
         err.print(f"[dim]{name}: {st['scored']} scored, {st['cached']} from cache[/]", highlight=False)
+    _missing_summary(table)
     return table
+
+
+def _missing_summary(table: Any) -> None:
+    """How many rows each scorer with a `<column>_reason` column could not score, and why."""
+    from collections import Counter
+
+    for col in table.column_names:
+        if not col.endswith("_reason") or col.removesuffix("_reason") not in table.column_names:
+            continue
+        reasons = Counter(r.split(":")[0] for r in table.column(col).to_pylist() if r)
+        n = sum(reasons.values())
+        why = "; ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) + ("; ..." if len(reasons) > 3 else "")
+        err.print(
+            f"{col.removesuffix('_reason')}: {table.num_rows - n} scored, {n} missing" + (f" ({why})" if n else ""),
+            highlight=False,
+        )
 
 
 def _guard(fn: Any) -> Any:
@@ -113,12 +192,19 @@ def score_cmd(
     max_length: MaxLenOpt = None,
     device: DeviceOpt = "auto",
     batch_tokens: BatchOpt = None,
+    chunk_size: ChunkOpt = None,
     format: FormatOpt = None,
     on_error: OnErrorOpt = OnError.fail,
     rejects: RejectsOpt = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     trust_remote_code: TrustOpt = False,
+    judge_url: JudgeUrlOpt = None,
+    judge_model: JudgeModelOpt = None,
+    judge_key_env: JudgeKeyEnvOpt = None,
+    judge_dimension: JudgeDimOpt = None,
+    judge_prompt: JudgePromptOpt = None,
+    judge_concurrency: JudgeConcOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score every example; write the score table (row, id, loss_cond, loss_direct, ifd, ifd_ppl, ...)."""
@@ -134,7 +220,9 @@ def score_cmd(
         max_length=max_length,
         device=device,
         batch_tokens=batch_tokens,
+        chunk_size=chunk_size,
         trust_remote_code=trust_remote_code,
+        **_judge_opts(judge_url, judge_model, judge_key_env, judge_dimension, judge_prompt, judge_concurrency),
     )
     table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
     write_scores(table, output)
@@ -161,12 +249,28 @@ def select_cmd(
     max_length: MaxLenOpt = None,
     device: DeviceOpt = "auto",
     batch_tokens: BatchOpt = None,
+    chunk_size: ChunkOpt = None,
     format: FormatOpt = None,
     on_error: OnErrorOpt = OnError.fail,
     rejects: RejectsOpt = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     trust_remote_code: TrustOpt = False,
+    judge_url: JudgeUrlOpt = None,
+    judge_model: JudgeModelOpt = None,
+    judge_key_env: JudgeKeyEnvOpt = None,
+    judge_dimension: JudgeDimOpt = None,
+    judge_prompt: JudgePromptOpt = None,
+    judge_concurrency: JudgeConcOpt = None,
+    threshold: ThresholdOpt = None,
+    per_category: PerCategoryOpt = None,
+    category_field: CategoryFieldOpt = None,
+    clusters: ClustersOpt = None,
+    rank_by: RankByOpt = None,
+    min_chars: MinCharsOpt = None,
+    max_chars: MaxCharsOpt = None,
+    rules: RulesOpt = None,
+    languages: LanguagesOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records."""
@@ -174,7 +278,17 @@ def select_cmd(
     from .methods import get_method
 
     m = get_method(method)
-    selectors = m.selectors(ratio=ratio, top=top)
+    curation = dict(
+        per_category=per_category,
+        category_field=category_field,
+        clusters=clusters,
+        rank_by=rank_by,
+        min_chars=min_chars,
+        max_chars=max_chars,
+        rules=rules,
+        languages=languages,
+    )
+    selectors = m.selectors(ratio=ratio, top=top, threshold=threshold, **curation)
     dataset = _read(input, format, on_error)
     if scores is not None:
         table = read_scores(scores, dataset)
@@ -186,7 +300,10 @@ def select_cmd(
             max_length=max_length,
             device=device,
             batch_tokens=batch_tokens,
+        chunk_size=chunk_size,
             trust_remote_code=trust_remote_code,
+            **_judge_opts(judge_url, judge_model, judge_key_env, judge_dimension, judge_prompt, judge_concurrency),
+            **curation,
         )
         table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
     if save_scores:
@@ -225,3 +342,7 @@ def methods_cmd() -> None:
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+if __name__ == "__main__":  # python -m instructsift.cli
+    app()

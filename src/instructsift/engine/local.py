@@ -46,7 +46,7 @@ def score(
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     progress: bool = True,
-    flush_seconds: float = 15.0,
+    flush_seconds: float = 0.0,
     stats: dict[str, Any] | None = None,
 ) -> Any:
     """Score every example with every scorer and return the score table (a pyarrow Table).
@@ -83,12 +83,17 @@ def score(
                 if t.elapsed:
                     bar.update(task, rate=f"{t.completed / t.elapsed:.1f} rows/s")
 
-            for results in scorer.score(examples, frozenset(done), advance):
-                done.update(results)
+            # A scorer may keep some rows out of the cache (a judge's rows that got no reply), so that
+            # the next run asks again; and what was scored is saved even when the run stops with an error.
+            cacheable = getattr(scorer, "cacheable", None)
+            try:
+                for results in scorer.score(examples, frozenset(done), advance):
+                    done.update(results)
+                    if use_cache:
+                        cache.add(results if cacheable is None else [r for r in results if cacheable(r[1])])
+            finally:
                 if use_cache:
-                    cache.add(results)
-            if use_cache:
-                cache.close()
+                    cache.close()
         for name in scorer.schema.names:
             if name in columns:
                 raise ValueError(f"two scorers both produce the column {name!r}")

@@ -20,7 +20,7 @@ MAX_SHARDS = 64
 class ScoreCache:
     """Per-scorer cache folder `<root>/scores/<scorer>-<key>/part-*.parquet`."""
 
-    def __init__(self, root: str | os.PathLike, scorer: str, key: str, schema: Any, flush_seconds: float = 15.0):
+    def __init__(self, root: str | os.PathLike, scorer: str, key: str, schema: Any, flush_seconds: float = 0.0):
         import pyarrow as pa
 
         self.dir = Path(root) / "scores" / f"{scorer}-{key}"
