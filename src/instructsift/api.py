@@ -45,10 +45,30 @@ class Picked:
 
 
 def select(dataset: Dataset, scores: Any, *selectors: Any) -> Picked:
-    """Apply selectors, in order, to the score table of `dataset`."""
+    """Apply selectors, in order, to the score table of `dataset`. Record fields a selector reads
+    (its `record_fields`, e.g. Dolly's `category` for `Stratified`) are added to the table it sees."""
     if scores.num_rows != len(dataset.examples):
         raise ValueError(f"the score table has {scores.num_rows} rows but the data set has {len(dataset.examples)}")
-    return Picked(dataset, scores, run_selectors(scores, selectors))
+    fields = [f for s in selectors for f in getattr(s, "record_fields", ())]
+    view = with_record_fields(scores, dataset, fields) if fields else scores
+    return Picked(dataset, scores, run_selectors(view, selectors))
+
+
+def with_record_fields(scores: Any, dataset: Dataset, names: Any) -> Any:
+    """`scores` plus a string column for each record field in `names` that it lacks (null where a record
+    has no such field). A field that no record has is an error naming the fields there are."""
+    import pyarrow as pa
+
+    for name in dict.fromkeys(names):
+        if name in scores.column_names:
+            continue
+        values = [ex.record.get(name) if isinstance(ex.record, dict) else None for ex in dataset.examples]
+        if all(v is None for v in values):
+            first = dataset.examples[0].record if dataset.examples else None
+            have = ", ".join(first) if isinstance(first, dict) else "none"
+            raise KeyError(f"{dataset.path}: no record has a field {name!r} (record fields: {have})")
+        scores = scores.append_column(name, pa.array([None if v is None else str(v) for v in values], pa.string()))
+    return scores
 
 
 def read_scores(path: str | os.PathLike, dataset: Dataset) -> Any:

@@ -1,0 +1,99 @@
+"""Drop exact and near duplicates, keeping the first row of each group.
+
+Reads the fingerprints of `scoring.dedup.MinHashSignature`: rows with the same `text_hash` are exact
+duplicates (same words up to case, spacing and punctuation); among the rest, `datasketch`'s MinHash
+LSH index proposes candidate pairs and a row is a near duplicate of an earlier kept row when their
+estimated Jaccard similarity (the share of equal MinHash values) is at least `threshold`. Rows are
+visited in input order among those still kept, so a row is only ever dropped for one that stays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .base import Selection
+
+
+def signatures(table: Any, name: str = "minhash") -> tuple[np.ndarray, np.ndarray]:
+    """`(matrix, valid)`: the (n, num_perm) uint32 MinHash values and a mask of the non-null rows.
+
+    Takes the scorer's `fixed_size_list<uint32>` column, and plain lists of one length (a score table
+    read back from JSON Lines)."""
+    import pyarrow as pa
+
+    if name not in table.column_names:
+        raise KeyError(f"the score table has no column {name!r}: run the minhash scorer first")
+    arr = table.column(name).combine_chunks()
+    n = len(arr)
+    valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    if pa.types.is_fixed_size_list(arr.type):
+        d = arr.type.list_size
+        flat = arr.values.slice(arr.offset * d, n * d).fill_null(0)
+        return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.uint32).reshape(n, d), valid
+    rows = arr.to_pylist()
+    lengths = {len(r) for r in rows if r is not None}
+    if len(lengths) > 1:
+        raise ValueError(f"column {name!r} mixes signatures of {sorted(lengths)} permutations")
+    out = np.zeros((n, lengths.pop() if lengths else 0), dtype=np.uint32)
+    for i, r in enumerate(rows):
+        if r is not None:
+            out[i] = r
+    return out, valid
+
+
+@dataclass
+class Dedup:
+    """Keep the first of each group of exact (`text_hash`) and near (MinHash LSH, Jaccard >= `threshold`)
+    duplicates among the kept rows. Reasons: `exact duplicate (of row N)`, `near duplicate (of row N, ...)`."""
+
+    threshold: float = 0.7
+    exact: bool = True
+    near: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"the near-duplicate threshold must be in (0, 1], got {self.threshold}")
+
+    def describe(self) -> str:
+        kinds = [k for k, on in (("exact", self.exact), (f"near (Jaccard >= {self.threshold:g})", self.near)) if on]
+        return f"drop {' and '.join(kinds)} duplicates, keeping the first"
+
+    def apply(self, table: Any, selection: Selection) -> None:
+        rows = table.column("row").to_pylist()
+        if self.exact:
+            if "text_hash" not in table.column_names:
+                raise KeyError("the score table has no column 'text_hash': run the minhash scorer first")
+            keys = table.column("text_hash").to_pylist()
+            first: dict[str, int] = {}
+            for i in selection.kept.tolist():
+                if keys[i] is None:
+                    continue
+                j = first.setdefault(keys[i], i)
+                if j != i:
+                    selection.drop([i], f"exact duplicate (of row {rows[j]})")
+        if self.near:
+            self._near(table, selection, rows)
+
+    def _near(self, table: Any, selection: Selection, rows: list[int]) -> None:
+        from datasketch import MinHash, MinHashLSH
+
+        sigs, valid = signatures(table)
+        if sigs.shape[1] == 0:
+            return
+        num_perm = sigs.shape[1]
+        lsh = MinHashLSH(threshold=self.threshold, num_perm=num_perm)
+        for i in selection.kept.tolist():
+            if not valid[i]:
+                continue
+            m = MinHash(num_perm=num_perm, hashvalues=sigs[i], scheme="affine32")
+            candidates = lsh.query(m)
+            if candidates:
+                sims = {j: float(np.mean(sigs[j] == sigs[i])) for j in candidates}
+                j = min((j for j, s in sims.items() if s >= self.threshold), default=None)
+                if j is not None:
+                    selection.drop([i], f"near duplicate (of row {rows[j]}, Jaccard ~ {sims[j]:.2f})")
+                    continue
+            lsh.insert(i, m)

@@ -1,0 +1,119 @@
+"""Stratified selection: up to `per` rows of every category (or K-Means cluster), best first.
+
+LIMA (Zhou et al., NeurIPS 2023, "LIMA: Less Is More for Alignment", section 2.1) samples its training
+set across many sources and topics, taking the top-rated answer within each: quality inside a stratum,
+diversity across strata. `Stratified` does that over the score table: strata are the values of a
+column (a record field such as Dolly's `category`, which `api.select` copies from the records since
+selectors only read the table; see `record_fields`), or K-Means clusters of an embedding column when
+the data has no categories. Within a stratum rows are ranked by any score column, highest first (or
+lowest with `descending=False`), ties to the earlier row; without a score they are drawn at random
+with `seed`. The kept rows' `rank` is their place within their stratum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .base import Selection, column, drop_unscored
+
+
+def _label(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return str(value)
+
+
+@dataclass
+class Stratified:
+    """Keep up to `per` of the kept rows in each stratum of `by` (or of `clusters` K-Means clusters of the
+    `on` vectors when `by` is None), best first by `rank`. Rows without a stratum are dropped.
+
+    After `apply`: `strata_` maps each stratum to (kept, candidates)."""
+
+    per: int
+    by: str | None = "category"
+    rank: str | None = None
+    descending: bool = True
+    clusters: int | None = None
+    on: str = "embedding"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.per < 1:
+            raise ValueError(f"per must be at least 1, got {self.per}")
+        if self.by is None and self.clusters is None:
+            raise ValueError("stratified needs a category column (by=...) or a number of K-Means clusters")
+        if self.clusters is not None and self.clusters < 1:
+            raise ValueError(f"clusters must be at least 1, got {self.clusters}")
+
+    @property
+    def record_fields(self) -> tuple[str, ...]:
+        """Record fields this selector reads when the score table lacks them (`api.select` adds them)."""
+        return (self.by,) if self.by else ()
+
+    @property
+    def _stratum(self) -> str:
+        return self.by if self.by else "K-Means cluster"
+
+    def describe(self) -> str:
+        what = f"each {self.by}" if self.by else f"each of {self.clusters} K-Means clusters of {self.on}"
+        how = f"by {self.rank} ({'highest' if self.descending else 'lowest'} first)" if self.rank else "at random"
+        return f"up to {self.per} from {what}, {how}"
+
+    def _labels(self, table: Any, selection: Selection) -> list[str | None]:
+        if self.by is not None:
+            if self.by not in table.column_names:
+                raise KeyError(
+                    f"no column {self.by!r} to stratify by: neither the score table nor the records have it "
+                    f"(columns: {', '.join(table.column_names)})"
+                )
+            labels = [_label(v) for v in table.column(self.by).to_pylist()]
+            missing = [i for i in selection.kept.tolist() if labels[i] is None]
+            selection.drop(missing, f"no {self.by}")
+            return labels
+        from .cluster import kmeans_fit
+        from .vectors import kept_vectors
+
+        rows, vectors = kept_vectors(table, selection, self.on)
+        if self.clusters > len(rows):
+            raise ValueError(f"stratified: {self.clusters} clusters asked for but only {len(rows)} rows are left")
+        fitted = kmeans_fit(vectors, self.clusters, self.seed).labels_
+        labels: list[str | None] = [None] * table.num_rows
+        for r, c in zip(rows.tolist(), fitted.tolist(), strict=True):
+            labels[r] = str(c)
+        return labels
+
+    def apply(self, table: Any, selection: Selection) -> None:
+        labels = self._labels(table, selection)
+        values = None
+        if self.rank is not None:
+            drop_unscored(table, selection, [self.rank])
+            values = column(table, self.rank)
+        groups: dict[str, list[int]] = {}
+        for i in selection.kept.tolist():
+            groups.setdefault(labels[i], []).append(i)
+        rng = np.random.default_rng(self.seed)
+        self.strata_: dict[str, tuple[int, int]] = {}
+        for label, members in groups.items():
+            idx = np.asarray(members, dtype=np.int64)
+            if values is None:
+                order = idx[rng.permutation(len(idx))]
+            else:
+                v = values[idx]
+                order = idx[np.lexsort((idx, -v if self.descending else v))]
+            for place, i in enumerate(order[: self.per].tolist(), start=1):
+                selection.rank[i] = place
+            rest = order[self.per :]
+            self.strata_[label] = (min(self.per, len(idx)), len(idx))
+            where = f"{self._stratum} {label}"
+            if values is None:
+                reasons = [f"not among {self.per} sampled per {self._stratum} ({where})"] * len(rest)
+            else:
+                reasons = [
+                    f"not in the top {self.per} per {self._stratum} by {self.rank} ({where}, {self.rank} = {values[i]:.4g})"
+                    for i in rest.tolist()
+                ]
+            selection.drop(rest, reasons)
