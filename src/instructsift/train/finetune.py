@@ -1,0 +1,418 @@
+"""Supervised fine-tuning of a causal LM on selected examples, loss on answer tokens only.
+
+The sequences follow the scoring convention (`scoring/templates.py`): S = `tok("")` start tokens, then
+the template's prompt and the answer tokenized separately and concatenated; an EOS is appended to each
+answer as in Stanford Alpaca's training, so the model learns to stop. A multi-turn conversation is one
+sequence in which every assistant turn is a target; where the template is not prefix-stable across turns
+(a chat template that rewrites earlier turns), each turn becomes its own sequence instead.
+
+LoRA (Hu et al., 2022) via `peft` by default, full fine-tuning on request. The loop is Hugging Face's
+`Trainer`: it already does what a resumable run needs (checkpoints with optimizer, scheduler, RNG and data
+position; gradient accumulation with token-weighted loss; bf16/fp16 mixed precision; CPU or GPU through
+accelerate), so a hand-written loop would only re-implement it. Around it: length-grouped batches, a rich
+progress bar on stderr, resume from the last complete checkpoint, and an atomic final save of a merged
+model folder (or a LoRA adapter) that `models.loader.resolve` loads as a local path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_path, write_text
+from ..data.example import Example
+
+MODEL_INFO = "instructsift-model.json"  # written into every saved model; part of its fingerprint
+SAVE_MODES = ("merged", "adapter")
+MIXED = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class TrainSequence:
+    """Token ids and the [start, end) spans whose tokens are targets (answer tokens and their EOS)."""
+
+    ids: tuple[int, ...]
+    spans: tuple[tuple[int, int], ...]
+    truncated: bool = False
+
+    @property
+    def n_targets(self) -> int:
+        return sum(b - a for a, b in self.spans)
+
+    def labels(self) -> list[int]:
+        """`ids` with every non-target position set to -100 (ignored by the loss)."""
+        out = [-100] * len(self.ids)
+        for a, b in self.spans:
+            out[a:b] = self.ids[a:b]
+        return out
+
+
+@dataclass
+class Built:
+    """An example's training sequences, or why it gives none."""
+
+    sequences: list[TrainSequence]
+    reason: str | None = None
+
+
+def build_sequences(
+    examples: Sequence[Example], template: Any, tokenizer: Any, max_length: int, eos: bool = True
+) -> list[Built]:
+    """Tokenize examples into training sequences (see the module docstring), truncated to `max_length`."""
+    from ..scoring.templates import get_template, start_ids, turn_texts
+
+    if isinstance(template, str):
+        template = get_template(template)
+    if max_length < 2:
+        raise ValueError(f"max_length must be at least 2, got {max_length}")
+    eos_id = tokenizer.eos_token_id if eos else None
+    if eos and eos_id is None:
+        raise ValueError("the tokenizer has no EOS token: turn EOS off (eos=False / --no-eos)")
+    eos_text = (tokenizer.eos_token or "") if eos else ""
+    start = start_ids(tokenizer)
+    plans: list[list[list[tuple[str, bool]]]] = []
+    for ex in examples:
+        turns = turn_texts(ex, template, tokenizer)
+        pieces: list[tuple[str, bool]] = []
+        prev: str | None = ""
+        for k, (prompt, answer) in enumerate(turns):
+            if prev is None or not prompt.startswith(prev):
+                prev = None
+                break
+            context = prompt[len(prev) :]
+            if k and eos_text and context.startswith(eos_text):  # the template's own end of turn: EOS is there
+                context = context[len(eos_text) :]
+            pieces += [(context, False), (answer, True)]
+            prev = prompt + answer
+        plans.append([pieces] if prev is not None else [[(p, False), (a, True)] for p, a in turns])
+    texts = [text for seqs in plans for pieces in seqs for text, _ in pieces]
+    ids = iter(tokenizer(texts, add_special_tokens=False).input_ids if texts else [])
+    out: list[Built] = []
+    for seqs in plans:
+        built: list[TrainSequence] = []
+        truncated = False
+        for pieces in seqs:
+            seq = list(start)
+            spans: list[tuple[int, int]] = []
+            for _text, target in pieces:
+                toks = next(ids)
+                if target and not toks:
+                    continue  # an empty answer teaches nothing
+                a = len(seq)
+                seq += toks
+                if target:
+                    if eos_id is not None:
+                        seq.append(eos_id)
+                    spans.append((max(a, 1), len(seq)))
+            if len(seq) > max_length:
+                truncated = True
+                seq = seq[:max_length]
+                spans = [(a, min(b, max_length)) for a, b in spans if a < max_length]
+            if spans:
+                built.append(TrainSequence(tuple(seq), tuple(spans), truncated))
+        if built:
+            out.append(Built(built))
+        elif truncated:
+            out.append(Built([], f"the prompt fills max_length {max_length}: no answer token is left"))
+        else:
+            out.append(Built([], "no answer tokens"))
+    return out
+
+
+@dataclass
+class FinetuneConfig:
+    """Training settings. `lr` defaults to 2e-4 for LoRA and 2e-5 for full fine-tuning (Alpaca's)."""
+
+    template: str = "alpaca"
+    max_length: int = 512
+    epochs: float = 3.0
+    lr: float | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.03
+    scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str = "all-linear"
+    eos: bool = True
+    seed: int = 42
+    dtype: str = "auto"  # mixed precision: auto = bf16 where the hardware is fast at it, else fp32
+    device: str = "auto"  # auto, cpu or cuda (one GPU: pick it with CUDA_VISIBLE_DEVICES)
+    save: str = "merged"
+    checkpoint_steps: int = 100
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.save not in SAVE_MODES:
+            raise ValueError(f"save must be one of {', '.join(SAVE_MODES)}, got {self.save!r}")
+        if self.save == "adapter" and not self.lora:
+            raise ValueError("save='adapter' needs LoRA; full fine-tuning saves the whole model")
+        if self.dtype not in MIXED:
+            raise ValueError(f"dtype must be one of {', '.join(MIXED)}, got {self.dtype!r}")
+        for name in ("epochs", "batch_size", "grad_accum", "checkpoint_steps", "max_length"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (2e-4 if self.lora else 2e-5)
+
+
+@dataclass
+class FinetuneResult:
+    output: str
+    examples: int
+    sequences: int
+    skipped: list[tuple[str, str]]  # (example id, reason)
+    tokens: int  # tokens per epoch (no padding)
+    target_tokens: int
+    steps: int
+    train_loss: float | None
+    seconds: float
+    tokens_per_second: float
+    resumed_from: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def mixed_precision(dtype: str, device: str) -> str:
+    """The autocast dtype for training: `auto` is bf16 on GPUs that support it and CPUs with native
+    bf16, else fp32 (fp16 only when asked, on a GPU)."""
+    import torch
+
+    from ..models.device import cpu_has_fast_bf16
+
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+        return "bfloat16" if cpu_has_fast_bf16() else "float32"
+    if dtype == "float16" and not device.startswith("cuda"):
+        raise ValueError("float16 mixed precision needs a GPU; use bfloat16 or float32 on a CPU")
+    return dtype
+
+
+def _checkpoint_dir(output: Path) -> Path:
+    return output.parent / f".{output.name}.checkpoints"
+
+
+def _last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint whose trainer state was written (the Trainer writes it last)."""
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1])) if done else None
+
+
+def _run_key(base_fingerprint: str, examples: Sequence[Example], config: FinetuneConfig) -> str:
+    h = hashlib.sha256()
+    settings = {k: v for k, v in asdict(config).items() if k not in ("device", "checkpoint_steps")}
+    h.update(json.dumps({"base": base_fingerprint, "config": settings}, sort_keys=True).encode())
+    for ex in examples:
+        h.update(ex.content_hash.encode())
+    return h.hexdigest()[:16]
+
+
+def _progress_callback(bar: Any, tokens_per_step: float) -> Any:
+    from transformers import TrainerCallback
+
+    class RichProgress(TrainerCallback):
+        """The Trainer's steps on a rich bar, with the latest loss and the token rate."""
+
+        task: Any = None
+        loss: str = ""
+        t0: float = 0.0
+        first: int = 0
+
+        def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
+            self.task = bar.add_task("finetune", total=state.max_steps, completed=state.global_step, rate="")
+            self.t0, self.first = time.monotonic(), state.global_step
+
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            done = state.global_step - self.first
+            rate = tokens_per_step * done / max(time.monotonic() - self.t0, 1e-9)
+            bar.update(self.task, completed=state.global_step, rate=f"{self.loss}{rate:,.0f} tok/s")
+
+        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+            if logs and "loss" in logs:
+                self.loss = f"loss {logs['loss']:.3f} · "
+
+    return RichProgress()
+
+
+def finetune(
+    data: Sequence[Example] | Any,
+    model: str = "embedded",
+    output: str | os.PathLike = "finetuned",
+    config: FinetuneConfig | None = None,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+    keep_checkpoints: bool = False,
+    callbacks: Sequence[Any] = (),
+) -> FinetuneResult:
+    """Fine-tune `model` (any `models.loader.resolve` spec) on `data` (a `Dataset` or examples) and save
+    the result to `output` atomically. An interrupted run leaves checkpoints beside `output`
+    (`.<name>.checkpoints/`); the same call later resumes from the last complete one. `callbacks` are
+    extra `transformers.TrainerCallback`s."""
+    import torch
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        PrinterCallback,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+    from transformers.utils import logging as hf_logging
+
+    from ..engine.local import _progress
+    from ..models import choose_device, resolve
+
+    config = config or FinetuneConfig()
+    examples = list(getattr(data, "examples", data))
+    output = Path(output)
+    hf_logging.disable_progress_bar()
+    source = resolve(model)
+    device = choose_device(config.device)
+    if device.startswith("cuda:") and device != "cuda:0":
+        raise ValueError(f"device {device}: pick the GPU with CUDA_VISIBLE_DEVICES and pass --device cuda")
+    mixed = mixed_precision(config.dtype, device)
+    tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=config.trust_remote_code)
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    built = build_sequences(examples, config.template, tokenizer, config.max_length, config.eos)
+    skipped = [(ex.id, b.reason or "") for ex, b in zip(examples, built, strict=True) if not b.sequences]
+    seqs = [s for b in built for s in b.sequences]
+    if not seqs:
+        raise ValueError(f"nothing to train on: {len(skipped)} example(s), none with an answer token left")
+    rows = [{"input_ids": list(s.ids), "attention_mask": [1] * len(s.ids), "labels": s.labels()} for s in seqs]
+    tokens = sum(len(s.ids) for s in seqs)
+    target_tokens = sum(s.n_targets for s in seqs)
+
+    key = _run_key(source.fingerprint, examples, config)
+    ckpt_dir = _checkpoint_dir(output)
+    run_file = ckpt_dir / "run.json"
+    if ckpt_dir.exists() and (not resume or not run_file.exists() or json.loads(run_file.read_text())["key"] != key):
+        shutil.rmtree(ckpt_dir)  # checkpoints of another run (other data, model or settings): start over
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_file, json.dumps({"key": key, "model": model, "output": str(output)}))
+    last = _last_complete_checkpoint(ckpt_dir) if resume else None
+    for other in ckpt_dir.glob("checkpoint-*"):
+        if other != last:
+            shutil.rmtree(other)  # older, or one the interrupted run did not finish writing
+    start_step = int(last.name.rsplit("-", 1)[1]) if last else 0
+
+    base_config = json.loads((Path(source.path) / "config.json").read_text())
+    saved_dtype = base_config.get("dtype") or base_config.get("torch_dtype")  # merged weights go back to it
+    set_seed(config.seed)  # trained in fp32 (mixed precision on top): LoRA's init and the data order
+    lm = AutoModelForCausalLM.from_pretrained(
+        source.path, dtype=torch.float32, trust_remote_code=config.trust_remote_code
+    )
+    lm.config.use_cache = False
+    if config.lora:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_targets,
+            task_type="CAUSAL_LM",
+        )
+        lm = get_peft_model(lm, lora)
+
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.scheduler,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        bf16=mixed == "bfloat16",
+        fp16=mixed == "float16",
+        use_cpu=device == "cpu",
+        seed=config.seed,
+        data_seed=config.seed,
+        train_sampling_strategy="group_by_length",
+        remove_unused_columns=False,
+        logging_strategy="steps",
+        logging_steps=10,
+        save_strategy="steps",
+        save_steps=config.checkpoint_steps,
+        save_total_limit=1,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    trainer = Trainer(model=lm, args=args, train_dataset=rows, data_collator=collator, processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)
+    for cb in callbacks:
+        trainer.add_callback(cb)
+    steps_per_epoch = -(-len(rows) // (config.batch_size * config.grad_accum))
+    t0 = time.monotonic()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the Trainer's notices; the progress bar says what matters
+    try:
+        with _progress(progress) as bar:
+            trainer.add_callback(_progress_callback(bar, tokens / steps_per_epoch))
+            out = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    seconds = time.monotonic() - t0
+
+    info = {
+        "base": str(Path(model).expanduser().resolve()) if Path(model).expanduser().exists() else model,
+        "base_path": source.path,
+        "base_fingerprint": source.fingerprint,
+        "fingerprint": key,
+        "mode": "lora" if config.lora else "full",
+        "save": config.save,
+        "config": asdict(config),
+        "examples": len(examples),
+        "sequences": len(seqs),
+        "target_tokens_per_epoch": target_tokens,
+        "steps": out.global_step,
+        "train_loss": out.training_loss,
+        "mixed_precision": mixed,
+        "device": device,
+    }
+    final = trainer.model
+    with atomic_path(output, directory=True) as tmp:
+        if config.lora and config.save == "merged":
+            final = final.merge_and_unload()
+        if config.save == "merged" and saved_dtype in ("bfloat16", "float16"):
+            final = final.to(getattr(torch, saved_dtype))
+        final.config.use_cache = True
+        final.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / MODEL_INFO).write_text(json.dumps(info, indent=2, default=str))
+    if not keep_checkpoints:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    tokens_run = tokens / steps_per_epoch * (out.global_step - start_step)
+    return FinetuneResult(
+        output=str(output),
+        examples=len(examples),
+        sequences=len(seqs),
+        skipped=skipped,
+        tokens=tokens,
+        target_tokens=target_tokens,
+        steps=out.global_step,
+        train_loss=out.training_loss,
+        seconds=seconds,
+        tokens_per_second=tokens_run / seconds if seconds > 0 else 0.0,
+        resumed_from=str(last) if last else None,
+        info=info,
+    )

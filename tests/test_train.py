@@ -1,0 +1,295 @@
+"""Fine-tuning, evaluation and Cherry LLM's pre-experience pipeline, on a tiny randomly initialised model.
+
+The tiny model is a 2-layer Llama built from a config with the embedded SmolLM2 tokenizer, so training
+runs in seconds on a CPU; the data are real rows of ../shared/data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ALPACA = "alpaca/alpaca_random_9k.json"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide Llama with random weights and the embedded SmolLM2 tokenizer, saved as a folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from instructsift.models.loader import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("embedded").path)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def alpaca(shared_data: Path):
+    from instructsift.data import read
+
+    return read(shared_data / ALPACA, on_error="skip")
+
+
+@pytest.fixture(scope="module")
+def train_rows(alpaca):
+    """16 short real Alpaca rows: short keeps the tiny model's training fast."""
+    short = sorted(alpaca.examples[:400], key=lambda e: len(e.instruction) + len(e.response))
+    return short[:16]
+
+
+def _config(**kw):
+    from instructsift.train.finetune import FinetuneConfig
+
+    base = dict(lora=False, lr=5e-3, epochs=3, batch_size=4, max_length=128, checkpoint_steps=4, dtype="float32")
+    return FinetuneConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_model: Path, train_rows, tmp_path_factory: pytest.TempPathFactory):
+    """An uninterrupted full fine-tuning run, shared by the loss and the resume tests."""
+    from instructsift.train.finetune import finetune
+
+    out = tmp_path_factory.mktemp("ft") / "full"
+    return finetune(train_rows, str(tiny_model), out, _config(), progress=False)
+
+
+# -- sequences --------------------------------------------------------------------------------------------
+def test_sequences_follow_the_scoring_convention(tiny_model: Path, train_rows) -> None:
+    """Single turn: S + tok(prompt) + tok(answer) + EOS, exactly IFD's conditioned sequence plus EOS."""
+    from transformers import AutoTokenizer
+
+    from instructsift.scoring.templates import ALPACA as TEMPLATE
+    from instructsift.scoring.templates import tokenize_turns
+    from instructsift.train.finetune import build_sequences
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    built = build_sequences(train_rows, "alpaca", tok, 512)
+    turns = tokenize_turns(train_rows, TEMPLATE, tok)
+    for b, t in zip(built, turns, strict=True):
+        ((prompt, answer),) = t
+        (seq,) = b.sequences
+        assert seq.ids == prompt + answer + (tok.eos_token_id,)
+        assert seq.spans == ((len(prompt), len(seq.ids)),)
+        assert seq.labels()[: len(prompt)] == [-100] * len(prompt)
+
+
+def test_multiturn_every_assistant_turn_is_a_target(shared_data: Path, tiny_model: Path) -> None:
+    """A conversation under the chat template is the template's own text, one sequence, every answer
+    (with its end-of-turn token) a target and nothing else."""
+    from transformers import AutoTokenizer
+
+    from instructsift.data import read
+    from instructsift.train.finetune import build_sequences
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    ds = read(shared_data / "multiturn/sharegpt_dummy_500.json", on_error="skip")
+    convs = [ex for ex in ds.examples if len(ex.answer_turns) >= 2][:5]
+    assert len(convs) == 5
+    for ex, b in zip(convs, build_sequences(convs, "chat", tok, 4096), strict=True):
+        (seq,) = b.sequences
+        answers = [ex.messages[t].content for t in ex.answer_turns]
+        assert [tok.decode(seq.ids[a:e]) for a, e in seq.spans] == [a + tok.eos_token for a in answers]
+        messages = [{"role": m.role, "content": m.text} for m in ex.messages]
+        assert tok.decode(seq.ids) == tok.apply_chat_template(messages, tokenize=False).rstrip("\n")
+
+
+def test_truncation_drops_examples_with_no_answer_left(tiny_model: Path, train_rows) -> None:
+    from transformers import AutoTokenizer
+
+    from instructsift.train.finetune import build_sequences
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    (short,) = build_sequences(train_rows[:1], "alpaca", tok, 10)
+    assert short.sequences == [] and "max_length 10" in short.reason
+    (full,) = build_sequences(train_rows[:1], "alpaca", tok, 512)
+    ((start, end),) = full.sequences[0].spans
+    (cut,) = build_sequences(train_rows[:1], "alpaca", tok, start + 1)
+    assert cut.sequences[0].ids == full.sequences[0].ids[: start + 1] and cut.sequences[0].truncated
+    assert cut.sequences[0].spans == ((start, start + 1),) and end > start + 1
+
+
+# -- fine-tuning and evaluation -----------------------------------------------------------------------------
+def test_full_finetune_lowers_the_training_loss(tiny_model: Path, train_rows, full_run) -> None:
+    from instructsift.models.loader import resolve
+    from instructsift.train.evaluate import evaluate
+
+    before = evaluate(train_rows, str(tiny_model), max_length=128, dtype="float32", progress=False)
+    after = evaluate(train_rows, full_run.output, max_length=128, dtype="float32", progress=False)
+    assert full_run.steps == 12 and full_run.resumed_from is None
+    assert after.loss < before.loss - 1.0, (before.loss, after.loss)
+    assert sum(a < b for a, b in zip(after.per_example, before.per_example, strict=True)) == len(train_rows)
+    info = json.loads((Path(full_run.output) / "instructsift-model.json").read_text())
+    assert info["mode"] == "full" and info["examples"] == 16
+    assert resolve(full_run.output).fingerprint != resolve(str(tiny_model)).fingerprint
+    assert not Path(full_run.output).with_name(".full.checkpoints").exists()
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_model: Path, train_rows, full_run, tmp_path) -> None:
+    """Stop after step 5 (checkpoint at step 4), rerun: it resumes at 4 and ends where an uninterrupted run does."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from instructsift.train.finetune import finetune
+
+    class Stop(Exception):
+        pass
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if state.global_step == 5:
+                raise Stop
+
+    out = tmp_path / "resumed"
+    with pytest.raises(Stop):
+        finetune(train_rows, str(tiny_model), out, _config(), progress=False, callbacks=[StopAt()])
+    assert not out.exists()
+    checkpoints = sorted(p.name for p in (tmp_path / ".resumed.checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-4"]
+    r = finetune(train_rows, str(tiny_model), out, _config(), progress=False)
+    assert r.resumed_from is not None and r.resumed_from.endswith("checkpoint-4")
+    assert r.steps == full_run.steps
+    resumed = load_file(out / "model.safetensors")
+    straight = load_file(Path(full_run.output) / "model.safetensors")
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_lora_adapter_lowers_the_loss_and_loads_by_path(tiny_model: Path, train_rows, tmp_path) -> None:
+    from instructsift.models.loader import resolve
+    from instructsift.train.evaluate import evaluate
+    from instructsift.train.finetune import finetune
+
+    out = tmp_path / "adapter"
+    r = finetune(
+        train_rows,
+        str(tiny_model),
+        out,
+        _config(lora=True, lr=2e-2, lora_r=8, epochs=2, batch_size=8, checkpoint_steps=100, save="adapter"),
+        progress=False,
+    )
+    assert (out / "adapter_config.json").exists() and not (out / "config.json").exists()
+    merged = resolve(str(out))
+    assert (Path(merged.path) / "config.json").exists()
+    before = evaluate(train_rows, str(tiny_model), max_length=128, dtype="float32", progress=False)
+    after = evaluate(train_rows, str(out), max_length=128, dtype="float32", progress=False)
+    assert r.info["mode"] == "lora"
+    assert after.loss < before.loss - 0.1, (before.loss, after.loss)
+
+
+def test_evaluate_agrees_with_a_direct_forward(tiny_model: Path, alpaca) -> None:
+    """Mean answer loss = the model's own loss with labels on S + prompt + answer + EOS, one at a time."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from instructsift.scoring.templates import ALPACA as TEMPLATE
+    from instructsift.train.evaluate import evaluate
+
+    rows = alpaca.examples[100:112]
+    r = evaluate(rows, str(tiny_model), max_length=512, dtype="float32", batch_tokens=1024, progress=False)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    losses, counts = [], []
+    for ex in rows:
+        prompt = tok("").input_ids + tok(TEMPLATE.render(ex.messages[:-1]), add_special_tokens=False).input_ids
+        answer = tok(ex.messages[-1].content, add_special_tokens=False).input_ids + [tok.eos_token_id]
+        ids = torch.tensor([prompt + answer])
+        labels = torch.tensor([[-100] * len(prompt) + answer])
+        with torch.no_grad():
+            losses.append(model(input_ids=ids, labels=labels).loss.item())
+        counts.append(len(answer))
+    assert r.per_example == pytest.approx(losses, rel=1e-4)
+    assert r.loss == pytest.approx(sum(x * n for x, n in zip(losses, counts, strict=True)) / sum(counts), rel=1e-4)
+    assert r.tokens == sum(counts) and r.scored == len(rows)
+
+
+# -- Cherry LLM, whole ------------------------------------------------------------------------------------
+def test_pre_experience_sizes_scale_down_for_small_data() -> None:
+    from instructsift.train.pre_experience import PreExperience
+
+    pe = PreExperience()
+    assert pe.sizes(52_002) == (100, 10) and pe.sizes(9_225) == (100, 10)
+    assert pe.sizes(1_000) == (50, 10)  # the sample is at most half the data
+    assert pe.sizes(60) == (3, 10) and pe.sizes(5) == (1, 2)
+    with pytest.raises(ValueError):
+        pe.sizes(1)
+
+
+def _cli(*args: object) -> str:
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "instructsift.cli", *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    assert proc.returncode == 0, f"{cmd} exited {proc.returncode}:\n{proc.stderr}"
+    return proc.stderr
+
+
+def test_cherry_pre_experience_end_to_end_then_rerun_skips_finished_phases(
+    shared_data: Path, tiny_model: Path, tmp_path: Path, _session_cache: Path
+) -> None:
+    """`select --method cherry --pre-experience` on 60 real rows: K-Means sample -> fine-tune -> IFD with
+    that model -> drop IFD > 1, top ratio. The rerun finds every phase cached and writes the same output."""
+    import pyarrow.parquet as pq
+
+    from instructsift.data import read
+
+    data = tmp_path / "alpaca60.json"
+    data.write_text(json.dumps(json.loads((shared_data / ALPACA).read_text(encoding="utf-8"))[:60]))
+    out, scores = tmp_path / "picked.json", tmp_path / "scores.parquet"
+    args = ["select", data, "--method", "cherry", "--pre-experience", "--pe-clusters", "3", "--pe-per-cluster", "4",
+            "--model", tiny_model, "--ratio", "0.1", "--dtype", "float32", "--on-error", "skip", "-q",
+            "--save-scores", scores, "-o", out]  # fmt: skip
+    first = _cli(*args)
+    m = re.search(r"K-Means sample \(3 clusters x 4, (\d+) examples\): ran", first)
+    assert m, first
+    n_sample = int(m.group(1))  # 4 from each cluster, or all of a smaller one
+    assert 3 <= n_sample <= 12
+    assert "pre-experienced model (1 epoch on the sample): ran" in first
+    (model_dir,) = (_session_cache / "pre-experience").glob("*/model")
+    info = json.loads((model_dir / "instructsift-model.json").read_text())
+    assert info["examples"] == n_sample and info["mode"] == "full" and info["config"]["epochs"] == 1
+    sample = json.loads((model_dir.parent / "sample.json").read_text())["ids"]
+    assert len(set(sample)) == n_sample
+    assert f"ifd: {model_dir}" in first  # IFD was scored with the pre-experienced model, not the base
+    assert "ifd: 60 scored, 0 from cache" in first
+
+    ds = read(data, on_error="skip")
+    table = pq.read_table(scores)
+    ifd = dict(zip(table.column("id").to_pylist(), table.column("ifd").to_pylist(), strict=True))
+    usable = sorted((v for v in ifd.values() if v is not None and v <= 1), reverse=True)
+    picked = json.loads(out.read_text())
+    assert len(picked) == max(1, round(0.1 * len(usable))) and len(ds.examples) == 60
+    by_record = {json.dumps(ex.record, sort_keys=True): ex.id for ex in ds.examples}
+    kept = [ifd[by_record[json.dumps(r, sort_keys=True)]] for r in picked]
+    assert sorted(kept, reverse=True) == usable[: len(kept)]
+    assert set(sample) <= {ex.id for ex in ds.examples}
+
+    mtime = (model_dir / "model.safetensors").stat().st_mtime_ns
+    again = _cli(*args)
+    assert f"K-Means sample (3 clusters x 4, {n_sample} examples): cached" in again
+    assert "pre-experienced model (1 epoch on the sample): cached" in again
+    assert "ifd: 0 scored, 60 from cache" in again
+    assert (model_dir / "model.safetensors").stat().st_mtime_ns == mtime
+    assert json.loads(out.read_text()) == picked
