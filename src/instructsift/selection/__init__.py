@@ -1,7 +1,11 @@
 """Selectors: they look only at score columns and decide which rows to keep."""
 
 from .base import Selection, Selector, select
+from .cluster import KMeansSample, kmeans_sample
 from .dedup import Dedup
+from .diverse import DiverseTop
+from .facility import FacilityLocation
+from .kcenter import KCenter, kcenter_greedy
 from .rules import KeepLanguage, RuleFilter
 from .stratified import Stratified
 from .threshold import Threshold, parse_where
@@ -9,6 +13,10 @@ from .top import Top
 
 __all__ = [
     "Dedup",
+    "DiverseTop",
+    "FacilityLocation",
+    "KCenter",
+    "KMeansSample",
     "KeepLanguage",
     "RuleFilter",
     "Selection",
@@ -16,6 +24,8 @@ __all__ = [
     "Stratified",
     "Threshold",
     "Top",
+    "kcenter_greedy",
+    "kmeans_sample",
     "parse_where",
     "select",
 ]

@@ -1,0 +1,46 @@
+"""LTD: a k-center coreset of example embeddings, seeded by K-Means.
+
+Chen et al., 2023, "Maybe Only 0.5% Data is Needed: A Preliminary Exploration of Low Training Data
+Instruction Tuning", arXiv:2305.09246. Examples are embedded (mean-pooled, L2-normalised), clustered
+with K-Means, and a greedy k-center core-set (Sener & Savarese, ICLR 2018) grown from the cluster
+centres picks the target number. The paper embeds with the model being tuned (`--encoder lm` or
+`lm:<model>`); the default here is the embedded all-MiniLM-L6-v2, much faster on a CPU. The number of
+seed clusters (a tenth of the target, 1 to 100) is instructsift's choice: the paper does not give one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..scoring.embed import Embed, embed_options
+from ..selection.kcenter import KCenter
+from .base import Method
+
+
+def _selectors(ratio: float | None, k: int | None, **options: Any) -> list[Any]:
+    return [
+        KCenter(
+            "embedding",
+            ratio=ratio,
+            k=k,
+            of="all",
+            init="kmeans",
+            n_clusters=options.get("n_clusters"),
+            seed=options.get("seed", 0),
+        )
+    ]
+
+
+LTD = Method(
+    name="ltd",
+    paper="Chen et al., 2023, Maybe Only 0.5% Data is Needed (LTD), arXiv:2305.09246",
+    summary="embed each example; greedy k-center coreset of the target size, seeded by K-Means cluster centres",
+    defaults={
+        "encoder": "embedded (all-MiniLM-L6-v2); the paper: the tuned model (--encoder lm)",
+        "embed_text": "instruction+input",
+        "init": "kmeans, clusters = target / 10 (1..100)",
+        "distance": "Euclidean on unit vectors",
+    },
+    make_scorers=lambda **o: [Embed(**embed_options(o))],
+    make_selectors=_selectors,
+)

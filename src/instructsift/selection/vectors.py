@@ -1,0 +1,65 @@
+"""Reading an embedding column of the score table as a float32 matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def vector_column(table: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """`(vectors, valid)`: an (n, d) float32 matrix of the column `name` and a mask of its non-null rows.
+
+    Takes the `fixed_size_list<float32>` columns that the embed scorer writes, and variable-length list
+    columns (a score table read back from JSON Lines) whose rows all have one length. Null rows are zeros.
+    """
+    import pyarrow as pa
+
+    if name not in table.column_names:
+        raise KeyError(
+            f"the score table has no embedding column {name!r} (columns: {', '.join(table.column_names)}); "
+            "run the embed scorer first"
+        )
+    col = table.column(name)
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    n = len(arr)
+    valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    if pa.types.is_fixed_size_list(arr.type):
+        d = arr.type.list_size
+        flat = arr.values.slice(arr.offset * d, n * d)
+        values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(n, d)
+        out = np.where(valid[:, None], np.nan_to_num(values), 0.0).astype(np.float32, copy=False)
+    elif pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        rows = arr.to_pylist()
+        lengths = {len(r) for r in rows if r is not None}
+        if len(lengths) > 1:
+            raise ValueError(f"column {name!r} holds vectors of different lengths {sorted(lengths)}")
+        d = lengths.pop() if lengths else 0
+        out = np.zeros((n, d), dtype=np.float32)
+        for i, r in enumerate(rows):
+            if r is not None:
+                out[i] = r
+    else:
+        raise ValueError(f"column {name!r} is {arr.type}, not a vector (list of floats) column")
+    if out.shape[1] == 0 and n:
+        raise ValueError(f"column {name!r} has no vectors")
+    return out, valid
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
+
+
+def kept_vectors(table: Any, selection: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """`(rows, vectors)` of the rows still kept, after dropping those without a vector (with the
+    scorer's reason where it gave one)."""
+    vectors, valid = vector_column(table, name)
+    missing = np.flatnonzero(selection.keep & ~valid)
+    if len(missing):
+        reason_col = next((c for c in (f"{name}_reason", "reason") if c in table.column_names), None)
+        why = table.column(reason_col).to_pylist() if reason_col else [None] * table.num_rows
+        selection.drop(missing, [f"not scored ({why[i] or f'no {name}'})" for i in missing])
+    rows = selection.kept
+    return rows, vectors[rows]
