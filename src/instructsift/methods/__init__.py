@@ -1,10 +1,14 @@
 """The papers as recipes over scoring and selection."""
 
+from .alpagasus import ALPAGASUS
 from .base import Method
 from .cherry import CHERRY
+from .lima import LIMA
+from .ltd import LTD
 from .superfiltering import SUPERFILTERING
+from .superfiltering_d import SUPERFILTERING_D
 
-METHODS: dict[str, Method] = {m.name: m for m in (CHERRY, SUPERFILTERING)}
+METHODS: dict[str, Method] = {m.name: m for m in (CHERRY, SUPERFILTERING, ALPAGASUS, LIMA, LTD, SUPERFILTERING_D)}
 ALIASES = {"ifd": "cherry"}
 
 

@@ -33,4 +33,7 @@ class Scorer(Protocol):
     ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
         """Yield lists of (content_hash, {column: value}) for examples whose hash is not in `skip`,
         in deterministic chunks; call `advance(n)` as n examples' worth of work completes.
-        A value that cannot be computed is None with a reason in the scorer's reason column."""
+        A value that cannot be computed is None with a reason in the scorer's reason column.
+
+        Optional: `cacheable(row) -> bool`; rows it rejects (e.g. a judge request that got no reply)
+        are used in this run but not cached, so the next run scores them again."""

@@ -1,0 +1,154 @@
+"""The AlpaGasus LLM judge: rate each (instruction, input, response) 0-5 and keep the best.
+
+Chen et al., 2024, "AlpaGasus: Training a Better Alpaca with Fewer Data", ICLR: ChatGPT rates every
+Alpaca example for accuracy on a 0-5 scale and training keeps the 9k examples scoring at least 4.5.
+
+Two back ends add the same columns:
+  - `ServerJudge` (scoring/judge_client.py): any OpenAI-compatible server (vLLM, llama.cpp server,
+    `transformers serve`, OpenAI); async, bounded concurrency, retries with exponential backoff.
+  - `LocalJudge` (scoring/judge_local.py): a local Hugging Face causal LM (the embedded SmolLM2 by
+    default); the expected score from the next-token probabilities of the score tokens.
+
+Columns: `judge` (the score, None when missing), `judge_raw` (the reply text, or the score-token
+probabilities for the local back end), `judge_reason` (why `judge` is missing), `judge_source`
+(`logprobs`, `reply` or `next-token`), `judge_mass` (probability mass on the score tokens),
+`judge_attempts` (HTTP attempts) and `judge_truncated` (the response was cut to fit the local model).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+JUDGE_OPTIONS = (
+    "judge_url",
+    "judge_model",
+    "judge_key_env",
+    "judge_dimension",
+    "judge_prompt",
+    "judge_concurrency",
+    "judge_timeout",
+    "judge_retries",
+    "judge_max_tokens",
+    "model",
+    "dtype",
+    "device",
+    "max_length",
+    "batch_tokens",
+    "chunk_size",
+    "trust_remote_code",
+)
+COLUMNS = (
+    "judge",
+    "judge_raw",
+    "judge_reason",
+    "judge_source",
+    "judge_mass",
+    "judge_attempts",
+    "judge_truncated",
+)
+
+
+def judge_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("judge", pa.float64()),
+            ("judge_raw", pa.string()),
+            ("judge_reason", pa.string()),
+            ("judge_source", pa.string()),
+            ("judge_mass", pa.float64()),
+            ("judge_attempts", pa.int64()),
+            ("judge_truncated", pa.bool_()),
+        ]
+    )
+
+
+def judge_row(
+    score: float | None = None,
+    *,
+    raw: str | None = None,
+    reason: str | None = None,
+    source: str | None = None,
+    mass: float | None = None,
+    attempts: int | None = None,
+    truncated: bool = False,
+) -> dict[str, Any]:
+    """One example's judge columns; a missing score always carries its reason."""
+    if score is None and not reason:
+        raise ValueError("a missing judge score needs a reason")
+    return {
+        "judge": score,
+        "judge_raw": raw,
+        "judge_reason": None if score is not None else reason,
+        "judge_source": source,
+        "judge_mass": mass,
+        "judge_attempts": attempts,
+        "judge_truncated": truncated,
+    }
+
+
+def Judge(
+    judge_url: str | None = None,
+    judge_model: str | None = None,
+    judge_key_env: str | None = None,
+    judge_dimension: str = "accuracy",
+    judge_prompt: str | None = None,
+    judge_concurrency: int | None = None,
+    judge_timeout: float | None = None,
+    judge_retries: int | None = None,
+    judge_max_tokens: int | None = None,
+    model: Any = "embedded",
+    dtype: str = "auto",
+    device: str = "auto",
+    max_length: int | None = None,
+    batch_tokens: int | None = None,
+    chunk_size: int | None = None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """The judge the options ask for: a server judge when `judge_url` is set, else a local model
+    (`judge_model`, or `model`: the embedded SmolLM2 by default)."""
+    if judge_url:
+        from .judge_client import ServerJudge
+
+        if not judge_model:
+            raise ValueError("--judge-url needs --judge-model: the model name the server serves")
+        server: dict[str, Any] = {
+            "concurrency": judge_concurrency,
+            "timeout": judge_timeout,
+            "retries": judge_retries,
+            "max_tokens": judge_max_tokens,
+            "chunk_size": chunk_size,
+        }
+        return ServerJudge(
+            url=judge_url,
+            model=judge_model,
+            key_env=judge_key_env,
+            dimension=judge_dimension,
+            prompt=judge_prompt,
+            **{k: v for k, v in server.items() if v is not None},
+        )
+    given = {
+        "--judge-key-env": judge_key_env,
+        "--judge-concurrency": judge_concurrency,
+        "--judge-timeout": judge_timeout,
+    }
+    stray = [k for k, v in given.items() if v is not None]
+    if stray:
+        raise ValueError(f"{', '.join(stray)} only apply to a judge server: add --judge-url")
+    from .judge_local import LocalJudge
+
+    return LocalJudge(
+        model=judge_model or model,
+        dimension=judge_dimension,
+        prompt=judge_prompt,
+        dtype=dtype,
+        device=device,
+        max_length=max_length or 2048,
+        batch_tokens=batch_tokens,
+        chunk_size=chunk_size,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+__all__ = ["COLUMNS", "JUDGE_OPTIONS", "Judge", "judge_row", "judge_schema"]

@@ -1,0 +1,261 @@
+"""The AlpaGasus judge on any OpenAI-compatible server (vLLM, llama.cpp server, `transformers serve`, OpenAI).
+
+Chen et al., 2024, "AlpaGasus" (ICLR) rated with ChatGPT at temperature 0; this back end sends the
+same prompt to any server that speaks the OpenAI chat API, with the `openai` client library.
+
+- Requests run concurrently (`concurrency` at a time) on an asyncio loop, each with a `timeout`.
+- Timeouts, connection failures, 429 and 5xx are retried `retries` times with exponential backoff
+  (`backoff` x 2^attempt, jittered, capped; a 429's Retry-After is honoured). The client's own retries
+  are off so that every row records its attempts.
+- Log-probabilities are requested; where the server returns them, the score is the expected value over
+  the score tokens, otherwise the first number of the reply (see judge_prompts.py).
+- A row read from a chat completion is cached by the engine (a rerun never pays for it twice), whether
+  its score could be read or not; a row that got none (the server was down, timed out, refused, sent a
+  malformed body) is missing with the reason and is kept out of the cache, so the next run asks again.
+- 401, 403 and 404 stop the run: a wrong key, URL or model name is not a property of one row.
+- The API key is read from the environment variable `key_env` when a request is made; it is never
+  stored in the scorer, its cache key, its description or its log lines. Without `key_env` no key is
+  sent (a placeholder), not even $OPENAI_API_KEY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..data.example import Example
+from .judge import judge_row, judge_schema
+from .judge_prompts import get_prompt, logprob_score, parse_reply
+
+TOP_LOGPROBS = 20  # OpenAI's maximum; vLLM's default limit
+MAX_BACKOFF = 30.0
+MAX_RETRY_AFTER = 60.0
+
+
+class JudgeServerError(ValueError):
+    """A failure that is not about one row (bad key, unknown model, wrong URL): the run stops.
+    A ValueError, like other bad options, so the CLI reports it in one line."""
+
+
+def base_url(url: str) -> str:
+    """`http://host:port` -> `http://host:port/v1`; a URL with a path is used as it is."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"--judge-url {url!r}: expected http(s)://host[:port][/path], e.g. http://127.0.0.1:8000/v1")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+@dataclass
+class _Outcome:
+    row: dict[str, Any]
+    requests: int
+
+
+@dataclass
+class ServerJudge:
+    """AlpaGasus ratings from an OpenAI-compatible server at `url`, model `model`."""
+
+    url: str
+    model: str
+    key_env: str | None = None  # the environment variable holding the API key (none: no key is sent)
+    dimension: str = "accuracy"
+    prompt: str | None = None  # a custom prompt file (see judge_prompts.get_prompt)
+    concurrency: int = 8
+    timeout: float = 60.0
+    retries: int = 4
+    backoff: float = 1.0
+    max_tokens: int = 16  # the score comes first; the explanation after it is not needed
+    logprobs: bool = True
+    chunk_size: int | None = None
+    name: str = field(default="judge", init=False)
+    stats: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.url = base_url(self.url)
+        self._prompt = get_prompt(self.dimension, self.prompt)
+        if self.concurrency < 1:
+            raise ValueError(f"--judge-concurrency must be at least 1, got {self.concurrency}")
+        if self.retries < 0 or self.timeout <= 0 or self.max_tokens < 1:
+            raise ValueError("judge retries must be >= 0, timeout > 0 and max_tokens >= 1")
+        self._api_key()  # fail early on a named but unset variable
+        self._use_logprobs = self.logprobs
+        self.stats = {"requests": 0, "replies": 0, "no_reply": 0}
+
+    @property
+    def schema(self) -> Any:
+        return judge_schema()
+
+    def _api_key(self) -> str:
+        if self.key_env:
+            key = os.environ.get(self.key_env)
+            if not key:
+                raise ValueError(f"--judge-key-env {self.key_env}: that environment variable is not set")
+            return key
+        # No key option: send a placeholder (local servers take any; the client needs one), never a key
+        # the user did not name for this server, such as $OPENAI_API_KEY.
+        return "no-key"
+
+    def cache_key(self) -> str:
+        """Everything that changes a reply: server, model, prompt, scale, decoding. Not the key."""
+        config = {
+            "scorer": "judge-server/1",
+            "url": self.url,
+            "model": self.model,
+            "prompt": self._prompt.config(),
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+            "logprobs": self.logprobs,
+        }
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        key = f"key from ${self.key_env}" if self.key_env else "no key option"
+        return (
+            f"{self.model} at {self.url} (OpenAI-compatible), prompt {self._prompt.name}, "
+            f"concurrency {self.concurrency}, timeout {self.timeout:g}s, {self.retries} retries, {key}"
+        )
+
+    def cacheable(self, row: dict[str, Any]) -> bool:
+        """Rows read from a chat completion are cached (scored or not); rows without one (no reply,
+        an HTTP error, a malformed body) are asked again on the next run."""
+        return row["judge_source"] is not None
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def score(
+        self,
+        examples: Sequence[Example],
+        skip: set[str] | frozenset[str] = frozenset(),
+        advance: Callable[[float], None] | None = None,
+    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Yield (content_hash, columns) chunk by chunk; requests within a chunk run concurrently."""
+        todo = [ex for ex in examples if ex.content_hash not in skip]
+        chunk = self.chunk_size or max(64, 8 * self.concurrency)
+        advance = advance or (lambda _n: None)
+        for lo in range(0, len(todo), chunk):
+            part = todo[lo : lo + chunk]
+            rows = _run(self._score_chunk(part, advance))
+            yield [(ex.content_hash, row) for ex, row in zip(part, rows, strict=True)]
+
+    async def _score_chunk(self, part: Sequence[Example], advance: Callable[[float], None]) -> list[dict[str, Any]]:
+        from openai import AsyncOpenAI
+
+        gate = asyncio.Semaphore(self.concurrency)
+        client = AsyncOpenAI(base_url=self.url, api_key=self._api_key(), timeout=self.timeout, max_retries=0)
+
+        async def one(ex: Example) -> dict[str, Any]:
+            async with gate:
+                out = await self._rate(client, ex)
+            self.stats["requests"] += out.requests
+            self.stats["replies" if self.cacheable(out.row) else "no_reply"] += 1
+            advance(1)
+            return out.row
+
+        try:
+            return list(await asyncio.gather(*(one(ex) for ex in part)))
+        finally:
+            await client.close()
+
+    async def _rate(self, client: Any, ex: Example) -> _Outcome:
+        import openai
+        import pydantic
+
+        messages = self._prompt.messages(ex)
+        last = ""
+        for attempt in range(self.retries + 1):
+            wait = self.backoff * 2**attempt * random.uniform(0.75, 1.0)
+            try:
+                reply = await self._request(client, messages)
+            except openai.BadRequestError as e:
+                if self._use_logprobs and "logprob" in str(e).lower():
+                    self._use_logprobs = False  # a server that refuses log-probabilities: read replies
+                    last = f"the server refused log-probabilities ({_brief(e)})"
+                    continue
+                return _Outcome(
+                    judge_row(reason=f"the server refused the request: {_brief(e)}", attempts=attempt + 1), attempt + 1
+                )
+            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
+                hint = " (name the key's environment variable with --judge-key-env)" if not self.key_env else ""
+                hint = hint if isinstance(e, openai.AuthenticationError) else ""
+                raise JudgeServerError(f"judge server {self.url}, model {self.model!r}: {_brief(e)}{hint}") from None
+            except openai.APITimeoutError:
+                last = f"timed out after {self.timeout:g}s"
+            except openai.APIConnectionError as e:
+                last = f"connection failed ({_brief(e)})"
+            except openai.RateLimitError as e:
+                last = f"rate limited (429: {_brief(e)})"
+                wait = max(wait, _retry_after(e))
+            except openai.APIStatusError as e:
+                if e.status_code < 500:
+                    return _Outcome(
+                        judge_row(reason=f"HTTP {e.status_code}: {_brief(e)}", attempts=attempt + 1), attempt + 1
+                    )
+                last = f"server error (HTTP {e.status_code}: {_brief(e)})"
+            except (openai.APIResponseValidationError, json.JSONDecodeError, pydantic.ValidationError) as e:
+                # a body that is not JSON, or JSON that is not a completion: not retried, not cached
+                return _Outcome(judge_row(reason=f"malformed response: {_brief(e)}", attempts=attempt + 1), attempt + 1)
+            else:
+                return _Outcome(self._read(reply, attempt + 1), attempt + 1)
+            if attempt < self.retries:
+                await asyncio.sleep(min(wait, MAX_BACKOFF))
+        n = self.retries + 1
+        return _Outcome(judge_row(reason=f"no reply after {n} attempt{'s' if n > 1 else ''}: {last}", attempts=n), n)
+
+    async def _request(self, client: Any, messages: list[dict[str, str]]) -> Any:
+        extra: dict[str, Any] = {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if self._use_logprobs else {}
+        return await client.chat.completions.create(
+            model=self.model, messages=messages, temperature=0, max_tokens=self.max_tokens, **extra
+        )
+
+    def _read(self, reply: Any, attempts: int) -> dict[str, Any]:
+        """The score from one reply: log-probabilities where given, else the reply's first number."""
+        choices = getattr(reply, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            body = reply if isinstance(reply, str) else str(reply)
+            return judge_row(raw=body[:2000], reason="malformed response: not a chat completion", attempts=attempts)
+        choice = choices[0]
+        text = getattr(getattr(choice, "message", None), "content", None)
+        raw = text if isinstance(text, str) else ""
+        scale = self._prompt.scores
+        logprobs = getattr(choice, "logprobs", None)
+        value, mass = logprob_score(getattr(logprobs, "content", None), scale)
+        if value is not None:
+            return judge_row(value, raw=raw, source="logprobs", mass=mass, attempts=attempts)
+        value, reason = parse_reply(raw, scale.start, scale.stop - 1)
+        return judge_row(value, raw=raw, reason=reason, source="reply", attempts=attempts)
+
+
+def _retry_after(e: Any) -> float:
+    """Seconds a 429 asks us to wait (Retry-After / retry-after-ms), capped; 0 when absent."""
+    headers = getattr(getattr(e, "response", None), "headers", None) or {}
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            return min(max(float(headers.get(name)) / scale, 0.0), MAX_RETRY_AFTER)
+        except (TypeError, ValueError):
+            continue
+    return 0.0
+
+
+def _brief(e: Exception) -> str:
+    """An error message on one line, without the request (which could carry headers)."""
+    message = getattr(e, "message", None) or str(e) or type(e).__name__
+    return " ".join(str(message).split())[:300]
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine to completion, also from code that already runs an event loop (a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -1,0 +1,202 @@
+"""The AlpaGasus judge on a local Hugging Face causal LM: expected score from next-token probabilities.
+
+Chen et al., 2024, "AlpaGasus" (ICLR) read the score from the first line of ChatGPT's reply. A local
+model needs no generation: after the rating prompt (in the model's chat template, with the generation
+prompt) the next token is the score, so one forward pass gives p(s) for every score token s, and the
+score is sum(s * p(s)) / sum(p(s)). `judge_mass` keeps sum(p(s)), how sure the model is that it is
+writing a score at all; `judge_raw` keeps each p(s).
+
+Prompts are sorted by length and batched by a token budget, right-padded (causal attention never sees a
+pad), and only the last real position of each prompt goes through the LM head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..data.example import Example
+from .judge import judge_row, judge_schema
+from .judge_prompts import JudgePrompt, expected_score, get_prompt
+from .losses import AnswerLoss, plan_batches
+
+
+@dataclass
+class _Prompt:
+    ids: tuple[int, ...] = ()
+    truncated: bool = False
+    reason: str | None = None
+
+
+@dataclass
+class LocalJudge:
+    """AlpaGasus ratings from a local causal LM, as the expected score over the score tokens."""
+
+    model: Any = "embedded"  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
+    dimension: str = "accuracy"
+    prompt: str | None = None
+    max_length: int = 2048
+    dtype: str = "auto"
+    device: str = "auto"
+    batch_tokens: int | None = None
+    chunk_size: int | None = None
+    trust_remote_code: bool = False
+    name: str = field(default="judge", init=False)
+    _lm: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._prompt: JudgePrompt = get_prompt(self.dimension, self.prompt)
+        if self.max_length < 64:
+            raise ValueError(f"the local judge needs max_length >= 64, got {self.max_length}")
+
+    @property
+    def schema(self) -> Any:
+        return judge_schema()
+
+    def load(self) -> Any:
+        if self._lm is None:
+            from ..models import LoadedModel, load_causal_lm
+
+            if isinstance(self.model, LoadedModel):
+                self._lm = self.model
+            else:
+                self._lm = load_causal_lm(
+                    self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
+                )
+            tok = self._lm.tokenizer
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            self._head = AnswerLoss(self._lm.model, pad if pad is not None else 0)
+            self._score_ids = self._find_score_ids(tok)
+        return self._lm
+
+    def _find_score_ids(self, tok: Any) -> dict[int, list[int]]:
+        """Token ids that spell each score on their own ("4", and " 4" where it is another token)."""
+        out: dict[int, list[int]] = {}
+        for s in self._prompt.scores:
+            ids = []
+            for text in (str(s), f" {s}"):
+                enc = tok(text, add_special_tokens=False).input_ids
+                if len(enc) == 1 and enc[0] not in ids:
+                    ids.append(enc[0])
+            if not ids:
+                raise ValueError(f"the tokenizer of {self.model!r} has no single token for the score {s}")
+            out[s] = ids
+        return out
+
+    def cache_key(self) -> str:
+        lm = self.load()
+        config = {
+            "scorer": "judge-local/1",
+            "model": lm.source.fingerprint,
+            "dtype": str(lm.dtype),
+            "device": lm.device.split(":")[0],
+            "prompt": self._prompt.config(),
+            "chat_template": getattr(lm.tokenizer, "chat_template", None),
+            "max_length": self.max_length,
+        }
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        lm = self.load()
+        return (
+            f"{lm.source.name} ({lm.dtype}, {lm.device}), expected score over next-token probabilities, "
+            f"prompt {self._prompt.name}, max_length {self.max_length}"
+        )
+
+    # -- prompts -------------------------------------------------------------------------------------
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The rating prompt as the model sees it, up to where its answer (the score) begins."""
+        tok = self.load().tokenizer
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            bos = getattr(tok, "bos_token", None)
+            if bos and text.startswith(bos) and tok("").input_ids[:1] == [tok.bos_token_id]:
+                text = text[len(bos) :]  # the tokenizer adds it
+            return text
+        return "\n\n".join(m["content"] for m in messages) + "\n"
+
+    def encode(self, example: Example) -> _Prompt:
+        """Token ids of the prompt; a response too long for `max_length` is cut (and flagged)."""
+        tok = self.load().tokenizer
+        start = tuple(tok("").input_ids)
+
+        def ids_of(ex: Example) -> tuple[int, ...]:
+            return start + tuple(tok(self.render(self._prompt.messages(ex)), add_special_tokens=False).input_ids)
+
+        ids = ids_of(example)
+        if len(ids) <= self.max_length:
+            return _Prompt(ids)
+        response = example.messages[example.answer_turns[-1]] if example.answer_turns else None
+        if response is None:
+            return _Prompt(reason=f"the prompt is {len(ids)} tokens, over max_length {self.max_length}")
+        r_ids = tok(response.content, add_special_tokens=False).input_ids
+        keep = len(r_ids) - (len(ids) - self.max_length) - 8  # room for tokens that merge at the cut
+        if keep > 0:
+            cut = tok.decode(r_ids[:keep])
+            last = example.answer_turns[-1]
+            msgs = list(example.messages)
+            msgs[last] = type(response)(response.role, cut, response.context)
+            ids = ids_of(Example(example.id, tuple(msgs), example.row))
+            if len(ids) <= self.max_length:
+                return _Prompt(ids, truncated=True)
+        return _Prompt(reason=f"the prompt without its response is over max_length {self.max_length} tokens")
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def probabilities(self, prompts: Sequence[tuple[int, ...]], budget: int) -> list[dict[int, float]]:
+        """p(score) at the end of each prompt, batched by `budget` padded tokens, in input order."""
+        import torch
+
+        self.load()
+        head = self._head
+        flat = [(s, i) for s, ids in self._score_ids.items() for i in ids]
+        wanted = torch.tensor([i for _, i in flat], device=head.device)
+        out: list[dict[int, float]] = [{} for _ in prompts]
+        for idx in plan_batches([len(p) for p in prompts], budget, max_batch=64):
+            width = max(len(prompts[i]) for i in idx)
+            ids = torch.full((len(idx), width), head.pad_id, dtype=torch.long)
+            for b, i in enumerate(idx):
+                ids[b, : len(prompts[i])] = torch.tensor(prompts[i], dtype=torch.long)
+            last = torch.tensor([len(prompts[i]) - 1 for i in idx], device=head.device)
+            with torch.inference_mode():
+                hidden = head.decoder(input_ids=ids.to(head.device), use_cache=False).last_hidden_state
+                picked = hidden[torch.arange(len(idx), device=head.device), last]
+                probs = torch.softmax(head._logits(picked), dim=-1)[:, wanted].double().cpu().tolist()
+            for b, i in enumerate(idx):
+                for (s, _), p in zip(flat, probs[b], strict=True):
+                    out[i][s] = out[i].get(s, 0.0) + p
+        return out
+
+    def score(
+        self,
+        examples: Sequence[Example],
+        skip: set[str] | frozenset[str] = frozenset(),
+        advance: Callable[[float], None] | None = None,
+    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Yield (content_hash, columns) chunk by chunk (chunks depend only on the examples)."""
+        lm = self.load()
+        cuda = lm.device.startswith("cuda")
+        budget = max(self.batch_tokens or (65536 if cuda else 8192), self.max_length)
+        chunk = self.chunk_size or (4096 if cuda else 256)
+        advance = advance or (lambda _n: None)
+        todo = [ex for ex in examples if ex.content_hash not in skip]
+        for lo in range(0, len(todo), chunk):
+            part = todo[lo : lo + chunk]
+            prompts = [self.encode(ex) for ex in part]
+            ok = [i for i, p in enumerate(prompts) if p.reason is None]
+            probs = self.probabilities([prompts[i].ids for i in ok], budget)
+            rows: list[dict[str, Any]] = [{} for _ in part]
+            for i, p in zip(ok, probs, strict=True):
+                value, mass = expected_score(p)
+                raw = json.dumps({str(s): float(f"{v:.6g}") for s, v in sorted(p.items())})
+                reason = None if value is not None else "no probability on the score tokens"
+                rows[i] = judge_row(
+                    value, raw=raw, reason=reason, source="next-token", mass=mass, truncated=prompts[i].truncated
+                )
+            for i, p in enumerate(prompts):
+                if p.reason is not None:
+                    rows[i] = judge_row(reason=p.reason, source="next-token")
+            advance(len(part))
+            yield [(ex.content_hash, row) for ex, row in zip(part, rows, strict=True)]
