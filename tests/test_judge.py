@@ -103,6 +103,7 @@ class FaultServer:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.dead = False
+        self.in_flight = self.max_in_flight = 0  # requests being answered at once, now and at most
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -115,9 +116,25 @@ class FaultServer:
                     body = json.loads(raw)
                     prompt = body["messages"][-1]["content"]
                     n = owner.counts[prompt] = owner.counts.get(prompt, 0) + 1
-                    owner.requests.append({"prompt": prompt, "auth": self.headers.get("Authorization"), "body": body})
+                    owner.requests.append(
+                        {
+                            "prompt": prompt,
+                            "auth": self.headers.get("Authorization"),
+                            "body": body,
+                            "at": time.monotonic(),
+                        }
+                    )
+                    owner.in_flight += 1
+                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
                     kill = owner.kill_after is not None and len(owner.requests) >= owner.kill_after
                     owner.dead = kill
+                try:
+                    self._answer(prompt, n, body, kill)
+                finally:
+                    with owner.lock:
+                        owner.in_flight -= 1
+
+            def _answer(self, prompt: str, n: int, body: dict, kill: bool) -> None:
                 status, headers, payload, stall = owner.behave(prompt, n, body)
                 if stall and owner.stopping.wait(stall):
                     return
@@ -234,6 +251,18 @@ def test_logprob_parsing_picks_the_score_position() -> None:
     assert value == pytest.approx((4 * 0.6 + 5 * 0.3 + 3 * 0.05) / 0.95) and mass == pytest.approx(0.95)
     # a number that does not start with a score token ("10") is left to the reply text
     assert logprob_score([{"token": "10", "logprob": 0.0, "top_logprobs": []}], range(0, 6)) == (None, None)
+
+    # ... and so is a number split over tokens: digit by digit ("1" "0") or with a decimal part ("4" "." "5")
+    def tokens(*ts: str) -> list[dict]:
+        return [{"token": t, "logprob": 0.0, "top_logprobs": [{"token": t, "logprob": 0.0}]} for t in ts]
+
+    assert logprob_score(tokens("1", "0", "/", "10"), range(0, 6)) == (None, None)
+    assert logprob_score(tokens(" 4", ".", "5", "\n"), range(0, 6)) == (None, None)
+    assert logprob_score(tokens(" 4", ",", "5"), range(0, 6)) == (None, None)
+    # a score followed by a full stop, a space or the end of the reply is a whole score
+    assert logprob_score(tokens(" 4", ".", "\n", "The"), range(0, 6)) == (4.0, 1.0)
+    assert logprob_score(tokens("3", " out", " of"), range(0, 6)) == (3.0, 1.0)
+    assert logprob_score(tokens("5"), range(0, 6)) == (5.0, 1.0)
     assert logprob_score([{"token": "Good", "logprob": 0.0, "top_logprobs": []}], range(0, 6)) == (None, None)
 
 
@@ -251,9 +280,16 @@ def test_logprobs_from_the_server_give_the_expected_score(rows, alpaca_file, mon
             top = [{"token": t, "logprob": lp(p), "bytes": None} for t, p in tops[i]]
             content = [{"token": top[0]["token"], "logprob": top[0]["logprob"], "bytes": None, "top_logprobs": top}]
             return completion(top[0]["token"].strip() + "\nFine.", {"content": content})
-        if i == 2:  # first number "10": not a score token; the reply's first number is outside the scale
-            content = [{"token": "10", "logprob": 0.0, "bytes": None, "top_logprobs": []}]
+        if i == 2:  # "10" split digit by digit: read from the reply, whose first number is outside the scale
+            content = [{"token": t, "logprob": 0.0, "bytes": None, "top_logprobs": []} for t in ("1", "0", "\n")]
             return completion("10\nPerfect.", {"content": content})
+        if i == 3:  # "4.5" split as "4" "." "5": the expected value at "4" would lose the half; the reply has it
+            top = [{"token": t, "logprob": lp(p), "bytes": None} for t, p in (("4", 0.7), ("5", 0.3))]
+            content = [
+                {"token": "4", "logprob": lp(0.7), "bytes": None, "top_logprobs": top},
+                *({"token": t, "logprob": 0.0, "bytes": None, "top_logprobs": []} for t in (".", "5", "\n")),
+            ]
+            return completion("4.5\nAccurate.", {"content": content})
         return completion(f"{i - 1}\nSome explanation.")  # no log-probabilities at all
 
     monkeypatch.setenv("ISF_TEST_JUDGE_KEY", SECRET)
@@ -271,7 +307,8 @@ def test_logprobs_from_the_server_give_the_expected_score(rows, alpaca_file, mon
         and "outside the scale" in out[2]["judge_reason"]
         and out[2]["judge_raw"] == "10\nPerfect."
     )
-    for i in (3, 4, 5):
+    assert out[3]["judge"] == 4.5 and out[3]["judge_source"] == "reply"
+    for i in (4, 5):
         assert out[i]["judge"] == i - 1 and out[i]["judge_source"] == "reply" and out[i]["judge_mass"] is None
 
 
@@ -295,6 +332,76 @@ def test_retries_through_500_429_and_timeouts(rows, alpaca_file) -> None:
     assert [r["judge_attempts"] for r in out] == [4] * len(rows)
     assert sorted(srv.counts.values()) == [4] * len(rows)
     assert judge.stats["requests"] == 4 * len(rows)
+
+
+def test_concurrency_is_bounded(rows, alpaca_file) -> None:
+    """At most `concurrency` requests are in flight at once, and more than one when allowed."""
+
+    def behave(prompt: str, n: int, body: dict) -> Reply:
+        status, headers, payload, _ = completion("3")
+        return status, headers, payload, 0.3  # slow enough that requests overlap
+
+    for concurrency, want in ((1, 1), (2, 2), (4, 4)):
+        with FaultServer(behave) as srv:
+            out, _ = run(server_judge(srv.url, concurrency=concurrency), read(alpaca_file))
+        assert [r["judge"] for r in out] == [3.0] * len(rows)
+        assert srv.max_in_flight == want, (concurrency, srv.max_in_flight)
+
+
+def test_retry_after_is_honoured_and_backoff_grows() -> None:
+    from instructsift.scoring.judge_client import MAX_BACKOFF, backoff_delay
+
+    for attempt in range(6):
+        d = backoff_delay(1.0, attempt)
+        assert min(0.75 * 2**attempt, MAX_BACKOFF) <= d <= min(2**attempt, MAX_BACKOFF)
+    assert backoff_delay(1.0, 20) == MAX_BACKOFF
+
+
+def test_retry_after_header_sets_the_wait(rows, alpaca_file) -> None:
+    """A 429 asking for 0.6 s is waited out even though the backoff alone would retry after 0.01 s."""
+
+    def behave(prompt: str, n: int, body: dict) -> Reply:
+        return error(429, {"Retry-After": "0.6"}) if n == 1 else completion("2")
+
+    dataset = read(alpaca_file)
+    dataset.examples = dataset.examples[:2]
+    with FaultServer(behave) as srv:
+        out, _ = run(server_judge(srv.url, retries=1), dataset)
+    assert [r["judge"] for r in out] == [2.0, 2.0] and [r["judge_attempts"] for r in out] == [2, 2]
+    for prompt in {r["prompt"] for r in srv.requests}:
+        first, second = (r["at"] for r in srv.requests if r["prompt"] == prompt)
+        assert second - first >= 0.55
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_server_that_refuses_logprobs_is_read_from_replies(rows, alpaca_file, status) -> None:
+    """vLLM-style servers started without log-probabilities answer 400 (or 422): the judge asks again
+    without them, and the refusal does not use up the row's attempts (retries=0 still gets a score)."""
+
+    def behave(prompt: str, n: int, body: dict) -> Reply:
+        if body.get("logprobs"):
+            payload = json.dumps({"error": {"message": "logprobs is not enabled on this server", "type": "x"}})
+            return status, {"Content-Type": "application/json"}, payload.encode(), 0.0
+        return completion("4\nFine.")
+
+    with FaultServer(behave) as srv:
+        judge = server_judge(srv.url, retries=0, concurrency=1)
+        out, _ = run(judge, read(alpaca_file))
+    assert [r["judge"] for r in out] == [4.0] * len(rows)
+    assert {r["judge_source"] for r in out} == {"reply"} and {r["judge_attempts"] for r in out} == {1}
+    assert sum(1 for r in srv.requests if r["body"].get("logprobs")) == 1  # asked once, then never again
+
+
+def test_credentials_in_the_url_are_never_printed() -> None:
+    from instructsift.scoring.judge_client import JudgeServerError, shown_url
+
+    judge = ServerJudge(url="http://alice:hunter2@127.0.0.1:9/v1", model="judge", retries=0, timeout=1)
+    assert "hunter2" not in judge.describe() and "alice" not in judge.describe()
+    assert shown_url(judge.url) == "http://127.0.0.1:9/v1"
+    with pytest.raises(ValueError) as e:
+        ServerJudge(url="ftp://alice:hunter2@host/v1", model="judge")
+    assert "hunter2" not in str(e.value)
+    assert issubclass(JudgeServerError, ValueError)
 
 
 def test_no_reply_is_missing_with_reason_and_is_asked_again_next_run(rows, alpaca_file, tmp_path) -> None:
@@ -434,6 +541,17 @@ def test_cli_alpagasus_keeps_judge_at_least_threshold(rows, alpaca_file, tmp_pat
         res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), *common])
         assert res.exit_code == 0, res.output
         assert "judge: 5 scored, 1 missing" in res.output
+
+        # the server's request settings from the command line; a new max_tokens is a new cache key
+        opts = ["--judge-max-tokens", "7", "--judge-timeout", "9", "--judge-retries", "0"]
+        res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s7.parquet"), *common, *opts])
+        assert res.exit_code == 0, res.output
+        assert "timeout 9s, 0 retries" in res.output
+        assert len(srv.requests) == 12 and {r["body"]["max_tokens"] for r in srv.requests[6:]} == {7}
+        res = runner.invoke(
+            app, ["score", str(alpaca_file), "-o", str(tmp_path / "x.parquet"), "-m", "alpagasus"] + opts
+        )
+        assert res.exit_code == 2 and "only apply to a judge server" in res.output
 
 
 # -- transformers serve ----------------------------------------------------------------------------------

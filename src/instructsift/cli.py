@@ -138,19 +138,24 @@ JudgePromptOpt = Annotated[
 JudgeConcOpt = Annotated[
     int | None, typer.Option("--judge-concurrency", help="alpagasus: judge requests in flight at once [8].")
 ]
+JudgeTimeoutOpt = Annotated[
+    float | None, typer.Option("--judge-timeout", help="alpagasus: seconds per judge request [60].")
+]
+JudgeRetriesOpt = Annotated[
+    int | None,
+    typer.Option("--judge-retries", help="alpagasus: retries on timeouts, 429 and 5xx, with exponential backoff [4]."),
+]
+JudgeMaxTokensOpt = Annotated[
+    int | None, typer.Option("--judge-max-tokens", help="alpagasus: tokens the judge may reply with [16].")
+]
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="alpagasus: keep judge >= this [4.5].")]
 
 
-def _judge_opts(url: Any, model: Any, key_env: Any, dimension: Any, prompt: Any, concurrency: Any) -> dict[str, Any]:
-    """The judge options as the methods take them (None ones are dropped by the method)."""
-    return dict(
-        judge_url=url,
-        judge_model=model,
-        judge_key_env=key_env,
-        judge_dimension=dimension,
-        judge_prompt=str(prompt) if prompt else None,
-        judge_concurrency=concurrency,
-    )
+def _judge_opts(**opts: Any) -> dict[str, Any]:
+    """The `judge_*` options as the methods take them (None ones are dropped by the method)."""
+    if opts.get("judge_prompt"):
+        opts["judge_prompt"] = str(opts["judge_prompt"])
+    return opts
 
 
 def _fail(message: str) -> None:
@@ -164,10 +169,12 @@ def _read(path: Path, fmt: Fmt | None, on_error: OnError) -> Any:
     return read(path, format=fmt.value if fmt else None, on_error=on_error.value)
 
 
-def _write_rejects(dataset: Any, output: Path, rejects: Path | None) -> Path | None:
+def _write_rejects(dataset: Any, output: Path, rejects: Path | None, on_error: OnError) -> Path | None:
+    """With `--on-error skip` the rejects file is always written, empty when nothing was rejected, so
+    that it never shows an earlier run's rows."""
     from .data import write_rejects
 
-    if not dataset.rejects:
+    if on_error is not OnError.skip:
         return None
     target = rejects or output.with_name(output.name + ".rejects.jsonl")
     write_rejects(dataset.rejects, target)
@@ -246,6 +253,9 @@ def score_cmd(
     judge_dimension: JudgeDimOpt = None,
     judge_prompt: JudgePromptOpt = None,
     judge_concurrency: JudgeConcOpt = None,
+    judge_timeout: JudgeTimeoutOpt = None,
+    judge_retries: JudgeRetriesOpt = None,
+    judge_max_tokens: JudgeMaxTokensOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score every example; write the score table (row, id, loss_cond, loss_direct, ifd, ifd_ppl, ...)."""
@@ -264,11 +274,21 @@ def score_cmd(
         chunk_size=chunk_size,
         trust_remote_code=trust_remote_code,
         encoder=encoder,
-        **_judge_opts(judge_url, judge_model, judge_key_env, judge_dimension, judge_prompt, judge_concurrency),
+        **_judge_opts(
+            judge_url=judge_url,
+            judge_model=judge_model,
+            judge_key_env=judge_key_env,
+            judge_dimension=judge_dimension,
+            judge_prompt=judge_prompt,
+            judge_concurrency=judge_concurrency,
+            judge_timeout=judge_timeout,
+            judge_retries=judge_retries,
+            judge_max_tokens=judge_max_tokens,
+        ),
     )
     table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
     write_scores(table, output)
-    rej = _write_rejects(dataset, output, rejects)
+    rej = _write_rejects(dataset, output, rejects, on_error)
     unscored = sum(1 for r in table.column("reason").to_pylist() if r) if "reason" in table.column_names else 0
     line = f"read {dataset.n_read} · scored {table.num_rows - unscored} · unscored {unscored} · rejected {len(dataset.rejects)}"
     err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False)
@@ -305,6 +325,9 @@ def select_cmd(
     judge_dimension: JudgeDimOpt = None,
     judge_prompt: JudgePromptOpt = None,
     judge_concurrency: JudgeConcOpt = None,
+    judge_timeout: JudgeTimeoutOpt = None,
+    judge_retries: JudgeRetriesOpt = None,
+    judge_max_tokens: JudgeMaxTokensOpt = None,
     threshold: ThresholdOpt = None,
     per_category: PerCategoryOpt = None,
     category_field: CategoryFieldOpt = None,
@@ -352,7 +375,17 @@ def select_cmd(
             chunk_size=chunk_size,
             trust_remote_code=trust_remote_code,
             encoder=encoder,
-            **_judge_opts(judge_url, judge_model, judge_key_env, judge_dimension, judge_prompt, judge_concurrency),
+            **_judge_opts(
+                judge_url=judge_url,
+                judge_model=judge_model,
+                judge_key_env=judge_key_env,
+                judge_dimension=judge_dimension,
+                judge_prompt=judge_prompt,
+                judge_concurrency=judge_concurrency,
+                judge_timeout=judge_timeout,
+                judge_retries=judge_retries,
+                judge_max_tokens=judge_max_tokens,
+            ),
             **curation,
         )
         if m.prepare is not None:  # phases before scoring, e.g. Cherry's pre-experienced model
@@ -363,7 +396,7 @@ def select_cmd(
         write_scores(table, save_scores)
     picked = select(dataset, table, *selectors)
     write(picked, output, with_scores=with_scores)
-    rej = _write_rejects(dataset, output, rejects)
+    rej = _write_rejects(dataset, output, rejects, on_error)
     s = picked.summary()
     why = ", ".join(f"{k}: {v}" for k, v in s["dropped_by"].items())
     err.print(

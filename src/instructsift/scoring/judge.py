@@ -132,6 +132,8 @@ def Judge(
         "--judge-key-env": judge_key_env,
         "--judge-concurrency": judge_concurrency,
         "--judge-timeout": judge_timeout,
+        "--judge-retries": judge_retries,
+        "--judge-max-tokens": judge_max_tokens,
     }
     stray = [k for k, v in given.items() if v is not None]
     if stray:

@@ -13,8 +13,9 @@ same prompt to any server that speaks the OpenAI chat API, with the `openai` cli
   its score could be read or not; a row that got none (the server was down, timed out, refused, sent a
   malformed body) is missing with the reason and is kept out of the cache, so the next run asks again.
 - 401, 403 and 404 stop the run: a wrong key, URL or model name is not a property of one row.
-- The API key is read from the environment variable `key_env` when a request is made; it is never
-  stored in the scorer, its cache key, its description or its log lines. Without `key_env` no key is
+- The API key is read from the environment variable `key_env` (checked when the judge is made, read
+  again for each chunk of requests); it is never stored in the scorer, its cache key, its description or
+  its log lines, and credentials in the URL (`user:password@host`) are never printed either. Without `key_env` no key is
   sent (a placeholder), not even $OPENAI_API_KEY.
 """
 
@@ -48,7 +49,9 @@ def base_url(url: str) -> str:
     """`http://host:port` -> `http://host:port/v1`; a URL with a path is used as it is."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"--judge-url {url!r}: expected http(s)://host[:port][/path], e.g. http://127.0.0.1:8000/v1")
+        raise ValueError(
+            f"--judge-url {shown_url(url)!r}: expected http(s)://host[:port][/path], e.g. http://127.0.0.1:8000/v1"
+        )
     path = parts.path.rstrip("/") or "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
@@ -119,7 +122,7 @@ class ServerJudge:
     def describe(self) -> str:
         key = f"key from ${self.key_env}" if self.key_env else "no key option"
         return (
-            f"{self.model} at {self.url} (OpenAI-compatible), prompt {self._prompt.name}, "
+            f"{self.model} at {shown_url(self.url)} (OpenAI-compatible), prompt {self._prompt.name}, "
             f"concurrency {self.concurrency}, timeout {self.timeout:g}s, {self.retries} retries, {key}"
         )
 
@@ -169,14 +172,17 @@ class ServerJudge:
 
         messages = self._prompt.messages(ex)
         last = ""
-        for attempt in range(self.retries + 1):
-            wait = self.backoff * 2**attempt * random.uniform(0.75, 1.0)
+        attempt = 0
+        while attempt <= self.retries:
+            wait = backoff_delay(self.backoff, attempt)
+            asked_logprobs = self._use_logprobs
             try:
                 reply = await self._request(client, messages)
-            except openai.BadRequestError as e:
-                if self._use_logprobs and "logprob" in str(e).lower():
-                    self._use_logprobs = False  # a server that refuses log-probabilities: read replies
-                    last = f"the server refused log-probabilities ({_brief(e)})"
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
+                if asked_logprobs and "logprob" in str(e).lower():
+                    # A server that refuses log-probabilities: ask again for a plain reply, now and from
+                    # here on. The refusal is the server's setting, not this row's failure: no attempt used.
+                    self._use_logprobs = False
                     continue
                 return _Outcome(
                     judge_row(reason=f"the server refused the request: {_brief(e)}", attempts=attempt + 1), attempt + 1
@@ -184,7 +190,9 @@ class ServerJudge:
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
                 hint = " (name the key's environment variable with --judge-key-env)" if not self.key_env else ""
                 hint = hint if isinstance(e, openai.AuthenticationError) else ""
-                raise JudgeServerError(f"judge server {self.url}, model {self.model!r}: {_brief(e)}{hint}") from None
+                raise JudgeServerError(
+                    f"judge server {shown_url(self.url)}, model {self.model!r}: {_brief(e)}{hint}"
+                ) from None
             except openai.APITimeoutError:
                 last = f"timed out after {self.timeout:g}s"
             except openai.APIConnectionError as e:
@@ -204,7 +212,8 @@ class ServerJudge:
             else:
                 return _Outcome(self._read(reply, attempt + 1), attempt + 1)
             if attempt < self.retries:
-                await asyncio.sleep(min(wait, MAX_BACKOFF))
+                await asyncio.sleep(wait)
+            attempt += 1
         n = self.retries + 1
         return _Outcome(judge_row(reason=f"no reply after {n} attempt{'s' if n > 1 else ''}: {last}", attempts=n), n)
 
@@ -230,6 +239,19 @@ class ServerJudge:
             return judge_row(value, raw=raw, source="logprobs", mass=mass, attempts=attempts)
         value, reason = parse_reply(raw, scale.start, scale.stop - 1)
         return judge_row(value, raw=raw, reason=reason, source="reply", attempts=attempts)
+
+
+def backoff_delay(base: float, attempt: int) -> float:
+    """Seconds to wait after failed attempt `attempt` (0-based): base x 2^attempt, jittered down by up
+    to a quarter so that concurrent rows do not retry in step, capped at MAX_BACKOFF."""
+    return min(base * 2**attempt * random.uniform(0.75, 1.0), MAX_BACKOFF)
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may be printed: without any `user:password@` it carries."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _retry_after(e: Any) -> float:

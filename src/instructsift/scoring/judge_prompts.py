@@ -41,6 +41,7 @@ _TRIPLET = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Respon
 DIMENSIONS = ("accuracy", "helpfulness")
 FIELDS = ("{instruction}", "{input}", "{response}")
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+_CONTINUES_NUMBER = re.compile(r"\d|[.,]\d")  # what follows a digit token inside one number
 
 
 @dataclass(frozen=True)
@@ -160,16 +161,19 @@ def logprob_score(content: Sequence[Any] | None, scores: range) -> tuple[float |
     """Expected score from OpenAI-format token log-probabilities (`choices[0].logprobs.content`).
 
     The score position is the first generated token that starts with a digit. When the judge's own
-    token there is a score token, the score is the expected value over the score tokens among that
-    position's top log-probabilities (renormalized); the mass they hold is returned beside it.
-    Otherwise (no digit, or a number that does not start with a score token) the result is (None, None)
-    and the caller reads the reply text instead.
+    token there is a whole score (a score token not continued by more digits or a decimal part in the
+    tokens after it), the score is the expected value over the score tokens among that position's top
+    log-probabilities (renormalized); the mass they hold is returned beside it. Otherwise (no digit;
+    a number such as "10" or "4.5" that tokenizers split into "1" "0" or "4" "." "5") the result is
+    (None, None) and the caller reads the reply text instead.
     """
-    for item in content or ():
+    items = list(content or ())
+    for i, item in enumerate(items):
         token = _get(item, "token") or ""
         if not token.strip()[:1].isdigit():
             continue
-        if score_token(token, scores) is None:
+        after = "".join(_get(x, "token") or "" for x in items[i + 1 : i + 3])
+        if score_token(token, scores) is None or _CONTINUES_NUMBER.match(after):
             return None, None
         probs: dict[int, float] = {}
         seen: set[str] = set()
