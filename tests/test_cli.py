@@ -120,6 +120,16 @@ def test_bad_rows_fail_or_go_to_rejects(tmp_path):
     assert (s["read"], s["kept"], s["rejected"]) == (6, 2, 1) and s["kept"] + s["dropped"] + s["rejected"] == 6
     rejects = [json.loads(x) for x in (tmp_path / "o.json.rejects.jsonl").read_text().splitlines()]
     assert [(r["row"], r["line"], r["field"]) for r in rejects] == [(3, 17, "output")]
+    assert len(json.loads((tmp_path / "o.json").read_text())) == s["kept"]
+    # every dropped row is counted under a reason
+    reasons = re.search(r"dropped \d+ \(([^)]*)\)", proc.stderr).group(1)
+    assert sum(int(n) for n in re.findall(r": (\d+)", reasons)) == s["dropped"] == 3
+
+    # fixed and run again: the rejects file says so, instead of keeping the last run's rows
+    records[3]["output"] = "Hi!"
+    data.write_text(json.dumps(records, indent=2))
+    cli("select", data, "-m", "superfiltering", "--top", "2", "--on-error", "skip", "-q", "-o", tmp_path / "o.json")
+    assert (tmp_path / "o.json.rejects.jsonl").read_text() == ""
 
 
 def test_mismatched_scores_and_bad_options_are_clear(sample_scores, tmp_path):

@@ -78,6 +78,11 @@ def test_parquet_and_datasets_folder_roundtrip(tmp_path):
     out = pq.read_table(tmp_path / "out.parquet")
     assert out.column_names == ["instruction", "input", "output", "extra", "ifd"]
     assert out.to_pylist()[0]["extra"] == {"keep": [1, 2]} and out.column("ifd").to_pylist() == [0.5]
+    # scoring an already scored file: the new score replaces the old column instead of doubling it
+    write(read(tmp_path / "out.parquet"), [0], tmp_path / "again.parquet", scores=[{"ifd": 0.25}])
+    again = pq.read_table(tmp_path / "again.parquet")
+    assert again.column_names == ["instruction", "input", "output", "extra", "ifd"]
+    assert again.column("ifd").to_pylist() == [0.25]
 
     import datasets
 
@@ -159,6 +164,20 @@ def test_skip_accounts_for_every_row(tmp_path, shared_data):
     assert [x["row"] for x in lines] == [r.row for r in ds.rejects] and lines[0]["record"]["output"] == ""
     with pytest.raises(InputError, match="line 7307, row 1461, field 'output': is empty"):
         read(shared_data / "alpaca" / "alpaca_random_9k.json")
+
+
+def test_skip_keeps_the_rows_around_a_broken_jsonl_line(tmp_path):
+    """In JSON Lines each line is its own row: a line that is not JSON (or not UTF-8) is rejected alone."""
+    path = tmp_path / "mixed.jsonl"
+    good = [json.dumps({"instruction": f"q{i}", "output": f"a{i}"}).encode() for i in range(3)]
+    path.write_bytes(b"\n".join([good[0], b'{"instruction": "q", "output": ', good[1], b"\xff\xfe{}", good[2]]) + b"\n")
+    ds = read(path, on_error="skip")
+    assert ds.n_read == 5 and [ex.row for ex in ds.examples] == [0, 2, 4]
+    assert [(r.row, r.line) for r in ds.rejects] == [(1, 2), (3, 4)]
+    assert "invalid JSON" in ds.rejects[0].reason and ds.rejects[0].record == '{"instruction": "q", "output": '
+    assert "not UTF-8" in ds.rejects[1].reason
+    with pytest.raises(InputError, match="line 2, row 1: invalid JSON"):
+        read(path)
 
 
 def test_not_utf8_and_missing_file(tmp_path):

@@ -137,20 +137,42 @@ def _raw_records(path: Path, container: str) -> tuple[list[tuple[int | None, Any
             )
         table = datasets.load_from_disk(str(path)).data.table
         return [(None, r) for r in table.to_pylist()], table, None
-    text = _open_text(path)
-    if container == "json" and text.lstrip()[:1] == "[":
-        return list(_iter_json_array(text, str(path))), None, _json_indent(text)
-    out = []
-    for i, raw in enumerate(text.splitlines(), start=1):
+    if container == "json":
+        text = _open_text(path)
+        if text.lstrip()[:1] == "[":
+            return list(_iter_json_array(text, str(path))), None, _json_indent(text)
+    return _jsonl_records(path), None, None
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A JSON Lines row that is not a JSON value (or not UTF-8): rejected like any bad row."""
+
+    text: str
+    reason: str
+
+
+def _jsonl_records(path: Path) -> list[tuple[int | None, Any]]:
+    """(line, record) per non-blank line; a line that cannot be decoded is an `Unreadable` row, so that
+    `--on-error skip` sends it to the rejects file and the rows around it still count."""
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    out: list[tuple[int | None, Any]] = []
+    for i, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
         try:
-            out.append((i, json.loads(raw)))
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            out.append((i, Unreadable(raw.decode("utf-8", "replace"), f"not UTF-8 text ({e.reason})")))
+            continue
+        try:
+            out.append((i, json.loads(text)))
         except json.JSONDecodeError as e:
-            raise InputError(
-                Reject(str(path), len(out), i, None, f"invalid JSON: {e.msg} (column {e.colno})")
-            ) from None
-    return out, None, None
+            out.append((i, Unreadable(text, f"invalid JSON: {e.msg} (column {e.colno})")))
+    return out
 
 
 def read(
@@ -179,15 +201,21 @@ def read(
         raise InputError(Reject(str(path), None, None, None, "no records"))
     fmt = format or next((f for _, r in raw[:1000] if (f := detect_format(r, fields))), None)
     if fmt is None:
-        keys = sorted(raw[0][1]) if isinstance(raw[0][1], Mapping) else type(raw[0][1]).__name__
+        line, first = raw[0]
+        if isinstance(first, Unreadable):
+            raise InputError(Reject(str(path), 0, line, None, first.reason))
+        keys = sorted(first) if isinstance(first, Mapping) else type(first).__name__
         raise InputError(
-            Reject(str(path), 0, raw[0][0], None, f"cannot tell the format from the fields {keys}; pass --format")
+            Reject(str(path), 0, line, None, f"cannot tell the format from the fields {keys}; pass --format")
         )
     parser = PARSERS[fmt]
     examples: list[Example] = []
     rejects: list[Reject] = []
     for row, (line, record) in enumerate(raw):
         try:
+            if isinstance(record, Unreadable):
+                record = record.text
+                raise FieldError(None, raw[row][1].reason)
             if not isinstance(record, Mapping):
                 raise FieldError(None, f"a record must be an object, got {type(record).__name__}")
             messages = parser(record, fields)
@@ -259,8 +287,9 @@ def _write_table(dataset: Dataset, rows: Sequence[int], path: str | Path, contai
     table = dataset.table.take(pa.array(rows, type=pa.int64()))
     if scores:
         extra = pa.Table.from_pylist(list(scores))
-        for name in extra.column_names:
-            table = table.append_column(name, extra[name])
+        for name in extra.column_names:  # a score named like an input field replaces it, as in JSON
+            at = table.schema.get_field_index(name)
+            table = table.set_column(at, name, extra[name]) if at >= 0 else table.append_column(name, extra[name])
     _save_table(table, path, container)
 
 
