@@ -100,17 +100,21 @@ def evaluate(
     per_example = [s / n if n else None for s, n in zip(sums, counts, strict=True)]
     scored = [x for x in per_example if x is not None]
     tokens = sum(counts)
-    loss = sum(sums) / tokens if tokens else math.nan
+    skipped = [(ex.id, b.reason or "") for ex, b in zip(examples, built, strict=True) if not b.sequences]
+    if not tokens:  # no loss to report: an error, never a NaN
+        why = f" (e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise ValueError(f"none of the {len(examples)} examples has an answer token to score{why}")
+    loss = sum(sums) / tokens
     return EvalResult(
         model=lm.source.name,
         loss=loss,
-        ppl=math.exp(loss) if tokens else math.nan,
-        example_loss=sum(scored) / len(scored) if scored else math.nan,
+        ppl=math.exp(loss),
+        example_loss=sum(scored) / len(scored),
         examples=len(examples),
         scored=len(scored),
         tokens=tokens,
         per_example=per_example,
-        skipped=[(ex.id, b.reason or "") for ex, b in zip(examples, built, strict=True) if not b.sequences],
+        skipped=skipped,
         seconds=time.monotonic() - t0,
         settings={
             "template": template,
