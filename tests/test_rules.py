@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -345,6 +346,37 @@ def test_stratified_without_the_field_says_so(dolly, dolly_scores):
         Stratified(per=3, by=None)
 
 
+def test_stratified_total_is_spread_evenly_over_categories(dolly, dolly_scores):
+    """k in all: every category's best, then every category's second best, ... (LIMA's breadth)."""
+    picked = select(dolly, dolly_scores, Stratified(by="category", rank="response_chars", k=20))
+    kept = picked.selection.kept.tolist()
+    chars = dolly_scores.column("response_chars").to_pylist()
+    by_cat: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(dolly.examples):
+        by_cat[ex.record["category"]].append(i)
+    ranked = {c: sorted(m, key=lambda i: (-chars[i], i)) for c, m in by_cat.items()}
+    rounds = [ranked[c][:2] for c in ranked]  # 8 categories: two full rounds are 16 rows ...
+    third = sorted((ranked[c][2] for c in ranked), key=lambda i: (-chars[i], i))[:4]  # ... the best 4 thirds
+    assert sorted(kept) == sorted([i for r in rounds for i in r] + third)
+    assert sorted(picked.selection.rank[i] for i in kept) == list(range(1, 21))
+    dropped = next(i for i in range(len(chars)) if i not in set(kept))
+    assert picked.selection.reasons[dropped].startswith("not among the 20 spread evenly by category (category ")
+
+
+def test_stratified_total_lets_large_strata_fill_in_for_small_ones():
+    cats = ["a"] + ["b"] * 10 + ["c"] * 10
+    quality = np.linspace(0, 1, len(cats))
+    table = pa.table({"row": pa.array(range(len(cats)), pa.int64()), "category": cats, "quality": quality})
+    sel = Selection.all(len(cats))
+    Stratified(by="category", rank="quality", k=9).apply(table, sel)
+    assert Counter(cats[i] for i in sel.kept.tolist()) == {"a": 1, "b": 4, "c": 4}
+    sel = Selection.all(len(cats))
+    Stratified(per=2, by="category", rank="quality", ratio=0.5).apply(table, sel)  # 11 of 21, but per=2 leaves 5
+    assert Counter(cats[i] for i in sel.kept.tolist()) == {"a": 1, "b": 2, "c": 2}
+    with pytest.raises(ValueError, match="per .* and/or a total"):
+        Stratified(by="category")
+
+
 def test_stratified_by_kmeans_clusters():
     """Without categories: K-Means over an embedding column, best first within each cluster."""
     rng = np.random.default_rng(0)
@@ -449,6 +481,63 @@ def test_lima_rank_by_ifd_adds_the_ifd_scorer(shared_data, tmp_path):
             best[c] = i
     kept = json.loads(out.read_text())
     assert [subset.index(r) for r in kept] == sorted(best.values()) and len(best) >= 6
+
+
+@pytest.fixture(scope="module")
+def dolly_40(shared_data, tmp_path_factory) -> tuple[Path, list[dict]]:
+    """Five rows of each of Dolly's 8 categories."""
+    records = json.loads((shared_data / "dolly" / "dolly_3k.json").read_text())
+    subset = [
+        r for c in sorted({r["category"] for r in records}) for r in [x for x in records if x["category"] == c][:5]
+    ]
+    path = tmp_path_factory.mktemp("dolly40") / "dolly_40.json"
+    path.write_text(json.dumps(subset))
+    return path, subset
+
+
+def test_lima_top_spread_over_categories_and_clusters(dolly_40, tmp_path):
+    """`--top K` with a category field (or K-Means clusters) spreads K over the strata, best first."""
+    data, subset = dolly_40
+    out, table_path = tmp_path / "out.json", tmp_path / "scores.parquet"
+    base = ("select", data, "--method", "lima", "--min-chars", "0", "--rules", "none", "--languages", "en")
+    cli(*base, "--category-field", "category", "--top", "12", "--save-scores", table_path, "-q", "-o", out)
+    kept = json.loads(out.read_text())
+    t = pq.read_table(table_path).to_pylist()
+    dups = select(read(data), pq.read_table(table_path), Dedup()).selection.reasons
+    ok = [
+        i
+        for i, r in enumerate(t)
+        if not dups[i] and r["response_chars"] <= 4096 and not (r["lang"] not in (None, "en") and r["lang_prob"] >= 0.9)
+    ]
+    by_cat: dict[str, list[int]] = defaultdict(list)
+    for i in ok:
+        by_cat[subset[i]["category"]].append(i)
+    firsts = [max(m, key=lambda i: (t[i]["response_chars"], -i)) for m in by_cat.values()]
+    assert len(kept) == 12 and set(firsts) <= {subset.index(r) for r in kept}  # every category's best is in
+    assert len({r["category"] for r in kept}) == 8
+
+    out2 = tmp_path / "out2.json"
+    proc = cli(*base, "--clusters", "4", "--top", "8", "--save-scores", table_path, "-o", out2)
+    kept2 = json.loads(out2.read_text())
+    assert len(kept2) == 8 and "embedding" in pq.read_table(table_path).column_names
+    assert "spread evenly by K-Means cluster" in proc.stderr
+
+
+@pytest.mark.slow
+def test_lima_rank_by_judge_adds_the_judge(dolly_40, tmp_path):
+    """`--rank-by judge`: the local AlpaGasus judge rates the rows; the best rated of each category is kept."""
+    data, subset = dolly_40
+    out, table_path = tmp_path / "out.json", tmp_path / "scores.parquet"
+    cli(
+        *("select", data, "--method", "lima", "--per-category", "1", "--min-chars", "0", "--rank-by", "judge"),
+        *("--rules", "none", "--save-scores", table_path, "-q", "-o", out),
+    )
+    t = pq.read_table(table_path).to_pylist()
+    assert all(r["judge"] is not None and 0 <= r["judge"] <= 5 for r in t)
+    kept = json.loads(out.read_text())
+    for r in kept:
+        same = [i for i, x in enumerate(subset) if x["category"] == r["category"]]
+        assert t[subset.index(r)]["judge"] == max(t[i]["judge"] for i in same if t[i]["response_chars"] <= 4096)
 
 
 def read_one(record: dict) -> Example:

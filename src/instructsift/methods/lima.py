@@ -11,7 +11,9 @@ the top-voted answer within each (section 2.1). This recipe applies the same ste
   4. exact and MinHash near duplicates (Jaccard >= 0.7), keeping the first;
   5. with `--per-category N`: up to N per value of `--category-field` (default `category`, as in Dolly),
      best first by `--rank-by`; with `--clusters K` instead, per K-Means cluster of embeddings;
-  6. with `--ratio`/`--top`: the best of what is left by `--rank-by`.
+  6. with `--ratio`/`--top`: that many in all. Stratified (`--per-category`, `--category-field` or
+     `--clusters` given), the total is spread evenly over the categories: each one's best answer, then
+     each one's second best, and so on; otherwise it is simply the best by `--rank-by`.
 
 `--rank-by` is any score column, highest first. The default, `response_chars`, is the cheap one: the
 longest answers are a strong baseline for alignment data (Zhao et al., ICML 2024, "Long Is More for
@@ -33,6 +35,7 @@ from ..selection.stratified import Stratified
 from .base import Method, pick
 
 MIN_CHARS, MAX_CHARS = 1200, 4096
+CATEGORY_FIELD = "category"
 RANK_BY = "response_chars"
 IFD_COLUMNS = ("ifd", "ifd_ppl", "loss_cond", "loss_direct")
 EMBED_COLUMNS = ("embedding",)
@@ -78,7 +81,7 @@ def _selectors(
     languages: str | tuple[str, ...] = ("en",),
     dedup_threshold: float = 0.7,
     per_category: int | None = None,
-    category_field: str = "category",
+    category_field: str | None = None,
     clusters: int | None = None,
     rank_by: str = RANK_BY,
     **_: Any,
@@ -93,12 +96,13 @@ def _selectors(
     ]
     if rank_by == "ifd":
         keep.append(Threshold("ifd <= 1"))  # Cherry LLM: an instruction that does not help is no signal
-    if per_category is not None:
-        by = None if clusters is not None else category_field
-        keep.append(Stratified(per=per_category, by=by, rank=rank_by, clusters=clusters))
+    sized = ratio is not None or k is not None
+    if per_category is not None or (sized and (clusters is not None or category_field is not None)):
+        by = None if clusters is not None else (category_field or CATEGORY_FIELD)
+        keep.append(Stratified(per=per_category, by=by, rank=rank_by, clusters=clusters, k=k, ratio=ratio))
     elif clusters is not None:
-        raise ValueError("--clusters needs --per-category N: how many to keep from each cluster")
-    if ratio is not None or k is not None:
+        raise ValueError("--clusters needs --per-category N or --top/--ratio: how many to keep")
+    elif sized:
         keep.append(Top(rank_by, ratio=ratio, k=k, of="kept"))
     return keep
 
@@ -113,7 +117,7 @@ LIMA = Method(
         "rules": ", ".join(RULE_NAMES),
         "languages": "en (drop others with p >= 0.9)",
         "dedup": "exact + MinHash near (Jaccard >= 0.7), keep first",
-        "category_field": "category",
+        "category_field": CATEGORY_FIELD,
         "rank": RANK_BY,
     },
     make_scorers=_scorers,

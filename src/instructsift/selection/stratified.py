@@ -8,6 +8,10 @@ selectors only read the table; see `record_fields`), or K-Means clusters of an e
 the data has no categories. Within a stratum rows are ranked by any score column, highest first (or
 lowest with `descending=False`), ties to the earlier row; without a score they are drawn at random
 with `seed`. The kept rows' `rank` is their place within their stratum.
+
+With a total (`k` or `ratio`) the strata share it evenly: every stratum's best row first, then every
+stratum's second best, and so on (ties within a round go to the higher score), so a small category
+gives what it has and the large ones fill the rest; `rank` is then the place in that order.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .base import Selection, column, drop_unscored
+from .top import count_for
 
 
 def _label(value: Any) -> str | None:
@@ -29,21 +34,29 @@ def _label(value: Any) -> str | None:
 @dataclass
 class Stratified:
     """Keep up to `per` of the kept rows in each stratum of `by` (or of `clusters` K-Means clusters of the
-    `on` vectors when `by` is None), best first by `rank`. Rows without a stratum are dropped.
+    `on` vectors when `by` is None), best first by `rank`; and/or `k` (or `ratio` of the kept rows) in
+    all, spread evenly over the strata (a ratio of the rows that reach this selector with a stratum and a
+    score). Rows without a stratum are dropped.
 
     After `apply`: `strata_` maps each stratum to (kept, candidates)."""
 
-    per: int
+    per: int | None = None
     by: str | None = "category"
     rank: str | None = None
     descending: bool = True
     clusters: int | None = None
     on: str = "embedding"
     seed: int = 0
+    k: int | None = None
+    ratio: float | None = None
 
     def __post_init__(self) -> None:
-        if self.per < 1:
+        if self.per is None and self.k is None and self.ratio is None:
+            raise ValueError("stratified needs per (rows per stratum) and/or a total (k or ratio)")
+        if self.per is not None and self.per < 1:
             raise ValueError(f"per must be at least 1, got {self.per}")
+        if self.k is not None or self.ratio is not None:
+            count_for(self.ratio, self.k, 0)  # validate early
         if self.by is None and self.clusters is None:
             raise ValueError("stratified needs a category column (by=...) or a number of K-Means clusters")
         if self.clusters is not None and self.clusters < 1:
@@ -61,7 +74,11 @@ class Stratified:
     def describe(self) -> str:
         what = f"each {self.by}" if self.by else f"each of {self.clusters} K-Means clusters of {self.on}"
         how = f"by {self.rank} ({'highest' if self.descending else 'lowest'} first)" if self.rank else "at random"
-        return f"up to {self.per} from {what}, {how}"
+        size = [f"up to {self.per} from {what}"] if self.per else []
+        if self.k is not None or self.ratio is not None:
+            total = f"{self.k}" if self.k is not None else f"{self.ratio:g} of the kept rows"
+            size.append(f"{total} in all, spread evenly over {what.removeprefix('each ')}")
+        return ", ".join(size) + f", {how}"
 
     def _labels(self, table: Any, selection: Selection) -> list[str | None]:
         if self.by is not None:
@@ -96,7 +113,9 @@ class Stratified:
         for i in selection.kept.tolist():
             groups.setdefault(labels[i], []).append(i)
         rng = np.random.default_rng(self.seed)
+        per = self.per or max((len(m) for m in groups.values()), default=0)
         self.strata_: dict[str, tuple[int, int]] = {}
+        place: dict[int, int] = {}  # row -> its 1-based place within its stratum
         for label, members in groups.items():
             idx = np.asarray(members, dtype=np.int64)
             if values is None:
@@ -104,16 +123,45 @@ class Stratified:
             else:
                 v = values[idx]
                 order = idx[np.lexsort((idx, -v if self.descending else v))]
-            for place, i in enumerate(order[: self.per].tolist(), start=1):
-                selection.rank[i] = place
-            rest = order[self.per :]
-            self.strata_[label] = (min(self.per, len(idx)), len(idx))
+            for p, i in enumerate(order[:per].tolist(), start=1):
+                place[i] = selection.rank[i] = p
+            rest = order[per:]
+            self.strata_[label] = (min(per, len(idx)), len(idx))
             where = f"{self._stratum} {label}"
             if values is None:
-                reasons = [f"not among {self.per} sampled per {self._stratum} ({where})"] * len(rest)
+                reasons = [f"not among {per} sampled per {self._stratum} ({where})"] * len(rest)
             else:
                 reasons = [
-                    f"not in the top {self.per} per {self._stratum} by {self.rank} ({where}, {self.rank} = {values[i]:.4g})"
+                    f"not in the top {per} per {self._stratum} by {self.rank} ({where}, {self.rank} = {values[i]:.4g})"
                     for i in rest.tolist()
                 ]
             selection.drop(rest, reasons)
+        if self.k is not None or self.ratio is not None:
+            n = min(count_for(self.ratio, self.k, sum(len(m) for m in groups.values())), len(place))
+            self._spread(n, place, labels, values, selection, rng)
+
+    def _spread(self, n: int, place: dict[int, int], labels: list, values: Any, selection: Selection, rng: Any) -> None:
+        """Cut to `n`: round by round over the strata (each one's best, then each one's second ...)."""
+        rows = np.asarray(sorted(place), dtype=np.int64)
+        places = np.asarray([place[i] for i in rows.tolist()], dtype=np.int64)
+        if values is None:
+            within = rng.permutation(len(rows))
+        else:
+            v = values[rows]
+            within = -v if self.descending else v
+        order = rows[np.lexsort((rows, within, places))]
+        for r, i in enumerate(order[:n].tolist(), start=1):
+            selection.rank[i] = r
+        rest = order[n:]
+        per_label: dict[str, int] = {}
+        for i in order[:n].tolist():
+            per_label[labels[i]] = per_label.get(labels[i], 0) + 1
+        for label, (_kept, candidates) in self.strata_.items():
+            self.strata_[label] = (per_label.get(label, 0), candidates)
+        selection.drop(
+            rest,
+            [
+                f"not among the {n} spread evenly by {self._stratum} ({self._stratum} {labels[i]}, place {place[i]} in it)"
+                for i in rest.tolist()
+            ],
+        )
