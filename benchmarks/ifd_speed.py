@@ -5,11 +5,14 @@
 Same model, same real rows (../shared/data/alpaca/alpaca_random_9k.json):
   (a) papers' loop: as Cherry LLM's `data_analysis.py` — fp32, batch 1, the whole text re-tokenized,
       logits at every position plus hidden states, then a Python loop over tokens with `.item()`.
-  (b) instructsift: `IFD` as the CLI runs it (auto dtype, token-budget batches, LM head on answers only).
+  (b) instructsift: `IFD` as the CLI runs it (auto dtype, token-budget batches capped at 10% padding,
+      a shared template prefix run once per batch into a key/value cache, LM head on answers only).
   (b32) instructsift forced to fp32, to separate the dtype's gain from the rest.
-  (c) a bare forward pass `model(input_ids)` over exactly (b)'s token sequences and batches, same dtype.
-  (c0) the decoder alone over the same batches (no LM head at all): a floor no scorer can beat.
-Prints rows/s and tokens/s (tokens = the tokens (b) feeds the model) and the ratios b/a and b/c.
+  (c) a bare forward pass `model(input_ids)` over exactly (b)'s token sequences, same dtype, in the same
+      length-sorted, padding-capped batches but without the shared prefix: what a plain batched scorer costs.
+  (c0) the decoder alone over those batches (no LM head at all).
+Prints rows/s and tokens/s (tokens = the tokens of (b)'s sequences) and the ratios b/a and b/c; b/c > 1
+is the prefix cache saving more than the LM head and the loss cost.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def papers_loop(lm32, examples, method: str) -> None:
-    """Cherry LLM's data_analysis.py shape, in its spirit: per example, two forward passes at batch 1."""
+def papers_loop(lm32, examples, method: str, max_length: int) -> None:
+    """Cherry LLM's data_analysis.py (`--mod cherry`): per example, two forward passes at batch 1 with
+    hidden states, then log-softmax and `.item()` at every position in a Python loop."""
     import torch
 
     from instructsift.scoring.templates import get_template
@@ -36,7 +40,7 @@ def papers_loop(lm32, examples, method: str) -> None:
         answer = ex.response
         marker = template.marker if method == "cherry" else ""
         for text in (prompt + answer, marker + answer):
-            ids = tok(text, return_tensors="pt", truncation=True, max_length=512).input_ids
+            ids = tok(text, return_tensors="pt", truncation=True, max_length=max_length).input_ids.to(lm32.device)
             start = len(tok(text[: text.rfind(answer)]).input_ids)
             labels = ids.clone()
             labels[0, :start] = -100
@@ -56,13 +60,16 @@ def bare_forward(scorer, examples, decoder_only: bool) -> None:
     seqs = [s for turns in scorer.plan(examples) for t in turns if t.cond for s in (t.cond, t.direct)]
     model = scorer._lm.model
     run = model.get_decoder() if decoder_only else model
-    for idx in plan_batches([len(s.ids) for s in seqs], scorer.batch_tokens or 8192):
+    budget = scorer.batch_tokens or (65536 if scorer._lm.device.startswith("cuda") else 8192)  # as IFD.score
+    for idx in plan_batches([len(s.ids) for s in seqs], budget):
         width = max(len(seqs[i].ids) for i in idx)
         ids = torch.zeros((len(idx), width), dtype=torch.long)
         for b, i in enumerate(idx):
             ids[b, : len(seqs[i].ids)] = torch.tensor(seqs[i].ids)
         with torch.inference_mode():
-            run(input_ids=ids, use_cache=False)
+            run(input_ids=ids.to(scorer._lm.device), use_cache=False)
+        if scorer._lm.device.startswith("cuda"):
+            torch.cuda.synchronize()
 
 
 def timed(fn) -> float:
@@ -89,7 +96,7 @@ def main() -> None:
     examples = read(args.data, on_error="skip").examples[: args.rows]
     fast = IFD(model=args.model, method=args.method)
     lm = fast.load()
-    lm32 = load_causal_lm(args.model, dtype="float32")
+    lm32 = load_causal_lm(args.model, dtype="float32", device=lm.device)
     fp32 = IFD(model=lm32, method=args.method)
     tokens = sum(len(s.ids) for turns in fast.plan(examples) for t in turns if t.cond for s in (t.cond, t.direct))
 
@@ -98,7 +105,7 @@ def main() -> None:
 
     ours(fast)()  # warm-up: first calls pay one-off allocation and kernel selection
     jobs = {
-        "a  papers' loop (fp32, batch 1)": lambda: papers_loop(lm32, examples, args.method),
+        "a  papers' loop (fp32, batch 1)": lambda: papers_loop(lm32, examples, args.method, fast.max_length),
         f"b  instructsift ({str(lm.dtype).replace('torch.', '')})": ours(fast),
         "b32 instructsift (float32)": ours(fp32),
         "c  bare forward, same batches": lambda: bare_forward(fast, examples, decoder_only=False),

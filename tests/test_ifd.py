@@ -70,7 +70,14 @@ def run(scorer: IFD, examples: list[Example]) -> dict[str, dict]:
 
 @pytest.mark.parametrize(
     ("method", "template"),
-    [("cherry", "alpaca"), ("cherry", "chat"), ("cherry", "none"), ("superfiltering", "none")],
+    [
+        ("cherry", "alpaca"),
+        ("cherry", "chat"),
+        ("cherry", "none"),
+        ("superfiltering", "none"),
+        ("superfiltering", "alpaca"),
+        ("superfiltering", "chat"),
+    ],
 )
 def test_ifd_matches_reference(lm32, alpaca_rows, method, template):
     scorer = IFD(model=lm32, method=method, template=template)
@@ -150,3 +157,127 @@ def test_bf16_is_close_to_fp32(alpaca_rows, lm32):
     exact = run(IFD(model=lm32, method="cherry"), alpaca_rows)
     for h in exact:
         assert fast[h]["ifd"] == pytest.approx(exact[h]["ifd"], abs=0.05)
+
+
+def test_templates_are_the_papers_text():
+    """The prompts, written out here by hand from Stanford Alpaca's train.py and Superfiltering's code."""
+    from instructsift.data import Message
+
+    with_input = [Message("user", "Add the numbers.", context="2, 3")]
+    without = [Message("user", "Name a colour.")]
+    assert get_template("alpaca").render(with_input) == (
+        "Below is an instruction that describes a task, paired with an input that provides further context. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\nAdd the numbers.\n\n### Input:\n2, 3\n\n### Response:"
+    )
+    assert get_template("alpaca").render(without) == (
+        "Below is an instruction that describes a task. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\nName a colour.\n\n### Response:"
+    )
+    assert get_template("alpaca").marker == "### Response:"
+    assert get_template("none").render(with_input) == "Add the numbers.\n2, 3\n"
+    assert get_template("none").render(without) == "Name a colour.\n"
+    assert get_template("none").marker == get_template("chat").marker == ""
+
+
+@pytest.fixture(scope="module")
+def lm32_bos(lm32):
+    """The same weights with a tokenizer that puts a BOS at the start, as Llama-family tokenizers do."""
+    from transformers import AutoTokenizer
+
+    from instructsift.models import LoadedModel
+
+    tok = AutoTokenizer.from_pretrained(lm32.source.path, add_bos_token=True)
+    assert tok("").input_ids == [tok.bos_token_id]
+    return LoadedModel(lm32.model, tok, lm32.source, lm32.dtype, lm32.device)
+
+
+@pytest.mark.parametrize("template", ["alpaca", "chat"])
+def test_start_token_is_put_once(lm32_bos, alpaca_rows, template):
+    """S = [BOS] starts both sequences, exactly once: the reference builds the prompt the tokenizer's own
+    way (`tok(text)` with its special tokens, or `apply_chat_template(tokenize=True)`)."""
+    import torch
+
+    tok = lm32_bos.tokenizer
+    bos = tok.bos_token_id
+    scorer = IFD(model=lm32_bos, method="cherry", template=template)
+    got = run(scorer, alpaca_rows[:2])
+    for ex in alpaca_rows[:2]:
+        if template == "chat":
+            msgs = [{"role": "user", "content": ex.messages[0].text}]
+            prompt = list(
+                tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+            )
+            marker = [bos]
+        else:
+            prompt = tok(get_template("alpaca").render(ex.messages[:1])).input_ids
+            marker = tok("### Response:").input_ids
+        assert prompt[0] == bos and prompt[1] != bos and marker[0] == bos
+        answer = tok(ex.response, add_special_tokens=False).input_ids
+        losses = []
+        for context in (prompt, marker):
+            ids = torch.tensor([context + answer])
+            labels = ids.clone()
+            labels[0, : len(context)] = -100
+            with torch.no_grad():
+                losses.append(lm32_bos.model(input_ids=ids, labels=labels).loss.item())
+        row = got[ex.content_hash]
+        assert row["prompt_tokens"] == len(prompt)
+        assert row["loss_cond"] == pytest.approx(losses[0], abs=TOL)
+        assert row["loss_direct"] == pytest.approx(losses[1], abs=TOL)
+
+
+def test_batches_respect_the_budget_and_the_padding_cap():
+    import random
+
+    from instructsift.scoring.losses import plan_batches
+
+    rng = random.Random(0)
+    lengths = [rng.choice([rng.randint(5, 40), rng.randint(100, 600)]) for _ in range(2000)]
+    batches = plan_batches(lengths, 8192, max_batch=64, max_pad=0.1, min_tokens=256)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every sequence once
+    assert batches == plan_batches(lengths, 8192, max_batch=64, max_pad=0.1, min_tokens=256)  # deterministic
+    padded = 0
+    for b in batches:
+        width = max(lengths[i] for i in b)
+        assert lengths[b[0]] == width and len(b) <= 64
+        assert len(b) == 1 or len(b) * width <= 8192
+        pad = sum(width - lengths[i] for i in b)
+        assert len(b) * width <= 256 or pad <= 0.1 * len(b) * width
+        padded += len(b) * width
+    assert padded <= 1.1 * sum(lengths)
+    one_each = plan_batches(lengths[:50], 1)
+    assert all(len(b) == 1 for b in one_each) and len(one_each) == 50
+
+
+def test_prefix_groups_share_what_neighbours_share():
+    from instructsift.scoring.losses import prefix_groups
+
+    sys_a = list(range(100, 120))  # 20 shared tokens
+    sys_b = list(range(100, 110)) + list(range(200, 210))  # shares only 10 with sys_a
+    ids = [sys_a + [1, 2, 3], sys_b + [4, 5], sys_a + [1, 9], [7, 8, 9], sys_b + [6], sys_a + [5]]
+    limits = [len(x) - 1 for x in ids]
+    limits[5] = 18  # this one needs a hidden state at position 18: the prefix must stop before it
+    groups = prefix_groups(ids, limits, min_prefix=16)
+    assert sorted(groups) == [(0, [3]), (18, [0, 2, 5]), (20, [1, 4])]
+    assert prefix_groups(ids, limits, min_prefix=21) == [(21, [0, 2]), (0, [1, 3, 4, 5])]
+    assert prefix_groups(ids, limits, min_prefix=22) == [(0, [0, 1, 2, 3, 4, 5])]
+
+
+def test_shared_prefix_changes_nothing_but_the_work(lm32, alpaca_rows, multiturn_rows):
+    """With and without the cached shared prefix, every loss is the same; the prefix is really used."""
+    from instructsift.scoring.losses import AnswerLoss
+
+    scorer = IFD(model=lm32, method="cherry")
+    seqs = [
+        s for turns in scorer.plan(alpaca_rows + multiturn_rows) for t in turns if t.cond for s in (t.cond, t.direct)
+    ]
+    pad = lm32.tokenizer.pad_token_id or 0
+    shared, plain = AnswerLoss(lm32.model, pad), AnswerLoss(lm32.model, pad, share_prefix=False)
+    plan = shared.plan([s.ids for s in seqs], [s.first - 1 for s in seqs], 8192)
+    assert max(p for p, _ in plan) >= 25  # the Alpaca system text
+    a = {i: r for idx, out in shared.run(seqs, 8192) for i, r in zip(idx, out, strict=True)}
+    b = {i: r for idx, out in plain.run(seqs, 8192) for i, r in zip(idx, out, strict=True)}
+    for i in range(len(seqs)):
+        assert a[i][1] == b[i][1] and a[i][0] / a[i][1] == pytest.approx(b[i][0] / b[i][1], abs=TOL)

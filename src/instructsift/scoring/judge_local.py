@@ -21,7 +21,7 @@ from typing import Any
 from ..data.example import Example
 from .judge import judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
-from .losses import AnswerLoss, plan_batches
+from .losses import AnswerLoss
 
 
 @dataclass
@@ -154,14 +154,12 @@ class LocalJudge:
         flat = [(s, i) for s, ids in self._score_ids.items() for i in ids]
         wanted = torch.tensor([i for _, i in flat], device=head.device)
         out: list[dict[int, float]] = [{} for _ in prompts]
-        for idx in plan_batches([len(p) for p in prompts], budget, max_batch=64):
-            width = max(len(prompts[i]) for i in idx)
-            ids = torch.full((len(idx), width), head.pad_id, dtype=torch.long)
-            for b, i in enumerate(idx):
-                ids[b, : len(prompts[i])] = torch.tensor(prompts[i], dtype=torch.long)
-            last = torch.tensor([len(prompts[i]) - 1 for i in idx], device=head.device)
+        # The rating prompt's long system text is shared: it runs once per batch (see losses.AnswerLoss).
+        limits = [len(p) - 1 for p in prompts]
+        for prefix, idx in head.plan(prompts, limits, budget, max_batch=64):
+            last = torch.tensor([len(prompts[i]) - 1 - prefix for i in idx], device=head.device)
             with torch.inference_mode():
-                hidden = head.decoder(input_ids=ids.to(head.device), use_cache=False).last_hidden_state
+                hidden = head.hidden([prompts[i] for i in idx], prefix)
                 picked = hidden[torch.arange(len(idx), device=head.device), last]
                 probs = torch.softmax(head._logits(picked), dim=-1)[:, wanted].double().cpu().tolist()
             for b, i in enumerate(idx):
