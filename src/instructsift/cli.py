@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from .scoring.judge import JUDGE_OPTIONS
+
 app = typer.Typer(
     help="Pick the instruction-tuning examples worth fine-tuning on (IFD / Cherry LLM, Superfiltering, ...).",
     no_args_is_help=True,
@@ -151,9 +153,15 @@ JudgeMaxTokensOpt = Annotated[
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="alpagasus: keep judge >= this [4.5].")]
 
 
-def _judge_opts(**opts: Any) -> dict[str, Any]:
-    """The `judge_*` options as the methods take them (None ones are dropped by the method)."""
-    if opts.get("judge_prompt"):
+# The command-line options that `score` and `select` hand to a method's scorers: the judge's (which
+# include the model, dtype, device and batching options every scorer shares), the template and the encoder.
+SCORING_OPTIONS = ("template", "encoder", *JUDGE_OPTIONS)
+
+
+def _scoring_opts(given: dict[str, Any]) -> dict[str, Any]:
+    """The scorer options out of a command's arguments (None ones are dropped by the method)."""
+    opts = {k: given[k] for k in SCORING_OPTIONS}
+    if opts["judge_prompt"]:
         opts["judge_prompt"] = str(opts["judge_prompt"])
     return opts
 
@@ -264,28 +272,7 @@ def score_cmd(
 
     m = get_method(method)
     dataset = _read(input, format, on_error)
-    opts = dict(
-        model=model,
-        template=template,
-        dtype=dtype,
-        max_length=max_length,
-        device=device,
-        batch_tokens=batch_tokens,
-        chunk_size=chunk_size,
-        trust_remote_code=trust_remote_code,
-        encoder=encoder,
-        **_judge_opts(
-            judge_url=judge_url,
-            judge_model=judge_model,
-            judge_key_env=judge_key_env,
-            judge_dimension=judge_dimension,
-            judge_prompt=judge_prompt,
-            judge_concurrency=judge_concurrency,
-            judge_timeout=judge_timeout,
-            judge_retries=judge_retries,
-            judge_max_tokens=judge_max_tokens,
-        ),
-    )
+    opts = _scoring_opts(locals())
     table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
     write_scores(table, output)
     rej = _write_rejects(dataset, output, rejects, on_error)
@@ -365,29 +352,7 @@ def select_cmd(
     if scores is not None:
         table = read_scores(scores, dataset)
     else:
-        opts = dict(
-            model=model,
-            template=template,
-            dtype=dtype,
-            max_length=max_length,
-            device=device,
-            batch_tokens=batch_tokens,
-            chunk_size=chunk_size,
-            trust_remote_code=trust_remote_code,
-            encoder=encoder,
-            **_judge_opts(
-                judge_url=judge_url,
-                judge_model=judge_model,
-                judge_key_env=judge_key_env,
-                judge_dimension=judge_dimension,
-                judge_prompt=judge_prompt,
-                judge_concurrency=judge_concurrency,
-                judge_timeout=judge_timeout,
-                judge_retries=judge_retries,
-                judge_max_tokens=judge_max_tokens,
-            ),
-            **curation,
-        )
+        opts = {**_scoring_opts(locals()), **curation}
         if m.prepare is not None:  # phases before scoring, e.g. Cherry's pre-experienced model
             pe = dict(pre_experience=pre_experience, pe_clusters=pe_clusters, pe_per_cluster=pe_per_cluster)
             opts = m.prepare(dataset, {**opts, **pe, "pe_epochs": pe_epochs, "cache_dir": cache_dir, "quiet": quiet})
