@@ -55,13 +55,12 @@ def papers_loop(lm32, examples, method: str, max_length: int) -> None:
 def bare_forward(scorer, examples, decoder_only: bool) -> None:
     import torch
 
-    from instructsift.scoring.losses import plan_batches
+    from instructsift.scoring.losses import batch_tokens_for, plan_batches
 
     seqs = [s for turns in scorer.plan(examples) for t in turns if t.cond for s in (t.cond, t.direct)]
     model = scorer._lm.model
     run = model.get_decoder() if decoder_only else model
-    budget = scorer.batch_tokens or (65536 if scorer._lm.device.startswith("cuda") else 8192)  # as IFD.score
-    for idx in plan_batches([len(s.ids) for s in seqs], budget):
+    for idx in plan_batches([len(s.ids) for s in seqs], batch_tokens_for(scorer._lm.device, scorer.batch_tokens)):
         width = max(len(seqs[i].ids) for i in idx)
         ids = torch.zeros((len(idx), width), dtype=torch.long)
         for b, i in enumerate(idx):

@@ -57,12 +57,18 @@ def container_of(path: str | Path) -> str:
     raise ValueError(f"{path}: unknown file type {p.suffix!r} (expected .json, .jsonl, .parquet or a datasets folder)")
 
 
-def _open_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
+    """A file's bytes, gunzipped when they are gzip, without a UTF-8 byte-order mark."""
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
+    return data.removeprefix(b"\xef\xbb\xbf")
+
+
+def _open_text(path: Path) -> str:
+    data = _read_bytes(path)
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise InputError(Reject(str(path), None, line, None, f"not UTF-8 text ({e.reason})")) from None
@@ -155,10 +161,7 @@ class Unreadable:
 def _jsonl_records(path: Path) -> list[tuple[int | None, Any]]:
     """(line, record) per non-blank line; a line that cannot be decoded is an `Unreadable` row, so that
     `--on-error skip` sends it to the rejects file and the rows around it still count."""
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    data = data.removeprefix(b"\xef\xbb\xbf")
+    data = _read_bytes(path)
     out: list[tuple[int | None, Any]] = []
     for i, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():

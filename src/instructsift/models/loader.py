@@ -102,15 +102,6 @@ def embedded_gguf(name: str = "embedded") -> Path:
     return path
 
 
-def _file_fingerprint(path: Path) -> str:
-    return file_digest(path)[:16]
-
-
-def _folder_fingerprint(path: Path) -> str:
-    # instructsift-model.json (written by `train.finetune`) names the data and settings a model was tuned on
-    return folder_fingerprint(path)
-
-
 def convert_gguf(gguf: Path, out: Path) -> Path:
     """Dequantize a GGUF causal LM into a safetensors folder (once; later calls reuse it)."""
     if (out / "config.json").exists():
@@ -163,20 +154,20 @@ def resolve(spec: str) -> ModelSource:
     """`embedded`, a `.gguf` file, a local model folder, or a hub id (`org/name` or `org/name@revision`)."""
     if spec in EMBEDDED or spec in EMBEDDED_SPLIT:
         gguf = embedded_gguf(spec)
-        out = cache_root() / "models" / f"{gguf.stem}-{_file_fingerprint(gguf)}"
+        out = cache_root() / "models" / f"{gguf.stem}-{file_digest(gguf)[:16]}"
         convert_gguf(gguf, out)
-        return ModelSource(spec, str(out), f"{gguf.stem}:{_folder_fingerprint(out)}")
+        return ModelSource(spec, str(out), f"{gguf.stem}:{folder_fingerprint(out)}")
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        out = cache_root() / "models" / f"{path.stem}-{_file_fingerprint(path)}"
+        out = cache_root() / "models" / f"{path.stem}-{file_digest(path)[:16]}"
         convert_gguf(path, out)
-        return ModelSource(spec, str(out), f"{path.stem}:{_folder_fingerprint(out)}")
+        return ModelSource(spec, str(out), f"{path.stem}:{folder_fingerprint(out)}")
     if path.is_dir() and (path / "adapter_config.json").exists() and not (path / "config.json").exists():
         return merged_adapter(path)
     if path.is_dir():
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"{spec}: a folder without config.json is not a model folder")
-        return ModelSource(spec, str(path), f"{path.name}:{_folder_fingerprint(path)}")
+        return ModelSource(spec, str(path), f"{path.name}:{folder_fingerprint(path)}")
     if path.exists() or spec.startswith((".", "/", "~")):
         raise FileNotFoundError(f"{spec}: not a model folder, a .gguf file, or a hub id")
     repo_id, _, revision = spec.partition("@")

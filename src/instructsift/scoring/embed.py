@@ -296,13 +296,13 @@ class Embed:
     def _encode_lm(self, texts: Sequence[str], advance: Callable[[float], None]) -> np.ndarray:
         import torch
 
-        from .losses import plan_batches
+        from .losses import batch_tokens_for, plan_batches
 
         lm = self._model
         tok = lm.tokenizer
         ids = tok(list(texts), truncation=True, max_length=self._max_length).input_ids
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        budget = self.batch_tokens or (65536 if lm.device.startswith("cuda") else 8192)
+        budget = batch_tokens_for(lm.device, self.batch_tokens)
         decoder = lm.model.get_decoder()
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         for batch in plan_batches([len(x) for x in ids], budget):

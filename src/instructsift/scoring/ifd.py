@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.example import Example
-from .losses import AnswerLoss, Scored
+from .losses import AnswerLoss, Scored, batch_tokens_for
 
 METHODS = {
     # method: (template, marker prefix for loss_direct?, max_length)
@@ -179,7 +179,7 @@ class IFD:
         examples, so a resumed run recomputes exactly the batches an uninterrupted run would have."""
         lm = self.load()
         cuda = lm.device.startswith("cuda")
-        budget = self.batch_tokens or (65536 if cuda else 8192)
+        budget = batch_tokens_for(lm.device, self.batch_tokens)
         chunk = self.chunk_size or (8192 if cuda else 512)
         advance = advance or (lambda _n: None)
         for lo in range(0, len(examples), chunk):

@@ -15,8 +15,8 @@ same prompt to any server that speaks the OpenAI chat API, with the `openai` cli
 - 401, 403 and 404 stop the run: a wrong key, URL or model name is not a property of one row.
 - The API key is read from the environment variable `key_env` (checked when the judge is made, read
   again for each chunk of requests); it is never stored in the scorer, its cache key, its description or
-  its log lines, and credentials in the URL (`user:password@host`) are never printed either. Without `key_env` no key is
-  sent (a placeholder), not even $OPENAI_API_KEY.
+  its log lines, and credentials in the URL (`user:password@host`) are never printed either. Without
+  `key_env` no key is sent (a placeholder), not even $OPENAI_API_KEY.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 from ..data.example import Example
 from .judge import judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
-from .losses import AnswerLoss
+from .losses import AnswerLoss, batch_tokens_for
 
 
 @dataclass
@@ -176,7 +176,7 @@ class LocalJudge:
         """Yield (content_hash, columns) chunk by chunk (chunks depend only on the examples)."""
         lm = self.load()
         cuda = lm.device.startswith("cuda")
-        budget = max(self.batch_tokens or (65536 if cuda else 8192), self.max_length)
+        budget = max(batch_tokens_for(lm.device, self.batch_tokens), self.max_length)
         chunk = self.chunk_size or (4096 if cuda else 256)
         advance = advance or (lambda _n: None)
         todo = [ex for ex in examples if ex.content_hash not in skip]

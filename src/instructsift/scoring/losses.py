@@ -66,6 +66,12 @@ def plan_batches(
 
 
 MIN_PREFIX = 16  # shared tokens worth a cached prefix
+CPU_BATCH_TOKENS, GPU_BATCH_TOKENS = 8192, 65536
+
+
+def batch_tokens_for(device: str, given: int | None = None) -> int:
+    """Padded tokens per batch: `given`, else the default for the device (CPU 8192, GPU 65536)."""
+    return given or (GPU_BATCH_TOKENS if device.startswith("cuda") else CPU_BATCH_TOKENS)
 
 
 def prefix_groups(

@@ -16,6 +16,7 @@ gives what it has and the large ones fill the rest; `rank` is then the place in 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,7 @@ class Stratified:
             raise ValueError("stratified needs per (rows per stratum) and/or a total (k or ratio)")
         if self.per is not None and self.per < 1:
             raise ValueError(f"per must be at least 1, got {self.per}")
-        if self.k is not None or self.ratio is not None:
+        if self._total:
             count_for(self.ratio, self.k, 0)  # validate early
         if self.by is None and self.clusters is None:
             raise ValueError("stratified needs a category column (by=...) or a number of K-Means clusters")
@@ -68,6 +69,11 @@ class Stratified:
         return (self.by,) if self.by else ()
 
     @property
+    def _total(self) -> bool:
+        """Whether a total (`k` or `ratio`) is spread over the strata."""
+        return self.k is not None or self.ratio is not None
+
+    @property
     def _stratum(self) -> str:
         return self.by if self.by else "K-Means cluster"
 
@@ -75,7 +81,7 @@ class Stratified:
         what = f"each {self.by}" if self.by else f"each of {self.clusters} K-Means clusters of {self.on}"
         how = f"by {self.rank} ({'highest' if self.descending else 'lowest'} first)" if self.rank else "at random"
         size = [f"up to {self.per} from {what}"] if self.per else []
-        if self.k is not None or self.ratio is not None:
+        if self._total:
             total = f"{self.k}" if self.k is not None else f"{self.ratio:g} of the kept rows"
             size.append(f"{total} in all, spread evenly over {what.removeprefix('each ')}")
         return ", ".join(size) + f", {how}"
@@ -136,7 +142,7 @@ class Stratified:
                     for i in rest.tolist()
                 ]
             selection.drop(rest, reasons)
-        if self.k is not None or self.ratio is not None:
+        if self._total:
             n = min(count_for(self.ratio, self.k, sum(len(m) for m in groups.values())), len(place))
             self._spread(n, place, labels, values, selection, rng)
 
@@ -153,11 +159,9 @@ class Stratified:
         for r, i in enumerate(order[:n].tolist(), start=1):
             selection.rank[i] = r
         rest = order[n:]
-        per_label: dict[str, int] = {}
-        for i in order[:n].tolist():
-            per_label[labels[i]] = per_label.get(labels[i], 0) + 1
+        per_label = Counter(labels[i] for i in order[:n].tolist())
         for label, (_kept, candidates) in self.strata_.items():
-            self.strata_[label] = (per_label.get(label, 0), candidates)
+            self.strata_[label] = (per_label[label], candidates)
         selection.drop(
             rest,
             [

@@ -66,7 +66,7 @@ def evaluate(
     """Mean answer loss of `model` (a `models.loader.resolve` spec, or a loaded `LoadedModel`) on `data`."""
     from ..engine.local import _progress
     from ..models import LoadedModel, load_causal_lm
-    from ..scoring.losses import AnswerLoss, Scored
+    from ..scoring.losses import AnswerLoss, Scored, batch_tokens_for
     from .finetune import build_sequences
 
     examples = list(getattr(data, "examples", data))
@@ -89,7 +89,7 @@ def evaluate(
                 owner.append(e)
     sums = [0.0] * len(examples)
     counts = [0] * len(examples)
-    budget = batch_tokens or (65536 if lm.device.startswith("cuda") else 8192)
+    budget = batch_tokens_for(lm.device, batch_tokens)
     with _progress(progress and bool(seqs)) as bar:
         task = bar.add_task("evaluate", total=len(seqs), rate="")
         for idx, out in scorer.run(seqs, budget):

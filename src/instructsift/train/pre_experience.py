@@ -80,7 +80,7 @@ def instruction_perplexity(examples: list[Any], lm: Any, template: str, max_leng
     model `lm`: the mean cross-entropy of its tokens after the first, as Cherry LLM's `ppl_ins_alone`."""
     import numpy as np
 
-    from ..scoring.losses import AnswerLoss, Scored
+    from ..scoring.losses import AnswerLoss, Scored, batch_tokens_for
     from ..scoring.templates import get_template, start_ids, turn_texts
 
     tok = lm.tokenizer
@@ -92,8 +92,7 @@ def instruction_perplexity(examples: list[Any], lm: Any, template: str, max_leng
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     loss = AnswerLoss(lm.model, pad if pad is not None else 0)
     out = np.full(len(seqs), np.nan)
-    budget = 65536 if lm.device.startswith("cuda") else 8192
-    for idx, results in loss.run(seqs, budget):
+    for idx, results in loss.run(seqs, batch_tokens_for(lm.device)):
         for i, (total, n) in zip(idx, results, strict=True):
             out[i] = total / n if n else np.nan
     return out
