@@ -1,0 +1,366 @@
+"""The Ray engine: the local engine's `score`, with the scoring spread over a Ray cluster by Ray Data.
+
+For each scorer, the unique examples whose results are not in the score cache are cut into the same
+chunks the local engine would give the scorer, and each chunk is scored on the cluster: model scorers
+(IFD, Embed, LocalJudge) in an actor pool, where each actor builds its scorer once (one actor per GPU
+where the cluster has GPUs, fractional CPUs otherwise, sized from the free resources); light scorers
+(rules, language, MinHash, an API judge) as plain tasks. Each chunk's results come back to the driver,
+which writes them as one Parquet shard into the same cache layout the local engine reads
+(`<root>/scores/<scorer>-<key>/part-*.parquet`), so a run resumes after a crash and shares its results
+with the local engine. The score table is then assembled by the local engine from the cache: one
+assembly path, so the two engines give the same bytes.
+
+A chunk is shipped whole, with the hashes already cached as the scorer's `skip` set, exactly as the local
+engine calls `scorer.score(chunk, skip)`: batching inside a chunk (and so every float) is the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_path
+from ..data.example import Example, Message
+from ..data.io import Dataset
+from ..scoring.cache import ScoreCache
+from . import local
+
+ADDRESS_ENV = "INSTRUCTSIFT_RAY_ADDRESS"
+INSTALL_HINT = "the ray engine needs Ray Data: pip install 'instructsift[ray]'"
+MODEL_SCORERS = ("IFD", "Embed", "LocalJudge")
+# Examples per chunk where a scorer leaves it to its device: (CPU, GPU), as in the scorers' own `score`.
+DEVICE_CHUNKS = {"IFD": (512, 8192), "LocalJudge": (256, 4096)}
+DEFAULT_CHUNK = 1024
+LIGHT_TASK_CPUS = 0.5
+MAX_CPU_SHARE = 0.5  # of a CPU, per actor of a CPU-only pool
+
+
+class RayNotInstalled(ImportError):
+    """Ray Data is an optional extra."""
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise RayNotInstalled(INSTALL_HINT) from None
+    return ray
+
+
+def init(address: str | None = None, num_cpus: int | None = None) -> Any:
+    """Connect to Ray unless it is already initialised: `address` (or `$INSTRUCTSIFT_RAY_ADDRESS`, e.g.
+    `ray://head:10001` or `auto`), else a local Ray with `num_cpus` CPUs (default: all). Returns `ray`."""
+    ray = _ray()
+    if not ray.is_initialized():
+        address = address or os.environ.get(ADDRESS_ENV) or None
+        ray.init(
+            address=address,
+            num_cpus=num_cpus if address is None else None,
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=True,
+        )
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the engine prints its own line per scorer
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    return ray
+
+
+# -- what travels to the workers ------------------------------------------------------------------------
+def scorer_spec(scorer: Any) -> tuple[type | None, Any]:
+    """A scorer as (class, constructor arguments), so that a worker builds a fresh one (its model, if any,
+    loaded there, not pickled from here). Scorers that are not dataclasses travel as they are."""
+    if dataclasses.is_dataclass(scorer) and not isinstance(scorer, type):
+        return type(scorer), {f.name: getattr(scorer, f.name) for f in dataclasses.fields(scorer) if f.init}
+    return None, scorer
+
+
+def build_scorer(spec: tuple[type | None, Any]) -> Any:
+    cls, config = spec
+    return cls(**config) if cls is not None else config
+
+
+def _plain(ex: Example) -> list[Any]:
+    return [ex.id, ex.row, [m.as_dict() for m in ex.messages]]
+
+
+def _example(plain: list[Any]) -> Example:
+    ex_id, row, messages = plain
+    return Example(ex_id, tuple(Message(**m) for m in messages), row)
+
+
+def _run_chunks(scorer: Any, batch: Any, schema: Any) -> Any:
+    """Score each shipped chunk: a table of content_hash plus the scorer's columns (cacheable rows only)."""
+    import pyarrow as pa
+
+    keep = getattr(scorer, "cacheable", None)
+    rows: list[dict[str, Any]] = []
+    for payload, skip in zip(batch.column("examples").to_pylist(), batch.column("skip").to_pylist(), strict=True):
+        examples = [_example(x) for x in json.loads(payload)]
+        for results in scorer.score(examples, frozenset(json.loads(skip)), None):
+            rows += [{"content_hash": h, **r} for h, r in results if keep is None or keep(r)]
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+class ModelWorker:
+    """One actor of the pool: builds its scorer (and model) once, then scores chunk after chunk.
+    `worker_class` binds the configuration to a subclass, so no constructor arguments are needed."""
+
+    spec: tuple[type | None, Any]
+    key: str
+    schema: Any
+    threads: int | None = None
+
+    def __init__(self) -> None:
+        if self.threads:  # a CPU pool: torch may use the CPUs the actor stands for, not Ray's one thread
+            import torch
+
+            torch.set_num_threads(self.threads)
+        self.scorer = build_scorer(self.spec)
+        got = self.scorer.cache_key()
+        key = self.key
+        if got != key:
+            raise RuntimeError(
+                f"{self.scorer.name}: this actor's configuration (cache key {got}) differs from the probe's ({key}); "
+                "the cluster's nodes differ in device or dtype: set the scorer's device and dtype explicitly"
+            )
+
+    def __call__(self, batch: Any) -> Any:
+        return _run_chunks(self.scorer, batch, self.schema)
+
+
+def worker_class(spec: tuple[type | None, Any], key: str, schema: Any, threads: int | None) -> type:
+    return type("ModelWorker", (ModelWorker,), {"spec": spec, "key": key, "schema": schema, "threads": threads})
+
+
+_LIGHT: dict[tuple[str, str], Any] = {}  # light scorers built once per worker process
+
+
+def _light_task(batch: Any, spec: tuple[type | None, Any], name: str, key: str, schema: Any) -> Any:
+    scorer = _LIGHT.get((name, key))
+    if scorer is None:
+        scorer = _LIGHT[(name, key)] = build_scorer(spec)
+    return _run_chunks(scorer, batch, schema)
+
+
+def _probe(spec: tuple[type | None, Any]) -> tuple[str, Any, str]:
+    """(cache key, schema, description) of a model scorer, computed where the actors run."""
+    scorer = build_scorer(spec)
+    return scorer.cache_key(), scorer.schema, scorer.describe()
+
+
+@dataclasses.dataclass
+class _Cached:
+    """A model scorer whose every result the Ray run put in the cache: the local engine's assembly reads
+    them through this stand-in, so the driver never loads the model."""
+
+    name: str
+    key: str
+    schema: Any
+
+    def cache_key(self) -> str:
+        return self.key
+
+    def describe(self) -> str:
+        return f"{self.name} (scored by the ray engine)"
+
+    def score(self, examples: Sequence[Example], skip: frozenset[str], advance: Any = None) -> Iterator[Any]:
+        missing = sum(1 for ex in examples if ex.content_hash not in skip)
+        if missing:
+            raise RuntimeError(f"{self.name}: {missing} examples are missing from the cache after the ray run")
+        return iter(())
+
+
+# -- resources ------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Pool:
+    """How many model actors, what each one asks Ray for, and (CPU pools) how many torch threads it runs."""
+
+    size: int
+    num_cpus: float
+    num_gpus: float
+    threads: int | None = None
+
+    def describe(self) -> str:
+        gpu = f", {self.num_gpus:g} GPU" if self.num_gpus else f", {self.threads} torch threads"
+        return f"{self.size} actor{'s' if self.size > 1 else ''} ({self.num_cpus:g} CPU{gpu} each)"
+
+
+def plan_pool(free: dict[str, float], actors: int | None = None, chunks: int | None = None) -> Pool:
+    """One actor per free GPU; without GPUs, one per free CPU (at most one per chunk), each asking Ray
+    for half a CPU or less, so that the tasks feeding the pool still get scheduled (an actor holding a
+    whole CPU of a 2-CPU node starves them and the run hangs), and running torch on its share of CPUs."""
+    gpus, cpus = int(free.get("GPU", 0)), float(free.get("CPU", 0))
+    if gpus >= 1:
+        size = max(1, min(actors or gpus, gpus, chunks or gpus))
+        return Pool(size, round(max(0.1, min(1.0, cpus / (size + 1))), 2), 1.0)
+    size = max(1, min(actors or int(cpus) or 1, chunks or sys.maxsize))
+    share = round(max(0.1, min(MAX_CPU_SHARE, 0.75 * cpus / size)), 2)
+    return Pool(size, share, 0.0, max(1, round(cpus / size)))
+
+
+def chunk_size(scorer: Any, gpu: bool) -> int:
+    """The chunk the scorer itself would cut (its `chunk_size`, or its device default)."""
+    size = getattr(scorer, "chunk_size", None)
+    if size:
+        return int(size)
+    cpu_gpu = DEVICE_CHUNKS.get(type(scorer).__name__)
+    return cpu_gpu[int(gpu)] if cpu_gpu else DEFAULT_CHUNK
+
+
+def cached_hashes(cache: ScoreCache) -> set[str]:
+    """Content hashes in the cache's readable shards (a damaged shard counts for nothing, as in `load`)."""
+    import pyarrow.parquet as pq
+
+    done: set[str] = set()
+    for shard in sorted(cache.dir.glob("part-*.parquet")) if cache.dir.exists() else []:
+        try:
+            table = pq.read_table(shard, schema=cache.schema)
+        except Exception:  # noqa: BLE001 - a damaged shard only costs its rows a rescore
+            continue
+        done.update(table.column("content_hash").to_pylist())
+    return done
+
+
+def _write_shard(cache: ScoreCache, table: Any) -> None:
+    import pyarrow.parquet as pq
+
+    cache.dir.mkdir(parents=True, exist_ok=True)
+    target = cache.dir / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+    with atomic_path(target) as tmp:
+        pq.write_table(table.cast(cache.schema), tmp)
+
+
+# -- the engine -----------------------------------------------------------------------------------------
+def score(
+    dataset: Dataset,
+    scorers: Sequence[Any],
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    flush_seconds: float = 0.0,
+    stats: dict[str, Any] | None = None,
+    address: str | None = None,
+    actors: int | None = None,
+    batch_size: int | None = None,
+    num_cpus: int | None = None,
+) -> Any:
+    """Score every example with every scorer on Ray and return the score table, as `engine.local.score`.
+
+    `address`: the cluster (see `init`); `actors`: model actors per scorer [one per free GPU, else one
+    per free CPU]; `batch_size`: examples per shipped chunk [the scorer's own chunk, which keeps the
+    numbers identical to the local engine's]; `num_cpus`: CPUs of a Ray started here. With
+    `use_cache=False` the results go to a temporary cache that is removed afterwards.
+    `flush_seconds` is accepted for the local engine's signature: each chunk is one shard here.
+    """
+    del flush_seconds
+    ray = init(address, num_cpus)
+    from ..models import cache_root
+
+    tmp = None if use_cache else tempfile.mkdtemp(prefix="instructsift-ray-")
+    root = Path(tmp) if tmp else (Path(cache_dir) if cache_dir else cache_root())
+    try:
+        unique: dict[str, Example] = {}
+        for ex in dataset.examples:
+            unique.setdefault(ex.content_hash, ex)
+        examples = list(unique.values())
+        final = [_score_one(ray, s, examples, root, progress, stats, actors, batch_size) for s in scorers]
+        return local.score(dataset, final, cache_dir=root, use_cache=True, progress=False)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _score_one(
+    ray: Any,
+    scorer: Any,
+    examples: list[Example],
+    root: Path,
+    progress: bool,
+    stats: dict[str, Any] | None,
+    actors: int | None,
+    batch_size: int | None,
+) -> Any:
+    """Put every result of `scorer` for `examples` in the cache; return what the local assembly reads it with."""
+    spec = scorer_spec(scorer)
+    model = type(scorer).__name__ in MODEL_SCORERS
+    free = ray.available_resources()
+    pool = plan_pool(free, actors) if model else None
+    if pool is not None:  # the key (device, dtype) is the actors' own: ask where they run
+        probe = ray.remote(num_cpus=pool.num_cpus, num_gpus=pool.num_gpus)(_probe)
+        key, schema, about = ray.get(probe.remote(spec))
+    else:
+        key, schema, about = scorer.cache_key(), scorer.schema, scorer.describe()
+    cache = ScoreCache(root, scorer.name, key, schema)
+    done = cached_hashes(cache)
+    size = batch_size or chunk_size(scorer, bool(pool and pool.num_gpus))
+    items = []
+    missing = 0
+    for lo in range(0, len(examples), size):
+        part = examples[lo : lo + size]
+        todo = sum(1 for ex in part if ex.content_hash not in done)
+        if todo:
+            missing += todo
+            skip = [ex.content_hash for ex in part if ex.content_hash in done]
+            items.append({"examples": json.dumps([_plain(ex) for ex in part]), "skip": json.dumps(skip)})
+    if stats is not None:
+        stats[scorer.name] = {"cached": len(examples) - missing, "scored": missing, "unique": len(examples)}
+    if items:
+        pool = plan_pool(free, actors, len(items)) if model else None
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        if pool is not None:
+            ds = ds.map_batches(
+                worker_class(spec, key, cache.schema, pool.threads),
+                batch_size=1,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=pool.size),
+                num_cpus=pool.num_cpus,
+                num_gpus=pool.num_gpus or None,
+            )
+        else:
+            ds = ds.map_batches(
+                _light_task,
+                fn_kwargs={"spec": spec, "name": scorer.name, "key": key, "schema": cache.schema},
+                batch_size=1,
+                batch_format="pyarrow",
+                num_cpus=LIGHT_TASK_CPUS,
+            )
+        _collect(ds, cache, scorer.name, missing, progress, about, pool)
+    return _Cached(scorer.name, key, schema) if model else scorer
+
+
+def _collect(ds: Any, cache: ScoreCache, name: str, total: int, progress: bool, about: str, pool: Pool | None) -> None:
+    """Write each chunk's results as one cache shard as they arrive; a bar with rows/s, then one line."""
+    start = time.monotonic()
+    scored = 0
+    with local._progress(progress) as bar:
+        task = bar.add_task(f"{name} (ray)", total=total, rate="")
+        for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            if table.num_rows:
+                _write_shard(cache, table)
+            scored += table.num_rows
+            elapsed = time.monotonic() - start
+            bar.update(task, completed=scored, rate=f"{scored / elapsed:.1f} rows/s" if elapsed else "")
+    if progress:
+        elapsed = time.monotonic() - start
+        where = pool.describe() if pool else f"tasks ({LIGHT_TASK_CPUS:g} CPU each)"
+        print(
+            f"{name}: {scored} rows in {elapsed:.1f} s ({scored / max(elapsed, 1e-9):.1f} rows/s) on {where}; {about}",
+            file=sys.stderr,
+        )
+
+
+__all__ = ["RayNotInstalled", "init", "plan_pool", "score"]
