@@ -97,3 +97,37 @@ def test_pool_fractional_cpus_one_actor_per_gpu() -> None:
     gpu = ray_engine.plan_pool({"CPU": 16.0, "GPU": 4.0})
     assert (gpu.size, gpu.num_gpus) == (4, 1.0) and gpu.size * gpu.num_cpus < 16
     assert ray_engine.plan_pool({"CPU": 16.0, "GPU": 4.0}, actors=2).size == 2
+
+
+def test_read_shards_like_read(ray_local, tmp_path: Path) -> None:
+    """JSON Lines shards (one bad line) read as one data set: rows numbered across shards in path order,
+    the same examples and rejects as `read` of the concatenated file; Parquet shards write back."""
+    from instructsift.data.io import write
+    from instructsift.engine.ray_read import read_shards
+
+    records = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    lines = [json.dumps(r) for r in records]
+    lines.insert(12, '{"instruction": "broken"')  # row 12: invalid JSON
+    parts = [lines[:10], lines[10:20], lines[20:]]
+    for i, part in enumerate(parts):  # written out of order: the sorted path order counts
+        (tmp_path / f"shard-{2 - i}.jsonl").write_text("\n".join(part) + "\n", encoding="utf-8")
+    (tmp_path / "all.jsonl").write_text("\n".join(lines[20:] + lines[10:20] + lines[:10]) + "\n", encoding="utf-8")
+
+    whole = read(tmp_path / "all.jsonl", on_error="skip")
+    shards = read_shards(str(tmp_path / "shard-*.jsonl"), on_error="skip")
+    assert (shards.format, shards.container, shards.n_read) == (whole.format, whole.container, whole.n_read)
+    assert [(e.id, e.row, e.messages, e.record) for e in shards] == [(e.id, e.row, e.messages, e.record) for e in whole]
+    assert [(r.row, r.reason) for r in shards.rejects] == [(r.row, r.reason) for r in whole.rejects]
+    assert shards.rejects[0].path.endswith("shard-1.jsonl") and shards.rejects[0].line == 3
+    with pytest.raises(Exception, match="shard-1.jsonl, line 3"):
+        read_shards(str(tmp_path / "shard-*.jsonl"))
+
+    pq_dir = tmp_path / "pq"
+    pq_dir.mkdir()
+    for i in range(3):
+        write(read(SAMPLE), list(range(i * 11, min(32, (i + 1) * 11))), pq_dir / f"part-{i}.parquet")
+    from_pq = read_shards(pq_dir)
+    assert [e.messages for e in from_pq] == [e.messages for e in read(SAMPLE)]
+    write(from_pq, [3, 30], tmp_path / "picked.jsonl")
+    picked = [json.loads(x) for x in (tmp_path / "picked.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert picked == [records[3], records[30]]
