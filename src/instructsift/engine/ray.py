@@ -346,7 +346,16 @@ def _collect(ds: Any, cache: ScoreCache, name: str, total: int, progress: bool, 
     """Write each chunk's results as one cache shard as they arrive; a bar with rows/s, then one line."""
     start = time.monotonic()
     scored = 0
-    with local._progress(progress) as bar:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+    )
+    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task(f"{name} (ray)", total=total, rate="")
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             if table.num_rows:
