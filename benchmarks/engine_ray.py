@@ -47,12 +47,14 @@ def main() -> None:
         t = time.perf_counter()
         want = local.score(data, [IFD(method="superfiltering")], cache_dir=Path(tmp) / "local", progress=False)
         t_local = time.perf_counter() - t
+        print(f"local: {t_local:.1f} s", flush=True)
 
         import ray
 
         t = time.perf_counter()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
         t_start = time.perf_counter() - t
+        print(f"ray.init: {t_start:.1f} s", flush=True)
         t = time.perf_counter()
         got = ray_engine.score(
             data, [IFD(method="superfiltering")], cache_dir=Path(tmp) / "ray", progress=True, actors=args.actors

@@ -130,10 +130,10 @@ class ModelWorker:
             torch.set_num_threads(self.threads)
         self.scorer = build_scorer(self.spec)
         got = self.scorer.cache_key()
-        key = self.key
-        if got != key:
+        if got != self.key:
             raise RuntimeError(
-                f"{self.scorer.name}: this actor's configuration (cache key {got}) differs from the probe's ({key}); "
+                f"{self.scorer.name}: this actor's configuration (cache key {got}) differs from the probe's "
+                f"({self.key}); "
                 "the cluster's nodes differ in device or dtype: set the scorer's device and dtype explicitly"
             )
 
