@@ -146,7 +146,7 @@ class KMeansSample:
         if self.score is not None:
             values = column(table, self.score)
             missing = np.flatnonzero(selection.keep & ~np.isfinite(values))
-            selection.drop(missing, f"not scored (no {self.score})")
+            selection.drop(missing, "not scored", f"no {self.score}")
         rows, X = kept_vectors(table, selection, self.column)
         if self.n_clusters > len(rows):
             raise ValueError(f"K-Means: {self.n_clusters} clusters asked for but only {len(rows)} rows are left")
@@ -168,5 +168,6 @@ class KMeansSample:
         drop = np.flatnonzero(~keep)
         selection.drop(
             rows[drop],
-            [f"not among the {self.per_cluster} sampled from K-Means cluster {int(labels[i])}" for i in drop],
+            f"not among the {self.per_cluster} sampled from its K-Means cluster",
+            [f"cluster {int(labels[i])}" for i in drop],
         )

@@ -73,7 +73,7 @@ class Dedup:
                     continue
                 j = first.setdefault(keys[i], i)
                 if j != i:
-                    selection.drop([i], f"exact duplicate (of row {rows[j]})")
+                    selection.drop([i], "exact duplicate", f"of row {rows[j]}")
         if self.near:
             self._near(table, selection, rows)
 
@@ -94,6 +94,6 @@ class Dedup:
                 sims = {j: float(np.mean(sigs[j] == sigs[i])) for j in candidates}
                 j = min((j for j, s in sims.items() if s >= self.threshold), default=None)
                 if j is not None:
-                    selection.drop([i], f"near duplicate (of row {rows[j]}, Jaccard ~ {sims[j]:.2f})")
+                    selection.drop([i], "near duplicate", f"of row {rows[j]}, Jaccard ~ {sims[j]:.2f}")
                     continue
             lsh.insert(i, m)

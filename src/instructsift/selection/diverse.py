@@ -104,7 +104,6 @@ class DiverseTop:
         last = int(position[picked_local].max()) if len(picked_local) else -1
         rest = np.setdiff1d(np.arange(len(rows)), picked_local)
         similar = f"within cosine {self.threshold:g} of a better row by {self.column}"
-        selection.drop(
-            rows[rest],
-            [similar if not full or position[i] < last else f"not reached: {k} rows kept first" for i in rest.tolist()],
-        )
+        unreached = np.asarray([full and position[i] > last for i in rest.tolist()], dtype=bool)
+        selection.drop(rows[rest[~unreached]], similar)
+        selection.drop(rows[rest[unreached]], f"not reached: {k} rows kept first")

@@ -135,7 +135,7 @@ class FacilityLocation:
             raise ValueError(f"facility location: asked for {self.k} rows but only {len(rows)} are left")
         k = min(len(rows), count_for(self.ratio, self.k, table.num_rows if self.of == "all" else len(rows)))
         if k == 0:
-            selection.drop(rows, "not chosen by facility location (nothing to choose)")
+            selection.drop(rows, "not chosen by facility location", "nothing to choose")
             return
         picked = rows[facility_location(X, k, dense_limit=self.dense_limit, n_neighbors=self.n_neighbors)]
         for rank, i in enumerate(picked.tolist(), start=1):

@@ -242,7 +242,7 @@ class KCenter:
         k = count_for(self.ratio, self.k, n_all if self.of == "all" else len(rows))
         k = min(k, len(rows))
         if k == 0:
-            selection.drop(rows, "not chosen by k-center (nothing to choose)")
+            selection.drop(rows, "not chosen by k-center", "nothing to choose")
             return
         if self.init == "kmeans":
             start = kmeans_seeds(X, min(k, self.n_clusters or default_clusters(k)), self.seed)

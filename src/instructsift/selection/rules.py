@@ -50,7 +50,7 @@ class RuleFilter:
         for rule in self.rules:
             evidence = _need(table, f"rule_{rule}", "rules")
             bad = [i for i in selection.kept.tolist() if evidence[i]]
-            selection.drop(bad, [f"rule {rule} ({evidence[i]})" for i in bad])
+            selection.drop(bad, f"rule {rule}", [str(evidence[i]) for i in bad])
 
 
 @dataclass
@@ -80,4 +80,4 @@ class KeepLanguage:
             if langs[i] is not None and langs[i] not in self.languages and probs[i] >= self.min_prob
         ]
         want = "/".join(self.languages)
-        selection.drop(bad, [f"language not {want} ({langs[i]}, p = {probs[i]:.2f})" for i in bad])
+        selection.drop(bad, f"language not {want}", [f"{langs[i]}, p = {probs[i]:.2f}" for i in bad])

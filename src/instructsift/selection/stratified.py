@@ -135,13 +135,10 @@ class Stratified:
             self.strata_[label] = (min(per, len(idx)), len(idx))
             where = f"{self._stratum} {label}"
             if values is None:
-                reasons = [f"not among {per} sampled per {self._stratum} ({where})"] * len(rest)
+                selection.drop(rest, f"not among {per} sampled per {self._stratum}", where)
             else:
-                reasons = [
-                    f"not in the top {per} per {self._stratum} by {self.rank} ({where}, {self.rank} = {values[i]:.4g})"
-                    for i in rest.tolist()
-                ]
-            selection.drop(rest, reasons)
+                details = [f"{where}, {self.rank} = {values[i]:.4g}" for i in rest.tolist()]
+                selection.drop(rest, f"not in the top {per} per {self._stratum} by {self.rank}", details)
         if self._total:
             n = min(count_for(self.ratio, self.k, sum(len(m) for m in groups.values())), len(place))
             self._spread(n, place, labels, values, selection, rng)
@@ -164,8 +161,6 @@ class Stratified:
             self.strata_[label] = (per_label[label], candidates)
         selection.drop(
             rest,
-            [
-                f"not among the {n} spread evenly by {self._stratum} ({self._stratum} {labels[i]}, place {place[i]} in it)"
-                for i in rest.tolist()
-            ],
+            f"not among the {n} spread evenly by {self._stratum}",
+            [f"{self._stratum} {labels[i]}, place {place[i]} in it" for i in rest.tolist()],
         )

@@ -47,4 +47,4 @@ class Threshold:
         for name, op, value in self.clauses:
             values = column(table, name)
             bad = np.flatnonzero(selection.keep & ~OPS[op](values, value))
-            selection.drop(bad, [f"fails {name} {op} {value:g} ({name} = {values[i]:.4g})" for i in bad])
+            selection.drop(bad, f"fails {name} {op} {value:g}", [f"{name} = {values[i]:.4g}" for i in bad])

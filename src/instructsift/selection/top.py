@@ -59,4 +59,4 @@ class Top:
             selection.rank[i] = rank
         rest = ranked[n:]
         what = f"not in the top {n} by {self.column}"
-        selection.drop(rest, [f"{what} ({self.column} = {v:.4g})" for v in column(table, self.column)[rest]])
+        selection.drop(rest, what, [f"{self.column} = {v:.4g}" for v in column(table, self.column)[rest]])

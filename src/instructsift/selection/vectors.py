@@ -60,6 +60,6 @@ def kept_vectors(table: Any, selection: Any, name: str) -> tuple[np.ndarray, np.
     if len(missing):
         reason_col = next((c for c in (f"{name}_reason", "reason") if c in table.column_names), None)
         why = table.column(reason_col).to_pylist() if reason_col else [None] * table.num_rows
-        selection.drop(missing, [f"not scored ({why[i] or f'no {name}'})" for i in missing])
+        selection.drop(missing, "not scored", [why[i] or f"no {name}" for i in missing])
     rows = selection.kept
     return rows, vectors[rows]
