@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.example import Example
+from ..registry import register
 from .text import todo_chunks, whole_text
 
 _WORD = re.compile(r"\w+")
@@ -43,6 +44,7 @@ def shingles(tokens: Sequence[str], n: int) -> list[bytes]:
     return list({" ".join(tokens[i : i + n]).encode("utf-8") for i in range(len(tokens) - n + 1)})
 
 
+@register("score", "minhash")
 @dataclass
 class MinHashSignature:
     """Columns `text_hash` (normalised exact-duplicate key) and `minhash` (`num_perm` uint32 values)."""

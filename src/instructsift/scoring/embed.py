@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..data.example import Example
+from ..registry import register
 
 TEXTS = ("instruction", "instruction+input", "prompt", "whole", "response")
 # Options a method passes through from the CLI / API (see methods.base.pick).
@@ -98,6 +99,7 @@ def text_of(example: Example, text: str, template: Any = None, tokenizer: Any = 
     raise ValueError(f"unknown text {text!r} (known: {', '.join(TEXTS)})")
 
 
+@register("score", "embed")
 @dataclass
 class Embed:
     """Embedding scorer: adds `column` (unit vectors) and `<column>_reason` (why a row has none)."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.example import Example
+from ..registry import register
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 METHODS = {
@@ -71,6 +72,7 @@ def _schema() -> Any:
     )
 
 
+@register("score", "ifd")
 @dataclass
 class IFD:
     """IFD scorer. `method` picks the papers' defaults: cherry (alpaca template, response-marker prefix,

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..registry import register
+
 JUDGE_OPTIONS = (
     "judge_url",
     "judge_model",
@@ -88,6 +90,7 @@ def judge_row(
     }
 
 
+@register("score", "judge")
 def Judge(
     judge_url: str | None = None,
     judge_model: str | None = None,

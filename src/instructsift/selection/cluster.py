@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import register
 from .base import Selection, column
 from .vectors import kept_vectors
 
@@ -112,6 +113,7 @@ def kmeans_sample(
     return np.sort(np.concatenate(picked)) if picked else np.empty(0, dtype=np.int64)
 
 
+@register("select", "kmeans_sample")
 @dataclass
 class KMeansSample:
     """Cluster the kept rows' `column` vectors into `n_clusters` and keep `per_cluster` of each.

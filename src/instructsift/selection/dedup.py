@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import register
 from .base import Selection
 
 
@@ -44,6 +45,7 @@ def signatures(table: Any, name: str = "minhash") -> tuple[np.ndarray, np.ndarra
     return out, valid
 
 
+@register("select", "dedup")
 @dataclass
 class Dedup:
     """Keep the first of each group of exact (`text_hash`) and near (MinHash LSH, Jaccard >= `threshold`)

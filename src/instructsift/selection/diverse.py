@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import register
 from .base import Selection, column, drop_unscored
 from .top import count_for
 from .vectors import kept_vectors, l2_normalise
@@ -60,6 +61,7 @@ def diverse_top(vectors: np.ndarray, order: np.ndarray, threshold: float = 0.9, 
     return np.asarray(kept, dtype=np.int64)
 
 
+@register("select", "diverse_top")
 @dataclass
 class DiverseTop:
     """Walk the kept rows by `score` (highest first unless `descending=False`), keeping one unless its

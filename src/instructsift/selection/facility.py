@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import register
 from .base import Selection
 from .top import count_for
 from .vectors import kept_vectors, l2_normalise
@@ -103,6 +104,7 @@ def objective(S: Any, chosen: np.ndarray) -> float:
     return float(np.asarray(S[:, chosen].max(axis=1).todense()).sum(dtype=np.float64))
 
 
+@register("select", "facility_location")
 @dataclass
 class FacilityLocation:
     """Keep `k` (or `ratio`) of the kept rows by facility location on an embedding column.

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import register
 from .base import Selection
 from .top import count_for
 from .vectors import kept_vectors
@@ -204,6 +205,7 @@ def default_clusters(k: int) -> int:
     return max(1, min(100, k // 10))
 
 
+@register("select", "kcenter")
 @dataclass
 class KCenter:
     """Keep `k` (or `ratio`) rows chosen by greedy k-center on an embedding column (LTD).

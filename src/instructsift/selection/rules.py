@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import register
 from ..scoring.rules import RULE_NAMES
 from .base import Selection
 
@@ -34,6 +35,7 @@ def _need(table: Any, name: str, scorer: str) -> list[Any]:
     return table.column(name).to_pylist()
 
 
+@register("select", "rule_filter")
 @dataclass
 class RuleFilter:
     """Drop rows where any of `rules` fired; the reason is `rule NAME (evidence)`."""
@@ -53,6 +55,7 @@ class RuleFilter:
             selection.drop(bad, f"rule {rule}", [str(evidence[i]) for i in bad])
 
 
+@register("select", "keep_language")
 @dataclass
 class KeepLanguage:
     """Keep rows identified as one of `languages` (ISO 639-1 codes). A row identified as another language

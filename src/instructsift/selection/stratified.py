@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import register
 from .base import Selection, column, drop_unscored
 from .top import count_for
 
@@ -32,6 +33,7 @@ def _label(value: Any) -> str | None:
     return str(value)
 
 
+@register("select", "stratified")
 @dataclass
 class Stratified:
     """Keep up to `per` of the kept rows in each stratum of `by` (or of `clusters` K-Means clusters of the

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import register
 from .base import Selection, column, drop_unscored
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
@@ -30,6 +31,7 @@ def parse_where(expr: str) -> list[tuple[str, str, float]]:
     return clauses
 
 
+@register("select", "threshold")
 @dataclass
 class Threshold:
     """Keep rows where every clause of `where` holds; drop the rest, and rows missing the score."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import register
 from .base import Selection, column, drop_unscored
 
 
@@ -24,6 +25,7 @@ def count_for(ratio: float | None, k: int | None, n: int) -> int:
     return min(n, max(1 if n else 0, math.floor(ratio * n + 0.5)))
 
 
+@register("select", "top")
 @dataclass
 class Top:
     """Keep the `k` (or `ratio`) highest rows by `column` among those still kept.
