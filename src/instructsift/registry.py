@@ -196,6 +196,15 @@ class Method:
             raise UsageError(f"method {self.name!r}: {e}") from None
 
 
+    def scorers(self, **options: Any) -> list[Any]:
+        """The method's scorers, built (Python API; a recipe also runs its fit steps)."""
+        return [get("score", s["score"]).build(s["with"]) for s in self.expand(options) if "score" in s]
+
+    def selectors(self, **options: Any) -> list[Any]:
+        """The method's selectors, built, in order."""
+        return [get("select", s["select"]).build(s["with"]) for s in self.expand(options) if "select" in s]
+
+
 def register_method(method: Method) -> Method:
     add(Entry("method", method.name, method, method.Params, method.aliases, method.summary))
     return method

@@ -25,7 +25,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from ..atomic import write_text
+from ..registry import StrictModel, register
 from .finetune import FinetuneConfig
 
 # The paper's fine-tuning of the pre-experienced model: Alpaca's full fine-tuning recipe, one epoch.
@@ -173,35 +176,53 @@ def pre_experience(
     return PreExperienceResult(str(model_dir), sample, clusters, per, phases, str(folder))
 
 
-def prepare(dataset: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """The `cherry` method's prepare hook: with `pre_experience` set, run phase 1 and score IFD with the
-    pre-experienced model (phase 2); the method's selectors then do phase 3. Options: pe_clusters,
-    pe_per_cluster, pe_epochs, seed, and the scoring options (model, template, max_length, dtype, device)."""
-    if not options.get("pre_experience"):
-        return options
+class FitParams(StrictModel):
+    """The `pre_experience` fit step's options (Cherry LLM's phase 1)."""
+
+    model: str = "embedded"
+    n_clusters: int = Field(100, ge=1)
+    per_cluster: int = Field(10, ge=1)
+    epochs: float = Field(PE_FINETUNE.epochs, gt=0)
+    template: str = "alpaca"
+    max_length: int = Field(512, ge=2)
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    seed: int = 42
+
+
+@register("fit", "pre_experience", params=FitParams)
+def fit_pre_experience(
+    dataset: Any, params: FitParams, *, cache_dir: Any = None, progress: bool = True, log: Callable | None = None
+) -> str:
+    """Cherry LLM's pre-experienced model: the base model fine-tuned on a K-Means sample of `dataset`;
+    returns its folder (cached, as every phase)."""
     ft = replace(
         PE_FINETUNE,
-        epochs=options.get("pe_epochs") or PE_FINETUNE.epochs,
-        dtype=options.get("dtype") or "auto",
-        device=options.get("device") or "auto",
-        trust_remote_code=bool(options.get("trust_remote_code")),
+        epochs=params.epochs,
+        dtype=params.dtype,
+        device=params.device,
+        trust_remote_code=params.trust_remote_code,
     )
     settings = PreExperience(
-        n_clusters=options.get("pe_clusters") or 100,
-        per_cluster=options.get("pe_per_cluster") or 10,
-        template=options.get("template") or "alpaca",
-        max_length=options.get("max_length") or 512,
+        n_clusters=params.n_clusters,
+        per_cluster=params.per_cluster,
+        seed=params.seed,
+        template=params.template,
+        max_length=params.max_length,
         finetune=ft,
     )
-    from rich.console import Console
+    return pre_experience(dataset, params.model, settings, cache_dir=cache_dir, progress=progress, log=log).model
 
-    console = Console(stderr=True, soft_wrap=True)
-    result = pre_experience(
-        dataset,
-        options.get("model") or "embedded",
-        settings,
-        cache_dir=options.get("cache_dir"),
-        progress=not options.get("quiet"),
-        log=lambda m: console.print(f"[dim]cherry pre-experience: {m}[/]", highlight=False),
-    )
-    return {**options, "model": result.model}
+
+def pre_experience_steps(p: Any) -> tuple[list[dict[str, Any]], str]:
+    """The `cherry` method's steps before IFD with `--pre-experience`, and the model reference IFD uses."""
+    from ..registry import step
+
+    pe = {"pe_clusters": "n_clusters", "pe_per_cluster": "per_cluster", "pe_epochs": "epochs"}
+    shared = ("model", "template", "max_length", "dtype", "device", "trust_remote_code")
+    options = {k: getattr(p, k) for k in shared if k in p.model_fields_set or k == "model"}
+    options.update({name: getattr(p, k) for k, name in pe.items() if getattr(p, k) is not None})
+    fit = step("fit", "pre_experience", **options)
+    fit["as"] = "pre_experienced"
+    return [fit], "@pre_experienced"

@@ -1,0 +1,270 @@
+"""The one path a run takes: read -> steps (score, select, fit) -> write. `instructsift run`, `select`
+and `isf.run` all come here.
+
+The score table holds `row`, `id` and every scorer's columns (namespaced ones as `NS.column`). A scorer
+after a selector scores only the rows still kept; the others get nulls in its columns (and "not scored:
+dropped before this step" in its reason column). Every input row ends up kept, dropped (with its step,
+code and detail) or rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import registry
+from .errors import UsageError
+from .recipe import Recipe, Step
+
+NOT_SCORED = "not scored: dropped before this step"
+
+
+@dataclass
+class RunResult:
+    """What a run did: the data set, the score table, the selection, and the files written."""
+
+    recipe: Recipe
+    picked: Any  # api.Picked
+    artifacts: dict[str, str] = field(default_factory=dict)
+    written: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def table(self) -> Any:
+        return self.picked.scores
+
+    def summary(self) -> dict[str, Any]:
+        return self.picked.summary()
+
+
+def _log_default(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, soft_wrap=True, highlight=False).print(f"[dim]{message}[/]")
+
+
+def run(
+    recipe: Recipe | str | os.PathLike,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+    engine_options: dict[str, Any] | None = None,
+) -> RunResult:
+    """Run a recipe (a `Recipe` or a YAML file): read, run its steps in order, write its outputs."""
+    from . import recipe as recipes
+    from .api import Picked, read
+
+    if not isinstance(recipe, Recipe):
+        recipe = recipes.load(recipe)
+    log = log or _log_default
+    s = recipe.settings
+    output = recipe.path("output")
+    rejects = recipe.path("rejects")
+    if s.on_error == "skip" and rejects is None and output is not None:
+        rejects = output.with_name(output.name + ".rejects.jsonl")
+    outputs = {"output": output, "rejects": rejects, "dropped": recipe.path("dropped"), "scores": recipe.path("scores")}
+    check_outputs(recipe.path("input"), outputs, overwrite)
+    selectors = {id(st): build_selector(st) for st in _all_steps(recipe.steps) if st.kind == "select"}
+
+    dataset = read(recipe.path("input"), format=s.format, on_error=s.on_error)
+    runner = StepRunner(dataset, recipe, progress=progress, log=log, engine_options=engine_options or {})
+    for st in recipe.steps:
+        runner.run(st, selectors)
+    picked = Picked(dataset, runner.table, runner.selection)
+    result = RunResult(recipe, picked, runner.artifacts)
+    _write(result, outputs)
+    return result
+
+
+def check_outputs(input: Path | None, outputs: dict[str, Path | None], overwrite: bool) -> None:
+    """Refuse, before any work, outputs that would destroy data (see `outputs.check_outputs`)."""
+    from .outputs import check_outputs as check
+
+    check([input] if input else [], {k: v for k, v in outputs.items() if v is not None}, overwrite=overwrite)
+
+
+def _all_steps(steps: Sequence[Step]) -> list[Step]:
+    return [x for st in steps for x in (st, *st.on)]
+
+
+def build_selector(st: Step) -> Any:
+    return registry.get("select", st.name).build(st.options)
+
+
+class StepRunner:
+    """Runs steps over one data set, holding the score table, the selection and the artifacts."""
+
+    def __init__(self, dataset: Any, recipe: Recipe, *, progress: bool, log: Callable, engine_options: dict):
+        import pyarrow as pa
+
+        from .selection import Selection
+
+        self.dataset, self.recipe, self.progress, self.log = dataset, recipe, progress, log
+        self.engine_options = engine_options
+        n = len(dataset.examples)
+        self.table = pa.table(
+            {
+                "row": pa.array([ex.row for ex in dataset.examples], pa.int64()),
+                "id": pa.array([ex.id for ex in dataset.examples], pa.string()),
+            }
+        )
+        self.selection = Selection.all(n)
+        self.artifacts: dict[str, str] = {}
+        self.stats: dict[str, Any] = {}
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def run(self, st: Step, selectors: dict[int, Any]) -> None:
+        if st.kind == "score":
+            self.score(st)
+        elif st.kind == "select":
+            self.select(st, selectors[id(st)], self.selection)
+        elif st.kind == "fit":
+            self.fit(st, selectors)
+        else:  # methods are expanded when the recipe is read
+            raise AssertionError(f"unexpanded step {st.kind} {st.name}")
+
+    def options(self, st: Step) -> dict[str, Any]:
+        """The step's options with "@NAME" replaced by the artifact a fit step made."""
+        out = {}
+        for k, v in st.options.items():
+            if isinstance(v, str) and v.startswith("@"):
+                if v[1:] not in self.artifacts:
+                    raise UsageError(
+                        f"{st.where}: {v!r} names no earlier fit step (known: {', '.join(self.artifacts) or 'none'})"
+                    )
+                v = self.artifacts[v[1:]]
+            out[k] = v
+        return out
+
+    def score(self, st: Step) -> None:
+        import pyarrow as pa
+
+        scorer = registry.get("score", st.name).build(self.options(st))
+        self.log(f"{st.label}: {scorer.describe()}")
+        kept = self.selection.kept
+        everything = len(kept) == len(self.dataset.examples)
+        subset = self.dataset if everything else _subset(self.dataset, kept.tolist())
+        stats: dict[str, Any] = {}
+        table = self.engine(subset, [scorer], stats)
+        for counts in stats.values():
+            self.log(f"{st.label}: {counts['scored']} scored, {counts['cached']} from cache")
+        prefix = f"{st.namespace}." if st.namespace else ""
+        own = [c for c in table.column_names if c not in ("row", "id", "content_hash")]
+        for col in own:
+            name = prefix + col
+            if name in self.table.column_names:
+                raise UsageError(
+                    f"{st.where}: the column {name!r} is already in the score table: give one of the two "
+                    "scorers a namespace (`as: NAME`)"
+                )
+            values = table.column(col)
+            if not everything:
+                at = [None] * len(self.dataset.examples)
+                for j, i in enumerate(kept.tolist()):
+                    at[i] = j
+                values = values.take(pa.array(at, pa.int64()))
+                if col == "reason" or col.endswith("_reason"):
+                    values = pa.array(
+                        [NOT_SCORED if at[i] is None else v for i, v in enumerate(values.to_pylist())], pa.string()
+                    )
+            self.table = self.table.append_column(pa.field(name, values.type), values)
+
+    def engine(self, dataset: Any, scorers: list[Any], stats: dict[str, Any]) -> Any:
+        s = self.recipe.settings
+        common = dict(
+            cache_dir=self.recipe.path("cache_dir"), use_cache=s.use_cache, progress=self.progress, stats=stats
+        )
+        if s.engine == "ray":
+            from .engine.ray import score
+
+            return score(dataset, scorers, address=s.ray_address, **common, **self.engine_options)
+        from .engine.local import score
+
+        return score(dataset, scorers, **common)
+
+    def select(self, st: Step, selector: Any, selection: Any) -> None:
+        from .api import with_record_fields
+
+        view = _namespace_view(self.table, st.namespace) if st.namespace else self.table
+        fields = getattr(selector, "record_fields", ())
+        if fields:
+            view = with_record_fields(view, self.dataset, fields)
+        selection.step = st.label
+        selector.apply(view, selection)
+        selection.step = None
+
+    def fit(self, st: Step, selectors: dict[int, Any]) -> None:
+        """Train on the rows the fit step's `on` selectors keep (a copy of the selection), and remember
+        what it made under its name."""
+        import copy
+
+        selection = copy.deepcopy(self.selection)
+        for sub in st.on:
+            self.select(sub, selectors[id(sub)], selection)
+        rows = selection.kept.tolist()
+        fit = registry.get("fit", st.name)
+        params = fit.validate(self.options(st))
+        self.log(f"{st.label}: {st.name} on {len(rows)} rows")
+        product = fit.target(
+            _subset(self.dataset, rows),
+            params,
+            cache_dir=self.recipe.path("cache_dir"),
+            progress=self.progress,
+            log=lambda m: self.log(f"{st.label}: {m}"),
+        )
+        self.artifacts[st.namespace] = str(product)
+
+
+def _subset(dataset: Any, positions: list[int]) -> Any:
+    """The same data set with only the examples at `positions` (rows and ids unchanged)."""
+    import dataclasses
+
+    return dataclasses.replace(dataset, examples=[dataset.examples[i] for i in positions], rejects=[])
+
+
+def _namespace_view(table: Any, namespace: str) -> Any:
+    """The table where NS.col is also visible as `col` (replacing a bare `col`)."""
+    prefix = f"{namespace}."
+    mine = {c[len(prefix) :]: c for c in table.column_names if c.startswith(prefix)}
+    if not mine:
+        raise UsageError(f"no column in the score table has the namespace {namespace!r}")
+    keep = [c for c in table.column_names if c not in mine]
+    view = table.select(keep)
+    for bare, full in mine.items():
+        view = view.append_column(bare, table.column(full))
+    return view
+
+
+def _write(result: RunResult, outputs: dict[str, Path | None]) -> None:
+    from .api import write, write_scores
+    from .atomic import write_text
+    from .data import write_rejects
+
+    s = result.recipe.settings
+    picked = result.picked
+    if outputs["output"] is not None:
+        write(picked, outputs["output"], with_scores=s.with_scores)
+        result.written["output"] = outputs["output"]
+    if outputs["scores"] is not None:
+        write_scores(picked.scores, outputs["scores"])
+        result.written["scores"] = outputs["scores"]
+    if s.on_error == "skip" and outputs["rejects"] is not None:
+        write_rejects(picked.dataset.rejects, outputs["rejects"])
+        result.written["rejects"] = outputs["rejects"]
+    if outputs["dropped"] is not None:
+        lines = []
+        sel = picked.selection
+        for i, ex in enumerate(picked.dataset.examples):
+            why = sel.reason(i)
+            if why is not None:
+                rec = {"file": picked.dataset.path, "row": ex.row, "line": ex.line, "id": ex.id, **why}
+                lines.append(json.dumps({**rec, "record": ex.record}, ensure_ascii=False, default=str) + "\n")
+        write_text(outputs["dropped"], "".join(lines))
+        result.written["dropped"] = outputs["dropped"]
+
+
+__all__ = ["RunResult", "StepRunner", "run"]
