@@ -104,16 +104,15 @@ class Recipe:
         if value is None:
             return None
         p = Path(os.path.expanduser(value))
-        return p if p.is_absolute() else self.base / p
+        return p if p.is_absolute() else Path(os.path.normpath(self.base / p))
 
     def to_yaml(self, target: str | os.PathLike | None = None, comment: str | None = None) -> str:
         """The recipe as YAML; paths are made relative to `target`'s folder when one is given."""
         data = self.settings.model_dump(exclude_defaults=True, exclude={"steps"})
         folder = Path(target).resolve().parent if target else None
         for key in PATH_KEYS:
-            if key in data and folder is not None:
-                p = self.path(key)
-                data[key] = os.path.relpath(p.resolve(), folder)
+            if key in data:
+                data[key] = _portable(self.path(key), folder)
         data["steps"] = [s.as_dict() for s in self.steps]
         head = "".join(f"# {line}\n" for line in (comment or "").splitlines())
         return head + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
@@ -122,6 +121,15 @@ class Recipe:
         from .atomic import write_text
 
         write_text(target, self.to_yaml(target, comment))
+
+
+def _portable(path: Path, folder: Path | None) -> str:
+    """`path` relative to `folder` when it lies there or one level up (so that a recipe folder can be
+    moved with its data), else absolute."""
+    if folder is None:
+        return str(path)
+    rel = os.path.relpath(path.resolve(), folder)
+    return rel if not rel.startswith(os.path.join("..", "..")) else str(path.resolve())
 
 
 def _lines(text: str) -> dict[tuple[Any, ...], int]:

@@ -195,7 +195,6 @@ class Method:
                 raise
             raise UsageError(f"method {self.name!r}: {e}") from None
 
-
     def scorers(self, **options: Any) -> list[Any]:
         """The method's scorers, built (Python API; a recipe also runs its fit steps)."""
         return [get("score", s["score"]).build(s["with"]) for s in self.expand(options) if "score" in s]
