@@ -114,7 +114,7 @@ class StepRunner:
         )
         self.selection = Selection.all(n)
         self.artifacts: dict[str, str] = {}
-        self.stats: dict[str, Any] = {}
+        self.fitted: dict[str, dict[str, Any]] = {}  # fit step name -> {"rows": positions, "product": path}
 
     # -- steps ---------------------------------------------------------------------------------------
     def run(self, st: Step, selectors: dict[int, Any]) -> None:
@@ -217,6 +217,7 @@ class StepRunner:
             log=lambda m: self.log(f"{st.label}: {m}"),
         )
         self.artifacts[st.namespace] = str(product)
+        self.fitted[st.namespace] = {"rows": rows, "product": str(product)}
 
 
 def _subset(dataset: Any, positions: list[int]) -> Any:

@@ -130,10 +130,13 @@ class KMeansSample:
     score: str | None = None
     band: tuple[float, float] = (1.0, 99.0)
     seed: int = 0
+    max_fraction: float | None = None  # scale clusters x per_cluster down to at most this share of the rows
 
     def __post_init__(self) -> None:
         if self.n_clusters < 1 or self.per_cluster < 1:
             raise ValueError("n_clusters and per_cluster must be at least 1")
+        if self.max_fraction is not None and not 0 < self.max_fraction <= 1:
+            raise ValueError(f"max_fraction must be in (0, 1], got {self.max_fraction}")
         self.band = (float(self.band[0]), float(self.band[1]))
 
     def describe(self) -> str:
@@ -144,32 +147,44 @@ class KMeansSample:
         )
         return f"K-Means {self.n_clusters} clusters of {self.column}, {self.per_cluster} per cluster {how}"
 
+    def sizes(self, n: int) -> tuple[int, int]:
+        """(clusters, per cluster) for `n` rows: as asked, or with `max_fraction` fewer clusters (and, when
+        even one cluster's worth is too many, fewer per cluster) so that the sample fits that share."""
+        if self.max_fraction is None:
+            return self.n_clusters, self.per_cluster
+        room = int(n * self.max_fraction)
+        if room < 1:
+            raise ValueError(f"K-Means sample: {n} rows leave no room for a sample of {self.max_fraction:g} of them")
+        per = min(self.per_cluster, room)
+        return max(1, min(self.n_clusters, room // per)), per
+
     def apply(self, table: Any, selection: Selection) -> None:
+        self.n_clusters_, self.per_cluster_ = n_clusters, per_cluster = self.sizes(len(selection.kept))
         if self.score is not None:
             values = column(table, self.score)
             missing = np.flatnonzero(selection.keep & ~np.isfinite(values))
             selection.drop(missing, "not scored", f"no {self.score}")
         rows, X = kept_vectors(table, selection, self.column)
-        if self.n_clusters > len(rows):
-            raise ValueError(f"K-Means: {self.n_clusters} clusters asked for but only {len(rows)} rows are left")
-        labels = kmeans_fit(X, self.n_clusters, self.seed).labels_
+        if n_clusters > len(rows):
+            raise ValueError(f"K-Means: {n_clusters} clusters asked for but only {len(rows)} rows are left")
+        labels = kmeans_fit(X, n_clusters, self.seed).labels_
         scores = column(table, self.score)[rows] if self.score is not None else None
-        picked = kmeans_sample(X, self.n_clusters, self.per_cluster, scores, self.band, self.seed, labels=labels)
+        picked = kmeans_sample(X, n_clusters, per_cluster, scores, self.band, self.seed, labels=labels)
         keep = np.zeros(len(rows), dtype=bool)
         keep[picked] = True
         ids, sizes = np.unique(labels, return_counts=True)
         self.labels_ = labels
-        self.short_clusters_ = {int(c): int(m) for c, m in zip(ids, sizes, strict=True) if m < self.per_cluster}
+        self.short_clusters_ = {int(c): int(m) for c, m in zip(ids, sizes, strict=True) if m < per_cluster}
         if self.short_clusters_:
             warnings.warn(
-                f"{len(self.short_clusters_)} of {self.n_clusters} K-Means clusters have fewer than "
-                f"{self.per_cluster} rows and are kept whole: {len(picked)} rows instead of "
-                f"{self.n_clusters * self.per_cluster}",
+                f"{len(self.short_clusters_)} of {n_clusters} K-Means clusters have fewer than "
+                f"{per_cluster} rows and are kept whole: {len(picked)} rows instead of "
+                f"{n_clusters * per_cluster}",
                 stacklevel=2,
             )
         drop = np.flatnonzero(~keep)
         selection.drop(
             rows[drop],
-            f"not among the {self.per_cluster} sampled from its K-Means cluster",
+            f"not among the {per_cluster} sampled from its K-Means cluster",
             [f"cluster {int(labels[i])}" for i in drop],
         )
