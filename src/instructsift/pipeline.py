@@ -67,7 +67,7 @@ def run(
     if s.on_error == "skip" and rejects is None and output is not None:
         rejects = output.with_name(output.name + ".rejects.jsonl")
     outputs = {"output": output, "rejects": rejects, "dropped": recipe.path("dropped"), "scores": recipe.path("scores")}
-    check_outputs(recipe.path("input"), outputs, overwrite)
+    check_outputs([recipe.path("input"), recipe.path("from_scores")], outputs, overwrite)
     selectors = {id(st): build_selector(st) for st in _all_steps(recipe.steps) if st.kind == "select"}
 
     dataset = read(recipe.path("input"), format=s.format, on_error=s.on_error)
@@ -80,11 +80,11 @@ def run(
     return result
 
 
-def check_outputs(input: Path | None, outputs: dict[str, Path | None], overwrite: bool) -> None:
+def check_outputs(inputs: list[Path | None], outputs: dict[str, Path | None], overwrite: bool) -> None:
     """Refuse, before any work, outputs that would destroy data (see `outputs.check_outputs`)."""
     from .outputs import check_outputs as check
 
-    check([input] if input else [], {k: v for k, v in outputs.items() if v is not None}, overwrite=overwrite)
+    check([p for p in inputs if p], {k: v for k, v in outputs.items() if v is not None}, overwrite=overwrite)
 
 
 def _all_steps(steps: Sequence[Step]) -> list[Step]:
@@ -115,6 +115,14 @@ class StepRunner:
         self.selection = Selection.all(n)
         self.artifacts: dict[str, str] = {}
         self.fitted: dict[str, dict[str, Any]] = {}  # fit step name -> {"rows": positions, "product": path}
+        self.given = None  # the score table of `from_scores`, when the run takes its scores from one
+        given = recipe.path("from_scores")
+        if given is not None:
+            from .api import read_scores
+
+            if any(st.kind == "fit" for st in recipe.steps):
+                raise UsageError("a run that takes its scores from a table cannot also run fit steps")
+            self.given = read_scores(given, dataset)
 
     # -- steps ---------------------------------------------------------------------------------------
     def run(self, st: Step, selectors: dict[int, Any]) -> None:
@@ -144,6 +152,9 @@ class StepRunner:
         import pyarrow as pa
 
         scorer = registry.get("score", st.name).build(self.options(st))
+        if self.given is not None:
+            self.take_given(st, scorer)
+            return
         self.log(f"{st.label}: {scorer.describe()}")
         kept = self.selection.kept
         everything = len(kept) == len(self.dataset.examples)
@@ -172,6 +183,22 @@ class StepRunner:
                         [NOT_SCORED if at[i] is None else v for i, v in enumerate(values.to_pylist())], pa.string()
                     )
             self.table = self.table.append_column(pa.field(name, values.type), values)
+
+    def take_given(self, st: Step, scorer: Any) -> None:
+        """The scorer's columns from the score table the run was given (`from_scores`)."""
+        prefix = f"{st.namespace}." if st.namespace else ""
+        names = [prefix + n for n in scorer.schema.names]
+        missing = [n for n in names if n not in self.given.column_names]
+        if missing:
+            raise UsageError(
+                f"{self.recipe.path('from_scores')}: the score table lacks {', '.join(missing)} that {st.label} "
+                f"produces: score with this method first (columns there: {', '.join(self.given.column_names)})"
+            )
+        for name in names:
+            if name in self.table.column_names:
+                raise UsageError(f"{st.where}: the column {name!r} is already in the score table")
+            self.table = self.table.append_column(self.given.schema.field(name), self.given.column(name))
+        self.log(f"{st.label}: {len(names)} columns from {self.recipe.path('from_scores')}")
 
     def engine(self, dataset: Any, scorers: list[Any], stats: dict[str, Any]) -> Any:
         s = self.recipe.settings

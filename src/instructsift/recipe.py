@@ -35,7 +35,7 @@ from . import registry
 from .errors import UsageError
 
 STEP_KEYS = {"as", "with", "on"}
-PATH_KEYS = ("input", "output", "rejects", "dropped", "scores", "cache_dir")
+PATH_KEYS = ("input", "output", "rejects", "dropped", "scores", "from_scores", "cache_dir")
 
 
 class RecipeError(UsageError):
@@ -80,6 +80,7 @@ class Settings(BaseModel):
     rejects: str | None = Field(None, description="skipped rows (on_error: skip) [OUTPUT.rejects.jsonl]")
     dropped: str | None = Field(None, description="every dropped record with its reason")
     scores: str | None = Field(None, description="also write the score table here")
+    from_scores: str | None = Field(None, description="take the scores from this table instead of scoring")
     with_scores: bool = False
     allow_empty: bool = False
     cache_dir: str | None = None
@@ -267,10 +268,12 @@ def _unref(options: dict[str, Any]) -> dict[str, Any]:
     return {k: ("/artifact" if isinstance(v, str) and v.startswith("@") else v) for k, v in options.items()}
 
 
-def from_method(method: str, options: dict[str, Any], **settings: Any) -> Recipe:
-    """The recipe `instructsift select --method M` runs: the method's steps plus the run's settings."""
+def from_method(method: str, options: dict[str, Any], *, score_only: bool = False, **settings: Any) -> Recipe:
+    """The recipe `instructsift select --method M` runs: the method's steps plus the run's settings
+    (`score_only`: its scorers and fit steps alone, as `instructsift score` runs them)."""
     entry = registry.get("method", method)
-    steps = [s for i, raw in enumerate(entry.target.expand(options)) for s in parse_step(raw, ("steps", i))]
+    raw_steps = entry.target.expand(options, score_only=score_only)
+    steps = [s for i, raw in enumerate(raw_steps) for s in parse_step(raw, ("steps", i))]
     data = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in settings.items() if v is not None}
     try:
         parsed = Settings.model_validate({**data, "steps": [s.as_dict() for s in steps]})

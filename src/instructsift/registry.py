@@ -39,7 +39,7 @@ class Entry:
     aliases: tuple[str, ...] = ()
     doc: str = ""
 
-    def validate(self, options: Mapping[str, Any] | None) -> BaseModel:
+    def validate(self, options: Mapping[str, Any] | None, context: dict[str, Any] | None = None) -> BaseModel:
         """The options as this step's parameter model; an unknown or ill-typed option is a `UsageError`
         naming the step and the options it takes."""
         options = dict(options or {})
@@ -51,7 +51,7 @@ class Entry:
                 f"(it takes: {', '.join(takes) or 'no options'})"
             )
         try:
-            return self.params.model_validate(options)
+            return self.params.model_validate(options, context=context)
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(x) for x in first["loc"])
@@ -185,11 +185,13 @@ class Method:
     defaults: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
 
-    def expand(self, options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """The recipe steps of this method with `options` (checked against `Params`)."""
-        params = get("method", self.name).validate(options)
+    def expand(self, options: Mapping[str, Any] | None = None, *, score_only: bool = False) -> list[dict[str, Any]]:
+        """The recipe steps of this method with `options` (checked against `Params`); `score_only` leaves
+        out the selectors (and the need for a size), for `instructsift score`."""
+        params = get("method", self.name).validate(options, {"score_only": score_only})
         try:
-            return self.steps(params)
+            steps = self.steps(params)
+            return [s for s in steps if "select" not in s] if score_only else steps
         except ValueError as e:
             if isinstance(e, UsageError):
                 raise

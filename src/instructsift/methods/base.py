@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from ..registry import StrictModel
 
@@ -23,10 +23,11 @@ class Size(StrictModel):
     size_optional: ClassVar[bool] = False  # True for methods that may decide by a threshold alone
 
     @model_validator(mode="after")
-    def _one_size(self) -> Size:
+    def _one_size(self, info: ValidationInfo) -> Size:
         if self.ratio is not None and self.top is not None:
             raise ValueError("give --ratio or --top, not both")
-        if not self.size_optional and self.ratio is None and self.top is None:
+        score_only = bool(info.context and info.context.get("score_only"))
+        if not (self.size_optional or score_only) and self.ratio is None and self.top is None:
             raise ValueError("needs exactly one of --ratio or --top")
         return self
 
