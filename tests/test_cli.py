@@ -128,7 +128,9 @@ def test_bad_rows_fail_or_go_to_rejects(tmp_path):
     # fixed and run again: the rejects file says so, instead of keeping the last run's rows
     records[3]["output"] = "Hi!"
     data.write_text(json.dumps(records, indent=2))
-    cli("select", data, "-m", "superfiltering", "--top", "2", "--on-error", "skip", "-q", "-o", tmp_path / "o.json")
+    args = ["select", data, "-m", "superfiltering", "--top", "2", "--on-error", "skip", "-q", "-o", tmp_path / "o.json"]
+    assert "pass --overwrite" in cli(*args, check=False).stderr  # the last run's output is not replaced silently
+    cli(*args, "--overwrite")
     assert (tmp_path / "o.json.rejects.jsonl").read_text() == ""
 
 

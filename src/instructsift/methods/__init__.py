@@ -1,5 +1,6 @@
 """The papers as recipes over scoring and selection."""
 
+from ..data.errors import OptionError
 from .alpagasus import ALPAGASUS
 from .base import Method
 from .cherry import CHERRY
@@ -15,7 +16,7 @@ ALIASES = {"ifd": "cherry"}
 def get_method(name: str) -> Method:
     key = ALIASES.get(name, name)
     if key not in METHODS:
-        raise ValueError(f"unknown method {name!r} (known: {', '.join(METHODS)})")
+        raise OptionError(f"unknown method {name!r} (known: {', '.join(METHODS)})")
     return METHODS[key]
 
 

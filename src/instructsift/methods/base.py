@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.errors import OptionError
+
 
 @dataclass(frozen=True)
 class Method:
@@ -27,9 +29,9 @@ class Method:
 
     def selectors(self, *, ratio: float | None = None, top: int | None = None, **options: Any) -> list[Any]:
         if self.needs_size and (ratio is None) == (top is None):
-            raise ValueError(f"method {self.name!r} needs exactly one of --ratio or --top")
+            raise OptionError(f"method {self.name!r} needs exactly one of --ratio or --top")
         if ratio is not None and top is not None:
-            raise ValueError("give --ratio or --top, not both")
+            raise OptionError("give --ratio or --top, not both")
         return self.make_selectors(ratio=ratio, k=top, **{k: v for k, v in options.items() if v is not None})
 
 

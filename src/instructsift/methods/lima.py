@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..data.errors import OptionError
 from ..scoring.dedup import MinHashSignature
 from ..scoring.language import Language
 from ..scoring.rules import RULE_NAMES, Rules
@@ -64,7 +65,7 @@ def _embed_scorer(o: dict[str, Any]) -> Any:
     try:
         from ..scoring.embed import Embed
     except ImportError:
-        raise ValueError(
+        raise OptionError(
             "stratifying by K-Means clusters needs the embed scorer (scoring/embed.py), which this install "
             "lacks: stratify by a record field with --category-field instead"
         ) from None
@@ -87,7 +88,7 @@ def _selectors(
     **_: Any,
 ) -> list[Any]:
     if min_chars > max_chars:
-        raise ValueError(f"--min-chars {min_chars} is above --max-chars {max_chars}")
+        raise OptionError(f"--min-chars {min_chars} is above --max-chars {max_chars}")
     keep: list[Any] = [
         Threshold(f"response_chars >= {int(min_chars)} and response_chars <= {int(max_chars)}"),
         RuleFilter(rules),
@@ -101,7 +102,7 @@ def _selectors(
         by = None if clusters is not None else (category_field or CATEGORY_FIELD)
         keep.append(Stratified(per=per_category, by=by, rank=rank_by, clusters=clusters, k=k, ratio=ratio))
     elif clusters is not None:
-        raise ValueError("--clusters needs --per-category N or --top/--ratio: how many to keep")
+        raise OptionError("--clusters needs --per-category N or --top/--ratio: how many to keep")
     elif sized:
         keep.append(Top(rank_by, ratio=ratio, k=k, of="kept"))
     return keep

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..data.errors import OptionError
 from ..scoring.embed import Embed, embed_options
 from ..scoring.ifd import IFD, IFD_OPTIONS
 from ..selection import Threshold, Top
@@ -23,7 +24,7 @@ POOL_FACTOR = 10
 def _selectors(ratio: float | None, k: int | None, **options: Any) -> list[Any]:
     factor = options.get("pool_factor", POOL_FACTOR)
     if factor < 1:
-        raise ValueError(f"pool_factor must be at least 1, got {factor}")
+        raise OptionError(f"pool_factor must be at least 1, got {factor}")
     pool = {"ratio": min(1.0, ratio * factor)} if ratio is not None else {"k": k * factor}
     return [
         Threshold("ifd_ppl < 1"),

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
+from ..data.errors import UserError
 from .finetune import FinetuneConfig
 
 # The paper's fine-tuning of the pre-experienced model: Alpaca's full fine-tuning recipe, one epoch.
@@ -49,7 +50,7 @@ class PreExperience:
         """(clusters, per cluster) for `n` examples: as asked when the sample fits in half the data,
         else fewer clusters (and, below 2 x per_cluster examples, fewer per cluster)."""
         if n < 2:
-            raise ValueError(f"the pre-experience phase needs at least 2 examples, got {n}")
+            raise UserError(f"the pre-experience phase needs at least 2 examples, got {n}")
         per = min(self.per_cluster, max(1, n // 2))
         clusters = max(1, min(self.n_clusters, n // (2 * per)))
         return clusters, per
@@ -151,7 +152,7 @@ def pre_experience(
         del lm
         usable = np.flatnonzero(valid & np.isfinite(ppl))
         if len(usable) < clusters:
-            raise ValueError(
+            raise UserError(
                 f"only {len(usable)} examples have an instruction embedding: too few for {clusters} clusters"
             )
         picked = kmeans_sample(
