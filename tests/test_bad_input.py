@@ -26,14 +26,15 @@ _spec.loader.exec_module(corpus)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """The corpus folder, its cases by name, one shared --cache-dir, and a default cache that must stay empty."""
+def world(tmp_path_factory, _session_cache):
+    """The corpus folder, its cases by name, --cache-dir (the test session's cache, so that the embedded
+    model is converted once per session), and a default cache that must stay empty."""
     root = tmp_path_factory.mktemp("badinput")
     cases = {c.name: c for c in corpus.build(root / "corpus")}
     default_cache, home = root / "default-cache", root / "home"
     default_cache.mkdir()
     home.mkdir()
-    yield {"cases": cases, "cache": root / "cache", "default_cache": default_cache, "home": home}
+    yield {"cases": cases, "cache": _session_cache, "default_cache": default_cache, "home": home}
     assert not any(default_cache.iterdir()), f"written outside --cache-dir: {list(default_cache.rglob('*'))[:5]}"
     assert not (home / ".cache" / "instructsift").exists()
 
@@ -84,3 +85,16 @@ def test_corpus_script_writes_the_cases(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "cases.json").exists() and (tmp_path / "good.json").exists()
+
+
+def test_progress_lines_in_a_log_and_every_cache_under_cache_dir(world, monkeypatch):
+    """stderr is a pipe here, as under nohup or CI: plain progress lines, with done/total, rate and ETA."""
+    good = next(c for c in world["cases"].values() if c.name == "selection_keeps_nothing").args[-3]
+    out = Path(good).with_name("progress.parquet")
+    monkeypatch.setenv("INSTRUCTSIFT_PROGRESS_SECONDS", "0")
+    proc = run_cli(world, ["score", good, "--method", "superfiltering", "--no-cache", "-o", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("ifd: ") and "/3" in x]
+    assert lines[0].startswith("ifd: 0/3 (0%)") and lines[-1].startswith("ifd: 3/3 (100%)"), proc.stderr
+    assert all("elapsed" in x for x in lines)
+    assert {p.name for p in world["cache"].iterdir()} >= {"models", "fingerprints", "scores"}
