@@ -287,7 +287,7 @@ def test_cherry_pre_experience_end_to_end_then_rerun_skips_finished_phases(
     assert set(sample) <= {ex.id for ex in ds.examples}
 
     mtime = (model_dir / "model.safetensors").stat().st_mtime_ns
-    again = _cli(*args)
+    again = _cli(*args, "--overwrite")  # the same outputs again: replaced only when asked
     assert f"K-Means sample (3 clusters x 4, {n_sample} examples): cached" in again
     assert "pre-experienced model (1 epoch on the sample): cached" in again
     assert "ifd: 0 scored, 60 from cache" in again
