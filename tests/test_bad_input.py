@@ -73,9 +73,10 @@ def test_bad_input_case(world, name):
         line = [x for x in err.splitlines() if x.startswith("read ")][-1]
         n = {k: int(v) for v, k in ((m.group(2), m.group(1)) for m in re.finditer(r"(\w+) (\d+)", line))}
         assert n["read"] == n["kept"] + n["dropped"] + n["rejected"], line
+        out = case.args[case.args.index("-o") + 1]
+        assert f"→ {out}" in line, line  # the path as given, brackets and all (no rich markup)
         if "--on-error" in case.args:  # every rejected row is in the rejects file
-            out = Path(case.args[case.args.index("-o") + 1])
-            rejects = out.with_name(out.name + ".rejects.jsonl").read_text().splitlines()
+            rejects = Path(out + ".rejects.jsonl").read_text().splitlines()
             assert len(rejects) == n["rejected"]
 
 

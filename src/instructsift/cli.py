@@ -249,7 +249,7 @@ def _score(dataset: Any, method: Any, opts: dict[str, Any], cache_dir: Path | No
 
     scorers = method.scorers(**opts)
     for s in scorers:
-        err.print(f"[dim]{s.name}: {s.describe()}[/]", highlight=False)
+        err.print(f"[dim]{escape(f'{s.name}: {s.describe()}')}[/]", highlight=False)
     stats: dict[str, Any] = {}
     table = score(dataset, scorers, cache_dir=cache_dir, use_cache=not no_cache, progress=not quiet, stats=stats)
     for name, st in stats.items():
@@ -276,6 +276,7 @@ def _missing_summary(table: Any) -> None:
         err.print(
             f"{col.removesuffix('_reason')}: {table.num_rows - n} scored, {n} missing" + (f" ({why})" if n else ""),
             highlight=False,
+            markup=False,
         )
 
 
@@ -364,7 +365,7 @@ def score_cmd(
     write_scores(table, output)
     unscored = sum(unscored_mask(table))
     line = f"read {dataset.n_read} · scored {table.num_rows - unscored} · unscored {unscored} · rejected {len(dataset.rejects)}"
-    err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False)
+    err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False, markup=False)
 
 
 @app.command("select")
@@ -474,6 +475,7 @@ def select_cmd(
         + f" · rejected {s['rejected']} → {output}"
         + (f" (rejects: {rej})" if rej else ""),
         highlight=False,
+        markup=False,
     )
 
 
@@ -556,7 +558,7 @@ def finetune_cmd(
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to resume from the last checkpoint")
     for ex_id, why in r.skipped[:5]:
-        err.print(f"[yellow]skipped[/] {ex_id}: {why}", highlight=False)
+        err.print(f"[yellow]skipped[/] {escape(f'{ex_id}: {why}')}", highlight=False)
     loss = f"{r.train_loss:.4f}" if r.train_loss is not None else "-"
     err.print(
         f"trained on {r.sequences} sequences ({r.examples - len(r.skipped)} examples, {len(r.skipped)} skipped) · "
@@ -564,6 +566,7 @@ def finetune_cmd(
         + (f" · resumed from {Path(r.resumed_from).name}" if r.resumed_from else "")
         + f" → {output}",
         highlight=False,
+        markup=False,
     )
 
 
@@ -615,6 +618,7 @@ def evaluate_cmd(
     err.print(
         f"loss {r.loss:.4f} · ppl {r.ppl:.3f} · {r.scored} of {r.examples} examples · {r.tokens:,} answer tokens",
         highlight=False,
+        markup=False,
     )
 
 

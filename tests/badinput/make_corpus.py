@@ -354,7 +354,7 @@ CASES: list[Case] = [
     ),
     Case(
         "selection_keeps_nothing",
-        ["select", "--method", "superfiltering", "--top", "0", "-q", "{d}/good.json", "-o", "{d}/none.json"],
+        ["select", "--method", "superfiltering", "--top", "0", "-q", "{d}/good.json", "-o", "{d}/[none].json"],
         0,
         "warning: the selection kept no rows",
         {"good.json": _json(GOOD)},
