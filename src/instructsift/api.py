@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_path
-from .data.errors import InputError, Reject
+from .data.errors import InputError, MissingColumnError, Reject
 from .data.io import Dataset, read
 from .data.io import write as write_records
 from .engine.local import score
@@ -66,7 +66,7 @@ def with_record_fields(scores: Any, dataset: Dataset, names: Any) -> Any:
         if all(v is None for v in values):
             first = dataset.examples[0].record if dataset.examples else None
             have = ", ".join(first) if isinstance(first, dict) else "none"
-            raise KeyError(f"{dataset.path}: no record has a field {name!r} (record fields: {have})")
+            raise MissingColumnError(f"{dataset.path}: no record has a field {name!r} (record fields: {have})")
         scores = scores.append_column(name, pa.array([None if v is None else str(v) for v in values], pa.string()))
     return scores
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .scoring.judge import JUDGE_OPTIONS
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help texts hold literal brackets ([default], 'instructsift[gemma]'): no markup
 )
 err = Console(stderr=True, soft_wrap=True)
 
@@ -32,7 +34,9 @@ class Fmt(str, Enum):
     openai = "openai"
 
 
-Input = Annotated[Path, typer.Argument(help="Data: .json, .jsonl(.gz), .parquet, or a datasets folder.")]
+Input = Annotated[
+    Path, typer.Argument(metavar="DATA", help="Data: .json, .jsonl(.gz), .parquet, or a datasets folder.")
+]
 MethodOpt = Annotated[
     str,
     typer.Option(
@@ -63,11 +67,28 @@ FormatOpt = Annotated[Fmt | None, typer.Option("--format", help="Record format [
 OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="fail on a bad row, or skip it to the rejects file.")]
 RejectsOpt = Annotated[Path | None, typer.Option(help="Where skipped rows go [OUTPUT.rejects.jsonl].")]
 CacheOpt = Annotated[
-    Path | None, typer.Option("--cache-dir", help="Score cache [$INSTRUCTSIFT_CACHE or ~/.cache/instructsift].")
+    Path | None,
+    typer.Option(
+        "--cache-dir", help="Every cache: scores, models, fingerprints [$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]."
+    ),
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace existing outputs (never an input, nor a folder an earlier run did not write).",
+    ),
+]
+AllowEmptyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty",
+        help="Write an empty result when nothing could be read or scored, instead of failing with exit 1.",
+    ),
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the score cache.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress (bars on a terminal, else lines).")]
 PreExpOpt = Annotated[
     bool,
     typer.Option(
@@ -166,9 +187,19 @@ def _scoring_opts(given: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
+BUG_REPORT = (
+    "this is a bug in instructsift: please report it to its developers with the command and the traceback above"
+)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr, the user's text escaped (a `[...]` in it is text, not rich markup); then exit."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def _read(path: Path, fmt: Fmt | None, on_error: OnError) -> Any:
@@ -177,15 +208,39 @@ def _read(path: Path, fmt: Fmt | None, on_error: OnError) -> Any:
     return read(path, format=fmt.value if fmt else None, on_error=on_error.value)
 
 
-def _write_rejects(dataset: Any, output: Path, rejects: Path | None, on_error: OnError) -> Path | None:
+def _rejects_path(output: Path, rejects: Path | None, on_error: OnError) -> Path | None:
+    """Where `--on-error skip` writes the rejected rows: --rejects, or OUTPUT.rejects.jsonl."""
+    if on_error is not OnError.skip:
+        return None
+    return rejects or output.with_name(output.name + ".rejects.jsonl")
+
+
+def _check_paths(inputs: list[Any], outputs: list[tuple[Path | None, str, str]], overwrite: bool) -> None:
+    """Before any work: the data input is readable as named, and no output (path, kind, flag) would write
+    over an input, another output or the user's files (see `instructsift.outputs`)."""
+    from .data.errors import MissingFileError
+    from .outputs import Output, check_inputs, check_outputs
+
+    check_inputs(inputs[:1])
+    for extra in inputs[1:]:
+        if extra is not None and not Path(extra).exists():
+            raise MissingFileError(f"{extra}: no such file or folder")
+    outs = [Output(Path(p), kind, flag) for p, kind, flag in outputs if p is not None]
+    check_outputs([Path(p) for p in inputs if p is not None], outs, overwrite=overwrite)
+
+
+def _model_input(model: str) -> list[Path]:
+    """The --model, when it names a local file or folder (an output must not write over it)."""
+    return [Path(model)] if model and Path(model).exists() else []
+
+
+def _write_rejects(dataset: Any, target: Path | None) -> Path | None:
     """With `--on-error skip` the rejects file is always written, empty when nothing was rejected, so
     that it never shows an earlier run's rows."""
     from .data import write_rejects
 
-    if on_error is not OnError.skip:
-        return None
-    target = rejects or output.with_name(output.name + ".rejects.jsonl")
-    write_rejects(dataset.rejects, target)
+    if target is not None:
+        write_rejects(dataset.rejects, target)
     return target
 
 
@@ -194,7 +249,7 @@ def _score(dataset: Any, method: Any, opts: dict[str, Any], cache_dir: Path | No
 
     scorers = method.scorers(**opts)
     for s in scorers:
-        err.print(f"[dim]{s.name}: {s.describe()}[/]", highlight=False)
+        err.print(f"[dim]{escape(f'{s.name}: {s.describe()}')}[/]", highlight=False)
     stats: dict[str, Any] = {}
     table = score(dataset, scorers, cache_dir=cache_dir, use_cache=not no_cache, progress=not quiet, stats=stats)
     for name, st in stats.items():
@@ -204,33 +259,52 @@ def _score(dataset: Any, method: Any, opts: dict[str, Any], cache_dir: Path | No
 
 
 def _missing_summary(table: Any) -> None:
-    """How many rows each scorer with a `<column>_reason` column could not score, and why."""
+    """How many rows each scorer with a `<column>_reason` column could not score (a reason, or a null), and why."""
     from collections import Counter
 
     for col in table.column_names:
         if not col.endswith("_reason") or col.removesuffix("_reason") not in table.column_names:
             continue
-        reasons = Counter(r.split(":")[0] for r in table.column(col).to_pylist() if r)
+        values = table.column(col.removesuffix("_reason")).to_pylist()
+        reasons = Counter(
+            (r or "missing").split(":")[0]
+            for r, v in zip(table.column(col).to_pylist(), values, strict=True)
+            if r or v is None
+        )
         n = sum(reasons.values())
         why = "; ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) + ("; ..." if len(reasons) > 3 else "")
         err.print(
             f"{col.removesuffix('_reason')}: {table.num_rows - n} scored, {n} missing" + (f" ({why})" if n else ""),
             highlight=False,
+            markup=False,
         )
 
 
 def _guard(fn: Any) -> Any:
-    """Turn expected failures (bad input, bad options) into one clear line and exit code 2."""
+    """Exit codes: a user error (bad data, option or path: `UserError`) is one line and exit 2; a run that
+    produced nothing usable (`EmptyResultError`) one line and exit 1; a file the system would not read or
+    write (permissions, a full disk) one line and exit 1. Anything else is a bug: its traceback, a line
+    saying so, and exit 70 (EX_SOFTWARE)."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .data.errors import InputError
+        from .data.errors import UserError
 
         try:
             return fn(*args, **kwargs)
-        except (InputError, ValueError, FileNotFoundError, KeyError) as e:
-            _fail(str(e).strip("'\""))
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except UserError as e:
+            _fail(str(e), e.exit_code)
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            _fail(f"{where}{e.strerror or e}", 1)
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+            _fail(BUG_REPORT, 70)
 
     return wrapper
 
@@ -240,6 +314,8 @@ def _guard(fn: Any) -> Any:
 def score_cmd(
     input: Input,
     output: Annotated[Path, typer.Option("--output", "-o", help="SCORES.parquet or .jsonl: one row per example.")],
+    overwrite: OverwriteOpt = False,
+    allow_empty: AllowEmptyOpt = False,
     method: MethodOpt = "cherry",
     model: ModelOpt = "embedded",
     template: TemplateOpt = None,
@@ -267,18 +343,29 @@ def score_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Score every example; write the score table (row, id, loss_cond, loss_direct, ifd, ifd_ppl, ...)."""
+    from .accounting import check_not_empty, unscored_mask
     from .api import write_scores
     from .methods import get_method
+    from .models import use_cache_root
 
     m = get_method(method)
-    dataset = _read(input, format, on_error)
     opts = _scoring_opts(locals())
-    table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
+    rej = _rejects_path(output, rejects, on_error)
+    _check_paths(
+        [input, judge_prompt, *_model_input(model)],
+        [(output, "scores", "--output"), (rej, "rejects", "--rejects")],
+        overwrite,
+    )
+    with use_cache_root(cache_dir):
+        dataset = _read(input, format, on_error)
+        _write_rejects(dataset, rej)
+        check_not_empty(dataset, allow_empty=allow_empty)
+        table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
+    check_not_empty(dataset, table, allow_empty=allow_empty)
     write_scores(table, output)
-    rej = _write_rejects(dataset, output, rejects, on_error)
-    unscored = sum(1 for r in table.column("reason").to_pylist() if r) if "reason" in table.column_names else 0
+    unscored = sum(unscored_mask(table))
     line = f"read {dataset.n_read} · scored {table.num_rows - unscored} · unscored {unscored} · rejected {len(dataset.rejects)}"
-    err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False)
+    err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False, markup=False)
 
 
 @app.command("select")
@@ -291,6 +378,8 @@ def select_cmd(
     top: Annotated[int | None, typer.Option(help="Keep this many.")] = None,
     scores: Annotated[Path | None, typer.Option(help="Use this score table instead of scoring.")] = None,
     save_scores: Annotated[Path | None, typer.Option(help="Also write the score table here.")] = None,
+    overwrite: OverwriteOpt = False,
+    allow_empty: AllowEmptyOpt = False,
     with_scores: Annotated[bool, typer.Option("--with-scores", help="Add the scores to each written record.")] = False,
     model: ModelOpt = "embedded",
     template: TemplateOpt = None,
@@ -331,8 +420,11 @@ def select_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records."""
+    from .accounting import check_not_empty
     from .api import read_scores, select, write, write_scores
+    from .data.errors import OptionError
     from .methods import get_method
+    from .models import use_cache_root
 
     m = get_method(method)
     curation = dict(
@@ -347,22 +439,35 @@ def select_cmd(
     )
     selectors = m.selectors(ratio=ratio, top=top, threshold=threshold, **curation)
     if pre_experience and (m.prepare is None or scores is not None):
-        raise ValueError("--pre-experience applies to --method cherry, when it scores (not with --scores)")
-    dataset = _read(input, format, on_error)
-    if scores is not None:
-        table = read_scores(scores, dataset)
-    else:
-        opts = {**_scoring_opts(locals()), **curation}
-        if m.prepare is not None:  # phases before scoring, e.g. Cherry's pre-experienced model
-            pe = dict(pre_experience=pre_experience, pe_clusters=pe_clusters, pe_per_cluster=pe_per_cluster)
-            opts = m.prepare(dataset, {**opts, **pe, "pe_epochs": pe_epochs, "cache_dir": cache_dir, "quiet": quiet})
-        table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
+        raise OptionError("--pre-experience applies to --method cherry, when it scores (not with --scores)")
+    rej = _rejects_path(output, rejects, on_error)
+    _check_paths(
+        [input, scores, judge_prompt, *_model_input(model)],
+        [(output, "data", "--output"), (save_scores, "scores", "--save-scores"), (rej, "rejects", "--rejects")],
+        overwrite,
+    )
+    with use_cache_root(cache_dir):
+        dataset = _read(input, format, on_error)
+        _write_rejects(dataset, rej)
+        check_not_empty(dataset, allow_empty=allow_empty)
+        if scores is not None:
+            table = read_scores(scores, dataset)
+        else:
+            opts = {**_scoring_opts(locals()), **curation}
+            if m.prepare is not None:  # phases before scoring, e.g. Cherry's pre-experienced model
+                pe = dict(pre_experience=pre_experience, pe_clusters=pe_clusters, pe_per_cluster=pe_per_cluster)
+                opts = m.prepare(
+                    dataset, {**opts, **pe, "pe_epochs": pe_epochs, "cache_dir": cache_dir, "quiet": quiet}
+                )
+            table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
+    check_not_empty(dataset, table, allow_empty=allow_empty)
     if save_scores:
         write_scores(table, save_scores)
     picked = select(dataset, table, *selectors)
     write(picked, output, with_scores=with_scores)
-    rej = _write_rejects(dataset, output, rejects, on_error)
     s = picked.summary()
+    if not s["kept"] and dataset.examples:
+        _warn("the selection kept no rows: every row was dropped by the method's rules (see the reasons below)")
     why = ", ".join(f"{k}: {v}" for k, v in s["dropped_by"].items())
     err.print(
         f"read {s['read']} · kept {s['kept']} · dropped {s['dropped']}"
@@ -370,6 +475,7 @@ def select_cmd(
         + f" · rejected {s['rejected']} → {output}"
         + (f" (rejects: {rej})" if rej else ""),
         highlight=False,
+        markup=False,
     )
 
 
@@ -396,6 +502,9 @@ def methods_cmd() -> None:
 def finetune_cmd(
     input: Input,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned model (or adapter).")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the model folder an earlier finetune wrote at --output.")
+    ] = False,
     model: ModelOpt = "embedded",
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
     epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 3.0,
@@ -416,9 +525,11 @@ def finetune_cmd(
     format: FormatOpt = None,
     on_error: OnErrorOpt = OnError.fail,
     trust_remote_code: TrustOpt = False,
+    cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune a causal LM on DATA (loss on answer tokens only; LoRA unless --full). Rerun to resume."""
+    from .models import use_cache_root
     from .train.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(
@@ -439,13 +550,15 @@ def finetune_cmd(
         checkpoint_steps=checkpoint_steps,
         trust_remote_code=trust_remote_code,
     )
+    _check_paths([input, *_model_input(model)], [(output, "model", "--output")], overwrite)
     dataset = _read(input, format, on_error)
     try:
-        r = finetune(dataset, model, output, config, progress=not quiet, resume=not restart)
+        with use_cache_root(cache_dir):
+            r = finetune(dataset, model, output, config, progress=not quiet, resume=not restart)
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to resume from the last checkpoint")
     for ex_id, why in r.skipped[:5]:
-        err.print(f"[yellow]skipped[/] {ex_id}: {why}", highlight=False)
+        err.print(f"[yellow]skipped[/] {escape(f'{ex_id}: {why}')}", highlight=False)
     loss = f"{r.train_loss:.4f}" if r.train_loss is not None else "-"
     err.print(
         f"trained on {r.sequences} sequences ({r.examples - len(r.skipped)} examples, {len(r.skipped)} skipped) · "
@@ -453,6 +566,7 @@ def finetune_cmd(
         + (f" · resumed from {Path(r.resumed_from).name}" if r.resumed_from else "")
         + f" → {output}",
         highlight=False,
+        markup=False,
     )
 
 
@@ -465,33 +579,38 @@ def evaluate_cmd(
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per sequence.")] = 512,
     no_eos: Annotated[bool, typer.Option("--no-eos", help="Do not score an EOS after each answer.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the result as JSON.")] = None,
+    overwrite: OverwriteOpt = False,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
     batch_tokens: BatchOpt = None,
     format: FormatOpt = None,
     on_error: OnErrorOpt = OnError.fail,
     trust_remote_code: TrustOpt = False,
+    cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Mean answer loss of a model on held-out DATA (InstructMining's quality proxy); prints JSON."""
     import json
 
     from .atomic import write_text
+    from .models import use_cache_root
     from .train.evaluate import evaluate
 
+    _check_paths([input, *_model_input(model)], [(output, "json", "--output")], overwrite)
     dataset = _read(input, format, on_error)
-    r = evaluate(
-        dataset,
-        model,
-        template=template,
-        max_length=max_length,
-        eos=not no_eos,
-        dtype=dtype,
-        device=device,
-        batch_tokens=batch_tokens,
-        trust_remote_code=trust_remote_code,
-        progress=not quiet,
-    )
+    with use_cache_root(cache_dir):
+        r = evaluate(
+            dataset,
+            model,
+            template=template,
+            max_length=max_length,
+            eos=not no_eos,
+            dtype=dtype,
+            device=device,
+            batch_tokens=batch_tokens,
+            trust_remote_code=trust_remote_code,
+            progress=not quiet,
+        )
     text = json.dumps(r.as_dict(), indent=2)
     if output:
         write_text(output, text + "\n")
@@ -499,6 +618,7 @@ def evaluate_cmd(
     err.print(
         f"loss {r.loss:.4f} · ppl {r.ppl:.3f} · {r.scored} of {r.examples} examples · {r.tokens:,} answer tokens",
         highlight=False,
+        markup=False,
     )
 
 

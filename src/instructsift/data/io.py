@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from .errors import FieldError, InputError, Reject
+from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError
 from .example import Example
 from .records import FORMATS, PARSERS, check_conversation, detect_format
 
@@ -54,7 +54,7 @@ def container_of(path: str | Path) -> str:
         return "parquet"
     if p.is_dir() or not p.suffix:
         return "hf"
-    raise ValueError(f"{path}: unknown file type {p.suffix!r} (expected .json, .jsonl, .parquet or a datasets folder)")
+    raise UserError(f"{path}: unknown file type {p.suffix!r} (expected .json, .jsonl, .parquet or a datasets folder)")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -192,13 +192,13 @@ def read(
     `Reject`s on the returned data set instead of raising `InputError`.
     """
     if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+        raise OptionError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+        raise MissingFileError(f"{path}: no such file or folder")
     container = container_of(p)
     if format is not None and format not in FORMATS:
-        raise ValueError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
+        raise OptionError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
     raw, table, indent = _raw_records(p, container)
     if not raw:
         raise InputError(Reject(str(path), None, None, None, "no records"))

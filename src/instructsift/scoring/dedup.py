@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import register
 from .text import todo_chunks, whole_text
@@ -57,7 +58,7 @@ class MinHashSignature:
 
     def __post_init__(self) -> None:
         if self.ngram < 1 or self.num_perm < 2:
-            raise ValueError(f"need ngram >= 1 and num_perm >= 2, got ngram={self.ngram}, num_perm={self.num_perm}")
+            raise OptionError(f"need ngram >= 1 and num_perm >= 2, got ngram={self.ngram}, num_perm={self.num_perm}")
 
     @property
     def schema(self) -> Any:

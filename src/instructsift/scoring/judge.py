@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..data.errors import OptionError
 from ..registry import register
 
 JUDGE_OPTIONS = (
@@ -115,7 +116,7 @@ def Judge(
         from .judge_client import ServerJudge
 
         if not judge_model:
-            raise ValueError("--judge-url needs --judge-model: the model name the server serves")
+            raise OptionError("--judge-url needs --judge-model: the model name the server serves")
         server: dict[str, Any] = {
             "concurrency": judge_concurrency,
             "timeout": judge_timeout,
@@ -140,7 +141,7 @@ def Judge(
     }
     stray = [k for k, v in given.items() if v is not None]
     if stray:
-        raise ValueError(f"{', '.join(stray)} only apply to a judge server: add --judge-url")
+        raise OptionError(f"{', '.join(stray)} only apply to a judge server: add --judge-url")
     from .judge_local import LocalJudge
 
     return LocalJudge(

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..data.errors import OptionError, UserError
 from ..data.example import Example
 from .judge import judge_row, judge_schema
 from .judge_prompts import get_prompt, logprob_score, parse_reply
@@ -40,16 +41,16 @@ MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 
 
-class JudgeServerError(ValueError):
+class JudgeServerError(UserError):
     """A failure that is not about one row (bad key, unknown model, wrong URL): the run stops.
-    A ValueError, like other bad options, so the CLI reports it in one line."""
+    A `UserError`, like other bad options, so the CLI reports it in one line."""
 
 
 def base_url(url: str) -> str:
     """`http://host:port` -> `http://host:port/v1`; a URL with a path is used as it is."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(
+        raise OptionError(
             f"--judge-url {shown_url(url)!r}: expected http(s)://host[:port][/path], e.g. http://127.0.0.1:8000/v1"
         )
     path = parts.path.rstrip("/") or "/v1"
@@ -85,9 +86,9 @@ class ServerJudge:
         self.url = base_url(self.url)
         self._prompt = get_prompt(self.dimension, self.prompt)
         if self.concurrency < 1:
-            raise ValueError(f"--judge-concurrency must be at least 1, got {self.concurrency}")
+            raise OptionError(f"--judge-concurrency must be at least 1, got {self.concurrency}")
         if self.retries < 0 or self.timeout <= 0 or self.max_tokens < 1:
-            raise ValueError("judge retries must be >= 0, timeout > 0 and max_tokens >= 1")
+            raise OptionError("judge retries must be >= 0, timeout > 0 and max_tokens >= 1")
         self._api_key()  # fail early on a named but unset variable
         self._use_logprobs = self.logprobs
         self.stats = {"requests": 0, "replies": 0, "no_reply": 0}
@@ -100,7 +101,7 @@ class ServerJudge:
         if self.key_env:
             key = os.environ.get(self.key_env)
             if not key:
-                raise ValueError(f"--judge-key-env {self.key_env}: that environment variable is not set")
+                raise OptionError(f"--judge-key-env {self.key_env}: that environment variable is not set")
             return key
         # No key option: send a placeholder (local servers take any; the client needs one), never a key
         # the user did not name for this server, such as $OPENAI_API_KEY.

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.errors import OptionError
 from ..data.example import Example
 from .judge import judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
@@ -50,7 +51,7 @@ class LocalJudge:
     def __post_init__(self) -> None:
         self._prompt: JudgePrompt = get_prompt(self.dimension, self.prompt)
         if self.max_length < 64:
-            raise ValueError(f"the local judge needs max_length >= 64, got {self.max_length}")
+            raise OptionError(f"the local judge needs max_length >= 64, got {self.max_length}")
 
     @property
     def schema(self) -> Any:
@@ -82,7 +83,7 @@ class LocalJudge:
                 if len(enc) == 1 and enc[0] not in ids:
                     ids.append(enc[0])
             if not ids:
-                raise ValueError(f"the tokenizer of {self.model!r} has no single token for the score {s}")
+                raise OptionError(f"the tokenizer of {self.model!r} has no single token for the score {s}")
             out[s] = ids
         return out
 

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..data.errors import MissingColumnError
+
 
 @dataclass
 class Selection:
@@ -76,7 +78,7 @@ class Selector(Protocol):
 def column(table: Any, name: str) -> np.ndarray:
     """A numeric score column as float64, nulls as NaN (callers drop those with a reason)."""
     if name not in table.column_names:
-        raise KeyError(f"the score table has no column {name!r} (columns: {', '.join(table.column_names)})")
+        raise MissingColumnError(f"the score table has no column {name!r} (columns: {', '.join(table.column_names)})")
     return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
 
 

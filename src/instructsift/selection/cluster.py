@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection, column
 from .vectors import kept_vectors
@@ -35,11 +36,11 @@ def kmeans_fit(vectors: np.ndarray, n_clusters: int, seed: int = 0, algorithm: s
     """A fitted scikit-learn KMeans (or MiniBatchKMeans above MINIBATCH_ROWS rows / on request)."""
     X = np.asarray(vectors, dtype=np.float32)
     if X.ndim != 2 or len(X) == 0:
-        raise ValueError(f"vectors must be a non-empty 2-d array, got shape {X.shape}")
+        raise OptionError(f"vectors must be a non-empty 2-d array, got shape {X.shape}")
     if not 1 <= n_clusters <= len(X):
-        raise ValueError(f"cannot make {n_clusters} clusters from {len(X)} rows: use 1 to {len(X)} clusters")
+        raise OptionError(f"cannot make {n_clusters} clusters from {len(X)} rows: use 1 to {len(X)} clusters")
     if algorithm not in ("auto", "kmeans", "minibatch"):
-        raise ValueError(f"algorithm must be auto, kmeans or minibatch, got {algorithm!r}")
+        raise OptionError(f"algorithm must be auto, kmeans or minibatch, got {algorithm!r}")
     if algorithm == "minibatch" or (algorithm == "auto" and len(X) > MINIBATCH_ROWS):
         from sklearn.cluster import MiniBatchKMeans
 
@@ -86,17 +87,17 @@ def kmeans_sample(
     X = np.asarray(vectors, dtype=np.float32)
     n = len(X)
     if per_cluster < 1:
-        raise ValueError(f"per_cluster must be at least 1, got {per_cluster}")
+        raise OptionError(f"per_cluster must be at least 1, got {per_cluster}")
     lo, hi = band
     if not 0.0 <= lo <= hi <= 100.0:
-        raise ValueError(f"band must be percentiles 0 <= lo <= hi <= 100, got {band}")
+        raise OptionError(f"band must be percentiles 0 <= lo <= hi <= 100, got {band}")
     if scores is not None:
         scores = np.asarray(scores, dtype=np.float64)
         if scores.shape != (n,):
-            raise ValueError(f"scores has shape {scores.shape}, expected ({n},) like the vectors")
+            raise OptionError(f"scores has shape {scores.shape}, expected ({n},) like the vectors")
         if not np.isfinite(scores).all():
             bad = np.flatnonzero(~np.isfinite(scores))
-            raise ValueError(f"scores must be finite; rows {bad[:10].tolist()} are not")
+            raise OptionError(f"scores must be finite; rows {bad[:10].tolist()} are not")
     if labels is None:
         labels = kmeans_fit(X, n_clusters, seed).labels_
     labels = np.asarray(labels)
@@ -134,9 +135,9 @@ class KMeansSample:
 
     def __post_init__(self) -> None:
         if self.n_clusters < 1 or self.per_cluster < 1:
-            raise ValueError("n_clusters and per_cluster must be at least 1")
+            raise OptionError("n_clusters and per_cluster must be at least 1")
         if self.max_fraction is not None and not 0 < self.max_fraction <= 1:
-            raise ValueError(f"max_fraction must be in (0, 1], got {self.max_fraction}")
+            raise OptionError(f"max_fraction must be in (0, 1], got {self.max_fraction}")
         self.band = (float(self.band[0]), float(self.band[1]))
 
     def describe(self) -> str:
@@ -154,7 +155,7 @@ class KMeansSample:
             return self.n_clusters, self.per_cluster
         room = int(n * self.max_fraction)
         if room < 1:
-            raise ValueError(f"K-Means sample: {n} rows leave no room for a sample of {self.max_fraction:g} of them")
+            raise OptionError(f"K-Means sample: {n} rows leave no room for a sample of {self.max_fraction:g} of them")
         per = min(self.per_cluster, room)
         return max(1, min(self.n_clusters, room // per)), per
 
@@ -166,7 +167,7 @@ class KMeansSample:
             selection.drop(missing, "not scored", f"no {self.score}")
         rows, X = kept_vectors(table, selection, self.column)
         if n_clusters > len(rows):
-            raise ValueError(f"K-Means: {n_clusters} clusters asked for but only {len(rows)} rows are left")
+            raise OptionError(f"K-Means: {n_clusters} clusters asked for but only {len(rows)} rows are left")
         labels = kmeans_fit(X, n_clusters, self.seed).labels_
         scores = column(table, self.score)[rows] if self.score is not None else None
         picked = kmeans_sample(X, n_clusters, per_cluster, scores, self.band, self.seed, labels=labels)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import MissingColumnError, OptionError
 from ..registry import register
 from .base import Selection
 
@@ -26,7 +27,7 @@ def signatures(table: Any, name: str = "minhash") -> tuple[np.ndarray, np.ndarra
     import pyarrow as pa
 
     if name not in table.column_names:
-        raise KeyError(f"the score table has no column {name!r}: run the minhash scorer first")
+        raise MissingColumnError(f"the score table has no column {name!r}: run the minhash scorer first")
     arr = table.column(name).combine_chunks()
     n = len(arr)
     valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
@@ -37,7 +38,7 @@ def signatures(table: Any, name: str = "minhash") -> tuple[np.ndarray, np.ndarra
     rows = arr.to_pylist()
     lengths = {len(r) for r in rows if r is not None}
     if len(lengths) > 1:
-        raise ValueError(f"column {name!r} mixes signatures of {sorted(lengths)} permutations")
+        raise OptionError(f"column {name!r} mixes signatures of {sorted(lengths)} permutations")
     out = np.zeros((n, lengths.pop() if lengths else 0), dtype=np.uint32)
     for i, r in enumerate(rows):
         if r is not None:
@@ -57,7 +58,7 @@ class Dedup:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"the near-duplicate threshold must be in (0, 1], got {self.threshold}")
+            raise OptionError(f"the near-duplicate threshold must be in (0, 1], got {self.threshold}")
 
     def describe(self) -> str:
         kinds = [k for k, on in (("exact", self.exact), (f"near (Jaccard >= {self.threshold:g})", self.near)) if on]
@@ -67,7 +68,7 @@ class Dedup:
         rows = table.column("row").to_pylist()
         if self.exact:
             if "text_hash" not in table.column_names:
-                raise KeyError("the score table has no column 'text_hash': run the minhash scorer first")
+                raise MissingColumnError("the score table has no column 'text_hash': run the minhash scorer first")
             keys = table.column("text_hash").to_pylist()
             first: dict[str, int] = {}
             for i in selection.kept.tolist():

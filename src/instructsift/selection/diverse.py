@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection, column, drop_unscored
 from .top import count_for
@@ -33,7 +34,7 @@ def diverse_top(vectors: np.ndarray, order: np.ndarray, threshold: float = 0.9, 
     X = l2_normalise(np.asarray(vectors, dtype=np.float32))
     order = np.asarray(order, dtype=np.int64)
     if not -1.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        raise OptionError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
     limit = len(order) if k is None else k
     kept: list[int] = []
     kept_vecs = np.empty((min(limit, len(order)), X.shape[1]), dtype=np.float32)
@@ -78,9 +79,9 @@ class DiverseTop:
 
     def __post_init__(self) -> None:
         if self.of not in ("kept", "all"):
-            raise ValueError(f"of must be 'kept' or 'all', got {self.of!r}")
+            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
         if not -1.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
+            raise OptionError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
         if self.ratio is not None or self.k is not None:
             count_for(self.ratio, self.k, 0)
 

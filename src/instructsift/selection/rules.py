@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import MissingColumnError, OptionError
 from ..registry import register
 from ..scoring.rules import RULE_NAMES
 from .base import Selection
@@ -25,13 +26,13 @@ def parse_names(value: str | Sequence[str], known: Sequence[str], what: str) -> 
     if known:
         unknown = [v for v in items if v not in known]
         if unknown:
-            raise ValueError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
+            raise OptionError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
     return tuple(items)
 
 
 def _need(table: Any, name: str, scorer: str) -> list[Any]:
     if name not in table.column_names:
-        raise KeyError(f"the score table has no column {name!r}: run the {scorer} scorer first")
+        raise MissingColumnError(f"the score table has no column {name!r}: run the {scorer} scorer first")
     return table.column(name).to_pylist()
 
 
@@ -67,9 +68,9 @@ class KeepLanguage:
     def __post_init__(self) -> None:
         self.languages = parse_names(self.languages, (), "language")
         if not self.languages:
-            raise ValueError("name at least one language to keep, e.g. en")
+            raise OptionError("name at least one language to keep, e.g. en")
         if not 0.0 <= self.min_prob <= 1.0:
-            raise ValueError(f"min_prob must be in [0, 1], got {self.min_prob}")
+            raise OptionError(f"min_prob must be in [0, 1], got {self.min_prob}")
 
     def describe(self) -> str:
         return f"keep language {'/'.join(self.languages)} (drop others identified with p >= {self.min_prob:g})"

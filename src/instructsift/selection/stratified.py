@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import MissingColumnError, OptionError
 from ..registry import register
 from .base import Selection, column, drop_unscored
 from .top import count_for
@@ -55,15 +56,15 @@ class Stratified:
 
     def __post_init__(self) -> None:
         if self.per is None and self.k is None and self.ratio is None:
-            raise ValueError("stratified needs per (rows per stratum) and/or a total (k or ratio)")
+            raise OptionError("stratified needs per (rows per stratum) and/or a total (k or ratio)")
         if self.per is not None and self.per < 1:
-            raise ValueError(f"per must be at least 1, got {self.per}")
+            raise OptionError(f"per must be at least 1, got {self.per}")
         if self._total:
             count_for(self.ratio, self.k, 0)  # validate early
         if self.by is None and self.clusters is None:
-            raise ValueError("stratified needs a category column (by=...) or a number of K-Means clusters")
+            raise OptionError("stratified needs a category column (by=...) or a number of K-Means clusters")
         if self.clusters is not None and self.clusters < 1:
-            raise ValueError(f"clusters must be at least 1, got {self.clusters}")
+            raise OptionError(f"clusters must be at least 1, got {self.clusters}")
 
     @property
     def record_fields(self) -> tuple[str, ...]:
@@ -91,7 +92,7 @@ class Stratified:
     def _labels(self, table: Any, selection: Selection) -> list[str | None]:
         if self.by is not None:
             if self.by not in table.column_names:
-                raise KeyError(
+                raise MissingColumnError(
                     f"no column {self.by!r} to stratify by: neither the score table nor the records have it "
                     f"(columns: {', '.join(table.column_names)})"
                 )
@@ -104,7 +105,7 @@ class Stratified:
 
         rows, vectors = kept_vectors(table, selection, self.on)
         if self.clusters > len(rows):
-            raise ValueError(f"stratified: {self.clusters} clusters asked for but only {len(rows)} rows are left")
+            raise OptionError(f"stratified: {self.clusters} clusters asked for but only {len(rows)} rows are left")
         fitted = kmeans_fit(vectors, self.clusters, self.seed).labels_
         labels: list[str | None] = [None] * table.num_rows
         for r, c in zip(rows.tolist(), fitted.tolist(), strict=True):

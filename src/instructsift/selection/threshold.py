@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection, column, drop_unscored
 
@@ -24,7 +25,7 @@ def parse_where(expr: str) -> list[tuple[str, str, float]]:
     for part in re.split(r"\s+and\s+", expr.strip()):
         m = _CLAUSE.match(part)
         if not m:
-            raise ValueError(
+            raise OptionError(
                 f"cannot read the condition {part!r} in {expr!r}: write `column op number`, joined by `and`"
             )
         clauses.append((m.group(1), m.group(2), float(m.group(3))))
