@@ -206,3 +206,27 @@ def test_score_table_of_a_run_is_written(tmp_path: Path) -> None:
     run(r, progress=False, log=_quiet)
     table = pq.read_table(out)
     assert table.num_rows == 32 and {"row", "id", "response_chars", "minhash"} <= set(table.column_names)
+
+
+def test_save_recipe_then_run_reproduces_a_select_byte_for_byte(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def cli(*args: object) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "instructsift.cli", *map(str, args)], capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    first, again = tmp_path / "a", tmp_path / "b"
+    cli("select", SAMPLE, "-m", "lima", "--min-chars", "30", "--top", "9", "-q", "-o", first / "kept.json",
+        "--dropped", first / "dropped.jsonl", "--save-recipe", tmp_path / "run.yaml")  # fmt: skip
+    cli("run", tmp_path / "run.yaml", "-q", "-o", again / "kept.json", "--dropped", again / "dropped.jsonl")
+    assert (first / "kept.json").read_bytes() == (again / "kept.json").read_bytes()
+    assert (first / "dropped.jsonl").read_bytes() == (again / "dropped.jsonl").read_bytes()
+    assert len(json.loads((first / "kept.json").read_text())) == 9
+    bad = subprocess.run(
+        [sys.executable, "-m", "instructsift.cli", "select", SAMPLE, "-m", "ltd", "--top", "3", "--template", "alpaca",
+         "-o", tmp_path / "x.json"], capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "method 'ltd' does not take 'template'" in bad.stderr

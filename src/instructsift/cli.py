@@ -34,14 +34,21 @@ class Fmt(str, Enum):
     openai = "openai"
 
 
+def _method_help() -> str:
+    """The registered methods, for --help (`instructsift methods` shows their options)."""
+    from . import registry
+
+    aliases = registry.aliases("method")
+    names = [n + "".join(f" (alias: {a})" for a, t in aliases.items() if t == n) for n in registry.names("method")]
+    return ", ".join(names) + "."
+
+
 Input = Annotated[
     Path, typer.Argument(metavar="DATA", help="Data: .json, .jsonl(.gz), .parquet, or a datasets folder.")
 ]
 MethodOpt = Annotated[
     str,
-    typer.Option(
-        "--method", "-m", help="cherry (alias: ifd), superfiltering, alpagasus, lima, ltd or superfiltering-d."
-    ),
+    typer.Option("--method", "-m", help=_method_help()),
 ]
 ModelOpt = Annotated[
     str,
@@ -71,6 +78,9 @@ CacheOpt = Annotated[
     typer.Option(
         "--cache-dir", help="Every cache: scores, models, fingerprints [$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]."
     ),
+]
+DroppedOpt = Annotated[
+    Path | None, typer.Option("--dropped", help="Write every dropped record with its reason (step, code, detail).")
 ]
 OverwriteOpt = Annotated[
     bool,
@@ -174,19 +184,6 @@ JudgeMaxTokensOpt = Annotated[
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="alpagasus: keep judge >= this [4.5].")]
 
 
-# The command-line options that `score` and `select` hand to a method's scorers: the judge's (which
-# include the model, dtype, device and batching options every scorer shares), the template and the encoder.
-SCORING_OPTIONS = ("template", "encoder", *JUDGE_OPTIONS)
-
-
-def _scoring_opts(given: dict[str, Any]) -> dict[str, Any]:
-    """The scorer options out of a command's arguments (None ones are dropped by the method)."""
-    opts = {k: given[k] for k in SCORING_OPTIONS}
-    if opts["judge_prompt"]:
-        opts["judge_prompt"] = str(opts["judge_prompt"])
-    return opts
-
-
 BUG_REPORT = (
     "this is a bug in instructsift: please report it to its developers with the command and the traceback above"
 )
@@ -208,13 +205,6 @@ def _read(path: Path, fmt: Fmt | None, on_error: OnError) -> Any:
     return read(path, format=fmt.value if fmt else None, on_error=on_error.value)
 
 
-def _rejects_path(output: Path, rejects: Path | None, on_error: OnError) -> Path | None:
-    """Where `--on-error skip` writes the rejected rows: --rejects, or OUTPUT.rejects.jsonl."""
-    if on_error is not OnError.skip:
-        return None
-    return rejects or output.with_name(output.name + ".rejects.jsonl")
-
-
 def _check_paths(inputs: list[Any], outputs: list[tuple[Path | None, str, str]], overwrite: bool) -> None:
     """Before any work: the data input is readable as named, and no output (path, kind, flag) would write
     over an input, another output or the user's files (see `instructsift.outputs`)."""
@@ -232,30 +222,6 @@ def _check_paths(inputs: list[Any], outputs: list[tuple[Path | None, str, str]],
 def _model_input(model: str) -> list[Path]:
     """The --model, when it names a local file or folder (an output must not write over it)."""
     return [Path(model)] if model and Path(model).exists() else []
-
-
-def _write_rejects(dataset: Any, target: Path | None) -> Path | None:
-    """With `--on-error skip` the rejects file is always written, empty when nothing was rejected, so
-    that it never shows an earlier run's rows."""
-    from .data import write_rejects
-
-    if target is not None:
-        write_rejects(dataset.rejects, target)
-    return target
-
-
-def _score(dataset: Any, method: Any, opts: dict[str, Any], cache_dir: Path | None, no_cache: bool, quiet: bool) -> Any:
-    from .api import score
-
-    scorers = method.scorers(**opts)
-    for s in scorers:
-        err.print(f"[dim]{escape(f'{s.name}: {s.describe()}')}[/]", highlight=False)
-    stats: dict[str, Any] = {}
-    table = score(dataset, scorers, cache_dir=cache_dir, use_cache=not no_cache, progress=not quiet, stats=stats)
-    for name, st in stats.items():
-        err.print(f"[dim]{name}: {st['scored']} scored, {st['cached']} from cache[/]", highlight=False)
-    _missing_summary(table)
-    return table
 
 
 def _missing_summary(table: Any) -> None:
@@ -342,30 +308,18 @@ def score_cmd(
     judge_max_tokens: JudgeMaxTokensOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Score every example; write the score table (row, id, loss_cond, loss_direct, ifd, ifd_ppl, ...)."""
-    from .accounting import check_not_empty, unscored_mask
-    from .api import write_scores
-    from .methods import get_method
-    from .models import use_cache_root
+    """Score every example; write the score table (row, id, content_hash, then the method's columns)."""
+    from .recipe import from_method
 
-    m = get_method(method)
-    opts = _scoring_opts(locals())
-    rej = _rejects_path(output, rejects, on_error)
-    _check_paths(
-        [input, judge_prompt, *_model_input(model)],
-        [(output, "scores", "--output"), (rej, "rejects", "--rejects")],
-        overwrite,
+    recipe = from_method(
+        method,
+        _method_options(locals()),
+        score_only=True,
+        **_settings(input, None, format, on_error, rejects, cache_dir, no_cache, allow_empty),
+        scores=str(output),
     )
-    with use_cache_root(cache_dir):
-        dataset = _read(input, format, on_error)
-        _write_rejects(dataset, rej)
-        check_not_empty(dataset, allow_empty=allow_empty)
-        table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
-    check_not_empty(dataset, table, allow_empty=allow_empty)
-    write_scores(table, output)
-    unscored = sum(unscored_mask(table))
-    line = f"read {dataset.n_read} · scored {table.num_rows - unscored} · unscored {unscored} · rejected {len(dataset.rejects)}"
-    err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False, markup=False)
+    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model)])
+    _score_summary(result, output)
 
 
 @app.command("select")
@@ -381,6 +335,10 @@ def select_cmd(
     overwrite: OverwriteOpt = False,
     allow_empty: AllowEmptyOpt = False,
     with_scores: Annotated[bool, typer.Option("--with-scores", help="Add the scores to each written record.")] = False,
+    dropped: DroppedOpt = None,
+    save_recipe: Annotated[
+        Path | None, typer.Option("--save-recipe", help="Write this run as a recipe (.yaml) that `run` repeats.")
+    ] = None,
     model: ModelOpt = "embedded",
     template: TemplateOpt = None,
     dtype: DtypeOpt = "auto",
@@ -420,60 +378,122 @@ def select_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records."""
-    from .accounting import check_not_empty
-    from .api import read_scores, select, write, write_scores
-    from .data.errors import OptionError
-    from .methods import get_method
-    from .models import use_cache_root
+    from .recipe import from_method
 
-    m = get_method(method)
-    curation = dict(
-        per_category=per_category,
-        category_field=category_field,
-        clusters=clusters,
-        rank_by=rank_by,
-        min_chars=min_chars,
-        max_chars=max_chars,
-        rules=rules,
-        languages=languages,
+    recipe = from_method(
+        method,
+        _method_options(locals()),
+        **_settings(input, output, format, on_error, rejects, cache_dir, no_cache, allow_empty),
+        scores=str(save_scores) if save_scores else None,
+        from_scores=str(scores) if scores else None,
+        dropped=str(dropped) if dropped else None,
+        with_scores=with_scores,
     )
-    selectors = m.selectors(ratio=ratio, top=top, threshold=threshold, **curation)
-    if pre_experience and (m.prepare is None or scores is not None):
-        raise OptionError("--pre-experience applies to --method cherry, when it scores (not with --scores)")
-    rej = _rejects_path(output, rejects, on_error)
-    _check_paths(
-        [input, scores, judge_prompt, *_model_input(model)],
-        [(output, "data", "--output"), (save_scores, "scores", "--save-scores"), (rej, "rejects", "--rejects")],
-        overwrite,
+    if save_recipe is not None:
+        _save_recipe(recipe, save_recipe, overwrite)
+    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model)])
+    _select_summary(result)
+
+
+@app.command("run")
+@_guard
+def run_cmd(
+    recipe_file: Annotated[Path, typer.Argument(metavar="RECIPE", help="A recipe (.yaml): input, steps, outputs.")],
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="Replace the recipe's input.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Replace the recipe's output.")] = None,
+    dropped: DroppedOpt = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a recipe: read its input, run its steps in order (score, select, fit), write its outputs."""
+    from .recipe import load
+
+    recipe = load(recipe_file, {"input": input, "output": output, "dropped": dropped})
+    result = _run(recipe, overwrite, quiet)
+    if recipe.settings.output is None:
+        _score_summary(result, recipe.path("scores"))
+    else:
+        _select_summary(result)
+
+
+# The CLI options that are a method's options (each method's `Params` says which it takes), with the
+# value that means "not given".
+METHOD_OPTIONS = {
+    "ratio": None, "top": None, "model": "embedded", "template": None, "dtype": "auto", "max_length": None,
+    "device": "auto", "batch_tokens": None, "chunk_size": None, "trust_remote_code": False, "encoder": None,
+    **{k: None for k in JUDGE_OPTIONS if k.startswith("judge_")},
+    "threshold": None, "per_category": None, "category_field": None, "clusters": None, "rank_by": None,
+    "min_chars": None, "max_chars": None, "rules": None, "languages": None, "pre_experience": False,
+    "pe_clusters": None, "pe_per_cluster": None, "pe_epochs": None,
+}  # fmt: skip
+
+
+def _method_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The method options the user set on the command line (the method refuses those it does not take)."""
+    out = {k: given[k] for k, unset in METHOD_OPTIONS.items() if k in given and given[k] != unset}
+    return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
+
+
+def _settings(input: Path, output: Path | None, format: Any, on_error: OnError, rejects: Path | None,
+              cache_dir: Path | None, no_cache: bool, allow_empty: bool) -> dict[str, Any]:  # fmt: skip
+    return dict(
+        input=str(input),
+        output=str(output) if output else None,
+        format=format.value if format else None,
+        on_error=on_error.value,
+        rejects=str(rejects) if rejects else None,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        use_cache=not no_cache,
+        allow_empty=allow_empty,
     )
-    with use_cache_root(cache_dir):
-        dataset = _read(input, format, on_error)
-        _write_rejects(dataset, rej)
-        check_not_empty(dataset, allow_empty=allow_empty)
-        if scores is not None:
-            table = read_scores(scores, dataset)
-        else:
-            opts = {**_scoring_opts(locals()), **curation}
-            if m.prepare is not None:  # phases before scoring, e.g. Cherry's pre-experienced model
-                pe = dict(pre_experience=pre_experience, pe_clusters=pe_clusters, pe_per_cluster=pe_per_cluster)
-                opts = m.prepare(
-                    dataset, {**opts, **pe, "pe_epochs": pe_epochs, "cache_dir": cache_dir, "quiet": quiet}
-                )
-            table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
-    check_not_empty(dataset, table, allow_empty=allow_empty)
-    if save_scores:
-        write_scores(table, save_scores)
-    picked = select(dataset, table, *selectors)
-    write(picked, output, with_scores=with_scores)
-    s = picked.summary()
-    if not s["kept"] and dataset.examples:
+
+
+def _save_recipe(recipe: Any, target: Path, overwrite: bool) -> None:
+    from .outputs import Output, check_outputs
+
+    check_outputs([recipe.path("input")], [Output(target, "recipe", "--save-recipe")], overwrite=overwrite)
+    recipe.save(target, comment="instructsift " + " ".join(sys.argv[1:]))
+    err.print(f"recipe → {target}", highlight=False, markup=False)
+
+
+def _run(recipe: Any, overwrite: bool, quiet: bool, extra_inputs: list[Any] = ()) -> Any:
+    from .outputs import check_inputs
+    from .pipeline import run
+
+    check_inputs([p for p in extra_inputs if p is not None])
+    return run(
+        recipe,
+        progress=not quiet,
+        overwrite=overwrite,
+        log=lambda m: err.print(m, style="dim", highlight=False, markup=False),
+    )
+
+
+def _score_summary(result: Any, output: Any) -> None:
+    from .accounting import unscored_mask
+
+    table, dataset = result.table, result.picked.dataset
+    _missing_summary(table)
+    unscored = sum(unscored_mask(table))
+    rej = result.written.get("rejects")
+    line = f"read {dataset.n_read} · scored {table.num_rows - unscored} · unscored {unscored} · rejected {len(dataset.rejects)}"
+    err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False, markup=False)
+
+
+def _select_summary(result: Any) -> None:
+    s = result.summary()
+    if any(st.kind == "score" for st in result.recipe.steps):
+        _missing_summary(result.table)
+    if not s["kept"] and result.picked.dataset.examples:
         _warn("the selection kept no rows: every row was dropped by the method's rules (see the reasons below)")
     why = ", ".join(f"{k}: {v}" for k, v in s["dropped_by"].items())
+    rej, dropped = result.written.get("rejects"), result.written.get("dropped")
     err.print(
         f"read {s['read']} · kept {s['kept']} · dropped {s['dropped']}"
         + (f" ({why})" if why else "")
-        + f" · rejected {s['rejected']} → {output}"
-        + (f" (rejects: {rej})" if rej else ""),
+        + f" · rejected {s['rejected']} → {result.written.get('output')}"
+        + (f" (rejects: {rej})" if rej else "")
+        + (f" (dropped: {dropped})" if dropped else ""),
         highlight=False,
         markup=False,
     )
@@ -481,20 +501,25 @@ def select_cmd(
 
 @app.command("methods")
 def methods_cmd() -> None:
-    """List the methods with their papers and defaults."""
+    """List the methods with their papers, options and defaults (from the registry)."""
     from rich.table import Table
 
-    from .methods import ALIASES, METHODS
+    from . import registry
 
     table = Table(title="instructsift methods", show_lines=True)
-    for col in ("method", "paper", "what it does", "defaults"):
+    for col in ("method", "paper", "what it does", "defaults", "options"):
         table.add_column(col, overflow="fold")
-    for m in METHODS.values():
-        aliases = [a for a, t in ALIASES.items() if t == m.name]
-        name = m.name + (f"\n(alias: {', '.join(aliases)})" if aliases else "")
+    aliases = registry.aliases("method")
+    for entry in registry.entries("method"):
+        m = entry.target
+        also = [a for a, t in aliases.items() if t == m.name]
+        name = m.name + (f"\n(alias: {', '.join(also)})" if also else "")
         defaults = "\n".join(f"{k}: {v!r}" for k, v in m.defaults.items())
-        table.add_row(name, m.paper, m.summary, defaults)
-    Console().print(table)
+        options = ", ".join("--" + k.replace("_", "-") for k in m.Params.model_fields)
+        table.add_row(name, m.paper, m.summary, defaults, options)
+    Console().print(table, markup=False)
+    err.print("steps for recipes: " + "; ".join(f"{k}: {', '.join(registry.names(k))}" for k in ("score", "select", "fit")),
+              highlight=False, markup=False)  # fmt: skip
 
 
 @app.command("finetune")

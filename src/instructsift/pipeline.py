@@ -70,21 +70,38 @@ def run(
     check_outputs([recipe.path("input"), recipe.path("from_scores")], outputs, overwrite)
     selectors = {id(st): build_selector(st) for st in _all_steps(recipe.steps) if st.kind == "select"}
 
-    dataset = read(recipe.path("input"), format=s.format, on_error=s.on_error)
-    runner = StepRunner(dataset, recipe, progress=progress, log=log, engine_options=engine_options or {})
-    for st in recipe.steps:
-        runner.run(st, selectors)
+    from .accounting import check_not_empty
+    from .data import write_rejects
+    from .models import use_cache_root
+
+    with use_cache_root(recipe.path("cache_dir")):
+        dataset = read(recipe.path("input"), format=s.format, on_error=s.on_error)
+        if s.on_error == "skip" and rejects is not None:  # before any work, so that an empty run still shows them
+            write_rejects(dataset.rejects, rejects)
+        check_not_empty(dataset, allow_empty=s.allow_empty)
+        runner = StepRunner(dataset, recipe, progress=progress, log=log, engine_options=engine_options or {})
+        for st in recipe.steps:
+            runner.run(st, selectors)
+    if any(st.kind == "score" for st in recipe.steps):
+        check_not_empty(dataset, runner.table, allow_empty=s.allow_empty)
     picked = Picked(dataset, runner.table, runner.selection)
     result = RunResult(recipe, picked, runner.artifacts)
     _write(result, outputs)
     return result
 
 
+KINDS = {"output": ("data", "--output"), "rejects": ("rejects", "--rejects"), "dropped": ("rejects", "--dropped"),
+         "scores": ("scores", "--save-scores")}  # fmt: skip
+
+
 def check_outputs(inputs: list[Path | None], outputs: dict[str, Path | None], overwrite: bool) -> None:
-    """Refuse, before any work, outputs that would destroy data (see `outputs.check_outputs`)."""
+    """Refuse, before any work, outputs that would destroy data or are of the wrong kind (`outputs`)."""
+    from .outputs import Output, check_inputs
     from .outputs import check_outputs as check
 
-    check([p for p in inputs if p], {k: v for k, v in outputs.items() if v is not None}, overwrite=overwrite)
+    check_inputs([inputs[0]])
+    outs = [Output(Path(p), *KINDS[k]) for k, p in outputs.items() if p is not None]
+    check([Path(p) for p in inputs if p], outs, overwrite=overwrite)
 
 
 def _all_steps(steps: Sequence[Step]) -> list[Step]:
@@ -270,7 +287,6 @@ def _namespace_view(table: Any, namespace: str) -> Any:
 def _write(result: RunResult, outputs: dict[str, Path | None]) -> None:
     from .api import write, write_scores
     from .atomic import write_text
-    from .data import write_rejects
 
     s = result.recipe.settings
     picked = result.picked
@@ -281,8 +297,7 @@ def _write(result: RunResult, outputs: dict[str, Path | None]) -> None:
         write_scores(picked.scores, outputs["scores"])
         result.written["scores"] = outputs["scores"]
     if s.on_error == "skip" and outputs["rejects"] is not None:
-        write_rejects(picked.dataset.rejects, outputs["rejects"])
-        result.written["rejects"] = outputs["rejects"]
+        result.written["rejects"] = outputs["rejects"]  # written right after reading
     if outputs["dropped"] is not None:
         lines = []
         sel = picked.selection
