@@ -53,7 +53,7 @@ def reference(lm, text: str) -> tuple[float, float, float]:
     tok = lm.tokenizer
     digits = [tok.convert_tokens_to_ids(str(s)) for s in range(1, 7)]
     with torch.no_grad():
-        logits = lm.model(input_ids=torch.tensor([tok(text).input_ids])).logits[0, -1].double()
+        logits = lm.model(input_ids=torch.tensor([tok(text).input_ids]), logits_to_keep=1).logits[0, -1].double()
     p = torch.softmax(logits, -1)[digits]
     mass = float(p.sum())
     expected = float((p * torch.arange(1, 7)).sum()) / mass
@@ -128,25 +128,23 @@ def test_a_long_prompt_is_cut_to_max_length(lm32, alpaca_rows) -> None:
     assert row["deita_truncated"] is True and row["deita_quality"] is not None and row["deita_reason"] is None
 
 
+TWINS = (0, 8, 11)
+
+
 def test_method_end_to_end_through_a_recipe(short_records, tmp_path) -> None:
+    import numpy as np
+
     import instructsift.pipeline as pipeline
     import instructsift.recipe as recipes
 
-    records = short_records[:30]
+    # 27 real rows and near-copies of three of them (a double space in the answer), rated high by the model
+    twins = [{**short_records[i], "output": short_records[i]["output"].replace(" ", "  ", 1)} for i in TWINS]
+    records = short_records[:27] + twins
     data = tmp_path / "alpaca30.json"
     data.write_text(json.dumps(records), encoding="utf-8")
-    options = {
-        "top": 10,
-        "complexity_model": "embedded",
-        "quality_model": "embedded",
-        "min_mass": 0.2,
-        "dtype": "float32",
-        "device": "cpu",
-    }
+    options = {"top": 10, "complexity_model": "embedded", "quality_model": "embedded", "min_mass": 0.3, "device": "cpu"}
     out, dropped = tmp_path / "kept.json", tmp_path / "dropped.jsonl"
-    recipe = recipes.from_method(
-        "deita", options, input=data, output=out, dropped=dropped, cache_dir=tmp_path / "cache"
-    )
+    recipe = recipes.from_method("deita", options, input=data, output=out, dropped=dropped, cache_dir=tmp_path / "c")
     assert [(s.kind, s.name) for s in recipe.steps] == [
         ("score", "deita"),
         ("score", "embed"),
@@ -156,18 +154,25 @@ def test_method_end_to_end_through_a_recipe(short_records, tmp_path) -> None:
 
     kept = json.loads(out.read_text())
     gone = [json.loads(line) for line in dropped.read_text().splitlines()]
-    assert len(kept) == 10 and len(kept) + len(gone) == len(records)
-    assert sorted([records.index(r) for r in kept] + [g["row"] for g in gone]) == list(range(30))
+    assert len(kept) == 10 and len(kept) + len(gone) == len(records) == 30
+    kept_rows = sorted(records.index(r) for r in kept)
+    assert sorted(kept_rows + [g["row"] for g in gone]) == list(range(30))
     table = result.table.to_pylist()
-    kept_rows = {records.index(r) for r in kept}
     # rows the scorer could not rate are dropped with its reason, never scored 3.0
     unrated = [g for g in gone if g["code"] == "not scored"]
-    assert unrated and all("< min_mass 0.2" in g["detail"] for g in unrated)
+    assert unrated and all("< min_mass 0.3" in g["detail"] for g in unrated)
     assert all(table[g["row"]]["deita_score"] is None for g in unrated)
     # the walk is by deita_score, highest first: nothing it did not reach scores above what it kept
     floor = min(table[i]["deita_score"] for i in kept_rows)
     unreached = [g for g in gone if g["code"].startswith("not reached")]
     assert all(table[g["row"]]["deita_score"] <= floor for g in unreached)
+    similar = [g for g in gone if g["code"].startswith("within cosine 0.9")]
+    assert similar and len(unrated) + len(unreached) + len(similar) == 20
+    # no two kept rows are within cosine 0.9 of each other; of each pair of twins at most one is kept
+    vectors = np.array([table[i]["embedding"] for i in kept_rows])
+    cosine = vectors @ vectors.T - 2 * np.eye(len(kept_rows))
+    assert cosine.max() <= 0.9
+    assert all(not {i, 27 + j} <= set(kept_rows) for j, i in enumerate(TWINS))
     assert all(g["step"] == "diverse_top" for g in gone)
 
 
