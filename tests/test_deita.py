@@ -10,6 +10,7 @@ import pytest
 
 from instructsift.data import Example, Message, read
 from instructsift.scoring.deita import Deita
+from instructsift.scoring.deita_prompts import COMPLEXITY_SCORER, QUALITY_SCORER
 
 # The reference scorers' prompt texts (hkust-nlp/deita, src/deita/selection/scorer/llama_scorer.py), pinned
 # here character for character: the released scorer models were trained on exactly these.
@@ -183,3 +184,21 @@ def test_example_recipe_is_valid() -> None:
     recipe = recipes.load(path)
     assert [s.name for s in recipe.steps] == ["deita", "embed", "diverse_top"]
     assert recipe.path("input").resolve() == path.parent.parent.resolve() / "sample_alpaca.json"
+
+
+def test_method_options_are_checked() -> None:
+    from instructsift.errors import UsageError
+    from instructsift.methods import get_method
+
+    deita = get_method("deita")
+    with pytest.raises(UsageError, match="needs exactly one of --ratio or --top"):
+        deita.expand({})
+    with pytest.raises(UsageError, match="embeds with --encoder lm"):
+        deita.expand({"top": 5, "model": "embedded"})
+    score, embed, select = deita.expand({"ratio": 0.1, "encoder": "lm", "model": "embedded", "min_mass": 0.2})
+    assert score["with"] == {"complexity_model": COMPLEXITY_SCORER, "quality_model": QUALITY_SCORER, "min_mass": 0.2}
+    assert embed["with"] == {"text": "whole", "encoder": "lm:embedded"}
+    assert select == {
+        "select": "diverse_top",
+        "with": {"score": "deita_score", "column": "embedding", "threshold": 0.9, "ratio": 0.1, "of": "all"},
+    }

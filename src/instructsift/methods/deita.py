@@ -53,6 +53,10 @@ class Params(Size, Encoder):
 
 
 def steps(p: Params) -> list[dict[str, Any]]:
+    if "model" in p.model_fields_set and not p.encoder.startswith("lm"):
+        raise ValueError(
+            "--model is the model that embeds with --encoder lm; the scorers are --complexity-model and --quality-model"
+        )
     return [
         step(
             "score",

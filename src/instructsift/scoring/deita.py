@@ -200,7 +200,9 @@ class Deita:
                 out[i] = (None, None, "the model's probabilities are not finite")
                 continue
             value, mass = expected_score(dict(zip(SCORES, p, strict=True)))
-            if value is None or mass < self.min_mass:
+            if value is None:
+                out[i] = (None, mass, "no probability on the score tokens")
+            elif mass < self.min_mass:
                 out[i] = (None, mass, f"score-token mass {mass:.3g} < min_mass {self.min_mass:g}")
             else:
                 out[i] = (value, mass, None)
