@@ -86,7 +86,8 @@ def drop_unscored(table: Any, selection: Selection, names: Sequence[str]) -> Non
     """Drop rows where a needed score is missing, with the scorer's own reason when it gave one."""
     for name in names:
         values = column(table, name)
-        reason_col = next((c for c in (f"{name}_reason", "reason") if c in table.column_names), None)
+        family = f"{name.split('_')[0]}_reason"  # one reason column for several scores (deita_reason)
+        reason_col = next((c for c in (f"{name}_reason", family, "reason") if c in table.column_names), None)
         why = table.column(reason_col).to_pylist() if reason_col else [None] * table.num_rows
         missing = np.flatnonzero(selection.keep & np.isnan(values))
         selection.drop(missing, "not scored", [why[i] or f"no {name}" for i in missing])
