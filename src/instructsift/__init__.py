@@ -35,6 +35,7 @@ _EXPORTS = {
     "RuleFilter": "instructsift.selection.rules",
     "KeepLanguage": "instructsift.selection.rules",
     "Dedup": "instructsift.selection.dedup",
+    "ExactDedup": "instructsift.selection.dedup",
     "Stratified": "instructsift.selection.stratified",
     "Embed": "instructsift.scoring.embed",
     "KCenter": "instructsift.selection.kcenter",

@@ -21,11 +21,19 @@ from .example import Example
 from .records import FORMATS, PARSERS, check_conversation, check_text, detect_format
 
 CONTAINERS = ("json", "jsonl", "parquet", "hf")
+# What `Dataset.notes` counts: rows that are read but not all of whose content is scored, and repeats.
+TRAILING_TURN = "trailing {role} turn not scored"
+EXACT_DUPLICATE = "exact duplicate of an earlier row"
 
 
 @dataclass
 class Dataset:
-    """Examples read from one source, the rows that were rejected, and what is needed to write back."""
+    """Examples read from one source, the rows that were rejected, and what is needed to write back.
+
+    `notes` counts what is kept but worth saying: conversations ending on a turn that nothing answers
+    (`trailing user turn not scored`: the answered turns are scored, the record is written back whole),
+    and rows that repeat an earlier row's content (`exact duplicate of an earlier row`: same roles and
+    texts, so the same `content_hash`; `selection.ExactDedup` drops them)."""
 
     path: str
     format: str
@@ -36,6 +44,7 @@ class Dataset:
     table: Any = None  # the pyarrow Table of a Parquet file or datasets folder, for faithful writing
     json_indent: int | None = None
     encoding: str = "utf-8"  # the text encoding the file was read in (written back as UTF-8)
+    notes: Counter[str] = field(default_factory=Counter)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -320,7 +329,24 @@ def read(
         ex_id = str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else ""
         examples.append(Example(ex_id, tuple(messages), row, line, record))
     _assign_ids(examples)
-    return Dataset(str(path), fmt, container, examples, rejects, len(raw), source.table, source.indent, source.encoding)
+    dataset = Dataset(str(path), fmt, container, examples, rejects, len(raw), source.table, source.indent)
+    dataset.encoding = source.encoding
+    dataset.notes = _notes(examples)
+    return dataset
+
+
+def _notes(examples: Sequence[Example]) -> Counter[str]:
+    """Trailing unanswered turns and exact duplicates (see `Dataset.notes`)."""
+    notes: Counter[str] = Counter()
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.messages[-1].role != "assistant":
+            notes[TRAILING_TURN.format(role=ex.messages[-1].role)] += 1
+        h = ex.content_hash
+        if h in seen:
+            notes[EXACT_DUPLICATE] += 1
+        seen.add(h)
+    return notes
 
 
 def _assign_ids(examples: list[Example]) -> None:
