@@ -482,6 +482,92 @@ def test_server_killed_mid_run(rows, alpaca_file, tmp_path) -> None:
     assert [r["judge"] for r in out] == expected
 
 
+def test_kill_9_loses_only_the_replies_in_flight(tmp_path) -> None:
+    """`instructsift score` killed with SIGKILL mid-chunk: every reply it had read is journaled, so the
+    rerun asks the server only for what was in flight or never asked, and writes the same bytes as a run
+    that was never interrupted."""
+    import signal
+    import zlib
+
+    records = json.loads((Path(__file__).parents[1] / "examples" / "sample_alpaca.json").read_text())[:12]
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps(records, indent=2), encoding="utf-8")
+    state = {"answer_first": 5}  # first run: answer the first 5 requests, stall every later one
+
+    def behave(prompt: str, n: int, body: dict) -> Reply:
+        p = 0.05 + (zlib.crc32(prompt.encode()) % 1000) / 1000 * 0.9  # a float per prompt, e.g. 0.30000000000000004
+        top = [{"token": t, "logprob": math.log(q), "bytes": None} for t, q in ((" 4", p), (" 5", 1 - p))]
+        content = [{"token": " 4", "logprob": top[0]["logprob"], "bytes": None, "top_logprobs": top}]
+        status, headers, payload, _ = completion("4\nFine.", {"content": content})
+        with srv.lock:
+            stall = len(srv.requests) > state["answer_first"]
+        return status, headers, payload, 600.0 if stall else 0.0
+
+    def command(cache: Path, out: Path) -> list[str]:
+        judge = ["--judge-url", srv.url, "--judge-model", "judge", "--judge-concurrency", "3", "--judge-timeout", "900"]
+        args = ["score", data, "--method", "alpagasus", *judge, "--cache-dir", cache, "-o", out, "-q"]
+        return [sys.executable, "-m", "instructsift.cli", *map(str, args)]
+
+    def journaled(cache: Path) -> list[str]:
+        return [x for f in cache.glob("scores/judge-*/journal-*.jsonl") for x in f.read_text().splitlines()]
+
+    with FaultServer(behave) as srv:
+        cache = tmp_path / "cache"
+        proc = subprocess.Popen(command(cache, tmp_path / "b.parquet"), stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        while (len(journaled(cache)) < 5 or len(srv.requests) < 8) and proc.poll() is None:
+            assert time.monotonic() < deadline, "the run never got its first replies"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate()
+        assert proc.returncode == -signal.SIGKILL, err.decode()
+        first = [r["prompt"] for r in srv.requests]
+        answered, in_flight = first[:5], first[5:]
+        assert len(in_flight) == 3 and len(journaled(cache)) == 5
+        assert not list(cache.glob("scores/*/part-*.parquet")), "the chunk was not complete: no shard yet"
+
+        state["answer_first"] = 10**9
+        rerun = subprocess.run(command(cache, tmp_path / "b.parquet"), capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr
+        second = [r["prompt"] for r in srv.requests[len(first) :]]
+        assert len(second) == len(records) - len(answered) == 7  # 3 in flight + 4 never asked
+        assert not set(second) & set(answered) and set(in_flight) <= set(second) and len(set(second)) == 7
+        assert "judge: 7 scored, 5 from cache" in rerun.stderr, rerun.stderr
+        assert not journaled(cache) and list(cache.glob("scores/*/part-*.parquet"))  # folded into shards
+
+        clean = subprocess.run(command(tmp_path / "clean", tmp_path / "a.parquet"), capture_output=True, text=True)
+        assert clean.returncode == 0, clean.stderr
+        assert len(srv.requests) == len(first) + 7 + 12
+        again = subprocess.run(command(cache, tmp_path / "c.parquet"), capture_output=True, text=True)
+        assert again.returncode == 0 and len(srv.requests) == len(first) + 7 + 12  # nothing paid twice
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    assert (tmp_path / "c.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_replies_before_an_error_that_stops_the_run_are_kept(rows, alpaca_file, tmp_path) -> None:
+    """The server answers three rows, then refuses the key: the run stops, and the three replies (of an
+    unfinished chunk) are in the cache; a torn journal line from a killed run is skipped."""
+    dataset = read(alpaca_file)
+    state = {"ok": 3}
+
+    def behave(prompt: str, n: int, body: dict) -> Reply:
+        with srv.lock:
+            ok = len(srv.requests) <= state["ok"]
+        return completion(f"{by_instruction(prompt, rows) % 3 + 3}\nOk.") if ok else error(401)
+
+    with FaultServer(behave) as srv:
+        with pytest.raises(JudgeServerError):
+            run(server_judge(srv.url, concurrency=1), dataset, tmp_path)
+        assert len(srv.requests) == 4
+        (folder,) = (tmp_path / "scores").glob("judge-*")
+        (folder / "journal-0-torn.jsonl").write_text('["abc", {"judge": 4.0, "judge_raw"')  # cut by a kill
+        state["ok"] = 10**9
+        out, stats = run(server_judge(srv.url, concurrency=1), dataset, tmp_path)
+    assert stats["cached"] == 3 and len(srv.requests) == 4 + 3
+    assert [r["judge"] for r in out] == [i % 3 + 3.0 for i in range(len(rows))]
+    assert not list(folder.glob("journal-*"))
+
+
 def test_wrong_model_or_key_stops_the_run(alpaca_file, tmp_path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
