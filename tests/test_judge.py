@@ -722,7 +722,7 @@ def lm32():
 def test_local_expected_score_matches_one_prompt_at_a_time(lm32, rows) -> None:
     import torch
 
-    judge = LocalJudge(model=lm32, batch_tokens=1024)
+    judge = LocalJudge(model=lm32, batch_tokens=1024, min_mass=0.0)  # the embedded model's mass is ~1%
     out = [r for part in judge.score(rows) for _, r in part]
     tok = lm32.tokenizer
     ids = {s: tok(str(s), add_special_tokens=False).input_ids for s in range(6)}
@@ -744,7 +744,7 @@ def test_local_expected_score_matches_one_prompt_at_a_time(lm32, rows) -> None:
 def test_local_long_response_is_cut_to_fit(lm32, rows) -> None:
     ex = max(rows, key=lambda e: len(e.response))
     full = len(LocalJudge(model=lm32).encode(ex).ids)
-    judge = LocalJudge(model=lm32, max_length=full - 10)
+    judge = LocalJudge(model=lm32, max_length=full - 10, min_mass=0.0)
     p = judge.encode(ex)
     assert p.truncated and len(p.ids) <= full - 10
     ((_, row),) = next(judge.score([ex]))
@@ -755,7 +755,9 @@ def test_local_long_response_is_cut_to_fit(lm32, rows) -> None:
 
 
 def test_cli_alpagasus_with_the_local_model(alpaca_file, tmp_path) -> None:
-    """Without --judge-url the method rates with the local model; --ratio keeps the best of what passes."""
+    """Without --judge-url the method rates with the local model. The embedded SmolLM2 puts about 1% of
+    its probability on the score tokens: by default its ratings are missing, with the mass; with the
+    threshold lowered (knowingly), --ratio keeps the best of what passes."""
     import pyarrow.parquet as pq
     from typer.testing import CliRunner
 
@@ -765,18 +767,59 @@ def test_cli_alpagasus_with_the_local_model(alpaca_file, tmp_path) -> None:
     common = ["-m", "alpagasus", "--dtype", "float32", "--device", "cpu", "--cache-dir", str(tmp_path), "-q"]
     res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), *common])
     assert res.exit_code == 0, res.output
-    assert "judge: 6 scored, 0 missing" in res.output
+    assert "judge: 0 scored, 6 missing (low score-token mass: 6)" in res.output, res.output
     table = pq.read_table(tmp_path / "s.parquet").to_pylist()
-    assert all(r["judge_source"] == "next-token" and 0 <= r["judge"] <= 5 for r in table)
-    res = runner.invoke(
-        app, ["select", str(alpaca_file), "-o", str(tmp_path / "k.json"), "--threshold", "0", "--ratio", "0.5", *common]
-    )
-    assert res.exit_code == 0, res.output
-    best = sorted(range(6), key=lambda i: -table[i]["judge"])[:3]
-    kept = json.loads((tmp_path / "k.json").read_text())
+    assert all(r["judge"] is None and r["judge_source"] == "next-token" and r["judge_mass"] < 0.5 for r in table)
+
+    method = isf.get_method("alpagasus")
+    dataset = read(alpaca_file)
+    scorers = method.scorers(judge_min_mass=0.0, dtype="float32", device="cpu")
+    scores = isf.score(dataset, scorers, cache_dir=tmp_path, progress=False)
+    judged = scores.column("judge").to_pylist()
+    assert all(0 <= v <= 5 for v in judged)
+    picked = isf.select(dataset, scores, *method.selectors(ratio=0.5, threshold=0))
+    isf.write(picked, tmp_path / "k.json")
+    best = sorted(range(6), key=lambda i: -judged[i])[:3]
     records = json.loads(alpaca_file.read_text())
-    assert kept == [records[i] for i in sorted(best)]
+    assert json.loads((tmp_path / "k.json").read_text()) == [records[i] for i in sorted(best)]
     res = runner.invoke(
         app, ["score", str(alpaca_file), "-o", str(tmp_path / "x.parquet"), *common, "--judge-concurrency", "4"]
     )
     assert res.exit_code == 2 and "only apply to a judge server" in res.output
+
+
+def test_local_score_below_the_mass_threshold_is_missing_with_the_mass(lm32, rows, tmp_path) -> None:
+    """A rating whose score tokens hold too little of the model's probability is not a rating: missing,
+    with the mass in the reason (raw probabilities and mass kept); the threshold is in the cache key."""
+    free = LocalJudge(model=lm32, min_mass=0.0)
+    out = [r for part in free.score(rows) for _, r in part]
+    masses = sorted(r["judge_mass"] for r in out)
+    assert all(r["judge"] is not None for r in out)
+    cut = (masses[0] + masses[1]) / 2  # between the lowest mass and the next: exactly one row falls under
+    strict = LocalJudge(model=lm32, min_mass=cut)
+    assert strict.cache_key() != free.cache_key() and f"{cut:g}" in strict.describe()
+    got = [r for part in strict.score(rows) for _, r in part]
+    low = [i for i, r in enumerate(out) if r["judge_mass"] < cut]
+    assert len(low) == 1
+    for i, (a, b) in enumerate(zip(out, got, strict=True)):
+        if i in low:
+            assert b["judge"] is None and b["judge_reason"] == f"low score-token mass: {a['judge_mass']:.3g} < {cut:g}"
+            assert b["judge_mass"] == a["judge_mass"] and b["judge_raw"] == a["judge_raw"]
+        else:
+            assert b == a
+
+    # A prompt that does not ask for a number: the model barely writes a digit, and the default
+    # threshold turns what would be a confident-looking score into a missing one.
+    prompt = tmp_path / "story.txt"
+    prompt.write_text("Write a short story inspired by this task: {instruction}\n\nand this text: {response}")
+    loose = LocalJudge(model=lm32, prompt=str(prompt), min_mass=0.0)
+    ((_, row),) = next(loose.score(rows[:1]))
+    assert row["judge"] is not None and row["judge_mass"] < 0.05
+    ((_, row),) = next(Judge(model=lm32, judge_prompt=str(prompt)).score(rows[:1]))
+    assert row["judge"] is None and row["judge_reason"].startswith("low score-token mass: 0.0")
+    assert row["judge_reason"].endswith(f" < {LocalJudge.min_mass:g}")
+    assert Judge(model=lm32, judge_min_mass=0.25).min_mass == 0.25
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        LocalJudge(model=lm32, min_mass=1.5)
+    with pytest.raises(ValueError, match="applies to the local judge"):
+        Judge(judge_url="http://127.0.0.1:9/v1", judge_model="judge", judge_min_mass=0.5)

@@ -160,7 +160,7 @@ SCORING_OPTIONS = ("template", "encoder", *JUDGE_OPTIONS)
 
 def _scoring_opts(given: dict[str, Any]) -> dict[str, Any]:
     """The scorer options out of a command's arguments (None ones are dropped by the method)."""
-    opts = {k: given[k] for k in SCORING_OPTIONS}
+    opts = {k: given.get(k) for k in SCORING_OPTIONS}  # .get: an option without its flag yet is None
     if opts["judge_prompt"]:
         opts["judge_prompt"] = str(opts["judge_prompt"])
     return opts
