@@ -329,10 +329,18 @@ def read(
         ex_id = str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else ""
         examples.append(Example(ex_id, tuple(messages), row, line, record))
     _assign_ids(examples)
-    dataset = Dataset(str(path), fmt, container, examples, rejects, len(raw), source.table, source.indent)
-    dataset.encoding = source.encoding
-    dataset.notes = _notes(examples)
-    return dataset
+    return Dataset(
+        str(path),
+        fmt,
+        container,
+        examples,
+        rejects,
+        len(raw),
+        source.table,
+        source.indent,
+        source.encoding,
+        _notes(examples),
+    )
 
 
 def _notes(examples: Sequence[Example]) -> Counter[str]:
