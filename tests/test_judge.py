@@ -791,6 +791,7 @@ def test_cli_alpagasus_with_the_local_model(alpaca_file, tmp_path) -> None:
 def test_local_score_below_the_mass_threshold_is_missing_with_the_mass(lm32, rows, tmp_path) -> None:
     """A rating whose score tokens hold too little of the model's probability is not a rating: missing,
     with the mass in the reason (raw probabilities and mass kept); the threshold is in the cache key."""
+    rows = rows[:4]
     free = LocalJudge(model=lm32, min_mass=0.0)
     out = [r for part in free.score(rows) for _, r in part]
     masses = sorted(r["judge_mass"] for r in out)
