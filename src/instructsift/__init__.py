@@ -38,6 +38,7 @@ _EXPORTS = {
     "Output": "instructsift.outputs",
     "UserError": "instructsift.data.errors",
     "use_cache_root": "instructsift.models",
+    "ExactDedup": "instructsift.selection.dedup",
     "finetune": "instructsift.train.finetune",
     "FinetuneConfig": "instructsift.train.finetune",
     "evaluate": "instructsift.train.evaluate",

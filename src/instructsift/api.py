@@ -41,6 +41,7 @@ class Picked:
             "dropped": len(self.dataset.examples) - kept,
             "rejected": len(self.dataset.rejects),
             "dropped_by": dict(self.selection.reason_counts().most_common()),
+            "notes": dict(self.dataset.notes.most_common()),
         }
 
 
@@ -51,7 +52,18 @@ def select(dataset: Dataset, scores: Any, *selectors: Any) -> Picked:
         raise ValueError(f"the score table has {scores.num_rows} rows but the data set has {len(dataset.examples)}")
     fields = [f for s in selectors for f in getattr(s, "record_fields", ())]
     view = with_record_fields(scores, dataset, fields) if fields else scores
+    if any("content_hash" in getattr(s, "dataset_columns", ()) for s in selectors):
+        view = with_content_hash(view, dataset)
     return Picked(dataset, scores, run_selectors(view, selectors))
+
+
+def with_content_hash(scores: Any, dataset: Dataset) -> Any:
+    """`scores` with each example's `content_hash` (what `ExactDedup` groups by), unless it has one."""
+    import pyarrow as pa
+
+    if "content_hash" in scores.column_names:
+        return scores
+    return scores.append_column("content_hash", pa.array([ex.content_hash for ex in dataset.examples], pa.string()))
 
 
 def with_record_fields(scores: Any, dataset: Dataset, names: Any) -> Any:

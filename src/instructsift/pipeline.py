@@ -231,12 +231,14 @@ class StepRunner:
         return score(dataset, scorers, **common)
 
     def select(self, st: Step, selector: Any, selection: Any) -> None:
-        from .api import with_record_fields
+        from .api import with_content_hash, with_record_fields
 
         view = _namespace_view(self.table, st.namespace) if st.namespace else self.table
         fields = getattr(selector, "record_fields", ())
         if fields:
             view = with_record_fields(view, self.dataset, fields)
+        if "content_hash" in getattr(selector, "dataset_columns", ()):
+            view = with_content_hash(view, self.dataset)
         selection.step = st.label
         selector.apply(view, selection)
         selection.step = None

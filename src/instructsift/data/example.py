@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -45,9 +46,10 @@ class Example:
     line: int | None = None
     record: Any = field(default=None, repr=False, compare=False)
 
-    @property
+    @functools.cached_property
     def content_hash(self) -> str:
-        """A hash of what scorers see (roles and texts), independent of id and position."""
+        """A hash of what scorers see (roles and texts), independent of id and position; computed once
+        (an example's messages do not change after it is made)."""
         payload = json.dumps([m.as_dict() for m in self.messages], ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 

@@ -6,6 +6,7 @@ then each scorer's columns. Identical examples are scored once.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,8 +70,18 @@ def score(
             # A scorer may keep some rows out of the cache (a judge's rows that got no reply), so that
             # the next run asks again; and what was scored is saved even when the run stops with an error.
             cacheable = getattr(scorer, "cacheable", None)
+            # A scorer that takes `on_row` (a judge server, which pays per request) hands over each result
+            # as it arrives, to the cache's journal: a kill loses only the requests in flight.
+            kwargs: dict[str, Any] = {}
+            if use_cache and "on_row" in inspect.signature(scorer.score).parameters:
+
+                def on_row(h: str, row: dict[str, Any], cache: ScoreCache = cache, keep: Any = cacheable) -> None:
+                    if keep is None or keep(row):
+                        cache.record(h, row)
+
+                kwargs["on_row"] = on_row
             try:
-                for results in scorer.score(examples, frozenset(done), advance):
+                for results in scorer.score(examples, frozenset(done), advance, **kwargs):
                     done.update(results)
                     if use_cache:
                         cache.add(results if cacheable is None else [r for r in results if cacheable(r[1])])

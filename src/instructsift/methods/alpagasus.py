@@ -9,8 +9,10 @@ rate (no reply, no number in it) are dropped with the judge's reason.
 
 The judge is a server (`--judge-url`, `--judge-model`: vLLM, llama.cpp, `transformers serve`, OpenAI)
 or, without a URL, a local model (`--model`, the embedded SmolLM2 by default) whose expected score
-comes from its next-token probabilities. A small local model's scores sit on its own scale (the
-embedded one rarely reaches 4.5): pick `--threshold` or `--ratio` for it.
+comes from its next-token probabilities. A rating is missing when the model puts less than
+`judge_min_mass` (a half) of its probability on the score tokens: it was not answering with a score.
+The embedded model puts about 1% there, so its ratings are missing unless that is lowered knowingly;
+a small model's scores also sit on its own scale (pick `--threshold` or `--ratio` for it).
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ class Judge(StrictModel):
     judge_timeout: float | None = Field(None, gt=0)
     judge_retries: int | None = Field(None, ge=0)
     judge_max_tokens: int | None = Field(None, ge=1)
+    judge_min_mass: float | None = Field(None, ge=0, le=1, description="local judge: least score-token mass")
 
 
 LM_FIELDS = tuple(LM.model_fields)

@@ -2,23 +2,36 @@
 
 Each flush writes one new shard atomically, so a run killed at any moment loses at most the results
 since the last flush; the next run loads every shard and scores only what is missing.
+
+A scorer that pays per row (a judge server) also hands over each result the moment it arrives
+(`record`): it is appended to this run's journal, `journal-*.jsonl` beside the shards, flushed and
+fsync'd, so a `kill -9` loses only the requests in flight. Journals count as done on the next run; a
+run's own journal is deleted once its rows are in a shard, and journals that killed runs left behind
+are folded into a shard by the next run that reads them (a journal whose run is alive is locked, and
+left alone).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..atomic import atomic_path
+
+try:  # POSIX; elsewhere journals are not locked (a concurrent run may fold a live one: rows stay in its shards)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 MAX_SHARDS = 64
 
 
 class ScoreCache:
-    """Per-scorer cache folder `<root>/scores/<scorer>-<key>/part-*.parquet`."""
+    """Per-scorer cache folder `<root>/scores/<scorer>-<key>/part-*.parquet` (and `journal-*.jsonl`)."""
 
     def __init__(self, root: str | os.PathLike, scorer: str, key: str, schema: Any, flush_seconds: float = 0.0):
         import pyarrow as pa
@@ -28,9 +41,14 @@ class ScoreCache:
         self.flush_seconds = flush_seconds
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._last = time.monotonic()
+        self._journal: IO[str] | None = None
+        self._journal_path: Path | None = None
+        self._journaled: dict[str, dict[str, Any]] = {}  # what this run's journal holds
+        self._left: dict[Path, list[tuple[str, dict[str, Any]]]] = {}  # other runs' journals read by `load`
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """Every cached result, by content hash. Unreadable shards (a foreign or damaged file) are skipped."""
+        """Every cached result, by content hash. Unreadable shards (a foreign or damaged file) are skipped;
+        so is a journal's last line when a kill cut it short."""
         import pyarrow.parquet as pq
 
         out: dict[str, dict[str, Any]] = {}
@@ -41,10 +59,30 @@ class ScoreCache:
                 continue
             for rec in table.to_pylist():
                 out[rec.pop("content_hash")] = rec
+        for journal in self._journals():
+            if journal != self._journal_path:
+                rows = self._left[journal] = _read_journal(journal, self.schema.names[1:])
+                out.update(rows)
         return out
 
     def _shards(self) -> list[Path]:
         return sorted(self.dir.glob("part-*.parquet")) if self.dir.exists() else []
+
+    def _journals(self) -> list[Path]:
+        return sorted(self.dir.glob("journal-*.jsonl")) if self.dir.exists() else []
+
+    def record(self, content_hash: str, row: dict[str, Any]) -> None:
+        """Keep one result now, before its chunk completes: a line in this run's journal, on disk on return."""
+        if self._journal is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._journal_path = self.dir / f"journal-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
+            self._journal = open(self._journal_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in _end_journal
+            if fcntl is not None:
+                fcntl.flock(self._journal, fcntl.LOCK_EX)
+        self._journal.write(json.dumps([content_hash, row], ensure_ascii=True) + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+        self._journaled[content_hash] = row
 
     def add(self, results: list[tuple[str, dict[str, Any]]]) -> None:
         self._pending.extend(results)
@@ -52,11 +90,22 @@ class ScoreCache:
             self.flush()
 
     def flush(self) -> None:
-        if not self._pending:
-            return
-        self._write(self._pending)
-        self._pending = []
-        self._last = time.monotonic()
+        """Write the pending results, and what this run's journal holds beyond them (the replies of a chunk
+        that an error cut short), as a shard; then drop the journal."""
+        pending = {h for h, _ in self._pending}
+        results = self._pending + [(h, r) for h, r in self._journaled.items() if h not in pending]
+        if results:
+            self._write(results)
+            self._pending = []
+            self._last = time.monotonic()
+        self._end_journal()
+
+    def _end_journal(self) -> None:
+        if self._journal is not None:
+            self._journal_path.unlink(missing_ok=True)  # type: ignore[union-attr]
+            self._journal.close()  # closing releases the lock
+            self._journal = self._journal_path = None
+        self._journaled = {}
 
     def _write(self, results: list[tuple[str, dict[str, Any]]], name: str | None = None) -> Path:
         import pyarrow as pa
@@ -70,12 +119,56 @@ class ScoreCache:
             pq.write_table(table, tmp)
         return target
 
+    def _fold_left_journals(self) -> None:
+        """Move the rows of journals that killed runs left (read by `load`) into a shard, then delete them."""
+        dead: list[tuple[Path, IO[str]]] = []
+        for path in self._left:
+            try:
+                f = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                continue
+            if fcntl is not None:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:  # its run is alive: it folds its own journal
+                    f.close()
+                    continue
+            dead.append((path, f))
+        try:
+            rows = [r for path, _ in dead for r in self._left[path].items()]
+            if rows:
+                self._write(rows)
+            for path, _ in dead:
+                path.unlink(missing_ok=True)
+        finally:
+            for _, f in dead:
+                f.close()
+        self._left = {}
+
     def close(self) -> None:
-        """Flush, and merge shards into one when there are many."""
+        """Flush, fold journals that earlier runs left, and merge shards into one when there are many."""
         self.flush()
+        self._fold_left_journals()
         shards = self._shards()
         if len(shards) > MAX_SHARDS:
             merged = self._write(list(self.load().items()), name=f"part-{time.time_ns():020d}-merged.parquet")
             for shard in shards:
                 if shard != merged:
                     shard.unlink(missing_ok=True)
+
+
+def _read_journal(path: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The results in a journal; a line that is not a whole result (cut short by a kill) is skipped."""
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return out
+    for line in text.splitlines():
+        try:
+            content_hash, row = json.loads(line)
+        except (ValueError, TypeError):
+            continue
+        if isinstance(content_hash, str) and isinstance(row, dict) and set(row) == set(names):
+            out[content_hash] = row
+    return out

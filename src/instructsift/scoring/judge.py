@@ -32,6 +32,7 @@ JUDGE_OPTIONS = (
     "judge_timeout",
     "judge_retries",
     "judge_max_tokens",
+    "judge_min_mass",
     "model",
     "dtype",
     "device",
@@ -102,6 +103,7 @@ def Judge(
     judge_timeout: float | None = None,
     judge_retries: int | None = None,
     judge_max_tokens: int | None = None,
+    judge_min_mass: float | None = None,
     model: Any = "embedded",
     dtype: str = "auto",
     device: str = "auto",
@@ -111,12 +113,17 @@ def Judge(
     trust_remote_code: bool = False,
 ) -> Any:
     """The judge the options ask for: a server judge when `judge_url` is set, else a local model
-    (`judge_model`, or `model`: the embedded SmolLM2 by default)."""
+    (`judge_model`, or `model`: the embedded SmolLM2 by default). `judge_min_mass` is the local judge's
+    `min_mass` (a score is missing when less probability than that is on the score tokens)."""
     if judge_url:
         from .judge_client import ServerJudge
 
         if not judge_model:
             raise OptionError("--judge-url needs --judge-model: the model name the server serves")
+        if judge_min_mass is not None:
+            raise OptionError(
+                "--judge-min-mass applies to the local judge (next-token probabilities): drop --judge-url"
+            )
         server: dict[str, Any] = {
             "concurrency": judge_concurrency,
             "timeout": judge_timeout,
@@ -154,6 +161,7 @@ def Judge(
         batch_tokens=batch_tokens,
         chunk_size=chunk_size,
         trust_remote_code=trust_remote_code,
+        **({} if judge_min_mass is None else {"min_mass": judge_min_mass}),
     )
 
 

@@ -10,7 +10,8 @@ same prompt to any server that speaks the OpenAI chat API, with the `openai` cli
 - Log-probabilities are requested; where the server returns them, the score is the expected value over
   the score tokens, otherwise the first number of the reply (see judge_prompts.py).
 - A row read from a chat completion is cached by the engine (a rerun never pays for it twice), whether
-  its score could be read or not; a row that got none (the server was down, timed out, refused, sent a
+  its score could be read or not, the moment its reply is read (`on_row`: a journal line, fsync'd, so a
+  `kill -9` loses only the requests in flight); a row that got none (the server was down, timed out, refused, sent a
   malformed body) is missing with the reason and is kept out of the cache, so the next run asks again.
 - 401, 403 and 404 stop the run: a wrong key, URL or model name is not a property of one row.
 - The API key is read from the environment variable `key_env` (checked when the judge is made, read
@@ -138,17 +139,24 @@ class ServerJudge:
         examples: Sequence[Example],
         skip: set[str] | frozenset[str] = frozenset(),
         advance: Callable[[float], None] | None = None,
+        on_row: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-        """Yield (content_hash, columns) chunk by chunk; requests within a chunk run concurrently."""
+        """Yield (content_hash, columns) chunk by chunk; requests within a chunk run concurrently, and
+        `on_row(content_hash, columns)` gets each row the moment its reply is read (the engine journals it)."""
         todo = [ex for ex in examples if ex.content_hash not in skip]
         chunk = self.chunk_size or max(64, 8 * self.concurrency)
         advance = advance or (lambda _n: None)
         for lo in range(0, len(todo), chunk):
             part = todo[lo : lo + chunk]
-            rows = _run(self._score_chunk(part, advance))
+            rows = _run(self._score_chunk(part, advance, on_row))
             yield [(ex.content_hash, row) for ex, row in zip(part, rows, strict=True)]
 
-    async def _score_chunk(self, part: Sequence[Example], advance: Callable[[float], None]) -> list[dict[str, Any]]:
+    async def _score_chunk(
+        self,
+        part: Sequence[Example],
+        advance: Callable[[float], None],
+        on_row: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> list[dict[str, Any]]:
         from openai import AsyncOpenAI
 
         gate = asyncio.Semaphore(self.concurrency)
@@ -159,6 +167,8 @@ class ServerJudge:
                 out = await self._rate(client, ex)
             self.stats["requests"] += out.requests
             self.stats["replies" if self.cacheable(out.row) else "no_reply"] += 1
+            if on_row is not None:
+                on_row(ex.content_hash, out.row)
             advance(1)
             return out.row
 

@@ -100,3 +100,28 @@ class Dedup:
                     selection.drop([i], "near duplicate", f"of row {rows[j]}, Jaccard ~ {sims[j]:.2f}")
                     continue
             lsh.insert(i, m)
+
+
+@register("select", "exact_dedup")
+@dataclass
+class ExactDedup:
+    """Keep the first of each group of rows with the same content: the same roles and texts, as scorers
+    see them (the examples' `content_hash`; ids, positions and other record fields do not count). Needs
+    no scorer: `instructsift.select` adds the `content_hash` column from the data set. Rows are visited in
+    input order among those still kept. Reason: `exact duplicate (of row N)`."""
+
+    dataset_columns = ("content_hash",)  # columns `api.select` adds to the table from the data set
+
+    def describe(self) -> str:
+        return "drop exact duplicates (same roles and texts), keeping the first"
+
+    def apply(self, table: Any, selection: Selection) -> None:
+        if "content_hash" not in table.column_names:
+            raise KeyError("the score table has no column 'content_hash': select with instructsift.select")
+        rows = table.column("row").to_pylist()
+        keys = table.column("content_hash").to_pylist()
+        first: dict[str, int] = {}
+        for i in selection.kept.tolist():
+            j = first.setdefault(keys[i], i)
+            if j != i:
+                selection.drop([i], f"exact duplicate (of row {rows[j]})")
