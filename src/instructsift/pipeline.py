@@ -99,8 +99,11 @@ def check_outputs(inputs: list[Path | None], outputs: dict[str, Path | None], ov
     from .outputs import Output, check_inputs
     from .outputs import check_outputs as check
 
-    check_inputs([inputs[0]])
-    outs = [Output(Path(p), *KINDS[k]) for k, p in outputs.items() if p is not None]
+    check_inputs([p for p in inputs if p])
+    kinds = dict(KINDS)
+    if outputs.get("output") is None:  # `instructsift score`: the score table is the output
+        kinds["scores"] = ("scores", "--output")
+    outs = [Output(Path(p), *kinds[k]) for k, p in outputs.items() if p is not None]
     check([Path(p) for p in inputs if p], outs, overwrite=overwrite)
 
 

@@ -25,7 +25,7 @@ class Size(StrictModel):
     @model_validator(mode="after")
     def _one_size(self, info: ValidationInfo) -> Size:
         if self.ratio is not None and self.top is not None:
-            raise ValueError("give --ratio or --top, not both")
+            raise ValueError("needs exactly one of --ratio or --top, not both")
         score_only = bool(info.context and info.context.get("score_only"))
         if not (self.size_optional or score_only) and self.ratio is None and self.top is None:
             raise ValueError("needs exactly one of --ratio or --top")
