@@ -766,6 +766,8 @@ def test_cli_alpagasus_with_the_local_model(alpaca_file, tmp_path) -> None:
     runner = CliRunner()
     common = ["-m", "alpagasus", "--dtype", "float32", "--device", "cpu", "--cache-dir", str(tmp_path), "-q"]
     res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), *common])
+    assert res.exit_code == 1 and "no row could be scored (judge: low score-token mass: 6)" in res.output
+    res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), *common, "--allow-empty"])
     assert res.exit_code == 0, res.output
     assert "judge: 0 scored, 6 missing (low score-token mass: 6)" in res.output, res.output
     table = pq.read_table(tmp_path / "s.parquet").to_pylist()

@@ -68,7 +68,7 @@ def _recipe(tmp_path: Path, text: str) -> Path:
         ("input: d.json\nsteps:\n  - method: cherry\n    with: {ratio: 2}\n", 3, "ratio"),
         ("input: d.json\nsteps:\n  - score: ifd\n    with: {method: cherry}\n    as: 3x\n", 5, "namespace"),
         ("input: d.json\nsteps: [\n", 3, "not valid YAML"),
-        ("input: d.json\nsteps:\n  - fit: pre_experience\n", 3, "needs `as: NAME`"),
+        ("input: d.json\nsteps:\n  - fit: finetune\n", 3, "needs `as: NAME`"),
     ],
 )
 def test_recipe_errors_name_the_file_line_and_key(tmp_path: Path, text: str, line: int, message: str) -> None:

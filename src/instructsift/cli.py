@@ -457,14 +457,17 @@ def _save_recipe(recipe: Any, target: Path, overwrite: bool) -> None:
 
 
 def _run(recipe: Any, overwrite: bool, quiet: bool, extra_inputs: list[Any] = ()) -> Any:
-    from .outputs import check_inputs
+    from .data.errors import MissingFileError
     from .pipeline import run
 
-    check_inputs([p for p in extra_inputs if p is not None])
+    for extra in extra_inputs:  # a judge prompt file, a local model: read, so never written over
+        if extra is not None and not Path(extra).exists():
+            raise MissingFileError(f"{extra}: no such file or folder")
     return run(
         recipe,
         progress=not quiet,
         overwrite=overwrite,
+        protect=[Path(p) for p in extra_inputs if p is not None],
         log=lambda m: err.print(m, style="dim", highlight=False, markup=False),
     )
 

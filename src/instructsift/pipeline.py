@@ -53,6 +53,7 @@ def run(
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
     engine_options: dict[str, Any] | None = None,
+    protect: Sequence[Path] = (),
 ) -> RunResult:
     """Run a recipe (a `Recipe` or a YAML file): read, run its steps in order, write its outputs."""
     from . import recipe as recipes
@@ -67,7 +68,7 @@ def run(
     if s.on_error == "skip" and rejects is None and output is not None:
         rejects = output.with_name(output.name + ".rejects.jsonl")
     outputs = {"output": output, "rejects": rejects, "dropped": recipe.path("dropped"), "scores": recipe.path("scores")}
-    check_outputs([recipe.path("input"), recipe.path("from_scores")], outputs, overwrite)
+    check_outputs([recipe.path("input"), recipe.path("from_scores")], outputs, overwrite, protect)
     selectors = {id(st): build_selector(st) for st in _all_steps(recipe.steps) if st.kind == "select"}
 
     from .accounting import check_not_empty
@@ -94,7 +95,9 @@ KINDS = {"output": ("data", "--output"), "rejects": ("rejects", "--rejects"), "d
          "scores": ("scores", "--save-scores")}  # fmt: skip
 
 
-def check_outputs(inputs: list[Path | None], outputs: dict[str, Path | None], overwrite: bool) -> None:
+def check_outputs(
+    inputs: list[Path | None], outputs: dict[str, Path | None], overwrite: bool, protect: Sequence[Path] = ()
+) -> None:
     """Refuse, before any work, outputs that would destroy data or are of the wrong kind (`outputs`)."""
     from .outputs import Output, check_inputs
     from .outputs import check_outputs as check
@@ -104,7 +107,7 @@ def check_outputs(inputs: list[Path | None], outputs: dict[str, Path | None], ov
     if outputs.get("output") is None:  # `instructsift score`: the score table is the output
         kinds["scores"] = ("scores", "--output")
     outs = [Output(Path(p), *kinds[k]) for k, p in outputs.items() if p is not None]
-    check([Path(p) for p in inputs if p], outs, overwrite=overwrite)
+    check([*(Path(p) for p in inputs if p), *protect], outs, overwrite=overwrite)
 
 
 def _all_steps(steps: Sequence[Step]) -> list[Step]:

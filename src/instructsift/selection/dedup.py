@@ -124,4 +124,4 @@ class ExactDedup:
         for i in selection.kept.tolist():
             j = first.setdefault(keys[i], i)
             if j != i:
-                selection.drop([i], f"exact duplicate (of row {rows[j]})")
+                selection.drop([i], "exact duplicate", f"of row {rows[j]}")
