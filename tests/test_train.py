@@ -263,7 +263,7 @@ def test_cherry_pre_experience_end_to_end_then_rerun_skips_finished_phases(
             "--model", tiny_model, "--ratio", "0.1", "--dtype", "float32", "--on-error", "skip", "-q",
             "--save-scores", scores, "-o", out]  # fmt: skip
     first = _cli(*args)
-    m = re.search(r"pre_experienced: finetune on (\d+) rows", first)
+    m = re.search(r"pre_experienced/finetune: finetune on (\d+) rows", first)
     assert m, first
     n_sample = int(m.group(1))  # 4 from each of 3 clusters, or all of a smaller one
     assert 3 <= n_sample <= 12
