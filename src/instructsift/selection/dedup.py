@@ -78,7 +78,7 @@ class Dedup:
             self._near(table, selection, rows)
 
     def _near(self, table: Any, selection: Selection, rows: list[int]) -> None:
-        from datasketch import MinHash, MinHashLSH
+        from datasketch import LeanMinHash, MinHashLSH
 
         sigs, valid = signatures(table)
         if sigs.shape[1] == 0:
@@ -88,7 +88,8 @@ class Dedup:
         for i in selection.kept.tolist():
             if not valid[i]:
                 continue
-            m = MinHash(num_perm=num_perm, hashvalues=sigs[i], scheme="affine32")
+            # a LeanMinHash holds the values only: a MinHash would build its permutations for every row
+            m = LeanMinHash(seed=1, hashvalues=sigs[i], scheme="affine32")
             candidates = lsh.query(m)
             if candidates:
                 sims = {j: float(np.mean(sigs[j] == sigs[i])) for j in candidates}
