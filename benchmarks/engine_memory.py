@@ -57,6 +57,12 @@ def _status(key: str) -> int:
     return 0
 
 
+def pool_peak() -> int:
+    import pyarrow as pa
+
+    return pa.default_memory_pool().max_memory() or 0
+
+
 def make_data(path: Path, n: int) -> None:
     pool = [r for r in json.loads(POOL.read_text(encoding="utf-8")) if r["output"].strip()]
     with path.open("w", encoding="utf-8") as f:
@@ -92,6 +98,11 @@ def measure(data: Path, cache: Path, dim: int) -> None:
     from instructsift.engine.local import score
 
     ds = read(data)
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    import instructsift.models  # noqa: F401 - imported by `score`: not counted
+
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = _status("VmRSS")
     tracemalloc.start()
@@ -103,7 +114,8 @@ def measure(data: Path, cache: Path, dim: int) -> None:
     mib = 2**20
     print(
         f"rows {table.num_rows}  score(): {elapsed:.1f} s  Python peak (tracemalloc) {peak / mib:.0f} MiB  "
-        f"RSS growth (peak) {(_status('VmHWM') - before) / mib:.0f} MiB  table {table.nbytes / mib:.0f} MiB"
+        f"RSS growth (peak) {(_status('VmHWM') - before) / mib:.0f} MiB  Arrow pool peak {pool_peak() / mib:.0f} MiB  "
+        f"table {table.nbytes / mib:.0f} MiB"
     )
 
 

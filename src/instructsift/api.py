@@ -203,7 +203,12 @@ def _rescore(table: Any, dataset: Dataset, changed: Sequence[int], scorers: Sequ
 
 
 def write_scores(table: Any, path: str | os.PathLike) -> None:
-    """A score table as Parquet (by extension) or JSON Lines, atomically."""
+    """A score table as Parquet (by extension) or JSON Lines, atomically.
+
+    Parquet keeps everything `read_scores` checks: the `content_hash` column and, in the schema metadata,
+    each scorer's configuration. JSON Lines keeps `content_hash` (a column like any other) but not the
+    configurations, so a JSON Lines table can be checked for stale rows but only by column names for
+    the scorers that made it."""
     import pyarrow.parquet as pq
 
     if str(path).endswith(".parquet"):

@@ -65,6 +65,19 @@ def _read_bytes(path: Path) -> bytes:
     return data.removeprefix(b"\xef\xbb\xbf")
 
 
+def _lines(path: Path) -> Iterator[bytes]:
+    """A file's lines as bytes (gunzipped when gzip, without a UTF-8 byte-order mark), read as a stream:
+    neither the whole file nor a list of its lines is held, which at a million rows is twice the file."""
+    with path.open("rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    with gzip.open(path, "rb") if gz else path.open("rb") as f:
+        first = True
+        for line in f:
+            if first:
+                line, first = line.removeprefix(b"\xef\xbb\xbf"), False
+            yield line.removesuffix(b"\n")
+
+
 def _open_text(path: Path) -> str:
     data = _read_bytes(path)
     try:
@@ -161,9 +174,8 @@ class Unreadable:
 def _jsonl_records(path: Path) -> list[tuple[int | None, Any]]:
     """(line, record) per non-blank line; a line that cannot be decoded is an `Unreadable` row, so that
     `--on-error skip` sends it to the rejects file and the rows around it still count."""
-    data = _read_bytes(path)
     out: list[tuple[int | None, Any]] = []
-    for i, raw in enumerate(data.split(b"\n"), start=1):
+    for i, raw in enumerate(_lines(path), start=1):
         if not raw.strip():
             continue
         try:

@@ -60,6 +60,7 @@ def score(
     per-scorer counts of cached and newly scored examples. The table's schema metadata records each
     scorer's configuration (`engine.table`).
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -118,7 +119,8 @@ def score(
         if at.null_count:
             row = dataset.examples[pc.index(pc.is_null(at), True).as_py()].row
             raise RuntimeError(f"the {scorer.name} scorer returned nothing for row {row} (a bug in the scorer)")
-        picked = results_table.take(at)
+        in_order = len(at) == results_table.num_rows and pc.all(pc.equal(at, pa.array(np.arange(len(at))))).as_py()
+        picked = results_table if in_order else results_table.take(at)  # in order: the usual case, no copy
         for name in scorer.schema.names:
             column = picked.column(name)
             columns[name] = (column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).cast(
