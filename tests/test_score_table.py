@@ -130,3 +130,24 @@ def test_another_configuration_is_an_error(versions, tmp_path):
     write_scores(score(ds, [Rules(tokenizer=None)], cache_dir=tmp_path / "cache", progress=False), tmp_path / "r.jsonl")
     with pytest.raises(InputError, match="field 'text_hash': missing: this score table was made by other scorers"):
         read_scores(tmp_path / "r.jsonl", ds, scorers())
+
+
+def test_engine_reads_only_the_rows_it_needs_and_fills_repeats(versions, tmp_path):
+    """A cache holding other data sets' rows gives back exactly this one's; a repeated example is scored
+    once and both rows get its scores (the engine's take path); the same bytes as a fresh run."""
+    from instructsift.data.io import Dataset
+
+    v1, v2, _ = versions
+    cache = tmp_path / "cache"
+    score(read(v2), scorers(), cache_dir=cache, progress=False)  # another data set in the same cache
+    ds = read(v1)
+    doubled = Dataset(ds.path, ds.format, ds.container, [*ds.examples, *ds.examples[:3]])
+    stats: dict = {}
+    got = score(doubled, scorers(), cache_dir=cache, progress=False, stats=stats)
+    assert stats["rules"] == {"cached": 23, "scored": 1, "unique": 24}  # v2 differs from v1 in row 5 only
+    fresh = score(doubled, scorers(), cache_dir=tmp_path / "fresh", progress=False)
+    assert got.equals(fresh) and got.schema.equals(fresh.schema, check_metadata=True)
+    assert got.slice(24).drop_columns(["row"]).equals(got.slice(0, 3).drop_columns(["row"]))
+    write_scores(got, tmp_path / "a.parquet")
+    write_scores(fresh, tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
