@@ -37,8 +37,10 @@ def test_a_trailing_user_turn_is_counted_scored_without_it_and_written_back_whol
     assert ds.examples[0].answer_turns == [1] and ds.examples[0].messages[-1].role == "user"
 
     table = _score(ds).to_pylist()
-    measured = {k: v for k, v in table[0].items() if k not in ("row", "id")}
-    assert measured == {k: v for k, v in table[1].items() if k not in ("row", "id")}  # its answered turn scored
+    measured = {k: v for k, v in table[0].items() if k not in ("row", "id", "content_hash")}
+    assert measured == {
+        k: v for k, v in table[1].items() if k not in ("row", "id", "content_hash")
+    }  # its answered turn scored
 
     picked = isf.select(ds, _score(ds), Top("response_chars", k=2))
     assert picked.summary()["notes"] == {TRAILING_USER: 1}
@@ -78,7 +80,7 @@ def test_exact_duplicates_are_counted_and_exact_dedup_keeps_the_first(tmp_path: 
     assert picked.selection.reasons[4] == "exact duplicate (of row 0)"
     summary = picked.summary()
     assert summary["dropped_by"] == {"exact duplicate": 2} and summary["notes"] == {EXACT_DUPLICATE: 2}
-    assert "content_hash" not in picked.scores.column_names  # the user's score table is left as it was
+    assert picked.scores.column("content_hash").to_pylist() == [ex.content_hash for ex in ds.examples]
     assert isf.ExactDedup is ExactDedup and "exact duplicates" in ExactDedup().describe()
 
     # only rows still kept count: when an earlier selector dropped the first copy, the next one stays
@@ -89,3 +91,25 @@ def test_exact_duplicates_are_counted_and_exact_dedup_keeps_the_first(tmp_path: 
     selection.drop([0], "dropped before")
     ExactDedup().apply(with_content_hash(scores, ds), selection)
     assert selection.kept.tolist() == [1, 2, 3] and selection.reasons[4] == "exact duplicate (of row 2)"
+
+
+def test_select_dedup_exact_drops_repeats_before_scoring_and_prints_the_notes(tmp_path: Path) -> None:
+    """`--dedup-exact` puts an `exact_dedup` step first: the repeats are dropped with their reason (not
+    scored), and the summary says what reading noticed."""
+    import subprocess
+    import sys
+
+    sample = json.loads((Path(__file__).resolve().parents[1] / "examples" / "sample_alpaca.json").read_text())
+    rows = sample[:6] + [dict(sample[1]), dict(sample[3])]
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    out, dropped, recipe = tmp_path / "o.json", tmp_path / "dropped.jsonl", tmp_path / "r.yaml"
+    cmd = [sys.executable, "-m", "instructsift.cli", "select", str(path), "--method", "lima", "--top", "8"]
+    cmd += ["--dedup-exact", "--dropped", str(dropped), "--save-recipe", str(recipe), "-o", str(out), "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f"noticed: {EXACT_DUPLICATE}: 2" in proc.stderr
+    why = {d["row"]: (d["step"], d["code"], d["detail"]) for d in map(json.loads, dropped.read_text().splitlines())}
+    assert why[6] == ("exact_dedup", "exact duplicate", "of row 1") and why[7][2] == "of row 3"
+    assert len(json.loads(out.read_text())) + len(why) == 8
+    assert recipe.read_text().count("exact_dedup") == 1

@@ -181,6 +181,12 @@ JudgeRetriesOpt = Annotated[
 JudgeMaxTokensOpt = Annotated[
     int | None, typer.Option("--judge-max-tokens", help="alpagasus: tokens the judge may reply with [16].")
 ]
+JudgeMinMassOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--judge-min-mass", help="alpagasus, local judge: least probability on the score tokens for a score [0.5]."
+    ),
+]
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="alpagasus: keep judge >= this [4.5].")]
 
 
@@ -306,6 +312,7 @@ def score_cmd(
     judge_timeout: JudgeTimeoutOpt = None,
     judge_retries: JudgeRetriesOpt = None,
     judge_max_tokens: JudgeMaxTokensOpt = None,
+    judge_min_mass: JudgeMinMassOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score every example; write the score table (row, id, content_hash, then the method's columns)."""
@@ -331,10 +338,17 @@ def select_cmd(
     ratio: Annotated[float | None, typer.Option(help="Keep this fraction (see `instructsift methods`).")] = None,
     top: Annotated[int | None, typer.Option(help="Keep this many.")] = None,
     scores: Annotated[Path | None, typer.Option(help="Use this score table instead of scoring.")] = None,
+    rescore_changed: Annotated[
+        bool, typer.Option("--rescore-changed", help="With --scores: score again the rows whose content changed.")
+    ] = False,
     save_scores: Annotated[Path | None, typer.Option(help="Also write the score table here.")] = None,
     overwrite: OverwriteOpt = False,
     allow_empty: AllowEmptyOpt = False,
     with_scores: Annotated[bool, typer.Option("--with-scores", help="Add the scores to each written record.")] = False,
+    dedup_exact: Annotated[
+        bool,
+        typer.Option("--dedup-exact", help="First drop exact duplicates (same roles and texts), keeping the first."),
+    ] = False,
     dropped: DroppedOpt = None,
     save_recipe: Annotated[
         Path | None, typer.Option("--save-recipe", help="Write this run as a recipe (.yaml) that `run` repeats.")
@@ -362,6 +376,7 @@ def select_cmd(
     judge_timeout: JudgeTimeoutOpt = None,
     judge_retries: JudgeRetriesOpt = None,
     judge_max_tokens: JudgeMaxTokensOpt = None,
+    judge_min_mass: JudgeMinMassOpt = None,
     threshold: ThresholdOpt = None,
     per_category: PerCategoryOpt = None,
     category_field: CategoryFieldOpt = None,
@@ -386,6 +401,8 @@ def select_cmd(
         **_settings(input, output, format, on_error, rejects, cache_dir, no_cache, allow_empty),
         scores=str(save_scores) if save_scores else None,
         from_scores=str(scores) if scores else None,
+        rescore_changed=rescore_changed,
+        dedup_exact=dedup_exact,
         dropped=str(dropped) if dropped else None,
         with_scores=with_scores,
     )
@@ -481,6 +498,7 @@ def _score_summary(result: Any, output: Any) -> None:
     rej = result.written.get("rejects")
     line = f"read {dataset.n_read} · scored {table.num_rows - unscored} · unscored {unscored} · rejected {len(dataset.rejects)}"
     err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False, markup=False)
+    _notes_summary(dict(dataset.notes.most_common()))
 
 
 def _select_summary(result: Any) -> None:
@@ -500,6 +518,13 @@ def _select_summary(result: Any) -> None:
         highlight=False,
         markup=False,
     )
+    _notes_summary(s["notes"])
+
+
+def _notes_summary(notes: dict[str, int]) -> None:
+    """What reading noticed but kept (trailing turns, exact duplicates), so that users can act on it."""
+    if notes:
+        err.print("noticed: " + ", ".join(f"{k}: {v}" for k, v in notes.items()), highlight=False, markup=False)
 
 
 @app.command("methods")

@@ -1,7 +1,8 @@
 """The one path a run takes: read -> steps (score, select, fit) -> write. `instructsift run`, `select`
 and `isf.run` all come here.
 
-The score table holds `row`, `id` and every scorer's columns (namespaced ones as `NS.column`). A scorer
+The score table holds `row`, `id`, `content_hash` and every scorer's columns (namespaced ones as
+`NS.column`); its schema metadata records each score step's configuration (`engine.table`). A scorer
 after a selector scores only the rows still kept; the others get nulls in its columns (and "not scored:
 dropped before this step" in its reason column). Every input row ends up kept, dropped (with its step,
 code and detail) or rejected.
@@ -133,19 +134,25 @@ class StepRunner:
             {
                 "row": pa.array([ex.row for ex in dataset.examples], pa.int64()),
                 "id": pa.array([ex.id for ex in dataset.examples], pa.string()),
+                "content_hash": pa.array([ex.content_hash for ex in dataset.examples], pa.string()),
             }
         )
+        self.configs: list[dict[str, Any]] = []  # each score step's configuration, for the table's metadata
         self.selection = Selection.all(n)
         self.artifacts: dict[str, str] = {}
         self.fitted: dict[str, dict[str, Any]] = {}  # fit step name -> {"rows": positions, "product": path}
         self.given = None  # the score table of `from_scores`, when the run takes its scores from one
+        self.changed: list[int] = []  # positions whose content changed since `from_scores` was made
         given = recipe.path("from_scores")
         if given is not None:
-            from .api import read_scores
+            from .api import changed_message, match_scores
+            from .data.errors import InputError, Reject
 
             if any(st.kind == "fit" for st in recipe.steps):
                 raise UsageError("a run that takes its scores from a table cannot also run fit steps")
-            self.given = read_scores(given, dataset)
+            self.given, self.changed = match_scores(given, dataset)
+            if self.changed and not recipe.settings.rescore_changed:
+                raise InputError(Reject(str(given), None, None, "content_hash", changed_message(dataset, self.changed)))
 
     # -- steps ---------------------------------------------------------------------------------------
     def run(self, st: Step, selectors: dict[int, Any]) -> None:
@@ -206,6 +213,14 @@ class StepRunner:
                         [NOT_SCORED if at[i] is None else v for i, v in enumerate(values.to_pylist())], pa.string()
                     )
             self.table = self.table.append_column(pa.field(name, values.type), values)
+        self.record_config(st, scorer)
+
+    def record_config(self, st: Step, scorer: Any) -> None:
+        """Keep the step's scorer configuration in the score table's schema metadata."""
+        from .engine.table import scorer_configs, with_configs
+
+        self.configs.append({**scorer_configs([scorer])[0], "namespace": st.namespace})
+        self.table = with_configs(self.table, self.configs)
 
     def take_given(self, st: Step, scorer: Any) -> None:
         """The scorer's columns from the score table the run was given (`from_scores`)."""
@@ -217,11 +232,58 @@ class StepRunner:
                 f"{self.recipe.path('from_scores')}: the score table lacks {', '.join(missing)} that {st.label} "
                 f"produces: score with this method first (columns there: {', '.join(self.given.column_names)})"
             )
+        self.check_given_config(st, scorer)
+        given = self.given.select(names)
+        if self.changed:
+            given = self.rescore_changed(st, scorer, given)
         for name in names:
             if name in self.table.column_names:
                 raise UsageError(f"{st.where}: the column {name!r} is already in the score table")
-            self.table = self.table.append_column(self.given.schema.field(name), self.given.column(name))
+            self.table = self.table.append_column(given.schema.field(name), given.column(name))
+        self.record_config(st, scorer)
         self.log(f"{st.label}: {len(names)} columns from {self.recipe.path('from_scores')}")
+
+    def check_given_config(self, st: Step, scorer: Any) -> None:
+        """The given table was made by this scorer's configuration (Parquet keeps it; JSON Lines does not,
+        and is checked by its columns only)."""
+        from .data.errors import InputError, Reject
+        from .engine.table import configs_of
+
+        have = configs_of(self.given)
+        if have is None:
+            return
+        mine = [c for c in have if c["name"] == scorer.name and c.get("namespace") == st.namespace]
+        if not mine or all(c["cache_key"] != scorer.cache_key() for c in mine):
+            made = "; ".join(f"{c['name']} ({c['describe']})" for c in mine) or "no such scorer"
+            raise InputError(
+                Reject(
+                    str(self.recipe.path("from_scores")),
+                    None,
+                    None,
+                    None,
+                    f"made by another configuration of {st.label}: it has {made}, but this run uses "
+                    f"{scorer.name} ({scorer.describe()}); score again",
+                )
+            )
+
+    def rescore_changed(self, st: Step, scorer: Any, given: Any) -> Any:
+        """`given` (this scorer's columns) with the changed rows scored again and put in place."""
+        import pyarrow as pa
+
+        fresh = self.engine(_subset(self.dataset, self.changed), [scorer], {})
+        self.log(f"{st.label}: {len(self.changed)} changed rows scored again")
+        prefix = f"{st.namespace}." if st.namespace else ""
+        n = given.num_rows
+        at = list(range(n))
+        for k, i in enumerate(self.changed):
+            at[i] = n + k
+        columns = {}
+        for name in given.column_names:
+            new = fresh.column(name[len(prefix) :]).cast(given.schema.field(name).type)
+            columns[name] = pa.concat_arrays([given.column(name).combine_chunks(), new.combine_chunks()]).take(
+                pa.array(at, pa.int64())
+            )
+        return pa.table(columns, schema=given.schema.remove_metadata())
 
     def engine(self, dataset: Any, scorers: list[Any], stats: dict[str, Any]) -> Any:
         s = self.recipe.settings

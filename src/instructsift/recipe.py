@@ -81,6 +81,7 @@ class Settings(BaseModel):
     dropped: str | None = Field(None, description="every dropped record with its reason")
     scores: str | None = Field(None, description="also write the score table here")
     from_scores: str | None = Field(None, description="take the scores from this table instead of scoring")
+    rescore_changed: bool = Field(False, description="with from_scores: score again the rows whose content changed")
     with_scores: bool = False
     allow_empty: bool = False
     cache_dir: str | None = None
@@ -268,11 +269,16 @@ def _unref(options: dict[str, Any]) -> dict[str, Any]:
     return {k: ("/artifact" if isinstance(v, str) and v.startswith("@") else v) for k, v in options.items()}
 
 
-def from_method(method: str, options: dict[str, Any], *, score_only: bool = False, **settings: Any) -> Recipe:
+def from_method(
+    method: str, options: dict[str, Any], *, score_only: bool = False, dedup_exact: bool = False, **settings: Any
+) -> Recipe:
     """The recipe `instructsift select --method M` runs: the method's steps plus the run's settings
-    (`score_only`: its scorers and fit steps alone, as `instructsift score` runs them)."""
+    (`score_only`: its scorers and fit steps alone, as `instructsift score` runs them; `dedup_exact`: an
+    `exact_dedup` step first, so that repeated examples are neither scored nor kept twice)."""
     entry = registry.get("method", method)
     raw_steps = entry.target.expand(options, score_only=score_only)
+    if dedup_exact and not score_only:
+        raw_steps = [{"select": "exact_dedup"}, *raw_steps]
     steps = [s for i, raw in enumerate(raw_steps) for s in parse_step(raw, ("steps", i))]
     data = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in settings.items() if v is not None}
     try:

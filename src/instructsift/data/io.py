@@ -252,12 +252,40 @@ class Unreadable:
     reason: str
 
 
+def _lines(path: Path) -> Iterator[bytes]:
+    """A UTF-8 file's lines as bytes (gunzipped when gzip, without a byte-order mark), read as a stream:
+    neither the whole file nor a list of its lines is held, which at a million rows is twice the file."""
+    with path.open("rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    with gzip.open(path, "rb") if gz else path.open("rb") as f:
+        first = True
+        for line in f:
+            if first:
+                line, first = line.removeprefix(b"\xef\xbb\xbf"), False
+            yield line.removesuffix(b"\n")
+
+
+def _encoding_of(path: Path) -> str:
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head[:2] == b"\x1f\x8b":
+        with gzip.open(path, "rb") as f:
+            head = f.read(4)
+    return json.detect_encoding(head)
+
+
 def _jsonl_records(path: Path) -> tuple[list[tuple[int | None, Any]], str]:
     """(line, record) per non-blank line, and the file's encoding; a line that cannot be decoded is an
-    `Unreadable` row, so that `--on-error skip` sends it to the rejects file and the rows around it still count."""
-    data, encoding = _read_bytes(path)
+    `Unreadable` row, so that `--on-error skip` sends it to the rejects file and the rows around it still count.
+    UTF-8 files are streamed line by line; UTF-16/32 ones are decoded whole first."""
+    encoding = _encoding_of(path)
+    if encoding in ("utf-8", "utf-8-sig"):
+        lines, encoding = _lines(path), "utf-8"
+    else:
+        data, encoding = _read_bytes(path)
+        lines = iter(data.split(b"\n"))
     out: list[tuple[int | None, Any]] = []
-    for i, raw in enumerate(data.split(b"\n"), start=1):
+    for i, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:

@@ -1,7 +1,9 @@
 """The on-disk score cache: Parquet shards keyed by (example content hash, scorer configuration hash).
 
 Each flush writes one new shard atomically, so a run killed at any moment loses at most the results
-since the last flush; the next run loads every shard and scores only what is missing.
+since the last flush; the next run reads every shard and scores only what is missing. Reading stays in
+Arrow: each shard is filtered to the content hashes asked for as it is read, so memory follows the data
+set being scored, not the size of the cache.
 
 A scorer that pays per row (a judge server) also hands over each result the moment it arrives
 (`record`): it is appended to this run's journal, `journal-*.jsonl` beside the shards, flushed and
@@ -17,6 +19,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,31 +42,48 @@ class ScoreCache:
         self.dir = Path(root) / "scores" / f"{scorer}-{key}"
         self.schema = pa.schema([("content_hash", pa.string()), *schema])
         self.flush_seconds = flush_seconds
-        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._pending: list[Any] = []  # Arrow tables in `self.schema`
         self._last = time.monotonic()
         self._journal: IO[str] | None = None
         self._journal_path: Path | None = None
         self._journaled: dict[str, dict[str, Any]] = {}  # what this run's journal holds
-        self._left: dict[Path, list[tuple[str, dict[str, Any]]]] = {}  # other runs' journals read by `load`
+        self._left: dict[Path, dict[str, dict[str, Any]]] = {}  # other runs' journals read by `read`
 
-    def load(self) -> dict[str, dict[str, Any]]:
-        """Every cached result, by content hash. Unreadable shards (a foreign or damaged file) are skipped;
-        so is a journal's last line when a kill cut it short."""
+    def read(self, hashes: Any = None) -> Any:
+        """The cached rows as one Arrow table in `self.schema`, one row per content hash (a later shard
+        wins over an earlier one; journals that other runs left count too, a line cut short by a kill
+        skipped), restricted to `hashes` (an Arrow string array) when given. Unreadable shards (a foreign
+        or damaged file) are skipped."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        out: dict[str, dict[str, Any]] = {}
+        parts = []
         for shard in self._shards():
             try:
-                table = pq.read_table(shard, schema=self.schema)
+                table = pq.read_table(shard, schema=self.schema).cast(self.schema)  # list items: `item`
             except Exception:  # noqa: BLE001 - a damaged shard only costs its rows a rescore
                 continue
-            for rec in table.to_pylist():
-                out[rec.pop("content_hash")] = rec
+            if hashes is not None:
+                wanted = pc.is_in(table.column("content_hash"), value_set=hashes)
+                if not pc.all(wanted).as_py():  # filtering copies: only when some rows are not wanted
+                    table = table.filter(wanted)
+            parts.append(table)
         for journal in self._journals():
             if journal != self._journal_path:
                 rows = self._left[journal] = _read_journal(journal, self.schema.names[1:])
-                out.update(rows)
-        return out
+                if rows:
+                    table = self.table_of(list(rows.items()))
+                    if hashes is not None:
+                        table = table.filter(pc.is_in(table.column("content_hash"), value_set=hashes))
+                    parts.append(table)
+        return last_wins(pa.concat_tables(parts) if parts else self.schema.empty_table())
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every cached result, by content hash, as Python objects (for tests and small caches; the
+        engine uses `read`)."""
+        table = self.read()
+        return {rec.pop("content_hash"): rec for rec in table.to_pylist()}
 
     def _shards(self) -> list[Path]:
         return sorted(self.dir.glob("part-*.parquet")) if self.dir.exists() else []
@@ -84,18 +104,36 @@ class ScoreCache:
         os.fsync(self._journal.fileno())
         self._journaled[content_hash] = row
 
-    def add(self, results: list[tuple[str, dict[str, Any]]]) -> None:
-        self._pending.extend(results)
+    def table_of(self, results: Sequence[tuple[str, dict[str, Any]]]) -> Any:
+        """A scorer's chunk, `[(content_hash, {column: value})]`, as an Arrow table in `self.schema`."""
+        import pyarrow as pa
+
+        names = self.schema.names[1:]
+        columns = [pa.array([h for h, _ in results], pa.string())]
+        columns += [pa.array([r.get(n) for _, r in results], self.schema.field(n).type) for n in names]
+        return pa.Table.from_arrays(columns, schema=self.schema)
+
+    def add(self, results: Sequence[tuple[str, dict[str, Any]]] | Any) -> None:
+        """Queue results (a scorer's chunk, or a table from `table_of`) and flush when it is time."""
+        table = results if hasattr(results, "schema") else self.table_of(results)
+        if table.num_rows:
+            self._pending.append(table)
         if time.monotonic() - self._last >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
         """Write the pending results, and what this run's journal holds beyond them (the replies of a chunk
         that an error cut short), as a shard; then drop the journal."""
-        pending = {h for h, _ in self._pending}
-        results = self._pending + [(h, r) for h, r in self._journaled.items() if h not in pending]
-        if results:
-            self._write(results)
+        import pyarrow as pa
+
+        tables = list(self._pending)
+        if self._journaled:
+            pending = {h for t in tables for h in t.column("content_hash").to_pylist()}
+            extra = [(h, r) for h, r in self._journaled.items() if h not in pending]
+            if extra:
+                tables.append(self.table_of(extra))
+        if tables:
+            self._write(pa.concat_tables(tables))
             self._pending = []
             self._last = time.monotonic()
         self._end_journal()
@@ -107,12 +145,9 @@ class ScoreCache:
             self._journal = self._journal_path = None
         self._journaled = {}
 
-    def _write(self, results: list[tuple[str, dict[str, Any]]], name: str | None = None) -> Path:
-        import pyarrow as pa
+    def _write(self, table: Any, name: str | None = None) -> Path:
         import pyarrow.parquet as pq
 
-        rows = [{"content_hash": h, **r} for h, r in results]
-        table = pa.Table.from_pylist(rows, schema=self.schema)
         self.dir.mkdir(parents=True, exist_ok=True)
         target = self.dir / (name or f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
         with atomic_path(target) as tmp:
@@ -120,7 +155,7 @@ class ScoreCache:
         return target
 
     def _fold_left_journals(self) -> None:
-        """Move the rows of journals that killed runs left (read by `load`) into a shard, then delete them."""
+        """Move the rows of journals that killed runs left (read by `read`) into a shard, then delete them."""
         dead: list[tuple[Path, IO[str]]] = []
         for path in self._left:
             try:
@@ -137,7 +172,7 @@ class ScoreCache:
         try:
             rows = [r for path, _ in dead for r in self._left[path].items()]
             if rows:
-                self._write(rows)
+                self._write(self.table_of(rows))
             for path, _ in dead:
                 path.unlink(missing_ok=True)
         finally:
@@ -151,7 +186,7 @@ class ScoreCache:
         self._fold_left_journals()
         shards = self._shards()
         if len(shards) > MAX_SHARDS:
-            merged = self._write(list(self.load().items()), name=f"part-{time.time_ns():020d}-merged.parquet")
+            merged = self._write(self.read(), name=f"part-{time.time_ns():020d}-merged.parquet")
             for shard in shards:
                 if shard != merged:
                     shard.unlink(missing_ok=True)
@@ -172,3 +207,19 @@ def _read_journal(path: Path, names: list[str]) -> dict[str, dict[str, Any]]:
         if isinstance(content_hash, str) and isinstance(row, dict) and set(row) == set(names):
             out[content_hash] = row
     return out
+
+
+def last_wins(table: Any) -> Any:
+    """`table` with one row per content hash: the last one, in the order of first appearance."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    hashes = table.column("content_hash")
+    unique = pc.unique(hashes)
+    if len(unique) == table.num_rows:
+        return table
+    n = table.num_rows
+    import numpy as np
+
+    backwards = pc.index_in(unique, value_set=hashes.take(pa.array(np.arange(n - 1, -1, -1, dtype=np.int64))))
+    return table.take(pc.subtract(pa.scalar(n - 1, pa.int64()), backwards.cast(pa.int64())))

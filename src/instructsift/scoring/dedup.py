@@ -88,9 +88,9 @@ class MinHashSignature:
         skip: frozenset[str] = frozenset(),
         advance: Callable[[float], None] | None = None,
     ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-        from datasketch import MinHash
-
         for part in todo_chunks(examples, skip, self.chunk_size):
+            from datasketch import MinHash  # imports scipy (seconds): only when there is work
+
             tokens = [words(whole_text(ex)) for ex in part]
             sigs = MinHash.bulk(
                 [shingles(t, self.ngram) for t in tokens], num_perm=self.num_perm, seed=self.seed, scheme=SCHEME

@@ -81,25 +81,44 @@ class Dedup:
             self._near(table, selection, rows)
 
     def _near(self, table: Any, selection: Selection, rows: list[int]) -> None:
-        from datasketch import MinHash, MinHashLSH
+        """MinHash LSH with datasketch's bands (`MinHashLSH`'s b x r for this threshold and num_perm): a
+        candidate is an earlier kept row equal to this one on every value of some band. The bands are
+        hashed in numpy and indexed in plain dicts, which at a million rows is many times faster and
+        smaller than datasketch's index, with the same candidates."""
+        from datasketch import MinHashLSH
 
         sigs, valid = signatures(table)
         if sigs.shape[1] == 0:
             return
-        num_perm = sigs.shape[1]
-        lsh = MinHashLSH(threshold=self.threshold, num_perm=num_perm)
+        lsh = MinHashLSH(threshold=self.threshold, num_perm=sigs.shape[1])
+        keys = band_keys(sigs, lsh.hashranges)
+        index: list[dict[int, Any]] = [{} for _ in lsh.hashranges]
         for i in selection.kept.tolist():
             if not valid[i]:
                 continue
-            m = MinHash(num_perm=num_perm, hashvalues=sigs[i], scheme="affine32")
-            candidates = lsh.query(m)
-            if candidates:
-                sims = {j: float(np.mean(sigs[j] == sigs[i])) for j in candidates}
-                j = min((j for j, s in sims.items() if s >= self.threshold), default=None)
-                if j is not None:
-                    selection.drop([i], "near duplicate", f"of row {rows[j]}, Jaccard ~ {sims[j]:.2f}")
+            mine = keys[i].tolist()
+            found: set[int] = set()
+            for band, key in zip(index, mine, strict=True):
+                hit = band.get(key)
+                if hit is not None:
+                    found.update(hit) if isinstance(hit, list) else found.add(hit)
+            if found:
+                cand = np.fromiter(found, dtype=np.int64, count=len(found))
+                sims = (sigs[cand] == sigs[i]).mean(axis=1)
+                ok = sims >= self.threshold
+                if ok.any():
+                    at = int(np.argmin(np.where(ok, cand, np.iinfo(np.int64).max)))
+                    j = int(cand[at])
+                    selection.drop([i], "near duplicate", f"of row {rows[j]}, Jaccard ~ {float(sims[at]):.2f}")
                     continue
-            lsh.insert(i, m)
+            for band, key in zip(index, mine, strict=True):
+                hit = band.get(key)
+                if hit is None:
+                    band[key] = i  # one row: an int, not a list (most keys)
+                elif isinstance(hit, list):
+                    hit.append(i)
+                else:
+                    band[key] = [hit, i]
 
 
 @register("select", "exact_dedup")
@@ -125,3 +144,16 @@ class ExactDedup:
             j = first.setdefault(keys[i], i)
             if j != i:
                 selection.drop([i], "exact duplicate", f"of row {rows[j]}")
+
+
+def band_keys(sigs: np.ndarray, ranges: Any) -> np.ndarray:
+    """(n, bands) uint64 keys: one 64-bit FNV-1a-style hash of each row's values in each band."""
+    keys = np.empty((sigs.shape[0], len(ranges)), dtype=np.uint64)
+    prime = np.uint64(1099511628211)
+    with np.errstate(over="ignore"):
+        for b, (lo, hi) in enumerate(ranges):
+            h = np.full(sigs.shape[0], 14695981039346656037, dtype=np.uint64)
+            for k in range(lo, hi):
+                h = (h ^ sigs[:, k].astype(np.uint64)) * prime
+            keys[:, b] = h
+    return keys
