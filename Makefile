@@ -20,8 +20,9 @@ install: $(BIN)/instructsift
 demo: install
 	$(BIN)/instructsift methods
 	$(BIN)/instructsift select examples/sample_alpaca.json --method superfiltering --ratio 0.25 \
-	    --with-scores -o examples/out/picked.json
-	$(BIN)/instructsift score examples/sample_alpaca.json --method cherry -o examples/out/scores.parquet
+	    --with-scores --overwrite -o examples/out/picked.json
+	$(BIN)/instructsift score examples/sample_alpaca.json --method cherry --overwrite -o examples/out/scores.parquet
+	$(BIN)/instructsift run examples/recipes/superfiltering-lima-kcenter.yaml --overwrite
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -64,6 +64,9 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=ServerJudge.max_tokens)
     ap.add_argument("--concurrency", type=int, default=1, help="server requests in flight (1 suits a CPU server)")
     ap.add_argument("--max-length", type=int, default=2048, help="local back end: prompt tokens (responses cut)")
+    ap.add_argument(
+        "--min-mass", type=float, default=0.0, help="local back end: LocalJudge.min_mass (0: rate every pair)"
+    )
     ap.add_argument("--server-threads", type=int, help="OMP_NUM_THREADS of the started server [torch default]")
     ap.add_argument("--cache-dir", help="reuse scores between runs (default: no cache)")
     args = ap.parse_args()
@@ -76,7 +79,7 @@ def main() -> None:
     report = {}
     n = min(args.n, len(strong))
     if n:
-        judge = LocalJudge(max_length=args.max_length)
+        judge = LocalJudge(max_length=args.max_length, min_mass=args.min_mass)
         scores, wall = rate(judge, strong[:n] + weak[:n], args.cache_dir)
         report["local (expected score)"] = {
             **pairwise(scores[:n], scores[n:]),

@@ -128,7 +128,9 @@ def test_bad_rows_fail_or_go_to_rejects(tmp_path):
     # fixed and run again: the rejects file says so, instead of keeping the last run's rows
     records[3]["output"] = "Hi!"
     data.write_text(json.dumps(records, indent=2))
-    cli("select", data, "-m", "superfiltering", "--top", "2", "--on-error", "skip", "-q", "-o", tmp_path / "o.json")
+    args = ["select", data, "-m", "superfiltering", "--top", "2", "--on-error", "skip", "-q", "-o", tmp_path / "o.json"]
+    assert "pass --overwrite" in cli(*args, check=False).stderr  # the last run's output is not replaced silently
+    cli(*args, "--overwrite")
     assert (tmp_path / "o.json.rejects.jsonl").read_text() == ""
 
 
@@ -161,8 +163,13 @@ def test_methods_lists_papers(monkeypatch):
     assert "cherry" in out and "superfiltering" in out and "NAACL 2024" in out
 
 
-def test_resume_after_kill_is_byte_identical(shared_data, tmp_path):
+def test_resume_after_kill_is_byte_identical(shared_data, tmp_path, _session_cache):
     """A run killed with SIGKILL resumes from its cache without rescoring finished chunks."""
+    # --cache-dir holds converted models too: share the session's, so the model is converted once per session
+    (_session_cache / "models").mkdir(exist_ok=True)
+    for name in ("cache_a", "cache_b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "models").symlink_to(_session_cache / "models")
     ds = read(shared_data / "alpaca" / "alpaca_random_9k.json", on_error="skip")
     rows = [ex.record for ex in ds.examples if len(ex.response) < 200][:32]
     data = tmp_path / "rows.jsonl"

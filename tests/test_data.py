@@ -187,3 +187,112 @@ def test_not_utf8_and_missing_file(tmp_path):
         read(path)
     with pytest.raises(FileNotFoundError):
         read(tmp_path / "nope.json")
+
+
+# -- lone surrogates: one rejected row naming the field, never a crash ---------------------------------------
+
+SURROGATE_ROWS = [
+    {"instruction": "Name a colour.", "output": "Red."},
+    {"instruction": "Say hi.", "output": "Hi \ud800 there."},
+    {"instruction": "Add 2 and 3.", "output": "5"},
+]
+
+
+def _surrogate_files(tmp_path: Path) -> list[tuple[Path, str, int | None]]:
+    """The same rows (the second holds a lone surrogate) as a JSON array, JSON Lines and Parquet; the
+    field and line the error must name."""
+    rows = SURROGATE_ROWS
+    array = tmp_path / "s.json"
+    array.write_text(json.dumps(rows, indent=2), encoding="utf-8")  # json.dumps writes the escape \ud800
+    lines = tmp_path / "s.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    # Parquet cannot hold a lone surrogate as a string; writers that let one through store its CESU-8 bytes
+    raw = [r["output"].encode("utf-8", "surrogatepass") for r in rows]
+    table = pa.table(
+        {"instruction": [r["instruction"] for r in rows], "output": pa.array(raw, pa.binary()).view(pa.string())}
+    )
+    pq.write_table(table, tmp_path / "s.parquet")
+    return [(array, "output", 6), (lines, "output", 2), (tmp_path / "s.parquet", "output", None)]
+
+
+def test_a_lone_surrogate_is_a_field_error_and_skip_rejects_only_its_row(tmp_path):
+    for path, field, line in _surrogate_files(tmp_path):
+        with pytest.raises(InputError) as info:
+            read(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}, ") and f"row 1, field '{field}'" in message, message
+        assert "lone surrogate \\ud800" in message and (line is None or f"line {line}," in message), message
+        ds = read(path, on_error="skip")
+        assert ds.n_read == 3 and [ex.row for ex in ds.examples] == [0, 2], path
+        (reject,) = ds.rejects
+        assert (reject.row, reject.line, reject.field) == (1, line, field)
+        # what scorers see (hashes, tokenizers) holds no surrogate
+        for ex in ds.examples:
+            assert ex.content_hash and all(m.text.encode("utf-8") for m in ex.messages)
+        write_rejects(ds.rejects, tmp_path / "rejects.jsonl")
+        back = (tmp_path / "rejects.jsonl").read_text(encoding="utf-8")
+        assert "\\ud800" in back  # escaped, as in the input
+        assert json.loads(back)["record"]["output"] == "Hi \ud800 there."
+        write(ds, [ex.row for ex in ds.examples], tmp_path / f"kept{path.suffix}")
+        assert len(read(tmp_path / f"kept{path.suffix}")) == 2
+
+
+def test_a_lone_surrogate_deep_in_a_record_names_its_path(tmp_path):
+    conv = {
+        "conversations": [
+            {"from": "human", "value": "q"},
+            {"from": "gpt", "value": "a"},
+            {"from": "human", "value": "more \udfff"},
+            {"from": "gpt", "value": "b"},
+        ]
+    }
+    path = dump(tmp_path / "c.jsonl", [conv, {**conv, "conversations": conv["conversations"][:2]}], lines=True)
+    with pytest.raises(InputError, match=r"line 1, row 0, field 'conversations\[2\]\.value': holds a lone surrogate"):
+        read(path)
+    path = dump(tmp_path / "e.json", [{**ALPACA[1], "extra": {"keep": [1, "\ud801"]}}, ALPACA[0]])
+    ds = read(path, on_error="skip")
+    assert len(ds) == 1 and ds.rejects[0].field == "extra.keep[1]"  # a field no scorer reads still cannot be written
+
+    # Parquet with nested CESU-8 bytes: the conversation's turn is named
+    turns = pa.list_(pa.struct([("from", pa.binary()), ("value", pa.binary())]))
+    values = [[{"from": b"human", "value": b"q"}, {"from": b"gpt", "value": b"a\xed\xb0\x80"}]]
+    values.append([{"from": b"human", "value": b"q2"}, {"from": b"gpt", "value": b"a2"}])
+    strings = pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))
+    pq.write_table(pa.table({"conversations": pa.array(values, turns).view(strings)}), tmp_path / "c.parquet")
+    ds = read(tmp_path / "c.parquet", on_error="skip")
+    assert len(ds) == 1 and ds.examples[0].messages[1].content == "a2"
+    assert (ds.rejects[0].row, ds.rejects[0].field) == (0, "conversations[1].value")
+
+
+# -- UTF-16 and UTF-32 files ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+def test_utf16_and_utf32_files_are_read(tmp_path, encoding):
+    """With a byte-order mark (`utf-16`, `utf-32` write one) or without (told apart by the zero bytes)."""
+    rows = [{**ALPACA[0], "output": "Rouge, 赤 😀."}, ALPACA[1]]
+    array = tmp_path / "a.json"
+    array.write_bytes(json.dumps(rows, ensure_ascii=False, indent=2).encode(encoding))
+    lines = tmp_path / "a.jsonl"
+    lines.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(encoding))
+    for path, first_lines in ((array, [2, 7]), (lines, [1, 2])):
+        ds = read(path)
+        assert ds.encoding == encoding.removesuffix("-le").removesuffix("-be") or ds.encoding == encoding
+        assert [ex.record for ex in ds.examples] == rows and [ex.line for ex in ds.examples] == first_lines
+        write(ds, [0, 1], tmp_path / f"out{path.suffix}")  # written back as UTF-8
+        assert [ex.record for ex in read(tmp_path / f"out{path.suffix}").examples] == rows
+
+
+def test_an_undecodable_utf16_file_names_file_and_line(tmp_path):
+    good = '{"instruction": "a", "output": "b"}\n'
+    path = tmp_path / "bad.jsonl"
+    # a lone high surrogate (D800) on the third line of a UTF-16-LE file with a byte-order mark
+    path.write_bytes(
+        "\ufeff".encode("utf-16-le") + (good * 2).encode("utf-16-le") + b"\x00\xd8" + good.encode("utf-16-le")
+    )
+    with pytest.raises(InputError, match=r"bad.jsonl, line 3: not UTF-16 text \(illegal UTF-16 surrogate\)"):
+        read(path)
+    odd = tmp_path / "odd.json"
+    odd.write_bytes(json.dumps([ALPACA[0]], indent=2).encode("utf-16") + b"\x00")  # one byte short of a unit
+    with pytest.raises(InputError, match=r"odd.json, line 7: not UTF-16 text \(truncated data\)"):
+        read(odd)

@@ -390,7 +390,7 @@ def test_ltd_through_the_cli(shared_data, tmp_path):
     assert [r["instruction"] for r in kept] == [ds.examples[i].record["instruction"] for i in sorted(expected)]
 
     too_many = runner.invoke(
-        app, ["select", str(data), "--method", "ltd", "--top", "500", "-o", str(out), "--on-error", "skip", "-q"]
+        app, [*args[:3], "ltd", "--top", "500", "-o", str(tmp_path / "o2.json"), "--on-error", "skip", "-q"]
     )
     assert too_many.exit_code == 2
     assert "asked for 500 centres but only 199 rows" in too_many.output

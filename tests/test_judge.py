@@ -482,6 +482,92 @@ def test_server_killed_mid_run(rows, alpaca_file, tmp_path) -> None:
     assert [r["judge"] for r in out] == expected
 
 
+def test_kill_9_loses_only_the_replies_in_flight(tmp_path) -> None:
+    """`instructsift score` killed with SIGKILL mid-chunk: every reply it had read is journaled, so the
+    rerun asks the server only for what was in flight or never asked, and writes the same bytes as a run
+    that was never interrupted."""
+    import signal
+    import zlib
+
+    records = json.loads((Path(__file__).parents[1] / "examples" / "sample_alpaca.json").read_text())[:12]
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps(records, indent=2), encoding="utf-8")
+    state = {"answer_first": 5}  # first run: answer the first 5 requests, stall every later one
+
+    def behave(prompt: str, n: int, body: dict) -> Reply:
+        p = 0.05 + (zlib.crc32(prompt.encode()) % 1000) / 1000 * 0.9  # a float per prompt, e.g. 0.30000000000000004
+        top = [{"token": t, "logprob": math.log(q), "bytes": None} for t, q in ((" 4", p), (" 5", 1 - p))]
+        content = [{"token": " 4", "logprob": top[0]["logprob"], "bytes": None, "top_logprobs": top}]
+        status, headers, payload, _ = completion("4\nFine.", {"content": content})
+        with srv.lock:
+            stall = len(srv.requests) > state["answer_first"]
+        return status, headers, payload, 600.0 if stall else 0.0
+
+    def command(cache: Path, out: Path) -> list[str]:
+        judge = ["--judge-url", srv.url, "--judge-model", "judge", "--judge-concurrency", "3", "--judge-timeout", "900"]
+        args = ["score", data, "--method", "alpagasus", *judge, "--cache-dir", cache, "-o", out, "-q"]
+        return [sys.executable, "-m", "instructsift.cli", *map(str, args)]
+
+    def journaled(cache: Path) -> list[str]:
+        return [x for f in cache.glob("scores/judge-*/journal-*.jsonl") for x in f.read_text().splitlines()]
+
+    with FaultServer(behave) as srv:
+        cache = tmp_path / "cache"
+        proc = subprocess.Popen(command(cache, tmp_path / "b.parquet"), stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        while (len(journaled(cache)) < 5 or len(srv.requests) < 8) and proc.poll() is None:
+            assert time.monotonic() < deadline, "the run never got its first replies"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate()
+        assert proc.returncode == -signal.SIGKILL, err.decode()
+        first = [r["prompt"] for r in srv.requests]
+        answered, in_flight = first[:5], first[5:]
+        assert len(in_flight) == 3 and len(journaled(cache)) == 5
+        assert not list(cache.glob("scores/*/part-*.parquet")), "the chunk was not complete: no shard yet"
+
+        state["answer_first"] = 10**9
+        rerun = subprocess.run(command(cache, tmp_path / "b.parquet"), capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr
+        second = [r["prompt"] for r in srv.requests[len(first) :]]
+        assert len(second) == len(records) - len(answered) == 7  # 3 in flight + 4 never asked
+        assert not set(second) & set(answered) and set(in_flight) <= set(second) and len(set(second)) == 7
+        assert "judge: 7 scored, 5 from cache" in rerun.stderr, rerun.stderr
+        assert not journaled(cache) and list(cache.glob("scores/*/part-*.parquet"))  # folded into shards
+
+        clean = subprocess.run(command(tmp_path / "clean", tmp_path / "a.parquet"), capture_output=True, text=True)
+        assert clean.returncode == 0, clean.stderr
+        assert len(srv.requests) == len(first) + 7 + 12
+        again = subprocess.run(command(cache, tmp_path / "c.parquet"), capture_output=True, text=True)
+        assert again.returncode == 0 and len(srv.requests) == len(first) + 7 + 12  # nothing paid twice
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    assert (tmp_path / "c.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_replies_before_an_error_that_stops_the_run_are_kept(rows, alpaca_file, tmp_path) -> None:
+    """The server answers three rows, then refuses the key: the run stops, and the three replies (of an
+    unfinished chunk) are in the cache; a torn journal line from a killed run is skipped."""
+    dataset = read(alpaca_file)
+    state = {"ok": 3}
+
+    def behave(prompt: str, n: int, body: dict) -> Reply:
+        with srv.lock:
+            ok = len(srv.requests) <= state["ok"]
+        return completion(f"{by_instruction(prompt, rows) % 3 + 3}\nOk.") if ok else error(401)
+
+    with FaultServer(behave) as srv:
+        with pytest.raises(JudgeServerError):
+            run(server_judge(srv.url, concurrency=1), dataset, tmp_path)
+        assert len(srv.requests) == 4
+        (folder,) = (tmp_path / "scores").glob("judge-*")
+        (folder / "journal-0-torn.jsonl").write_text('["abc", {"judge": 4.0, "judge_raw"')  # cut by a kill
+        state["ok"] = 10**9
+        out, stats = run(server_judge(srv.url, concurrency=1), dataset, tmp_path)
+    assert stats["cached"] == 3 and len(srv.requests) == 4 + 3
+    assert [r["judge"] for r in out] == [i % 3 + 3.0 for i in range(len(rows))]
+    assert not list(folder.glob("journal-*"))
+
+
 def test_wrong_model_or_key_stops_the_run(alpaca_file, tmp_path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
@@ -636,7 +722,7 @@ def lm32():
 def test_local_expected_score_matches_one_prompt_at_a_time(lm32, rows) -> None:
     import torch
 
-    judge = LocalJudge(model=lm32, batch_tokens=1024)
+    judge = LocalJudge(model=lm32, batch_tokens=1024, min_mass=0.0)  # the embedded model's mass is ~1%
     out = [r for part in judge.score(rows) for _, r in part]
     tok = lm32.tokenizer
     ids = {s: tok(str(s), add_special_tokens=False).input_ids for s in range(6)}
@@ -658,7 +744,7 @@ def test_local_expected_score_matches_one_prompt_at_a_time(lm32, rows) -> None:
 def test_local_long_response_is_cut_to_fit(lm32, rows) -> None:
     ex = max(rows, key=lambda e: len(e.response))
     full = len(LocalJudge(model=lm32).encode(ex).ids)
-    judge = LocalJudge(model=lm32, max_length=full - 10)
+    judge = LocalJudge(model=lm32, max_length=full - 10, min_mass=0.0)
     p = judge.encode(ex)
     assert p.truncated and len(p.ids) <= full - 10
     ((_, row),) = next(judge.score([ex]))
@@ -669,7 +755,9 @@ def test_local_long_response_is_cut_to_fit(lm32, rows) -> None:
 
 
 def test_cli_alpagasus_with_the_local_model(alpaca_file, tmp_path) -> None:
-    """Without --judge-url the method rates with the local model; --ratio keeps the best of what passes."""
+    """Without --judge-url the method rates with the local model. The embedded SmolLM2 puts about 1% of
+    its probability on the score tokens: by default its ratings are missing, with the mass; with the
+    threshold lowered (knowingly), --ratio keeps the best of what passes."""
     import pyarrow.parquet as pq
     from typer.testing import CliRunner
 
@@ -678,19 +766,63 @@ def test_cli_alpagasus_with_the_local_model(alpaca_file, tmp_path) -> None:
     runner = CliRunner()
     common = ["-m", "alpagasus", "--dtype", "float32", "--device", "cpu", "--cache-dir", str(tmp_path), "-q"]
     res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), *common])
+    assert res.exit_code == 1 and "no row could be scored (judge: low score-token mass: 6)" in res.output
+    res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), *common, "--allow-empty"])
     assert res.exit_code == 0, res.output
-    assert "judge: 6 scored, 0 missing" in res.output
+    assert "judge: 0 scored, 6 missing (low score-token mass: 6)" in res.output, res.output
     table = pq.read_table(tmp_path / "s.parquet").to_pylist()
-    assert all(r["judge_source"] == "next-token" and 0 <= r["judge"] <= 5 for r in table)
-    res = runner.invoke(
-        app, ["select", str(alpaca_file), "-o", str(tmp_path / "k.json"), "--threshold", "0", "--ratio", "0.5", *common]
-    )
-    assert res.exit_code == 0, res.output
-    best = sorted(range(6), key=lambda i: -table[i]["judge"])[:3]
-    kept = json.loads((tmp_path / "k.json").read_text())
+    assert all(r["judge"] is None and r["judge_source"] == "next-token" and r["judge_mass"] < 0.5 for r in table)
+
+    method = isf.get_method("alpagasus")
+    dataset = read(alpaca_file)
+    scorers = method.scorers(judge_min_mass=0.0, dtype="float32", device="cpu")
+    scores = isf.score(dataset, scorers, cache_dir=tmp_path, progress=False)
+    judged = scores.column("judge").to_pylist()
+    assert all(0 <= v <= 5 for v in judged)
+    picked = isf.select(dataset, scores, *method.selectors(ratio=0.5, threshold=0))
+    isf.write(picked, tmp_path / "k.json")
+    best = sorted(range(6), key=lambda i: -judged[i])[:3]
     records = json.loads(alpaca_file.read_text())
-    assert kept == [records[i] for i in sorted(best)]
+    assert json.loads((tmp_path / "k.json").read_text()) == [records[i] for i in sorted(best)]
     res = runner.invoke(
         app, ["score", str(alpaca_file), "-o", str(tmp_path / "x.parquet"), *common, "--judge-concurrency", "4"]
     )
     assert res.exit_code == 2 and "only apply to a judge server" in res.output
+
+
+def test_local_score_below_the_mass_threshold_is_missing_with_the_mass(lm32, rows, tmp_path) -> None:
+    """A rating whose score tokens hold too little of the model's probability is not a rating: missing,
+    with the mass in the reason (raw probabilities and mass kept); the threshold is in the cache key."""
+    rows = rows[:4]
+    free = LocalJudge(model=lm32, min_mass=0.0)
+    out = [r for part in free.score(rows) for _, r in part]
+    masses = sorted(r["judge_mass"] for r in out)
+    assert all(r["judge"] is not None for r in out)
+    cut = (masses[0] + masses[1]) / 2  # between the lowest mass and the next: exactly one row falls under
+    strict = LocalJudge(model=lm32, min_mass=cut)
+    assert strict.cache_key() != free.cache_key() and f"{cut:g}" in strict.describe()
+    got = [r for part in strict.score(rows) for _, r in part]
+    low = [i for i, r in enumerate(out) if r["judge_mass"] < cut]
+    assert len(low) == 1
+    for i, (a, b) in enumerate(zip(out, got, strict=True)):
+        if i in low:
+            assert b["judge"] is None and b["judge_reason"] == f"low score-token mass: {a['judge_mass']:.3g} < {cut:g}"
+            assert b["judge_mass"] == a["judge_mass"] and b["judge_raw"] == a["judge_raw"]
+        else:
+            assert b == a
+
+    # A prompt that does not ask for a number: the model barely writes a digit, and the default
+    # threshold turns what would be a confident-looking score into a missing one.
+    prompt = tmp_path / "story.txt"
+    prompt.write_text("Write a short story inspired by this task: {instruction}\n\nand this text: {response}")
+    loose = LocalJudge(model=lm32, prompt=str(prompt), min_mass=0.0)
+    ((_, row),) = next(loose.score(rows[:1]))
+    assert row["judge"] is not None and row["judge_mass"] < 0.05
+    ((_, row),) = next(Judge(model=lm32, judge_prompt=str(prompt)).score(rows[:1]))
+    assert row["judge"] is None and row["judge_reason"].startswith("low score-token mass: 0.0")
+    assert row["judge_reason"].endswith(f" < {LocalJudge.min_mass:g}")
+    assert Judge(model=lm32, judge_min_mass=0.25).min_mass == 0.25
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        LocalJudge(model=lm32, min_mass=1.5)
+    with pytest.raises(ValueError, match="applies to the local judge"):
+        Judge(judge_url="http://127.0.0.1:9/v1", judge_model="judge", judge_min_mass=0.5)

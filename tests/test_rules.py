@@ -517,7 +517,7 @@ def test_lima_top_spread_over_categories_and_clusters(dolly_40, tmp_path):
     assert len({r["category"] for r in kept}) == 8
 
     out2 = tmp_path / "out2.json"
-    proc = cli(*base, "--clusters", "4", "--top", "8", "--save-scores", table_path, "-o", out2)
+    proc = cli(*base, "--clusters", "4", "--top", "8", "--save-scores", table_path, "--overwrite", "-o", out2)
     kept2 = json.loads(out2.read_text())
     assert len(kept2) == 8 and "embedding" in pq.read_table(table_path).column_names
     assert "spread evenly by K-Means cluster" in proc.stderr

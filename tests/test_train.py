@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -250,7 +251,7 @@ def test_cherry_pre_experience_end_to_end_then_rerun_skips_finished_phases(
     shared_data: Path, tiny_model: Path, tmp_path: Path, _session_cache: Path
 ) -> None:
     """`select --method cherry --pre-experience` on 60 real rows: K-Means sample -> fine-tune -> IFD with
-    that model -> drop IFD > 1, top ratio. The rerun finds every phase cached and writes the same output."""
+    that model -> drop IFD > 1, top ratio. The rerun finds every step cached and writes the same output."""
     import pyarrow.parquet as pq
 
     from instructsift.data import read
@@ -262,16 +263,14 @@ def test_cherry_pre_experience_end_to_end_then_rerun_skips_finished_phases(
             "--model", tiny_model, "--ratio", "0.1", "--dtype", "float32", "--on-error", "skip", "-q",
             "--save-scores", scores, "-o", out]  # fmt: skip
     first = _cli(*args)
-    m = re.search(r"K-Means sample \(3 clusters x 4, (\d+) examples\): ran", first)
+    m = re.search(r"pre_experienced/finetune: finetune on (\d+) rows", first)
     assert m, first
-    n_sample = int(m.group(1))  # 4 from each cluster, or all of a smaller one
+    n_sample = int(m.group(1))  # 4 from each of 3 clusters, or all of a smaller one
     assert 3 <= n_sample <= 12
-    assert "pre-experienced model (1 epoch on the sample): ran" in first
-    (model_dir,) = (_session_cache / "pre-experience").glob("*/model")
+    assert f"fine-tuned model on {n_sample} rows: ran" in first
+    (model_dir,) = (_session_cache / "artifacts").glob("finetune-*/model")
     info = json.loads((model_dir / "instructsift-model.json").read_text())
     assert info["examples"] == n_sample and info["mode"] == "full" and info["config"]["epochs"] == 1
-    sample = json.loads((model_dir.parent / "sample.json").read_text())["ids"]
-    assert len(set(sample)) == n_sample
     assert f"ifd: {model_dir}" in first  # IFD was scored with the pre-experienced model, not the base
     assert "ifd: 60 scored, 0 from cache" in first
 
@@ -284,12 +283,56 @@ def test_cherry_pre_experience_end_to_end_then_rerun_skips_finished_phases(
     by_record = {json.dumps(ex.record, sort_keys=True): ex.id for ex in ds.examples}
     kept = [ifd[by_record[json.dumps(r, sort_keys=True)]] for r in picked]
     assert sorted(kept, reverse=True) == usable[: len(kept)]
-    assert set(sample) <= {ex.id for ex in ds.examples}
 
     mtime = (model_dir / "model.safetensors").stat().st_mtime_ns
-    again = _cli(*args)
-    assert f"K-Means sample (3 clusters x 4, {n_sample} examples): cached" in again
-    assert "pre-experienced model (1 epoch on the sample): cached" in again
+    again = _cli(*args, "--overwrite")
+    assert f"fine-tuned model on {n_sample} rows: cached" in again
+    assert "pe/embed: 0 scored, 60 from cache" in again and "pe/instruction_loss: 0 scored, 60 from cache" in again
     assert "ifd: 0 scored, 60 from cache" in again
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == mtime
     assert json.loads(out.read_text()) == picked
+
+
+def test_pre_experience_steps_pick_the_sample_the_papers_phases_compute_by_hand(
+    shared_data: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The registered steps (embed -> instruction loss -> K-Means sample -> fine-tune) pick exactly the
+    sample computed here from a plain forward pass per prompt and `kmeans_sample`, and train on it."""
+    import numpy as np
+    import torch
+
+    from instructsift.data import read
+    from instructsift.engine.local import score
+    from instructsift.models import load_causal_lm
+    from instructsift.scoring.embed import Embed
+    from instructsift.scoring.templates import get_template, start_ids, turn_texts
+    from instructsift.selection.cluster import kmeans_sample
+    from instructsift.selection.vectors import vector_column
+    from instructsift.train.pre_experience import PE_FINETUNE, PreExperience, pre_experience
+
+    data = tmp_path / "alpaca40.json"
+    data.write_text(json.dumps(json.loads((shared_data / ALPACA).read_text(encoding="utf-8"))[100:140]))
+    ds = read(data, on_error="skip")
+    settings = PreExperience(n_clusters=3, per_cluster=4, finetune=replace(PE_FINETUNE, dtype="float32"))
+    result = pre_experience(ds, str(tiny_model), settings, progress=False, cache_dir=tmp_path / "cache")
+
+    lm = load_causal_lm(str(tiny_model), dtype="float32")
+    vectors, valid = vector_column(
+        score(ds, [Embed(encoder=lm, text="prompt", template="alpaca", max_length=512)], progress=False), "embedding"
+    )
+    tok, template, start = lm.tokenizer, get_template("alpaca"), start_ids(lm.tokenizer)
+    losses = []
+    for ex in ds.examples:
+        ids = list(start) + tok(turn_texts(ex, template, tok)[0][0], add_special_tokens=False).input_ids
+        with torch.no_grad():
+            logits = lm.model(torch.tensor([ids[:512]])).logits[0].float()
+        first = max(len(start), 1)
+        target = torch.tensor(ids[first:512])
+        losses.append(torch.nn.functional.cross_entropy(logits[first - 1 : len(target) + first - 1], target).item())
+    losses = np.asarray(losses)
+    usable = np.flatnonzero(valid & np.isfinite(losses))
+    picked = kmeans_sample(vectors[usable], 3, 4, scores=losses[usable], band=(1.0, 99.0), seed=42)
+    assert result.sample == [ds.examples[i].id for i in usable[picked].tolist()]
+    assert (result.clusters, result.per_cluster) == (3, 4)
+    info = json.loads((Path(result.model) / "instructsift-model.json").read_text())
+    assert info["examples"] == len(result.sample) and info["mode"] == "full"

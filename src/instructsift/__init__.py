@@ -16,6 +16,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Functions and types that are not registered steps. Every registered scorer, selector and fit step is
+# also here under its Python name (`isf.IFD`, `isf.Top`, `isf.KCenter`), found through the registry.
 _EXPORTS = {
     "read": "instructsift.api",
     "write": "instructsift.api",
@@ -24,40 +26,60 @@ _EXPORTS = {
     "read_scores": "instructsift.api",
     "write_scores": "instructsift.api",
     "Picked": "instructsift.api",
-    "IFD": "instructsift.scoring.ifd",
-    "ServerJudge": "instructsift.scoring.judge_client",
-    "LocalJudge": "instructsift.scoring.judge_local",
-    "Threshold": "instructsift.selection.threshold",
-    "Top": "instructsift.selection.top",
-    "Rules": "instructsift.scoring.rules",
-    "Language": "instructsift.scoring.language",
-    "MinHashSignature": "instructsift.scoring.dedup",
-    "RuleFilter": "instructsift.selection.rules",
-    "KeepLanguage": "instructsift.selection.rules",
-    "Dedup": "instructsift.selection.dedup",
-    "Stratified": "instructsift.selection.stratified",
-    "Embed": "instructsift.scoring.embed",
-    "KCenter": "instructsift.selection.kcenter",
-    "KMeansSample": "instructsift.selection.cluster",
-    "FacilityLocation": "instructsift.selection.facility",
-    "DiverseTop": "instructsift.selection.diverse",
+    "run": "instructsift.pipeline",
+    "RunResult": "instructsift.pipeline",
+    "Recipe": "instructsift.recipe",
+    "load_recipe": "instructsift.recipe",
+    "recipe_from_method": "instructsift.recipe",
+    "registry": "instructsift",
+    "kmeans_sample": "instructsift.selection.cluster",
+    "kcenter_greedy": "instructsift.selection.kcenter",
+    "check_outputs": "instructsift.outputs",
+    "Output": "instructsift.outputs",
+    "UserError": "instructsift.data.errors",
+    "use_cache_root": "instructsift.models",
+    "ExactDedup": "instructsift.selection.dedup",
     "finetune": "instructsift.train.finetune",
     "FinetuneConfig": "instructsift.train.finetune",
     "evaluate": "instructsift.train.evaluate",
     "pre_experience": "instructsift.train.pre_experience",
     "PreExperience": "instructsift.train.pre_experience",
-    "METHODS": "instructsift.methods",
     "get_method": "instructsift.methods",
+    "ServerJudge": "instructsift.scoring.judge_client",
+    "LocalJudge": "instructsift.scoring.judge_local",
     "Example": "instructsift.data.example",
     "Message": "instructsift.data.example",
     "InputError": "instructsift.data.errors",
+    "UsageError": "instructsift.errors",
 }
+_RENAMED = {"load_recipe": "load", "recipe_from_method": "from_method"}
+
+
+def _steps() -> dict[str, Any]:
+    from . import registry
+
+    return {
+        e.target.__name__: e.target
+        for kind in ("score", "select", "fit")
+        for e in registry.entries(kind)
+        if hasattr(e.target, "__name__")
+    }
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        if name == "registry":
+            return importlib.import_module("instructsift.registry")
+        return getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
+    if name[:1].isupper() or name.startswith("fit_"):
+        steps = _steps()
+        if name in steps:
+            return steps[name]
     raise AttributeError(f"module 'instructsift' has no attribute {name!r}")
 
 
-__all__ = sorted(_EXPORTS)
+def __dir__() -> list[str]:
+    return sorted({*_EXPORTS, *_steps()})
+
+
+__all__ = sorted(_EXPORTS)  # the registered steps are added by `__dir__`

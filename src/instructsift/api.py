@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_path
-from .data.errors import InputError, Reject
+from .data.errors import InputError, MissingColumnError, Reject
 from .data.io import Dataset, read
 from .data.io import write as write_records
 from .engine.local import score
+from .engine.table import KEY_COLUMNS, configs_of, scorer_configs
 from .selection import Selection
 from .selection import select as run_selectors
 
@@ -41,6 +43,7 @@ class Picked:
             "dropped": len(self.dataset.examples) - kept,
             "rejected": len(self.dataset.rejects),
             "dropped_by": dict(self.selection.reason_counts().most_common()),
+            "notes": dict(self.dataset.notes.most_common()),
         }
 
 
@@ -51,7 +54,18 @@ def select(dataset: Dataset, scores: Any, *selectors: Any) -> Picked:
         raise ValueError(f"the score table has {scores.num_rows} rows but the data set has {len(dataset.examples)}")
     fields = [f for s in selectors for f in getattr(s, "record_fields", ())]
     view = with_record_fields(scores, dataset, fields) if fields else scores
+    if any("content_hash" in getattr(s, "dataset_columns", ()) for s in selectors):
+        view = with_content_hash(view, dataset)
     return Picked(dataset, scores, run_selectors(view, selectors))
+
+
+def with_content_hash(scores: Any, dataset: Dataset) -> Any:
+    """`scores` with each example's `content_hash` (what `ExactDedup` groups by), unless it has one."""
+    import pyarrow as pa
+
+    if "content_hash" in scores.column_names:
+        return scores
+    return scores.append_column("content_hash", pa.array([ex.content_hash for ex in dataset.examples], pa.string()))
 
 
 def with_record_fields(scores: Any, dataset: Dataset, names: Any) -> Any:
@@ -66,34 +80,78 @@ def with_record_fields(scores: Any, dataset: Dataset, names: Any) -> Any:
         if all(v is None for v in values):
             first = dataset.examples[0].record if dataset.examples else None
             have = ", ".join(first) if isinstance(first, dict) else "none"
-            raise KeyError(f"{dataset.path}: no record has a field {name!r} (record fields: {have})")
+            raise MissingColumnError(f"{dataset.path}: no record has a field {name!r} (record fields: {have})")
         scores = scores.append_column(name, pa.array([None if v is None else str(v) for v in values], pa.string()))
     return scores
 
 
-def read_scores(path: str | os.PathLike, dataset: Dataset) -> Any:
-    """Read a score table written by `instructsift score` and check that it belongs to `dataset`."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def read_scores(
+    path: str | os.PathLike,
+    dataset: Dataset,
+    scorers: Sequence[Any] | None = None,
+    *,
+    rescore_changed: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    progress: bool = False,
+) -> Any:
+    """Read a score table written by `instructsift score` and check that it belongs to `dataset`.
 
+    Every row must match by position and id, and by content hash: a row whose text changed since it was
+    scored is an error naming the first rows affected. With `scorers` (those the caller is about to select
+    with) a Parquet table must have been made by the same configurations (cache keys); a JSON Lines table
+    keeps the hashes but not the configurations, so only its columns are checked. `rescore_changed=True`
+    re-scores just the changed rows with `scorers` (through the engine and its cache under `cache_dir`) and
+    splices them in: the result equals a fresh score of `dataset`.
+    """
     p = Path(path)
-    if p.suffix == ".parquet":
-        table = pq.read_table(p)
-    else:
-        table = pa.Table.from_pylist([json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()])
+    table, changed = match_scores(p, dataset)
+    if scorers is not None:
+        check_configs(p, table, scorers)
+    if not changed:
+        return table
+    if not rescore_changed:
+        raise InputError(Reject(str(p), None, None, "content_hash", changed_message(dataset, changed)))
+    if scorers is None:
+        raise ValueError("re-scoring the changed rows needs the scorers that made the score table")
+    return _rescore(table, dataset, changed, scorers, cache_dir=cache_dir, use_cache=use_cache, progress=progress)
+
+
+def match_scores(path: Path, dataset: Dataset) -> tuple[Any, list[int]]:
+    """The score table at `path` in `dataset`'s order, and the positions of the rows whose content changed
+    since it was scored. A row missing, or with another id and the same content, is an error."""
+    import pyarrow as pa
+
+    table = _read_score_file(path)
     for name in ("row", "id"):
         if name not in table.column_names:
-            raise InputError(Reject(str(p), None, None, name, "missing: not a score table from `instructsift score`"))
+            raise InputError(
+                Reject(str(path), None, None, name, "missing: not a score table from `instructsift score`")
+            )
+    if "content_hash" not in table.column_names:
+        raise InputError(
+            Reject(
+                str(path),
+                None,
+                None,
+                "content_hash",
+                "missing: this score table comes from an older instructsift that did not record what each row's "
+                "scores were computed from; score the data again",
+            )
+        )
     by_row = dict(zip(table.column("row").to_pylist(), range(table.num_rows), strict=True))
     ids = table.column("id").to_pylist()
-    take = []
-    for ex in dataset.examples:
+    stored = table.column("content_hash").to_pylist()
+    take, changed = [], []
+    for k, ex in enumerate(dataset.examples):
         i = by_row.get(ex.row)
-        if i is None or ids[i] != ex.id:
+        if i is not None and stored[i] != ex.content_hash:
+            changed.append(k)  # its id may have changed with it, when the id is derived from the content
+        elif i is None or ids[i] != ex.id:
             found = "no such row" if i is None else f"id {ids[i]!r}"
             raise InputError(
                 Reject(
-                    str(p),
+                    str(path),
                     ex.row,
                     None,
                     "id",
@@ -101,11 +159,76 @@ def read_scores(path: str | os.PathLike, dataset: Dataset) -> Any:
                 )
             )
         take.append(i)
-    return table.take(pa.array(take, pa.int64()))
+    return table.take(pa.array(take, pa.int64())), changed
+
+
+def _read_score_file(p: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if p.suffix == ".parquet":
+        return pq.read_table(p)
+    return pa.Table.from_pylist([json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()])
+
+
+def changed_message(dataset: Dataset, changed: Sequence[int], show: int = 5) -> str:
+    def where(ex: Any) -> str:
+        line = f"line {ex.line}, " if ex.line is not None else ""
+        return f"row {ex.row} ({line}id {ex.id!r})"
+
+    first = "; ".join(where(dataset.examples[i]) for i in changed[:show])
+    more = f" and {len(changed) - show} more" if len(changed) > show else ""
+    n = len(changed)
+    return (
+        f"{n} row{'s' if n != 1 else ''} of {dataset.path} changed since these scores were computed: {first}{more}; "
+        "score again, or re-score only the changed rows (--rescore-changed)"
+    )
+
+
+def check_configs(p: Path, table: Any, scorers: Sequence[Any]) -> None:
+    """The table was made by `scorers` (same names and cache keys); for JSON Lines, it has their columns."""
+    have = configs_of(table)
+    if have is None:
+        missing = [n for s in scorers for n in s.schema.names if n not in table.column_names]
+        if missing:
+            raise InputError(
+                Reject(str(p), None, None, missing[0], "missing: this score table was made by other scorers")
+            )
+        return
+    want = scorer_configs(scorers)
+    if [(c["name"], c["cache_key"]) for c in have] != [(c["name"], c["cache_key"]) for c in want]:
+        made = "; ".join(f"{c['name']} ({c['describe']})" for c in have) or "no scorers"
+        asked = "; ".join(f"{c['name']} ({c['describe']})" for c in want) or "no scorers"
+        raise InputError(
+            Reject(str(p), None, None, None, f"made by other scorers: it has {made}, but this run uses {asked}")
+        )
+
+
+def _rescore(table: Any, dataset: Dataset, changed: Sequence[int], scorers: Sequence[Any], **engine: Any) -> Any:
+    """`table` with the rows at positions `changed` scored again and put in place."""
+    import pyarrow as pa
+
+    subset = Dataset(dataset.path, dataset.format, dataset.container, [dataset.examples[i] for i in changed])
+    fresh = score(subset, scorers, **engine)
+    try:
+        old = table.select(fresh.column_names).cast(fresh.schema.remove_metadata())
+    except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise ValueError(f"the score table's columns do not match the scorers' ({e})") from None
+    both = pa.concat_tables([old, fresh.replace_schema_metadata(None)])
+    at = list(range(table.num_rows))
+    for k, i in enumerate(changed):
+        at[i] = table.num_rows + k
+    spliced = both.take(pa.array(at, pa.int64()))
+    return pa.table([c.combine_chunks() for c in spliced.columns], schema=fresh.schema)
 
 
 def write_scores(table: Any, path: str | os.PathLike) -> None:
-    """A score table as Parquet (by extension) or JSON Lines, atomically."""
+    """A score table as Parquet (by extension) or JSON Lines, atomically.
+
+    Parquet keeps everything `read_scores` checks: the `content_hash` column and, in the schema metadata,
+    each scorer's configuration. JSON Lines keeps `content_hash` (a column like any other) but not the
+    configurations, so a JSON Lines table can be checked for stale rows but only by column names for
+    the scorers that made it."""
     import pyarrow.parquet as pq
 
     if str(path).endswith(".parquet"):
@@ -126,7 +249,7 @@ def write(picked: Picked | Dataset, path: str | os.PathLike, *, with_scores: boo
     rows = [picked.dataset.examples[i].row for i in kept]
     extra = None
     if with_scores:
-        names = [f.name for f in picked.scores.schema if str(f.type) in SCALAR_TYPES and f.name not in ("row", "id")]
+        names = [f.name for f in picked.scores.schema if str(f.type) in SCALAR_TYPES and f.name not in KEY_COLUMNS]
         table = picked.scores.select(names).take(kept).to_pylist()
         extra = [{**r, "rank": picked.selection.rank.get(i)} for r, i in zip(table, kept, strict=True)]
     write_records(picked.dataset, rows, path, scores=extra)

@@ -1,4 +1,8 @@
-"""Atomic writes: write beside the target, then rename over it, so a crash never leaves half a file."""
+"""Atomic writes: write beside the target, then rename over it, so a crash never leaves half a file.
+
+The result gets the mode a plain `open` (or `mkdir`) would give it: 0666 (0777 for a folder) less the umask,
+not the 0600 (0700) of a temporary file, so that a shared output stays readable to the user's group.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,25 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def umask() -> int:
+    """The process umask: from /proc on Linux (no change to the process), else by setting it and putting it back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def plain_mode(directory: bool = False) -> int:
+    """The mode `open` or `mkdir` would give a new file or folder under the current umask."""
+    return (0o777 if directory else 0o666) & ~umask()
 
 
 @contextlib.contextmanager
@@ -22,6 +45,7 @@ def atomic_path(target: str | os.PathLike, *, directory: bool = False) -> Iterat
         os.close(fd)
         tmp = Path(name)
     try:
+        os.chmod(tmp, plain_mode(directory))
         yield tmp
         if directory and target.exists():
             old = target.with_name(f".{target.name}.old")

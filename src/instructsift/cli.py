@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .scoring.judge import JUDGE_OPTIONS
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help texts hold literal brackets ([default], 'instructsift[gemma]'): no markup
 )
 err = Console(stderr=True, soft_wrap=True)
 
@@ -32,12 +34,21 @@ class Fmt(str, Enum):
     openai = "openai"
 
 
-Input = Annotated[Path, typer.Argument(help="Data: .json, .jsonl(.gz), .parquet, or a datasets folder.")]
+def _method_help() -> str:
+    """The registered methods, for --help (`instructsift methods` shows their options)."""
+    from . import registry
+
+    aliases = registry.aliases("method")
+    names = [n + "".join(f" (alias: {a})" for a, t in aliases.items() if t == n) for n in registry.names("method")]
+    return ", ".join(names) + "."
+
+
+Input = Annotated[
+    Path, typer.Argument(metavar="DATA", help="Data: .json, .jsonl(.gz), .parquet, or a datasets folder.")
+]
 MethodOpt = Annotated[
     str,
-    typer.Option(
-        "--method", "-m", help="cherry (alias: ifd), superfiltering, alpagasus, lima, ltd or superfiltering-d."
-    ),
+    typer.Option("--method", "-m", help=_method_help()),
 ]
 ModelOpt = Annotated[
     str,
@@ -63,11 +74,31 @@ FormatOpt = Annotated[Fmt | None, typer.Option("--format", help="Record format [
 OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="fail on a bad row, or skip it to the rejects file.")]
 RejectsOpt = Annotated[Path | None, typer.Option(help="Where skipped rows go [OUTPUT.rejects.jsonl].")]
 CacheOpt = Annotated[
-    Path | None, typer.Option("--cache-dir", help="Score cache [$INSTRUCTSIFT_CACHE or ~/.cache/instructsift].")
+    Path | None,
+    typer.Option(
+        "--cache-dir", help="Every cache: scores, models, fingerprints [$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]."
+    ),
+]
+DroppedOpt = Annotated[
+    Path | None, typer.Option("--dropped", help="Write every dropped record with its reason (step, code, detail).")
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace existing outputs (never an input, nor a folder an earlier run did not write).",
+    ),
+]
+AllowEmptyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty",
+        help="Write an empty result when nothing could be read or scored, instead of failing with exit 1.",
+    ),
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the score cache.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress (bars on a terminal, else lines).")]
 PreExpOpt = Annotated[
     bool,
     typer.Option(
@@ -150,25 +181,28 @@ JudgeRetriesOpt = Annotated[
 JudgeMaxTokensOpt = Annotated[
     int | None, typer.Option("--judge-max-tokens", help="alpagasus: tokens the judge may reply with [16].")
 ]
+JudgeMinMassOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--judge-min-mass", help="alpagasus, local judge: least probability on the score tokens for a score [0.5]."
+    ),
+]
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="alpagasus: keep judge >= this [4.5].")]
 
 
-# The command-line options that `score` and `select` hand to a method's scorers: the judge's (which
-# include the model, dtype, device and batching options every scorer shares), the template and the encoder.
-SCORING_OPTIONS = ("template", "encoder", *JUDGE_OPTIONS)
+BUG_REPORT = (
+    "this is a bug in instructsift: please report it to its developers with the command and the traceback above"
+)
 
 
-def _scoring_opts(given: dict[str, Any]) -> dict[str, Any]:
-    """The scorer options out of a command's arguments (None ones are dropped by the method)."""
-    opts = {k: given[k] for k in SCORING_OPTIONS}
-    if opts["judge_prompt"]:
-        opts["judge_prompt"] = str(opts["judge_prompt"])
-    return opts
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr, the user's text escaped (a `[...]` in it is text, not rich markup); then exit."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
 
 
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def _read(path: Path, fmt: Fmt | None, on_error: OnError) -> Any:
@@ -177,60 +211,72 @@ def _read(path: Path, fmt: Fmt | None, on_error: OnError) -> Any:
     return read(path, format=fmt.value if fmt else None, on_error=on_error.value)
 
 
-def _write_rejects(dataset: Any, output: Path, rejects: Path | None, on_error: OnError) -> Path | None:
-    """With `--on-error skip` the rejects file is always written, empty when nothing was rejected, so
-    that it never shows an earlier run's rows."""
-    from .data import write_rejects
+def _check_paths(inputs: list[Any], outputs: list[tuple[Path | None, str, str]], overwrite: bool) -> None:
+    """Before any work: the data input is readable as named, and no output (path, kind, flag) would write
+    over an input, another output or the user's files (see `instructsift.outputs`)."""
+    from .data.errors import MissingFileError
+    from .outputs import Output, check_inputs, check_outputs
 
-    if on_error is not OnError.skip:
-        return None
-    target = rejects or output.with_name(output.name + ".rejects.jsonl")
-    write_rejects(dataset.rejects, target)
-    return target
+    check_inputs(inputs[:1])
+    for extra in inputs[1:]:
+        if extra is not None and not Path(extra).exists():
+            raise MissingFileError(f"{extra}: no such file or folder")
+    outs = [Output(Path(p), kind, flag) for p, kind, flag in outputs if p is not None]
+    check_outputs([Path(p) for p in inputs if p is not None], outs, overwrite=overwrite)
 
 
-def _score(dataset: Any, method: Any, opts: dict[str, Any], cache_dir: Path | None, no_cache: bool, quiet: bool) -> Any:
-    from .api import score
-
-    scorers = method.scorers(**opts)
-    for s in scorers:
-        err.print(f"[dim]{s.name}: {s.describe()}[/]", highlight=False)
-    stats: dict[str, Any] = {}
-    table = score(dataset, scorers, cache_dir=cache_dir, use_cache=not no_cache, progress=not quiet, stats=stats)
-    for name, st in stats.items():
-        err.print(f"[dim]{name}: {st['scored']} scored, {st['cached']} from cache[/]", highlight=False)
-    _missing_summary(table)
-    return table
+def _model_input(model: str) -> list[Path]:
+    """The --model, when it names a local file or folder (an output must not write over it)."""
+    return [Path(model)] if model and Path(model).exists() else []
 
 
 def _missing_summary(table: Any) -> None:
-    """How many rows each scorer with a `<column>_reason` column could not score, and why."""
+    """How many rows each scorer with a `<column>_reason` column could not score (a reason, or a null), and why."""
     from collections import Counter
 
     for col in table.column_names:
         if not col.endswith("_reason") or col.removesuffix("_reason") not in table.column_names:
             continue
-        reasons = Counter(r.split(":")[0] for r in table.column(col).to_pylist() if r)
+        values = table.column(col.removesuffix("_reason")).to_pylist()
+        reasons = Counter(
+            (r or "missing").split(":")[0]
+            for r, v in zip(table.column(col).to_pylist(), values, strict=True)
+            if r or v is None
+        )
         n = sum(reasons.values())
         why = "; ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) + ("; ..." if len(reasons) > 3 else "")
         err.print(
             f"{col.removesuffix('_reason')}: {table.num_rows - n} scored, {n} missing" + (f" ({why})" if n else ""),
             highlight=False,
+            markup=False,
         )
 
 
 def _guard(fn: Any) -> Any:
-    """Turn expected failures (bad input, bad options) into one clear line and exit code 2."""
+    """Exit codes: a user error (bad data, option or path: `UserError`) is one line and exit 2; a run that
+    produced nothing usable (`EmptyResultError`) one line and exit 1; a file the system would not read or
+    write (permissions, a full disk) one line and exit 1. Anything else is a bug: its traceback, a line
+    saying so, and exit 70 (EX_SOFTWARE)."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .data.errors import InputError
+        from .data.errors import UserError
 
         try:
             return fn(*args, **kwargs)
-        except (InputError, ValueError, FileNotFoundError, KeyError) as e:
-            _fail(str(e).strip("'\""))
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except UserError as e:
+            _fail(str(e), e.exit_code)
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            _fail(f"{where}{e.strerror or e}", 1)
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+            _fail(BUG_REPORT, 70)
 
     return wrapper
 
@@ -240,6 +286,8 @@ def _guard(fn: Any) -> Any:
 def score_cmd(
     input: Input,
     output: Annotated[Path, typer.Option("--output", "-o", help="SCORES.parquet or .jsonl: one row per example.")],
+    overwrite: OverwriteOpt = False,
+    allow_empty: AllowEmptyOpt = False,
     method: MethodOpt = "cherry",
     model: ModelOpt = "embedded",
     template: TemplateOpt = None,
@@ -264,21 +312,21 @@ def score_cmd(
     judge_timeout: JudgeTimeoutOpt = None,
     judge_retries: JudgeRetriesOpt = None,
     judge_max_tokens: JudgeMaxTokensOpt = None,
+    judge_min_mass: JudgeMinMassOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Score every example; write the score table (row, id, loss_cond, loss_direct, ifd, ifd_ppl, ...)."""
-    from .api import write_scores
-    from .methods import get_method
+    """Score every example; write the score table (row, id, content_hash, then the method's columns)."""
+    from .recipe import from_method
 
-    m = get_method(method)
-    dataset = _read(input, format, on_error)
-    opts = _scoring_opts(locals())
-    table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
-    write_scores(table, output)
-    rej = _write_rejects(dataset, output, rejects, on_error)
-    unscored = sum(1 for r in table.column("reason").to_pylist() if r) if "reason" in table.column_names else 0
-    line = f"read {dataset.n_read} · scored {table.num_rows - unscored} · unscored {unscored} · rejected {len(dataset.rejects)}"
-    err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False)
+    recipe = from_method(
+        method,
+        _method_options(locals()),
+        score_only=True,
+        **_settings(input, None, format, on_error, rejects, cache_dir, no_cache, allow_empty),
+        scores=str(output),
+    )
+    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model)])
+    _score_summary(result, output)
 
 
 @app.command("select")
@@ -290,8 +338,21 @@ def select_cmd(
     ratio: Annotated[float | None, typer.Option(help="Keep this fraction (see `instructsift methods`).")] = None,
     top: Annotated[int | None, typer.Option(help="Keep this many.")] = None,
     scores: Annotated[Path | None, typer.Option(help="Use this score table instead of scoring.")] = None,
+    rescore_changed: Annotated[
+        bool, typer.Option("--rescore-changed", help="With --scores: score again the rows whose content changed.")
+    ] = False,
     save_scores: Annotated[Path | None, typer.Option(help="Also write the score table here.")] = None,
+    overwrite: OverwriteOpt = False,
+    allow_empty: AllowEmptyOpt = False,
     with_scores: Annotated[bool, typer.Option("--with-scores", help="Add the scores to each written record.")] = False,
+    dedup_exact: Annotated[
+        bool,
+        typer.Option("--dedup-exact", help="First drop exact duplicates (same roles and texts), keeping the first."),
+    ] = False,
+    dropped: DroppedOpt = None,
+    save_recipe: Annotated[
+        Path | None, typer.Option("--save-recipe", help="Write this run as a recipe (.yaml) that `run` repeats.")
+    ] = None,
     model: ModelOpt = "embedded",
     template: TemplateOpt = None,
     dtype: DtypeOpt = "auto",
@@ -315,6 +376,7 @@ def select_cmd(
     judge_timeout: JudgeTimeoutOpt = None,
     judge_retries: JudgeRetriesOpt = None,
     judge_max_tokens: JudgeMaxTokensOpt = None,
+    judge_min_mass: JudgeMinMassOpt = None,
     threshold: ThresholdOpt = None,
     per_category: PerCategoryOpt = None,
     category_field: CategoryFieldOpt = None,
@@ -331,64 +393,161 @@ def select_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records."""
-    from .api import read_scores, select, write, write_scores
-    from .methods import get_method
+    from .recipe import from_method
 
-    m = get_method(method)
-    curation = dict(
-        per_category=per_category,
-        category_field=category_field,
-        clusters=clusters,
-        rank_by=rank_by,
-        min_chars=min_chars,
-        max_chars=max_chars,
-        rules=rules,
-        languages=languages,
+    recipe = from_method(
+        method,
+        _method_options(locals()),
+        **_settings(input, output, format, on_error, rejects, cache_dir, no_cache, allow_empty),
+        scores=str(save_scores) if save_scores else None,
+        from_scores=str(scores) if scores else None,
+        rescore_changed=rescore_changed,
+        dedup_exact=dedup_exact,
+        dropped=str(dropped) if dropped else None,
+        with_scores=with_scores,
     )
-    selectors = m.selectors(ratio=ratio, top=top, threshold=threshold, **curation)
-    if pre_experience and (m.prepare is None or scores is not None):
-        raise ValueError("--pre-experience applies to --method cherry, when it scores (not with --scores)")
-    dataset = _read(input, format, on_error)
-    if scores is not None:
-        table = read_scores(scores, dataset)
+    if save_recipe is not None:
+        _save_recipe(recipe, save_recipe, overwrite)
+    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model)])
+    _select_summary(result)
+
+
+@app.command("run")
+@_guard
+def run_cmd(
+    recipe_file: Annotated[Path, typer.Argument(metavar="RECIPE", help="A recipe (.yaml): input, steps, outputs.")],
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="Replace the recipe's input.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Replace the recipe's output.")] = None,
+    dropped: DroppedOpt = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a recipe: read its input, run its steps in order (score, select, fit), write its outputs."""
+    from .recipe import load
+
+    recipe = load(recipe_file, {"input": input, "output": output, "dropped": dropped})
+    result = _run(recipe, overwrite, quiet)
+    if recipe.settings.output is None:
+        _score_summary(result, recipe.path("scores"))
     else:
-        opts = {**_scoring_opts(locals()), **curation}
-        if m.prepare is not None:  # phases before scoring, e.g. Cherry's pre-experienced model
-            pe = dict(pre_experience=pre_experience, pe_clusters=pe_clusters, pe_per_cluster=pe_per_cluster)
-            opts = m.prepare(dataset, {**opts, **pe, "pe_epochs": pe_epochs, "cache_dir": cache_dir, "quiet": quiet})
-        table = _score(dataset, m, opts, cache_dir, no_cache, quiet)
-    if save_scores:
-        write_scores(table, save_scores)
-    picked = select(dataset, table, *selectors)
-    write(picked, output, with_scores=with_scores)
-    rej = _write_rejects(dataset, output, rejects, on_error)
-    s = picked.summary()
+        _select_summary(result)
+
+
+# The CLI options that are a method's options (each method's `Params` says which it takes), with the
+# value that means "not given".
+METHOD_OPTIONS = {
+    "ratio": None, "top": None, "model": "embedded", "template": None, "dtype": "auto", "max_length": None,
+    "device": "auto", "batch_tokens": None, "chunk_size": None, "trust_remote_code": False, "encoder": None,
+    **{k: None for k in JUDGE_OPTIONS if k.startswith("judge_")},
+    "threshold": None, "per_category": None, "category_field": None, "clusters": None, "rank_by": None,
+    "min_chars": None, "max_chars": None, "rules": None, "languages": None, "pre_experience": False,
+    "pe_clusters": None, "pe_per_cluster": None, "pe_epochs": None,
+}  # fmt: skip
+
+
+def _method_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The method options the user set on the command line (the method refuses those it does not take)."""
+    out = {k: given[k] for k, unset in METHOD_OPTIONS.items() if k in given and given[k] != unset}
+    return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
+
+
+def _settings(input: Path, output: Path | None, format: Any, on_error: OnError, rejects: Path | None,
+              cache_dir: Path | None, no_cache: bool, allow_empty: bool) -> dict[str, Any]:  # fmt: skip
+    return dict(
+        input=str(input),
+        output=str(output) if output else None,
+        format=format.value if format else None,
+        on_error=on_error.value,
+        rejects=str(rejects) if rejects else None,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        use_cache=not no_cache,
+        allow_empty=allow_empty,
+    )
+
+
+def _save_recipe(recipe: Any, target: Path, overwrite: bool) -> None:
+    from .outputs import Output, check_outputs
+
+    check_outputs([recipe.path("input")], [Output(target, "recipe", "--save-recipe")], overwrite=overwrite)
+    recipe.save(target, comment="instructsift " + " ".join(sys.argv[1:]))
+    err.print(f"recipe → {target}", highlight=False, markup=False)
+
+
+def _run(recipe: Any, overwrite: bool, quiet: bool, extra_inputs: list[Any] = ()) -> Any:
+    from .data.errors import MissingFileError
+    from .pipeline import run
+
+    for extra in extra_inputs:  # a judge prompt file, a local model: read, so never written over
+        if extra is not None and not Path(extra).exists():
+            raise MissingFileError(f"{extra}: no such file or folder")
+    return run(
+        recipe,
+        progress=not quiet,
+        overwrite=overwrite,
+        protect=[Path(p) for p in extra_inputs if p is not None],
+        log=lambda m: err.print(m, style="dim", highlight=False, markup=False),
+    )
+
+
+def _score_summary(result: Any, output: Any) -> None:
+    from .accounting import unscored_mask
+
+    table, dataset = result.table, result.picked.dataset
+    _missing_summary(table)
+    unscored = sum(unscored_mask(table))
+    rej = result.written.get("rejects")
+    line = f"read {dataset.n_read} · scored {table.num_rows - unscored} · unscored {unscored} · rejected {len(dataset.rejects)}"
+    err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False, markup=False)
+    _notes_summary(dict(dataset.notes.most_common()))
+
+
+def _select_summary(result: Any) -> None:
+    s = result.summary()
+    if any(st.kind == "score" for st in result.recipe.steps):
+        _missing_summary(result.table)
+    if not s["kept"] and result.picked.dataset.examples:
+        _warn("the selection kept no rows: every row was dropped by the method's rules (see the reasons below)")
     why = ", ".join(f"{k}: {v}" for k, v in s["dropped_by"].items())
+    rej, dropped = result.written.get("rejects"), result.written.get("dropped")
     err.print(
         f"read {s['read']} · kept {s['kept']} · dropped {s['dropped']}"
         + (f" ({why})" if why else "")
-        + f" · rejected {s['rejected']} → {output}"
-        + (f" (rejects: {rej})" if rej else ""),
+        + f" · rejected {s['rejected']} → {result.written.get('output')}"
+        + (f" (rejects: {rej})" if rej else "")
+        + (f" (dropped: {dropped})" if dropped else ""),
         highlight=False,
+        markup=False,
     )
+    _notes_summary(s["notes"])
+
+
+def _notes_summary(notes: dict[str, int]) -> None:
+    """What reading noticed but kept (trailing turns, exact duplicates), so that users can act on it."""
+    if notes:
+        err.print("noticed: " + ", ".join(f"{k}: {v}" for k, v in notes.items()), highlight=False, markup=False)
 
 
 @app.command("methods")
 def methods_cmd() -> None:
-    """List the methods with their papers and defaults."""
+    """List the methods with their papers, options and defaults (from the registry)."""
     from rich.table import Table
 
-    from .methods import ALIASES, METHODS
+    from . import registry
 
     table = Table(title="instructsift methods", show_lines=True)
-    for col in ("method", "paper", "what it does", "defaults"):
+    for col in ("method", "paper", "what it does", "defaults", "options"):
         table.add_column(col, overflow="fold")
-    for m in METHODS.values():
-        aliases = [a for a, t in ALIASES.items() if t == m.name]
-        name = m.name + (f"\n(alias: {', '.join(aliases)})" if aliases else "")
+    aliases = registry.aliases("method")
+    for entry in registry.entries("method"):
+        m = entry.target
+        also = [a for a, t in aliases.items() if t == m.name]
+        name = m.name + (f"\n(alias: {', '.join(also)})" if also else "")
         defaults = "\n".join(f"{k}: {v!r}" for k, v in m.defaults.items())
-        table.add_row(name, m.paper, m.summary, defaults)
-    Console().print(table)
+        options = ", ".join("--" + k.replace("_", "-") for k in m.Params.model_fields)
+        table.add_row(name, m.paper, m.summary, defaults, options)
+    Console().print(table, markup=False)
+    err.print("steps for recipes: " + "; ".join(f"{k}: {', '.join(registry.names(k))}" for k in ("score", "select", "fit")),
+              highlight=False, markup=False)  # fmt: skip
 
 
 @app.command("finetune")
@@ -396,6 +555,9 @@ def methods_cmd() -> None:
 def finetune_cmd(
     input: Input,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned model (or adapter).")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the model folder an earlier finetune wrote at --output.")
+    ] = False,
     model: ModelOpt = "embedded",
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
     epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 3.0,
@@ -416,9 +578,11 @@ def finetune_cmd(
     format: FormatOpt = None,
     on_error: OnErrorOpt = OnError.fail,
     trust_remote_code: TrustOpt = False,
+    cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune a causal LM on DATA (loss on answer tokens only; LoRA unless --full). Rerun to resume."""
+    from .models import use_cache_root
     from .train.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(
@@ -439,13 +603,15 @@ def finetune_cmd(
         checkpoint_steps=checkpoint_steps,
         trust_remote_code=trust_remote_code,
     )
+    _check_paths([input, *_model_input(model)], [(output, "model", "--output")], overwrite)
     dataset = _read(input, format, on_error)
     try:
-        r = finetune(dataset, model, output, config, progress=not quiet, resume=not restart)
+        with use_cache_root(cache_dir):
+            r = finetune(dataset, model, output, config, progress=not quiet, resume=not restart)
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to resume from the last checkpoint")
     for ex_id, why in r.skipped[:5]:
-        err.print(f"[yellow]skipped[/] {ex_id}: {why}", highlight=False)
+        err.print(f"[yellow]skipped[/] {escape(f'{ex_id}: {why}')}", highlight=False)
     loss = f"{r.train_loss:.4f}" if r.train_loss is not None else "-"
     err.print(
         f"trained on {r.sequences} sequences ({r.examples - len(r.skipped)} examples, {len(r.skipped)} skipped) · "
@@ -453,6 +619,7 @@ def finetune_cmd(
         + (f" · resumed from {Path(r.resumed_from).name}" if r.resumed_from else "")
         + f" → {output}",
         highlight=False,
+        markup=False,
     )
 
 
@@ -465,33 +632,38 @@ def evaluate_cmd(
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per sequence.")] = 512,
     no_eos: Annotated[bool, typer.Option("--no-eos", help="Do not score an EOS after each answer.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the result as JSON.")] = None,
+    overwrite: OverwriteOpt = False,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
     batch_tokens: BatchOpt = None,
     format: FormatOpt = None,
     on_error: OnErrorOpt = OnError.fail,
     trust_remote_code: TrustOpt = False,
+    cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Mean answer loss of a model on held-out DATA (InstructMining's quality proxy); prints JSON."""
     import json
 
     from .atomic import write_text
+    from .models import use_cache_root
     from .train.evaluate import evaluate
 
+    _check_paths([input, *_model_input(model)], [(output, "json", "--output")], overwrite)
     dataset = _read(input, format, on_error)
-    r = evaluate(
-        dataset,
-        model,
-        template=template,
-        max_length=max_length,
-        eos=not no_eos,
-        dtype=dtype,
-        device=device,
-        batch_tokens=batch_tokens,
-        trust_remote_code=trust_remote_code,
-        progress=not quiet,
-    )
+    with use_cache_root(cache_dir):
+        r = evaluate(
+            dataset,
+            model,
+            template=template,
+            max_length=max_length,
+            eos=not no_eos,
+            dtype=dtype,
+            device=device,
+            batch_tokens=batch_tokens,
+            trust_remote_code=trust_remote_code,
+            progress=not quiet,
+        )
     text = json.dumps(r.as_dict(), indent=2)
     if output:
         write_text(output, text + "\n")
@@ -499,6 +671,7 @@ def evaluate_cmd(
     err.print(
         f"loss {r.loss:.4f} · ppl {r.ppl:.3f} · {r.scored} of {r.examples} examples · {r.tokens:,} answer tokens",
         highlight=False,
+        markup=False,
     )
 
 

@@ -1,4 +1,10 @@
-"""Bad input: where it is (file, line or row, field) and why."""
+"""User errors, and bad input: where it is (file, line or row, field) and why.
+
+Every mistake a user can make (bad data, a bad option, a missing file, an output that would overwrite
+something) raises a `UserError`: the CLI prints its message as one line and exits 2. Any other exception
+is a bug in instructsift and keeps its traceback. `UserError` is a `ValueError`, so code that catches
+`ValueError` keeps working.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +44,39 @@ class Reject:
         }
 
 
-class InputError(ValueError):
+class UserError(ValueError):
+    """A mistake in the user's data, options or paths: one clear line, never a traceback."""
+
+    exit_code = 2
+
+
+class OptionError(UserError):
+    """A bad option value, an unknown name, or options that do not go together."""
+
+
+class MissingColumnError(UserError, KeyError):
+    """A column or record field that the user named (or a selector needs) is not there."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist, or is not what it must be."""
+
+
+class OutputError(UserError):
+    """An output path that would overwrite an input or the user's files, or that has an unknown kind."""
+
+
+class EmptyResultError(UserError):
+    """A run that would write nothing because nothing could be read or scored (see --allow-empty). Exit 1,
+    not 2: the command was valid and ran, but produced no usable result."""
+
+    exit_code = 1
+
+
+class InputError(UserError):
     """Raised for bad input when the user did not ask to skip it."""
 
     def __init__(self, reject: Reject):

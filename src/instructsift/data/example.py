@@ -10,7 +10,7 @@ from typing import Any
 ROLES = ("system", "user", "assistant")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     """One turn. `context` holds an Alpaca-style `input` that belongs with a user instruction."""
 
@@ -30,7 +30,7 @@ class Message:
         return d
 
 
-@dataclass
+@dataclass(slots=True)
 class Example:
     """An instruction example or a conversation, with its untouched original record.
 
@@ -44,12 +44,16 @@ class Example:
     row: int
     line: int | None = None
     record: Any = field(default=None, repr=False, compare=False)
+    _hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def content_hash(self) -> str:
-        """A hash of what scorers see (roles and texts), independent of id and position."""
-        payload = json.dumps([m.as_dict() for m in self.messages], ensure_ascii=False, sort_keys=True)
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+        """A hash of what scorers see (roles and texts), independent of id and position; computed once
+        (`messages` is not reassigned after reading). Slots, not a `__dict__`, keep a million examples small."""
+        if self._hash is None:
+            payload = json.dumps([m.as_dict() for m in self.messages], ensure_ascii=False, sort_keys=True)
+            self._hash = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+        return self._hash
 
     @property
     def answer_turns(self) -> list[int]:

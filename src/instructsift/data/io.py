@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,16 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from .errors import FieldError, InputError, Reject
+from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError
 from .example import Example
-from .records import FORMATS, PARSERS, check_conversation, detect_format
+from .records import FORMATS, PARSERS, check_conversation, check_text, detect_format
 
 CONTAINERS = ("json", "jsonl", "parquet", "hf")
+# What `Dataset.notes` counts: rows that are read but not all of whose content is scored, and repeats.
+TRAILING_TURN = "trailing {role} turn not scored"
+EXACT_DUPLICATE = "exact duplicate of an earlier row"
 
 
 @dataclass
 class Dataset:
-    """Examples read from one source, the rows that were rejected, and what is needed to write back."""
+    """Examples read from one source, the rows that were rejected, and what is needed to write back.
+
+    `notes` counts what is kept but worth saying: conversations ending on a turn that nothing answers
+    (`trailing user turn not scored`: the answered turns are scored, the record is written back whole),
+    and rows that repeat an earlier row's content (`exact duplicate of an earlier row`: same roles and
+    texts, so the same `content_hash`; `selection.ExactDedup` drops them)."""
 
     path: str
     format: str
@@ -34,6 +43,8 @@ class Dataset:
     n_read: int = 0
     table: Any = None  # the pyarrow Table of a Parquet file or datasets folder, for faithful writing
     json_indent: int | None = None
+    encoding: str = "utf-8"  # the text encoding the file was read in (written back as UTF-8)
+    notes: Counter[str] = field(default_factory=Counter)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -54,21 +65,32 @@ def container_of(path: str | Path) -> str:
         return "parquet"
     if p.is_dir() or not p.suffix:
         return "hf"
-    raise ValueError(f"{path}: unknown file type {p.suffix!r} (expected .json, .jsonl, .parquet or a datasets folder)")
+    raise UserError(f"{path}: unknown file type {p.suffix!r} (expected .json, .jsonl, .parquet or a datasets folder)")
 
 
-def _read_bytes(path: Path) -> bytes:
-    """A file's bytes, gunzipped when they are gzip, without a UTF-8 byte-order mark."""
+def _read_bytes(path: Path) -> tuple[bytes, str]:
+    """A file's bytes as UTF-8 (gunzipped when they are gzip, without a byte-order mark) and the encoding
+    they were in. UTF-16 and UTF-32 (with a byte-order mark, or told apart by their zero bytes as RFC 4627
+    does: `json.detect_encoding`) are decoded here; a file that is not valid in its encoding is an error
+    naming the line."""
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
-    return data.removeprefix(b"\xef\xbb\xbf")
-
-
-def _open_text(path: Path) -> str:
-    data = _read_bytes(path)
+    encoding = json.detect_encoding(data[:4])
+    if encoding in ("utf-8", "utf-8-sig"):
+        return data.removeprefix(b"\xef\xbb\xbf"), "utf-8"
     try:
-        return data.decode("utf-8")
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].decode(encoding, "replace").count("\n") + 1
+        raise InputError(Reject(str(path), None, line, None, f"not {encoding.upper()} text ({e.reason})")) from None
+    return text.removeprefix("\ufeff").encode("utf-8"), encoding
+
+
+def _open_text(path: Path) -> tuple[str, str]:
+    data, encoding = _read_bytes(path)
+    try:
+        return data.decode("utf-8"), encoding
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise InputError(Reject(str(path), None, line, None, f"not UTF-8 text ({e.reason})")) from None
@@ -124,13 +146,22 @@ def _json_indent(text: str) -> int | None:
     return len(between) - between.rfind("\n") - 1 if "\n" in between else None
 
 
-def _raw_records(path: Path, container: str) -> tuple[list[tuple[int | None, Any]], Any, int | None]:
-    """(line, record) pairs, the Arrow table if any, and the JSON indent."""
+@dataclass
+class _Source:
+    """What a container holds: (line, record) pairs, the Arrow table if any, the JSON indent, the encoding."""
+
+    records: list[tuple[int | None, Any]]
+    table: Any = None
+    indent: int | None = None
+    encoding: str = "utf-8"
+
+
+def _raw_records(path: Path, container: str) -> _Source:
     if container == "parquet":
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
-        return [(None, r) for r in table.to_pylist()], table, None
+        return _Source([(None, r) for r in _table_rows(table)], table)
     if container == "hf":
         try:
             import datasets
@@ -142,12 +173,75 @@ def _raw_records(path: Path, container: str) -> tuple[list[tuple[int | None, Any
                 Reject(str(path), None, None, None, f"a DatasetDict: name one split's folder ({', '.join(splits)})")
             )
         table = datasets.load_from_disk(str(path)).data.table
-        return [(None, r) for r in table.to_pylist()], table, None
+        return _Source([(None, r) for r in _table_rows(table)], table)
     if container == "json":
-        text = _open_text(path)
+        text, encoding = _open_text(path)
         if text.lstrip()[:1] == "[":
-            return list(_iter_json_array(text, str(path))), None, _json_indent(text)
-    return _jsonl_records(path), None, None
+            return _Source(list(_iter_json_array(text, str(path))), None, _json_indent(text), encoding)
+    records, encoding = _jsonl_records(path)
+    return _Source(records, encoding=encoding)
+
+
+def _table_rows(table: Any) -> list[dict[str, Any]]:
+    """The rows of an Arrow table. A string that is not valid UTF-8 (a lone surrogate written as CESU-8
+    bytes, say) would fail the whole table: such tables are read with strings as bytes, decoded one by
+    one keeping what cannot be decoded as lone surrogates, so that `check_text` rejects just those rows
+    and names the field."""
+    try:
+        return table.to_pylist()
+    except UnicodeDecodeError:
+        pass
+    import pyarrow as pa
+
+    schema = table.schema
+    raw = table.cast(pa.schema([f.with_type(_as_binary(f.type)) for f in schema])).to_pylist()
+    return [{f.name: _decode(r[f.name], f.type) for f in schema} for r in raw]
+
+
+def _as_binary(t: Any) -> Any:
+    """`t` with every string type (also inside lists, structs, maps, dictionaries) made binary."""
+    import pyarrow as pa
+
+    if pa.types.is_string(t):
+        return pa.binary()
+    if pa.types.is_large_string(t):
+        return pa.large_binary()
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_as_binary(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(_as_binary(t.key_type), _as_binary(t.item_type))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(t.value_field.with_type(_as_binary(t.value_type)), t.list_size)
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_as_binary(t.value_type)))
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_as_binary(t.value_type)))
+    if pa.types.is_dictionary(t):
+        return pa.dictionary(t.index_type, _as_binary(t.value_type))
+    return t
+
+
+def _decode(value: Any, t: Any) -> Any:
+    """A value read with `_as_binary(t)` back as `t` would give it; bad UTF-8 kept as lone surrogates."""
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        for errors in ("strict", "surrogatepass", "surrogateescape"):
+            try:
+                return value.decode("utf-8", errors)
+            except UnicodeDecodeError:
+                continue
+    if pa.types.is_struct(t):
+        return {t.field(i).name: _decode(value[t.field(i).name], t.field(i).type) for i in range(t.num_fields)}
+    if pa.types.is_map(t):
+        return [(_decode(k, t.key_type), _decode(v, t.item_type)) for k, v in value]
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return [_decode(v, t.value_type) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -158,12 +252,40 @@ class Unreadable:
     reason: str
 
 
-def _jsonl_records(path: Path) -> list[tuple[int | None, Any]]:
-    """(line, record) per non-blank line; a line that cannot be decoded is an `Unreadable` row, so that
-    `--on-error skip` sends it to the rejects file and the rows around it still count."""
-    data = _read_bytes(path)
+def _lines(path: Path) -> Iterator[bytes]:
+    """A UTF-8 file's lines as bytes (gunzipped when gzip, without a byte-order mark), read as a stream:
+    neither the whole file nor a list of its lines is held, which at a million rows is twice the file."""
+    with path.open("rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    with gzip.open(path, "rb") if gz else path.open("rb") as f:
+        first = True
+        for line in f:
+            if first:
+                line, first = line.removeprefix(b"\xef\xbb\xbf"), False
+            yield line.removesuffix(b"\n")
+
+
+def _encoding_of(path: Path) -> str:
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head[:2] == b"\x1f\x8b":
+        with gzip.open(path, "rb") as f:
+            head = f.read(4)
+    return json.detect_encoding(head)
+
+
+def _jsonl_records(path: Path) -> tuple[list[tuple[int | None, Any]], str]:
+    """(line, record) per non-blank line, and the file's encoding; a line that cannot be decoded is an
+    `Unreadable` row, so that `--on-error skip` sends it to the rejects file and the rows around it still count.
+    UTF-8 files are streamed line by line; UTF-16/32 ones are decoded whole first."""
+    encoding = _encoding_of(path)
+    if encoding in ("utf-8", "utf-8-sig"):
+        lines, encoding = _lines(path), "utf-8"
+    else:
+        data, encoding = _read_bytes(path)
+        lines = iter(data.split(b"\n"))
     out: list[tuple[int | None, Any]] = []
-    for i, raw in enumerate(data.split(b"\n"), start=1):
+    for i, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
@@ -175,7 +297,7 @@ def _jsonl_records(path: Path) -> list[tuple[int | None, Any]]:
             out.append((i, json.loads(text)))
         except json.JSONDecodeError as e:
             out.append((i, Unreadable(text, f"invalid JSON: {e.msg} (column {e.colno})")))
-    return out
+    return out, encoding
 
 
 def read(
@@ -192,14 +314,15 @@ def read(
     `Reject`s on the returned data set instead of raising `InputError`.
     """
     if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+        raise OptionError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+        raise MissingFileError(f"{path}: no such file or folder")
     container = container_of(p)
     if format is not None and format not in FORMATS:
-        raise ValueError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
-    raw, table, indent = _raw_records(p, container)
+        raise OptionError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
+    source = _raw_records(p, container)
+    raw = source.records
     if not raw:
         raise InputError(Reject(str(path), None, None, None, "no records"))
     fmt = format or next((f for _, r in raw[:1000] if (f := detect_format(r, fields))), None)
@@ -221,6 +344,7 @@ def read(
                 raise FieldError(None, raw[row][1].reason)
             if not isinstance(record, Mapping):
                 raise FieldError(None, f"a record must be an object, got {type(record).__name__}")
+            check_text(record)
             messages = parser(record, fields)
             check_conversation(messages)
         except FieldError as e:
@@ -233,7 +357,32 @@ def read(
         ex_id = str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else ""
         examples.append(Example(ex_id, tuple(messages), row, line, record))
     _assign_ids(examples)
-    return Dataset(str(path), fmt, container, examples, rejects, len(raw), table, indent)
+    return Dataset(
+        str(path),
+        fmt,
+        container,
+        examples,
+        rejects,
+        len(raw),
+        source.table,
+        source.indent,
+        source.encoding,
+        _notes(examples),
+    )
+
+
+def _notes(examples: Sequence[Example]) -> Counter[str]:
+    """Trailing unanswered turns and exact duplicates (see `Dataset.notes`)."""
+    notes: Counter[str] = Counter()
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.messages[-1].role != "assistant":
+            notes[TRAILING_TURN.format(role=ex.messages[-1].role)] += 1
+        h = ex.content_hash
+        if h in seen:
+            notes[EXACT_DUPLICATE] += 1
+        seen.add(h)
+    return notes
 
 
 def _assign_ids(examples: list[Example]) -> None:
@@ -309,8 +458,17 @@ def _save_table(table: Any, path: str | Path, container: str) -> None:
         datasets.Dataset(table).save_to_disk(str(tmp))
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogates(text: str) -> str:
+    """JSON text with each lone surrogate written as its `\\uXXXX` escape, which reads back the same."""
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def write_rejects(rejects: Sequence[Reject], path: str | Path) -> None:
-    """One JSON line per rejected row: file, row, line, field, reason and the record."""
-    text = "".join(json.dumps(r.as_dict(), ensure_ascii=False, default=str) + "\n" for r in rejects)
+    """One JSON line per rejected row: file, row, line, field, reason and the record (a lone surrogate in
+    it, the reason it was rejected, escaped as in the input)."""
+    text = "".join(_escape_surrogates(json.dumps(r.as_dict(), ensure_ascii=False, default=str)) + "\n" for r in rejects)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

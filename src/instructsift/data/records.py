@@ -5,6 +5,7 @@ A parser takes one record (a dict) and returns its messages, or raises `FieldErr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -126,6 +127,29 @@ PARSERS: dict[str, Callable[..., list[Message]]] = {
     "sharegpt": parse_sharegpt,
     "openai": parse_openai,
 }
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(value: Any, field: str | None = None) -> None:
+    """Raise `FieldError` naming the first string (or key) anywhere in a record that holds a lone surrogate
+    (JSON's `"\\ud800"`, or CESU-8 bytes in Parquet): it is not Unicode text, and no hash, tokenizer or
+    UTF-8 writer can take it."""
+    if isinstance(value, str):
+        m = _SURROGATE.search(value)
+        if m:
+            raise FieldError(
+                field, f"holds a lone surrogate {ascii(m.group())[1:-1]} at character {m.start()} (not Unicode text)"
+            )
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and _SURROGATE.search(key):
+                raise FieldError(field, f"the field name {ascii(key)} holds a lone surrogate")
+            check_text(item, key if field is None else f"{field}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_text(item, f"{field or ''}[{i}]")
 
 
 def check_conversation(messages: list[Message]) -> None:

@@ -1,42 +1,30 @@
 """The local engine: runs scorers in-process with a cache and progress bars, then assembles the score table.
 
 The score table has one row per example, in input order: `row` (0-based position in the input), `id`,
-then each scorer's columns. Identical examples are scored once.
+`content_hash`, then each scorer's columns. Identical examples are scored once. The work stays in Arrow:
+the cache is read filtered to the data set's content hashes, each scorer's chunk becomes an Arrow table,
+and the columns are taken by hash (no Python object per cached value).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.example import Example
 from ..data.io import Dataset
-from ..scoring.cache import ScoreCache
+from ..scoring.cache import ScoreCache, last_wins
+from .table import KEY_COLUMNS, with_configs
 
 
 def _progress(enabled: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """A rich bar on a terminal, plain progress lines elsewhere (see `instructsift.progress`)."""
+    from ..progress import progress_bar
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
+    return progress_bar(enabled)
 
 
 def score(
@@ -53,27 +41,41 @@ def score(
 
     Results are cached under `cache_dir` (default: the instructsift cache) by (content, scorer config);
     a rerun, or a run resumed after a crash, scores only what is missing. `stats` (if given) receives
-    per-scorer counts of cached and newly scored examples.
+    per-scorer counts of cached and newly scored examples. The table's schema metadata records each
+    scorer's configuration (`engine.table`).
     """
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from ..models import cache_root
 
     root = Path(cache_dir) if cache_dir else cache_root()
-    unique: dict[str, Any] = {}
+    seen = set()
+    for scorer in scorers:
+        for name in scorer.schema.names:
+            if name in seen or name in KEY_COLUMNS:
+                raise ValueError(f"two scorers both produce the column {name!r}")
+            seen.add(name)
+    first: dict[str, Example] = {}
     for ex in dataset.examples:
-        unique.setdefault(ex.content_hash, ex)
-    examples = list(unique.values())
+        first.setdefault(ex.content_hash, ex)
+    examples = list(first.values())
+    unique = pa.array(list(first), pa.string())
+    hashes = pa.array([ex.content_hash for ex in dataset.examples], pa.string())
     columns: dict[str, Any] = {
         "row": pa.array([ex.row for ex in dataset.examples], pa.int64()),
         "id": pa.array([ex.id for ex in dataset.examples], pa.string()),
+        "content_hash": hashes,
     }
     for scorer in scorers:
         cache = ScoreCache(root, scorer.name, scorer.cache_key(), scorer.schema, flush_seconds)
-        done = cache.load() if use_cache else {}
-        missing = sum(1 for h in unique if h not in done)
+        done = cache.read(unique) if use_cache else cache.schema.empty_table()
+        skip = frozenset(done.column("content_hash").to_pylist())
+        missing = len(unique) - len(skip)
         if stats is not None:
-            stats[scorer.name] = {"cached": len(unique) - missing, "scored": missing, "unique": len(unique)}
+            stats[scorer.name] = {"cached": len(skip), "scored": missing, "unique": len(unique)}
+        parts = [done]
         with _progress(progress and missing > 0) as bar:
             task = bar.add_task(f"{scorer.name}", total=missing, rate="")
 
@@ -86,18 +88,36 @@ def score(
             # A scorer may keep some rows out of the cache (a judge's rows that got no reply), so that
             # the next run asks again; and what was scored is saved even when the run stops with an error.
             cacheable = getattr(scorer, "cacheable", None)
+            # A scorer that takes `on_row` (a judge server, which pays per request) hands over each result
+            # as it arrives, to the cache's journal: a kill loses only the requests in flight.
+            kwargs: dict[str, Any] = {}
+            if use_cache and "on_row" in inspect.signature(scorer.score).parameters:
+
+                def on_row(h: str, row: dict[str, Any], cache: ScoreCache = cache, keep: Any = cacheable) -> None:
+                    if keep is None or keep(row):
+                        cache.record(h, row)
+
+                kwargs["on_row"] = on_row
             try:
-                for results in scorer.score(examples, frozenset(done), advance):
-                    done.update(results)
+                for results in scorer.score(examples, skip, advance, **kwargs):
+                    chunk = cache.table_of(results)
+                    parts.append(chunk)
                     if use_cache:
-                        cache.add(results if cacheable is None else [r for r in results if cacheable(r[1])])
+                        keep = None if cacheable is None else pa.array([bool(cacheable(r)) for _, r in results])
+                        cache.add(chunk if keep is None else chunk.filter(keep))
             finally:
                 if use_cache:
                     cache.close()
+        results_table = last_wins(pa.concat_tables(parts))
+        at = pc.index_in(hashes, value_set=results_table.column("content_hash"))
+        if at.null_count:
+            row = dataset.examples[pc.index(pc.is_null(at), True).as_py()].row
+            raise RuntimeError(f"the {scorer.name} scorer returned nothing for row {row} (a bug in the scorer)")
+        in_order = len(at) == results_table.num_rows and pc.all(pc.equal(at, pa.array(np.arange(len(at))))).as_py()
+        picked = results_table if in_order else results_table.take(at)  # in order: the usual case, no copy
         for name in scorer.schema.names:
-            if name in columns:
-                raise ValueError(f"two scorers both produce the column {name!r}")
-            columns[name] = pa.array(
-                [done[ex.content_hash][name] for ex in dataset.examples], scorer.schema.field(name).type
+            column = picked.column(name)
+            columns[name] = (column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).cast(
+                scorer.schema.field(name).type
             )
-    return pa.table(columns)
+    return with_configs(pa.table(columns), scorers)

@@ -1,22 +1,18 @@
-"""The papers as recipes over scoring and selection."""
+"""The papers as recipes over scoring and selection: one module per method, each registered by name
+(`registry.register_method`); `instructsift methods` lists them."""
 
-from .alpagasus import ALPAGASUS
-from .base import Method
-from .cherry import CHERRY
-from .lima import LIMA
-from .ltd import LTD
-from .superfiltering import SUPERFILTERING
-from .superfiltering_d import SUPERFILTERING_D
+from __future__ import annotations
 
-METHODS: dict[str, Method] = {m.name: m for m in (CHERRY, SUPERFILTERING, ALPAGASUS, LIMA, LTD, SUPERFILTERING_D)}
-ALIASES = {"ifd": "cherry"}
+from ..registry import Method, entries, get
 
 
 def get_method(name: str) -> Method:
-    key = ALIASES.get(name, name)
-    if key not in METHODS:
-        raise ValueError(f"unknown method {name!r} (known: {', '.join(METHODS)})")
-    return METHODS[key]
+    """The method registered as `name` (or an alias), or a `UsageError` listing the known ones."""
+    return get("method", name).target
 
 
-__all__ = ["METHODS", "Method", "get_method"]
+def all_methods() -> list[Method]:
+    return [e.target for e in entries("method")]
+
+
+__all__ = ["Method", "all_methods", "get_method"]

@@ -9,39 +9,56 @@ rate (no reply, no number in it) are dropped with the judge's reason.
 
 The judge is a server (`--judge-url`, `--judge-model`: vLLM, llama.cpp, `transformers serve`, OpenAI)
 or, without a URL, a local model (`--model`, the embedded SmolLM2 by default) whose expected score
-comes from its next-token probabilities. A small local model's scores sit on its own scale (the
-embedded one rarely reaches 4.5): pick `--threshold` or `--ratio` for it.
+comes from its next-token probabilities. A rating is missing when the model puts less than
+`judge_min_mass` (a half) of its probability on the score tokens: it was not answering with a score.
+The embedded model puts about 1% there, so its ratings are missing unless that is lowered knowingly;
+a small model's scores also sit on its own scale (pick `--threshold` or `--ratio` for it).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from ..scoring.judge import JUDGE_OPTIONS, Judge
-from ..selection import Threshold, Top
-from .base import Method, pick
+from pydantic import Field
+
+from ..registry import Method, register_method, step
+from .base import JUDGE_FIELDS, LM, LM_FIELDS, Judge, Size, given
 
 THRESHOLD = 4.5
 
 
-def _selectors(ratio: float | None, k: int | None, threshold: float = THRESHOLD, **_: Any) -> list[Any]:
-    keep: list[Any] = [Threshold(f"judge >= {float(threshold)!r}")]
-    if ratio is not None or k is not None:
-        keep.append(Top("judge", ratio=ratio, k=k, of="kept"))
-    return keep
+class Params(Size, LM, Judge):
+    size_optional: ClassVar[bool] = True
+    threshold: float = Field(THRESHOLD, description="keep judge >= this")
 
 
-ALPAGASUS = Method(
-    name="alpagasus",
-    paper="Chen et al., ICLR 2024, AlpaGasus: Training a Better Alpaca with Fewer Data",
-    summary="an LLM judge rates each (instruction, input, response) 0-5 for accuracy; keep judge >= 4.5",
-    defaults={
-        "judge": "--judge-url server, or the local model (expected score)",
-        "dimension": "accuracy",
-        "keep": f"judge >= {THRESHOLD}",
-        "rank": "judge (with --ratio/--top)",
-    },
-    make_scorers=lambda **o: [Judge(**pick(o, JUDGE_OPTIONS))],
-    make_selectors=_selectors,
-    needs_size=False,
+def judge_step(p: Any) -> dict[str, Any]:
+    """The `judge` scorer with the options set (a server judge takes none of the local model's)."""
+    local = tuple(k for k in LM_FIELDS if k != "template")
+    if "template" in p.model_fields_set:
+        raise ValueError("the judge has its own prompt: --template does not apply (use --judge-prompt)")
+    return step("score", "judge", **given(p, JUDGE_FIELDS), **given(p, local))
+
+
+def steps(p: Params) -> list[dict[str, Any]]:
+    out = [judge_step(p), step("select", "threshold", where=f"judge >= {float(p.threshold)!r}")]
+    if p.ratio is not None or p.top is not None:
+        out.append(step("select", "top", column="judge", ratio=p.ratio, k=p.top, of="kept"))
+    return out
+
+
+ALPAGASUS = register_method(
+    Method(
+        name="alpagasus",
+        paper="Chen et al., ICLR 2024, AlpaGasus: Training a Better Alpaca with Fewer Data",
+        summary="an LLM judge rates each (instruction, input, response) 0-5 for accuracy; keep judge >= 4.5",
+        Params=Params,
+        steps=steps,
+        defaults={
+            "judge": "--judge-url server, or the local model (expected score)",
+            "dimension": "accuracy",
+            "keep": f"judge >= {THRESHOLD}",
+            "rank": "judge (with --ratio/--top)",
+        },
+    )
 )

@@ -4,38 +4,64 @@ Li et al., 2024, "From Quantity to Quality: Boosting LLM Performance with Self-G
 for Instruction Tuning", NAACL. The direct loss is taken after the response marker "### Response:";
 examples whose instruction does not help (IFD > 1) are dropped, then the top ratio of what remains
 is kept. With `pre_experience` (`--pre-experience`), IFD is scored with the paper's pre-experienced
-model: the base model fine-tuned one epoch on a K-Means sample (100 clusters x 10) of the data
-(`train/pre_experience.py`).
+model: the base model fine-tuned one epoch on a K-Means sample (100 clusters x 10) of the data,
+expanded into recipe steps by `train/pre_experience.py`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..scoring.ifd import IFD, IFD_OPTIONS
-from ..selection import Threshold, Top
-from .base import Method, pick
+from pydantic import Field
+
+from ..registry import Method, register_method, step
+from .base import LM, Size, lm_options
 
 
-def _prepare(dataset: Any, options: dict[str, Any]) -> dict[str, Any]:
-    from ..train.pre_experience import prepare
+class Params(Size, LM):
+    pre_experience: bool = Field(False, description="score IFD with the pre-experienced model")
+    pe_clusters: int | None = Field(None, ge=1, description="pre-experience: K-Means clusters [100]")
+    pe_per_cluster: int | None = Field(None, ge=1, description="pre-experience: examples per cluster [10]")
+    pe_epochs: float | None = Field(None, gt=0, description="pre-experience: epochs [1]")
 
-    return prepare(dataset, options)
+
+PE_FIELDS = ("pe_clusters", "pe_per_cluster", "pe_epochs")
 
 
-CHERRY = Method(
-    name="cherry",
-    paper="Li et al., NAACL 2024, From Quantity to Quality (Cherry LLM)",
-    summary="IFD = loss(answer | prompt) / loss(answer); drop IFD > 1, keep the top ratio of the rest",
-    defaults={
-        "template": "alpaca",
-        "max_length": 512,
-        "prefix": "### Response:",
-        "keep": "ifd <= 1",
-        "rank": "ifd",
-        "pre_experience": "off (on: K-Means 100 x 10, full fine-tuning 1 epoch)",
-    },
-    make_scorers=lambda **o: [IFD(method="cherry", **pick(o, IFD_OPTIONS))],
-    make_selectors=lambda ratio, k, **_: [Threshold("ifd <= 1"), Top("ifd", ratio=ratio, k=k, of="kept")],
-    prepare=_prepare,
+def steps(p: Params) -> list[dict[str, Any]]:
+    scoring = lm_options(p)
+    out: list[dict[str, Any]] = []
+    if p.pre_experience:
+        from ..train.pre_experience import pre_experience_steps
+
+        pe, model = pre_experience_steps(p)
+        out += pe
+        scoring["model"] = model
+    elif any(k in p.model_fields_set for k in PE_FIELDS):
+        raise ValueError("--pe-clusters, --pe-per-cluster and --pe-epochs need --pre-experience")
+    return [
+        *out,
+        step("score", "ifd", method="cherry", **scoring),
+        step("select", "threshold", where="ifd <= 1"),
+        step("select", "top", column="ifd", ratio=p.ratio, k=p.top, of="kept"),
+    ]
+
+
+CHERRY = register_method(
+    Method(
+        name="cherry",
+        paper="Li et al., NAACL 2024, From Quantity to Quality (Cherry LLM)",
+        summary="IFD = loss(answer | prompt) / loss(answer); drop IFD > 1, keep the top ratio of the rest",
+        Params=Params,
+        steps=steps,
+        aliases=("ifd",),
+        defaults={
+            "template": "alpaca",
+            "max_length": 512,
+            "prefix": "### Response:",
+            "keep": "ifd <= 1",
+            "rank": "ifd",
+            "pre_experience": "off (on: K-Means 100 x 10, full fine-tuning 1 epoch)",
+        },
+    )
 )

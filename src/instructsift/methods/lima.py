@@ -23,104 +23,98 @@ Alignment"). `--rank-by ifd` adds the IFD scorer (Cherry LLM defaults, IFD > 1 d
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from ..scoring.dedup import MinHashSignature
-from ..scoring.language import Language
-from ..scoring.rules import RULE_NAMES, Rules
-from ..selection import Threshold, Top
-from ..selection.dedup import Dedup
-from ..selection.rules import KeepLanguage, RuleFilter
-from ..selection.stratified import Stratified
-from .base import Method, pick
+from pydantic import Field
+
+from ..registry import Method, register_method, step
+from ..scoring.rules import RULE_NAMES
+from .alpagasus import judge_step
+from .base import JUDGE_FIELDS, LM, LM_FIELDS, Encoder, Judge, Size, embed_options, lm_options
 
 MIN_CHARS, MAX_CHARS = 1200, 4096
 CATEGORY_FIELD = "category"
 RANK_BY = "response_chars"
 IFD_COLUMNS = ("ifd", "ifd_ppl", "loss_cond", "loss_direct")
-EMBED_COLUMNS = ("embedding",)
 
 
-def _scorers(rank_by: str = RANK_BY, clusters: int | None = None, **o: Any) -> list[Any]:
-    scorers: list[Any] = [
-        Rules(tokenizer=o.get("model", "embedded"), trust_remote_code=o.get("trust_remote_code", False)),
-        Language(),
-        MinHashSignature(),
+class Params(Size, LM, Judge, Encoder):
+    size_optional: ClassVar[bool] = True
+    min_chars: int = Field(MIN_CHARS, ge=0, description="shortest answer kept")
+    max_chars: int = Field(MAX_CHARS, ge=0, description="longest answer kept")
+    rules: str | list[str] = Field(list(RULE_NAMES), description="rules that drop rows, comma-separated, or none")
+    languages: str | list[str] = Field(["en"], description="languages kept")
+    dedup_threshold: float = Field(0.7, gt=0, le=1, description="MinHash Jaccard of a near duplicate")
+    per_category: int | None = Field(None, ge=1, description="keep up to N per category (or cluster)")
+    category_field: str | None = Field(None, description=f"the record field holding the category [{CATEGORY_FIELD}]")
+    clusters: int | None = Field(None, ge=1, description="stratify by K-Means clusters of embeddings instead")
+    rank_by: str = Field(RANK_BY, description="score column ranking rows, highest first (ifd, judge add scorers)")
+
+
+def _unused(p: Params, names: tuple[str, ...], why: str) -> None:
+    stray = [n for n in names if n in p.model_fields_set]
+    if stray:
+        raise ValueError(f"{', '.join(stray)} only apply {why}")
+
+
+def steps(p: Params) -> list[dict[str, Any]]:
+    if p.min_chars > p.max_chars:
+        raise ValueError(f"--min-chars {p.min_chars} is above --max-chars {p.max_chars}")
+    scoring = tuple(k for k in LM_FIELDS if k not in ("model", "trust_remote_code"))
+    if p.rank_by not in IFD_COLUMNS and p.rank_by != "judge":
+        _unused(p, scoring, "with --rank-by ifd or judge")
+    if p.rank_by != "judge":
+        _unused(p, JUDGE_FIELDS, "with --rank-by judge")
+    if p.clusters is None:
+        _unused(p, tuple(Encoder.model_fields), "with --clusters")
+    out = [
+        step("score", "rules", tokenizer=p.model, trust_remote_code=p.trust_remote_code or None),
+        step("score", "language"),
+        step("score", "minhash"),
     ]
-    if rank_by in IFD_COLUMNS:
-        from ..scoring.ifd import IFD, IFD_OPTIONS
-
-        scorers.append(IFD(method="cherry", **pick(o, IFD_OPTIONS)))
-    elif rank_by == "judge":
-        from ..scoring.judge import JUDGE_OPTIONS, Judge
-
-        scorers.append(Judge(**pick(o, JUDGE_OPTIONS)))
-    if clusters is not None:
-        scorers.append(_embed_scorer(o))
-    return scorers
-
-
-def _embed_scorer(o: dict[str, Any]) -> Any:
-    try:
-        from ..scoring.embed import Embed
-    except ImportError:
-        raise ValueError(
-            "stratifying by K-Means clusters needs the embed scorer (scoring/embed.py), which this install "
-            "lacks: stratify by a record field with --category-field instead"
-        ) from None
-    return Embed()
-
-
-def _selectors(
-    ratio: float | None,
-    k: int | None,
-    *,
-    min_chars: int = MIN_CHARS,
-    max_chars: int = MAX_CHARS,
-    rules: str | tuple[str, ...] = RULE_NAMES,
-    languages: str | tuple[str, ...] = ("en",),
-    dedup_threshold: float = 0.7,
-    per_category: int | None = None,
-    category_field: str | None = None,
-    clusters: int | None = None,
-    rank_by: str = RANK_BY,
-    **_: Any,
-) -> list[Any]:
-    if min_chars > max_chars:
-        raise ValueError(f"--min-chars {min_chars} is above --max-chars {max_chars}")
-    keep: list[Any] = [
-        Threshold(f"response_chars >= {int(min_chars)} and response_chars <= {int(max_chars)}"),
-        RuleFilter(rules),
-        KeepLanguage(languages),
-        Dedup(threshold=dedup_threshold),
+    if p.rank_by in IFD_COLUMNS:
+        out.append(step("score", "ifd", method="cherry", **lm_options(p)))
+    elif p.rank_by == "judge":
+        out.append(judge_step(p))
+    if p.clusters is not None:
+        out.append(step("score", "embed", **embed_options(p)))
+    out += [
+        step("select", "threshold", where=f"response_chars >= {p.min_chars} and response_chars <= {p.max_chars}"),
+        step("select", "rule_filter", rules=p.rules),
+        step("select", "keep_language", languages=p.languages),
+        step("select", "dedup", threshold=p.dedup_threshold),
     ]
-    if rank_by == "ifd":
-        keep.append(Threshold("ifd <= 1"))  # Cherry LLM: an instruction that does not help is no signal
-    sized = ratio is not None or k is not None
-    if per_category is not None or (sized and (clusters is not None or category_field is not None)):
-        by = None if clusters is not None else (category_field or CATEGORY_FIELD)
-        keep.append(Stratified(per=per_category, by=by, rank=rank_by, clusters=clusters, k=k, ratio=ratio))
-    elif clusters is not None:
+    if p.rank_by == "ifd":
+        out.append(step("select", "threshold", where="ifd <= 1"))  # Cherry LLM: the instruction does not help
+    sized = p.ratio is not None or p.top is not None
+    if p.per_category is not None or (sized and (p.clusters is not None or p.category_field is not None)):
+        by = None if p.clusters is not None else (p.category_field or CATEGORY_FIELD)
+        strat = dict(per=p.per_category, rank=p.rank_by, clusters=p.clusters, k=p.top, ratio=p.ratio)
+        stratified = step("select", "stratified", **strat)
+        stratified["with"]["by"] = by  # None (clusters instead) must be written, not left to the default
+        out.append(stratified)
+    elif p.clusters is not None:
         raise ValueError("--clusters needs --per-category N or --top/--ratio: how many to keep")
     elif sized:
-        keep.append(Top(rank_by, ratio=ratio, k=k, of="kept"))
-    return keep
+        out.append(step("select", "top", column=p.rank_by, ratio=p.ratio, k=p.top, of="kept"))
+    return out
 
 
-LIMA = Method(
-    name="lima",
-    paper="Zhou et al., NeurIPS 2023, LIMA: Less Is More for Alignment",
-    summary="length window, first-person / other-answer / HTML / refusal rules, language, MinHash dedup; "
-    "then up to N per category, best first",
-    defaults={
-        "keep": f"{MIN_CHARS} <= response_chars <= {MAX_CHARS}",
-        "rules": ", ".join(RULE_NAMES),
-        "languages": "en (drop others with p >= 0.9)",
-        "dedup": "exact + MinHash near (Jaccard >= 0.7), keep first",
-        "category_field": CATEGORY_FIELD,
-        "rank": RANK_BY,
-    },
-    make_scorers=_scorers,
-    make_selectors=_selectors,
-    needs_size=False,
+LIMA = register_method(
+    Method(
+        name="lima",
+        paper="Zhou et al., NeurIPS 2023, LIMA: Less Is More for Alignment",
+        summary="length window, first-person / other-answer / HTML / refusal rules, language, MinHash dedup; "
+        "then up to N per category, best first",
+        Params=Params,
+        steps=steps,
+        defaults={
+            "keep": f"{MIN_CHARS} <= response_chars <= {MAX_CHARS}",
+            "rules": ", ".join(RULE_NAMES),
+            "languages": "en (drop others with p >= 0.9)",
+            "dedup": "exact + MinHash near (Jaccard >= 0.7), keep first",
+            "category_field": CATEGORY_FIELD,
+            "rank": RANK_BY,
+        },
+    )
 )

@@ -12,35 +12,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..scoring.embed import Embed, embed_options
-from ..selection.kcenter import KCenter
-from .base import Method
+from pydantic import Field
+
+from ..registry import Method, register_method, step
+from .base import Encoder, Size, embed_options
 
 
-def _selectors(ratio: float | None, k: int | None, **options: Any) -> list[Any]:
+class Params(Size, Encoder):
+    model: str = Field("embedded", description="the causal LM that embeds with --encoder lm")
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    n_clusters: int | None = Field(None, ge=1, description="K-Means seed clusters [target / 10, 1..100]")
+    seed: int = 0
+
+
+def steps(p: Params) -> list[dict[str, Any]]:
     return [
-        KCenter(
-            "embedding",
-            ratio=ratio,
-            k=k,
+        step("score", "embed", **embed_options(p)),
+        step(
+            "select",
+            "kcenter",
+            column="embedding",
+            ratio=p.ratio,
+            k=p.top,
             of="all",
             init="kmeans",
-            n_clusters=options.get("n_clusters"),
-            seed=options.get("seed", 0),
-        )
+            n_clusters=p.n_clusters,
+            seed=p.seed,
+        ),
     ]
 
 
-LTD = Method(
-    name="ltd",
-    paper="Chen et al., 2023, Maybe Only 0.5% Data is Needed (LTD), arXiv:2305.09246",
-    summary="embed each example; greedy k-center coreset of the target size, seeded by K-Means cluster centres",
-    defaults={
-        "encoder": "embedded (all-MiniLM-L6-v2); the paper: the tuned model (--encoder lm)",
-        "embed_text": "instruction+input",
-        "init": "kmeans, clusters = target / 10 (1..100)",
-        "distance": "Euclidean on unit vectors",
-    },
-    make_scorers=lambda **o: [Embed(**embed_options(o))],
-    make_selectors=_selectors,
+LTD = register_method(
+    Method(
+        name="ltd",
+        paper="Chen et al., 2023, Maybe Only 0.5% Data is Needed (LTD), arXiv:2305.09246",
+        summary="embed each example; greedy k-center coreset of the target size, seeded by K-Means cluster centres",
+        Params=Params,
+        steps=steps,
+        defaults={
+            "encoder": "embedded (all-MiniLM-L6-v2); the paper: the tuned model (--encoder lm)",
+            "embed_text": "instruction+input",
+            "init": "kmeans, clusters = target / 10 (1..100)",
+            "distance": "Euclidean on unit vectors",
+        },
+    )
 )

@@ -7,15 +7,31 @@ IFD >= 1 are dropped, and the top ratio of the whole data set is kept.
 
 from __future__ import annotations
 
-from ..scoring.ifd import IFD, IFD_OPTIONS
-from ..selection import Threshold, Top
-from .base import Method, pick
+from typing import Any
 
-SUPERFILTERING = Method(
-    name="superfiltering",
-    paper="Li et al., ACL 2024, Superfiltering: Weak-to-Strong Data Filtering",
-    summary="IFD as exp(loss_cond - loss_direct) from a small model; drop >= 1, keep the top ratio of all",
-    defaults={"template": "none", "max_length": 1024, "prefix": "", "keep": "ifd_ppl < 1", "rank": "ifd_ppl"},
-    make_scorers=lambda **o: [IFD(method="superfiltering", **pick(o, IFD_OPTIONS))],
-    make_selectors=lambda ratio, k, **_: [Threshold("ifd_ppl < 1"), Top("ifd_ppl", ratio=ratio, k=k, of="all")],
+from ..registry import Method, register_method, step
+from .base import LM, Size, lm_options
+
+
+class Params(Size, LM):
+    pass
+
+
+def steps(p: Params) -> list[dict[str, Any]]:
+    return [
+        step("score", "ifd", method="superfiltering", **lm_options(p)),
+        step("select", "threshold", where="ifd_ppl < 1"),
+        step("select", "top", column="ifd_ppl", ratio=p.ratio, k=p.top, of="all"),
+    ]
+
+
+SUPERFILTERING = register_method(
+    Method(
+        name="superfiltering",
+        paper="Li et al., ACL 2024, Superfiltering: Weak-to-Strong Data Filtering",
+        summary="IFD as exp(loss_cond - loss_direct) from a small model; drop >= 1, keep the top ratio of all",
+        Params=Params,
+        steps=steps,
+        defaults={"template": "none", "max_length": 1024, "prefix": "", "keep": "ifd_ppl < 1", "rank": "ifd_ppl"},
+    )
 )

@@ -1,6 +1,15 @@
 """Where weights come from, and on which device and dtype they run."""
 
 from .device import choose_device, choose_dtype
-from .loader import LoadedModel, ModelSource, cache_root, load_causal_lm, resolve
+from .loader import LoadedModel, ModelSource, cache_root, load_causal_lm, resolve, use_cache_root
 
-__all__ = ["LoadedModel", "ModelSource", "cache_root", "choose_device", "choose_dtype", "load_causal_lm", "resolve"]
+__all__ = [
+    "LoadedModel",
+    "ModelSource",
+    "cache_root",
+    "choose_device",
+    "choose_dtype",
+    "load_causal_lm",
+    "resolve",
+    "use_cache_root",
+]

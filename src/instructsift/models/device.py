@@ -6,6 +6,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from ..data.errors import OptionError
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -34,7 +36,7 @@ def choose_dtype(dtype: str, device: str) -> Any:
     import torch
 
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
+        raise OptionError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
     if dtype != "auto":
         return getattr(torch, dtype)
     if device.startswith("cuda"):

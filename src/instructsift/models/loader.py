@@ -6,15 +6,18 @@ are converted once into an ordinary safetensors folder under the cache and loade
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
+from ..data.errors import MissingFileError
 from .device import choose_device, choose_dtype
 from .fingerprint import file_digest, folder_fingerprint
 
@@ -32,9 +35,28 @@ EMBEDDED_SPLIT = {
 }
 
 
+_ROOTS: list[Path] = []  # set by `use_cache_root`, innermost last
+
+
 def cache_root() -> Path:
-    """`$INSTRUCTSIFT_CACHE`, or ~/.cache/instructsift."""
+    """The one root of every instructsift cache (scores, models, fingerprints, pre-experience): the folder
+    given to `use_cache_root` (the CLI's --cache-dir), else `$INSTRUCTSIFT_CACHE`, else ~/.cache/instructsift."""
+    if _ROOTS:
+        return _ROOTS[-1]
     return Path(os.environ.get("INSTRUCTSIFT_CACHE") or Path.home() / ".cache" / "instructsift")
+
+
+@contextlib.contextmanager
+def use_cache_root(path: str | os.PathLike | None) -> Iterator[Path]:
+    """Send every cache under `path` while the block runs (None: leave the root as it is)."""
+    if path is None:
+        yield cache_root()
+        return
+    _ROOTS.append(Path(path))
+    try:
+        yield _ROOTS[-1]
+    finally:
+        _ROOTS.pop()
 
 
 @dataclass
@@ -130,7 +152,7 @@ def merged_adapter(path: Path) -> ModelSource:
     adapter = json.loads((path / "adapter_config.json").read_text())
     base_spec = info.get("base") or adapter.get("base_model_name_or_path")
     if not base_spec:
-        raise FileNotFoundError(f"{path}: an adapter folder that names no base model")
+        raise MissingFileError(f"{path}: an adapter folder that names no base model")
     base = resolve(base_spec)
     h = hashlib.sha256(base.fingerprint.encode())
     for f in sorted(path.glob("adapter_*")) + sorted(path.glob("instructsift-*.json")):
@@ -166,10 +188,10 @@ def resolve(spec: str) -> ModelSource:
         return merged_adapter(path)
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{spec}: a folder without config.json is not a model folder")
+            raise MissingFileError(f"{spec}: a folder without config.json is not a model folder")
         return ModelSource(spec, str(path), f"{path.name}:{folder_fingerprint(path)}")
     if path.exists() or spec.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"{spec}: not a model folder, a .gguf file, or a hub id")
+        raise MissingFileError(f"{spec}: not a model folder, a .gguf file, or a hub id")
     repo_id, _, revision = spec.partition("@")
     from huggingface_hub import snapshot_download
 

@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.errors import OptionError
 from ..data.example import Example
+from ..registry import register
 from .text import todo_chunks, whole_text
 
 _WORD = re.compile(r"\w+")
@@ -43,6 +45,7 @@ def shingles(tokens: Sequence[str], n: int) -> list[bytes]:
     return list({" ".join(tokens[i : i + n]).encode("utf-8") for i in range(len(tokens) - n + 1)})
 
 
+@register("score", "minhash")
 @dataclass
 class MinHashSignature:
     """Columns `text_hash` (normalised exact-duplicate key) and `minhash` (`num_perm` uint32 values)."""
@@ -55,7 +58,7 @@ class MinHashSignature:
 
     def __post_init__(self) -> None:
         if self.ngram < 1 or self.num_perm < 2:
-            raise ValueError(f"need ngram >= 1 and num_perm >= 2, got ngram={self.ngram}, num_perm={self.num_perm}")
+            raise OptionError(f"need ngram >= 1 and num_perm >= 2, got ngram={self.ngram}, num_perm={self.num_perm}")
 
     @property
     def schema(self) -> Any:
@@ -85,9 +88,9 @@ class MinHashSignature:
         skip: frozenset[str] = frozenset(),
         advance: Callable[[float], None] | None = None,
     ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-        from datasketch import MinHash
-
         for part in todo_chunks(examples, skip, self.chunk_size):
+            from datasketch import MinHash  # imports scipy (seconds): only when there is work
+
             tokens = [words(whole_text(ex)) for ex in part]
             sigs = MinHash.bulk(
                 [shingles(t, self.ngram) for t in tokens], num_perm=self.num_perm, seed=self.seed, scheme=SCHEME

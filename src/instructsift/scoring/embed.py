@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import OptionError
 from ..data.example import Example
+from ..registry import register
 
 TEXTS = ("instruction", "instruction+input", "prompt", "whole", "response")
 # Options a method passes through from the CLI / API (see methods.base.pick).
@@ -95,9 +97,10 @@ def text_of(example: Example, text: str, template: Any = None, tokenizer: Any = 
         return "\n\n".join(m.text for m in example.messages)
     if text == "response":
         return example.response
-    raise ValueError(f"unknown text {text!r} (known: {', '.join(TEXTS)})")
+    raise OptionError(f"unknown text {text!r} (known: {', '.join(TEXTS)})")
 
 
+@register("score", "embed")
 @dataclass
 class Embed:
     """Embedding scorer: adds `column` (unit vectors) and `<column>_reason` (why a row has none)."""
@@ -120,31 +123,31 @@ class Embed:
     def __post_init__(self) -> None:
         self.text = self.text or ("prompt" if self.template else "instruction+input")
         if self.text not in TEXTS:
-            raise ValueError(f"embed text must be one of {', '.join(TEXTS)}, got {self.text!r}")
+            raise OptionError(f"embed text must be one of {', '.join(TEXTS)}, got {self.text!r}")
         if self.template and self.text != "prompt":
-            raise ValueError(f"a template only applies to text='prompt', not {self.text!r}")
+            raise OptionError(f"a template only applies to text='prompt', not {self.text!r}")
         if self.batch_size < 1 or self.chunk_size < 1:
-            raise ValueError("batch_size and chunk_size must be at least 1")
+            raise OptionError("batch_size and chunk_size must be at least 1")
         if not self.column.isidentifier():
-            raise ValueError(f"column must be a plain name, got {self.column!r}")
+            raise OptionError(f"column must be a plain name, got {self.column!r}")
         if self.source not in (None, "st", "lm"):
-            raise ValueError(f"source must be 'st' (sentence-transformers) or 'lm' (causal LM), got {self.source!r}")
+            raise OptionError(f"source must be 'st' (sentence-transformers) or 'lm' (causal LM), got {self.source!r}")
         from ..models import LoadedModel
 
         if isinstance(self.encoder, LoadedModel):
             if self.source == "st":
-                raise ValueError("a loaded causal LM cannot be a sentence-transformers encoder")
+                raise OptionError("a loaded causal LM cannot be a sentence-transformers encoder")
             self.kind, self._spec = "lm", self.encoder
         elif isinstance(self.encoder, str) and self.encoder:
             prefixed = self.encoder.startswith("lm:")
             if prefixed and self.source == "st":
-                raise ValueError(f"encoder {self.encoder!r} is a causal LM, but source='st'")
+                raise OptionError(f"encoder {self.encoder!r} is a causal LM, but source='st'")
             self.kind = "lm" if prefixed or self.source == "lm" else "st"
             self._spec = self.encoder[3:] if prefixed else self.encoder
             if not self._spec or self._spec == "lm":
-                raise ValueError("encoder 'lm' needs a model: lm:embedded, lm:<folder>, lm:<hub id>")
+                raise OptionError("encoder 'lm' needs a model: lm:embedded, lm:<folder>, lm:<hub id>")
         else:
-            raise ValueError(
+            raise OptionError(
                 f"encoder must be 'embedded', a model folder or hub id, or lm:<model>; got {self.encoder!r}"
             )
         from .templates import get_template
@@ -205,7 +208,7 @@ class Embed:
         else:
             path = Path(resolve(self._spec).path)  # a hub id: downloaded once into the HF cache
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(f"unknown dtype {self.dtype!r} (known: auto, float32, bfloat16, float16)")
+            raise OptionError(f"unknown dtype {self.dtype!r} (known: auto, float32, bfloat16, float16)")
         device = choose_device(self.device)
         dtype = self.dtype if self.dtype != "auto" else ("float16" if device.startswith("cuda") else "float32")
         dim, max_length = _st_config(path)

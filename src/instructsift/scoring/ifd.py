@@ -25,7 +25,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.errors import OptionError
 from ..data.example import Example
+from ..registry import register
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 METHODS = {
@@ -71,6 +73,7 @@ def _schema() -> Any:
     )
 
 
+@register("score", "ifd")
 @dataclass
 class IFD:
     """IFD scorer. `method` picks the papers' defaults: cherry (alpaca template, response-marker prefix,
@@ -90,12 +93,12 @@ class IFD:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"IFD method must be one of {', '.join(METHODS)}, got {self.method!r}")
+            raise OptionError(f"IFD method must be one of {', '.join(METHODS)}, got {self.method!r}")
         template, self.use_marker, max_length = METHODS[self.method]
         self.template = self.template or template
         self.max_length = self.max_length or max_length
         if self.max_length < 2:
-            raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+            raise OptionError(f"max_length must be at least 2, got {self.max_length}")
         from .templates import get_template
 
         self._template = get_template(self.template)

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..data.errors import OptionError
+from ..registry import register
+
 JUDGE_OPTIONS = (
     "judge_url",
     "judge_model",
@@ -29,6 +32,7 @@ JUDGE_OPTIONS = (
     "judge_timeout",
     "judge_retries",
     "judge_max_tokens",
+    "judge_min_mass",
     "model",
     "dtype",
     "device",
@@ -88,6 +92,7 @@ def judge_row(
     }
 
 
+@register("score", "judge")
 def Judge(
     judge_url: str | None = None,
     judge_model: str | None = None,
@@ -98,6 +103,7 @@ def Judge(
     judge_timeout: float | None = None,
     judge_retries: int | None = None,
     judge_max_tokens: int | None = None,
+    judge_min_mass: float | None = None,
     model: Any = "embedded",
     dtype: str = "auto",
     device: str = "auto",
@@ -107,12 +113,17 @@ def Judge(
     trust_remote_code: bool = False,
 ) -> Any:
     """The judge the options ask for: a server judge when `judge_url` is set, else a local model
-    (`judge_model`, or `model`: the embedded SmolLM2 by default)."""
+    (`judge_model`, or `model`: the embedded SmolLM2 by default). `judge_min_mass` is the local judge's
+    `min_mass` (a score is missing when less probability than that is on the score tokens)."""
     if judge_url:
         from .judge_client import ServerJudge
 
         if not judge_model:
-            raise ValueError("--judge-url needs --judge-model: the model name the server serves")
+            raise OptionError("--judge-url needs --judge-model: the model name the server serves")
+        if judge_min_mass is not None:
+            raise OptionError(
+                "--judge-min-mass applies to the local judge (next-token probabilities): drop --judge-url"
+            )
         server: dict[str, Any] = {
             "concurrency": judge_concurrency,
             "timeout": judge_timeout,
@@ -137,7 +148,7 @@ def Judge(
     }
     stray = [k for k, v in given.items() if v is not None]
     if stray:
-        raise ValueError(f"{', '.join(stray)} only apply to a judge server: add --judge-url")
+        raise OptionError(f"{', '.join(stray)} only apply to a judge server: add --judge-url")
     from .judge_local import LocalJudge
 
     return LocalJudge(
@@ -150,6 +161,7 @@ def Judge(
         batch_tokens=batch_tokens,
         chunk_size=chunk_size,
         trust_remote_code=trust_remote_code,
+        **({} if judge_min_mass is None else {"min_mass": judge_min_mass}),
     )
 
 

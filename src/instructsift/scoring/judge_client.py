@@ -10,7 +10,8 @@ same prompt to any server that speaks the OpenAI chat API, with the `openai` cli
 - Log-probabilities are requested; where the server returns them, the score is the expected value over
   the score tokens, otherwise the first number of the reply (see judge_prompts.py).
 - A row read from a chat completion is cached by the engine (a rerun never pays for it twice), whether
-  its score could be read or not; a row that got none (the server was down, timed out, refused, sent a
+  its score could be read or not, the moment its reply is read (`on_row`: a journal line, fsync'd, so a
+  `kill -9` loses only the requests in flight); a row that got none (the server was down, timed out, refused, sent a
   malformed body) is missing with the reason and is kept out of the cache, so the next run asks again.
 - 401, 403 and 404 stop the run: a wrong key, URL or model name is not a property of one row.
 - The API key is read from the environment variable `key_env` (checked when the judge is made, read
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..data.errors import OptionError, UserError
 from ..data.example import Example
 from .judge import judge_row, judge_schema
 from .judge_prompts import get_prompt, logprob_score, parse_reply
@@ -40,16 +42,16 @@ MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 
 
-class JudgeServerError(ValueError):
+class JudgeServerError(UserError):
     """A failure that is not about one row (bad key, unknown model, wrong URL): the run stops.
-    A ValueError, like other bad options, so the CLI reports it in one line."""
+    A `UserError`, like other bad options, so the CLI reports it in one line."""
 
 
 def base_url(url: str) -> str:
     """`http://host:port` -> `http://host:port/v1`; a URL with a path is used as it is."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(
+        raise OptionError(
             f"--judge-url {shown_url(url)!r}: expected http(s)://host[:port][/path], e.g. http://127.0.0.1:8000/v1"
         )
     path = parts.path.rstrip("/") or "/v1"
@@ -85,9 +87,9 @@ class ServerJudge:
         self.url = base_url(self.url)
         self._prompt = get_prompt(self.dimension, self.prompt)
         if self.concurrency < 1:
-            raise ValueError(f"--judge-concurrency must be at least 1, got {self.concurrency}")
+            raise OptionError(f"--judge-concurrency must be at least 1, got {self.concurrency}")
         if self.retries < 0 or self.timeout <= 0 or self.max_tokens < 1:
-            raise ValueError("judge retries must be >= 0, timeout > 0 and max_tokens >= 1")
+            raise OptionError("judge retries must be >= 0, timeout > 0 and max_tokens >= 1")
         self._api_key()  # fail early on a named but unset variable
         self._use_logprobs = self.logprobs
         self.stats = {"requests": 0, "replies": 0, "no_reply": 0}
@@ -100,7 +102,7 @@ class ServerJudge:
         if self.key_env:
             key = os.environ.get(self.key_env)
             if not key:
-                raise ValueError(f"--judge-key-env {self.key_env}: that environment variable is not set")
+                raise OptionError(f"--judge-key-env {self.key_env}: that environment variable is not set")
             return key
         # No key option: send a placeholder (local servers take any; the client needs one), never a key
         # the user did not name for this server, such as $OPENAI_API_KEY.
@@ -137,17 +139,24 @@ class ServerJudge:
         examples: Sequence[Example],
         skip: set[str] | frozenset[str] = frozenset(),
         advance: Callable[[float], None] | None = None,
+        on_row: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-        """Yield (content_hash, columns) chunk by chunk; requests within a chunk run concurrently."""
+        """Yield (content_hash, columns) chunk by chunk; requests within a chunk run concurrently, and
+        `on_row(content_hash, columns)` gets each row the moment its reply is read (the engine journals it)."""
         todo = [ex for ex in examples if ex.content_hash not in skip]
         chunk = self.chunk_size or max(64, 8 * self.concurrency)
         advance = advance or (lambda _n: None)
         for lo in range(0, len(todo), chunk):
             part = todo[lo : lo + chunk]
-            rows = _run(self._score_chunk(part, advance))
+            rows = _run(self._score_chunk(part, advance, on_row))
             yield [(ex.content_hash, row) for ex, row in zip(part, rows, strict=True)]
 
-    async def _score_chunk(self, part: Sequence[Example], advance: Callable[[float], None]) -> list[dict[str, Any]]:
+    async def _score_chunk(
+        self,
+        part: Sequence[Example],
+        advance: Callable[[float], None],
+        on_row: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> list[dict[str, Any]]:
         from openai import AsyncOpenAI
 
         gate = asyncio.Semaphore(self.concurrency)
@@ -158,6 +167,8 @@ class ServerJudge:
                 out = await self._rate(client, ex)
             self.stats["requests"] += out.requests
             self.stats["replies" if self.cacheable(out.row) else "no_reply"] += 1
+            if on_row is not None:
+                on_row(ex.content_hash, out.row)
             advance(1)
             return out.row
 

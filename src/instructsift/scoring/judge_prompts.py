@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.errors import MissingFileError, OptionError
 from ..data.example import Example
 
 SYSTEM = (
@@ -75,7 +76,7 @@ class JudgePrompt:
 def alpagasus(dimension: str = "accuracy") -> JudgePrompt:
     """The AlpaGasus prompt for one dimension."""
     if dimension not in DIMENSIONS:
-        raise ValueError(f"unknown judge dimension {dimension!r} (known: {', '.join(DIMENSIONS)})")
+        raise OptionError(f"unknown judge dimension {dimension!r} (known: {', '.join(DIMENSIONS)})")
     return JudgePrompt(f"alpagasus-{dimension}", _TRIPLET + _REQUEST.format(dimension=dimension))
 
 
@@ -90,16 +91,16 @@ def get_prompt(dimension: str = "accuracy", path: str | None = None) -> JudgePro
         return alpagasus(dimension)
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{path}: judge prompt file not found")
+        raise MissingFileError(f"{path}: judge prompt file not found")
     text = p.read_text(encoding="utf-8")
     if p.suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from None
+            raise OptionError(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from None
         known = {"user", "system", "low", "high"}
         if not isinstance(data, dict) or "user" not in data or set(data) - known:
-            raise ValueError(
+            raise OptionError(
                 f"{path}: a judge prompt file is a JSON object with 'user' and optionally {known - {'user'}}"
             )
         prompt = JudgePrompt(
@@ -109,9 +110,9 @@ def get_prompt(dimension: str = "accuracy", path: str | None = None) -> JudgePro
         prompt = JudgePrompt(f"file:{p.name}", text, None)
     missing = [f for f in ("{instruction}", "{response}") if f not in prompt.user]
     if missing:
-        raise ValueError(f"{path}: the judge prompt must contain {' and '.join(missing)}")
+        raise OptionError(f"{path}: the judge prompt must contain {' and '.join(missing)}")
     if not 0 <= prompt.low < prompt.high <= 9:
-        raise ValueError(f"{path}: the scale must be integers with 0 <= low < high <= 9 (one token per score)")
+        raise OptionError(f"{path}: the scale must be integers with 0 <= low < high <= 9 (one token per score)")
     return prompt
 
 

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.example import Example
+from ..registry import register
 from .text import prose, todo_chunks, whole_text
 
 MIN_LETTERS = 3  # fewer letters than this outside code: no language to identify
 
 
+@register("score", "language")
 @dataclass
 class Language:
     """Columns `lang` (ISO 639-1 code, null when the text has no letters) and `lang_prob`."""

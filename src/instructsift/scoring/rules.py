@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.example import Example
+from ..registry import register
 from .text import answers, prose, snippet, todo_chunks
 
 I_ = re.IGNORECASE
@@ -248,6 +249,7 @@ def _schema() -> Any:
     return pa.schema([*cols, ("rule_flags", pa.list_(pa.string()))])
 
 
+@register("score", "rules")
 @dataclass
 class Rules:
     """LIMA's cheap rules. `response_chars` and `response_tokens` measure the last answer; the rule

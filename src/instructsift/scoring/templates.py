@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.errors import OptionError
 from ..data.example import Message
 
 ALPACA_SYSTEM_INPUT = (
@@ -70,7 +71,7 @@ class ChatTemplate:
 
     def render(self, history: Sequence[Message], tokenizer: Any = None) -> str:
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ValueError("template 'chat' needs a tokenizer with a chat template")
+            raise OptionError("template 'chat' needs a tokenizer with a chat template")
         messages = [{"role": m.role, "content": m.text} for m in history]
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         bos = getattr(tokenizer, "bos_token", None)
@@ -120,18 +121,18 @@ def get_template(spec: str) -> TextTemplate | ChatTemplate:
         return BUILTIN[spec]
     path = Path(spec)
     if not path.is_file():
-        raise ValueError(f"unknown template {spec!r}: use alpaca, chat, none, or a JSON template file")
+        raise OptionError(f"unknown template {spec!r}: use alpaca, chat, none, or a JSON template file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{spec}: line {e.lineno}: invalid JSON: {e.msg}") from None
+        raise OptionError(f"{spec}: line {e.lineno}: invalid JSON: {e.msg}") from None
     if not isinstance(data, dict) or "turn_no_input" not in data:
-        raise ValueError(f"{spec}: a template file is a JSON object with at least 'turn_no_input'")
+        raise OptionError(f"{spec}: a template file is a JSON object with at least 'turn_no_input'")
     unknown = set(data) - set(TEMPLATE_FILE_KEYS)
     if unknown:
-        raise ValueError(f"{spec}: unknown template fields {sorted(unknown)} (known: {', '.join(TEMPLATE_FILE_KEYS)})")
+        raise OptionError(f"{spec}: unknown template fields {sorted(unknown)} (known: {', '.join(TEMPLATE_FILE_KEYS)})")
     if "{instruction}" not in data["turn_no_input"]:
-        raise ValueError(f"{spec}: field 'turn_no_input' must contain {{instruction}}")
+        raise OptionError(f"{spec}: field 'turn_no_input' must contain {{instruction}}")
     data.setdefault("turn_input", data["turn_no_input"])
     return TextTemplate(name=f"file:{path.name}", **data)
 

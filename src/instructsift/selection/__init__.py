@@ -2,7 +2,7 @@
 
 from .base import Selection, Selector, select
 from .cluster import KMeansSample, kmeans_sample
-from .dedup import Dedup
+from .dedup import Dedup, ExactDedup
 from .diverse import DiverseTop
 from .facility import FacilityLocation
 from .kcenter import KCenter, kcenter_greedy
@@ -14,6 +14,7 @@ from .top import Top
 __all__ = [
     "Dedup",
     "DiverseTop",
+    "ExactDedup",
     "FacilityLocation",
     "KCenter",
     "KMeansSample",

@@ -14,31 +14,59 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..data.errors import MissingColumnError
+
 
 @dataclass
 class Selection:
-    """`keep[i]` for row i of the score table; `reasons[i]` says why a dropped row was dropped."""
+    """`keep[i]` for row i of the score table; a dropped row's reason is data: the step that dropped it
+    (`steps[i]`, set by `select` as each selector runs), a short `codes[i]` (`fails ifd <= 1`, `not in
+    the top 8 by ifd`) and a per-row `details[i]` (the value that decided, `ifd = 1.2`)."""
 
     keep: np.ndarray
-    reasons: list[str | None]
+    codes: list[str | None]
+    details: list[str | None] = field(default_factory=list)
+    steps: list[str | None] = field(default_factory=list)
     rank: dict[int, int] = field(default_factory=dict)  # row position -> 1-based rank where a ranker set one
+    step: str | None = None  # the step now running; recorded with each drop
+
+    def __post_init__(self) -> None:
+        n = len(self.codes)
+        self.details = self.details or [None] * n
+        self.steps = self.steps or [None] * n
 
     @classmethod
     def all(cls, n: int) -> Selection:
         return cls(np.ones(n, dtype=bool), [None] * n)
 
-    def drop(self, positions: Any, reason: str | Sequence[str]) -> None:
+    def drop(self, positions: Any, code: str, detail: str | Sequence[str] | None = None) -> None:
+        """Drop rows at `positions` with one `code` and a `detail` for all of them or one per row."""
         for j, i in enumerate(np.asarray(positions, dtype=np.int64).tolist()):
             self.keep[i] = False
-            self.reasons[i] = reason if isinstance(reason, str) else reason[j]
+            self.codes[i] = code
+            self.details[i] = detail if detail is None or isinstance(detail, str) else detail[j]
+            self.steps[i] = self.step
 
     @property
     def kept(self) -> np.ndarray:
         return np.flatnonzero(self.keep)
 
+    @property
+    def reasons(self) -> list[str | None]:
+        """Each row's reason as one line, `code (detail)`; None for a kept row."""
+        return [
+            None if c is None else (f"{c} ({d})" if d else c) for c, d in zip(self.codes, self.details, strict=True)
+        ]
+
+    def reason(self, i: int) -> dict[str, str | None] | None:
+        """Row i's reason as data: {step, code, detail}, or None when it is kept."""
+        if self.codes[i] is None:
+            return None
+        return {"step": self.steps[i], "code": self.codes[i], "detail": self.details[i]}
+
     def reason_counts(self) -> Counter[str]:
-        """Dropped rows by reason, with the per-row values stripped: `ifd > 1`, `not in top k`."""
-        return Counter(r.split(" (")[0] for r in self.reasons if r is not None)
+        """Dropped rows by reason code: `fails ifd <= 1`, `not in the top 8 by ifd`."""
+        return Counter(c for c in self.codes if c is not None)
 
 
 class Selector(Protocol):
@@ -50,7 +78,7 @@ class Selector(Protocol):
 def column(table: Any, name: str) -> np.ndarray:
     """A numeric score column as float64, nulls as NaN (callers drop those with a reason)."""
     if name not in table.column_names:
-        raise KeyError(f"the score table has no column {name!r} (columns: {', '.join(table.column_names)})")
+        raise MissingColumnError(f"the score table has no column {name!r} (columns: {', '.join(table.column_names)})")
     return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
@@ -58,15 +86,18 @@ def drop_unscored(table: Any, selection: Selection, names: Sequence[str]) -> Non
     """Drop rows where a needed score is missing, with the scorer's own reason when it gave one."""
     for name in names:
         values = column(table, name)
-        reason_col = next((c for c in (f"{name}_reason", "reason") if c in table.column_names), None)
+        family = f"{name.split('_')[0]}_reason"  # one reason column for several scores (deita_reason)
+        reason_col = next((c for c in (f"{name}_reason", family, "reason") if c in table.column_names), None)
         why = table.column(reason_col).to_pylist() if reason_col else [None] * table.num_rows
         missing = np.flatnonzero(selection.keep & np.isnan(values))
-        selection.drop(missing, [f"not scored ({why[i] or f'no {name}'})" for i in missing])
+        selection.drop(missing, "not scored", [why[i] or f"no {name}" for i in missing])
 
 
-def select(table: Any, selectors: Sequence[Selector]) -> Selection:
-    """Run selectors in order over the score table."""
+def select(table: Any, selectors: Sequence[Selector], names: Sequence[str] | None = None) -> Selection:
+    """Run selectors in order over the score table; `names` label each one's drops (default: its class)."""
     selection = Selection.all(table.num_rows)
-    for selector in selectors:
+    for j, selector in enumerate(selectors):
+        selection.step = names[j] if names else type(selector).__name__
         selector.apply(table, selection)
+    selection.step = None
     return selection

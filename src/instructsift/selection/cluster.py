@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import OptionError
+from ..registry import register
 from .base import Selection, column
 from .vectors import kept_vectors
 
@@ -34,11 +36,11 @@ def kmeans_fit(vectors: np.ndarray, n_clusters: int, seed: int = 0, algorithm: s
     """A fitted scikit-learn KMeans (or MiniBatchKMeans above MINIBATCH_ROWS rows / on request)."""
     X = np.asarray(vectors, dtype=np.float32)
     if X.ndim != 2 or len(X) == 0:
-        raise ValueError(f"vectors must be a non-empty 2-d array, got shape {X.shape}")
+        raise OptionError(f"vectors must be a non-empty 2-d array, got shape {X.shape}")
     if not 1 <= n_clusters <= len(X):
-        raise ValueError(f"cannot make {n_clusters} clusters from {len(X)} rows: use 1 to {len(X)} clusters")
+        raise OptionError(f"cannot make {n_clusters} clusters from {len(X)} rows: use 1 to {len(X)} clusters")
     if algorithm not in ("auto", "kmeans", "minibatch"):
-        raise ValueError(f"algorithm must be auto, kmeans or minibatch, got {algorithm!r}")
+        raise OptionError(f"algorithm must be auto, kmeans or minibatch, got {algorithm!r}")
     if algorithm == "minibatch" or (algorithm == "auto" and len(X) > MINIBATCH_ROWS):
         from sklearn.cluster import MiniBatchKMeans
 
@@ -85,17 +87,17 @@ def kmeans_sample(
     X = np.asarray(vectors, dtype=np.float32)
     n = len(X)
     if per_cluster < 1:
-        raise ValueError(f"per_cluster must be at least 1, got {per_cluster}")
+        raise OptionError(f"per_cluster must be at least 1, got {per_cluster}")
     lo, hi = band
     if not 0.0 <= lo <= hi <= 100.0:
-        raise ValueError(f"band must be percentiles 0 <= lo <= hi <= 100, got {band}")
+        raise OptionError(f"band must be percentiles 0 <= lo <= hi <= 100, got {band}")
     if scores is not None:
         scores = np.asarray(scores, dtype=np.float64)
         if scores.shape != (n,):
-            raise ValueError(f"scores has shape {scores.shape}, expected ({n},) like the vectors")
+            raise OptionError(f"scores has shape {scores.shape}, expected ({n},) like the vectors")
         if not np.isfinite(scores).all():
             bad = np.flatnonzero(~np.isfinite(scores))
-            raise ValueError(f"scores must be finite; rows {bad[:10].tolist()} are not")
+            raise OptionError(f"scores must be finite; rows {bad[:10].tolist()} are not")
     if labels is None:
         labels = kmeans_fit(X, n_clusters, seed).labels_
     labels = np.asarray(labels)
@@ -112,6 +114,7 @@ def kmeans_sample(
     return np.sort(np.concatenate(picked)) if picked else np.empty(0, dtype=np.int64)
 
 
+@register("select", "kmeans_sample")
 @dataclass
 class KMeansSample:
     """Cluster the kept rows' `column` vectors into `n_clusters` and keep `per_cluster` of each.
@@ -128,10 +131,13 @@ class KMeansSample:
     score: str | None = None
     band: tuple[float, float] = (1.0, 99.0)
     seed: int = 0
+    max_fraction: float | None = None  # scale clusters x per_cluster down to at most this share of the rows
 
     def __post_init__(self) -> None:
         if self.n_clusters < 1 or self.per_cluster < 1:
-            raise ValueError("n_clusters and per_cluster must be at least 1")
+            raise OptionError("n_clusters and per_cluster must be at least 1")
+        if self.max_fraction is not None and not 0 < self.max_fraction <= 1:
+            raise OptionError(f"max_fraction must be in (0, 1], got {self.max_fraction}")
         self.band = (float(self.band[0]), float(self.band[1]))
 
     def describe(self) -> str:
@@ -142,31 +148,44 @@ class KMeansSample:
         )
         return f"K-Means {self.n_clusters} clusters of {self.column}, {self.per_cluster} per cluster {how}"
 
+    def sizes(self, n: int) -> tuple[int, int]:
+        """(clusters, per cluster) for `n` rows: as asked, or with `max_fraction` fewer clusters (and, when
+        even one cluster's worth is too many, fewer per cluster) so that the sample fits that share."""
+        if self.max_fraction is None:
+            return self.n_clusters, self.per_cluster
+        room = int(n * self.max_fraction)
+        if room < 1:
+            raise OptionError(f"K-Means sample: {n} rows leave no room for a sample of {self.max_fraction:g} of them")
+        per = min(self.per_cluster, room)
+        return max(1, min(self.n_clusters, room // per)), per
+
     def apply(self, table: Any, selection: Selection) -> None:
+        self.n_clusters_, self.per_cluster_ = n_clusters, per_cluster = self.sizes(len(selection.kept))
         if self.score is not None:
             values = column(table, self.score)
             missing = np.flatnonzero(selection.keep & ~np.isfinite(values))
-            selection.drop(missing, f"not scored (no {self.score})")
+            selection.drop(missing, "not scored", f"no {self.score}")
         rows, X = kept_vectors(table, selection, self.column)
-        if self.n_clusters > len(rows):
-            raise ValueError(f"K-Means: {self.n_clusters} clusters asked for but only {len(rows)} rows are left")
-        labels = kmeans_fit(X, self.n_clusters, self.seed).labels_
+        if n_clusters > len(rows):
+            raise OptionError(f"K-Means: {n_clusters} clusters asked for but only {len(rows)} rows are left")
+        labels = kmeans_fit(X, n_clusters, self.seed).labels_
         scores = column(table, self.score)[rows] if self.score is not None else None
-        picked = kmeans_sample(X, self.n_clusters, self.per_cluster, scores, self.band, self.seed, labels=labels)
+        picked = kmeans_sample(X, n_clusters, per_cluster, scores, self.band, self.seed, labels=labels)
         keep = np.zeros(len(rows), dtype=bool)
         keep[picked] = True
         ids, sizes = np.unique(labels, return_counts=True)
         self.labels_ = labels
-        self.short_clusters_ = {int(c): int(m) for c, m in zip(ids, sizes, strict=True) if m < self.per_cluster}
+        self.short_clusters_ = {int(c): int(m) for c, m in zip(ids, sizes, strict=True) if m < per_cluster}
         if self.short_clusters_:
             warnings.warn(
-                f"{len(self.short_clusters_)} of {self.n_clusters} K-Means clusters have fewer than "
-                f"{self.per_cluster} rows and are kept whole: {len(picked)} rows instead of "
-                f"{self.n_clusters * self.per_cluster}",
+                f"{len(self.short_clusters_)} of {n_clusters} K-Means clusters have fewer than "
+                f"{per_cluster} rows and are kept whole: {len(picked)} rows instead of "
+                f"{n_clusters * per_cluster}",
                 stacklevel=2,
             )
         drop = np.flatnonzero(~keep)
         selection.drop(
             rows[drop],
-            [f"not among the {self.per_cluster} sampled from K-Means cluster {int(labels[i])}" for i in drop],
+            f"not among the {per_cluster} sampled from its K-Means cluster",
+            [f"cluster {int(labels[i])}" for i in drop],
         )

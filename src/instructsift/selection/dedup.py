@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import MissingColumnError, OptionError
+from ..registry import register
 from .base import Selection
 
 
@@ -25,7 +27,7 @@ def signatures(table: Any, name: str = "minhash") -> tuple[np.ndarray, np.ndarra
     import pyarrow as pa
 
     if name not in table.column_names:
-        raise KeyError(f"the score table has no column {name!r}: run the minhash scorer first")
+        raise MissingColumnError(f"the score table has no column {name!r}: run the minhash scorer first")
     arr = table.column(name).combine_chunks()
     n = len(arr)
     valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
@@ -36,7 +38,7 @@ def signatures(table: Any, name: str = "minhash") -> tuple[np.ndarray, np.ndarra
     rows = arr.to_pylist()
     lengths = {len(r) for r in rows if r is not None}
     if len(lengths) > 1:
-        raise ValueError(f"column {name!r} mixes signatures of {sorted(lengths)} permutations")
+        raise OptionError(f"column {name!r} mixes signatures of {sorted(lengths)} permutations")
     out = np.zeros((n, lengths.pop() if lengths else 0), dtype=np.uint32)
     for i, r in enumerate(rows):
         if r is not None:
@@ -44,6 +46,7 @@ def signatures(table: Any, name: str = "minhash") -> tuple[np.ndarray, np.ndarra
     return out, valid
 
 
+@register("select", "dedup")
 @dataclass
 class Dedup:
     """Keep the first of each group of exact (`text_hash`) and near (MinHash LSH, Jaccard >= `threshold`)
@@ -55,7 +58,7 @@ class Dedup:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"the near-duplicate threshold must be in (0, 1], got {self.threshold}")
+            raise OptionError(f"the near-duplicate threshold must be in (0, 1], got {self.threshold}")
 
     def describe(self) -> str:
         kinds = [k for k, on in (("exact", self.exact), (f"near (Jaccard >= {self.threshold:g})", self.near)) if on]
@@ -65,7 +68,7 @@ class Dedup:
         rows = table.column("row").to_pylist()
         if self.exact:
             if "text_hash" not in table.column_names:
-                raise KeyError("the score table has no column 'text_hash': run the minhash scorer first")
+                raise MissingColumnError("the score table has no column 'text_hash': run the minhash scorer first")
             keys = table.column("text_hash").to_pylist()
             first: dict[str, int] = {}
             for i in selection.kept.tolist():
@@ -73,27 +76,84 @@ class Dedup:
                     continue
                 j = first.setdefault(keys[i], i)
                 if j != i:
-                    selection.drop([i], f"exact duplicate (of row {rows[j]})")
+                    selection.drop([i], "exact duplicate", f"of row {rows[j]}")
         if self.near:
             self._near(table, selection, rows)
 
     def _near(self, table: Any, selection: Selection, rows: list[int]) -> None:
-        from datasketch import MinHash, MinHashLSH
+        """MinHash LSH with datasketch's bands (`MinHashLSH`'s b x r for this threshold and num_perm): a
+        candidate is an earlier kept row equal to this one on every value of some band. The bands are
+        hashed in numpy and indexed in plain dicts, which at a million rows is many times faster and
+        smaller than datasketch's index, with the same candidates."""
+        from datasketch import MinHashLSH
 
         sigs, valid = signatures(table)
         if sigs.shape[1] == 0:
             return
-        num_perm = sigs.shape[1]
-        lsh = MinHashLSH(threshold=self.threshold, num_perm=num_perm)
+        lsh = MinHashLSH(threshold=self.threshold, num_perm=sigs.shape[1])
+        keys = band_keys(sigs, lsh.hashranges)
+        index: list[dict[int, Any]] = [{} for _ in lsh.hashranges]
         for i in selection.kept.tolist():
             if not valid[i]:
                 continue
-            m = MinHash(num_perm=num_perm, hashvalues=sigs[i], scheme="affine32")
-            candidates = lsh.query(m)
-            if candidates:
-                sims = {j: float(np.mean(sigs[j] == sigs[i])) for j in candidates}
-                j = min((j for j, s in sims.items() if s >= self.threshold), default=None)
-                if j is not None:
-                    selection.drop([i], f"near duplicate (of row {rows[j]}, Jaccard ~ {sims[j]:.2f})")
+            mine = keys[i].tolist()
+            found: set[int] = set()
+            for band, key in zip(index, mine, strict=True):
+                hit = band.get(key)
+                if hit is not None:
+                    found.update(hit) if isinstance(hit, list) else found.add(hit)
+            if found:
+                cand = np.fromiter(found, dtype=np.int64, count=len(found))
+                sims = (sigs[cand] == sigs[i]).mean(axis=1)
+                ok = sims >= self.threshold
+                if ok.any():
+                    at = int(np.argmin(np.where(ok, cand, np.iinfo(np.int64).max)))
+                    j = int(cand[at])
+                    selection.drop([i], "near duplicate", f"of row {rows[j]}, Jaccard ~ {float(sims[at]):.2f}")
                     continue
-            lsh.insert(i, m)
+            for band, key in zip(index, mine, strict=True):
+                hit = band.get(key)
+                if hit is None:
+                    band[key] = i  # one row: an int, not a list (most keys)
+                elif isinstance(hit, list):
+                    hit.append(i)
+                else:
+                    band[key] = [hit, i]
+
+
+@register("select", "exact_dedup")
+@dataclass
+class ExactDedup:
+    """Keep the first of each group of rows with the same content: the same roles and texts, as scorers
+    see them (the examples' `content_hash`; ids, positions and other record fields do not count). Needs
+    no scorer: `instructsift.select` adds the `content_hash` column from the data set. Rows are visited in
+    input order among those still kept. Reason: `exact duplicate (of row N)`."""
+
+    dataset_columns = ("content_hash",)  # columns `api.select` adds to the table from the data set
+
+    def describe(self) -> str:
+        return "drop exact duplicates (same roles and texts), keeping the first"
+
+    def apply(self, table: Any, selection: Selection) -> None:
+        if "content_hash" not in table.column_names:
+            raise KeyError("the score table has no column 'content_hash': select with instructsift.select")
+        rows = table.column("row").to_pylist()
+        keys = table.column("content_hash").to_pylist()
+        first: dict[str, int] = {}
+        for i in selection.kept.tolist():
+            j = first.setdefault(keys[i], i)
+            if j != i:
+                selection.drop([i], "exact duplicate", f"of row {rows[j]}")
+
+
+def band_keys(sigs: np.ndarray, ranges: Any) -> np.ndarray:
+    """(n, bands) uint64 keys: one 64-bit FNV-1a-style hash of each row's values in each band."""
+    keys = np.empty((sigs.shape[0], len(ranges)), dtype=np.uint64)
+    prime = np.uint64(1099511628211)
+    with np.errstate(over="ignore"):
+        for b, (lo, hi) in enumerate(ranges):
+            h = np.full(sigs.shape[0], 14695981039346656037, dtype=np.uint64)
+            for k in range(lo, hi):
+                h = (h ^ sigs[:, k].astype(np.uint64)) * prime
+            keys[:, b] = h
+    return keys

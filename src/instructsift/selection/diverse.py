@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import OptionError
+from ..registry import register
 from .base import Selection, column, drop_unscored
 from .top import count_for
 from .vectors import kept_vectors, l2_normalise
@@ -32,7 +34,7 @@ def diverse_top(vectors: np.ndarray, order: np.ndarray, threshold: float = 0.9, 
     X = l2_normalise(np.asarray(vectors, dtype=np.float32))
     order = np.asarray(order, dtype=np.int64)
     if not -1.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        raise OptionError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
     limit = len(order) if k is None else k
     kept: list[int] = []
     kept_vecs = np.empty((min(limit, len(order)), X.shape[1]), dtype=np.float32)
@@ -60,6 +62,7 @@ def diverse_top(vectors: np.ndarray, order: np.ndarray, threshold: float = 0.9, 
     return np.asarray(kept, dtype=np.int64)
 
 
+@register("select", "diverse_top")
 @dataclass
 class DiverseTop:
     """Walk the kept rows by `score` (highest first unless `descending=False`), keeping one unless its
@@ -76,9 +79,9 @@ class DiverseTop:
 
     def __post_init__(self) -> None:
         if self.of not in ("kept", "all"):
-            raise ValueError(f"of must be 'kept' or 'all', got {self.of!r}")
+            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
         if not -1.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
+            raise OptionError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
         if self.ratio is not None or self.k is not None:
             count_for(self.ratio, self.k, 0)
 
@@ -104,7 +107,6 @@ class DiverseTop:
         last = int(position[picked_local].max()) if len(picked_local) else -1
         rest = np.setdiff1d(np.arange(len(rows)), picked_local)
         similar = f"within cosine {self.threshold:g} of a better row by {self.column}"
-        selection.drop(
-            rows[rest],
-            [similar if not full or position[i] < last else f"not reached: {k} rows kept first" for i in rest.tolist()],
-        )
+        unreached = np.asarray([full and position[i] > last for i in rest.tolist()], dtype=bool)
+        selection.drop(rows[rest[~unreached]], similar)
+        selection.drop(rows[rest[unreached]], f"not reached: {k} rows kept first")

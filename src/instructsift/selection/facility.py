@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import OptionError
+from ..registry import register
 from .base import Selection
 from .top import count_for
 from .vectors import kept_vectors, l2_normalise
@@ -56,10 +58,10 @@ def facility_location(
     """Indices of k rows chosen by lazy greedy on the facility-location function, in the order chosen."""
     X = np.asarray(vectors, dtype=np.float32)
     if X.ndim != 2:
-        raise ValueError(f"vectors must be a 2-d array (rows x dimensions), got shape {X.shape}")
+        raise OptionError(f"vectors must be a 2-d array (rows x dimensions), got shape {X.shape}")
     n = len(X)
     if not 1 <= k <= n:
-        raise ValueError(f"cannot choose {k} rows from {n}: k must be between 1 and the number of rows")
+        raise OptionError(f"cannot choose {k} rows from {n}: k must be between 1 and the number of rows")
     return lazy_greedy(similarity_graph(X, dense_limit, n_neighbors), k)
 
 
@@ -103,6 +105,7 @@ def objective(S: Any, chosen: np.ndarray) -> float:
     return float(np.asarray(S[:, chosen].max(axis=1).todense()).sum(dtype=np.float64))
 
 
+@register("select", "facility_location")
 @dataclass
 class FacilityLocation:
     """Keep `k` (or `ratio`) of the kept rows by facility location on an embedding column.
@@ -120,9 +123,9 @@ class FacilityLocation:
 
     def __post_init__(self) -> None:
         if self.of not in ("kept", "all"):
-            raise ValueError(f"of must be 'kept' or 'all', got {self.of!r}")
+            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
         if self.n_neighbors < 1:
-            raise ValueError(f"n_neighbors must be at least 1, got {self.n_neighbors}")
+            raise OptionError(f"n_neighbors must be at least 1, got {self.n_neighbors}")
         count_for(self.ratio, self.k, 0)
 
     def describe(self) -> str:
@@ -132,10 +135,10 @@ class FacilityLocation:
     def apply(self, table: Any, selection: Selection) -> None:
         rows, X = kept_vectors(table, selection, self.column)
         if self.k is not None and self.k > len(rows):
-            raise ValueError(f"facility location: asked for {self.k} rows but only {len(rows)} are left")
+            raise OptionError(f"facility location: asked for {self.k} rows but only {len(rows)} are left")
         k = min(len(rows), count_for(self.ratio, self.k, table.num_rows if self.of == "all" else len(rows)))
         if k == 0:
-            selection.drop(rows, "not chosen by facility location (nothing to choose)")
+            selection.drop(rows, "not chosen by facility location", "nothing to choose")
             return
         picked = rows[facility_location(X, k, dense_limit=self.dense_limit, n_neighbors=self.n_neighbors)]
         for rank, i in enumerate(picked.tolist(), start=1):

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import OptionError
+from ..registry import register
 from .base import Selection
 from .top import count_for
 from .vectors import kept_vectors
@@ -136,19 +138,19 @@ def kcenter_greedy(vectors: np.ndarray, k: int, init: Sequence[int] | np.ndarray
     """
     X = np.ascontiguousarray(vectors, dtype=np.float32)
     if X.ndim != 2:
-        raise ValueError(f"vectors must be a 2-d array (rows x dimensions), got shape {X.shape}")
+        raise OptionError(f"vectors must be a 2-d array (rows x dimensions), got shape {X.shape}")
     n = len(X)
     if not 1 <= k <= n:
-        raise ValueError(f"cannot choose {k} centres from {n} rows: k must be between 1 and the number of rows")
+        raise OptionError(f"cannot choose {k} centres from {n} rows: k must be between 1 and the number of rows")
     start = np.asarray([0] if init is None else init, dtype=np.int64).ravel()
     if len(start) == 0:
         start = np.zeros(1, dtype=np.int64)
     if start.min() < 0 or start.max() >= n:
-        raise ValueError(f"initial centres must be row indices in [0, {n}), got {start.tolist()}")
+        raise OptionError(f"initial centres must be row indices in [0, {n}), got {start.tolist()}")
     if len(np.unique(start)) != len(start):
-        raise ValueError("initial centres must be distinct rows")
+        raise OptionError("initial centres must be distinct rows")
     if len(start) > k:
-        raise ValueError(f"{len(start)} initial centres are more than the k = {k} asked for")
+        raise OptionError(f"{len(start)} initial centres are more than the k = {k} asked for")
 
     sq = np.einsum("ij,ij->i", X, X)
     chosen = np.empty(k, dtype=np.int64)
@@ -204,6 +206,7 @@ def default_clusters(k: int) -> int:
     return max(1, min(100, k // 10))
 
 
+@register("select", "kcenter")
 @dataclass
 class KCenter:
     """Keep `k` (or `ratio`) rows chosen by greedy k-center on an embedding column (LTD).
@@ -223,11 +226,11 @@ class KCenter:
 
     def __post_init__(self) -> None:
         if self.of not in ("kept", "all"):
-            raise ValueError(f"of must be 'kept' or 'all', got {self.of!r}")
+            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
         if self.init not in ("kmeans", "random"):
-            raise ValueError(f"init must be 'kmeans' or 'random', got {self.init!r}")
+            raise OptionError(f"init must be 'kmeans' or 'random', got {self.init!r}")
         if self.n_clusters is not None and self.n_clusters < 1:
-            raise ValueError(f"n_clusters must be at least 1, got {self.n_clusters}")
+            raise OptionError(f"n_clusters must be at least 1, got {self.n_clusters}")
         count_for(self.ratio, self.k, 0)
 
     def describe(self) -> str:
@@ -238,11 +241,11 @@ class KCenter:
         n_all = table.num_rows
         rows, X = kept_vectors(table, selection, self.column)
         if self.k is not None and self.k > len(rows):
-            raise ValueError(f"k-center: asked for {self.k} centres but only {len(rows)} rows are left to choose from")
+            raise OptionError(f"k-center: asked for {self.k} centres but only {len(rows)} rows are left to choose from")
         k = count_for(self.ratio, self.k, n_all if self.of == "all" else len(rows))
         k = min(k, len(rows))
         if k == 0:
-            selection.drop(rows, "not chosen by k-center (nothing to choose)")
+            selection.drop(rows, "not chosen by k-center", "nothing to choose")
             return
         if self.init == "kmeans":
             start = kmeans_seeds(X, min(k, self.n_clusters or default_clusters(k)), self.seed)

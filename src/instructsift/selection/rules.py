@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import MissingColumnError, OptionError
+from ..registry import register
 from ..scoring.rules import RULE_NAMES
 from .base import Selection
 
@@ -24,16 +26,17 @@ def parse_names(value: str | Sequence[str], known: Sequence[str], what: str) -> 
     if known:
         unknown = [v for v in items if v not in known]
         if unknown:
-            raise ValueError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
+            raise OptionError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
     return tuple(items)
 
 
 def _need(table: Any, name: str, scorer: str) -> list[Any]:
     if name not in table.column_names:
-        raise KeyError(f"the score table has no column {name!r}: run the {scorer} scorer first")
+        raise MissingColumnError(f"the score table has no column {name!r}: run the {scorer} scorer first")
     return table.column(name).to_pylist()
 
 
+@register("select", "rule_filter")
 @dataclass
 class RuleFilter:
     """Drop rows where any of `rules` fired; the reason is `rule NAME (evidence)`."""
@@ -50,9 +53,10 @@ class RuleFilter:
         for rule in self.rules:
             evidence = _need(table, f"rule_{rule}", "rules")
             bad = [i for i in selection.kept.tolist() if evidence[i]]
-            selection.drop(bad, [f"rule {rule} ({evidence[i]})" for i in bad])
+            selection.drop(bad, f"rule {rule}", [str(evidence[i]) for i in bad])
 
 
+@register("select", "keep_language")
 @dataclass
 class KeepLanguage:
     """Keep rows identified as one of `languages` (ISO 639-1 codes). A row identified as another language
@@ -64,9 +68,9 @@ class KeepLanguage:
     def __post_init__(self) -> None:
         self.languages = parse_names(self.languages, (), "language")
         if not self.languages:
-            raise ValueError("name at least one language to keep, e.g. en")
+            raise OptionError("name at least one language to keep, e.g. en")
         if not 0.0 <= self.min_prob <= 1.0:
-            raise ValueError(f"min_prob must be in [0, 1], got {self.min_prob}")
+            raise OptionError(f"min_prob must be in [0, 1], got {self.min_prob}")
 
     def describe(self) -> str:
         return f"keep language {'/'.join(self.languages)} (drop others identified with p >= {self.min_prob:g})"
@@ -80,4 +84,4 @@ class KeepLanguage:
             if langs[i] is not None and langs[i] not in self.languages and probs[i] >= self.min_prob
         ]
         want = "/".join(self.languages)
-        selection.drop(bad, [f"language not {want} ({langs[i]}, p = {probs[i]:.2f})" for i in bad])
+        selection.drop(bad, f"language not {want}", [f"{langs[i]}, p = {probs[i]:.2f}" for i in bad])

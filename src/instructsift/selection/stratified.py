@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import MissingColumnError, OptionError
+from ..registry import register
 from .base import Selection, column, drop_unscored
 from .top import count_for
 
@@ -32,6 +34,7 @@ def _label(value: Any) -> str | None:
     return str(value)
 
 
+@register("select", "stratified")
 @dataclass
 class Stratified:
     """Keep up to `per` of the kept rows in each stratum of `by` (or of `clusters` K-Means clusters of the
@@ -53,15 +56,15 @@ class Stratified:
 
     def __post_init__(self) -> None:
         if self.per is None and self.k is None and self.ratio is None:
-            raise ValueError("stratified needs per (rows per stratum) and/or a total (k or ratio)")
+            raise OptionError("stratified needs per (rows per stratum) and/or a total (k or ratio)")
         if self.per is not None and self.per < 1:
-            raise ValueError(f"per must be at least 1, got {self.per}")
+            raise OptionError(f"per must be at least 1, got {self.per}")
         if self._total:
             count_for(self.ratio, self.k, 0)  # validate early
         if self.by is None and self.clusters is None:
-            raise ValueError("stratified needs a category column (by=...) or a number of K-Means clusters")
+            raise OptionError("stratified needs a category column (by=...) or a number of K-Means clusters")
         if self.clusters is not None and self.clusters < 1:
-            raise ValueError(f"clusters must be at least 1, got {self.clusters}")
+            raise OptionError(f"clusters must be at least 1, got {self.clusters}")
 
     @property
     def record_fields(self) -> tuple[str, ...]:
@@ -89,7 +92,7 @@ class Stratified:
     def _labels(self, table: Any, selection: Selection) -> list[str | None]:
         if self.by is not None:
             if self.by not in table.column_names:
-                raise KeyError(
+                raise MissingColumnError(
                     f"no column {self.by!r} to stratify by: neither the score table nor the records have it "
                     f"(columns: {', '.join(table.column_names)})"
                 )
@@ -102,7 +105,7 @@ class Stratified:
 
         rows, vectors = kept_vectors(table, selection, self.on)
         if self.clusters > len(rows):
-            raise ValueError(f"stratified: {self.clusters} clusters asked for but only {len(rows)} rows are left")
+            raise OptionError(f"stratified: {self.clusters} clusters asked for but only {len(rows)} rows are left")
         fitted = kmeans_fit(vectors, self.clusters, self.seed).labels_
         labels: list[str | None] = [None] * table.num_rows
         for r, c in zip(rows.tolist(), fitted.tolist(), strict=True):
@@ -135,13 +138,10 @@ class Stratified:
             self.strata_[label] = (min(per, len(idx)), len(idx))
             where = f"{self._stratum} {label}"
             if values is None:
-                reasons = [f"not among {per} sampled per {self._stratum} ({where})"] * len(rest)
+                selection.drop(rest, f"not among {per} sampled per {self._stratum}", where)
             else:
-                reasons = [
-                    f"not in the top {per} per {self._stratum} by {self.rank} ({where}, {self.rank} = {values[i]:.4g})"
-                    for i in rest.tolist()
-                ]
-            selection.drop(rest, reasons)
+                details = [f"{where}, {self.rank} = {values[i]:.4g}" for i in rest.tolist()]
+                selection.drop(rest, f"not in the top {per} per {self._stratum} by {self.rank}", details)
         if self._total:
             n = min(count_for(self.ratio, self.k, sum(len(m) for m in groups.values())), len(place))
             self._spread(n, place, labels, values, selection, rng)
@@ -164,8 +164,6 @@ class Stratified:
             self.strata_[label] = (per_label[label], candidates)
         selection.drop(
             rest,
-            [
-                f"not among the {n} spread evenly by {self._stratum} ({self._stratum} {labels[i]}, place {place[i]} in it)"
-                for i in rest.tolist()
-            ],
+            f"not among the {n} spread evenly by {self._stratum}",
+            [f"{self._stratum} {labels[i]}, place {place[i]} in it" for i in rest.tolist()],
         )

@@ -9,11 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import OptionError
+from ..registry import register
 from .base import Selection, column, drop_unscored
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 _CLAUSE = re.compile(
-    r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|==|!=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+    r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*(<=|>=|==|!=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
 
 
@@ -23,13 +25,14 @@ def parse_where(expr: str) -> list[tuple[str, str, float]]:
     for part in re.split(r"\s+and\s+", expr.strip()):
         m = _CLAUSE.match(part)
         if not m:
-            raise ValueError(
+            raise OptionError(
                 f"cannot read the condition {part!r} in {expr!r}: write `column op number`, joined by `and`"
             )
         clauses.append((m.group(1), m.group(2), float(m.group(3))))
     return clauses
 
 
+@register("select", "threshold")
 @dataclass
 class Threshold:
     """Keep rows where every clause of `where` holds; drop the rest, and rows missing the score."""
@@ -47,4 +50,4 @@ class Threshold:
         for name, op, value in self.clauses:
             values = column(table, name)
             bad = np.flatnonzero(selection.keep & ~OPS[op](values, value))
-            selection.drop(bad, [f"fails {name} {op} {value:g} ({name} = {values[i]:.4g})" for i in bad])
+            selection.drop(bad, f"fails {name} {op} {value:g}", [f"{name} = {values[i]:.4g}" for i in bad])

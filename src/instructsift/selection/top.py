@@ -8,22 +8,25 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import OptionError
+from ..registry import register
 from .base import Selection, column, drop_unscored
 
 
 def count_for(ratio: float | None, k: int | None, n: int) -> int:
     """How many to keep: `k`, or round(ratio x n) and at least 1 when n > 0."""
     if (ratio is None) == (k is None):
-        raise ValueError("give exactly one of ratio or k")
+        raise OptionError("give exactly one of ratio or k")
     if k is not None:
         if k < 0:
-            raise ValueError(f"top k must be >= 0, got {k}")
+            raise OptionError(f"top k must be >= 0, got {k}")
         return min(k, n)
     if not 0 < ratio <= 1:
-        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+        raise OptionError(f"ratio must be in (0, 1], got {ratio}")
     return min(n, max(1 if n else 0, math.floor(ratio * n + 0.5)))
 
 
+@register("select", "top")
 @dataclass
 class Top:
     """Keep the `k` (or `ratio`) highest rows by `column` among those still kept.
@@ -40,7 +43,7 @@ class Top:
 
     def __post_init__(self) -> None:
         if self.of not in ("kept", "all"):
-            raise ValueError(f"of must be 'kept' or 'all', got {self.of!r}")
+            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
         count_for(self.ratio, self.k, 0)  # validate early
 
     def describe(self) -> str:
@@ -59,4 +62,4 @@ class Top:
             selection.rank[i] = rank
         rest = ranked[n:]
         what = f"not in the top {n} by {self.column}"
-        selection.drop(rest, [f"{what} ({self.column} = {v:.4g})" for v in column(table, self.column)[rest]])
+        selection.drop(rest, what, [f"{self.column} = {v:.4g}" for v in column(table, self.column)[rest]])

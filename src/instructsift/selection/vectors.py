@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import MissingColumnError, OptionError
+
 
 def vector_column(table: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     """`(vectors, valid)`: an (n, d) float32 matrix of the column `name` and a mask of its non-null rows.
@@ -16,7 +18,7 @@ def vector_column(table: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     import pyarrow as pa
 
     if name not in table.column_names:
-        raise KeyError(
+        raise MissingColumnError(
             f"the score table has no embedding column {name!r} (columns: {', '.join(table.column_names)}); "
             "run the embed scorer first"
         )
@@ -33,16 +35,16 @@ def vector_column(table: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         rows = arr.to_pylist()
         lengths = {len(r) for r in rows if r is not None}
         if len(lengths) > 1:
-            raise ValueError(f"column {name!r} holds vectors of different lengths {sorted(lengths)}")
+            raise OptionError(f"column {name!r} holds vectors of different lengths {sorted(lengths)}")
         d = lengths.pop() if lengths else 0
         out = np.zeros((n, d), dtype=np.float32)
         for i, r in enumerate(rows):
             if r is not None:
                 out[i] = r
     else:
-        raise ValueError(f"column {name!r} is {arr.type}, not a vector (list of floats) column")
+        raise OptionError(f"column {name!r} is {arr.type}, not a vector (list of floats) column")
     if out.shape[1] == 0 and n:
-        raise ValueError(f"column {name!r} has no vectors")
+        raise OptionError(f"column {name!r} has no vectors")
     return out, valid
 
 
@@ -60,6 +62,6 @@ def kept_vectors(table: Any, selection: Any, name: str) -> tuple[np.ndarray, np.
     if len(missing):
         reason_col = next((c for c in (f"{name}_reason", "reason") if c in table.column_names), None)
         why = table.column(reason_col).to_pylist() if reason_col else [None] * table.num_rows
-        selection.drop(missing, [f"not scored ({why[i] or f'no {name}'})" for i in missing])
+        selection.drop(missing, "not scored", [why[i] or f"no {name}" for i in missing])
     rows = selection.kept
     return rows, vectors[rows]

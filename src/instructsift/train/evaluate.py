@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.errors import EmptyResultError
 from ..data.example import Example
 
 
@@ -64,8 +65,8 @@ def evaluate(
     progress: bool = True,
 ) -> EvalResult:
     """Mean answer loss of `model` (a `models.loader.resolve` spec, or a loaded `LoadedModel`) on `data`."""
-    from ..engine.local import _progress
     from ..models import LoadedModel, load_causal_lm
+    from ..progress import progress_bar as _progress
     from ..scoring.losses import AnswerLoss, Scored, batch_tokens_for
     from .finetune import build_sequences
 
@@ -103,7 +104,7 @@ def evaluate(
     skipped = [(ex.id, b.reason or "") for ex, b in zip(examples, built, strict=True) if not b.sequences]
     if not tokens:  # no loss to report: an error, never a NaN
         why = f" (e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
-        raise ValueError(f"none of the {len(examples)} examples has an answer token to score{why}")
+        raise EmptyResultError(f"none of the {len(examples)} examples has an answer token to score{why}")
     loss = sum(sums) / tokens
     return EvalResult(
         model=lm.source.name,

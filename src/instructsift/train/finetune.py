@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path, write_text
+from ..data.errors import OptionError
 from ..data.example import Example
 
 MODEL_INFO = "instructsift-model.json"  # written into every saved model; part of its fingerprint
@@ -71,10 +72,10 @@ def build_sequences(
     if isinstance(template, str):
         template = get_template(template)
     if max_length < 2:
-        raise ValueError(f"max_length must be at least 2, got {max_length}")
+        raise OptionError(f"max_length must be at least 2, got {max_length}")
     eos_id = tokenizer.eos_token_id if eos else None
     if eos and eos_id is None:
-        raise ValueError("the tokenizer has no EOS token: turn EOS off (eos=False / --no-eos)")
+        raise OptionError("the tokenizer has no EOS token: turn EOS off (eos=False / --no-eos)")
     eos_text = (tokenizer.eos_token or "") if eos else ""
     start = start_ids(tokenizer)
     plans: list[list[list[tuple[str, bool]]]] = []
@@ -154,14 +155,14 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         if self.save not in SAVE_MODES:
-            raise ValueError(f"save must be one of {', '.join(SAVE_MODES)}, got {self.save!r}")
+            raise OptionError(f"save must be one of {', '.join(SAVE_MODES)}, got {self.save!r}")
         if self.save == "adapter" and not self.lora:
-            raise ValueError("save='adapter' needs LoRA; full fine-tuning saves the whole model")
+            raise OptionError("save='adapter' needs LoRA; full fine-tuning saves the whole model")
         if self.dtype not in MIXED:
-            raise ValueError(f"dtype must be one of {', '.join(MIXED)}, got {self.dtype!r}")
+            raise OptionError(f"dtype must be one of {', '.join(MIXED)}, got {self.dtype!r}")
         for name in ("epochs", "batch_size", "grad_accum", "checkpoint_steps", "max_length"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise OptionError(f"{name} must be positive, got {getattr(self, name)}")
 
     @property
     def learning_rate(self) -> float:
@@ -196,7 +197,7 @@ def mixed_precision(dtype: str, device: str) -> str:
             return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
         return "bfloat16" if cpu_has_fast_bf16() else "float32"
     if dtype == "float16" and not device.startswith("cuda"):
-        raise ValueError("float16 mixed precision needs a GPU; use bfloat16 or float32 on a CPU")
+        raise OptionError("float16 mixed precision needs a GPU; use bfloat16 or float32 on a CPU")
     return dtype
 
 
@@ -273,8 +274,8 @@ def finetune(
     )
     from transformers.utils import logging as hf_logging
 
-    from ..engine.local import _progress
     from ..models import choose_device, resolve
+    from ..progress import progress_bar as _progress
 
     config = config or FinetuneConfig()
     examples = list(getattr(data, "examples", data))
@@ -283,7 +284,7 @@ def finetune(
     source = resolve(model)
     device = choose_device(config.device)
     if device.startswith("cuda:") and device != "cuda:0":
-        raise ValueError(f"device {device}: pick the GPU with CUDA_VISIBLE_DEVICES and pass --device cuda")
+        raise OptionError(f"device {device}: pick the GPU with CUDA_VISIBLE_DEVICES and pass --device cuda")
     mixed = mixed_precision(config.dtype, device)
     tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=config.trust_remote_code)
     tokenizer.padding_side = "right"
@@ -294,7 +295,7 @@ def finetune(
     skipped = [(ex.id, b.reason or "") for ex, b in zip(examples, built, strict=True) if not b.sequences]
     seqs = [s for b in built for s in b.sequences]
     if not seqs:
-        raise ValueError(f"nothing to train on: {len(skipped)} example(s), none with an answer token left")
+        raise OptionError(f"nothing to train on: {len(skipped)} example(s), none with an answer token left")
     rows = [{"input_ids": list(s.ids), "attention_mask": [1] * len(s.ids), "labels": s.labels()} for s in seqs]
     tokens = sum(len(s.ids) for s in seqs)
     target_tokens = sum(s.n_targets for s in seqs)

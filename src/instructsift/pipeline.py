@@ -1,0 +1,383 @@
+"""The one path a run takes: read -> steps (score, select, fit) -> write. `instructsift run`, `select`
+and `isf.run` all come here.
+
+The score table holds `row`, `id`, `content_hash` and every scorer's columns (namespaced ones as
+`NS.column`); its schema metadata records each score step's configuration (`engine.table`). A scorer
+after a selector scores only the rows still kept; the others get nulls in its columns (and "not scored:
+dropped before this step" in its reason column). Every input row ends up kept, dropped (with its step,
+code and detail) or rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import registry
+from .errors import UsageError
+from .recipe import Recipe, Step
+
+NOT_SCORED = "not scored: dropped before this step"
+
+
+@dataclass
+class RunResult:
+    """What a run did: the data set, the score table, the selection, and the files written."""
+
+    recipe: Recipe
+    picked: Any  # api.Picked
+    artifacts: dict[str, str] = field(default_factory=dict)
+    written: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def table(self) -> Any:
+        return self.picked.scores
+
+    def summary(self) -> dict[str, Any]:
+        return self.picked.summary()
+
+
+def _log_default(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, soft_wrap=True, highlight=False).print(f"[dim]{message}[/]")
+
+
+def run(
+    recipe: Recipe | str | os.PathLike,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+    engine_options: dict[str, Any] | None = None,
+    protect: Sequence[Path] = (),
+) -> RunResult:
+    """Run a recipe (a `Recipe` or a YAML file): read, run its steps in order, write its outputs."""
+    from . import recipe as recipes
+    from .api import Picked, read
+
+    if not isinstance(recipe, Recipe):
+        recipe = recipes.load(recipe)
+    log = log or _log_default
+    s = recipe.settings
+    output = recipe.path("output")
+    rejects = recipe.path("rejects")
+    if s.on_error == "skip" and rejects is None and output is not None:
+        rejects = output.with_name(output.name + ".rejects.jsonl")
+    outputs = {"output": output, "rejects": rejects, "dropped": recipe.path("dropped"), "scores": recipe.path("scores")}
+    check_outputs([recipe.path("input"), recipe.path("from_scores")], outputs, overwrite, protect)
+    selectors = {id(st): build_selector(st) for st in _all_steps(recipe.steps) if st.kind == "select"}
+
+    from .accounting import check_not_empty
+    from .data import write_rejects
+    from .models import use_cache_root
+
+    with use_cache_root(recipe.path("cache_dir")):
+        dataset = read(recipe.path("input"), format=s.format, on_error=s.on_error)
+        if s.on_error == "skip" and rejects is not None:  # before any work, so that an empty run still shows them
+            write_rejects(dataset.rejects, rejects)
+        check_not_empty(dataset, allow_empty=s.allow_empty)
+        runner = StepRunner(dataset, recipe, progress=progress, log=log, engine_options=engine_options or {})
+        for st in recipe.steps:
+            runner.run(st, selectors)
+    if any(st.kind == "score" for st in recipe.steps):
+        check_not_empty(dataset, runner.table, allow_empty=s.allow_empty)
+    picked = Picked(dataset, runner.table, runner.selection)
+    result = RunResult(recipe, picked, runner.artifacts)
+    _write(result, outputs)
+    return result
+
+
+KINDS = {"output": ("data", "--output"), "rejects": ("rejects", "--rejects"), "dropped": ("rejects", "--dropped"),
+         "scores": ("scores", "--save-scores")}  # fmt: skip
+
+
+def check_outputs(
+    inputs: list[Path | None], outputs: dict[str, Path | None], overwrite: bool, protect: Sequence[Path] = ()
+) -> None:
+    """Refuse, before any work, outputs that would destroy data or are of the wrong kind (`outputs`)."""
+    from .outputs import Output, check_inputs
+    from .outputs import check_outputs as check
+
+    check_inputs([p for p in inputs if p])
+    kinds = dict(KINDS)
+    if outputs.get("output") is None:  # `instructsift score`: the score table is the output
+        kinds["scores"] = ("scores", "--output")
+    outs = [Output(Path(p), *kinds[k]) for k, p in outputs.items() if p is not None]
+    check([*(Path(p) for p in inputs if p), *protect], outs, overwrite=overwrite)
+
+
+def _all_steps(steps: Sequence[Step]) -> list[Step]:
+    return [x for st in steps for x in (st, *st.on)]
+
+
+def build_selector(st: Step) -> Any:
+    return registry.get("select", st.name).build(st.options)
+
+
+class StepRunner:
+    """Runs steps over one data set, holding the score table, the selection and the artifacts."""
+
+    def __init__(self, dataset: Any, recipe: Recipe, *, progress: bool, log: Callable, engine_options: dict):
+        import pyarrow as pa
+
+        from .selection import Selection
+
+        self.dataset, self.recipe, self.progress, self.log = dataset, recipe, progress, log
+        self.engine_options = engine_options
+        n = len(dataset.examples)
+        self.table = pa.table(
+            {
+                "row": pa.array([ex.row for ex in dataset.examples], pa.int64()),
+                "id": pa.array([ex.id for ex in dataset.examples], pa.string()),
+                "content_hash": pa.array([ex.content_hash for ex in dataset.examples], pa.string()),
+            }
+        )
+        self.configs: list[dict[str, Any]] = []  # each score step's configuration, for the table's metadata
+        self.selection = Selection.all(n)
+        self.artifacts: dict[str, str] = {}
+        self.fitted: dict[str, dict[str, Any]] = {}  # fit step name -> {"rows": positions, "product": path}
+        self.given = None  # the score table of `from_scores`, when the run takes its scores from one
+        self.changed: list[int] = []  # positions whose content changed since `from_scores` was made
+        given = recipe.path("from_scores")
+        if given is not None:
+            from .api import changed_message, match_scores
+            from .data.errors import InputError, Reject
+
+            if any(st.kind == "fit" for st in recipe.steps):
+                raise UsageError("a run that takes its scores from a table cannot also run fit steps")
+            self.given, self.changed = match_scores(given, dataset)
+            if self.changed and not recipe.settings.rescore_changed:
+                raise InputError(Reject(str(given), None, None, "content_hash", changed_message(dataset, self.changed)))
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def run(self, st: Step, selectors: dict[int, Any]) -> None:
+        if st.kind == "score":
+            self.score(st)
+        elif st.kind == "select":
+            self.select(st, selectors[id(st)], self.selection)
+        elif st.kind == "fit":
+            self.fit(st, selectors)
+        else:  # methods are expanded when the recipe is read
+            raise AssertionError(f"unexpanded step {st.kind} {st.name}")
+
+    def options(self, st: Step) -> dict[str, Any]:
+        """The step's options with "@NAME" replaced by the artifact a fit step made."""
+        out = {}
+        for k, v in st.options.items():
+            if isinstance(v, str) and v.startswith("@"):
+                if v[1:] not in self.artifacts:
+                    raise UsageError(
+                        f"{st.where}: {v!r} names no earlier fit step (known: {', '.join(self.artifacts) or 'none'})"
+                    )
+                v = self.artifacts[v[1:]]
+            out[k] = v
+        return out
+
+    def score(self, st: Step) -> None:
+        import pyarrow as pa
+
+        scorer = registry.get("score", st.name).build(self.options(st))
+        if self.given is not None:
+            self.take_given(st, scorer)
+            return
+        self.log(f"{st.label}: {scorer.describe()}")
+        kept = self.selection.kept
+        everything = len(kept) == len(self.dataset.examples)
+        subset = self.dataset if everything else _subset(self.dataset, kept.tolist())
+        stats: dict[str, Any] = {}
+        table = self.engine(subset, [scorer], stats)
+        for counts in stats.values():
+            self.log(f"{st.label}: {counts['scored']} scored, {counts['cached']} from cache")
+        prefix = f"{st.namespace}." if st.namespace else ""
+        own = [c for c in table.column_names if c not in ("row", "id", "content_hash")]
+        for col in own:
+            name = prefix + col
+            if name in self.table.column_names:
+                raise UsageError(
+                    f"{st.where}: the column {name!r} is already in the score table: give one of the two "
+                    "scorers a namespace (`as: NAME`)"
+                )
+            values = table.column(col)
+            if not everything:
+                at = [None] * len(self.dataset.examples)
+                for j, i in enumerate(kept.tolist()):
+                    at[i] = j
+                values = values.take(pa.array(at, pa.int64()))
+                if col == "reason" or col.endswith("_reason"):
+                    values = pa.array(
+                        [NOT_SCORED if at[i] is None else v for i, v in enumerate(values.to_pylist())], pa.string()
+                    )
+            self.table = self.table.append_column(pa.field(name, values.type), values)
+        self.record_config(st, scorer)
+
+    def record_config(self, st: Step, scorer: Any) -> None:
+        """Keep the step's scorer configuration in the score table's schema metadata."""
+        from .engine.table import scorer_configs, with_configs
+
+        self.configs.append({**scorer_configs([scorer])[0], "namespace": st.namespace})
+        self.table = with_configs(self.table, self.configs)
+
+    def take_given(self, st: Step, scorer: Any) -> None:
+        """The scorer's columns from the score table the run was given (`from_scores`)."""
+        prefix = f"{st.namespace}." if st.namespace else ""
+        names = [prefix + n for n in scorer.schema.names]
+        missing = [n for n in names if n not in self.given.column_names]
+        if missing:
+            raise UsageError(
+                f"{self.recipe.path('from_scores')}: the score table lacks {', '.join(missing)} that {st.label} "
+                f"produces: score with this method first (columns there: {', '.join(self.given.column_names)})"
+            )
+        self.check_given_config(st, scorer)
+        given = self.given.select(names)
+        if self.changed:
+            given = self.rescore_changed(st, scorer, given)
+        for name in names:
+            if name in self.table.column_names:
+                raise UsageError(f"{st.where}: the column {name!r} is already in the score table")
+            self.table = self.table.append_column(given.schema.field(name), given.column(name))
+        self.record_config(st, scorer)
+        self.log(f"{st.label}: {len(names)} columns from {self.recipe.path('from_scores')}")
+
+    def check_given_config(self, st: Step, scorer: Any) -> None:
+        """The given table was made by this scorer's configuration (Parquet keeps it; JSON Lines does not,
+        and is checked by its columns only)."""
+        from .data.errors import InputError, Reject
+        from .engine.table import configs_of
+
+        have = configs_of(self.given)
+        if have is None:
+            return
+        mine = [c for c in have if c["name"] == scorer.name and c.get("namespace") == st.namespace]
+        if not mine or all(c["cache_key"] != scorer.cache_key() for c in mine):
+            made = "; ".join(f"{c['name']} ({c['describe']})" for c in mine) or "no such scorer"
+            raise InputError(
+                Reject(
+                    str(self.recipe.path("from_scores")),
+                    None,
+                    None,
+                    None,
+                    f"made by another configuration of {st.label}: it has {made}, but this run uses "
+                    f"{scorer.name} ({scorer.describe()}); score again",
+                )
+            )
+
+    def rescore_changed(self, st: Step, scorer: Any, given: Any) -> Any:
+        """`given` (this scorer's columns) with the changed rows scored again and put in place."""
+        import pyarrow as pa
+
+        fresh = self.engine(_subset(self.dataset, self.changed), [scorer], {})
+        self.log(f"{st.label}: {len(self.changed)} changed rows scored again")
+        prefix = f"{st.namespace}." if st.namespace else ""
+        n = given.num_rows
+        at = list(range(n))
+        for k, i in enumerate(self.changed):
+            at[i] = n + k
+        columns = {}
+        for name in given.column_names:
+            new = fresh.column(name[len(prefix) :]).cast(given.schema.field(name).type)
+            columns[name] = pa.concat_arrays([given.column(name).combine_chunks(), new.combine_chunks()]).take(
+                pa.array(at, pa.int64())
+            )
+        return pa.table(columns, schema=given.schema.remove_metadata())
+
+    def engine(self, dataset: Any, scorers: list[Any], stats: dict[str, Any]) -> Any:
+        s = self.recipe.settings
+        common = dict(
+            cache_dir=self.recipe.path("cache_dir"), use_cache=s.use_cache, progress=self.progress, stats=stats
+        )
+        if s.engine == "ray":
+            from .engine.ray import score
+
+            return score(dataset, scorers, address=s.ray_address, **common, **self.engine_options)
+        from .engine.local import score
+
+        return score(dataset, scorers, **common)
+
+    def select(self, st: Step, selector: Any, selection: Any) -> None:
+        from .api import with_content_hash, with_record_fields
+
+        view = _namespace_view(self.table, st.namespace) if st.namespace else self.table
+        fields = getattr(selector, "record_fields", ())
+        if fields:
+            view = with_record_fields(view, self.dataset, fields)
+        if "content_hash" in getattr(selector, "dataset_columns", ()):
+            view = with_content_hash(view, self.dataset)
+        selection.step = st.label
+        selector.apply(view, selection)
+        selection.step = None
+
+    def fit(self, st: Step, selectors: dict[int, Any]) -> None:
+        """Train on the rows the fit step's `on` selectors keep (a copy of the selection), and remember
+        what it made under its name."""
+        import copy
+
+        selection = copy.deepcopy(self.selection)
+        for sub in st.on:
+            self.select(sub, selectors[id(sub)], selection)
+        rows = selection.kept.tolist()
+        fit = registry.get("fit", st.name)
+        params = fit.validate(self.options(st))
+        self.log(f"{st.label}: {st.name} on {len(rows)} rows")
+        product = fit.target(
+            _subset(self.dataset, rows),
+            params,
+            cache_dir=self.recipe.path("cache_dir"),
+            progress=self.progress,
+            log=lambda m: self.log(f"{st.label}: {m}"),
+        )
+        self.artifacts[st.namespace] = str(product)
+        self.fitted[st.namespace] = {"rows": rows, "product": str(product)}
+
+
+def _subset(dataset: Any, positions: list[int]) -> Any:
+    """The same data set with only the examples at `positions` (rows and ids unchanged)."""
+    import dataclasses
+
+    return dataclasses.replace(dataset, examples=[dataset.examples[i] for i in positions], rejects=[])
+
+
+def _namespace_view(table: Any, namespace: str) -> Any:
+    """The table where NS.col is also visible as `col` (replacing a bare `col`)."""
+    prefix = f"{namespace}."
+    mine = {c[len(prefix) :]: c for c in table.column_names if c.startswith(prefix)}
+    if not mine:
+        raise UsageError(f"no column in the score table has the namespace {namespace!r}")
+    keep = [c for c in table.column_names if c not in mine]
+    view = table.select(keep)
+    for bare, full in mine.items():
+        view = view.append_column(bare, table.column(full))
+    return view
+
+
+def _write(result: RunResult, outputs: dict[str, Path | None]) -> None:
+    from .api import write, write_scores
+    from .atomic import write_text
+
+    s = result.recipe.settings
+    picked = result.picked
+    if outputs["output"] is not None:
+        write(picked, outputs["output"], with_scores=s.with_scores)
+        result.written["output"] = outputs["output"]
+    if outputs["scores"] is not None:
+        write_scores(picked.scores, outputs["scores"])
+        result.written["scores"] = outputs["scores"]
+    if s.on_error == "skip" and outputs["rejects"] is not None:
+        result.written["rejects"] = outputs["rejects"]  # written right after reading
+    if outputs["dropped"] is not None:
+        lines = []
+        sel = picked.selection
+        for i, ex in enumerate(picked.dataset.examples):
+            why = sel.reason(i)
+            if why is not None:
+                rec = {"file": picked.dataset.path, "row": ex.row, "line": ex.line, "id": ex.id, **why}
+                lines.append(json.dumps({**rec, "record": ex.record}, ensure_ascii=False, default=str) + "\n")
+        write_text(outputs["dropped"], "".join(lines))
+        result.written["dropped"] = outputs["dropped"]
+
+
+__all__ = ["RunResult", "StepRunner", "run"]

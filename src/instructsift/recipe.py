@@ -1,0 +1,292 @@
+"""Recipes: a whole run (inputs, steps, outputs) as YAML, validated by the registry's models.
+
+    input: data.json
+    output: picked.json
+    dropped: dropped.jsonl            # every dropped record with its reason (step, code, detail)
+    steps:
+      - score: ifd                    # a scorer: adds columns
+        as: sf                        # a namespace: its columns are sf.ifd, sf.ifd_ppl, ...
+        with: {method: superfiltering}
+      - select: threshold             # a selector: narrows the rows still kept
+        with: {where: sf.ifd_ppl < 1}
+      - method: lima                  # a method: expands into its paper's steps
+        with: {rules: [first_person, refusal]}
+      - select: kcenter
+        with: {ratio: 0.05, of: all}
+
+Steps run in order. A scorer after a selector scores only the rows still kept. A selector with `as: NS`
+sees NS's columns under their bare names (`ifd` for `sf.ifd`), so a method's selectors can run on its
+namespaced scores. A fit step (`fit: finetune`) trains on the rows its `on:` selectors keep (without
+changing the main selection) and names its product with `as:`; later steps refer to it as `"@NAME"`.
+Relative paths are relative to the recipe file. Errors name the recipe's file, line and key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import registry
+from .errors import UsageError
+
+STEP_KEYS = {"as", "with", "on"}
+PATH_KEYS = ("input", "output", "rejects", "dropped", "scores", "from_scores", "cache_dir")
+
+
+class RecipeError(UsageError):
+    """A recipe that cannot run as written: names the file, line and key."""
+
+
+@dataclass
+class Step:
+    """One recipe step: `kind` (score, select, fit, method), the registered `name`, its `options`, an
+    optional namespace (`as`) and, for a fit step, the selectors (`on`) that pick its training rows."""
+
+    kind: str
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    namespace: str | None = None
+    on: list[Step] = field(default_factory=list)
+    where: str = ""  # "recipe.yaml, line 7" for errors
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {self.kind: self.name}
+        if self.namespace:
+            out["as"] = self.namespace
+        if self.on:
+            out["on"] = [s.as_dict() for s in self.on]
+        out["with"] = dict(self.options)
+        return out
+
+
+class Settings(BaseModel):
+    """Everything in a recipe but its steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str
+    output: str | None = None
+    format: Literal["alpaca", "sharegpt", "openai"] | None = None
+    on_error: Literal["fail", "skip"] = "fail"
+    rejects: str | None = Field(None, description="skipped rows (on_error: skip) [OUTPUT.rejects.jsonl]")
+    dropped: str | None = Field(None, description="every dropped record with its reason")
+    scores: str | None = Field(None, description="also write the score table here")
+    from_scores: str | None = Field(None, description="take the scores from this table instead of scoring")
+    rescore_changed: bool = Field(False, description="with from_scores: score again the rows whose content changed")
+    with_scores: bool = False
+    allow_empty: bool = False
+    cache_dir: str | None = None
+    use_cache: bool = True
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    steps: list[Any] = Field(default_factory=list)
+
+
+@dataclass
+class Recipe:
+    """A validated recipe: settings (paths resolved against `base`) and a flat list of steps (methods
+    expanded into their steps, so that a saved recipe shows exactly what runs)."""
+
+    settings: Settings
+    steps: list[Step]
+    source: str = "<recipe>"
+    base: Path = field(default_factory=Path.cwd)
+
+    def path(self, key: str) -> Path | None:
+        value = getattr(self.settings, key)
+        if value is None:
+            return None
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else Path(os.path.normpath(self.base / p))
+
+    def to_yaml(self, target: str | os.PathLike | None = None, comment: str | None = None) -> str:
+        """The recipe as YAML; paths are made relative to `target`'s folder when one is given."""
+        data = self.settings.model_dump(exclude_defaults=True, exclude={"steps"})
+        folder = Path(target).resolve().parent if target else None
+        for key in PATH_KEYS:
+            if key in data:
+                data[key] = _portable(self.path(key), folder)
+        data["steps"] = [s.as_dict() for s in self.steps]
+        head = "".join(f"# {line}\n" for line in (comment or "").splitlines())
+        return head + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
+
+    def save(self, target: str | os.PathLike, comment: str | None = None) -> None:
+        from .atomic import write_text
+
+        write_text(target, self.to_yaml(target, comment))
+
+
+def _portable(path: Path, folder: Path | None) -> str:
+    """`path` relative to `folder` when it lies there or one level up (so that a recipe folder can be
+    moved with its data), else absolute."""
+    if folder is None:
+        return str(path)
+    rel = os.path.relpath(path.resolve(), folder)
+    return rel if not rel.startswith(os.path.join("..", "..")) else str(path.resolve())
+
+
+def _lines(text: str) -> dict[tuple[Any, ...], int]:
+    """1-based line of every key and item in a YAML text, by its path (keys and list indices)."""
+    lines: dict[tuple[Any, ...], int] = {}
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                lines.setdefault((*path, k.value), k.start_mark.line + 1)
+                walk(v, (*path, k.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, (*path, i))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+class _Where:
+    """Turns a key path into "FILE, line N, key a.b[2]"."""
+
+    def __init__(self, source: str, lines: dict[tuple[Any, ...], int]):
+        self.source, self.lines = source, lines
+
+    def __call__(self, path: tuple[Any, ...]) -> str:
+        key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(path))
+        p = tuple(path)
+        while p and p not in self.lines:
+            p = p[:-1]
+        line = self.lines.get(p)
+        return f"{self.source}" + (f", line {line}" if line else "") + (f", key {key!r}" if key else "")
+
+
+def load(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read and validate a recipe file (`yaml.safe_load`); `overrides` replace top-level keys (the CLI's
+    `--input`, `--output`, ... relative to the current folder)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{path}: no such recipe file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+        lines = _lines(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f", line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path}{at}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of keys (input, steps, output, ...)")
+    base = p.resolve().parent
+    for key, value in (overrides or {}).items():  # given on the command line: relative to the cwd
+        if value is not None:
+            data[key] = str(Path(value).resolve()) if key in PATH_KEYS else value
+    return from_dict(data, source=str(path), base=base, lines=lines)
+
+
+def from_dict(
+    data: dict[str, Any],
+    *,
+    source: str = "<recipe>",
+    base: str | os.PathLike | None = None,
+    lines: dict[tuple[Any, ...], int] | None = None,
+) -> Recipe:
+    """Validate a recipe given as a mapping (what `yaml.safe_load` returns)."""
+    where = _Where(source, lines or {})
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        msg = (
+            first["msg"]
+            if first["type"] != "extra_forbidden"
+            else f"unknown key (known: {', '.join(Settings.model_fields)})"
+        )
+        raise RecipeError(f"{where(tuple(first['loc']))}: {msg}") from None
+    if not settings.steps:
+        raise RecipeError(f"{where(('steps',))}: a recipe needs at least one step")
+    steps: list[Step] = []
+    for i, raw in enumerate(settings.steps):
+        steps += parse_step(raw, ("steps", i), where)
+    return Recipe(settings, steps, source, Path(base) if base else Path.cwd())
+
+
+def parse_step(raw: Any, path: tuple[Any, ...], where: Any = None, *, inside_fit: bool = False) -> list[Step]:
+    """One recipe step (a method expands into several), checked against the registry."""
+    where = where or _Where("<recipe>", {})
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where(path)}: a step is a mapping like {{select: top, with: {{ratio: 0.1}}}}")
+    kinds = [k for k in raw if k in registry.KINDS]
+    if len(kinds) != 1:
+        raise RecipeError(f"{where(path)}: a step names exactly one of {', '.join(registry.KINDS)}")
+    kind = kinds[0]
+    unknown = [k for k in raw if k not in STEP_KEYS and k != kind]
+    if unknown:
+        raise RecipeError(f"{where((*path, unknown[0]))}: unknown key (a step takes {kind}, as, with, on)")
+    name, namespace, options = raw[kind], raw.get("as"), raw.get("with") or {}
+    if not isinstance(name, str):
+        raise RecipeError(f"{where((*path, kind))}: name a registered {registry.KIND_NAMES[kind]}")
+    if not isinstance(options, dict):
+        raise RecipeError(f"{where((*path, 'with'))}: `with` is a mapping of options")
+    if namespace is not None and (not isinstance(namespace, str) or not namespace.isidentifier()):
+        raise RecipeError(f"{where((*path, 'as'))}: a namespace is a plain name like sf")
+    if inside_fit and kind != "select":
+        raise RecipeError(f"{where(path)}: a fit step's `on` holds selectors only")
+    if "on" in raw and kind != "fit":
+        raise RecipeError(f"{where((*path, 'on'))}: only a fit step takes `on`")
+    at = where(path)
+    try:
+        entry = registry.get(kind, name)
+        if kind == "method":
+            expanded = entry.target.expand(options)
+        else:
+            entry.validate(_unref(options))
+    except UsageError as e:
+        raise RecipeError(f"{at}: {e}") from None
+    if kind == "method":
+        out = []
+        for j, s in enumerate(expanded):
+            for sub in parse_step(s, (*path, "with", j), _Where(f"{at} (method {name})", {})):
+                sub.namespace = sub.namespace or namespace
+                out.append(sub)
+        return out
+    on = [s for j, r in enumerate(raw.get("on") or []) for s in parse_step(r, (*path, "on", j), where, inside_fit=True)]
+    if kind == "fit" and not namespace:
+        raise RecipeError(f'{at}: a fit step needs `as: NAME`, the name later steps use as "@NAME"')
+    return [Step(kind, entry.name, dict(options), namespace, on, at)]
+
+
+def _unref(options: dict[str, Any]) -> dict[str, Any]:
+    """Options with `"@NAME"` artifact references replaced by a placeholder path, for validation."""
+    return {k: ("/artifact" if isinstance(v, str) and v.startswith("@") else v) for k, v in options.items()}
+
+
+def from_method(
+    method: str, options: dict[str, Any], *, score_only: bool = False, dedup_exact: bool = False, **settings: Any
+) -> Recipe:
+    """The recipe `instructsift select --method M` runs: the method's steps plus the run's settings
+    (`score_only`: its scorers and fit steps alone, as `instructsift score` runs them; `dedup_exact`: an
+    `exact_dedup` step first, so that repeated examples are neither scored nor kept twice)."""
+    entry = registry.get("method", method)
+    raw_steps = entry.target.expand(options, score_only=score_only)
+    if dedup_exact and not score_only:
+        raw_steps = [{"select": "exact_dedup"}, *raw_steps]
+    steps = [s for i, raw in enumerate(raw_steps) for s in parse_step(raw, ("steps", i))]
+    data = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in settings.items() if v is not None}
+    try:
+        parsed = Settings.model_validate({**data, "steps": [s.as_dict() for s in steps]})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UsageError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return Recipe(parsed, steps, f"--method {entry.name}")
+
+
+__all__ = ["Recipe", "RecipeError", "Settings", "Step", "from_dict", "from_method", "load", "parse_step"]

@@ -1,0 +1,249 @@
+"""One registry of every step by name: scorers (`score`), selectors (`select`), fit steps (`fit`) and
+methods (`method`). The CLI, `instructsift methods`, recipes and the Python API are built from it.
+
+A scorer or selector registers its class (a dataclass) with `@register("score", "ifd")`; its parameter
+model (pydantic, unknown options forbidden) is derived from the dataclass's own fields, so each step's
+options are declared once. A method registers a `Method` object with its own pydantic `Params`.
+Modules in `scoring/`, `selection/`, `train/` and `methods/` are imported on first lookup: adding a step
+or a method is one new file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from .errors import UsageError
+
+KINDS = ("score", "select", "fit", "method")
+KIND_NAMES = {"score": "scorer", "select": "selector", "fit": "fit step", "method": "method"}
+PACKAGES = ("scoring", "selection", "train", "methods")
+
+
+@dataclass
+class Entry:
+    """A registered step: its kind, name, the object that builds it and its parameter model."""
+
+    kind: str
+    name: str
+    target: Any  # a dataclass (score / select), a callable (fit) or a `Method`
+    params: type[BaseModel]
+    aliases: tuple[str, ...] = ()
+    doc: str = ""
+
+    def validate(self, options: Mapping[str, Any] | None, context: dict[str, Any] | None = None) -> BaseModel:
+        """The options as this step's parameter model; an unknown or ill-typed option is a `UsageError`
+        naming the step and the options it takes."""
+        options = dict(options or {})
+        takes = list(self.params.model_fields)
+        unknown = [k for k in options if k not in takes]
+        if unknown:
+            raise UsageError(
+                f"{KIND_NAMES[self.kind]} {self.name!r} does not take {', '.join(map(repr, unknown))} "
+                f"(it takes: {', '.join(takes) or 'no options'})"
+            )
+        try:
+            return self.params.model_validate(options, context=context)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            msg = first["msg"].removeprefix("Value error, ")
+            at = f", option {where!r}" if where else ""
+            raise UsageError(f"{KIND_NAMES[self.kind]} {self.name!r}{at}: {msg}") from None
+
+    def build(self, options: Mapping[str, Any] | None = None) -> Any:
+        """A scorer or selector object from its options (only the ones given are passed, so the class's
+        own defaults and checks apply)."""
+        model = self.validate(options)
+        given = {k: getattr(model, k) for k in model.model_fields_set}
+        try:
+            return self.target(**given)
+        except (ValueError, TypeError) as e:
+            if isinstance(e, UsageError):
+                raise
+            raise UsageError(f"{KIND_NAMES[self.kind]} {self.name!r}: {e}") from None
+
+
+_ENTRIES: dict[tuple[str, str], Entry] = {}
+_ALIASES: dict[tuple[str, str], str] = {}
+_BY_TARGET: dict[Any, Entry] = {}
+_loaded = False
+
+
+def params_of(target: Any) -> type[BaseModel]:
+    """A pydantic model of a dataclass's init fields, or of a factory function's keyword parameters
+    (names starting with `_` are internal)."""
+    hints = typing.get_type_hints(target)
+    fields: dict[str, Any] = {}
+    if dataclasses.is_dataclass(target):
+        for f in dataclasses.fields(target):
+            if not f.init or f.name.startswith("_"):
+                continue
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = ...
+            fields[f.name] = (hints[f.name], default)
+    else:
+        for name, p in inspect.signature(target).parameters.items():
+            if not name.startswith("_") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                fields[name] = (hints.get(name, Any), ... if p.default is p.empty else p.default)
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    return create_model(f"{target.__name__}Params", __config__=config, **fields)
+
+
+def register(kind: str, name: str, *, aliases: tuple[str, ...] = (), params: type[BaseModel] | None = None) -> Callable:
+    """Decorator: register a scorer (`score`) or selector (`select`) class, or a fit step (`fit`)
+    function, under `name`."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}")
+
+    def deco(target: Any) -> Any:
+        add(Entry(kind, name, target, params or params_of(target), aliases, _first_line(target.__doc__)))
+        return target
+
+    return deco
+
+
+def add(entry: Entry) -> Entry:
+    key = (entry.kind, entry.name)
+    if key in _ENTRIES and _ENTRIES[key].target is not entry.target:
+        raise ValueError(f"two {KIND_NAMES[entry.kind]}s are registered as {entry.name!r}")
+    _ENTRIES[key] = entry
+    _BY_TARGET[entry.target] = entry
+    for a in entry.aliases:
+        _ALIASES[(entry.kind, a)] = entry.name
+    return entry
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n\n")[0].replace("\n", " ")
+
+
+def load_all() -> None:
+    """Import every module of the step packages once, so that their registrations run."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for package in PACKAGES:
+        pkg = importlib.import_module(f"instructsift.{package}")
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"instructsift.{package}.{info.name}")
+
+
+def get(kind: str, name: str) -> Entry:
+    """The entry `name` of `kind`, or a `UsageError` listing the known ones."""
+    load_all()
+    key = (kind, _ALIASES.get((kind, name), name))
+    if key not in _ENTRIES:
+        known = ", ".join(names(kind))
+        raise UsageError(f"unknown {KIND_NAMES[kind]} {name!r} (known: {known})")
+    return _ENTRIES[key]
+
+
+def names(kind: str) -> list[str]:
+    load_all()
+    return sorted(n for k, n in _ENTRIES if k == kind)
+
+
+def entries(kind: str) -> list[Entry]:
+    return [get(kind, n) for n in names(kind)]
+
+
+def aliases(kind: str) -> dict[str, str]:
+    load_all()
+    return {a: n for (k, a), n in _ALIASES.items() if k == kind}
+
+
+def entry_of(obj: Any) -> Entry | None:
+    """The entry that built `obj` (by its class), or None for an unregistered object."""
+    load_all()
+    return _BY_TARGET.get(type(obj))
+
+
+@dataclass(eq=False)
+class Method:
+    """A paper's recipe: a typed `Params` model and `steps(params)`, the recipe steps it expands to."""
+
+    name: str
+    paper: str
+    summary: str
+    Params: type[BaseModel]
+    steps: Callable[[Any], list[dict[str, Any]]] = field(repr=False)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    def expand(self, options: Mapping[str, Any] | None = None, *, score_only: bool = False) -> list[dict[str, Any]]:
+        """The recipe steps of this method with `options` (checked against `Params`); `score_only` leaves
+        out the selectors (and the need for a size), for `instructsift score`."""
+        params = get("method", self.name).validate(options, {"score_only": score_only})
+        try:
+            steps = self.steps(params)
+            return [s for s in steps if "select" not in s] if score_only else steps
+        except ValueError as e:
+            if isinstance(e, UsageError):
+                raise
+            raise UsageError(f"method {self.name!r}: {e}") from None
+
+    def scorers(self, **options: Any) -> list[Any]:
+        """The method's scorers, built (Python API; a recipe also runs its fit steps)."""
+        return [get("score", s["score"]).build(s["with"]) for s in self.expand(options) if "score" in s]
+
+    def selectors(self, **options: Any) -> list[Any]:
+        """The method's selectors, built, in order."""
+        return [get("select", s["select"]).build(s["with"]) for s in self.expand(options) if "select" in s]
+
+
+def register_method(method: Method) -> Method:
+    add(Entry("method", method.name, method, method.Params, method.aliases, method.summary))
+    return method
+
+
+def _plain(value: Any) -> Any:
+    """YAML-friendly: tuples as lists."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def step(kind: str, name: str, **options: Any) -> dict[str, Any]:
+    """One recipe step as a method writes it: `{kind: name, "with": {options that are set}}`."""
+    return {kind: name, "with": {k: _plain(v) for k, v in options.items() if v is not None}}
+
+
+class StrictModel(BaseModel):
+    """Base for parameter models: unknown options are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+__all__ = [
+    "Entry",
+    "Method",
+    "StrictModel",
+    "add",
+    "aliases",
+    "entries",
+    "entry_of",
+    "get",
+    "load_all",
+    "names",
+    "params_of",
+    "register",
+    "register_method",
+    "step",
+]

@@ -1,0 +1,122 @@
+"""Instruction perplexity: how surprising an example's prompt is to the model on its own.
+
+Cherry LLM (Li et al., 2024, "From Quantity to Quality", NAACL) samples its pre-experience examples
+evenly over each K-Means cluster's range of this score (`ppl_ins_alone` in its code). The column
+`instruction_loss` is the log-perplexity: the mean cross-entropy of the first prompt's tokens (the
+instruction in the template) after the first, with the tokenizer's start tokens before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..data.example import Example
+from ..registry import register
+from .losses import AnswerLoss, Scored, batch_tokens_for
+
+
+@register("score", "instruction_loss")
+@dataclass
+class InstructionLoss:
+    """Adds `instruction_loss` (mean cross-entropy of the templated first prompt) and its `_reason`."""
+
+    model: Any = "embedded"
+    template: str = "alpaca"
+    max_length: int = 512
+    dtype: str = "auto"
+    device: str = "auto"
+    batch_tokens: int | None = None
+    chunk_size: int | None = None
+    trust_remote_code: bool = False
+    name: str = field(default="instruction_loss", init=False)
+    _lm: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from .templates import get_template
+
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+        self._template = get_template(self.template)
+
+    @property
+    def schema(self) -> Any:
+        import pyarrow as pa
+
+        return pa.schema([("instruction_loss", pa.float64()), ("instruction_loss_reason", pa.string())])
+
+    def load(self) -> Any:
+        if self._lm is None:
+            from ..models import LoadedModel, load_causal_lm
+
+            if isinstance(self.model, LoadedModel):
+                self._lm = self.model
+            else:
+                self._lm = load_causal_lm(
+                    self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
+                )
+        return self._lm
+
+    def cache_key(self) -> str:
+        lm = self.load()
+        config = {
+            "scorer": "instruction_loss/1",
+            "model": lm.source.fingerprint,
+            "dtype": str(lm.dtype),
+            "device": lm.device.split(":")[0],
+            "template": self._template.config(),
+            "max_length": self.max_length,
+        }
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        lm = self.load()
+        return f"{lm.source.name} ({lm.dtype}, {lm.device}), template {self.template}, max_length {self.max_length}"
+
+    def score(
+        self,
+        examples: Sequence[Example],
+        skip: frozenset[str] = frozenset(),
+        advance: Callable[[float], None] | None = None,
+    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        lm = self.load()
+        chunk = self.chunk_size or (8192 if lm.device.startswith("cuda") else 512)
+        for lo in range(0, len(examples), chunk):
+            part = [ex for ex in examples[lo : lo + chunk] if ex.content_hash not in skip]
+            if part:
+                losses = instruction_losses(part, lm, self._template, self.max_length, self.batch_tokens)
+                rows = []
+                for ex, value in zip(part, losses, strict=True):
+                    ok = math.isfinite(value)
+                    why = None if ok else "the prompt has a single token: nothing to score"
+                    rows.append(
+                        (ex.content_hash, {"instruction_loss": value if ok else None, "instruction_loss_reason": why})
+                    )
+                if advance:
+                    advance(len(part))
+                yield rows
+
+
+def instruction_losses(
+    examples: Sequence[Example], lm: Any, template: Any, max_length: int, batch_tokens: int | None = None
+) -> list[float]:
+    """Mean cross-entropy of each example's first templated prompt under the loaded model `lm` (NaN when
+    the prompt has no token after the first)."""
+    from .templates import start_ids, turn_texts
+
+    tok = lm.tokenizer
+    start = start_ids(tok)
+    prompts = [turn_texts(ex, template, tok)[0][0] for ex in examples]
+    ids = tok(prompts, add_special_tokens=False).input_ids if prompts else []
+    seqs = [Scored((start + tuple(p))[:max_length], len(start)) for p in ids]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    loss = AnswerLoss(lm.model, pad if pad is not None else 0)
+    out = [math.nan] * len(seqs)
+    for idx, results in loss.run(seqs, batch_tokens_for(lm.device, batch_tokens)):
+        for i, (total, n) in zip(idx, results, strict=True):
+            out[i] = total / n if n else math.nan
+    return out
