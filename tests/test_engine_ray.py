@@ -10,14 +10,10 @@ import pytest
 
 pytest.importorskip("ray", reason="the ray engine needs Ray Data: pip install 'instructsift[ray]'")
 
-from instructsift.api import select, write_scores  # noqa: E402
 from instructsift.data import read  # noqa: E402
 from instructsift.engine import local  # noqa: E402
 from instructsift.engine import ray as ray_engine  # noqa: E402
-from instructsift.scoring.dedup import MinHashSignature  # noqa: E402
 from instructsift.scoring.ifd import IFD  # noqa: E402
-from instructsift.scoring.rules import Rules  # noqa: E402
-from instructsift.selection import Dedup, RuleFilter, Threshold, Top  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample_alpaca.json"
 
@@ -31,30 +27,44 @@ def ray_local():
     ray.shutdown()
 
 
-def _same_bytes(a, b, tmp_path: Path) -> None:
-    write_scores(a, tmp_path / "a.parquet")
-    write_scores(b, tmp_path / "b.parquet")
-    assert a.schema == b.schema
-    assert a.equals(b)
-    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+def _run(steps: list, input: Path, out: Path, engine: str, **settings):
+    """A recipe run with every output (kept records, score table, dropped rows) under `out`."""
+    from instructsift import recipe as recipes
+    from instructsift.pipeline import run
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = {
+        "input": str(input),
+        "output": str(out / "picked.json"),
+        "scores": str(out / "scores.parquet"),
+        "dropped": str(out / "dropped.jsonl"),
+        "engine": engine,
+        "steps": steps,
+        **settings,
+    }
+    return run(recipes.from_dict(data), progress=False, log=lambda _m: None)
+
+
+def _same_files(a: Path, b: Path) -> None:
+    for name in ("picked.json", "scores.parquet", "dropped.jsonl"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 def test_model_scorer_same_bytes(ray_local, tmp_path: Path) -> None:
-    """Superfiltering IFD: each engine computes in its own cache; the tables are identical."""
-    data = read(SAMPLE)
-    ifd = IFD(method="superfiltering")
-    by_local: dict = {}
-    by_ray: dict = {}
-    want = local.score(data, [ifd], cache_dir=tmp_path / "l", progress=False, stats=by_local)
-    got = ray_engine.score(data, [IFD(method="superfiltering")], cache_dir=tmp_path / "r", progress=False, stats=by_ray)
-    assert by_local["ifd"]["scored"] == by_ray["ifd"]["scored"] == 32
-    assert got.column("ifd").null_count < 4
-    _same_bytes(got, want, tmp_path)
+    """Superfiltering (IFD with the embedded model, in an actor pool): each engine computes in its own
+    cache; the kept records, the score table and the dropped file are the same bytes."""
+    steps = [{"method": "superfiltering", "with": {"top": 8}}]
+    by_local = _run(steps, SAMPLE, tmp_path / "local", "local", cache_dir=str(tmp_path / "l"))
+    by_ray = _run(steps, SAMPLE, tmp_path / "ray", "ray", cache_dir=str(tmp_path / "r"))
+    assert by_ray.table.column("ifd").null_count < 4 and len(by_ray.picked.rows) == 8
+    _same_files(tmp_path / "local", tmp_path / "ray")
     # The ray run's shards are in the local engine's layout: a local run over its cache scores nothing.
     again: dict = {}
-    cached = local.score(data, [ifd], cache_dir=tmp_path / "r", progress=False, stats=again)
+    cached = local.score(
+        read(SAMPLE), [IFD(method="superfiltering")], cache_dir=tmp_path / "r", progress=False, stats=again
+    )
     assert again["ifd"]["scored"] == 0
-    assert cached.equals(want)
+    assert cached.column("ifd").equals(by_local.table.column("ifd"))
 
 
 def _with_duplicates(tmp_path: Path) -> Path:
@@ -66,28 +76,31 @@ def _with_duplicates(tmp_path: Path) -> Path:
     return path
 
 
-def test_chained_selection_same_bytes(ray_local, tmp_path: Path) -> None:
-    """Rules + MinHash scored as Ray tasks, then threshold -> rules -> dedup -> top: same table, same picks."""
-    data = read(_with_duplicates(tmp_path))
-    selectors = [Threshold("response_chars >= 200"), RuleFilter(), Dedup(), Top("response_chars", ratio=0.5)]
-    want = local.score(data, [Rules(), MinHashSignature()], cache_dir=tmp_path / "l", progress=False)
-    stats: dict = {}
-    got = ray_engine.score(
-        data, [Rules(), MinHashSignature()], cache_dir=tmp_path / "r", progress=False, stats=stats, batch_size=16
-    )
-    assert stats["rules"] == {"cached": 0, "scored": 33, "unique": 33}  # 36 rows, 3 exact copies
-    _same_bytes(got, want, tmp_path)
-    picked_local, picked_ray = select(data, want, *selectors), select(data, got, *selectors)
-    assert picked_ray.rows == picked_local.rows
-    assert picked_ray.selection.reasons == picked_local.selection.reasons
-    assert picked_ray.selection.rank == picked_local.selection.rank
-    reasons = [r for r in picked_ray.selection.reasons if r]
-    assert any(r.startswith("exact duplicate") for r in reasons) and any(
-        r.startswith("not in the top") for r in reasons
-    )
+CHAINED = [
+    {"score": "rules", "with": {"tokenizer": None, "chunk_size": 16}},
+    {"score": "minhash", "with": {"chunk_size": 16}},
+    {"select": "threshold", "with": {"where": "response_chars >= 200"}},
+    {"select": "rule_filter"},
+    {"select": "dedup"},
+    {"select": "top", "with": {"column": "response_chars", "ratio": 0.5}},
+]
+
+
+def test_chained_recipe_same_bytes(ray_local, tmp_path: Path) -> None:
+    """Rules + MinHash scored as Ray tasks, then threshold -> rules -> dedup -> top: the same files."""
+    data = _with_duplicates(tmp_path)
+    by_local = _run(CHAINED, data, tmp_path / "local", "local", cache_dir=str(tmp_path / "l"))
+    by_ray = _run(CHAINED, data, tmp_path / "ray", "ray", cache_dir=str(tmp_path / "r"))
+    _same_files(tmp_path / "local", tmp_path / "ray")
+    assert by_ray.picked.selection.rank == by_local.picked.selection.rank
+    codes = {json.loads(x)["code"] for x in (tmp_path / "ray" / "dropped.jsonl").read_text().splitlines()}
+    assert "exact duplicate" in codes and any(c.startswith("not in the top") for c in codes)
+    kept = len(json.loads((tmp_path / "ray" / "picked.json").read_text()))
+    assert kept + len((tmp_path / "ray" / "dropped.jsonl").read_text().splitlines()) == 36
     # Without a cache, the run still works (a temporary cache, removed afterwards).
-    nocache = ray_engine.score(data, [Rules(), MinHashSignature()], use_cache=False, progress=False)
-    assert nocache.equals(want)
+    nocache = _run(CHAINED, data, tmp_path / "nocache", "ray", use_cache=False)
+    _same_files(tmp_path / "local", tmp_path / "nocache")
+    assert nocache.table.equals(by_local.table)
 
 
 def test_pool_fractional_cpus_one_actor_per_gpu() -> None:

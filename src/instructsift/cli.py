@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .errors import UsageError
 from .scoring.judge import JUDGE_OPTIONS
 
 app = typer.Typer(
@@ -97,6 +98,22 @@ AllowEmptyOpt = Annotated[
     ),
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the score cache.")]
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+EngineOpt = Annotated[
+    Engine | None, typer.Option("--engine", help="Where scorers run: in this process, or on a Ray cluster [local].")
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address", help="ray: the cluster (ray://HOST:10001, auto) [$INSTRUCTSIFT_RAY_ADDRESS, else a local Ray]."
+    ),
+]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress (bars on a terminal, else lines).")]
 PreExpOpt = Annotated[
@@ -301,6 +318,8 @@ def score_cmd(
     rejects: RejectsOpt = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
     trust_remote_code: TrustOpt = False,
     encoder: EncoderOpt = None,
     judge_url: JudgeUrlOpt = None,
@@ -322,7 +341,7 @@ def score_cmd(
         method,
         _method_options(locals()),
         score_only=True,
-        **_settings(input, None, format, on_error, rejects, cache_dir, no_cache, allow_empty),
+        **_settings(input, None, format, on_error, rejects, cache_dir, no_cache, allow_empty, engine, ray_address),
         scores=str(output),
     )
     result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model)])
@@ -365,6 +384,8 @@ def select_cmd(
     rejects: RejectsOpt = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
     trust_remote_code: TrustOpt = False,
     encoder: EncoderOpt = None,
     judge_url: JudgeUrlOpt = None,
@@ -398,7 +419,7 @@ def select_cmd(
     recipe = from_method(
         method,
         _method_options(locals()),
-        **_settings(input, output, format, on_error, rejects, cache_dir, no_cache, allow_empty),
+        **_settings(input, output, format, on_error, rejects, cache_dir, no_cache, allow_empty, engine, ray_address),
         scores=str(save_scores) if save_scores else None,
         from_scores=str(scores) if scores else None,
         rescore_changed=rescore_changed,
@@ -419,13 +440,18 @@ def run_cmd(
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Replace the recipe's input.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Replace the recipe's output.")] = None,
     dropped: DroppedOpt = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run a recipe: read its input, run its steps in order (score, select, fit), write its outputs."""
     from .recipe import load
 
-    recipe = load(recipe_file, {"input": input, "output": output, "dropped": dropped})
+    if ray_address and engine is not Engine.ray:
+        raise UsageError("--ray-address is an option of --engine ray")
+    overrides = {"input": input, "output": output, "dropped": dropped, "ray_address": ray_address}
+    recipe = load(recipe_file, {**overrides, "engine": engine.value if engine else None})
     result = _run(recipe, overwrite, quiet)
     if recipe.settings.output is None:
         _score_summary(result, recipe.path("scores"))
@@ -452,8 +478,13 @@ def _method_options(given: dict[str, Any]) -> dict[str, Any]:
 
 
 def _settings(input: Path, output: Path | None, format: Any, on_error: OnError, rejects: Path | None,
-              cache_dir: Path | None, no_cache: bool, allow_empty: bool) -> dict[str, Any]:  # fmt: skip
+              cache_dir: Path | None, no_cache: bool, allow_empty: bool, engine: Engine | None = None,
+              ray_address: str | None = None) -> dict[str, Any]:  # fmt: skip
+    if ray_address and engine is not Engine.ray:
+        raise UsageError("--ray-address is an option of --engine ray")
     return dict(
+        engine=engine.value if engine else None,
+        ray_address=ray_address,
         input=str(input),
         output=str(output) if output else None,
         format=format.value if format else None,

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..atomic import atomic_path
 from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError
-from .example import Example
+from .example import Example, Message
 from .records import FORMATS, PARSERS, check_conversation, check_text, detect_format
 
 CONTAINERS = ("json", "jsonl", "parquet", "hf")
@@ -339,15 +339,10 @@ def read(
     rejects: list[Reject] = []
     for row, (line, record) in enumerate(raw):
         try:
+            messages = parse_record(record, parser, fields)
+        except FieldError as e:
             if isinstance(record, Unreadable):
                 record = record.text
-                raise FieldError(None, raw[row][1].reason)
-            if not isinstance(record, Mapping):
-                raise FieldError(None, f"a record must be an object, got {type(record).__name__}")
-            check_text(record)
-            messages = parser(record, fields)
-            check_conversation(messages)
-        except FieldError as e:
             reject = Reject(str(path), row, line, e.field, e.reason, record)
             if on_error == "fail":
                 raise InputError(reject) from None
@@ -355,7 +350,7 @@ def read(
             continue
         rid = record.get("id")
         ex_id = str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else ""
-        examples.append(Example(ex_id, tuple(messages), row, line, record))
+        examples.append(Example(ex_id, messages, row, line, record))
     _assign_ids(examples)
     return Dataset(
         str(path),
@@ -367,11 +362,23 @@ def read(
         source.table,
         source.indent,
         source.encoding,
-        _notes(examples),
+        notes_of(examples),
     )
 
 
-def _notes(examples: Sequence[Example]) -> Counter[str]:
+def parse_record(record: Any, parser: Any, fields: Mapping[str, str] | None) -> tuple[Message, ...]:
+    """A raw record's messages; a `FieldError` (field, reason) when it cannot be one."""
+    if isinstance(record, Unreadable):
+        raise FieldError(None, record.reason)
+    if not isinstance(record, Mapping):
+        raise FieldError(None, f"a record must be an object, got {type(record).__name__}")
+    check_text(record)
+    messages = parser(record, fields)
+    check_conversation(messages)
+    return tuple(messages)
+
+
+def notes_of(examples: Sequence[Example]) -> Counter[str]:
     """Trailing unanswered turns and exact duplicates (see `Dataset.notes`)."""
     notes: Counter[str] = Counter()
     seen: set[str] = set()

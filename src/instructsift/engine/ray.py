@@ -2,7 +2,7 @@
 
 For each scorer, the unique examples whose results are not in the score cache are cut into the same
 chunks the local engine would give the scorer, and each chunk is scored on the cluster: model scorers
-(IFD, Embed, LocalJudge) in an actor pool, where each actor builds its scorer once (one actor per GPU
+(those with `uses_model`: IFD, Embed, the local judge, DEITA, ...) in an actor pool, where each actor builds its scorer once (one actor per GPU
 where the cluster has GPUs, fractional CPUs otherwise, sized from the free resources); light scorers
 (rules, language, MinHash, an API judge) as plain tasks. Each chunk's results come back to the driver,
 which writes them as one Parquet shard into the same cache layout the local engine reads
@@ -24,12 +24,11 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_path
+from ..data.errors import UserError
 from ..data.example import Example, Message
 from ..data.io import Dataset
 from ..scoring.cache import ScoreCache
@@ -37,7 +36,6 @@ from . import local
 
 ADDRESS_ENV = "INSTRUCTSIFT_RAY_ADDRESS"
 INSTALL_HINT = "the ray engine needs Ray Data: pip install 'instructsift[ray]'"
-MODEL_SCORERS = ("IFD", "Embed", "LocalJudge")
 # Examples per chunk where a scorer leaves it to its device: (CPU, GPU), as in the scorers' own `score`.
 DEVICE_CHUNKS = {"IFD": (512, 8192), "LocalJudge": (256, 4096)}
 DEFAULT_CHUNK = 1024
@@ -45,8 +43,8 @@ LIGHT_TASK_CPUS = 0.5
 MAX_CPU_SHARE = 0.5  # of a CPU, per actor of a CPU-only pool
 
 
-class RayNotInstalled(ImportError):
-    """Ray Data is an optional extra."""
+class RayNotInstalled(UserError, ImportError):
+    """Ray Data is an optional extra: an error that says how to install it."""
 
 
 def _ray() -> Any:
@@ -169,12 +167,13 @@ class _Cached:
     name: str
     key: str
     schema: Any
+    about: str  # the scorer's own `describe()`, so that the score table's metadata is the local engine's
 
     def cache_key(self) -> str:
         return self.key
 
     def describe(self) -> str:
-        return f"{self.name} (scored by the ray engine)"
+        return self.about
 
     def score(self, examples: Sequence[Example], skip: frozenset[str], advance: Any = None) -> Iterator[Any]:
         missing = sum(1 for ex in examples if ex.content_hash not in skip)
@@ -221,26 +220,8 @@ def chunk_size(scorer: Any, gpu: bool) -> int:
 
 
 def cached_hashes(cache: ScoreCache) -> set[str]:
-    """Content hashes in the cache's readable shards (a damaged shard counts for nothing, as in `load`)."""
-    import pyarrow.parquet as pq
-
-    done: set[str] = set()
-    for shard in sorted(cache.dir.glob("part-*.parquet")) if cache.dir.exists() else []:
-        try:
-            table = pq.read_table(shard, schema=cache.schema)
-        except Exception:  # noqa: BLE001 - a damaged shard only costs its rows a rescore
-            continue
-        done.update(table.column("content_hash").to_pylist())
-    return done
-
-
-def _write_shard(cache: ScoreCache, table: Any) -> None:
-    import pyarrow.parquet as pq
-
-    cache.dir.mkdir(parents=True, exist_ok=True)
-    target = cache.dir / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-    with atomic_path(target) as tmp:
-        pq.write_table(table.cast(cache.schema), tmp)
+    """Content hashes in the cache (a damaged shard counts for nothing, as in the local engine)."""
+    return set(cache.read().column("content_hash").to_pylist())
 
 
 # -- the engine -----------------------------------------------------------------------------------------
@@ -296,7 +277,7 @@ def _score_one(
 ) -> Any:
     """Put every result of `scorer` for `examples` in the cache; return what the local assembly reads it with."""
     spec = scorer_spec(scorer)
-    model = type(scorer).__name__ in MODEL_SCORERS
+    model = bool(getattr(scorer, "uses_model", False))
     free = ray.available_resources()
     pool = plan_pool(free, actors) if model else None
     if pool is not None:  # the key (device, dtype) is the actors' own: ask where they run
@@ -339,27 +320,20 @@ def _score_one(
                 num_cpus=LIGHT_TASK_CPUS,
             )
         _collect(ds, cache, scorer.name, missing, progress, about, pool)
-    return _Cached(scorer.name, key, schema) if model else scorer
+    return _Cached(scorer.name, key, schema, about) if model else scorer
 
 
 def _collect(ds: Any, cache: ScoreCache, name: str, total: int, progress: bool, about: str, pool: Pool | None) -> None:
     """Write each chunk's results as one cache shard as they arrive; a bar with rows/s, then one line."""
+    from ..progress import progress_bar
+
     start = time.monotonic()
     scored = 0
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-    )
-    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True), disable=not progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(f"{name} (ray)", total=total, rate="")
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             if table.num_rows:
-                _write_shard(cache, table)
+                cache.write_shard(table.cast(cache.schema))
             scored += table.num_rows
             elapsed = time.monotonic() - start
             bar.update(task, completed=scored, rate=f"{scored / elapsed:.1f} rows/s" if elapsed else "")

@@ -19,8 +19,8 @@ from typing import Any
 
 from ..data.errors import FieldError, InputError, Reject
 from ..data.example import Example, Message
-from ..data.io import Dataset, Unreadable, _assign_ids, _raw_records, container_of
-from ..data.records import FORMATS, PARSERS, check_conversation, detect_format
+from ..data.io import Dataset, Unreadable, _assign_ids, _raw_records, container_of, notes_of, parse_record
+from ..data.records import FORMATS, PARSERS, detect_format
 from .ray import LIGHT_TASK_CPUS, init
 
 SHARD_CONTAINERS = ("jsonl", "parquet")
@@ -56,19 +56,14 @@ def _parse_shard(batch: Any, fmt: str, fields: Mapping[str, str] | None) -> Any:
     parser = PARSERS[fmt]
     out: dict[str, list[Any]] = {k: [] for k in ("shard", "pos", "line", "record", "parsed", "ok")}
     for shard, path in zip(batch.column("shard").to_pylist(), batch.column("path").to_pylist(), strict=True):
-        raw, _, _ = _raw_records(Path(path), container_of(path))
+        raw = _raw_records(Path(path), container_of(path)).records
         for pos, (line, record) in enumerate(raw):
             try:
-                if isinstance(record, Unreadable):
-                    reason, record = record.reason, record.text
-                    raise FieldError(None, reason)
-                if not isinstance(record, Mapping):
-                    raise FieldError(None, f"a record must be an object, got {type(record).__name__}")
-                messages = parser(record, fields)
-                check_conversation(messages)
-                parsed, ok = [m.as_dict() for m in messages], True
+                parsed, ok = [m.as_dict() for m in parse_record(record, parser, fields)], True
             except FieldError as e:
                 parsed, ok = (e.field, e.reason), False
+            if isinstance(record, Unreadable):
+                record = record.text
             for key, value in zip(out, (shard, pos, line, pickle.dumps(record), pickle.dumps(parsed), ok), strict=True):
                 out[key].append(value)
     return pa.table(out)
@@ -89,7 +84,7 @@ def read_shards(
         raise ValueError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
     files = shard_paths(paths)
     container = container_of(files[0])
-    first, _, _ = _raw_records(files[0], container)
+    first = _raw_records(files[0], container).records
     fmt = format or next((f for _, r in first[:1000] if (f := detect_format(r, fields))), None)
     if fmt is None:
         if not first:
@@ -151,4 +146,5 @@ def read_shards(
         rejects,
         row,
         table,
+        notes=notes_of(examples),
     )

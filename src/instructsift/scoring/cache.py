@@ -133,7 +133,7 @@ class ScoreCache:
             if extra:
                 tables.append(self.table_of(extra))
         if tables:
-            self._write(pa.concat_tables(tables))
+            self.write_shard(pa.concat_tables(tables))
             self._pending = []
             self._last = time.monotonic()
         self._end_journal()
@@ -145,7 +145,8 @@ class ScoreCache:
             self._journal = self._journal_path = None
         self._journaled = {}
 
-    def _write(self, table: Any, name: str | None = None) -> Path:
+    def write_shard(self, table: Any, name: str | None = None) -> Path:
+        """Write `table` (in `self.schema`) as one new shard, atomically."""
         import pyarrow.parquet as pq
 
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +173,7 @@ class ScoreCache:
         try:
             rows = [r for path, _ in dead for r in self._left[path].items()]
             if rows:
-                self._write(self.table_of(rows))
+                self.write_shard(self.table_of(rows))
             for path, _ in dead:
                 path.unlink(missing_ok=True)
         finally:
@@ -186,7 +187,7 @@ class ScoreCache:
         self._fold_left_journals()
         shards = self._shards()
         if len(shards) > MAX_SHARDS:
-            merged = self._write(self.read(), name=f"part-{time.time_ns():020d}-merged.parquet")
+            merged = self.write_shard(self.read(), name=f"part-{time.time_ns():020d}-merged.parquet")
             for shard in shards:
                 if shard != merged:
                     shard.unlink(missing_ok=True)

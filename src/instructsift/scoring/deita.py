@@ -29,7 +29,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import register
@@ -91,6 +91,8 @@ class _Prompt:
 class Deita:
     """DEITA complexity (of the instruction) and quality (of the response) from the scorer models, and
     their product `deita_score`."""
+
+    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
     complexity_model: Any = COMPLEXITY_SCORER  # a hub id, folder, .gguf, "embedded", or a `LoadedModel`
     quality_model: Any = QUALITY_SCORER

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -104,6 +104,8 @@ def text_of(example: Example, text: str, template: Any = None, tokenizer: Any = 
 @dataclass
 class Embed:
     """Embedding scorer: adds `column` (unit vectors) and `<column>_reason` (why a row has none)."""
+
+    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
     encoder: Any = "embedded"  # see the module docstring; or a `models.LoadedModel` to reuse
     text: str | None = None  # see TEXTS [instruction+input; prompt when a template is given]

@@ -23,7 +23,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
@@ -78,6 +78,8 @@ def _schema() -> Any:
 class IFD:
     """IFD scorer. `method` picks the papers' defaults: cherry (alpaca template, response-marker prefix,
     max_length 512) or superfiltering (bare template, empty prefix, max_length 1024)."""
+
+    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
     model: Any = "embedded"  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
     method: str = "cherry"

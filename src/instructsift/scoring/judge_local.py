@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
@@ -43,6 +43,8 @@ class _Prompt:
 @dataclass
 class LocalJudge:
     """AlpaGasus ratings from a local causal LM, as the expected score over the score tokens."""
+
+    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
     model: Any = "embedded"  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
     dimension: str = "accuracy"

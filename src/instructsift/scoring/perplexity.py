@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import register
@@ -24,6 +24,8 @@ from .losses import AnswerLoss, Scored, batch_tokens_for
 @dataclass
 class InstructionLoss:
     """Adds `instruction_loss` (mean cross-entropy of the templated first prompt) and its `_reason`."""
+
+    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
     model: Any = "embedded"
     template: str = "alpaca"
