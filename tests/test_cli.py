@@ -150,7 +150,11 @@ def test_mismatched_scores_and_bad_options_are_clear(sample_scores, tmp_path):
         tmp_path / "x.json",
         check=False,
     )
-    assert proc.returncode == 2 and "does not match" in proc.stderr
+    assert (
+        proc.returncode == 2
+        and "32 rows of" in proc.stderr
+        and "changed since these scores were computed" in proc.stderr
+    )
     proc = cli("select", SAMPLE, "--method", "cherry", "-o", tmp_path / "x.json", check=False)
     assert proc.returncode == 2 and "exactly one of --ratio or --top" in proc.stderr
     proc = cli("select", SAMPLE, "--method", "nope", "--top", "1", "-o", tmp_path / "x.json", check=False)

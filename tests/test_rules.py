@@ -424,7 +424,7 @@ def test_lima_method_end_to_end_on_dolly(shared_data, tmp_path):
         assert 1200 <= len(r["output"]) <= 4096
         ex = read_one(r)
         assert not any(check_example(ex).values()), r["output"][:80]
-    summary = proc.stderr.strip().splitlines()[-1]
+    summary = [x for x in proc.stderr.splitlines() if x.startswith("read ")][-1]
     assert f"read {len(records)} · kept {len(kept)} · dropped {len(records) - len(kept)}" in summary
     for reason in ("fails response_chars >= 1200", "rule first_person", "not in the top 20 per category"):
         assert reason in summary
