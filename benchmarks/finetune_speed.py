@@ -122,7 +122,7 @@ def run_forward(model_path: str, examples, args) -> tuple[int, float]:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         for ids, mask in batches:
-            model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            model(input_ids=ids, attention_mask=mask, use_cache=False)
         if device == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
