@@ -176,6 +176,46 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_model: Path, trai
         torch.testing.assert_close(resumed[name], value, rtol=1e-4, atol=1e-5)
 
 
+def _tiny_gemma3() -> object:
+    """A 2-layer Gemma-3 with a 4-token sliding window on its first layer (random weights)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+    )  # fmt: skip
+    return Gemma3ForCausalLM(config)
+
+
+@pytest.mark.parametrize("kernel", ["cpu-default", "sdpa", "eager-model"])
+@pytest.mark.parametrize("arch", ["llama", "gemma3-sliding"])
+def test_packed_batch_gives_each_sequence_its_own_logits(tiny_model: Path, arch: str, kernel: str, monkeypatch) -> None:
+    """One packed row of three sequences gives, at every position, the logits each sequence gets alone
+    from the model as loaded: attention never crosses sequences, positions restart, windows still cut."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from instructsift.train import packing
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32) if arch == "llama" else _tiny_gemma3()
+    if kernel == "eager-model":
+        model.set_attn_implementation("eager")
+    if kernel == "sdpa":
+        monkeypatch.setattr(packing, "CPU_EAGER_MAX", 0)
+    model.eval()
+    seqs = [torch.randint(0, 64, (n,)).tolist() for n in (5, 9, 12)]
+    with torch.no_grad():
+        alone = [model(input_ids=torch.tensor([s])).logits[0] for s in seqs]
+        original = packing.use_packed_attention(model)
+        batch = packing.pack([{"input_ids": s, "labels": s} for s in seqs])
+        batch.pop("labels")
+        packed = model(**batch).logits[0]
+    assert original == ("eager" if kernel == "eager-model" else "sdpa")
+    for got, want in zip(packed.split([5, 9, 12]), alone, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
 # Per-step training losses of the tiny model on `train_rows` (batch 4, 3 epochs = 12 steps), recorded from
 # `train/finetune.py` on main at commit 81c41bc, before the speed-ups (fp32 master weights under autocast,
 # padded batches, the LM head on every position). fp32 curves must match to rounding; bf16 ones within 5e-3,
