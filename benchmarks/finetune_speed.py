@@ -1,6 +1,6 @@
 """Fine-tuning speed: instructsift's LoRA `finetune` against TRL's `SFTTrainer` and a bare bf16 forward.
 
-    .venv/bin/python benchmarks/finetune_speed.py [--model embedded] [--rows 32] [--max-length 256] [--rounds 3]
+    .venv/bin/python benchmarks/finetune_speed.py [--model embedded] [--rows 32] [--max-length 256] [--rounds 3] [--threads N]
 
 On the same real Alpaca rows (../shared/data), one epoch, batch 8, LoRA r16/alpha 32/dropout 0.05 on all
 linear layers, lr 2e-4, no warmup:
@@ -139,6 +139,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto", help="mixed precision of (a) and (b): auto, bfloat16 or float32")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", default="a,b,c", help="a subset of a,b,c to run")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
     args = ap.parse_args()
     if not DATA.exists():
         sys.exit(f"real data not found at {DATA} (see SOURCES.md in the shared folder)")
@@ -146,6 +147,8 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from instructsift.data import read
     from instructsift.models import choose_device
     from instructsift.models.loader import resolve

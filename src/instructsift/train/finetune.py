@@ -9,9 +9,11 @@ sequence in which every assistant turn is a target; where the template is not pr
 LoRA (Hu et al., 2022) via `peft` by default, full fine-tuning on request. The loop is Hugging Face's
 `Trainer`: it already does what a resumable run needs (checkpoints with optimizer, scheduler, RNG and data
 position; gradient accumulation with token-weighted loss; bf16/fp16 mixed precision; CPU or GPU through
-accelerate), so a hand-written loop would only re-implement it. Around it: length-grouped batches, a rich
-progress bar on stderr, resume from the last complete checkpoint, and an atomic final save of a merged
-model folder (or a LoRA adapter) that `models.loader.resolve` loads as a local path.
+accelerate), so a hand-written loop would only re-implement it. Around it: length-grouped batches, each
+packed into one padding-free row with the LM head and loss on answer positions only (`train.packing`),
+LoRA's frozen base kept in the mixed-precision dtype, a rich progress bar on stderr, resume from the last
+complete checkpoint, and an atomic final save of a merged model folder (or a LoRA adapter) that
+`models.loader.resolve` loads as a local path.
 """
 
 from __future__ import annotations
