@@ -176,6 +176,88 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_model: Path, trai
         torch.testing.assert_close(resumed[name], value, rtol=1e-4, atol=1e-5)
 
 
+def _tiny_gemma3() -> object:
+    """A 2-layer Gemma-3 with a 4-token sliding window on its first layer (random weights)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+    )  # fmt: skip
+    return Gemma3ForCausalLM(config)
+
+
+@pytest.mark.parametrize("kernel", ["cpu-default", "sdpa", "eager-model"])
+@pytest.mark.parametrize("arch", ["llama", "gemma3-sliding"])
+def test_packed_batch_gives_each_sequence_its_own_logits(tiny_model: Path, arch: str, kernel: str, monkeypatch) -> None:
+    """One packed row of three sequences gives, at every position, the logits each sequence gets alone
+    from the model as loaded: attention never crosses sequences, positions restart, windows still cut."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from instructsift.train import packing
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32) if arch == "llama" else _tiny_gemma3()
+    if kernel == "eager-model":
+        model.set_attn_implementation("eager")
+    if kernel == "sdpa":
+        monkeypatch.setattr(packing, "CPU_EAGER_MAX", 0)
+    model.eval()
+    seqs = [torch.randint(0, 64, (n,)).tolist() for n in (5, 9, 12)]
+    with torch.no_grad():
+        alone = [model(input_ids=torch.tensor([s])).logits[0] for s in seqs]
+        original = packing.use_packed_attention(model)
+        batch = packing.pack([{"input_ids": s, "labels": s} for s in seqs])
+        batch.pop("labels")
+        packed = model(**batch).logits[0]
+    assert original == ("eager" if kernel == "eager-model" else "sdpa")
+    for got, want in zip(packed.split([5, 9, 12]), alone, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+# Per-step training losses of the tiny model on `train_rows` (batch 4, 3 epochs = 12 steps), recorded from
+# `train/finetune.py` on main at commit 81c41bc, before the speed-ups (fp32 master weights under autocast,
+# padded batches, the LM head on every position). fp32 curves must match to rounding; bf16 ones within 5e-3,
+# twice the gap between main's own fp32 and bf16 curves (2.6e-3). LoRA dropout is off: with it on, masks
+# are now drawn over a packed batch instead of a padded one, so they differ, and the curve moves by as much
+# as another seed does (measured: max |delta| 0.11 against 0.12 between seeds 42 and 7 on main).
+MAIN_CURVES = {
+    ("full", "float32"): [10.79387, 10.792, 10.70275, 10.6117, 10.28032, 10.10709, 9.92527, 9.74005, 9.79566, 9.59582, 9.64322, 9.44736],
+    ("full", "bfloat16"): [10.79392, 10.792, 10.70257, 10.61189, 10.28033, 10.10703, 9.92488, 9.73978, 9.79562, 9.59581, 9.64292, 9.4474],
+    ("lora", "float32"): [10.79387, 10.792, 10.72254, 10.73777, 10.7133, 10.68759, 10.66557, 10.61947, 10.71622, 10.66449, 10.64666, 10.64728],
+    ("lora", "bfloat16"): [10.79392, 10.792, 10.72268, 10.73784, 10.71332, 10.68723, 10.6653, 10.62034, 10.7159, 10.66514, 10.64716, 10.64989],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("mode", "dtype"), list(MAIN_CURVES))
+def test_loss_curve_matches_the_implementation_before_the_speedups(
+    tiny_model: Path, train_rows, tmp_path: Path, mode: str, dtype: str
+) -> None:
+    from transformers import TrainerCallback
+
+    from instructsift.train.finetune import finetune
+
+    class Curve(TrainerCallback):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            control.should_log = True  # every step's loss, not every 10th
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+            if logs and "loss" in logs:
+                self.losses.append(logs["loss"])
+
+    curve = Curve()
+    lora = dict(lora=True, lr=2e-2, lora_r=8, lora_dropout=0.0) if mode == "lora" else {}
+    config = _config(dtype=dtype, checkpoint_steps=100, **lora)
+    finetune(train_rows, str(tiny_model), tmp_path / "out", config, progress=False, callbacks=[curve])
+    tolerance = 1e-4 if dtype == "float32" else 5e-3
+    assert curve.losses == pytest.approx(MAIN_CURVES[mode, dtype], abs=tolerance)
+
+
 def test_lora_adapter_lowers_the_loss_and_loads_by_path(tiny_model: Path, train_rows, tmp_path) -> None:
     from instructsift.models.loader import resolve
     from instructsift.train.evaluate import evaluate

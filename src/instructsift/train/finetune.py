@@ -9,9 +9,11 @@ sequence in which every assistant turn is a target; where the template is not pr
 LoRA (Hu et al., 2022) via `peft` by default, full fine-tuning on request. The loop is Hugging Face's
 `Trainer`: it already does what a resumable run needs (checkpoints with optimizer, scheduler, RNG and data
 position; gradient accumulation with token-weighted loss; bf16/fp16 mixed precision; CPU or GPU through
-accelerate), so a hand-written loop would only re-implement it. Around it: length-grouped batches, a rich
-progress bar on stderr, resume from the last complete checkpoint, and an atomic final save of a merged
-model folder (or a LoRA adapter) that `models.loader.resolve` loads as a local path.
+accelerate), so a hand-written loop would only re-implement it. Around it: length-grouped batches, each
+packed into one padding-free row with the LM head and loss on answer positions only (`train.packing`),
+LoRA's frozen base kept in the mixed-precision dtype, a rich progress bar on stderr, resume from the last
+complete checkpoint, and an atomic final save of a merged model folder (or a LoRA adapter) that
+`models.loader.resolve` loads as a local path.
 """
 
 from __future__ import annotations
@@ -211,6 +213,47 @@ def _last_complete_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1])) if done else None
 
 
+def _lora_config(config: FinetuneConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _freeze_in(model: Any, dtype: Any) -> None:
+    """Keep the frozen base weights in `dtype` (the autocast dtype, which they are rounded to at every use
+    anyway) and the LoRA weights in fp32: no fp32 copy of frozen weights, no casts of activations back and
+    forth around every LoRA layer."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for p in model.parameters():
+        if not p.requires_grad and p.is_floating_point():
+            p.data = p.data.to(dtype)
+    for m in model.modules():
+        if isinstance(m, BaseTunerLayer):
+            m.cast_input_dtype_enabled = False  # LoRA runs under autocast on the low-precision activations
+
+
+def _reload_with_adapter(model: Any, base_path: str, config: FinetuneConfig) -> Any:
+    """The trained adapter on a fresh full-precision load of the base (to merge into exact weights)."""
+    import torch
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    state = get_peft_model_state_dict(model)
+    base = AutoModelForCausalLM.from_pretrained(
+        base_path, dtype=torch.float32, trust_remote_code=config.trust_remote_code
+    )
+    fresh = get_peft_model(base, _lora_config(config))
+    set_peft_model_state_dict(fresh, state)
+    return fresh
+
+
 def _run_key(base_fingerprint: str, examples: Sequence[Example], config: FinetuneConfig) -> str:
     h = hashlib.sha256()
     settings = {k: v for k, v in asdict(config).items() if k not in ("device", "checkpoint_steps")}
@@ -263,19 +306,12 @@ def finetune(
     (`.<name>.checkpoints/`); the same call later resumes from the last complete one. `callbacks` are
     extra `transformers.TrainerCallback`s."""
     import torch
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        DataCollatorForSeq2Seq,
-        PrinterCallback,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainingArguments, set_seed
     from transformers.utils import logging as hf_logging
 
     from ..models import choose_device, resolve
     from ..progress import progress_bar as _progress
+    from .packing import accepts_logits_to_keep, answer_trainer, pack, use_packed_attention
 
     config = config or FinetuneConfig()
     examples = list(getattr(data, "examples", data))
@@ -296,7 +332,7 @@ def finetune(
     seqs = [s for b in built for s in b.sequences]
     if not seqs:
         raise OptionError(f"nothing to train on: {len(skipped)} example(s), none with an answer token left")
-    rows = [{"input_ids": list(s.ids), "attention_mask": [1] * len(s.ids), "labels": s.labels()} for s in seqs]
+    rows = [{"input_ids": list(s.ids), "labels": s.labels()} for s in seqs]
     tokens = sum(len(s.ids) for s in seqs)
     target_tokens = sum(s.n_targets for s in seqs)
 
@@ -320,17 +356,15 @@ def finetune(
         source.path, dtype=torch.float32, trust_remote_code=config.trust_remote_code
     )
     lm.config.use_cache = False
+    attn_implementation = use_packed_attention(lm)
+    frozen_dtype = None
     if config.lora:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        lora = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=config.lora_targets,
-            task_type="CAUSAL_LM",
-        )
-        lm = get_peft_model(lm, lora)
+        lm = get_peft_model(lm, _lora_config(config))
+        if mixed != "float32":
+            frozen_dtype = getattr(torch, mixed)
+            _freeze_in(lm, frozen_dtype)
 
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
@@ -357,8 +391,8 @@ def finetune(
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-    trainer = Trainer(model=lm, args=args, train_dataset=rows, data_collator=collator, processing_class=tokenizer)
+    trainer_class = answer_trainer(accepts_logits_to_keep(lm))
+    trainer = trainer_class(model=lm, args=args, train_dataset=rows, data_collator=pack, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)
     for cb in callbacks:
         trainer.add_callback(cb)
@@ -393,9 +427,13 @@ def finetune(
     final = trainer.model
     with atomic_path(output, directory=True) as tmp:
         if config.lora and config.save == "merged":
+            if frozen_dtype is not None:  # trained over a low-precision copy: merge into the base's own weights
+                final = _reload_with_adapter(final, source.path, config)
             final = final.merge_and_unload()
-        if config.save == "merged" and saved_dtype in ("bfloat16", "float16"):
-            final = final.to(getattr(torch, saved_dtype))
+        if config.save == "merged":
+            final.set_attn_implementation(attn_implementation)  # not the training-only packed attention
+            if saved_dtype in ("bfloat16", "float16"):
+                final = final.to(getattr(torch, saved_dtype))
         final.config.use_cache = True
         final.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
