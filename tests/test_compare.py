@@ -260,3 +260,30 @@ def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> Non
         r = CliRunner().invoke(app, ["compare", str(pool), "-o", str(tmp_path / "o"), *map(str, args), "--no-plot"])
         assert r.exit_code == 2, (args, r.output)
         assert message in r.output, (args, r.output)
+
+
+def test_trial_fit_step_in_a_recipe_names_the_trials_json(rows, tiny_model: Path, tmp_path: Path) -> None:
+    """`fit: trial` fine-tunes on the rows its `on:` selectors keep and evaluates on the held-out file."""
+    from instructsift.pipeline import run
+    from instructsift.recipe import from_dict
+
+    pool, held = rows
+    ft = dict(lora=False, lr=5e-3, epochs=1, batch_size=4, max_length=256, dtype="float32")
+    recipe = from_dict(
+        {
+            "input": str(pool),
+            "cache_dir": str(tmp_path / "cache"),
+            "steps": [
+                {"score": "rules", "with": {"tokenizer": str(tiny_model)}},
+                {
+                    "fit": "trial",
+                    "as": "t",
+                    "on": [{"select": "top", "with": {"column": "response_chars", "k": 6}}],
+                    "with": {"model": str(tiny_model), "eval": str(held), **ft},
+                },
+            ],
+        }
+    )
+    result = run(recipe, progress=False, log=lambda _m: None)
+    trial = json.loads(Path(result.artifacts["t"]).read_text())
+    assert trial["n"] == 6 and trial["eval_loss"] > 0 and trial["settings"]["finetune"]["lr"] == 5e-3
