@@ -1,0 +1,103 @@
+"""Selection quality: does each method's pick beat random picks of the same size, and how close does it get to
+all the data? The README's "A real run" (`instructsift compare` on real data), reproducible in one command.
+
+    .venv/bin/python benchmarks/selection_quality.py                 # the README run (about an hour, 2-core CPU)
+    .venv/bin/python benchmarks/selection_quality.py --smoke         # a few minutes: checks it works end to end
+
+The pool is the first `--pool` rows of ../shared/data/alpaca/alpaca_random_9k.json (itself a uniform random
+sample of Stanford Alpaca 52k, so its first rows are one too); the held-out set is `--eval-n` rows of
+../shared/data/alpaca_eval/gpt4.json (GPT-4's answers to AlpacaEval's instructions) drawn with
+`numpy.random.default_rng(0)`. Both are written to `<out>.inputs/` and the comparison to `<out>/`
+(results.json, results.md, loss.png); every trial is cached, so a killed run resumes where it stopped.
+
+Method settings, said here because the table depends on them: the local AlpaGasus judge is the embedded
+SmolLM2-135M-Instruct, which puts little probability on the score tokens, so its ratings are kept whatever
+that mass (`judge_min_mass=0`) and ranked without the 4.5 threshold (`threshold=0`); LIMA's length window
+starts at 0 characters instead of 1,200 (Alpaca's answers are short: the window would leave fewer rows than
+the budget), so LIMA here is its rules, dedup and "longest answers first".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+POOL = SHARED / "alpaca" / "alpaca_random_9k.json"
+HELD_OUT = SHARED / "alpaca_eval" / "gpt4.json"
+METHODS = "superfiltering,cherry,alpagasus,ltd,lima"
+OPTIONS = {"alpagasus": {"judge_min_mass": 0, "threshold": 0}, "lima": {"min_chars": 0}}
+# A few minutes on a 2-core CPU: a tiny pool and held-out set, two cheap methods, the embedded model.
+SMOKE = dict(pool=120, eval_n=12, budget=0.1, methods="superfiltering,lima", base="embedded", random_seeds=2,
+             epochs=1, max_length=256)  # fmt: skip
+
+
+def inputs(folder: Path, pool: int, eval_n: int) -> tuple[Path, Path]:
+    """Write the sub-pool and the held-out subset (see the module docstring)."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = json.loads(POOL.read_text())
+    held = json.loads(HELD_OUT.read_text())
+    if pool > len(rows) or eval_n > len(held):
+        sys.exit(f"--pool is at most {len(rows)} and --eval-n at most {len(held)}")
+    picked = sorted(np.random.default_rng(0).choice(len(held), size=eval_n, replace=False).tolist())
+    held_out = [{"instruction": held[i]["instruction"], "input": "", "output": held[i]["output"]} for i in picked]
+    pool_file, eval_file = folder / f"alpaca_pool_{pool}.json", folder / f"gpt4_held_out_{eval_n}.json"
+    pool_file.write_text(json.dumps(rows[:pool], ensure_ascii=False, indent=1))
+    eval_file.write_text(json.dumps(held_out, ensure_ascii=False, indent=1))
+    return pool_file, eval_file
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pool", type=int, default=600, help="rows of alpaca_random_9k to select from")
+    ap.add_argument("--eval-n", type=int, default=50, help="held-out rows of alpaca_eval/gpt4.json")
+    ap.add_argument("--budget", type=float, default=0.05, help="ratio of the pool (or a count, >= 1)")
+    ap.add_argument("--methods", default=METHODS)
+    ap.add_argument("--base", default="gemma3-270m", help="the base model fine-tuned on every pick")
+    ap.add_argument("--random-seeds", type=int, default=3)
+    ap.add_argument("--no-full", action="store_true", help="leave out the all-data trial")
+    ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "selection_quality")
+    ap.add_argument("--cache-dir", type=Path, default=None, help="[$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]")
+    ap.add_argument("--smoke", action="store_true", help="a few-minute version: " + json.dumps(SMOKE))
+    args = ap.parse_args()
+    if args.smoke:
+        for k, v in SMOKE.items():
+            setattr(args, k, v)
+        args.out = args.out.with_name(args.out.name + "_smoke")
+    if not POOL.exists() or not HELD_OUT.exists():
+        sys.exit(f"real data not found under {SHARED} (see SOURCES.md in the shared folder)")
+
+    from instructsift.compare import CompareSpec, compare
+
+    pool_file, eval_file = inputs(args.out.with_name(args.out.name + ".inputs"), args.pool, args.eval_n)
+    budget = int(args.budget) if args.budget >= 1 else args.budget
+    spec = CompareSpec(
+        data=str(pool_file),
+        eval=str(eval_file),
+        methods=[m for m in args.methods.split(",") if m],
+        budget=budget,
+        base=args.base,
+        random_seeds=args.random_seeds,
+        full=not args.no_full,
+        options={m: o for m, o in OPTIONS.items() if m in args.methods.split(",")},
+        finetune={"epochs": args.epochs, "max_length": args.max_length, "device": args.device},
+        cache_dir=str(args.cache_dir) if args.cache_dir else None,
+    )
+    t0 = time.monotonic()
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    r = compare(spec, args.out, overwrite=True, log=log)
+    print((args.out / "results.md").read_text())
+    print(f"{len(r['trials'])} trials, {r['trained_now']} run now, {time.monotonic() - t0:.0f} s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
