@@ -255,6 +255,8 @@ def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> Non
         (["--budget", "4", "--eval", held, "--methods", "nosuch"], "unknown method 'nosuch'"),
         (["--budget", "4", "--eval", held, "--methods", "lima", "--set", "lima.ratio=0.1"], "--budget sets the size"),
         (["--budget", "4", "--eval", held, "--set", "oops"], "METHOD.KEY=VALUE"),
+        (["--budget", "4", "--eval", held, "--methods", "lima,lima"], "names lima twice"),
+        (["--budget", "4", "--eval", tmp_path / "nope.json"], "nope.json: no such file"),
     ]
     for args, message in cases:
         r = CliRunner().invoke(app, ["compare", str(pool), "-o", str(tmp_path / "o"), *map(str, args), "--no-plot"])

@@ -225,7 +225,7 @@ def compare(
     `spec.output`); returns the results (what results.json holds)."""
     from .api import read
     from .models import use_cache_root
-    from .outputs import Output, check_outputs
+    from .outputs import Output, check_inputs, check_outputs
     from .train.runner import ExperimentRunner
 
     log = log or (lambda _m: None)
@@ -235,11 +235,12 @@ def compare(
         raise UsageError("compare needs an output folder (-o FOLDER)")
     if not spec.methods and not spec.random_seeds and not spec.full:
         raise UsageError("nothing to compare: give --methods, --random-seeds or --full")
+    dupes = sorted({m for m in spec.methods if spec.methods.count(m) > 1})
+    if dupes:
+        raise UsageError(f"--methods names {', '.join(dupes)} twice")
     data_path, eval_path = _path(base, spec.data), _path(base, spec.eval)
-    check_outputs([data_path, eval_path], [Output(out, "compare", "--output")], overwrite=overwrite)
-    from .outputs import check_inputs
-
     check_inputs([data_path, eval_path])
+    check_outputs([data_path, eval_path], [Output(out, "compare", "--output")], overwrite=overwrite)
     if spec.plot:
         require_matplotlib()
     config = spec.finetune_config()
