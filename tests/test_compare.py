@@ -289,3 +289,28 @@ def test_trial_fit_step_in_a_recipe_names_the_trials_json(rows, tiny_model: Path
     result = run(recipe, progress=False, log=lambda _m: None)
     trial = json.loads(Path(result.artifacts["t"]).read_text())
     assert trial["n"] == 6 and trial["eval_loss"] > 0 and trial["settings"]["finetune"]["lr"] == 5e-3
+
+
+def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path) -> None:
+    from instructsift.compare import _path, load_spec, parse_sets, save_spec, spec_from
+
+    pool, held = rows
+    spec = spec_from(
+        dict(
+            data=str(pool),
+            eval=str(held),
+            methods=["lima", "cherry"],
+            budget=0.05,
+            full=True,
+            options=parse_sets(["lima.min_chars=0", "model=gemma3-270m", "alpagasus.threshold=4"]),
+            finetune={"epochs": 1.0},
+        )  # fmt: skip
+    )
+    assert spec.options == {"lima": {"min_chars": 0}, "*": {"model": "gemma3-270m"}, "alpagasus": {"threshold": 4}}
+    target = tmp_path / "recipes" / "compare.yaml"
+    target.parent.mkdir()
+    save_spec(spec, target)
+    loaded, base = load_spec(target)
+    assert _path(base, loaded.data).resolve() == pool.resolve() and _path(base, loaded.eval).resolve() == held.resolve()
+    assert loaded.model_dump(exclude={"data", "eval"}) == spec.model_dump(exclude={"data", "eval"})
+    assert isinstance(loaded.budget, float)
