@@ -15,6 +15,13 @@ SmolLM2-135M-Instruct, which puts little probability on the score tokens, so its
 that mass (`judge_min_mass=0`) and ranked without the 4.5 threshold (`threshold=0`); LIMA's length window
 starts at 0 characters instead of 1,200 (Alpaca's answers are short: the window would leave fewer rows than
 the budget), so LIMA here is its rules, dedup and "longest answers first".
+
+Why this scale: fine-tuning is the cost. All trials together train on (methods + random seeds) x budget + pool
+rows per epoch; at about 35 tokens/s for LoRA on gemma3-270m on a 2-core CPU (an estimate from
+finetune_speed.py's 91 tokens/s on the 135M model) and about 150 tokens an Alpaca row, the defaults
+(pool 500, budget 10% = 50, 5 methods, 3 seeds, all data, 1 epoch: 900 rows, about 135K tokens) train for
+about an hour, plus about 15 minutes of scoring for the selections and of evaluation. A 5% budget of this
+pool would be 25 rows, 3 optimizer steps: too few for the picks to differ from one another.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ HELD_OUT = SHARED / "alpaca_eval" / "gpt4.json"
 METHODS = "superfiltering,cherry,alpagasus,ltd,lima"
 OPTIONS = {"alpagasus": {"judge_min_mass": 0, "threshold": 0}, "lima": {"min_chars": 0}}
 # A few minutes on a 2-core CPU: a tiny pool and held-out set, two cheap methods, the embedded model.
-SMOKE = dict(pool=120, eval_n=12, budget=0.1, methods="superfiltering,lima", base="embedded", random_seeds=2,
+SMOKE = dict(pool=60, eval_n=8, budget=0.1, methods="superfiltering,lima", base="embedded", random_seeds=2,
              epochs=1, max_length=256)  # fmt: skip
 
 
@@ -55,14 +62,14 @@ def inputs(folder: Path, pool: int, eval_n: int) -> tuple[Path, Path]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pool", type=int, default=600, help="rows of alpaca_random_9k to select from")
+    ap.add_argument("--pool", type=int, default=500, help="rows of alpaca_random_9k to select from")
     ap.add_argument("--eval-n", type=int, default=50, help="held-out rows of alpaca_eval/gpt4.json")
-    ap.add_argument("--budget", type=float, default=0.05, help="ratio of the pool (or a count, >= 1)")
+    ap.add_argument("--budget", type=float, default=0.1, help="ratio of the pool (or a count, >= 1)")
     ap.add_argument("--methods", default=METHODS)
     ap.add_argument("--base", default="gemma3-270m", help="the base model fine-tuned on every pick")
     ap.add_argument("--random-seeds", type=int, default=3)
     ap.add_argument("--no-full", action="store_true", help="leave out the all-data trial")
-    ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "selection_quality")
