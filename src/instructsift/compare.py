@@ -262,6 +262,10 @@ def compare(
         log(f"warning: {len(leaked)} held-out examples are also in the data set: their loss is not held out")
     log(f"budget: {size} of {n_data} examples")
 
+    runner = ExperimentRunner(  # resolves the base model: a bad --base fails before any scoring
+        dataset, held_out, spec.base, config, eval_batch_tokens=spec.eval_batch_tokens, eval_dtype=spec.eval_dtype,
+        cache_dir=cache_dir, progress=progress, log=log,
+    )  # fmt: skip
     selections = [select_with(spec, base, m, size, dataset, progress=progress, log=log) for m in spec.methods]
     short = [s for s in selections if len(s.positions) < size]
     if short and not spec.allow_short:
@@ -278,17 +282,6 @@ def compare(
     if spec.full:
         subsets["full"] = list(range(n_data))
         kinds["full"] = "full"
-    runner = ExperimentRunner(
-        dataset,
-        held_out,
-        spec.base,
-        config,
-        eval_batch_tokens=spec.eval_batch_tokens,
-        eval_dtype=spec.eval_dtype,
-        cache_dir=cache_dir,
-        progress=progress,
-        log=log,
-    )
     trials = runner.run(subsets)
     results = summarize(spec, size, dataset, held_out, selections, trials, kinds, runner)
     results["seconds"] = time.monotonic() - t_start
