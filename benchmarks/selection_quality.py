@@ -39,8 +39,8 @@ HELD_OUT = SHARED / "alpaca_eval" / "gpt4.json"
 METHODS = "superfiltering,cherry,alpagasus,ltd,lima"
 OPTIONS = {"alpagasus": {"judge_min_mass": 0, "threshold": 0}, "lima": {"min_chars": 0}}
 # A few minutes on a 2-core CPU: a tiny pool and held-out set, two cheap methods, the embedded model.
-SMOKE = dict(pool=60, eval_n=8, budget=0.1, methods="superfiltering,lima", base="embedded", random_seeds=2,
-             epochs=1, max_length=256)  # fmt: skip
+SMOKE = dict(pool=40, eval_n=6, budget=0.1, methods="superfiltering,lima", base="embedded", random_seeds=2,
+             epochs=1, max_length=128)  # fmt: skip
 
 
 def inputs(folder: Path, pool: int, eval_n: int) -> tuple[Path, Path]:
