@@ -156,7 +156,7 @@ def _spec(rows, tiny_model: Path, cache: Path, **kw):
         random_seeds=2,
         full=True,
         options={"*": {"model": str(tiny_model)}, "lima": {"min_chars": 0}},
-        finetune=dict(lora=False, lr=5e-3, epochs=1, batch_size=4, max_length=256, dtype="float32"),
+        finetune=dict(lora=False, lr=5e-3, epochs=1, batch_size=2, warmup_ratio=0.0, max_length=256, dtype="float32"),
         eval_dtype="float32",
         cache_dir=str(cache),
         plot=_has_matplotlib(),
@@ -219,6 +219,7 @@ def test_compare_writes_a_table_equal_to_its_json_and_a_new_method_adds_one_tria
     assert mean["eval_loss"] == pytest.approx(sum(randoms) / 2) and mean["delta_random"] == pytest.approx(0)
     full = next(row for row in saved["rows"] if row["kind"] == "full")
     assert full["delta_full"] == 0 and full["n"] == 24
+    assert len(set(randoms + [full["eval_loss"]])) == 3 and mean["z_random"] is not None  # the trials trained
     if _has_matplotlib():
         assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -17,6 +17,7 @@ and `loss.png` (eval loss per method, the random band and the full-data line; ne
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import statistics
@@ -261,6 +262,12 @@ def compare(
     if leaked:
         log(f"warning: {len(leaked)} held-out examples are also in the data set: their loss is not held out")
     log(f"budget: {size} of {n_data} examples")
+    steps = math.ceil(size / (config.batch_size * config.grad_accum)) * config.epochs
+    if steps < 3:
+        log(
+            f"warning: {size} examples at batch {config.batch_size}x{config.grad_accum} are {steps:g} optimizer steps; "
+            "the first is warmup at learning rate 0, so the picks can hardly differ: raise --budget or --epochs"
+        )
 
     runner = ExperimentRunner(  # resolves the base model: a bad --base fails before any scoring
         dataset, held_out, spec.base, config, eval_batch_tokens=spec.eval_batch_tokens, eval_dtype=spec.eval_dtype,
