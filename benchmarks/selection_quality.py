@@ -38,9 +38,10 @@ POOL = SHARED / "alpaca" / "alpaca_random_9k.json"
 HELD_OUT = SHARED / "alpaca_eval" / "gpt4.json"
 METHODS = "superfiltering,cherry,alpagasus,ltd,lima"
 OPTIONS = {"alpagasus": {"judge_min_mass": 0, "threshold": 0}, "lima": {"min_chars": 0}}
-# A few minutes on a 2-core CPU: a tiny pool and held-out set, two cheap methods, the embedded model.
+# A few minutes on an idle 2-core CPU: a tiny pool and held-out set, two cheap methods, the embedded model;
+# batch 2, so that a 4-row pick is 2 optimizer steps (the first, warmup, is at learning rate 0).
 SMOKE = dict(pool=40, eval_n=6, budget=0.1, methods="superfiltering,lima", base="embedded", random_seeds=2,
-             epochs=1, max_length=128)  # fmt: skip
+             epochs=1, max_length=128, batch_size=2)  # fmt: skip
 
 
 def inputs(folder: Path, pool: int, eval_n: int) -> tuple[Path, Path]:
@@ -71,6 +72,7 @@ def main() -> None:
     ap.add_argument("--no-full", action="store_true", help="leave out the all-data trial")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "selection_quality")
     ap.add_argument("--cache-dir", type=Path, default=None, help="[$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]")
@@ -96,7 +98,12 @@ def main() -> None:
         random_seeds=args.random_seeds,
         full=not args.no_full,
         options={m: o for m, o in OPTIONS.items() if m in args.methods.split(",")},
-        finetune={"epochs": args.epochs, "max_length": args.max_length, "device": args.device},
+        finetune={
+            "epochs": args.epochs,
+            "max_length": args.max_length,
+            "batch_size": args.batch_size,
+            "device": args.device,
+        },  # fmt: skip
         cache_dir=str(args.cache_dir) if args.cache_dir else None,
     )
     t0 = time.monotonic()
