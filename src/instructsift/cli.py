@@ -706,6 +706,73 @@ def evaluate_cmd(
     )
 
 
+@app.command("compare")
+@_guard
+def compare_cmd(
+    input: Annotated[Path, typer.Argument(metavar="DATA", help="Data to select from, or a compare recipe (.yaml).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for results.json, .md, loss.png.")
+    ] = None,
+    methods: Annotated[str | None, typer.Option(help="Methods, comma-separated: " + _method_help())] = None,
+    budget: Annotated[str | None, typer.Option(help="Examples per selection: a count (450) or a ratio (0.05).")] = None,
+    eval: Annotated[Path | None, typer.Option("--eval", help="Held-out data: each tuned model's answer loss.")] = None,
+    base: Annotated[str, typer.Option(help="The base model fine-tuned on every pick (as --model).")] = "embedded",
+    random_seeds: Annotated[int, typer.Option("--random-seeds", help="Random picks of the same size.")] = 3,
+    full: Annotated[bool, typer.Option("--full", help="Also fine-tune on all the data.")] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="A method option: METHOD.KEY=VALUE, or KEY=VALUE for all.")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help="Fine-tuning passes over each pick [3].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [LoRA 2e-4].")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Sequences per step [8].")] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per sequence [512].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Fine-tuning seed [42].")] = None,
+    device: DeviceOpt = "auto",
+    allow_short: Annotated[
+        bool, typer.Option("--allow-short", help="Compare a method's pick even when its filters keep fewer.")
+    ] = False,
+    no_plot: Annotated[bool, typer.Option("--no-plot", help="No loss.png (it needs matplotlib).")] = False,
+    save_recipe: Annotated[
+        Path | None, typer.Option("--save-recipe", help="Write this comparison as a recipe.")
+    ] = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = OnError.fail,
+    cache_dir: CacheOpt = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fine-tune on each method's pick, on random picks of the same size and on all the data; compare eval loss."""
+    from .compare import compare, load_spec, parse_budget, parse_sets, save_spec, spec_from
+
+    if input.suffix in (".yaml", ".yml"):
+        if methods or budget or eval:
+            _fail("with a compare recipe, give --methods, --budget and --eval in the recipe")
+        spec, base_dir = load_spec(input)
+    else:
+        if budget is None or eval is None:
+            _fail("compare needs --budget and --eval (or a compare recipe)")
+        tune = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
+        tune = {k: v for k, v in tune.items() if v is not None} | ({"device": device} if device != "auto" else {})
+        spec = spec_from(dict(
+            data=str(input), eval=str(eval), methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
+            budget=parse_budget(budget), base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
+            finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,
+            on_error=on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
+            output=str(output) if output else None,
+        ), "compare")  # fmt: skip
+        base_dir = Path.cwd()
+    if save_recipe is not None:
+        from .outputs import Output, check_outputs
+
+        check_outputs([input], [Output(save_recipe, "recipe", "--save-recipe")], overwrite=overwrite)
+        save_spec(spec, save_recipe, comment="instructsift " + " ".join(sys.argv[1:]), base_dir=base_dir)
+    log = lambda m: err.print(m, style="dim", highlight=False, markup=False)  # noqa: E731
+    r = compare(spec, output, base_dir=base_dir, overwrite=overwrite, progress=not quiet, log=log)
+    out = output or Path(spec.output or "")
+    print((out / "results.md").read_text(encoding="utf-8"))
+    err.print(f"{len(r['trials'])} trials ({r['trained_now']} run now) → {out}", highlight=False, markup=False)
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
 

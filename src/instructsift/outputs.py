@@ -30,11 +30,17 @@ KINDS: dict[str, tuple[str, ...]] = {
     "json": (".json",),
     "model": ("folder",),
     "recipe": (".yaml", ".yml"),
+    "compare": ("folder",),
 }
 FILE_EXTS = frozenset(e for kinds in KINDS.values() for e in kinds if e != "folder")
 # Files that mark a folder as one an earlier run wrote, so that --overwrite may replace it.
 DATASETS_MARKERS = ("dataset_info.json", "state.json")
 MODEL_MARKERS = ("instructsift-model.json",)
+COMPARE_MARKERS = ("results.json",)
+FOLDER_WRITERS = {
+    "model": "a model folder from `instructsift finetune`",
+    "compare": "a folder from `instructsift compare`",
+}
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ def _inside(inner: Path, folder: Path) -> bool:
 
 
 def _written_by_us(folder: Path, kind: str) -> bool:
-    markers = MODEL_MARKERS if kind == "model" else DATASETS_MARKERS
+    markers = {"model": MODEL_MARKERS, "compare": COMPARE_MARKERS}.get(kind, DATASETS_MARKERS)
     return any((folder / m).is_file() for m in markers)
 
 
@@ -138,7 +144,7 @@ def _check_existing(out: Output, overwrite: bool) -> None:
     if not (p.exists() or p.is_symlink()):
         return
     if p.is_dir() and not p.is_symlink() and not _written_by_us(p, out.kind):
-        what = "a model folder from `instructsift finetune`" if out.kind == "model" else "a datasets folder"
+        what = FOLDER_WRITERS.get(out.kind, "a datasets folder")
         raise OutputError(
             f"{out.flag} {p}: the folder exists and is not {what}; "
             "it is never replaced (not even with --overwrite): pick a new path"

@@ -1,0 +1,117 @@
+"""Selection quality: does each method's pick beat random picks of the same size, and how close does it get to
+all the data? The README's "A real run" (`instructsift compare` on real data), reproducible in one command.
+
+    .venv/bin/python benchmarks/selection_quality.py                 # the README run (about an hour, 2-core CPU)
+    .venv/bin/python benchmarks/selection_quality.py --smoke         # a few minutes: checks it works end to end
+
+The pool is the first `--pool` rows of ../shared/data/alpaca/alpaca_random_9k.json (itself a uniform random
+sample of Stanford Alpaca 52k, so its first rows are one too); the held-out set is `--eval-n` rows of
+../shared/data/alpaca_eval/gpt4.json (GPT-4's answers to AlpacaEval's instructions) drawn with
+`numpy.random.default_rng(0)`. Both are written to `<out>.inputs/` and the comparison to `<out>/`
+(results.json, results.md, loss.png); every trial is cached, so a killed run resumes where it stopped.
+
+Method settings, said here because the table depends on them: the local AlpaGasus judge is the embedded
+SmolLM2-135M-Instruct, which puts little probability on the score tokens, so its ratings are kept whatever
+that mass (`judge_min_mass=0`) and ranked without the 4.5 threshold (`threshold=0`); LIMA's length window
+starts at 0 characters instead of 1,200 (Alpaca's answers are short: the window would leave fewer rows than
+the budget), so LIMA here is its rules, dedup and "longest answers first".
+
+Why this scale: fine-tuning is the cost. All trials together train on (methods + random seeds) x budget + pool
+rows per epoch; at about 35 tokens/s for LoRA on gemma3-270m on a 2-core CPU (an estimate from
+finetune_speed.py's 91 tokens/s on the 135M model) and about 150 tokens an Alpaca row, the defaults
+(pool 500, budget 10% = 50, 5 methods, 3 seeds, all data, 1 epoch: 900 rows, about 135K tokens) train for
+about an hour, plus about 15 minutes of scoring for the selections and of evaluation. A 5% budget of this
+pool would be 25 rows, 3 optimizer steps: too few for the picks to differ from one another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+POOL = SHARED / "alpaca" / "alpaca_random_9k.json"
+HELD_OUT = SHARED / "alpaca_eval" / "gpt4.json"
+METHODS = "superfiltering,cherry,alpagasus,ltd,lima"
+OPTIONS = {"alpagasus": {"judge_min_mass": 0, "threshold": 0}, "lima": {"min_chars": 0}}
+# A few minutes on an idle 2-core CPU: a tiny pool and held-out set, two cheap methods, the embedded model;
+# batch 2, so that a 4-row pick is 2 optimizer steps (the first, warmup, is at learning rate 0).
+SMOKE = dict(pool=40, eval_n=6, budget=0.1, methods="superfiltering,lima", base="embedded", random_seeds=2,
+             epochs=1, max_length=128, batch_size=2)  # fmt: skip
+
+
+def inputs(folder: Path, pool: int, eval_n: int) -> tuple[Path, Path]:
+    """Write the sub-pool and the held-out subset (see the module docstring)."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = json.loads(POOL.read_text())
+    held = json.loads(HELD_OUT.read_text())
+    if pool > len(rows) or eval_n > len(held):
+        sys.exit(f"--pool is at most {len(rows)} and --eval-n at most {len(held)}")
+    picked = sorted(np.random.default_rng(0).choice(len(held), size=eval_n, replace=False).tolist())
+    held_out = [{"instruction": held[i]["instruction"], "input": "", "output": held[i]["output"]} for i in picked]
+    pool_file, eval_file = folder / f"alpaca_pool_{pool}.json", folder / f"gpt4_held_out_{eval_n}.json"
+    pool_file.write_text(json.dumps(rows[:pool], ensure_ascii=False, indent=1))
+    eval_file.write_text(json.dumps(held_out, ensure_ascii=False, indent=1))
+    return pool_file, eval_file
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pool", type=int, default=500, help="rows of alpaca_random_9k to select from")
+    ap.add_argument("--eval-n", type=int, default=50, help="held-out rows of alpaca_eval/gpt4.json")
+    ap.add_argument("--budget", type=float, default=0.1, help="ratio of the pool (or a count, >= 1)")
+    ap.add_argument("--methods", default=METHODS)
+    ap.add_argument("--base", default="gemma3-270m", help="the base model fine-tuned on every pick")
+    ap.add_argument("--random-seeds", type=int, default=3)
+    ap.add_argument("--no-full", action="store_true", help="leave out the all-data trial")
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "selection_quality")
+    ap.add_argument("--cache-dir", type=Path, default=None, help="[$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]")
+    ap.add_argument("--smoke", action="store_true", help="a few-minute version: " + json.dumps(SMOKE))
+    args = ap.parse_args()
+    if args.smoke:
+        for k, v in SMOKE.items():
+            setattr(args, k, v)
+        args.out = args.out.with_name(args.out.name + "_smoke")
+    if not POOL.exists() or not HELD_OUT.exists():
+        sys.exit(f"real data not found under {SHARED} (see SOURCES.md in the shared folder)")
+
+    from instructsift.compare import CompareSpec, compare
+
+    pool_file, eval_file = inputs(args.out.with_name(args.out.name + ".inputs"), args.pool, args.eval_n)
+    budget = int(args.budget) if args.budget >= 1 else args.budget
+    spec = CompareSpec(
+        data=str(pool_file),
+        eval=str(eval_file),
+        methods=[m for m in args.methods.split(",") if m],
+        budget=budget,
+        base=args.base,
+        random_seeds=args.random_seeds,
+        full=not args.no_full,
+        options={m: o for m, o in OPTIONS.items() if m in args.methods.split(",")},
+        finetune={
+            "epochs": args.epochs,
+            "max_length": args.max_length,
+            "batch_size": args.batch_size,
+            "device": args.device,
+        },  # fmt: skip
+        cache_dir=str(args.cache_dir) if args.cache_dir else None,
+    )
+    t0 = time.monotonic()
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    r = compare(spec, args.out, overwrite=True, log=log)
+    print((args.out / "results.md").read_text())
+    print(f"{len(r['trials'])} trials, {r['trained_now']} run now, {time.monotonic() - t0:.0f} s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

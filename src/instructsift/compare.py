@@ -1,0 +1,516 @@
+"""`instructsift compare`: does a selection pay on this data? Fine-tune the same base model with the same
+settings on each method's pick, on random picks of the same size and on all the data, and compare the tuned
+models' answer loss on a held-out set.
+
+Each method selects exactly `budget` examples (a count, or a ratio of the data set) through its own recipe
+(`recipe.from_method` with `top`; any registered method joins by name). A method whose filters leave fewer
+than the budget is an error before any training (`allow_short` keeps its smaller pick, shown in the table).
+`random_seeds` random picks of the same size come from `numpy.random.default_rng(seed)`, seeds
+`seed, seed+1, ...`, so they are the same on every run. All trials go through `train.runner`, cached: a
+killed comparison resumes, and a method added later adds one trial.
+
+The output folder holds `results.json` (every number, setting and the machine), `results.md` (the table)
+and `loss.png` (eval loss per method, the random band and the full-data line; needs matplotlib:
+`pip install 'instructsift[plot]'`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from .data.errors import OptionError
+from .errors import UsageError
+from .registry import StrictModel
+
+ALL = "*"  # the `options` key whose options go to every method that takes them
+
+
+class CompareSpec(StrictModel):
+    """A whole comparison (the recipe form: a YAML mapping under `compare:`). Paths are relative to `base_dir`."""
+
+    data: str
+    eval: str
+    methods: list[str] = Field(default_factory=list)
+    budget: int | float = Field(description="examples per selection: a count, or a ratio of the data set")
+    base: str = "embedded"
+    random_seeds: int = Field(3, ge=0)
+    seed: int = 0
+    full: bool = False
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="method -> options ('*': all)")
+    finetune: dict[str, Any] = Field(default_factory=dict, description="FinetuneConfig settings")
+    eval_batch_tokens: int | None = Field(None, ge=1)
+    eval_dtype: str = "auto"
+    format: str | None = None
+    on_error: str = "fail"
+    cache_dir: str | None = None
+    allow_short: bool = False
+    plot: bool = True
+    output: str | None = None
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, v: int | float) -> int | float:
+        if isinstance(v, bool) or (isinstance(v, int) and v < 1):
+            raise ValueError(f"a budget in examples is at least 1, got {v}")
+        if isinstance(v, float) and not 0 < v <= 1:
+            raise ValueError(f"a budget ratio is in (0, 1], got {v} (a count is a whole number: 450)")
+        return v
+
+    def finetune_config(self) -> Any:
+        from .train.finetune import FinetuneConfig
+
+        known = {f for f in FinetuneConfig.__dataclass_fields__}
+        unknown = [k for k in self.finetune if k not in known]
+        if unknown:
+            raise UsageError(f"finetune does not take {', '.join(unknown)} (it takes: {', '.join(sorted(known))})")
+        return FinetuneConfig(**self.finetune)
+
+
+def parse_budget(text: str) -> int | float:
+    """`450` -> 450 examples; `0.05` -> 5% of the data set."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise OptionError(f"--budget {text!r}: a count (450) or a ratio of the data set (0.05)") from None
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`--set METHOD.KEY=VALUE` (one method) or `--set KEY=VALUE` (every method that takes KEY); values are
+    YAML scalars (0, 0.5, true, text)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise OptionError(f"--set {item!r}: write METHOD.KEY=VALUE or KEY=VALUE")
+        method, dot, name = key.rpartition(".")
+        out.setdefault(method if dot else ALL, {})[name.replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def load_spec(path: str | os.PathLike) -> tuple[CompareSpec, Path]:
+    """A compare recipe: `compare: {data, eval, methods, budget, ...}`; returns it and its folder."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise UsageError(f"{p}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("compare"), dict):
+        raise UsageError(f"{p}: a compare recipe is a mapping under `compare:` (data, eval, methods, budget, ...)")
+    return spec_from(raw["compare"], str(p)), p.resolve().parent
+
+
+def spec_from(data: dict[str, Any], source: str = "compare") -> CompareSpec:
+    try:
+        return CompareSpec.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise UsageError(f"{source}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def save_spec(spec: CompareSpec, target: str | os.PathLike, comment: str = "", base_dir: Path | None = None) -> None:
+    """Write `spec` as a compare recipe; its paths (relative to `base_dir`) become relative to the recipe's folder."""
+    from .atomic import write_text
+
+    data = spec.model_dump(exclude_defaults=True)
+    folder = Path(target).resolve().parent
+    for key in ("data", "eval", "cache_dir", "output"):
+        if data.get(key):
+            data[key] = os.path.relpath(_path(base_dir or Path.cwd(), data[key]).resolve(), folder)
+    data["budget"] = spec.budget
+    head = "".join(f"# {line}\n" for line in comment.splitlines())
+    write_text(target, head + yaml.safe_dump({"compare": data}, sort_keys=False, allow_unicode=True))
+
+
+# -- selection ------------------------------------------------------------------------------------------------
+def budget_size(budget: int | float, n: int) -> int:
+    if isinstance(budget, float):
+        return max(1, round(budget * n))
+    if budget > n:
+        raise OptionError(f"--budget {budget} is more than the {n} examples in the data set")
+    return budget
+
+
+def random_subset(n: int, size: int, seed: int) -> list[int]:
+    """`size` distinct positions of `n`, the same for the same seed."""
+    import numpy as np
+
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def method_options(spec: CompareSpec, method: str, size: int) -> dict[str, Any]:
+    """The method's options: those under `*` that it takes, its own, and `top` = the budget."""
+    from . import registry
+
+    takes = registry.get("method", method).params.model_fields
+    name = registry.get("method", method).name
+    opts = {k: v for k, v in spec.options.get(ALL, {}).items() if k in takes}
+    opts.update(spec.options.get(method, {}))
+    opts.update(spec.options.get(name, {}) if name != method else {})
+    sized = [k for k in ("ratio", "top") if k in opts]
+    if sized:
+        raise UsageError(f"method {method!r}: --budget sets the size, not {sized[0]}")
+    return {**opts, "top": size}
+
+
+@dataclass
+class Selected:
+    method: str
+    positions: list[int]
+    seconds: float
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, dataset: Any, *, progress: bool,
+                log: Callable[[str], None]) -> Selected:  # fmt: skip
+    """Run `method`'s recipe on the data for `size` examples; the kept positions."""
+    from .pipeline import run
+    from .recipe import from_method
+
+    recipe = from_method(
+        method,
+        method_options(spec, method, size),
+        input=str(_path(base_dir, spec.data)),
+        format=spec.format,
+        on_error=spec.on_error,
+        cache_dir=str(_path(base_dir, spec.cache_dir)) if spec.cache_dir else None,
+    )
+    t0 = time.monotonic()
+    result = run(recipe, progress=progress, log=lambda m: log(f"{method}: {m}"))
+    picked = result.picked
+    if [ex.content_hash for ex in picked.dataset.examples] != [ex.content_hash for ex in dataset.examples]:
+        raise AssertionError(f"{method}: the pipeline read another data set than the comparison")
+    return Selected(method, picked.selection.kept.tolist(), time.monotonic() - t0, [s.as_dict() for s in recipe.steps])
+
+
+def _path(base: Path, p: str) -> Path:
+    q = Path(os.path.expanduser(p))
+    return q if q.is_absolute() else base / q
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+def require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise OptionError("the plot needs matplotlib: pip install 'instructsift[plot]' (or pass --no-plot)") from None
+
+
+def compare(
+    spec: CompareSpec,
+    output: str | os.PathLike | None = None,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the comparison `spec` and write results.json, results.md and loss.png into `output` (or
+    `spec.output`); returns the results (what results.json holds)."""
+    from .api import read
+    from .models import use_cache_root
+    from .outputs import Output, check_inputs, check_outputs
+    from .train.runner import ExperimentRunner
+
+    log = log or (lambda _m: None)
+    base = Path(base_dir) if base_dir else Path.cwd()
+    out = Path(output) if output is not None else (_path(base, spec.output) if spec.output else None)
+    if out is None:
+        raise UsageError("compare needs an output folder (-o FOLDER)")
+    if not spec.methods and not spec.random_seeds and not spec.full:
+        raise UsageError("nothing to compare: give --methods, --random-seeds or --full")
+    dupes = sorted({m for m in spec.methods if spec.methods.count(m) > 1})
+    if dupes:
+        raise UsageError(f"--methods names {', '.join(dupes)} twice")
+    data_path, eval_path = _path(base, spec.data), _path(base, spec.eval)
+    check_inputs([data_path, eval_path])
+    check_outputs([data_path, eval_path], [Output(out, "compare", "--output")], overwrite=overwrite)
+    if spec.plot:
+        require_matplotlib()
+    config = spec.finetune_config()
+    for m in spec.methods:  # unknown methods and options fail now, not after an hour
+        from . import registry
+
+        registry.get("method", m).target.expand(method_options(spec, m, 1))
+    t_start = time.monotonic()
+    cache_dir = _path(base, spec.cache_dir) if spec.cache_dir else None
+    with use_cache_root(cache_dir):
+        dataset = read(data_path, format=spec.format, on_error=spec.on_error)
+        held_out = read(eval_path, format=spec.format, on_error=spec.on_error)
+    n_data = len(dataset.examples)
+    if not n_data:
+        raise OptionError(f"{data_path}: no examples to select from")
+    size = budget_size(spec.budget, n_data)
+    leaked = {ex.content_hash for ex in dataset.examples} & {ex.content_hash for ex in held_out.examples}
+    if leaked:
+        log(f"warning: {len(leaked)} held-out examples are also in the data set: their loss is not held out")
+    log(f"budget: {size} of {n_data} examples")
+    steps = math.ceil(size / (config.batch_size * config.grad_accum)) * config.epochs
+    if steps < 3:
+        log(
+            f"warning: {size} examples at batch {config.batch_size}x{config.grad_accum} are {steps:g} optimizer steps; "
+            "the first is warmup at learning rate 0, so the picks can hardly differ: raise --budget or --epochs"
+        )
+
+    runner = ExperimentRunner(  # resolves the base model: a bad --base fails before any scoring
+        dataset, held_out, spec.base, config, eval_batch_tokens=spec.eval_batch_tokens, eval_dtype=spec.eval_dtype,
+        cache_dir=cache_dir, progress=progress, log=log,
+    )  # fmt: skip
+    selections = [select_with(spec, base, m, size, dataset, progress=progress, log=log) for m in spec.methods]
+    short = [s for s in selections if len(s.positions) < size]
+    if short and not spec.allow_short:
+        what = ", ".join(f"{s.method} kept {len(s.positions)}" for s in short)
+        raise UsageError(
+            f"budget {size}: {what}; its filters leave fewer rows than the budget. Relax them "
+            "(e.g. --set lima.min_chars=0), lower --budget, or pass --allow-short to compare smaller picks"
+        )
+    subsets: dict[str, list[int]] = {s.method: s.positions for s in selections}
+    kinds = dict.fromkeys(subsets, "method")
+    for seed in range(spec.seed, spec.seed + spec.random_seeds):
+        subsets[f"random-{seed}"] = random_subset(n_data, size, seed)
+        kinds[f"random-{seed}"] = "random"
+    if spec.full:
+        subsets["full"] = list(range(n_data))
+        kinds["full"] = "full"
+    trials = runner.run(subsets)
+    results = summarize(spec, size, dataset, held_out, selections, trials, kinds, runner)
+    results["seconds"] = time.monotonic() - t_start
+    results["trained_now"] = len(runner.trained)
+    write_results(results, out, plot=spec.plot)
+    return results
+
+
+def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selections: list[Selected],
+              trials: list[Any], kinds: dict[str, str], runner: Any) -> dict[str, Any]:  # fmt: skip
+    """Everything results.json holds; `rows` is exactly the Markdown table."""
+    from . import __version__
+
+    by_name = {t.name: t for t in trials}
+    sel = {s.method: s for s in selections}
+    randoms = [t.eval_loss for t in trials if kinds[t.name] == "random"]
+    rand = None
+    if randoms:
+        rand = {
+            "mean": statistics.fmean(randoms),
+            "sd": statistics.stdev(randoms) if len(randoms) > 1 else None,
+            "min": min(randoms),
+            "max": max(randoms),
+            "seeds": len(randoms),
+        }
+    full = by_name["full"].eval_loss if "full" in by_name else None
+    rows = []
+    for t in trials:
+        rows.append(_row(t.name, kinds[t.name], t.n, t.tokens, t.eval_loss, rand, full,
+                         sel[t.name].seconds if t.name in sel else None, t.seconds))  # fmt: skip
+    if rand is not None:
+        rs = [t for t in trials if kinds[t.name] == "random"]
+        rows.append(
+            _row(
+                f"random (mean of {len(rs)})",
+                "random-mean",
+                size,
+                round(statistics.fmean(t.tokens for t in rs)),
+                rand["mean"],
+                rand,
+                full,
+                None,
+                statistics.fmean(t.seconds for t in rs),
+            )  # fmt: skip
+        )
+    return {
+        "instructsift": __version__,
+        "command": " ".join(["instructsift", *sys.argv[1:]]) if Path(sys.argv[0]).name == "instructsift" else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "spec": spec.model_dump(),
+        "data": {"path": dataset.path, "examples": len(dataset.examples), "rejected": len(dataset.rejects)},
+        "eval": {
+            "path": held_out.path,
+            "examples": len(held_out.examples),
+            "answer_tokens": trials[0].eval_tokens if trials else None,
+        },
+        "budget": {"given": spec.budget, "examples": size, "of": len(dataset.examples)},
+        "base": {"model": spec.base, "fingerprint": runner.source.fingerprint},
+        "finetune": asdict(runner.config),
+        "machine": machine(),
+        "random": rand,
+        "full": full,
+        "selections": {
+            s.method: {
+                "kept": len(s.positions),
+                "seconds": s.seconds,
+                "steps": s.steps,
+                "ids": [dataset.examples[i].id for i in s.positions],
+            }  # fmt: skip
+            for s in selections
+        },
+        "trials": [{**t.as_dict(), "kind": kinds[t.name]} for t in trials],
+        "rows": rows,
+    }
+
+
+def _row(name: str, kind: str, n: int, tokens: int, loss: float, rand: dict | None, full: float | None,
+         select_s: float | None, train_s: float) -> dict[str, Any]:  # fmt: skip
+    d_rand = loss - rand["mean"] if rand else None
+    sd = rand["sd"] if rand else None
+    return {
+        "name": name,
+        "kind": kind,
+        "n": n,
+        "tokens": tokens,
+        "eval_loss": loss,
+        "delta_random": d_rand,
+        "z_random": d_rand / sd if d_rand is not None and sd else None,
+        "delta_full": loss - full if full is not None else None,
+        "select_seconds": select_s,
+        "train_seconds": train_s,
+    }
+
+
+def machine() -> dict[str, Any]:
+    """What ran it: CPU, memory, accelerator and library versions."""
+    import importlib.metadata as md
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        text = Path("/proc/cpuinfo").read_text()
+        cpu = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        mem = None
+    versions = {}
+    for pkg in ("torch", "transformers", "peft", "accelerate", "numpy"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": round(mem, 1) if mem else None,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        **versions,
+    }
+
+
+# -- writing -----------------------------------------------------------------------------------------------
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _signed(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:+.{digits}f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The table (method, n, tokens, eval loss, Δ vs mean random with the random spread, Δ vs full, time)."""
+    r, ft, b = results["random"], results["finetune"], results["budget"]
+    mode = f"LoRA r{ft['lora_r']}" if ft["lora"] else "full fine-tuning"
+    lr = ft["lr"] if ft["lr"] is not None else (2e-4 if ft["lora"] else 2e-5)
+    m = results["machine"]
+    lines = [
+        "# instructsift compare",
+        "",
+        f"- data: `{results['data']['path']}` ({results['data']['examples']:,} examples); budget "
+        f"{b['examples']:,} examples ({100 * b['examples'] / b['of']:.1f}%)",
+        f"- held out: `{results['eval']['path']}` ({results['eval']['examples']:,} examples, "
+        f"{results['eval']['answer_tokens'] or 0:,} answer tokens)",
+        f"- base model: {results['base']['model']}; {mode}, {ft['epochs']:g} epochs, lr {lr:g}, batch {ft['batch_size']}"
+        f"×{ft['grad_accum']}, max length {ft['max_length']}, template {ft['template']}, seed {ft['seed']}",
+        f"- machine: {m['cpu']} ({m['cpus']} CPUs{', ' + m['gpu'] if m['gpu'] else ''}), torch {m['torch']}; "
+        f"total {duration(results.get('seconds'))}",
+    ]
+    if r:
+        spread = f" ± {r['sd']:.4f} (sd)" if r["sd"] is not None else ""
+        lines.append(
+            f"- random: mean eval loss {r['mean']:.4f}{spread} over {r['seeds']} seeds, "
+            f"range {r['min']:.4f} to {r['max']:.4f}"
+        )
+    lines += [
+        "",
+        "Eval loss: mean cross-entropy per answer token on the held-out set, lower is better. Δ < 0: lower loss than "
+        "the mean of the random picks (z: Δ in random standard deviations) or than all the data.",
+        "",
+        "| method | n | tokens | eval loss | Δ vs random | z | Δ vs full | select time | train+eval time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["rows"]:
+        z = "-" if row["z_random"] is None else f"{row['z_random']:+.2f}"
+        lines.append(
+            f"| {row['name']} | {row['n']:,} | {row['tokens']:,} | {row['eval_loss']:.4f} | "
+            f"{_signed(row['delta_random'])} | {z} | {_signed(row['delta_full'])} | "
+            f"{duration(row['select_seconds'])} | {duration(row['train_seconds'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_loss(results: dict[str, Any], target: Path) -> None:
+    """Eval loss per method (dots), the random picks' range (band) and mean, and the full-data line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["rows"] if r["kind"] != "random-mean"]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.6))
+    colors = {"method": "tab:blue", "random": "tab:gray", "full": "tab:green"}
+    for y, row in enumerate(rows):
+        ax.plot(row["eval_loss"], y, "o", color=colors[row["kind"]])
+    r, full = results["random"], results["full"]
+    if r:
+        ax.axvspan(r["min"], r["max"], color="tab:gray", alpha=0.2, label=f"random range ({r['seeds']} seeds)")
+        ax.axvline(r["mean"], color="tab:gray", linestyle=":", label="random mean")
+    if full is not None:
+        ax.axvline(full, color="tab:green", linestyle="--", label="all data")
+    ax.set_yticks(range(len(rows)), [f"{row['name']} (n={row['n']:,})" for row in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("held-out answer loss (lower is better)")
+    ax.set_title(f"{results['base']['model']}, budget {results['budget']['examples']:,} examples")
+    if r or full is not None:
+        ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(target, dpi=120)
+    plt.close(fig)
+
+
+def write_results(results: dict[str, Any], out: Path, *, plot: bool = True) -> None:
+    """results.json, results.md and loss.png, written together: the folder appears whole or not at all."""
+    import json
+
+    from .atomic import atomic_path
+
+    with atomic_path(out, directory=True) as tmp:
+        (tmp / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / "results.md").write_text(markdown(results), encoding="utf-8")
+        if plot:
+            plot_loss(results, tmp / "loss.png")
+
+
+__all__ = ["CompareSpec", "compare", "load_spec", "markdown", "parse_budget", "parse_sets", "random_subset"]

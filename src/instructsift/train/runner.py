@@ -1,0 +1,324 @@
+"""The experiment runner: fine-tune one base model with identical settings on many subsets of one data set
+and evaluate each tuned model's answer loss on a held-out set.
+
+A trial is (subset, base model, settings) -> the tuned model's eval loss. Every trial is cached under
+`<cache>/experiments/<key>/trial.json`, keyed by the subset's example content hashes (in data order), the
+base model's fingerprint, every fine-tuning setting that changes the weights, and the held-out set's
+content and evaluation settings. A comparison that was killed resumes: finished trials are read back, the
+interrupted one resumes from its last fine-tuning checkpoint (`train.finetune`), and a new subset adds one
+trial. The name of a subset is not part of the key: two names for one subset are one trial.
+
+    runner = ExperimentRunner(data, held_out, base="gemma3-270m", config=FinetuneConfig(epochs=1))
+    table = runner.run({"superfiltering": rows_a, "random-0": rows_b})   # -> [Trial, ...]
+    loss = runner.loss(rows_c)                  # or runner(rows_c): any subset -> its eval loss
+
+`compare`, InstructMining's rule fitting and its subset-size search are built on it. The `trial` fit step
+runs one trial inside a recipe (the rows its `on:` selectors keep) and names the trial's JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import create_model
+
+from ..data.errors import OptionError
+from ..registry import register
+from .finetune import FinetuneConfig
+from .fit import NOT_IN_KEY, FinetuneParams, artifact_key
+
+TRIAL_FILE = "trial.json"
+KEY_VERSION = 1  # bump when a change makes cached trials incomparable
+
+
+@dataclass
+class Trial:
+    """One fine-tune + evaluation. `tokens`: training tokens per epoch (no padding); `seconds`: fine-tuning
+    plus evaluation as measured when the trial ran (a cached trial keeps them); `cached`: read back."""
+
+    name: str
+    n: int
+    tokens: int
+    target_tokens: int
+    eval_loss: float
+    eval_ppl: float
+    eval_example_loss: float
+    eval_tokens: int
+    train_loss: float | None
+    steps: int
+    finetune_seconds: float
+    eval_seconds: float
+    key: str
+    skipped: int = 0  # training examples with no answer token left
+    cached: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return self.finetune_seconds + self.eval_seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **override: Any) -> Trial:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in {**data, **override}.items() if k in names})
+
+
+def _digest(hashes: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for x in hashes:
+        h.update(x.encode())
+    return h.hexdigest()[:16]
+
+
+class ExperimentRunner:
+    """Fine-tunes `base` with `config` on subsets of `data` (positions into its examples) and evaluates
+    each on `eval_data`; see the module docstring. `eval_batch_tokens` and `eval_dtype` go to `evaluate`
+    (the template, max length and EOS are the fine-tuning's). `keep_models` keeps each tuned model beside
+    its trial (else it is deleted once evaluated; a new held-out set then fine-tunes again)."""
+
+    def __init__(
+        self,
+        data: Any,
+        eval_data: Any,
+        base: str = "embedded",
+        config: FinetuneConfig | None = None,
+        *,
+        eval_batch_tokens: int | None = None,
+        eval_dtype: str = "auto",
+        cache_dir: str | os.PathLike | None = None,
+        keep_models: bool = False,
+        progress: bool = True,
+        log: Callable[[str], None] | None = None,
+        callbacks: Sequence[Any] = (),
+    ):
+        from ..models import cache_root, resolve, use_cache_root
+
+        self.examples = list(getattr(data, "examples", data))
+        self.eval_examples = list(getattr(eval_data, "examples", eval_data))
+        if not self.eval_examples:
+            raise OptionError("the held-out set has no examples to evaluate on")
+        self.base = base
+        self.config = config or FinetuneConfig()
+        self.eval_batch_tokens = eval_batch_tokens
+        self.eval_dtype = eval_dtype
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        with use_cache_root(self.cache_dir):
+            self.root = cache_root() / "experiments"
+            self.source = resolve(base)
+        self.keep_models = keep_models
+        self.progress = progress
+        self.log = log or (lambda _m: None)
+        self.callbacks = list(callbacks)
+        self.trained: list[str] = []  # keys of the trials fine-tuned by this runner (not read from the cache)
+        self._eval_digest = _digest([ex.content_hash for ex in self.eval_examples])
+
+    # -- keys ----------------------------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """Everything but the subset that decides a trial's result (and its key)."""
+        ft = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in NOT_IN_KEY}
+        return {
+            "version": KEY_VERSION,
+            "finetune": ft,
+            "eval": {"examples": self._eval_digest, "n": len(self.eval_examples), "dtype": self.eval_dtype},
+        }
+
+    def positions(self, subset: Sequence[int]) -> list[int]:
+        """The subset as sorted, checked positions: a set of rows decides the trial, not their order."""
+        n = len(self.examples)
+        out = sorted(int(i) for i in subset)
+        if not out:
+            raise OptionError("a subset to fine-tune on is empty")
+        if out[0] < 0 or out[-1] >= n:
+            bad = out[0] if out[0] < 0 else out[-1]
+            raise OptionError(f"subset position {bad} is outside the data set (0..{n - 1})")
+        if len(set(out)) != len(out):
+            raise OptionError("a subset names one row more than once")
+        return out
+
+    def key(self, subset: Sequence[int]) -> str:
+        hashes = [self.examples[i].content_hash for i in self.positions(subset)]
+        return artifact_key("trial", hashes, self.source.fingerprint, self.settings())
+
+    def folder(self, subset: Sequence[int]) -> Path:
+        return self.root / self.key(subset)
+
+    def cached(self, subset: Sequence[int], name: str = "") -> Trial | None:
+        """The finished trial of `subset`, or None."""
+        f = self.folder(subset) / TRIAL_FILE
+        if not f.is_file():
+            return None
+        return Trial.from_dict(json.loads(f.read_text()), name=name, cached=True)
+
+    # -- running -------------------------------------------------------------------------------------------
+    def trial(self, name: str, subset: Sequence[int]) -> Trial:
+        """Fine-tune on `subset` and evaluate, or read the finished trial back."""
+        from ..atomic import write_text
+        from ..models import use_cache_root
+        from .evaluate import evaluate
+        from .finetune import finetune
+
+        rows = self.positions(subset)
+        done = self.cached(rows, name)
+        if done is not None:
+            return done
+        folder = self.folder(rows)
+        key = folder.name
+        model_dir = folder / "model"
+        train_file = folder / "finetune.json"
+        with use_cache_root(self.cache_dir):
+            if (model_dir / "config.json").is_file() and train_file.is_file():
+                ft = json.loads(train_file.read_text())  # killed during evaluation: the model is there
+            else:
+                r = finetune(
+                    [self.examples[i] for i in rows],
+                    self.base,
+                    model_dir,
+                    self.config,
+                    progress=self.progress,
+                    callbacks=self.callbacks,
+                )
+                ft = {
+                    "tokens": r.tokens,
+                    "target_tokens": r.target_tokens,
+                    "train_loss": r.train_loss,
+                    "steps": r.steps,
+                    "seconds": r.seconds,
+                    "skipped": len(r.skipped),
+                    "device": r.info.get("device"),
+                    "mixed_precision": r.info.get("mixed_precision"),
+                }
+                write_text(train_file, json.dumps(ft, indent=2))
+                self.trained.append(key)
+            ev = evaluate(
+                self.eval_examples,
+                str(model_dir),
+                template=self.config.template,
+                max_length=self.config.max_length,
+                eos=self.config.eos,
+                dtype=self.eval_dtype,
+                device=self.config.device,
+                batch_tokens=self.eval_batch_tokens,
+                trust_remote_code=self.config.trust_remote_code,
+                progress=self.progress,
+            )
+        trial = Trial(
+            name=name,
+            n=len(rows),
+            tokens=ft["tokens"],
+            target_tokens=ft["target_tokens"],
+            eval_loss=ev.loss,
+            eval_ppl=ev.ppl,
+            eval_example_loss=ev.example_loss,
+            eval_tokens=ev.tokens,
+            train_loss=ft["train_loss"],
+            steps=ft["steps"],
+            finetune_seconds=ft["seconds"],
+            eval_seconds=ev.seconds,
+            key=key,
+            skipped=ft["skipped"],
+            settings={
+                **self.settings(),
+                "base": self.base,
+                "base_fingerprint": self.source.fingerprint,
+                "device": ft.get("device"),
+                "mixed_precision": ft.get("mixed_precision"),
+                "eval_device": ev.settings.get("device"),
+                "eval_skipped": len(ev.skipped),
+            },
+        )
+        write_text(folder / TRIAL_FILE, json.dumps({**trial.as_dict(), "name": None}, indent=2))
+        if not self.keep_models:
+            shutil.rmtree(model_dir, ignore_errors=True)
+        return trial
+
+    def run(self, subsets: Mapping[str, Sequence[int]], on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
+        """Every subset's trial, in order: finished ones from the cache, then the rest, with a progress
+        line per trial and overall (rows done of all rows to train, elapsed, ETA). `on_trial` sees each."""
+        from ..progress import PlainProgress
+
+        plan = {name: self.positions(s) for name, s in subsets.items()}
+        done = {name: self.cached(rows, name) for name, rows in plan.items()}
+        total = sum(len(rows) for rows in plan.values())
+        first = sum(len(plan[n]) for n, t in done.items() if t is not None)
+        cached = sum(t is not None for t in done.values())
+        self.log(f"{len(plan)} trials: {cached} from the cache, {len(plan) - cached} to run")
+        out: list[Trial] = []
+        overall = PlainProgress(self.progress, interval=0)
+        task = overall.add_task("trials (rows trained)", total=total, completed=first)
+        for i, (name, rows) in enumerate(plan.items(), 1):
+            trial = done[name]
+            if trial is None:
+                self.log(f"trial {i}/{len(plan)} {name}: fine-tuning on {len(rows)} rows")
+                t0 = time.monotonic()
+                trial = self.trial(name, rows)
+                overall.advance(task, len(rows))
+                took = f"{time.monotonic() - t0:.0f}s"
+            else:
+                took = "cached"
+            self.log(f"trial {i}/{len(plan)} {name}: eval loss {trial.eval_loss:.4f} ({took})")
+            out.append(trial)
+            if on_trial is not None:
+                on_trial(trial)
+        return out
+
+    def loss(self, subset: Sequence[int]) -> float:
+        """The eval loss of fine-tuning on `subset` (cached): the `f(subset) -> loss` a search calls."""
+        return self.trial(f"subset-{self.key(subset)}", subset).eval_loss
+
+    __call__ = loss
+
+
+def table(trials: Sequence[Trial]) -> list[dict[str, Any]]:
+    """The result as rows of (name, n, tokens, eval_loss, seconds, settings)."""
+    return [
+        {"name": t.name, "n": t.n, "tokens": t.tokens, "eval_loss": t.eval_loss, "seconds": t.seconds,
+         "settings": t.settings}
+        for t in trials
+    ]  # fmt: skip
+
+
+TrialParams = create_model(
+    "TrialParams",
+    __base__=FinetuneParams,
+    eval=(str, ...),
+    eval_batch_tokens=(int | None, None),
+)
+
+
+@register("fit", "trial", params=TrialParams)
+def fit_trial(
+    dataset: Any, params: Any, *, cache_dir: Any = None, progress: bool = True, log: Callable | None = None
+) -> str:
+    """Fine-tune `params.model` on the kept rows and evaluate its answer loss on the held-out set `eval`
+    (cached); returns the trial's JSON (eval_loss, tokens, seconds, settings)."""
+    from ..data import read
+
+    log = log or (lambda _m: None)
+    held_out = read(params.eval)
+    config = FinetuneConfig(**params.model_dump(exclude={"model", "eval", "eval_batch_tokens"}))
+    runner = ExperimentRunner(
+        dataset,
+        held_out,
+        params.model,
+        config,
+        eval_batch_tokens=params.eval_batch_tokens,
+        cache_dir=cache_dir,
+        progress=progress,
+        log=log,
+    )
+    rows = list(range(len(dataset.examples)))
+    trial = runner.trial("trial", rows)
+    log(f"trial on {trial.n} rows: eval loss {trial.eval_loss:.4f}" + (" (cached)" if trial.cached else ""))
+    return str(runner.folder(rows) / TRIAL_FILE)

@@ -1,0 +1,317 @@
+"""The experiment runner and `instructsift compare`, on a tiny randomly initialised model and real rows.
+
+The tiny model is a 2-layer, 32-wide Llama with a small BPE tokenizer trained on the rows, so a trial
+(fine-tune a few steps, evaluate a few rows) takes about a second on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ALPACA = "alpaca/alpaca_random_9k.json"
+
+
+@pytest.fixture(scope="module")
+def rows(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """24 short real Alpaca rows to select from and 8 others held out, as files."""
+    data = json.loads((shared_data / ALPACA).read_text())
+    short = sorted(data[:300], key=lambda r: len(r["instruction"]) + len(r["input"]) + len(r["output"]))
+    folder = tmp_path_factory.mktemp("rows")
+    (folder / "pool.json").write_text(json.dumps(short[:24]))
+    (folder / "held_out.json").write_text(json.dumps(short[24:32]))
+    return folder / "pool.json", folder / "held_out.json"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(rows: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide Llama with random weights and a 1024-token byte-level BPE tokenizer trained on the
+    rows (seconds to build, no model download or conversion)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    texts = [v for path in rows for r in json.loads(path.read_text()) for v in r.values()]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    bpe.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=1024, special_tokens=special, initial_alphabet=alphabet)
+    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=special[0], pad_token=special[0])
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _config(**kw):
+    from instructsift.train.finetune import FinetuneConfig
+
+    base = dict(lora=False, lr=5e-3, epochs=1, batch_size=4, max_length=256, checkpoint_steps=1, dtype="float32")
+    return FinetuneConfig(**{**base, **kw})
+
+
+def _runner(rows, tiny_model: Path, cache: Path, **kw):
+    from instructsift.data import read
+    from instructsift.train.runner import ExperimentRunner
+
+    pool, held = rows
+    return ExperimentRunner(
+        read(pool), read(held), str(tiny_model), _config(), eval_dtype="float32", cache_dir=cache, progress=False, **kw
+    )
+
+
+class Stop(Exception):
+    pass
+
+
+def test_runner_caches_and_a_killed_comparison_resumes(rows, tiny_model: Path, tmp_path: Path) -> None:
+    """Killed in the middle of the second trial's fine-tuning: the rerun reads the first back, resumes the
+    second from its checkpoint and runs the third; a third run trains nothing and gives the same losses."""
+    from transformers import TrainerCallback
+
+    subsets = {"a": [0, 1, 2, 3, 4, 5, 6, 7], "b": list(range(8, 16)), "c": list(range(16, 24))}
+    seen: list[str] = []
+
+    class KillInSecond(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if len(seen) == 1 and state.global_step == 2:
+                raise Stop
+
+    first = _runner(rows, tiny_model, tmp_path / "cache", callbacks=[KillInSecond()])
+    with pytest.raises(Stop):
+        first.run(subsets, on_trial=lambda t: seen.append(t.name))
+    assert seen == ["a"] and len(first.trained) == 1
+    ckpts = list((tmp_path / "cache" / "experiments").glob("*/.model.checkpoints/checkpoint-1"))
+    assert len(ckpts) == 1  # the interrupted trial left its checkpoint
+
+    second = _runner(rows, tiny_model, tmp_path / "cache")
+    trials = second.run(subsets)
+    assert [t.name for t in trials] == ["a", "b", "c"]
+    assert [t.cached for t in trials] == [True, False, False]
+    assert len(second.trained) == 2  # b (resumed) and c, not a
+    assert all(t.eval_loss > 0 and t.n == 8 and t.tokens > 0 for t in trials)
+    assert not list((tmp_path / "cache" / "experiments").glob("*/model"))  # tuned models deleted once evaluated
+
+    third = _runner(rows, tiny_model, tmp_path / "cache")
+    again = third.run({**subsets, "a again": list(reversed(subsets["a"]))})
+    assert third.trained == [] and all(t.cached for t in again)
+    assert [t.eval_loss for t in again] == [t.eval_loss for t in trials] + [trials[0].eval_loss]
+    # the same settings on another subset are another trial; other settings on the same subset too
+    assert third.key([0, 1]) != third.key([0, 2])
+    other = _runner(rows, tiny_model, tmp_path / "cache")
+    other.config = _config(lr=1e-3)
+    assert other.key(subsets["a"]) != third.key(subsets["a"])
+
+
+def test_loss_function_and_bad_subsets(rows, tiny_model: Path, tmp_path: Path) -> None:
+    from instructsift.data.errors import OptionError
+
+    runner = _runner(rows, tiny_model, tmp_path / "cache")
+    loss = runner([3, 1, 2])
+    assert loss == runner.loss([1, 2, 3]) and len(runner.trained) == 1
+    for bad, why in (([], "empty"), ([0, 24], "outside"), ([1, 1], "more than once")):
+        with pytest.raises(OptionError, match=why):
+            runner.loss(bad)
+
+
+# -- compare ---------------------------------------------------------------------------------------------------
+def test_random_subsets_are_reproducible_by_seed() -> None:
+    from instructsift.compare import random_subset
+
+    a = random_subset(1000, 50, 3)
+    assert a == random_subset(1000, 50, 3)
+    assert a != random_subset(1000, 50, 4)
+    assert a == sorted(set(a)) and len(a) == 50 and a[0] >= 0 and a[-1] < 1000
+
+
+def _spec(rows, tiny_model: Path, cache: Path, **kw):
+    from instructsift.compare import CompareSpec
+
+    pool, held = rows
+    base = dict(
+        data=str(pool),
+        eval=str(held),
+        methods=["lima"],
+        budget=4,
+        base=str(tiny_model),
+        random_seeds=2,
+        full=True,
+        options={"*": {"model": str(tiny_model)}, "lima": {"min_chars": 0}},
+        finetune=dict(lora=False, lr=5e-3, epochs=1, batch_size=2, warmup_ratio=0.0, max_length=256, dtype="float32"),
+        eval_dtype="float32",
+        cache_dir=str(cache),
+        plot=_has_matplotlib(),
+    )
+    return CompareSpec(**{**base, **kw})
+
+
+def _has_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _md_rows(text: str) -> list[list[str]]:
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith("| method")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+
+
+def _seconds(text: str) -> float | None:
+    if text == "-":
+        return None
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(\d+)s", text)
+    assert m, text
+    h, mi, s = (int(x) if x else 0 for x in m.groups())
+    return 3600 * h + 60 * mi + s
+
+
+def _num(text: str) -> float | None:
+    return None if text == "-" else float(text.replace(",", ""))
+
+
+def test_compare_writes_a_table_equal_to_its_json_and_a_new_method_adds_one_trial(
+    rows, tiny_model: Path, tmp_path: Path
+) -> None:
+    from instructsift.compare import compare
+    from instructsift.data.errors import OutputError
+
+    out = tmp_path / "out"
+    spec = _spec(rows, tiny_model, tmp_path / "cache")
+    r = compare(spec, out, progress=False)
+    assert r["trained_now"] == 4 and r["budget"]["examples"] == 4
+    assert [row["name"] for row in r["rows"]] == ["lima", "random-0", "random-1", "full", "random (mean of 2)"]
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["rows"] == r["rows"] and saved["machine"]["cpus"] and saved["finetune"]["lr"] == 5e-3
+    assert len(saved["selections"]["lima"]["ids"]) == 4
+    # every number in the Markdown table is results.json's, as printed
+    table = _md_rows((out / "results.md").read_text())
+    assert len(table) == len(saved["rows"])
+    for cells, row in zip(table, saved["rows"], strict=True):
+        name, n, tokens, loss, d_rand, z, d_full, sel, train = cells
+        assert name == row["name"] and _num(n) == row["n"] and _num(tokens) == row["tokens"]
+        assert _num(loss) == round(row["eval_loss"], 4)
+        assert _num(d_rand) == round(row["delta_random"], 4)
+        assert _num(z) == (None if row["z_random"] is None else round(row["z_random"], 2))
+        assert _num(d_full) == round(row["delta_full"], 4)
+        assert _seconds(sel) == (None if row["select_seconds"] is None else round(row["select_seconds"]))
+        assert _seconds(train) == round(row["train_seconds"])
+    mean = next(row for row in saved["rows"] if row["kind"] == "random-mean")
+    randoms = [row["eval_loss"] for row in saved["rows"] if row["kind"] == "random"]
+    assert mean["eval_loss"] == pytest.approx(sum(randoms) / 2) and mean["delta_random"] == pytest.approx(0)
+    full = next(row for row in saved["rows"] if row["kind"] == "full")
+    assert full["delta_full"] == 0 and full["n"] == 24
+    assert len(set(randoms + [full["eval_loss"]])) == 3 and mean["z_random"] is not None  # the trials trained
+    if _has_matplotlib():
+        assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+    with pytest.raises(OutputError, match="--overwrite"):
+        compare(spec, out, progress=False)
+    again = compare(
+        spec.model_copy(update={"methods": ["lima", "superfiltering"]}), out, overwrite=True, progress=False
+    )
+    assert again["trained_now"] == 1  # superfiltering's pick; the rest from the cache
+    lima = [row["eval_loss"] for row in again["rows"] if row["name"] == "lima"]
+    assert lima == [r["rows"][0]["eval_loss"]]
+
+
+def test_a_method_short_of_the_budget_fails_before_any_training(rows, tiny_model: Path, tmp_path: Path) -> None:
+    from instructsift.compare import compare
+    from instructsift.errors import UsageError
+
+    spec = _spec(rows, tiny_model, tmp_path / "cache", options={"*": {"model": str(tiny_model)}})
+    with pytest.raises(UsageError, match=r"budget 4: lima kept 0.*--allow-short"):
+        compare(spec, tmp_path / "out", progress=False)
+    assert not (tmp_path / "cache" / "experiments").exists() and not (tmp_path / "out").exists()
+
+
+def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from instructsift.cli import app
+
+    pool, held = rows
+    cases = [
+        (["--budget", "five", "--eval", held], "a count (450) or a ratio"),
+        (["--budget", "1.5", "--eval", held], "a budget ratio is in (0, 1]"),
+        (["--budget", "4"], "needs --budget and --eval"),
+        (["--budget", "4", "--eval", held, "--methods", "nosuch"], "unknown method 'nosuch'"),
+        (["--budget", "4", "--eval", held, "--methods", "lima", "--set", "lima.ratio=0.1"], "--budget sets the size"),
+        (["--budget", "4", "--eval", held, "--set", "oops"], "METHOD.KEY=VALUE"),
+        (["--budget", "4", "--eval", held, "--methods", "lima,lima"], "names lima twice"),
+        (["--budget", "4", "--eval", tmp_path / "nope.json"], "nope.json: no such file"),
+    ]
+    for args, message in cases:
+        r = CliRunner().invoke(app, ["compare", str(pool), "-o", str(tmp_path / "o"), *map(str, args), "--no-plot"])
+        assert r.exit_code == 2, (args, r.output)
+        assert message in r.output, (args, r.output)
+
+
+def test_trial_fit_step_in_a_recipe_names_the_trials_json(rows, tiny_model: Path, tmp_path: Path) -> None:
+    """`fit: trial` fine-tunes on the rows its `on:` selectors keep and evaluates on the held-out file."""
+    from instructsift.pipeline import run
+    from instructsift.recipe import from_dict
+
+    pool, held = rows
+    ft = dict(lora=False, lr=5e-3, epochs=1, batch_size=4, max_length=256, dtype="float32")
+    recipe = from_dict(
+        {
+            "input": str(pool),
+            "cache_dir": str(tmp_path / "cache"),
+            "steps": [
+                {"score": "rules", "with": {"tokenizer": str(tiny_model)}},
+                {
+                    "fit": "trial",
+                    "as": "t",
+                    "on": [{"select": "top", "with": {"column": "response_chars", "k": 6}}],
+                    "with": {"model": str(tiny_model), "eval": str(held), **ft},
+                },
+            ],
+        }
+    )
+    result = run(recipe, progress=False, log=lambda _m: None)
+    trial = json.loads(Path(result.artifacts["t"]).read_text())
+    assert trial["n"] == 6 and trial["eval_loss"] > 0 and trial["settings"]["finetune"]["lr"] == 5e-3
+
+
+def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path) -> None:
+    from instructsift.compare import _path, load_spec, parse_sets, save_spec, spec_from
+
+    pool, held = rows
+    spec = spec_from(
+        dict(
+            data=str(pool),
+            eval=str(held),
+            methods=["lima", "cherry"],
+            budget=0.05,
+            full=True,
+            options=parse_sets(["lima.min_chars=0", "model=gemma3-270m", "alpagasus.threshold=4"]),
+            finetune={"epochs": 1.0},
+        )  # fmt: skip
+    )
+    assert spec.options == {"lima": {"min_chars": 0}, "*": {"model": "gemma3-270m"}, "alpagasus": {"threshold": 4}}
+    target = tmp_path / "recipes" / "compare.yaml"
+    target.parent.mkdir()
+    save_spec(spec, target)
+    loaded, base = load_spec(target)
+    assert _path(base, loaded.data).resolve() == pool.resolve() and _path(base, loaded.eval).resolve() == held.resolve()
+    assert loaded.model_dump(exclude={"data", "eval"}) == spec.model_dump(exclude={"data", "eval"})
+    assert isinstance(loaded.budget, float)
