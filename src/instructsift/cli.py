@@ -122,6 +122,12 @@ EncoderOpt = Annotated[
         "folder or hub id, or lm / lm:MODEL for a causal LM's mean-pooled hidden state (default: embedded).",
     ),
 ]
+RankerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ranker", help="scar: a ranker folder from train-scar, or a SCAR checkpoint (lizhuang144/scar-gte-base)."
+    ),
+]
 PerCategoryOpt = Annotated[
     int | None, typer.Option("--per-category", help="lima: keep up to N per category (or cluster), best first.")
 ]
@@ -297,6 +303,7 @@ def score_cmd(
     no_cache: NoCacheOpt = False,
     trust_remote_code: TrustOpt = False,
     encoder: EncoderOpt = None,
+    ranker: RankerOpt = None,
     judge_url: JudgeUrlOpt = None,
     judge_model: JudgeModelOpt = None,
     judge_key_env: JudgeKeyEnvOpt = None,
@@ -353,6 +360,7 @@ def select_cmd(
     no_cache: NoCacheOpt = False,
     trust_remote_code: TrustOpt = False,
     encoder: EncoderOpt = None,
+    ranker: RankerOpt = None,
     judge_url: JudgeUrlOpt = None,
     judge_model: JudgeModelOpt = None,
     judge_key_env: JudgeKeyEnvOpt = None,
@@ -421,6 +429,7 @@ def run_cmd(
 METHOD_OPTIONS = {
     "ratio": None, "top": None, "model": "embedded", "template": None, "dtype": "auto", "max_length": None,
     "device": "auto", "batch_tokens": None, "chunk_size": None, "trust_remote_code": False, "encoder": None,
+    "ranker": None,
     **{k: None for k in JUDGE_OPTIONS if k.startswith("judge_")},
     "threshold": None, "per_category": None, "category_field": None, "clusters": None, "rank_by": None,
     "min_chars": None, "max_chars": None, "rules": None, "languages": None, "pre_experience": False,
@@ -645,6 +654,58 @@ def evaluate_cmd(
     print(text)
     err.print(
         f"loss {r.loss:.4f} · ppl {r.ppl:.3f} · {r.scored} of {r.examples} examples · {r.tokens:,} answer tokens",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("train-scar")
+@_guard
+def train_scar_cmd(
+    quads: Annotated[
+        Path,
+        typer.Argument(metavar="QUADS", help="JSON Lines: instruction, input?, human, referenced?, direct, *_score?."),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the ranker.")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a ranker folder written here before.")
+    ] = False,
+    encoder: Annotated[
+        str, typer.Option(help="embedded (all-MiniLM-L6-v2), mpnet (all-mpnet-base-v2), a folder or hub id.")
+    ] = "embedded",
+    epochs: Annotated[int, typer.Option(help="Passes over the training split (the reference: 10).")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Quads per step.")] = 4,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-5,
+    linear_dim: Annotated[int, typer.Option("--linear-dim", help="Width of the two MLPs' hidden layer.")] = 1024,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per instruction and per answer.")] = 512,
+    quality_min: Annotated[
+        float, typer.Option("--quality-min", help="A pair counts when both quality scores are above this.")
+    ] = 5.0,
+    quality_max: Annotated[float, typer.Option("--quality-max", help="... and below this.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Split, initialisation and shuffling seed.")] = 42,
+    device: DeviceOpt = "auto",
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a SCAR style-consistency ranker on QUADS (80/10/10 split, best epoch by validation accuracy). Rerun to resume."""
+    from .models import use_cache_root
+    from .train.scar import ScarTrainConfig, read_quads, train_scar
+
+    config = ScarTrainConfig(
+        encoder=encoder, epochs=epochs, batch_size=batch_size, learning_rate=lr, linear_dim=linear_dim,
+        max_length=max_length, quality_min=quality_min, quality_max=quality_max, seed=seed, device=device,
+    )  # fmt: skip
+    _check_paths([quads], [(output, "model", "--output")], overwrite)
+    rows = read_quads(quads)
+    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    try:
+        with use_cache_root(cache_dir):
+            r = train_scar(rows, output, config, progress=not quiet, log=log)
+    except KeyboardInterrupt:
+        _fail("interrupted: run the same command again to resume from the last checkpoint")
+    err.print(
+        f"trained on {r['rows']['train']} quads · best validation accuracy {r['best_validation']:.4f} · "
+        f"test accuracy {r['test']['all']:.4f} → {output}",
         highlight=False,
         markup=False,
     )

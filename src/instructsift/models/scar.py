@@ -34,6 +34,7 @@ from ..data.errors import MissingFileError
 MODEL_TYPE = "style_ranker"
 WEIGHTS = "model.safetensors"
 ENCODER_CONFIG = "encoder_config.json"
+MARKER = "instructsift-model.json"  # lets `--overwrite` replace a folder written here
 
 
 def pooled(output: Any) -> torch.Tensor:
@@ -95,7 +96,9 @@ def build_ranker(
 ) -> tuple[ScarRanker, Any]:
     """A new ranker over an encoder folder (its weights when `pretrained`), and the encoder's tokenizer."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     enc_config = AutoConfig.from_pretrained(str(encoder_spec), trust_remote_code=False)
     if pretrained:
         encoder = AutoModel.from_pretrained(str(encoder_spec), trust_remote_code=False)
@@ -193,7 +196,11 @@ def load_ranker(spec: str | Path, device: str = "cpu", dtype: Any = None) -> Loa
         model.to(dtype)
     model.to(device).eval()
     tok_source = folder if (folder / "tokenizer_config.json").exists() else config.get("encoder_name")
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
+    hf_logging.set_verbosity_error()  # it reads config.json, whose model_type it does not know
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return LoadedRanker(model, tokenizer, folder, str(config.get("encoder_name", "")))
 
 
@@ -216,4 +223,5 @@ def save_ranker(model: ScarRanker, tokenizer: Any, folder: str | Path, encoder_n
         (tmp / ENCODER_CONFIG).write_text(json.dumps(enc, indent=2, default=str) + "\n", encoding="utf-8")
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         tokenizer.save_pretrained(str(tmp))
+        (tmp / MARKER).write_text(json.dumps({"kind": "scar-ranker"}) + "\n", encoding="utf-8")
     return folder
