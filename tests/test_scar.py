@@ -26,7 +26,6 @@ from instructsift.train.scar import (  # noqa: E402
     forward_quads,
     read_quads,
     scar_loss,
-    train_scar,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,9 +74,9 @@ def pairs_of(quads: list[Quad]) -> list[tuple[str, str]]:
 def test_same_scores_as_the_reference_class(tiny_encoder, quads, tmp_path) -> None:
     """A ranker built and saved by scar-tool's own StyleRanker loads here and gives its scores."""
     pytest.importorskip("style_ranker", reason="scar-tool is installed by `make install` (pip --no-deps)")
+    from style_ranker.rank import score_pairs as reference_scores
     from style_ranker.ranker.config import StyleRankerConfig
     from style_ranker.ranker.model import StyleRanker
-    from style_ranker.rank import score_pairs as reference_scores
     from transformers import AutoTokenizer
 
     torch.manual_seed(1)
@@ -156,7 +155,9 @@ def test_training_lowers_the_loss(tiny_encoder, quads, tmp_path) -> None:
     def loss() -> float:
         trainer.model.eval()
         with torch.no_grad():
-            value = float(scar_loss(forward_quads(trainer.model, trainer.tokenizer, batch, 64), batch_masks(batch, config, "cpu")))
+            value = float(
+                scar_loss(forward_quads(trainer.model, trainer.tokenizer, batch, 64), batch_masks(batch, config, "cpu"))
+            )
         trainer.model.train()
         return value
 
@@ -207,7 +208,9 @@ def test_read_quads_names_file_line_and_field(tmp_path) -> None:
     from instructsift.data.errors import InputError
 
     path = tmp_path / "q.jsonl"
-    path.write_text('{"instruction": "a", "human": "b", "direct": "c"}\n{"instruction": "a", "human": 3, "direct": "c"}\n')
+    path.write_text(
+        '{"instruction": "a", "human": "b", "direct": "c"}\n{"instruction": "a", "human": 3, "direct": "c"}\n'
+    )
     with pytest.raises(InputError, match=r"q.jsonl, line 2, field 'human': must be a string"):
         read_quads(path)
     path.write_text('{"instruction": "a", "human": "b", "direct": "c", "human_score": 6}\n')
