@@ -711,6 +711,55 @@ def train_scar_cmd(
     )
 
 
+@app.command("synthesize")
+@_guard
+def synthesize_cmd(
+    input: Input,
+    output: Annotated[Path, typer.Option("--output", "-o", help="QUADS.jsonl: the rows with the LLM answers added.")],
+    kind: Annotated[
+        str, typer.Option(help="direct (the LLM answers), referenced (it rewrites the human answer), or both.")
+    ] = "both",
+    model: Annotated[
+        str,
+        typer.Option(help="The LLM: a model name on --url's server, else a local model (embedded, hub id, folder)."),
+    ] = "embedded",
+    url: Annotated[str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
+    key_env: Annotated[
+        str | None, typer.Option("--key-env", help="Environment variable holding the server's API key.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="New tokens per answer.")] = 1024,
+    concurrency: Annotated[int, typer.Option(help="Server: requests at a time.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Local model: prompts per generate call.")] = 8,
+    device: DeviceOpt = "auto",
+    overwrite: OverwriteOpt = False,
+    on_error: OnErrorOpt = OnError.fail,
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Add SCAR's LLM answers (direct, referenced) to DATA's rows, as a quads file for train-scar. Cached; rerun to resume."""
+    import json
+
+    from .atomic import write_text
+    from .data.errors import OptionError
+    from .models import use_cache_root
+    from .train.synthesize import KINDS, Generator, read_rows, synthesize
+
+    if kind not in (*KINDS, "both"):
+        raise OptionError(f"--kind {kind!r}: expected direct, referenced or both")
+    kinds = list(KINDS) if kind == "both" else [kind]
+    _check_paths([input], [(output, "rejects", "--output")], overwrite)
+    rows = read_rows(input, on_error.value)
+    gen = Generator(model=model, url=url, key_env=key_env, max_tokens=max_tokens, concurrency=concurrency,
+                    batch_size=batch_size, device=device)  # fmt: skip
+    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    with use_cache_root(cache_dir):
+        out, failed = synthesize(rows, kinds, gen, progress=not quiet, log=log)
+    write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
+    if failed:
+        _warn(f"{failed} answers could not be generated (reasons above); rerun to ask for them again")
+    err.print(f"{len(out)} rows, {', '.join(kinds)} answers → {output}", highlight=False, markup=False)
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
 
