@@ -256,3 +256,36 @@ def test_train_scar_then_select_from_the_command_line(tiny_encoder, quads, tmp_p
     again = subprocess.run([*env_cli, "train-scar", str(qfile), "--encoder", str(tiny_encoder), "-o", str(ranker)],
                            capture_output=True, text=True)  # fmt: skip
     assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_fit_step_trains_once_and_names_the_ranker_in_a_recipe(tiny_encoder, quads, tmp_path) -> None:
+    import instructsift.pipeline as pipeline
+    import instructsift.recipe as recipes
+
+    qfile = tmp_path / "quads.jsonl"
+    qfile.write_text("".join(json.dumps({"instruction": q.instruction, "human": q.human, "direct": q.direct}) + "\n"
+                             for q in quads[:6]))  # fmt: skip
+    text = f"""
+input: {ROOT / "examples" / "sample_alpaca.json"}
+output: {tmp_path / "kept.json"}
+cache_dir: {tmp_path / "cache"}
+steps:
+  - fit: scar_ranker
+    as: rk
+    with: {{quads: {qfile}, encoder: {tiny_encoder}, epochs: 1, linear_dim: 16, max_length: 64, device: cpu}}
+  - score: scar
+    with: {{ranker: "@rk", device: cpu}}
+  - select: top
+    with: {{column: scar, k: 4}}
+"""
+    path = tmp_path / "scar.yaml"
+    path.write_text(text)
+    logs: list[str] = []
+    result = pipeline.run(recipes.load(path), progress=False, log=logs.append)
+    assert len(json.loads((tmp_path / "kept.json").read_text())) == 4
+    folder = Path(result.artifacts["rk"])
+    assert folder.is_relative_to(tmp_path / "cache" / "artifacts") and (folder / "model.safetensors").exists()
+    assert any("train-scar: best validation accuracy" in m for m in logs)
+    logs.clear()
+    pipeline.run(recipes.load(path), progress=False, log=logs.append, overwrite=True)
+    assert any("SCAR ranker from" in m and ": cached (" in m for m in logs), logs
