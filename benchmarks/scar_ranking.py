@@ -11,7 +11,7 @@ print the pairwise accuracy (direct ranked above human) of
 - answer length (the longer answer ranked higher);
 - IFD's `loss_cond` on the embedded SmolLM2 (the lower conditional answer loss ranked higher).
 
-Run: PYTHONPATH=src OMP_NUM_THREADS=2 nice python benchmarks/scar_ranking.py [--epochs 5] [--max-length 256]
+Run: PYTHONPATH=src OMP_NUM_THREADS=2 nice python benchmarks/scar_ranking.py [--epochs 3] [--max-length 128]
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def loss_cond(pairs: list[tuple[str, str]]) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="keep the trained ranker here")
     args = ap.parse_args()

@@ -289,3 +289,25 @@ steps:
     logs.clear()
     pipeline.run(recipes.load(path), progress=False, log=logs.append, overwrite=True)
     assert any("SCAR ranker from" in m and ": cached (" in m for m in logs), logs
+
+
+@pytest.mark.slow  # generation with the embedded SmolLM2 (and its one-time conversion): minutes on a busy CPU
+def test_synthesize_with_a_local_model_is_cached(tmp_path) -> None:
+    from instructsift.models import use_cache_root
+    from instructsift.train.synthesize import Generator, prompt_for, read_rows, synthesize
+
+    data = tmp_path / "two.json"
+    records = json.loads((ROOT / "examples" / "sample_alpaca.json").read_text())[:2]
+    data.write_text(json.dumps(records))
+    rows = read_rows(data)
+    assert rows[0]["human"] == records[0]["output"]
+    assert records[0]["output"] in prompt_for("referenced", "task", records[0]["output"])
+    gen = Generator(model="embedded", max_tokens=4, device="cpu", batch_size=2)
+    logs: list[str] = []
+    with use_cache_root(tmp_path / "cache"):
+        first, failed = synthesize(rows, ["direct", "referenced"], gen, progress=False, log=logs.append)
+        assert failed == 0 and all(r["direct"].strip() and r["referenced"].strip() for r in first)
+        assert any("4 answers to generate" in m for m in logs)
+        logs.clear()
+        again, _ = synthesize(rows, ["direct", "referenced"], gen, progress=False, log=logs.append)
+    assert again == first and not logs  # all from the cache: nothing generated
