@@ -311,3 +311,25 @@ def test_synthesize_with_a_local_model_is_cached(tmp_path) -> None:
         logs.clear()
         again, _ = synthesize(rows, ["direct", "referenced"], gen, progress=False, log=logs.append)
     assert again == first and not logs  # all from the cache: nothing generated
+
+
+def test_an_interrupted_training_resumes_to_the_same_ranker(tiny_encoder, quads, tmp_path) -> None:
+    config = ScarTrainConfig(
+        encoder=str(tiny_encoder), linear_dim=16, max_length=48, epochs=2, save_every=1, device="cpu"
+    )
+    rows = quads[:12]  # 10 to train on: 3 steps an epoch
+    whole = Trainer(rows, tmp_path / "a", config).run(progress=False)
+
+    def stop(message: str) -> None:
+        if "epoch 1:" in message:
+            raise KeyboardInterrupt  # as Ctrl-C after the first epoch's last step, before its checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(rows, tmp_path / "b", config).run(progress=False, log=stop)
+    assert not (tmp_path / "b").exists() and list(tmp_path.glob(".b.scar-*/state.json"))
+    logs: list[str] = []
+    resumed = Trainer(rows, tmp_path / "b", config).run(progress=False, log=logs.append)
+    assert logs[0] == "train-scar: resuming at epoch 1, batch 2"
+    assert resumed["history"] == whole["history"] and resumed["test"] == whole["test"]
+    pairs = pairs_of(quads[12:15])
+    assert score_pairs(load_ranker(tmp_path / "b"), pairs) == score_pairs(load_ranker(tmp_path / "a"), pairs)
