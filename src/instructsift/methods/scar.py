@@ -24,7 +24,7 @@ SCORER_FIELDS = ("max_length", "dtype", "device", "chunk_size")
 
 
 class Params(Size):
-    ranker: str = Field(description="a folder from train-scar, or a SCAR checkpoint (hub id)")
+    ranker: str | None = Field(None, description="a folder from train-scar, or a SCAR checkpoint (hub id)")
     max_length: int | None = Field(None, ge=2, description=f"tokens per instruction and per answer [{MAX_LENGTH}]")
     dtype: str = "float32"
     device: str = "auto"
@@ -32,6 +32,8 @@ class Params(Size):
 
 
 def steps(p: Params) -> list[dict[str, Any]]:
+    if not p.ranker:
+        raise ValueError("needs --ranker: a folder from train-scar, or a SCAR checkpoint (lizhuang144/scar-gte-base)")
     return [
         step("score", "scar", ranker=p.ranker, **given(p, SCORER_FIELDS)),
         step("select", "top", column="scar", ratio=p.ratio, k=p.top, of="all"),

@@ -156,8 +156,10 @@ def ranker_folder(spec: str | Path) -> Path:
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or str(spec).startswith((".", "/", "~")):
+    if path.exists():
         raise MissingFileError(f"{spec}: not a ranker folder")
+    if str(spec).startswith((".", "/", "~")):
+        raise MissingFileError(f"{spec}: no such ranker folder")
     from .loader import resolve
 
     return Path(resolve(str(spec)).path)
