@@ -333,3 +333,34 @@ def test_an_interrupted_training_resumes_to_the_same_ranker(tiny_encoder, quads,
     assert resumed["history"] == whole["history"] and resumed["test"] == whole["test"]
     pairs = pairs_of(quads[12:15])
     assert score_pairs(load_ranker(tmp_path / "b"), pairs) == score_pairs(load_ranker(tmp_path / "a"), pairs)
+
+
+def test_bad_rankers_and_options_are_clear_errors(tmp_path) -> None:
+    from instructsift.data.errors import MissingFileError
+    from instructsift.errors import UsageError
+    from instructsift.methods import get_method
+
+    scar = get_method("scar")
+    with pytest.raises(UsageError, match="needs --ranker"):
+        scar.expand({"ratio": 0.1})
+    score, top = scar.expand({"ratio": 0.1, "ranker": "r/", "max_length": 256})
+    assert score == {"score": "scar", "with": {"ranker": "r/", "max_length": 256}}
+    assert top["with"] == {"column": "scar", "ratio": 0.1, "of": "all"}
+    pickle_only = tmp_path / "pk"
+    pickle_only.mkdir()
+    config = {"model_type": "style_ranker", "encoder_name": "x", "hidden_dim": 32, "linear_dim": 8}
+    (pickle_only / "config.json").write_text(json.dumps(config))
+    (pickle_only / "pytorch_model.bin").write_bytes(b"not loaded")
+    (pickle_only / "encoder_config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32,
+                                                                 "num_attention_heads": 2, "num_hidden_layers": 1}))  # fmt: skip
+    with pytest.raises(MissingFileError, match="pytorch_model.bin \\(a pickle\\), which instructsift does not load"):
+        load_ranker(pickle_only)
+    (pickle_only / "config.json").write_text(json.dumps({**config, "hidden_dim": 64}))
+    with pytest.raises(MissingFileError, match="hidden_dim 64 differs from the encoder's hidden size 32"):
+        load_ranker(pickle_only)
+    with pytest.raises(MissingFileError, match="no such ranker folder"):
+        load_ranker(tmp_path / "nope")
+    with pytest.raises(MissingFileError, match="not 'style_ranker'"):
+        (tmp_path / "cfg").mkdir()
+        (tmp_path / "cfg" / "config.json").write_text('{"model_type": "bert"}')
+        load_ranker(tmp_path / "cfg")

@@ -184,7 +184,10 @@ def load_ranker(spec: str | Path, device: str = "cpu", dtype: Any = None) -> Loa
         encoder = AutoModel.from_config(enc_config)
     finally:
         hf_logging.set_verbosity(verbosity)
-    model = ScarRanker(encoder, int(config.get("hidden_dim", 1024)), int(config.get("linear_dim", 1024)))
+    try:
+        model = ScarRanker(encoder, int(config.get("hidden_dim", 1024)), int(config.get("linear_dim", 1024)))
+    except ValueError as e:
+        raise MissingFileError(f"{config_path}: {e}") from None
     state = _state_dict(folder)
     missing, unexpected = model.load_state_dict(state, strict=False)
     persistent = set(model.state_dict())
