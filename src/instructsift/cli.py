@@ -139,6 +139,12 @@ EncoderOpt = Annotated[
         "folder or hub id, or lm / lm:MODEL for a causal LM's mean-pooled hidden state (default: embedded).",
     ),
 ]
+RankerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ranker", help="scar: a ranker folder from train-scar, or a SCAR checkpoint (lizhuang144/scar-gte-base)."
+    ),
+]
 PerCategoryOpt = Annotated[
     int | None, typer.Option("--per-category", help="lima: keep up to N per category (or cluster), best first.")
 ]
@@ -322,6 +328,7 @@ def score_cmd(
     ray_address: RayAddressOpt = None,
     trust_remote_code: TrustOpt = False,
     encoder: EncoderOpt = None,
+    ranker: RankerOpt = None,
     judge_url: JudgeUrlOpt = None,
     judge_model: JudgeModelOpt = None,
     judge_key_env: JudgeKeyEnvOpt = None,
@@ -388,6 +395,7 @@ def select_cmd(
     ray_address: RayAddressOpt = None,
     trust_remote_code: TrustOpt = False,
     encoder: EncoderOpt = None,
+    ranker: RankerOpt = None,
     judge_url: JudgeUrlOpt = None,
     judge_model: JudgeModelOpt = None,
     judge_key_env: JudgeKeyEnvOpt = None,
@@ -464,6 +472,7 @@ def run_cmd(
 METHOD_OPTIONS = {
     "ratio": None, "top": None, "model": "embedded", "template": None, "dtype": "auto", "max_length": None,
     "device": "auto", "batch_tokens": None, "chunk_size": None, "trust_remote_code": False, "encoder": None,
+    "ranker": None,
     **{k: None for k in JUDGE_OPTIONS if k.startswith("judge_")},
     "threshold": None, "per_category": None, "category_field": None, "clusters": None, "rank_by": None,
     "min_chars": None, "max_chars": None, "rules": None, "languages": None, "pre_experience": False,
@@ -771,6 +780,107 @@ def compare_cmd(
     out = output or Path(spec.output or "")
     print((out / "results.md").read_text(encoding="utf-8"))
     err.print(f"{len(r['trials'])} trials ({r['trained_now']} run now) → {out}", highlight=False, markup=False)
+
+
+@app.command("train-scar")
+@_guard
+def train_scar_cmd(
+    quads: Annotated[
+        Path,
+        typer.Argument(metavar="QUADS", help="JSON Lines: instruction, input?, human, referenced?, direct, *_score?."),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the ranker.")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a ranker folder written here before.")
+    ] = False,
+    encoder: Annotated[
+        str, typer.Option(help="embedded (all-MiniLM-L6-v2), mpnet (all-mpnet-base-v2), a folder or hub id.")
+    ] = "embedded",
+    epochs: Annotated[int, typer.Option(help="Passes over the training split (the reference: 10).")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Quads per step.")] = 4,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-5,
+    linear_dim: Annotated[int, typer.Option("--linear-dim", help="Width of the two MLPs' hidden layer.")] = 1024,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per instruction and per answer.")] = 512,
+    quality_min: Annotated[
+        float, typer.Option("--quality-min", help="A pair counts when both quality scores are above this.")
+    ] = 5.0,
+    quality_max: Annotated[float, typer.Option("--quality-max", help="... and below this.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Split, initialisation and shuffling seed.")] = 42,
+    device: DeviceOpt = "auto",
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a SCAR style-consistency ranker on QUADS (80/10/10 split, best epoch by validation accuracy). Rerun to resume."""
+    from .models import use_cache_root
+    from .train.scar import ScarTrainConfig, read_quads, train_scar
+
+    config = ScarTrainConfig(
+        encoder=encoder, epochs=epochs, batch_size=batch_size, learning_rate=lr, linear_dim=linear_dim,
+        max_length=max_length, quality_min=quality_min, quality_max=quality_max, seed=seed, device=device,
+    )  # fmt: skip
+    _check_paths([quads], [(output, "model", "--output")], overwrite)
+    rows = read_quads(quads)
+    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    try:
+        with use_cache_root(cache_dir):
+            r = train_scar(rows, output, config, progress=not quiet, log=log)
+    except KeyboardInterrupt:
+        _fail("interrupted: run the same command again to resume from the last checkpoint")
+    err.print(
+        f"trained on {r['rows']['train']} quads · best validation accuracy {r['best_validation']:.4f} · "
+        f"test accuracy {r['test']['all']:.4f} → {output}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("synthesize")
+@_guard
+def synthesize_cmd(
+    input: Input,
+    output: Annotated[Path, typer.Option("--output", "-o", help="QUADS.jsonl: the rows with the LLM answers added.")],
+    kind: Annotated[
+        str, typer.Option(help="direct (the LLM answers), referenced (it rewrites the human answer), or both.")
+    ] = "both",
+    model: Annotated[
+        str,
+        typer.Option(help="The LLM: a model name on --url's server, else a local model (embedded, hub id, folder)."),
+    ] = "embedded",
+    url: Annotated[str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
+    key_env: Annotated[
+        str | None, typer.Option("--key-env", help="Environment variable holding the server's API key.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="New tokens per answer.")] = 1024,
+    concurrency: Annotated[int, typer.Option(help="Server: requests at a time.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Local model: prompts per generate call.")] = 8,
+    device: DeviceOpt = "auto",
+    overwrite: OverwriteOpt = False,
+    on_error: OnErrorOpt = OnError.fail,
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Add SCAR's LLM answers (direct, referenced) to DATA's rows, as a quads file for train-scar. Cached; rerun to resume."""
+    import json
+
+    from .atomic import write_text
+    from .data.errors import OptionError
+    from .models import use_cache_root
+    from .train.synthesize import KINDS, Generator, read_rows, synthesize
+
+    if kind not in (*KINDS, "both"):
+        raise OptionError(f"--kind {kind!r}: expected direct, referenced or both")
+    kinds = list(KINDS) if kind == "both" else [kind]
+    _check_paths([input], [(output, "rejects", "--output")], overwrite)
+    rows = read_rows(input, on_error.value)
+    gen = Generator(model=model, url=url, key_env=key_env, max_tokens=max_tokens, concurrency=concurrency,
+                    batch_size=batch_size, device=device)  # fmt: skip
+    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    with use_cache_root(cache_dir):
+        out, failed = synthesize(rows, kinds, gen, progress=not quiet, log=log)
+    write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
+    if failed:
+        _warn(f"{failed} answers could not be generated (reasons above); rerun to ask for them again")
+    err.print(f"{len(out)} rows, {', '.join(kinds)} answers → {output}", highlight=False, markup=False)
 
 
 def main() -> None:  # pragma: no cover
