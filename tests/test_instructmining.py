@@ -292,3 +292,143 @@ def test_paper_rule_refuses_the_offline_stand_in():
         from_method("instructmining", {"rule": "paper", "reward_model": "judge", "top": 3}, input=str(SAMPLE))
     with pytest.raises(UsageError, match="needs --rule"):
         from_method("instructmining", {"top": 3}, input=str(SAMPLE))
+
+
+# -- fitting from experiments: subset means, the fit step and the selector in one recipe --------------------
+def test_subset_means_by_hand():
+    import pyarrow as pa
+
+    from instructsift.train.mining import subset_means
+
+    emb = np.random.default_rng(0).normal(size=(9, 4)).astype(np.float32)
+    table = pa.table({
+        "row": list(range(9)), "id": [str(i) for i in range(9)],
+        "loss_cond": [0.5, 1.0, None, 2.0, 0.1, 0.2, 0.3, 0.4, 0.6],
+        "mtld": [10.0, 20, 30, 40, 50, 60, 70, 80, 90],
+        "embedding": pa.array(emb.tolist(), pa.list_(pa.float32(), 4)),
+    })  # fmt: skip
+    got = subset_means(table, [[0, 1, 2], [3, 8]], ["ppl", "mtld", "knn2"])
+    knn = knn_distance(emb, 2)
+    np.testing.assert_allclose(got[0], [(np.exp(0.5) + np.exp(1.0)) / 2, 20.0, knn[[0, 1, 2]].mean()])
+    np.testing.assert_allclose(got[1], [(np.exp(2.0) + np.exp(0.6)) / 2, 65.0, knn[[3, 8]].mean()])
+
+
+def test_fit_step_and_selector_in_one_recipe(tmp_path):
+    """Score lengths and MTLD, fit a rule from experiments whose losses follow a known rule, then select
+    with "@mined": the fitted coefficients are the known ones and the kept rows its 5 best."""
+    import pyarrow.parquet as pq
+
+    import instructsift.pipeline as pipeline
+    from instructsift import recipe as recipes
+
+    cache = tmp_path / "c"
+    scored = recipes.from_dict({"input": str(SAMPLE), "scores": str(tmp_path / "s.parquet"), "cache_dir": str(cache),
+                                "steps": [{"score": "lengths"}, {"score": "mtld"}]})  # fmt: skip
+    table = pipeline.run(scored, progress=False, log=lambda _m: None).table.to_pylist()
+    rng = np.random.default_rng(0)
+    subsets = [sorted(rng.choice(32, 8, replace=False).tolist()) for _ in range(12)]
+    exps = []
+    for rows in subsets:
+        tok = np.mean([table[r]["output_tokens"] for r in rows])
+        lex = np.mean([table[r]["mtld"] for r in rows])
+        exps.append({"rows": rows, "loss": float(np.exp(0.9 + 0.002 * tok - 0.01 * lex))})
+    (tmp_path / "exp.json").write_text(json.dumps({"subsets": exps}))
+    recipe = recipes.from_dict(
+        {
+            "input": str(SAMPLE), "output": str(tmp_path / "picked.json"), "cache_dir": str(cache),
+            "scores": str(tmp_path / "all.parquet"),
+            "steps": [
+                {"score": "lengths"}, {"score": "mtld"},
+                {"fit": "instructmining", "as": "mined", "with": {"experiments": str(tmp_path / "exp.json"),
+                 "scores": str(tmp_path / "s.parquet"), "indicators": ["output_tokens", "mtld"]}},
+                {"select": "instructmining", "with": {"rule": "@mined", "k": 5}},
+            ],
+        }
+    )  # fmt: skip
+    result = pipeline.run(recipe, progress=False, log=lambda _m: None)
+    rule = InstructMiningRule.load(result.artifacts["mined"])
+    assert rule.intercept_ == pytest.approx(0.9, abs=1e-8)
+    assert rule.coef_ == pytest.approx({"output_tokens": 0.002, "mtld": -0.01}, abs=1e-10)
+    pred = pq.read_table(tmp_path / "all.parquet").column("instructmining").to_pylist()
+    best = sorted(range(32), key=lambda i: (pred[i], i))[:5]
+    assert result.picked.rows == sorted(best)
+
+
+# -- the experiment design ---------------------------------------------------------------------------------
+def test_design_keeps_held_out_instructions_out_of_every_subset(shared_data, tmp_path):
+    from instructsift.train.design import load_sources, mixture_design, normalise
+
+    sources = load_sources(shared_data)
+    design = mixture_design(sources, n_subsets=10, size=150, held_out=80, seed=3)
+    held = {normalise(r["instruction"]) for r in design.eval}
+    assert len(design.eval) == 80 and all(r["source"] == "gpt4" for r in design.eval)
+    for rows, mix in zip(design.subsets, design.mixes, strict=True):
+        assert len(rows) == len(set(rows)) == 150 == sum(mix.values())
+        assert not held & {normalise(design.pool[i]["instruction"]) for i in rows}
+        assert {design.pool[i]["source"] for i in rows} == set(mix)
+    assert len({tuple(m.items()) for m in design.mixes}) == 10  # random proportions
+    again = mixture_design(sources, n_subsets=10, size=150, held_out=80, seed=3)
+    assert again.subsets == design.subsets
+    path = design.save(tmp_path / "d")
+    saved = json.loads(path.read_text())
+    assert [s["rows"] for s in saved["subsets"]] == design.subsets
+    assert len(json.loads((tmp_path / "d" / "pool.json").read_text())) == len(design.pool)
+
+
+# -- the subset-size search --------------------------------------------------------------------------------
+def _curve(k: int) -> float:
+    """A double-descent-like curve: a bump at ~60 and the lowest loss at k = 300."""
+    import math
+
+    return 1 + (math.log(k) - math.log(300)) ** 2 + 0.4 * math.exp(-((math.log(k) - math.log(60)) ** 2) / 0.05)
+
+
+def test_search_finds_the_best_k_caches_and_resumes(tmp_path):
+    from instructsift.train.search import search_size
+
+    calls: list[int] = []
+    order = list(range(5000))[::-1]
+
+    def loss_of(rows):
+        assert list(rows) == order[: len(rows)]  # the top k of the ranking
+        calls.append(len(rows))
+        return _curve(len(rows))
+
+    journal = tmp_path / "search.jsonl"
+    first = search_size(loss_of, order, low=10, high=5000, budget=12, journal=journal)
+    assert first.calls == len(calls) == 12 and len(set(calls)) == 12
+    more = search_size(loss_of, order, low=10, high=5000, budget=30, journal=journal)
+    assert len(calls) == 30 and len(set(calls)) == 30  # resumed: no k evaluated twice
+    again = search_size(loss_of, order, low=10, high=5000, budget=30, journal=journal)
+    assert again.calls == 0 and again.best_k == more.best_k  # all cached
+    assert more.best_k == min(set(calls), key=_curve)
+    assert abs(np.log(more.best_k) - np.log(300)) < 0.3, more.best_k
+
+
+def test_search_refuses_another_rankings_journal(tmp_path):
+    from instructsift.data.errors import OptionError
+    from instructsift.train.search import search_size
+
+    journal = tmp_path / "search.jsonl"
+    search_size(lambda r: _curve(len(r)), list(range(100)), low=2, high=100, budget=3, journal=journal)
+    with pytest.raises(OptionError, match="another search"):
+        search_size(lambda r: _curve(len(r)), list(range(1, 101)), low=2, high=100, budget=3, journal=journal)
+
+
+def test_sweep_reuses_search_trials_and_plots(tmp_path):
+    from instructsift.train.search import even_ks, plot_curve, search_size, sweep
+
+    calls: list[int] = []
+
+    def loss_of(rows):
+        calls.append(len(rows))
+        return _curve(len(rows))
+
+    order, journal = list(range(2000)), tmp_path / "j.jsonl"
+    result = search_size(loss_of, order, low=10, high=2000, budget=6, journal=journal)
+    ks = sorted({*even_ks(10, 2000, 8), calls[0]})
+    n = len(calls)
+    curve = sweep(loss_of, order, ks, journal=journal)
+    assert [t.k for t in curve] == ks and len(calls) == n + len(ks) - 1  # the search's k is not run again
+    png = plot_curve(result.trials + curve, tmp_path / "curve.png", best_k=result.best_k)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

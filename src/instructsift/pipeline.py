@@ -152,7 +152,10 @@ class StepRunner:
         if st.kind == "score":
             self.score(st)
         elif st.kind == "select":
-            self.select(st, selectors[id(st)], self.selection)
+            selector = selectors[id(st)]
+            if any(isinstance(v, str) and v.startswith("@") for v in st.options.values()):  # names a fit's product
+                selector = registry.get("select", st.name).build(self.options(st))
+            self.select(st, selector, self.selection)
         elif st.kind == "fit":
             self.fit(st, selectors)
         else:  # methods are expanded when the recipe is read

@@ -316,11 +316,13 @@ class InstructMiningSelect:
             raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
         if self.ratio is not None or self.k is not None:
             count_for(self.ratio, self.k, 0)
-        self._rule = load_rule(self.rule)
+        # "@NAME" is a fit step's product, known when the step runs (the pipeline builds the selector again)
+        self._rule = None if self.rule.startswith("@") else load_rule(self.rule)
 
     def describe(self) -> str:
         size = "" if self.ratio is None and self.k is None else f", keep {self.k or f'{self.ratio:g} of {self.of}'}"
-        return f"InstructMining rule {self._rule.summary()} (lowest first){size}"
+        what = self._rule.summary() if self._rule is not None else self.rule
+        return f"InstructMining rule {what} (lowest first){size}"
 
     def predictions(self, table: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(indicator matrix, predicted log loss) for `rows`; NaN where an indicator is missing."""
