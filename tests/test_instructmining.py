@@ -289,7 +289,7 @@ def test_paper_rule_refuses_the_offline_stand_in():
     from instructsift.recipe import from_method
 
     with pytest.raises(UsageError, match="reward-model"):
-        from_method("instructmining", {"rule": "paper", "reward_model": "judge", "top": 3}, input=str(SAMPLE))
+        from_method("instructmining", {"rule": "paper", "reward_model": "standin:x.json", "top": 3}, input=str(SAMPLE))
     with pytest.raises(UsageError, match="needs --rule"):
         from_method("instructmining", {"top": 3}, input=str(SAMPLE))
 
@@ -432,3 +432,55 @@ def test_sweep_reuses_search_trials_and_plots(tmp_path):
     assert [t.k for t in curve] == ks and len(calls) == n + len(ks) - 1  # the search's k is not run again
     png = plot_curve(result.trials + curve, tmp_path / "curve.png", best_k=result.best_k)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reward_standin_is_its_head_on_the_embedding(shared_data, alpaca_rows, tmp_path):
+    """The offline stand-in: a Bradley-Terry head trained on real preference pairs; its score is w . v with
+    v the embed scorer's vector of the whole example."""
+    from instructsift.models import cache_root
+    from instructsift.scoring.embed import Embed
+    from instructsift.scoring.reward_standin import RewardStandin
+
+    dataset, _ = alpaca_rows
+    standin = RewardStandin(str(shared_data / "preference" / "dpo_en_demo.json"), limit=60)
+    table = score(dataset, [standin, Embed(text="response")], cache_dir=tmp_path, progress=False)
+    head = json.loads((cache_root() / "artifacts" / f"reward-standin-{standin.cache_key()}.json").read_text())
+    assert head["pairs"] == 60 and head["train_accuracy"] >= 0.9
+    w = np.asarray(head["w"])
+    for row in table.to_pylist():
+        assert row["reward_standin"] == pytest.approx(float(np.asarray(row["embedding"]) @ w), abs=1e-5)
+    assert "STAND-IN" in standin.describe() and "not the paper's model" in standin.describe()
+
+
+def test_mine_runs_the_whole_chain_and_resumes(tmp_path):
+    """design -> indicators -> experiments -> rule -> ranking -> BlendSearch + sweep -> curve, with a
+    loss_of whose subset losses follow a known rule and whose size curve has its minimum at k = 12."""
+    import pyarrow.parquet as pq
+
+    from instructsift.train.mining import mine
+
+    folder = tmp_path / "design"
+    folder.mkdir()
+    (folder / "pool.json").write_text(SAMPLE.read_text())
+    rng = np.random.default_rng(1)
+    subsets = [sorted(rng.choice(32, 8, replace=False).tolist()) for _ in range(12)]
+    (folder / "design.json").write_text(json.dumps({"pool": "pool.json", "subsets": [{"rows": s} for s in subsets]}))
+    out, calls = tmp_path / "out", []
+
+    def loss_of(rows):
+        calls.append(list(rows))
+        t = pq.read_table(out / "pool.scores.parquet").to_pylist()
+        tok, lex = np.mean([t[r]["output_tokens"] for r in rows]), np.mean([t[r]["mtld"] for r in rows])
+        return float(np.exp(0.9 + 0.002 * tok - 0.01 * lex + 0.3 * (np.log(len(rows)) - np.log(12)) ** 2))
+
+    kw = dict(indicators=["output_tokens", "mtld"], low=2, high=32, budget=8, sweep_points=5,
+              cache_dir=tmp_path / "c", log=lambda _m: None)  # fmt: skip
+    summary = mine(folder / "design.json", loss_of, out, **kw)
+    assert summary["rule"]["coef"]["output_tokens"] == pytest.approx(0.002, abs=1e-9)
+    assert summary["rule"]["coef"]["mtld"] == pytest.approx(-0.01, abs=1e-9)
+    evaluated = {len(r): loss_of(r) for r in calls[12:]}
+    assert summary["best_k"] == min(evaluated, key=lambda k: (evaluated[k], k))
+    assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG" and (out / "rule.json").exists()
+    n = len(calls)
+    again = mine(folder / "design.json", loss_of, out, **kw)
+    assert len(calls) == n + 12 and again["best_k"] == summary["best_k"]  # only the 12 experiments again

@@ -149,7 +149,10 @@ RuleOpt = Annotated[
 ]
 RewardModelOpt = Annotated[
     str | None,
-    typer.Option("--reward-model", help="instructmining: a reward model (hub id or folder), or judge (stand-in)."),
+    typer.Option(
+        "--reward-model",
+        help="instructmining: a reward model (hub id or folder), or standin:PREFERENCE_FILE (offline stand-in).",
+    ),
 ]
 RewardFormatOpt = Annotated[
     str | None, typer.Option("--reward-format", help="instructmining: how the reward model reads a pair [pair].")

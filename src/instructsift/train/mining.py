@@ -142,11 +142,61 @@ def fit_instructmining(
     return str(out)
 
 
-__all__ = [
-    "DEFAULT_INDICATORS",
-    "fit_instructmining",
-    "fit_rule",
-    "read_experiments",
-    "run_experiments",
-    "subset_means",
-]
+def mine(
+    design: str | Path,
+    loss_of: Callable[[Sequence[int]], float],
+    out: str | Path,
+    *,
+    indicators: Sequence[str] = DEFAULT_INDICATORS,
+    options: dict[str, Any] | None = None,
+    low: int = 10,
+    high: int | None = None,
+    budget: int = 20,
+    sweep_points: int = 8,
+    cache_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The whole InstructMining run on a design (`train/design.py`): score the pool's indicators, evaluate
+    every subset with `loss_of(pool positions)`, fit the rule, rank the pool by it, search the subset size
+    with BlendSearch and sweep it evenly. Writes to `out`: pool.scores.parquet, experiments.json, rule.json,
+    search.jsonl (the trials), curve.png and summary.json (returned). Everything is cached or journaled,
+    so a rerun resumes; `options` are the instructmining method's options (reward_model, model, encoder)."""
+    from .. import pipeline
+    from .. import recipe as recipes
+    from ..atomic import write_text
+    from ..methods.instructmining import Params, scoring_steps
+    from .search import as_dict, even_ks, plot_curve, search_size, sweep
+
+    log = log or print
+    folder, target = Path(design).resolve().parent, Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    spec = json.loads(Path(design).read_text(encoding="utf-8"))
+    pool = folder / spec["pool"]
+    subsets = [s["rows"] for s in spec["subsets"]]
+    scoring = scoring_steps(list(indicators), Params.model_validate({**(options or {}), "top": 1}))
+    recipe = recipes.from_dict({"input": str(pool), "scores": str(target / "pool.scores.parquet"),
+                                "cache_dir": str(cache_dir) if cache_dir else None, "steps": scoring})  # fmt: skip
+    table = pipeline.run(recipe, progress=False, log=log, overwrite=True).table
+    losses = run_experiments(subsets, loss_of, log)
+    write_text(target / "experiments.json", json.dumps(
+        {"subsets": [{"rows": r, "loss": v} for r, v in zip(subsets, losses, strict=True)]}))  # fmt: skip
+    rule = fit_rule(table, subsets, losses, indicators)
+    rule.save(target / "rule.json")
+    log(f"rule: {rule.summary()}; R² {rule.rsquared_:.3f}, leave-one-out R² {rule.loo_rsquared_:.3f}")
+    pred = rule.predict(indicator_values(table, rule.indicators_, np.arange(table.num_rows)))
+    ok = np.flatnonzero(~np.isnan(pred))
+    order = ok[np.lexsort((ok, pred[ok]))].tolist()  # best (lowest predicted log loss) first
+    high = min(high or len(order), len(order))
+    result = search_size(loss_of, order, low=low, high=high, budget=budget, journal=target / "search.jsonl", log=log)
+    curve = sweep(loss_of, order, even_ks(low, high, sweep_points), journal=target / "search.jsonl", log=log)
+    trials = result.trials + [t for t in curve if t not in result.trials]
+    best = min(trials, key=lambda t: (t.loss, t.k))
+    plot_curve(trials, target / "curve.png", best_k=best.k)
+    summary = {"rule": rule.to_dict(), "search": as_dict(result), "best_k": best.k, "best_loss": best.loss,
+               "pool": len(order), "subsets": len(subsets)}  # fmt: skip
+    write_text(target / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+__all__ = ["DEFAULT_INDICATORS", "fit_instructmining", "fit_rule", "mine", "read_experiments", "run_experiments",
+           "subset_means"]  # fmt: skip
