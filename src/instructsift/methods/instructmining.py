@@ -16,7 +16,7 @@ it names `reward_standin`, never `reward`, and the paper's rule refuses it.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -37,7 +37,7 @@ class Params(Size, LM, Encoder):
     )
     reward_format: str | None = Field(None, description="pair, oasst or chat [pair]")
 
-    size_optional = True
+    size_optional: ClassVar[bool] = True  # with a rule and no size: rank every row, drop none
 
 
 def indicators_for(p: Params) -> list[str]:

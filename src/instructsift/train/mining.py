@@ -173,7 +173,7 @@ def mine(
     spec = json.loads(Path(design).read_text(encoding="utf-8"))
     pool = folder / spec["pool"]
     subsets = [s["rows"] for s in spec["subsets"]]
-    scoring = scoring_steps(list(indicators), Params.model_validate({**(options or {}), "top": 1}))
+    scoring = scoring_steps(list(indicators), Params.model_validate(options or {}))
     recipe = recipes.from_dict({"input": str(pool), "scores": str(target / "pool.scores.parquet"),
                                 "cache_dir": str(cache_dir) if cache_dir else None, "steps": scoring})  # fmt: skip
     table = pipeline.run(recipe, progress=False, log=log, overwrite=True).table
