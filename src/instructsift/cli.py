@@ -167,6 +167,19 @@ RulesOpt = Annotated[
         help="lima: rules that drop rows, comma-separated, or none [first_person,refers_other,residue,refusal].",
     ),
 ]
+RuleOpt = Annotated[
+    str | None, typer.Option("--rule", help="instructmining: paper, or a fitted rule's JSON (InstructMiningRule).")
+]
+RewardModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reward-model",
+        help="instructmining: a reward model (hub id or folder), or standin:PREFERENCE_FILE (offline stand-in).",
+    ),
+]
+RewardFormatOpt = Annotated[
+    str | None, typer.Option("--reward-format", help="instructmining: how the reward model reads a pair [pair].")
+]
 LanguagesOpt = Annotated[str | None, typer.Option("--languages", help="lima: languages kept, comma-separated [en].")]
 JudgeUrlOpt = Annotated[
     str | None,
@@ -339,6 +352,11 @@ def score_cmd(
     judge_retries: JudgeRetriesOpt = None,
     judge_max_tokens: JudgeMaxTokensOpt = None,
     judge_min_mass: JudgeMinMassOpt = None,
+
+
+    rule: RuleOpt = None,
+    reward_model: RewardModelOpt = None,
+    reward_format: RewardFormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score every example; write the score table (row, id, content_hash, then the method's columns)."""
@@ -419,6 +437,9 @@ def select_cmd(
     pe_clusters: PeClustersOpt = None,
     pe_per_cluster: PePerClusterOpt = None,
     pe_epochs: PeEpochsOpt = None,
+    rule: RuleOpt = None,
+    reward_model: RewardModelOpt = None,
+    reward_format: RewardFormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records."""
@@ -477,6 +498,7 @@ METHOD_OPTIONS = {
     "threshold": None, "per_category": None, "category_field": None, "clusters": None, "rank_by": None,
     "min_chars": None, "max_chars": None, "rules": None, "languages": None, "pre_experience": False,
     "pe_clusters": None, "pe_per_cluster": None, "pe_epochs": None,
+    "rule": None, "reward_model": None, "reward_format": None,
 }  # fmt: skip
 
 

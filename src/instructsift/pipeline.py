@@ -159,7 +159,10 @@ class StepRunner:
         if st.kind == "score":
             self.score(st)
         elif st.kind == "select":
-            self.select(st, selectors[id(st)], self.selection)
+            selector = selectors[id(st)]
+            if any(isinstance(v, str) and v.startswith("@") for v in st.options.values()):  # names a fit's product
+                selector = registry.get("select", st.name).build(self.options(st))
+            self.select(st, selector, self.selection)
         elif st.kind == "fit":
             self.fit(st, selectors)
         else:  # methods are expanded when the recipe is read
@@ -302,6 +305,9 @@ class StepRunner:
         from .api import with_content_hash, with_record_fields
 
         view = _namespace_view(self.table, st.namespace) if st.namespace else self.table
+        if hasattr(selector, "columns") and selection is self.selection:  # a selector that shows its numbers
+            self.add_columns(st, selector.columns(view, selection))
+            view = _namespace_view(self.table, st.namespace) if st.namespace else self.table
         fields = getattr(selector, "record_fields", ())
         if fields:
             view = with_record_fields(view, self.dataset, fields)
@@ -310,6 +316,15 @@ class StepRunner:
         selection.step = st.label
         selector.apply(view, selection)
         selection.step = None
+
+    def add_columns(self, st: Step, columns: dict[str, Any]) -> None:
+        """Columns a selector derived from others (InstructMining's prediction), added to the score table."""
+        prefix = f"{st.namespace}." if st.namespace else ""
+        for col, values in columns.items():
+            name = prefix + col
+            if name in self.table.column_names:
+                raise UsageError(f"{st.where}: the column {name!r} is already in the score table")
+            self.table = self.table.append_column(name, values)
 
     def fit(self, st: Step, selectors: dict[int, Any]) -> None:
         """Train on the rows the fit step's `on` selectors keep (a copy of the selection), and remember

@@ -1,0 +1,111 @@
+"""InstructMining: rate examples with a linear rule over quality indicators fitted on fine-tuning experiments.
+
+Cao et al., 2023, "Instruction Mining: Instruction Data Selection for Tuning Large Language Models"
+(arXiv:2307.06290). Each indicator is a scorer's column (`scoring/indicators.py`, `scoring/reward.py`),
+`ppl` is exp(loss_cond) of the IFD scorer, `knn6` the mean distance to the 6 nearest neighbours in
+embedding space; the rule (`--rule`: `paper`, or a JSON fitted by `InstructMiningRule`, see
+`train/mining.py`) predicts each example's log eval loss and the lowest are kept.
+
+The paper's reward model (OpenAssistant's Pythia 1.4B reward model) is any `--reward-model` (hub id or
+folder). Offline, `--reward-model standin:PREFERENCE_FILE` scores with an OFFLINE STAND-IN, not the paper's
+model: a Bradley-Terry head on all-MiniLM-L6-v2 embeddings that instructsift trains on the preference
+pairs in that file (`scoring/reward_standin.py`), under its own column `reward_standin`: a rule that uses
+it names `reward_standin`, never `reward`, and the paper's rule refuses it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from ..registry import Method, register_method, step
+from .base import LM, Encoder, Size, embed_options, given, lm_options
+
+LENGTHS = ("input_tokens", "output_tokens", "input_chars", "output_chars")
+STANDIN = "standin:"
+SCORE_ALL = ("output_tokens", "input_tokens", "mtld", "ppl", "knn6")  # scored without a rule (score-only)
+
+
+class Params(Size, LM, Encoder):
+    rule: str | None = Field(None, description="paper (the published LLaMA-2-7B rule) or a fitted rule JSON")
+    reward_model: str | None = Field(
+        None,
+        description="a sequence-classification reward model (hub id or folder), or standin:PREFERENCE_FILE "
+        "(an offline stand-in, not the paper's model)",
+    )
+    reward_format: str | None = Field(None, description="pair, oasst or chat [pair]")
+
+    size_optional: ClassVar[bool] = True  # with a rule and no size: rank every row, drop none
+
+
+def indicators_for(p: Params) -> list[str]:
+    """The indicators the run needs: the rule's, or (scoring alone) every one the options allow."""
+    if p.rule is not None:
+        from ..selection.instructmining import load_rule
+
+        return list(load_rule(p.rule).indicators_)
+    names = list(SCORE_ALL)
+    if p.reward_model:
+        names.append("reward_standin" if p.reward_model.startswith(STANDIN) else "reward")
+    return names
+
+
+def steps(p: Params) -> list[dict[str, Any]]:
+    if p.rule is None and (p.ratio is not None or p.top is not None):
+        raise ValueError("selecting needs --rule: paper, or a rule JSON that `instructsift` fitted")
+    out = scoring_steps(indicators_for(p), p)
+    if p.rule is not None:
+        out.append(step("select", "instructmining", rule=p.rule, ratio=p.ratio, k=p.top, of="all"))
+    return out
+
+
+def scoring_steps(names: list[str], p: Params) -> list[dict[str, Any]]:
+    """The scorer steps that make the indicators `names`."""
+    out: list[dict[str, Any]] = []
+    standin = bool(p.reward_model and p.reward_model.startswith(STANDIN))
+    if "reward" in names:
+        if not p.reward_model or standin:
+            raise ValueError(
+                "the rule uses `reward`: give --reward-model (a sequence-classification reward model, hub id or "
+                "folder); the offline stand-in (standin:FILE) serves only a rule fitted on `reward_standin`"
+            )
+        fmt = {"format": p.reward_format} if p.reward_format else {}
+        out.append(step("score", "reward", model=p.reward_model, **fmt, **given(p, ("dtype", "device"))))
+    if "reward_standin" in names:
+        if not standin:
+            raise ValueError("the rule uses `reward_standin`: give --reward-model standin:PREFERENCE_FILE")
+        out.append(step("score", "reward_standin", preference=p.reward_model[len(STANDIN) :]))
+    if any(n in LENGTHS for n in names):
+        out.append(step("score", "lengths", model=p.model, **given(p, ("trust_remote_code",))))
+    if "mtld" in names:
+        out.append(step("score", "mtld"))
+    if "ppl" in names:
+        out.append(step("score", "ifd", method="cherry", **lm_options(p)))
+    if any(re.match(r"^knn\d+$", n) for n in names):
+        out.append(step("score", "embed", **embed_options(p, text="whole")))
+    known = {"reward", "reward_standin", "mtld", "ppl", *LENGTHS}
+    unknown = [n for n in names if n not in known and not re.match(r"^knn\d+$", n)]
+    if unknown:
+        raise ValueError(f"no scorer of this method makes the indicators {', '.join(unknown)}")
+    return out
+
+
+INSTRUCTMINING = register_method(
+    Method(
+        name="instructmining",
+        paper="Cao et al., 2023, Instruction Mining (arXiv:2307.06290)",
+        summary="a linear rule over quality indicators (reward, lengths, perplexity, MTLD, KNN-6) predicts "
+        "log eval loss; keep the lowest",
+        Params=Params,
+        steps=steps,
+        defaults={
+            "rule": "paper: log L = 1.0694 - 0.1498 reward + 8.257e-5 output_tokens - 0.9350 knn6 (LLaMA-2-7B; "
+            "the paper's indicator models only)",
+            "knn6": "mean Euclidean distance to 6 nearest neighbours, L2-normalised all-MiniLM-L6-v2 vectors",
+            "ppl": "exp(loss_cond), IFD scorer (alpaca template)",
+            "reward_model": "none; standin:FILE = an offline Bradley-Terry head on MiniLM (not the paper's model)",
+        },
+    )
+)

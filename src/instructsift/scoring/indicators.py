@@ -1,0 +1,161 @@
+"""InstructMining's per-example quality indicators (Cao et al., 2023, "Instruction Mining", arXiv:2307.06290).
+
+Scorers (each adds named columns; cached by content and configuration like every scorer):
+  `lengths`  input_tokens, output_tokens (a tokenizer's tokens, no special tokens) and input_chars,
+             output_chars. The input is every user turn's text (instruction and input), the output every
+             assistant turn's text, joined by a blank line.
+  `mtld`     MTLD lexical diversity of the output (`lexicalrichness`, factor threshold 0.72).
+  `reward`   a reward score from any Hugging Face sequence-classification model with one label
+             (`scoring/reward.py`).
+
+Indicators that are not per-example scorers, computed from the score table by the `instructmining`
+selector (`selection/instructmining.py`):
+  `ppl`      perplexity of the response given the instruction, exp(loss_cond) of the IFD scorer in the
+             same recipe (not recomputed);
+  `knn6`     the mean Euclidean distance from an example's L2-normalised embedding to its 6 nearest
+             neighbours among the rows being ranked (a data-set-level quantity: it changes with the pool).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..data.errors import OptionError
+from ..data.example import Example
+from ..registry import register
+from .text import todo_chunks
+
+MTLD_THRESHOLD = 0.72  # McCarthy & Jarvis (2010); lexicalrichness's default
+
+
+def input_text(example: Example) -> str:
+    """Every user turn's text (instruction plus input), one paragraph each."""
+    return "\n\n".join(m.text for m in example.messages if m.role == "user")
+
+
+def output_text(example: Example) -> str:
+    """Every assistant turn's text, one paragraph each."""
+    return "\n\n".join(m.content for m in example.messages if m.role == "assistant")
+
+
+def _key(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@register("score", "lengths")
+@dataclass
+class Lengths:
+    """Input and output length in tokens of `model`'s tokenizer and in characters."""
+
+    model: str = "embedded"  # whose tokenizer counts tokens: embedded, a folder, a hub id or a .gguf
+    trust_remote_code: bool = False
+    chunk_size: int = 1024
+    name: str = field(default="lengths", init=False)
+    _tok: Any = field(default=None, init=False, repr=False)
+    _source: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise OptionError(f"chunk_size must be at least 1, got {self.chunk_size}")
+
+    @property
+    def schema(self) -> Any:
+        import pyarrow as pa
+
+        return pa.schema([(n, pa.int64()) for n in ("input_tokens", "output_tokens", "input_chars", "output_chars")])
+
+    def tokenizer(self) -> Any:
+        if self._tok is None:
+            from transformers import AutoTokenizer
+
+            from ..models import resolve
+
+            self._source = resolve(self.model)
+            self._tok = AutoTokenizer.from_pretrained(self._source.path, trust_remote_code=self.trust_remote_code)
+        return self._tok
+
+    def cache_key(self) -> str:
+        self.tokenizer()
+        return _key({"scorer": "lengths/1", "tokenizer": self._source.fingerprint})
+
+    def describe(self) -> str:
+        self.tokenizer()
+        return f"tokens of {self._source.name}'s tokenizer, and characters"
+
+    def score(
+        self, examples: Sequence[Example], skip: frozenset[str], advance: Callable[[float], None] | None = None
+    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        tok = self.tokenizer()
+        for part in todo_chunks(examples, skip, self.chunk_size):
+            ins, outs = [input_text(ex) for ex in part], [output_text(ex) for ex in part]
+            n_in = [len(ids) for ids in tok(ins, add_special_tokens=False).input_ids]
+            n_out = [len(ids) for ids in tok(outs, add_special_tokens=False).input_ids]
+            yield [
+                (
+                    ex.content_hash,
+                    {"input_tokens": a, "output_tokens": b, "input_chars": len(i), "output_chars": len(o)},
+                )
+                for ex, a, b, i, o in zip(part, n_in, n_out, ins, outs, strict=True)
+            ]
+            if advance:
+                advance(len(part))
+
+
+def mtld(text: str, threshold: float = MTLD_THRESHOLD) -> float:
+    """MTLD of `text` (bidirectional, as lexicalrichness computes it); ValueError for a text without words."""
+    from lexicalrichness import LexicalRichness
+
+    lex = LexicalRichness(text)
+    if lex.words == 0:
+        raise ValueError("the response has no words")
+    return float(lex.mtld(threshold=threshold))
+
+
+@register("score", "mtld")
+@dataclass
+class MTLD:
+    """MTLD lexical diversity of the response (McCarthy & Jarvis, 2010), via `lexicalrichness`."""
+
+    threshold: float = MTLD_THRESHOLD
+    chunk_size: int = 512
+    name: str = field(default="mtld", init=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise OptionError(f"threshold is a type-token ratio in (0, 1), got {self.threshold}")
+
+    @property
+    def schema(self) -> Any:
+        import pyarrow as pa
+
+        return pa.schema([("mtld", pa.float64()), ("mtld_reason", pa.string())])
+
+    def cache_key(self) -> str:
+        import lexicalrichness
+
+        version = getattr(lexicalrichness, "__version__", "?")
+        return _key({"scorer": "mtld/1", "threshold": self.threshold, "lexicalrichness": version})
+
+    def describe(self) -> str:
+        return f"MTLD of the response (lexicalrichness, threshold {self.threshold:g})"
+
+    def score(
+        self, examples: Sequence[Example], skip: frozenset[str], advance: Callable[[float], None] | None = None
+    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        for part in todo_chunks(examples, skip, self.chunk_size):
+            out = []
+            for ex in part:
+                try:
+                    out.append((ex.content_hash, {"mtld": mtld(output_text(ex), self.threshold), "mtld_reason": None}))
+                except (ValueError, ZeroDivisionError) as e:
+                    out.append((ex.content_hash, {"mtld": None, "mtld_reason": str(e) or "no MTLD"}))
+            yield out
+            if advance:
+                advance(len(part))
+
+
+__all__ = ["MTLD", "Lengths", "input_text", "mtld", "output_text"]

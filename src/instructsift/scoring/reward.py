@@ -1,0 +1,163 @@
+"""A reward score from a Hugging Face sequence-classification reward model (one label), for InstructMining.
+
+InstructMining (Cao et al., 2023, arXiv:2307.06290) rates each pair with OpenAssistant's reward model
+(`OpenAssistant/oasst-rm-2.1-pythia-1.4b-epoch-2.5`); any model with one output label works here, by hub
+id or folder. How the pair is shown to the model (`format`):
+  `pair`   the tokenizer's text pair (prompt, response): the DeBERTa reward models of OpenAssistant;
+  `oasst`  "<|prompter|>{prompt}<|endoftext|><|assistant|>{response}<|endoftext|>": the Pythia ones;
+  `chat`   the tokenizer's chat template over the messages.
+The prompt is every turn before the last answer, one paragraph each; the response is the last answer.
+
+Sequences are grouped by exact length, so no batch holds padding and the classifier always pools the
+last real token, whatever the model's pad token is (some reward models use their end-of-text token as
+pad, which padded batches would pool wrongly). A sequence longer than `max_length` keeps its start and
+is marked `reward_truncated`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..data.errors import OptionError
+from ..data.example import Example
+from ..registry import register
+
+FORMATS = ("pair", "oasst", "chat")
+OASST = "<|prompter|>{prompt}<|endoftext|><|assistant|>{response}<|endoftext|>"
+
+
+def prompt_and_response(example: Example) -> tuple[str, str]:
+    """The turns before the last answer (one paragraph each) and the last answer."""
+    turns = example.answer_turns
+    last = turns[-1] if turns else len(example.messages)
+    prompt = "\n\n".join(m.text for m in example.messages[:last])
+    return prompt, example.messages[last].content if turns else ""
+
+
+@register("score", "reward")
+@dataclass
+class Reward:
+    """Reward score (`reward`) from a sequence-classification model with one label, by hub id or folder."""
+
+    model: str
+    format: str = "pair"
+    max_length: int = 1024
+    batch_size: int = 16
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    chunk_size: int = 256
+    name: str = field(default="reward", init=False)
+    _loaded: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise OptionError(f"reward format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.max_length < 2 or self.batch_size < 1 or self.chunk_size < 1:
+            raise OptionError("max_length must be >= 2, batch_size and chunk_size >= 1")
+
+    @property
+    def schema(self) -> Any:
+        import pyarrow as pa
+
+        return pa.schema([("reward", pa.float64()), ("reward_truncated", pa.bool_()), ("reward_reason", pa.string())])
+
+    def load(self) -> Any:
+        if self._loaded is None:
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            from ..models import choose_device, choose_dtype, resolve
+
+            hf_logging.disable_progress_bar()
+            source = resolve(self.model)
+            dev = choose_device(self.device)
+            dtype = choose_dtype(self.dtype, dev)
+            tok = AutoTokenizer.from_pretrained(source.path, trust_remote_code=self.trust_remote_code)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source.path, dtype=dtype, trust_remote_code=self.trust_remote_code
+            )
+            if model.config.num_labels != 1:
+                raise OptionError(
+                    f"{self.model}: a reward model has one output label, this one has {model.config.num_labels}"
+                )
+            # Batches hold sequences of one length (no padding): the classifier pools the last token. A pad
+            # id no token has keeps models that look for padding from pooling an earlier end-of-text token.
+            model.config.pad_token_id = -1
+            model.to(dev).eval()
+            self._loaded = (model, tok, source, dtype, dev)
+        return self._loaded
+
+    def cache_key(self) -> str:
+        _, _, source, dtype, dev = self.load()
+        config = {
+            "scorer": "reward/1",
+            "model": source.fingerprint,
+            "format": self.format,
+            "max_length": self.max_length,
+            "dtype": str(dtype),
+            "device": dev.split(":")[0],
+        }
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        _, _, source, dtype, dev = self.load()
+        return f"reward model {source.name} ({dtype}, {dev}), format {self.format}, max_length {self.max_length}"
+
+    def encode(self, example: Example) -> list[int]:
+        """The token ids the model scores for `example` (before truncation)."""
+        _, tok, *_ = self.load()
+        prompt, response = prompt_and_response(example)
+        if self.format == "pair":
+            return list(tok(prompt, response).input_ids)
+        if self.format == "oasst":
+            return list(tok(OASST.format(prompt=prompt, response=response)).input_ids)
+        messages = [{"role": m.role, "content": m.text} for m in example.messages]
+        out = tok.apply_chat_template(messages, tokenize=True)
+        return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+
+    def score(
+        self, examples: Sequence[Example], skip: frozenset[str], advance: Callable[[float], None] | None = None
+    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        from .text import todo_chunks
+
+        for part in todo_chunks(examples, skip, self.chunk_size):
+            yield self._chunk(part, advance or (lambda _n: None))
+
+    def _chunk(self, part: list[Example], advance: Callable[[float], None]) -> list[tuple[str, dict[str, Any]]]:
+        import torch
+
+        model, _, _, _, dev = self.load()
+        rows: dict[int, dict[str, Any]] = {}
+        by_length: dict[int, list[tuple[int, list[int]]]] = defaultdict(list)
+        for i, ex in enumerate(part):
+            if not ex.answer_turns or not prompt_and_response(ex)[1].strip():
+                rows[i] = {"reward": None, "reward_truncated": False, "reward_reason": "no response to score"}
+                continue
+            ids = self.encode(ex)
+            rows[i] = {"reward": None, "reward_truncated": len(ids) > self.max_length, "reward_reason": None}
+            ids = ids[: self.max_length]
+            by_length[len(ids)].append((i, ids))
+        for length in sorted(by_length):
+            group = by_length[length]
+            for lo in range(0, len(group), self.batch_size):
+                batch = group[lo : lo + self.batch_size]
+                ids = torch.tensor([b[1] for b in batch], device=dev)
+                with torch.inference_mode():
+                    logits = model(input_ids=ids).logits.float()[:, 0].tolist()
+                for (i, _), value in zip(batch, logits, strict=True):
+                    if value != value or value in (float("inf"), float("-inf")):
+                        rows[i]["reward_reason"] = f"the model gave {value}"
+                    else:
+                        rows[i]["reward"] = value
+                advance(len(batch))
+        advance(len(part) - sum(len(g) for g in by_length.values()))
+        return [(ex.content_hash, rows[i]) for i, ex in enumerate(part)]
+
+
+__all__ = ["FORMATS", "Reward", "prompt_and_response"]

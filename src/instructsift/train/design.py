@@ -1,0 +1,178 @@
+"""InstructMining's experiment design: training subsets that mix sources of assumed quality at random
+proportions, and a held-out evaluation set whose instructions never appear in any training subset.
+
+Cao et al., 2023 (arXiv:2307.06290) fine-tune one base model on 129 subsets of known make-up and fit
+log(eval loss) on the subsets' mean indicators. On ../shared/data the five AlpacaEval answer files answer
+the same 805 instructions (gpt4 and claude-2 strong, text_davinci_003, alpaca-7b, falcon-7b-instruct
+weaker): mixing their answers to the same instructions gives subsets of graded quality; Alpaca, Dolly,
+LIMA and Code Alpaca add variety. The held-out set is a random part of the 805 instructions with their
+gpt4 answers ("good answers"); those instructions (compared after lower-casing and collapsing spaces)
+are removed from every source before subsets are drawn.
+
+Each subset draws source proportions from a flat Dirichlet and its rows, without replacement, from each
+source's pool. The design is written as a pool (alpaca JSON with a `source` field), an eval file and a
+design JSON that names every subset's pool positions; a runner's `loss_of(positions)` evaluates each.
+
+    python -m instructsift.train.design ../shared/data out/design --subsets 24 --size 200 --held-out 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ALPACA_EVAL = ("gpt4", "claude-2", "text_davinci_003", "alpaca-7b", "falcon-7b-instruct")
+EXTRA = {
+    "alpaca": "alpaca/alpaca_random_9k.json",
+    "dolly": "dolly/dolly_3k.json",
+    "lima": "lima/lima_1k.json",
+    "code_alpaca": "code/code_alpaca_2k.json",
+}
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def _alpaca(rec: Mapping[str, Any], source: str) -> dict[str, str] | None:
+    """One record as an alpaca row with its source; None for a record without an instruction and answer."""
+    if "conversations" in rec:  # LIMA: alternate turns, first pair only
+        conv = rec["conversations"]
+        if len(conv) < 2:
+            return None
+        return {"instruction": conv[0], "input": "", "output": conv[1], "source": source}
+    instruction = rec.get("instruction")
+    output = rec.get("output", rec.get("response"))
+    if not instruction or not output:
+        return None
+    return {"instruction": instruction, "input": rec.get("input") or rec.get("context") or "", "output": output,
+            "source": source}  # fmt: skip
+
+
+def load_sources(data: str | Path, extra: Sequence[str] = tuple(EXTRA)) -> dict[str, list[dict[str, str]]]:
+    """The AlpacaEval answer files (by generator) and the extra data sets, as alpaca rows."""
+    root = Path(data)
+    out: dict[str, list[dict[str, str]]] = {}
+    for gen in ALPACA_EVAL:
+        records = json.loads((root / "alpaca_eval" / f"{gen}.json").read_text(encoding="utf-8"))
+        out[gen] = [r for r in (_alpaca(x, gen) for x in records) if r]
+    for name in extra:
+        records = json.loads((root / EXTRA[name]).read_text(encoding="utf-8"))
+        out[name] = [r for r in (_alpaca(x, name) for x in records) if r]
+    return out
+
+
+@dataclass
+class Design:
+    """A pool of rows, an eval set and subsets of pool positions (`subsets[i]`, with `mixes[i]` the
+    number of rows from each source)."""
+
+    pool: list[dict[str, str]]
+    eval: list[dict[str, str]]
+    subsets: list[list[int]]
+    mixes: list[dict[str, int]]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, folder: str | Path) -> Path:
+        """pool.json, eval.json and design.json in `folder` (written atomically); returns design.json."""
+        from ..atomic import write_text
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "pool.json", json.dumps(self.pool, ensure_ascii=False, indent=1))
+        write_text(out / "eval.json", json.dumps(self.eval, ensure_ascii=False, indent=1))
+        design = {
+            "pool": "pool.json",
+            "eval": "eval.json",
+            "settings": self.settings,
+            "subsets": [{"rows": s, "mix": m} for s, m in zip(self.subsets, self.mixes, strict=True)],
+        }
+        write_text(out / "design.json", json.dumps(design, indent=1))
+        return out / "design.json"
+
+
+def mixture_design(
+    sources: Mapping[str, Sequence[dict[str, str]]],
+    *,
+    n_subsets: int = 24,
+    size: int = 200,
+    held_out: int = 100,
+    eval_source: str = "gpt4",
+    alpha: float = 1.0,
+    seed: int = 0,
+) -> Design:
+    """Draw `n_subsets` subsets of `size` rows mixing `sources` at Dirichlet(`alpha`) proportions; the
+    eval set is `held_out` random rows of `eval_source`, whose instructions leave every source first."""
+    if n_subsets < 1 or size < 1 or held_out < 1:
+        raise ValueError("n_subsets, size and held_out must be at least 1")
+    if eval_source not in sources:
+        raise ValueError(f"eval_source {eval_source!r} is not a source (sources: {', '.join(sources)})")
+    rng = np.random.default_rng(seed)
+    ev = list(sources[eval_source])
+    if held_out >= len(ev):
+        raise ValueError(f"held_out {held_out} leaves no training rows of {eval_source} ({len(ev)} rows)")
+    eval_rows = [ev[i] for i in sorted(rng.choice(len(ev), held_out, replace=False).tolist())]
+    banned = {normalise(r["instruction"]) for r in eval_rows}
+    pool: list[dict[str, str]] = []
+    by_source: dict[str, list[int]] = {}
+    for name, rows in sources.items():
+        kept = [r for r in rows if normalise(r["instruction"]) not in banned]
+        by_source[name] = list(range(len(pool), len(pool) + len(kept)))
+        pool += kept
+    names = list(by_source)
+    subsets, mixes = [], []
+    for _ in range(n_subsets):
+        p = rng.dirichlet(np.full(len(names), alpha))
+        counts = rng.multinomial(size, p)
+        # a source that runs out gives its remainder to the others, in order of their share
+        counts = np.minimum(counts, [len(by_source[n]) for n in names])
+        short = size - int(counts.sum())
+        for j in np.argsort(-p):
+            if short <= 0:
+                break
+            room = len(by_source[names[j]]) - counts[j]
+            add = min(room, short)
+            counts[j] += add
+            short -= add
+        rows: list[int] = []
+        for name, c in zip(names, counts.tolist(), strict=True):
+            if c:
+                rows += rng.choice(by_source[name], c, replace=False).tolist()
+        subsets.append(sorted(rows))
+        mixes.append({n: int(c) for n, c in zip(names, counts.tolist(), strict=True) if c})
+    settings = {"n_subsets": n_subsets, "size": size, "held_out": held_out, "eval_source": eval_source,
+                "alpha": alpha, "seed": seed, "sources": {n: len(v) for n, v in by_source.items()}}  # fmt: skip
+    return Design(pool, eval_rows, subsets, mixes, settings)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m instructsift.train.design", description=__doc__.split("\n\n")[0])
+    ap.add_argument("data", help="the shared data folder (alpaca_eval/, alpaca/, dolly/, lima/, code/)")
+    ap.add_argument("out", help="folder for pool.json, eval.json and design.json")
+    ap.add_argument("--subsets", type=int, default=24)
+    ap.add_argument("--size", type=int, default=200)
+    ap.add_argument("--held-out", type=int, default=100)
+    ap.add_argument("--alpha", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--extra", default=",".join(EXTRA), help="extra sources, comma-separated, or none")
+    a = ap.parse_args(argv)
+    extra = [] if a.extra in ("", "none") else a.extra.split(",")
+    unknown = [e for e in extra if e not in EXTRA]
+    if unknown:
+        ap.error(f"unknown extra sources {unknown} (known: {', '.join(EXTRA)})")
+    design = mixture_design(load_sources(a.data, extra), n_subsets=a.subsets, size=a.size, held_out=a.held_out,
+                            alpha=a.alpha, seed=a.seed)  # fmt: skip
+    path = design.save(a.out)
+    print(f"{len(design.subsets)} subsets of {a.size} rows from a pool of {len(design.pool)}, {len(design.eval)} "
+          f"held-out rows -> {path}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,486 @@
+"""InstructMining: each indicator on real rows against a value computed by hand, KNN against brute force,
+the rule's fit on synthetic subsets (exact and noisy), save/load, the selector and the method end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instructsift.data import read
+from instructsift.engine.local import score
+from instructsift.selection.instructmining import InstructMiningRule, knn_distance, paper_rule
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "examples" / "sample_alpaca.json"
+
+
+@pytest.fixture(scope="module")
+def alpaca_rows(shared_data, tmp_path_factory):
+    """Six real Alpaca rows (two with an input)."""
+    records = json.loads((shared_data / "alpaca" / "alpaca_random_9k.json").read_text(encoding="utf-8"))
+    picked = [r for r in records if r["input"]][:2] + [r for r in records if not r["input"]][:4]
+    path = tmp_path_factory.mktemp("im") / "alpaca6.json"
+    path.write_text(json.dumps(picked), encoding="utf-8")
+    return read(path), picked
+
+
+@pytest.fixture(scope="module")
+def tiny_reward_model(tmp_path_factory) -> Path:
+    """A tiny random Llama sequence classifier (one label) with the embedded SmolLM2's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from instructsift.models import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("embedded").path)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
+    folder = tmp_path_factory.mktemp("tiny-rm")
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+# -- indicators --------------------------------------------------------------------------------------------
+def test_lengths_on_real_rows(alpaca_rows, tmp_path):
+    from transformers import AutoTokenizer
+
+    from instructsift.models import resolve
+    from instructsift.scoring.indicators import Lengths
+
+    dataset, records = alpaca_rows
+    table = score(dataset, [Lengths()], cache_dir=tmp_path, progress=False).to_pylist()
+    tok = AutoTokenizer.from_pretrained(resolve("embedded").path)
+    for rec, row in zip(records, table, strict=True):
+        prompt = rec["instruction"] + (f"\n\n{rec['input']}" if rec["input"] else "")
+        assert row["input_chars"] == len(prompt)
+        assert row["output_chars"] == len(rec["output"])
+        assert row["input_tokens"] == len(tok.encode(prompt, add_special_tokens=False))
+        assert row["output_tokens"] == len(tok.encode(rec["output"], add_special_tokens=False))
+    # one row pinned by hand: "Explain why the sky is blue." -> "Because it is."
+    one = score(read(SAMPLE), [Lengths()], cache_dir=tmp_path, progress=False).to_pylist()[1]
+    assert (one["input_chars"], one["output_chars"], one["output_tokens"]) == (28, 14, 4)
+
+
+def _mtld_by_hand(words: list[str], threshold: float = 0.72) -> float:
+    """McCarthy & Jarvis's MTLD: factors counted where the running type-token ratio falls to the threshold,
+    a partial factor for the rest, both directions averaged."""
+
+    def one_way(ws: list[str]) -> float:
+        factors, types, count = 0.0, set(), 0
+        for w in ws:
+            count += 1
+            types.add(w)
+            if len(types) / count <= threshold:
+                factors += 1
+                types, count = set(), 0
+        if count:
+            factors += (1 - len(types) / count) / (1 - threshold)
+        return len(ws) / factors if factors else float(len(ws))
+
+    return (one_way(words) + one_way(words[::-1])) / 2
+
+
+def test_mtld_on_real_rows(alpaca_rows, tmp_path):
+    from lexicalrichness import LexicalRichness
+
+    from instructsift.scoring.indicators import MTLD
+
+    dataset, records = alpaca_rows
+    table = score(dataset, [MTLD()], cache_dir=tmp_path, progress=False).to_pylist()
+    for rec, row in zip(records, table, strict=True):
+        words = LexicalRichness(rec["output"]).wordlist
+        assert row["mtld"] == pytest.approx(_mtld_by_hand(words), rel=1e-9), rec["output"][:60]
+        assert row["mtld_reason"] is None
+
+
+def test_mtld_without_words_is_missing_with_reason(tmp_path):
+    from instructsift.data import Example, Message
+    from instructsift.scoring.indicators import MTLD
+
+    ex = Example("a", (Message("user", "Say nothing."), Message("assistant", "...")), 0)
+    (_, row), *_ = next(MTLD().score([ex], frozenset()))
+    assert row["mtld"] is None and row["mtld_reason"] == "the response has no words"
+
+
+def test_reward_against_one_plain_forward_pass(alpaca_rows, tiny_reward_model, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from instructsift.scoring.reward import Reward
+
+    dataset, records = alpaca_rows
+    table = score(
+        dataset, [Reward(str(tiny_reward_model), dtype="float32", batch_size=4)], cache_dir=tmp_path, progress=False
+    ).to_pylist()
+    tok = AutoTokenizer.from_pretrained(tiny_reward_model)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_reward_model, dtype=torch.float32).eval()
+    for rec, row in zip(records, table, strict=True):
+        prompt = rec["instruction"] + (f"\n\n{rec['input']}" if rec["input"] else "")
+        with torch.no_grad():
+            want = model(input_ids=torch.tensor([tok(prompt, rec["output"]).input_ids])).logits[0, 0].item()
+        assert row["reward"] == pytest.approx(want, abs=1e-5)
+        assert row["reward_reason"] is None and row["reward_truncated"] is False
+
+
+def test_reward_model_needs_one_label(tmp_path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from instructsift.data.errors import OptionError
+    from instructsift.models import resolve
+    from instructsift.scoring.reward import Reward
+
+    tok = AutoTokenizer.from_pretrained(resolve("embedded").path)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=8, intermediate_size=8, num_hidden_layers=1,
+                         num_attention_heads=1, num_key_value_heads=1, num_labels=3)  # fmt: skip
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "m3")
+    tok.save_pretrained(tmp_path / "m3")
+    with pytest.raises(OptionError, match="one output label"):
+        Reward(str(tmp_path / "m3")).load()
+
+
+# -- KNN ---------------------------------------------------------------------------------------------------
+def test_knn_distance_equals_brute_force():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 7))
+    X[5] = X[3] * 2.0  # the same direction: distance 0 after normalising
+    got = knn_distance(X, k=6)
+    Z = X / np.linalg.norm(X, axis=1, keepdims=True)
+    want = []
+    for i in range(len(Z)):
+        d = sorted(np.linalg.norm(Z[i] - Z[j]) for j in range(len(Z)) if j != i)
+        want.append(np.mean(d[:6]))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    assert got[3] < got[0]  # its twin is one of its neighbours, at distance 0
+
+
+def test_knn_needs_more_rows_than_k():
+    from instructsift.data.errors import OptionError
+
+    with pytest.raises(OptionError, match="more than 6 rows"):
+        knn_distance(np.eye(6), k=6)
+
+
+# -- the rule ----------------------------------------------------------------------------------------------
+def _synthetic(n: int = 40, noise: float = 0.0, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    X = {"reward": rng.normal(0, 1, n), "output_tokens": rng.uniform(20, 600, n), "knn6": rng.uniform(0.6, 1.2, n)}
+    true = {"reward": -0.15, "output_tokens": 8e-5, "knn6": -0.9}
+    log_loss = 1.07 + sum(true[k] * X[k] for k in true) + rng.normal(0, noise, n)
+    return X, np.exp(log_loss), true
+
+
+def test_fit_recovers_known_coefficients_exactly():
+    X, y, true = _synthetic()
+    rule = InstructMiningRule().fit(X, y)
+    assert rule.intercept_ == pytest.approx(1.07, abs=1e-9)
+    for k, v in true.items():
+        assert rule.coef_[k] == pytest.approx(v, abs=1e-9)
+    assert rule.rsquared_ == pytest.approx(1.0) and rule.loo_rsquared_ == pytest.approx(1.0)
+    assert rule.dropped_ == {}
+
+
+def test_fit_recovers_coefficients_with_noise():
+    X, y, true = _synthetic(n=400, noise=0.02, seed=2)
+    rule = InstructMiningRule().fit(X, y)
+    for k, v in true.items():
+        assert abs(rule.coef_[k] - v) < 4 * rule.bse_[k], (k, rule.coef_[k], rule.bse_[k])
+    assert rule.pvalues_["reward"] < 1e-6
+    assert 0.9 < rule.loo_rsquared_ <= rule.rsquared_ < 1
+
+
+def test_loo_rsquared_is_leave_one_out_by_refitting():
+    X, y, _ = _synthetic(n=25, noise=0.05, seed=3)
+    rule = InstructMiningRule().fit(X, y)
+    names = list(X)
+    M, t = np.column_stack([X[n] for n in names]), np.log(y)
+    preds = []
+    for i in range(len(t)):
+        mask = np.arange(len(t)) != i
+        r = InstructMiningRule(names).fit(M[mask], np.exp(t[mask]))
+        preds.append(r.predict(M[i : i + 1])[0])
+    loo = 1 - np.sum((t - np.array(preds)) ** 2) / np.sum((t - t.mean()) ** 2)
+    assert rule.loo_rsquared_ == pytest.approx(loo, rel=1e-9)
+
+
+def test_collinear_and_constant_indicators_are_dropped_and_named():
+    X, y, _ = _synthetic()
+    X["output_chars"] = X["output_tokens"] * 4.5 + 3  # collinear with output_tokens
+    X["n_turns"] = np.ones(len(y))
+    rule = InstructMiningRule().fit(X, y)
+    assert set(rule.indicators_) == {"reward", "output_tokens", "knn6"}
+    assert "collinear" in rule.dropped_["output_chars"] and "constant" in rule.dropped_["n_turns"]
+
+
+def test_fit_refuses_too_few_subsets_and_bad_losses():
+    from instructsift.data.errors import OptionError
+
+    X, y, _ = _synthetic(n=4)
+    with pytest.raises(OptionError, match="cannot fit"):
+        InstructMiningRule().fit(X, y)
+    X, y, _ = _synthetic()
+    y[0] = 0.0
+    with pytest.raises(OptionError, match="> 0"):
+        InstructMiningRule().fit(X, y)
+
+
+def test_save_load_gives_identical_predictions(tmp_path):
+    X, y, _ = _synthetic(n=30, noise=0.05)
+    rule = InstructMiningRule().fit(X, y)
+    rule.save(tmp_path / "rule.json")
+    back = InstructMiningRule.load(tmp_path / "rule.json")
+    M = np.random.default_rng(5).normal(size=(50, 3))
+    np.testing.assert_array_equal(rule.predict(M), back.predict(M))
+    assert back.loo_rsquared_ == rule.loo_rsquared_ and back.pvalues_ == rule.pvalues_
+    json.loads((tmp_path / "rule.json").read_text())  # strict JSON (no NaN)
+
+
+def test_paper_rule():
+    rule = paper_rule()
+    assert rule.intercept_ == 1.0694
+    assert rule.coef_ == {"reward": -0.1498, "output_tokens": 8.257e-5, "knn6": -0.9350}
+    assert rule.predict({"reward": [1.0], "output_tokens": [100], "knn6": [1.0]})[0] == pytest.approx(
+        1.0694 - 0.1498 + 8.257e-3 - 0.9350
+    )
+    assert "only with the paper's indicators" in rule.note_
+
+
+# -- the selector and the method ---------------------------------------------------------------------------
+def test_method_selects_by_the_rule_end_to_end(tiny_reward_model, tmp_path):
+    """`select --method instructmining --rule R --top 5` through the CLI: the kept rows are the 5 lowest
+    predictions, which equal the rule applied to the written indicator columns by hand."""
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from instructsift.cli import app
+
+    rule = InstructMiningRule().fit(*_synthetic()[:2])
+    rule.save(tmp_path / "fitted.json")
+    out, scores = tmp_path / "picked.json", tmp_path / "scores.parquet"
+    args = ["select", str(SAMPLE), "--method", "instructmining", "--rule", str(tmp_path / "fitted.json"),
+            "--reward-model", str(tiny_reward_model), "--top", "5", "-o", str(out), "--save-scores", str(scores),
+            "--dtype", "float32"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(scores).to_pylist()
+    pred = [r["instructmining"] for r in table]
+    for r in table:
+        by_hand = rule.intercept_ + sum(rule.coef_[k] * r[k] for k in ("reward", "output_tokens", "knn6"))
+        assert r["instructmining"] == pytest.approx(by_hand, abs=1e-12)
+    best = sorted(range(len(pred)), key=lambda i: (pred[i], i))[:5]
+    records = json.loads(SAMPLE.read_text())
+    assert json.loads(out.read_text()) == [records[i] for i in sorted(best)]
+
+
+def test_paper_rule_refuses_the_offline_stand_in():
+    from instructsift.errors import UsageError
+    from instructsift.recipe import from_method
+
+    with pytest.raises(UsageError, match="reward-model"):
+        from_method("instructmining", {"rule": "paper", "reward_model": "standin:x.json", "top": 3}, input=str(SAMPLE))
+    with pytest.raises(UsageError, match="needs --rule"):
+        from_method("instructmining", {"top": 3}, input=str(SAMPLE))
+
+
+# -- fitting from experiments: subset means, the fit step and the selector in one recipe --------------------
+def test_subset_means_by_hand():
+    import pyarrow as pa
+
+    from instructsift.train.mining import subset_means
+
+    emb = np.random.default_rng(0).normal(size=(9, 4)).astype(np.float32)
+    table = pa.table({
+        "row": list(range(9)), "id": [str(i) for i in range(9)],
+        "loss_cond": [0.5, 1.0, None, 2.0, 0.1, 0.2, 0.3, 0.4, 0.6],
+        "mtld": [10.0, 20, 30, 40, 50, 60, 70, 80, 90],
+        "embedding": pa.array(emb.tolist(), pa.list_(pa.float32(), 4)),
+    })  # fmt: skip
+    got = subset_means(table, [[0, 1, 2], [3, 8]], ["ppl", "mtld", "knn2"])
+    knn = knn_distance(emb, 2)
+    np.testing.assert_allclose(got[0], [(np.exp(0.5) + np.exp(1.0)) / 2, 20.0, knn[[0, 1, 2]].mean()])
+    np.testing.assert_allclose(got[1], [(np.exp(2.0) + np.exp(0.6)) / 2, 65.0, knn[[3, 8]].mean()])
+
+
+def test_fit_step_and_selector_in_one_recipe(tmp_path):
+    """Score lengths and MTLD, fit a rule from experiments whose losses follow a known rule, then select
+    with "@mined": the fitted coefficients are the known ones and the kept rows its 5 best."""
+    import pyarrow.parquet as pq
+
+    import instructsift.pipeline as pipeline
+    from instructsift import recipe as recipes
+
+    cache = tmp_path / "c"
+    scored = recipes.from_dict({"input": str(SAMPLE), "scores": str(tmp_path / "s.parquet"), "cache_dir": str(cache),
+                                "steps": [{"score": "lengths"}, {"score": "mtld"}]})  # fmt: skip
+    table = pipeline.run(scored, progress=False, log=lambda _m: None).table.to_pylist()
+    rng = np.random.default_rng(0)
+    subsets = [sorted(rng.choice(32, 8, replace=False).tolist()) for _ in range(12)]
+    exps = []
+    for rows in subsets:
+        tok = np.mean([table[r]["output_tokens"] for r in rows])
+        lex = np.mean([table[r]["mtld"] for r in rows])
+        exps.append({"rows": rows, "loss": float(np.exp(0.9 + 0.002 * tok - 0.01 * lex))})
+    (tmp_path / "exp.json").write_text(json.dumps({"subsets": exps}))
+    recipe = recipes.from_dict(
+        {
+            "input": str(SAMPLE), "output": str(tmp_path / "picked.json"), "cache_dir": str(cache),
+            "scores": str(tmp_path / "all.parquet"),
+            "steps": [
+                {"score": "lengths"}, {"score": "mtld"},
+                {"fit": "instructmining", "as": "mined", "with": {"experiments": str(tmp_path / "exp.json"),
+                 "scores": str(tmp_path / "s.parquet"), "indicators": ["output_tokens", "mtld"]}},
+                {"select": "instructmining", "with": {"rule": "@mined", "k": 5}},
+            ],
+        }
+    )  # fmt: skip
+    result = pipeline.run(recipe, progress=False, log=lambda _m: None)
+    rule = InstructMiningRule.load(result.artifacts["mined"])
+    assert rule.intercept_ == pytest.approx(0.9, abs=1e-8)
+    assert rule.coef_ == pytest.approx({"output_tokens": 0.002, "mtld": -0.01}, abs=1e-10)
+    pred = pq.read_table(tmp_path / "all.parquet").column("instructmining").to_pylist()
+    best = sorted(range(32), key=lambda i: (pred[i], i))[:5]
+    assert result.picked.rows == sorted(best)
+
+
+# -- the experiment design ---------------------------------------------------------------------------------
+def test_design_keeps_held_out_instructions_out_of_every_subset(shared_data, tmp_path):
+    from instructsift.train.design import load_sources, mixture_design, normalise
+
+    sources = load_sources(shared_data)
+    design = mixture_design(sources, n_subsets=10, size=150, held_out=80, seed=3)
+    held = {normalise(r["instruction"]) for r in design.eval}
+    assert len(design.eval) == 80 and all(r["source"] == "gpt4" for r in design.eval)
+    for rows, mix in zip(design.subsets, design.mixes, strict=True):
+        assert len(rows) == len(set(rows)) == 150 == sum(mix.values())
+        assert not held & {normalise(design.pool[i]["instruction"]) for i in rows}
+        assert {design.pool[i]["source"] for i in rows} == set(mix)
+    assert len({tuple(m.items()) for m in design.mixes}) == 10  # random proportions
+    again = mixture_design(sources, n_subsets=10, size=150, held_out=80, seed=3)
+    assert again.subsets == design.subsets
+    path = design.save(tmp_path / "d")
+    saved = json.loads(path.read_text())
+    assert [s["rows"] for s in saved["subsets"]] == design.subsets
+    assert len(json.loads((tmp_path / "d" / "pool.json").read_text())) == len(design.pool)
+
+
+# -- the subset-size search --------------------------------------------------------------------------------
+def _curve(k: int) -> float:
+    """A double-descent-like curve: a bump at ~60 and the lowest loss at k = 300."""
+    import math
+
+    return 1 + (math.log(k) - math.log(300)) ** 2 + 0.4 * math.exp(-((math.log(k) - math.log(60)) ** 2) / 0.05)
+
+
+def test_search_finds_the_best_k_caches_and_resumes(tmp_path):
+    from instructsift.train.search import search_size
+
+    calls: list[int] = []
+    order = list(range(5000))[::-1]
+
+    def loss_of(rows):
+        assert list(rows) == order[: len(rows)]  # the top k of the ranking
+        calls.append(len(rows))
+        return _curve(len(rows))
+
+    journal = tmp_path / "search.jsonl"
+    first = search_size(loss_of, order, low=10, high=5000, budget=12, journal=journal)
+    assert first.calls == len(calls) == 12 and len(set(calls)) == 12
+    more = search_size(loss_of, order, low=10, high=5000, budget=30, journal=journal)
+    assert len(calls) == 30 and len(set(calls)) == 30  # resumed: no k evaluated twice
+    again = search_size(loss_of, order, low=10, high=5000, budget=30, journal=journal)
+    assert again.calls == 0 and again.best_k == more.best_k  # all cached
+    assert more.best_k == min(set(calls), key=_curve)
+    assert abs(np.log(more.best_k) - np.log(300)) < 0.3, more.best_k
+
+
+def test_search_refuses_another_rankings_journal(tmp_path):
+    from instructsift.data.errors import OptionError
+    from instructsift.train.search import search_size
+
+    journal = tmp_path / "search.jsonl"
+    search_size(lambda r: _curve(len(r)), list(range(100)), low=2, high=100, budget=3, journal=journal)
+    with pytest.raises(OptionError, match="another search"):
+        search_size(lambda r: _curve(len(r)), list(range(1, 101)), low=2, high=100, budget=3, journal=journal)
+
+
+def test_sweep_reuses_search_trials_and_plots(tmp_path):
+    from instructsift.train.search import even_ks, plot_curve, search_size, sweep
+
+    calls: list[int] = []
+
+    def loss_of(rows):
+        calls.append(len(rows))
+        return _curve(len(rows))
+
+    order, journal = list(range(2000)), tmp_path / "j.jsonl"
+    result = search_size(loss_of, order, low=10, high=2000, budget=6, journal=journal)
+    ks = sorted({*even_ks(10, 2000, 8), calls[0]})
+    n = len(calls)
+    curve = sweep(loss_of, order, ks, journal=journal)
+    assert [t.k for t in curve] == ks and len(calls) == n + len(ks) - 1  # the search's k is not run again
+    png = plot_curve(result.trials + curve, tmp_path / "curve.png", best_k=result.best_k)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reward_standin_is_its_head_on_the_embedding(shared_data, alpaca_rows, tmp_path):
+    """The offline stand-in: a Bradley-Terry head trained on real preference pairs; its score is w . v with
+    v the embed scorer's vector of the whole example."""
+    from instructsift.models import cache_root
+    from instructsift.scoring.embed import Embed
+    from instructsift.scoring.reward_standin import RewardStandin
+
+    dataset, _ = alpaca_rows
+    standin = RewardStandin(str(shared_data / "preference" / "dpo_en_demo.json"), limit=60)
+    table = score(dataset, [standin, Embed(text="response")], cache_dir=tmp_path, progress=False)
+    head = json.loads((cache_root() / "artifacts" / f"reward-standin-{standin.cache_key()}.json").read_text())
+    assert head["pairs"] == 60 and head["train_accuracy"] >= 0.9
+    w = np.asarray(head["w"])
+    for row in table.to_pylist():
+        assert row["reward_standin"] == pytest.approx(float(np.asarray(row["embedding"]) @ w), abs=1e-5)
+    assert "STAND-IN" in standin.describe() and "not the paper's model" in standin.describe()
+
+
+def test_mine_runs_the_whole_chain_and_resumes(tmp_path):
+    """design -> indicators -> experiments -> rule -> ranking -> BlendSearch + sweep -> curve, with a
+    loss_of whose subset losses follow a known rule and whose size curve has its minimum at k = 12."""
+    import pyarrow.parquet as pq
+
+    from instructsift.train.mining import mine
+
+    folder = tmp_path / "design"
+    folder.mkdir()
+    (folder / "pool.json").write_text(SAMPLE.read_text())
+    rng = np.random.default_rng(1)
+    subsets = [sorted(rng.choice(32, 8, replace=False).tolist()) for _ in range(12)]
+    (folder / "design.json").write_text(json.dumps({"pool": "pool.json", "subsets": [{"rows": s} for s in subsets]}))
+    out, calls = tmp_path / "out", []
+
+    def loss_of(rows):
+        calls.append(list(rows))
+        t = pq.read_table(out / "pool.scores.parquet").to_pylist()
+        tok, lex = np.mean([t[r]["output_tokens"] for r in rows]), np.mean([t[r]["mtld"] for r in rows])
+        return float(np.exp(0.9 + 0.002 * tok - 0.01 * lex + 0.3 * (np.log(len(rows)) - np.log(12)) ** 2))
+
+    kw = dict(indicators=["output_tokens", "mtld"], low=2, high=32, budget=8, sweep_points=5,
+              cache_dir=tmp_path / "c", log=lambda _m: None)  # fmt: skip
+    summary = mine(folder / "design.json", loss_of, out, **kw)
+    assert summary["rule"]["coef"]["output_tokens"] == pytest.approx(0.002, abs=1e-9)
+    assert summary["rule"]["coef"]["mtld"] == pytest.approx(-0.01, abs=1e-9)
+    evaluated = {len(r): loss_of(r) for r in calls[12:]}
+    assert summary["best_k"] == min(evaluated, key=lambda k: (evaluated[k], k))
+    assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG" and (out / "rule.json").exists()
+    n = len(calls)
+    again = mine(folder / "design.json", loss_of, out, **kw)
+    assert len(calls) == n + 12 and again["best_k"] == summary["best_k"]  # only the 12 experiments again
