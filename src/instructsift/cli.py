@@ -96,6 +96,10 @@ AllowEmptyOpt = Annotated[
         help="Write an empty result when nothing could be read or scored, instead of failing with exit 1.",
     ),
 ]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", help="Also write an HTML report of the run (.html; needs instructsift[report])."),
+]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the score cache.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress (bars on a terminal, else lines).")]
@@ -336,6 +340,7 @@ def select_cmd(
     allow_empty: AllowEmptyOpt = False,
     with_scores: Annotated[bool, typer.Option("--with-scores", help="Add the scores to each written record.")] = False,
     dropped: DroppedOpt = None,
+    report: ReportOpt = None,
     save_recipe: Annotated[
         Path | None, typer.Option("--save-recipe", help="Write this run as a recipe (.yaml) that `run` repeats.")
     ] = None,
@@ -387,6 +392,7 @@ def select_cmd(
         scores=str(save_scores) if save_scores else None,
         from_scores=str(scores) if scores else None,
         dropped=str(dropped) if dropped else None,
+        report=str(report) if report else None,
         with_scores=with_scores,
     )
     if save_recipe is not None:
@@ -402,13 +408,14 @@ def run_cmd(
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Replace the recipe's input.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Replace the recipe's output.")] = None,
     dropped: DroppedOpt = None,
+    report: ReportOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run a recipe: read its input, run its steps in order (score, select, fit), write its outputs."""
     from .recipe import load
 
-    recipe = load(recipe_file, {"input": input, "output": output, "dropped": dropped})
+    recipe = load(recipe_file, {"input": input, "output": output, "dropped": dropped, "report": report})
     result = _run(recipe, overwrite, quiet)
     if recipe.settings.output is None:
         _score_summary(result, recipe.path("scores"))
@@ -496,10 +503,49 @@ def _select_summary(result: Any) -> None:
         + (f" ({why})" if why else "")
         + f" · rejected {s['rejected']} → {result.written.get('output')}"
         + (f" (rejects: {rej})" if rej else "")
-        + (f" (dropped: {dropped})" if dropped else ""),
+        + (f" (dropped: {dropped})" if dropped else "")
+        + (f" (report: {result.written['report']})" if result.written.get("report") else ""),
         highlight=False,
         markup=False,
     )
+
+
+@app.command("report")
+@_guard
+def report_cmd(
+    scores: Annotated[
+        Path, typer.Argument(metavar="SCORES", help="A score table (.parquet or .jsonl) from score or --save-scores.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The page to write (.html, self-contained).")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="The scored data: texts, read and rejected counts.")
+    ] = None,
+    dropped: Annotated[
+        Path | None, typer.Option("--dropped", help="The run's --dropped file: what was dropped, and why.")
+    ] = None,
+    selection: Annotated[
+        list[Path] | None, typer.Option("--selection", help="A selection (select's output) to overlap; repeatable.")
+    ] = None,
+    compare: Annotated[Path | None, typer.Option("--compare", help="A compare folder (its results.json).")] = None,
+    rule: Annotated[Path | None, typer.Option("--rule", help="InstructMining's fitted rule (.json).")] = None,
+    curve: Annotated[Path | None, typer.Option("--curve", help="InstructMining's subset-size curve (.json).")] = None,
+    map_points: Annotated[int, typer.Option("--map-points", help="Most rows drawn on the map (0: no map).")] = 2000,
+    color_by: Annotated[str | None, typer.Option("--color-by", help="Score column colouring the map first.")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="The page's title.")] = None,
+    format: FormatOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Write one HTML page: counts, score histograms with cut-offs, examples, correlations, overlaps, a map."""
+    from .report import from_files, plotly_missing, write_report
+
+    if why := plotly_missing():
+        _fail(why)
+    extra = [data, dropped, *(selection or []), compare, rule, curve]
+    _check_paths([scores, *extra], [(output, "report", "--output")], overwrite)
+    report = from_files(scores, data=data, dropped=dropped, selections=selection or [], compare=compare, rule=rule,
+                        curve=curve, title=title, format=format.value if format else None)  # fmt: skip
+    write_report(report, output, max_points=map_points, color_by=color_by)
+    err.print(f"report of {report.n} rows → {output}", highlight=False, markup=False)
 
 
 @app.command("methods")
