@@ -302,3 +302,23 @@ def test_report_refuses_bad_inputs_naming_the_file(run, tmp_path, make, args, ex
     assert proc.returncode == 2, proc.stderr
     assert expect in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "r.html").exists()
+
+
+def test_compare_results_are_read_tolerantly_and_shown_alone(tmp_path):
+    from instructsift.report import build, from_compare
+
+    trials = [
+        {"method": "superfiltering", "size": 8, "loss": 2.4, "unknown": {"x": 1}},  # other names for the fields
+        {"name": "random-1", "n": 8, "eval_loss": "2.5", "seconds": 3},  # a number as text
+        {"name": "random-2", "n": 8, "eval_loss": 2.6},
+        {"name": "full", "n": 32, "eval_loss": float("nan")},  # NaN: a blank, never a number
+    ]
+    (tmp_path / "results.json").write_text(json.dumps(trials), encoding="utf-8")  # a bare list of trials
+    data = from_compare(tmp_path)
+    assert [(t.name, t.n, t.eval_loss) for t in data.compare.trials] == [
+        ("superfiltering", 8, 2.4), ("random-1", 8, 2.5), ("random-2", 8, 2.6), ("full", 32, None)
+    ]  # fmt: skip
+    assert data.compare.random_losses() == [2.5, 2.6] and data.compare.full_loss() is None
+    html = build(data)
+    assert '<section id="compare"' in html and '<section id="counts"' not in html
+    assert "<td>-0.1500</td>" in html  # superfiltering vs the mean random trial (2.55)

@@ -237,6 +237,17 @@ def _thresholds(steps: list[Any]) -> list[tuple[str, str, float, str | None]]:
     return out
 
 
+def from_compare(compare: Path, *, title: str | None = None) -> ReportData:
+    """A page of `compare`'s results alone (its table and plot): what `compare --report` can write when it
+    has no score table to show."""
+    import pyarrow as pa
+
+    empty = pa.table({"row": pa.array([], pa.int64()), "id": pa.array([], pa.string())})
+    data = ReportData(table=empty, title=title or f"instructsift compare: {Path(compare).name}")
+    _add_extras(data, compare=compare)
+    return data
+
+
 def _add_extras(data: ReportData, compare: Path | None = None, rule: Path | None = None, curve: Path | None = None):
     if compare is not None:
         data.compare = read_compare(Path(compare))

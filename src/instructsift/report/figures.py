@@ -87,7 +87,9 @@ def histogram(name: str, values: np.ndarray, kept: np.ndarray | None, cuts: list
             annotation_position="top left" if j % 2 else "top right",
         )
     missing = int((~finite).sum())
-    title = f"{html.escape(name)}" + (f" ({missing} row{'s' * (missing != 1)} without a value, not drawn)" if missing else "")
+    title = f"{html.escape(name)}" + (
+        f" ({missing} row{'s' * (missing != 1)} without a value, not drawn)" if missing else ""
+    )
     fig.update_layout(**LAYOUT, barmode="stack", bargap=0.02, title=dict(text=title, font_size=14))
     fig.update_xaxes(title_text=html.escape(name))
     fig.update_yaxes(title_text="rows")

@@ -64,13 +64,14 @@ def build(data: ReportData, *, max_points: int = 2000, color_by: str | None = No
     names = sorted(data.score_columns(), key=lambda n: n not in cuts)  # the columns that selected first
     if color_by is not None and color_by not in names:
         raise UserError(f"--color-by {color_by}: no such score column (columns: {', '.join(names) or 'none'})")
-    sections = [
+    results_only = data.n == 0 and (data.compare or data.rule or data.curve)  # e.g. `compare --report`
+    sections = [] if results_only else [
         _counts(data, figs),
         _scores(data, names, cuts, figs),
         _correlations(data, names, figs),
         _overlap(data, figs),
         _map(data, names, cuts, figs, max_points, color_by, seed),
-    ]
+    ]  # fmt: skip
     if data.compare is not None:
         sections.append(_compare(data, figs))
     if data.rule is not None or data.curve is not None:
