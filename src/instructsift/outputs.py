@@ -31,6 +31,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "model": ("folder",),
     "recipe": (".yaml", ".yml"),
     "compare": ("folder",),
+    "report": (".html",),
 }
 FILE_EXTS = frozenset(e for kinds in KINDS.values() for e in kinds if e != "folder")
 # Files that mark a folder as one an earlier run wrote, so that --overwrite may replace it.

@@ -68,7 +68,13 @@ def run(
     rejects = recipe.path("rejects")
     if s.on_error == "skip" and rejects is None and output is not None:
         rejects = output.with_name(output.name + ".rejects.jsonl")
-    outputs = {"output": output, "rejects": rejects, "dropped": recipe.path("dropped"), "scores": recipe.path("scores")}
+    outputs = {"output": output, "rejects": rejects, "dropped": recipe.path("dropped"), "scores": recipe.path("scores"),
+               "report": recipe.path("report")}  # fmt: skip
+    if outputs["report"] is not None:
+        from .report.page import plotly_missing
+
+        if why := plotly_missing():
+            raise UsageError(f"--report {outputs['report']}: {why}")
     check_outputs([recipe.path("input"), recipe.path("from_scores")], outputs, overwrite, protect)
     selectors = {id(st): build_selector(st) for st in _all_steps(recipe.steps) if st.kind == "select"}
 
@@ -93,7 +99,7 @@ def run(
 
 
 KINDS = {"output": ("data", "--output"), "rejects": ("rejects", "--rejects"), "dropped": ("rejects", "--dropped"),
-         "scores": ("scores", "--save-scores")}  # fmt: skip
+         "scores": ("scores", "--save-scores"), "report": ("report", "--report")}  # fmt: skip
 
 
 def check_outputs(
@@ -393,6 +399,11 @@ def _write(result: RunResult, outputs: dict[str, Path | None]) -> None:
                 lines.append(json.dumps({**rec, "record": ex.record}, ensure_ascii=False, default=str) + "\n")
         write_text(outputs["dropped"], "".join(lines))
         result.written["dropped"] = outputs["dropped"]
+    if outputs["report"] is not None:  # last: it shows what was written
+        from .report import from_run, write_report
+
+        write_report(from_run(result), outputs["report"])
+        result.written["report"] = outputs["report"]
 
 
 __all__ = ["RunResult", "StepRunner", "run"]

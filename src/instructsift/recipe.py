@@ -35,7 +35,7 @@ from . import registry
 from .errors import UsageError
 
 STEP_KEYS = {"as", "with", "on"}
-PATH_KEYS = ("input", "output", "rejects", "dropped", "scores", "from_scores", "cache_dir")
+PATH_KEYS = ("input", "output", "rejects", "dropped", "scores", "from_scores", "cache_dir", "report")
 
 
 class RecipeError(UsageError):
@@ -82,6 +82,7 @@ class Settings(BaseModel):
     scores: str | None = Field(None, description="also write the score table here")
     from_scores: str | None = Field(None, description="take the scores from this table instead of scoring")
     rescore_changed: bool = Field(False, description="with from_scores: score again the rows whose content changed")
+    report: str | None = Field(None, description="an HTML report of the run (needs instructsift[report])")
     with_scores: bool = False
     allow_empty: bool = False
     cache_dir: str | None = None

@@ -1,0 +1,214 @@
+"""Tolerant readers for the files a report shows beside the score table.
+
+Each takes what other commands write and ignores fields it does not know; a file it cannot use at all
+(missing, not JSON, no usable entries) is a `UserError` naming the file (and line, for JSON Lines).
+
+- `--dropped FILE` (select/run `--dropped`): JSON Lines, one dropped row each, with `row` and `id` (to
+  match the score table) and `step`, `code`, `detail` (why it was dropped).
+- `--compare DIR` (or its `results.json`): a JSON object whose `trials` (or `results`, or the top-level
+  list) hold one object per fine-tuned subset. Read per trial: `name` (or `method`, `label`), `n` (or
+  `size`, `examples`), `tokens`, `eval_loss` (or `loss`), `seconds` (or `time`, `time_s`), and `seed`
+  when there is one; missing numbers show as blanks. Trials named `random...` form the random band, a
+  trial named `full...` the full-data line.
+- `--rule FILE` (InstructMining's fitted rule): a JSON object with `coefficients` as a mapping name ->
+  number, or a list of objects with `name` and `coef` (or `value`, `coefficient`), each optionally with
+  `std_err` and `p_value`; also read when present: `intercept`, `r2`, `loo_r2`, `dropped` (indicators
+  dropped for collinearity), `target`.
+- `--curve FILE` (InstructMining's subset-size search): a JSON object whose `trials` (or `curve`, `points`,
+  or the top-level list) hold objects with `k` (or `n`, `size`) and `eval_loss` (or `loss`), and
+  optionally `kind` / `source` (e.g. `search` or `sweep`); `best_k` when present is marked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data.errors import MissingFileError, UserError
+
+
+def _load_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no such file ({what})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({what}): {e.reason}") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}, line {e.lineno}: not valid JSON ({what}): {e.msg}") from None
+
+
+def _pick(obj: dict[str, Any], *names: str) -> Any:
+    return next((obj[n] for n in names if obj.get(n) is not None), None)
+
+
+def _number(value: Any) -> float | None:
+    """A finite number, or None (a string like "1.5" counts; NaN and text do not)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _entries(data: Any, keys: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    """The list of objects under the first of `keys` (or `data` itself when it is a list)."""
+    items = data if isinstance(data, list) else next((data[k] for k in keys if isinstance(data.get(k), list)), None)
+    if items is None:
+        return None
+    return [x for x in items if isinstance(x, dict)]
+
+
+# -- dropped rows ----------------------------------------------------------------------------------------
+def read_dropped(path: Path) -> list[dict[str, Any]]:
+    """The dropped file's lines as {row, id, step, code, detail} (the record is not kept)."""
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no such file (--dropped)")
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}, line {n}: not valid JSON (--dropped): {e.msg}") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("row"), int) or not obj.get("code"):
+                raise UserError(
+                    f"{path}, line {n}: not a dropped row (needs `row` and `code`, as `--dropped` writes them)"
+                )
+            out.append({k: obj.get(k) for k in ("row", "id", "step", "code", "detail")} | {"line": n})
+    return out
+
+
+# -- compare -----------------------------------------------------------------------------------------
+@dataclass
+class Trial:
+    name: str
+    n: float | None = None
+    tokens: float | None = None
+    eval_loss: float | None = None
+    seconds: float | None = None
+    seed: Any = None
+
+    @property
+    def group(self) -> str:
+        """`random` for every random trial (random, random-1, random@seed2, ...), else the name."""
+        return "random" if self.name.lower().startswith("random") else self.name
+
+
+@dataclass
+class CompareResults:
+    path: Path
+    trials: list[Trial]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def random_losses(self) -> list[float]:
+        return [t.eval_loss for t in self.trials if t.group == "random" and t.eval_loss is not None]
+
+    def full_loss(self) -> float | None:
+        return next(
+            (t.eval_loss for t in self.trials if t.name.lower().startswith("full") and t.eval_loss is not None), None
+        )
+
+
+def read_compare(path: Path) -> CompareResults:
+    """`compare`'s results.json, given as the folder or the file."""
+    file = path / "results.json" if path.is_dir() else path
+    if path.is_dir() and not file.is_file():
+        raise MissingFileError(f"{path}: no results.json in this folder (--compare: a folder `compare` wrote)")
+    data = _load_json(file, "--compare")
+    items = _entries(data, ("trials", "results", "runs")) if isinstance(data, dict | list) else None
+    if not items:
+        raise UserError(f"{file}: no trials found (--compare expects a `trials` list of {{name, n, eval_loss, ...}})")
+    trials = []
+    for i, t in enumerate(items):
+        name = _pick(t, "name", "method", "label", "subset")
+        if name is None:
+            raise UserError(f"{file}: trial {i + 1} has no `name` (--compare)")
+        trials.append(
+            Trial(
+                name=str(name),
+                n=_number(_pick(t, "n", "size", "examples")),
+                tokens=_number(t.get("tokens")),
+                eval_loss=_number(_pick(t, "eval_loss", "loss")),
+                seconds=_number(_pick(t, "seconds", "time", "time_s")),
+                seed=t.get("seed"),
+            )
+        )
+    settings = data.get("settings") if isinstance(data, dict) and isinstance(data.get("settings"), dict) else {}
+    return CompareResults(file, trials, settings)
+
+
+# -- InstructMining ----------------------------------------------------------------------------------
+@dataclass
+class Rule:
+    path: Path
+    coefficients: list[dict[str, Any]]  # {name, coef, std_err, p_value}
+    intercept: float | None = None
+    r2: float | None = None
+    loo_r2: float | None = None
+    dropped: list[str] = field(default_factory=list)
+    target: str | None = None
+
+
+def read_rule(path: Path) -> Rule:
+    data = _load_json(path, "--rule")
+    coefs = data.get("coefficients") if isinstance(data, dict) else None
+    rows: list[dict[str, Any]] = []
+    if isinstance(coefs, dict):
+        for name, v in coefs.items():
+            if isinstance(v, dict):
+                rows.append({"name": name, **_coef_fields(v)})
+            else:
+                rows.append({"name": name, "coef": _number(v), "std_err": None, "p_value": None})
+    elif isinstance(coefs, list):
+        for c in coefs:
+            if isinstance(c, dict) and c.get("name") is not None:
+                rows.append({"name": str(c["name"]), **_coef_fields(c)})
+    if not rows:
+        raise UserError(f"{path}: no `coefficients` found (--rule expects InstructMining's fitted rule JSON)")
+    dropped = data.get("dropped") or data.get("collinear") or []
+    return Rule(
+        path,
+        rows,
+        intercept=_number(data.get("intercept")),
+        r2=_number(_pick(data, "r2", "r_squared")),
+        loo_r2=_number(_pick(data, "loo_r2", "r2_loo")),
+        dropped=[str(x) for x in dropped] if isinstance(dropped, list) else [],
+        target=str(data["target"]) if data.get("target") is not None else None,
+    )
+
+
+def _coef_fields(c: dict[str, Any]) -> dict[str, float | None]:
+    return {
+        "coef": _number(_pick(c, "coef", "value", "coefficient")),
+        "std_err": _number(_pick(c, "std_err", "se", "stderr")),
+        "p_value": _number(_pick(c, "p_value", "p", "pvalue")),
+    }
+
+
+@dataclass
+class Curve:
+    path: Path
+    points: list[dict[str, Any]]  # {k, eval_loss, kind}
+    best_k: float | None = None
+
+
+def read_curve(path: Path) -> Curve:
+    data = _load_json(path, "--curve")
+    items = _entries(data, ("trials", "curve", "points", "results")) if isinstance(data, dict | list) else None
+    points = []
+    for t in items or []:
+        k, loss = _number(_pick(t, "k", "n", "size")), _number(_pick(t, "eval_loss", "loss"))
+        if k is not None and loss is not None:
+            points.append({"k": k, "eval_loss": loss, "kind": str(_pick(t, "kind", "source") or "trial")})
+    if not points:
+        raise UserError(f"{path}: no points found (--curve expects a `trials` list of {{k, eval_loss}})")
+    best = _number(data.get("best_k")) if isinstance(data, dict) else None
+    return Curve(path, sorted(points, key=lambda p: p["k"]), best)
