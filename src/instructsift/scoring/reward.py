@@ -21,7 +21,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
@@ -43,6 +43,8 @@ def prompt_and_response(example: Example) -> tuple[str, str]:
 @dataclass
 class Reward:
     """Reward score (`reward`) from a sequence-classification model with one label, by hub id or folder."""
+
+    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
     model: str
     format: str = "pair"

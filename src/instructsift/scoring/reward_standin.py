@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -76,6 +76,8 @@ def read_pairs(path: str | Path, limit: int | None = None) -> list[tuple[str, st
 class RewardStandin:
     """OFFLINE STAND-IN, not the paper's reward model: w . embedding of the response, w a Bradley-Terry
     head trained on the preference pairs in `preference` (column `reward_standin`)."""
+
+    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
     preference: str
     limit: int | None = None  # pairs used for training (the file's first ones) [all]

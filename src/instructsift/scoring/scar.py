@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
@@ -89,6 +89,8 @@ def score_pairs(
 @dataclass
 class Scar:
     """SCAR ranker scorer: adds `scar` (the style-consistency score, higher is better) and `scar_reason`."""
+
+    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
     ranker: Any = None  # a ranker folder or hub id, or a `models.scar.LoadedRanker`
     turns: str = "mean"  # how a conversation's answer turns combine: mean, min, first, last
