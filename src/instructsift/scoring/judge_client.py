@@ -47,12 +47,12 @@ class JudgeServerError(UserError):
     A `UserError`, like other bad options, so the CLI reports it in one line."""
 
 
-def base_url(url: str) -> str:
-    """`http://host:port` -> `http://host:port/v1`; a URL with a path is used as it is."""
+def base_url(url: str, option: str = "--judge-url") -> str:
+    """`http://host:port` -> `http://host:port/v1`; a URL with a path is used as it is. An error names `option`."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise OptionError(
-            f"--judge-url {shown_url(url)!r}: expected http(s)://host[:port][/path], e.g. http://127.0.0.1:8000/v1"
+            f"{option} {shown_url(url)!r}: expected http(s)://host[:port][/path], e.g. http://127.0.0.1:8000/v1"
         )
     path = parts.path.rstrip("/") or "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))

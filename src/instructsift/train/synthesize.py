@@ -6,7 +6,8 @@ own wording. Back ends: any OpenAI-compatible server (`url` + `model`, temperatu
 retried as the judge's), or a local causal LM (`model`, greedy `generate`, batched). Every answer is
 cached under `<cache>/scores/synth-<key>/` by (kind, instruction, human answer) and the back end's
 settings, so a rerun (or one after a kill) asks only for what is missing. A request that fails leaves the
-row without that answer, with the reason on stderr; it is not cached and is asked again next time.
+row without that answer, with the reason on stderr; it is not cached and is asked again next time. A
+server that cannot be reached, or that refuses the key, model or path, stops the run with one clear error.
 
 Input: a quads JSON Lines file (rows with `human`; their other fields are kept), or any data set that
 `instructsift.read` takes: each row's first user turn is the instruction (with `input`) and its first
@@ -26,6 +27,7 @@ from typing import Any
 from ..data.errors import InputError, OptionError, Reject
 
 KINDS = ("direct", "referenced")
+PROBE_TIMEOUT = 10.0  # seconds for the first request that checks the server is there
 
 DIRECT_PROMPT = """You are a capable, well-informed AI assistant. Complete the task described below as well as you can.
 
@@ -74,7 +76,7 @@ class Generator:
         if self.url:
             from ..scoring.judge_client import base_url
 
-            self.url = base_url(self.url)
+            self.url = base_url(self.url, "--url")
         if self.max_tokens < 1 or self.concurrency < 1 or self.batch_size < 1 or self.retries < 0:
             raise OptionError("max_tokens, concurrency and batch_size must be at least 1, retries at least 0")
         self._lm: Any = None
@@ -113,6 +115,15 @@ class Generator:
                 raise OptionError(f"--key-env {self.key_env}: that environment variable is not set")
         client = AsyncOpenAI(base_url=self.url, api_key=key, timeout=self.timeout, max_retries=0)
         gate = asyncio.Semaphore(self.concurrency)
+        try:  # one cheap request first: a server that is not there is one clear error, not a failure per row
+            await client.with_options(timeout=min(self.timeout, PROBE_TIMEOUT)).models.list()
+        except (openai.APIConnectionError, openai.APITimeoutError) as e:
+            await client.close()
+            raise JudgeServerError(
+                f"server {shown_url(self.url or '')}: cannot connect ({_brief(e)}); is it running?"
+            ) from None
+        except openai.APIError:
+            pass  # it answered (a server without /models still serves chat completions)
 
         async def one(i: int, prompt: str) -> None:
             last = ""

@@ -1,0 +1,155 @@
+"""`instructsift synthesize` against a real OpenAI-compatible server on loopback: `transformers serve`
+(transformers[serving]) serving the embedded SmolLM2-135M-Instruct. The quads file gets the server's
+`direct` and `referenced` answers; a rerun after the server is stopped is served from the cache; a server
+that is not there, a wrong path and a malformed URL are one clear error each (exit 2). No request leaves
+127.0.0.1; the server is stopped when the module ends."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from instructsift.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAT = re.compile(r"POST /v1/chat/completions")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`transformers serve MODEL` on 127.0.0.1; `requests()` counts the chat requests in its access log."""
+
+    def __init__(self, model: str, log: Path) -> None:
+        self.model, self.log, self.port = model, log, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        # One torch thread: on a small shared machine the default (one per core) spin-waits at every barrier.
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", model, "--host", "127.0.0.1"]
+        cmd += ["--port", str(self.port), "--device", "cpu", "--log-level", "info"]
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def wait(self, limit_s: float = 300) -> None:
+        deadline = time.monotonic() + limit_s
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"transformers serve exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"transformers serve did not answer in {limit_s:.0f} s:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.3)
+
+    def requests(self) -> int:
+        return len(CHAT.findall(self.log.read_text(errors="replace")))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"`transformers serve` needs transformers[serving] ({', '.join(missing)} not installed)")
+    from instructsift.models import resolve
+
+    srv = Server(resolve("embedded").path, tmp_path_factory.mktemp("serve") / "serve.log")
+    try:
+        srv.wait()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def synthesize(*args: str | Path) -> tuple[int, str]:
+    res = CliRunner().invoke(app, ["synthesize", *map(str, args), "--quiet"])
+    return res.exit_code, res.output
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_a_wrong_path_or_url_is_a_clear_error(server, tmp_path) -> None:
+    """(Runs before the test that stops the server.)"""
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(json.loads((ROOT / "examples" / "sample_alpaca.json").read_text())[:1]))
+    wrong = server.url.replace("/v1", "/nope/v1")
+    code, out = synthesize(data, "--url", wrong, "--model", server.model, "-o", tmp_path / "q.jsonl",
+                           "--cache-dir", tmp_path / "c")  # fmt: skip
+    assert code == 2 and f"server {wrong}, model {server.model!r}:" in out and "Error code: 404" in out, out
+    code, out = synthesize(data, "--url", "127.0.0.1:8000", "-o", tmp_path / "q.jsonl")
+    assert code == 2 and "--url '127.0.0.1:8000': expected http(s)://host[:port][/path]" in out, out
+    assert not (tmp_path / "q.jsonl").exists()
+
+
+def test_synthesize_direct_then_referenced_from_a_real_server_and_again_from_the_cache(server, tmp_path) -> None:
+    records = json.loads((ROOT / "examples" / "sample_alpaca.json").read_text())[:3]
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(records))
+    cache = tmp_path / "cache"
+    common = ["--url", server.url, "--model", server.model, "--max-tokens", "12", "--cache-dir", cache]
+
+    direct = tmp_path / "direct.jsonl"
+    code, out = synthesize(data, "--kind", "direct", "-o", direct, *common)
+    assert code == 0, out
+    rows = lines(direct)
+    assert [(r["instruction"], r.get("input", ""), r["human"]) for r in rows] == [
+        (r["instruction"], r["input"], r["output"]) for r in records
+    ]
+    assert all(isinstance(r["direct"], str) and r["direct"].strip() for r in rows) and "referenced" not in rows[0]
+    assert server.requests() == 3
+
+    # the quads file is the input of the next kind: its direct answers are kept, the rewrites added
+    quads = tmp_path / "quads.jsonl"
+    code, out = synthesize(direct, "--kind", "referenced", "-o", quads, *common)
+    assert code == 0, out
+    both = lines(quads)
+    assert [r["direct"] for r in both] == [r["direct"] for r in rows]
+    assert all(isinstance(r["referenced"], str) and r["referenced"].strip() for r in both)
+    assert [r["referenced"] for r in both] != [r["direct"] for r in both]  # a different prompt, other answers
+    assert server.requests() == 6
+
+    from instructsift.train.scar import read_quads
+
+    assert [q.referenced for q in read_quads(quads)] == [r["referenced"] for r in both]  # ready for train-scar
+
+    # the server is gone: the same answers come from the cache, with no request
+    server.stop()
+    again = tmp_path / "again.jsonl"
+    code, out = synthesize(data, "--kind", "both", "-o", again, *common)
+    assert code == 0, out
+    assert lines(again) == both and server.requests() == 6
+
+    # ... but anything not cached needs the server, and its absence is one clear error
+    code, out = synthesize(data, "--kind", "both", "-o", tmp_path / "x.jsonl", *common[:-1], tmp_path / "cold")
+    assert code == 2 and f"server {server.url}: cannot connect" in out and "is it running?" in out, out
+    assert not (tmp_path / "x.jsonl").exists()
