@@ -230,3 +230,54 @@ def test_save_recipe_then_run_reproduces_a_select_byte_for_byte(tmp_path: Path) 
         [sys.executable, "-m", "instructsift.cli", "select", SAMPLE, "-m", "ltd", "--top", "3", "--template", "alpaca",
          "-o", tmp_path / "x.json"], capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "method 'ltd' does not take 'template'" in bad.stderr
+
+
+def test_step_paths_are_relative_to_the_recipe_file_and_saved_portably(tmp_path: Path, monkeypatch) -> None:
+    """A step's file options (a fit step's quads, a judge prompt) are relative to the recipe's folder, not
+    the current one; a model option is a path when it names something there (or starts with ./), else a
+    name such as embedded or a hub id. Saved elsewhere, the recipe still names the same files."""
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "recipes" / "rk").mkdir()  # a ranker folder beside the recipe
+    (tmp_path / "data" / "q.jsonl").write_text('{"instruction": "a", "human": "b", "direct": "c"}\n')
+    (tmp_path / "recipes" / "prompt.txt").write_text("Rate {instruction} / {response}.")
+    path = tmp_path / "recipes" / "r.yaml"
+    path.write_text(f"""
+input: {SAMPLE}
+steps:
+  - fit: scar_ranker
+    as: fresh
+    with: {{quads: ../data/q.jsonl, encoder: embedded}}
+  - score: scar
+    with: {{ranker: rk}}
+  - score: scar
+    as: released
+    with: {{ranker: lizhuang144/scar-gte-base}}
+  - score: judge
+    with: {{judge_prompt: prompt.txt, model: ./not-there}}
+  - score: scar
+    as: trained
+    with: {{ranker: "@fresh"}}
+  - select: top
+    with: {{column: trained.scar, k: 2}}
+""")
+    monkeypatch.chdir(tmp_path / "data")  # the current folder plays no part
+    r = recipes.load(path)
+    fit, mine, released, judge, trained = (s.options for s in r.steps[:5])
+    assert fit == {"quads": str(tmp_path / "data" / "q.jsonl"), "encoder": "embedded"}
+    assert mine == {"ranker": str(tmp_path / "recipes" / "rk")} and released["ranker"] == "lizhuang144/scar-gte-base"
+    assert judge == {
+        "judge_prompt": str(tmp_path / "recipes" / "prompt.txt"),
+        "model": str(tmp_path / "recipes" / "not-there"),
+    }
+    assert trained == {"ranker": "@fresh"}
+    target = tmp_path / "elsewhere" / "copy.yaml"
+    r.save(target)
+    text = target.read_text()
+    assert "quads: ../data/q.jsonl" in text and "ranker: ../recipes/rk" in text and "embedded" in text
+    again = recipes.load(target)
+    assert [s.options for s in again.steps] == [s.options for s in r.steps]
+    # `select --method M` (no recipe file): relative to the current folder, as any command-line path
+    monkeypatch.chdir(tmp_path / "recipes")
+    m = recipes.from_method("scar", {"ranker": "rk", "top": 2}, input=str(SAMPLE))
+    assert m.steps[0].options["ranker"] == str(tmp_path / "recipes" / "rk")

@@ -291,6 +291,36 @@ steps:
     assert any("SCAR ranker from" in m and ": cached (" in m for m in logs), logs
 
 
+def test_the_example_recipe_trains_a_ranker_and_selects_with_it(tiny_encoder, tmp_path, monkeypatch) -> None:
+    """examples/recipes/scar.yaml as written (quads relative to it, from any folder), with the tiny encoder
+    in place of all-MiniLM-L6-v2 and one epoch to keep it fast: the fit step's ranker scores every row
+    and the top quarter is kept, the same rows as that ranker's own scores pick."""
+    import instructsift.pipeline as pipeline
+    import instructsift.recipe as recipes
+
+    monkeypatch.chdir(tmp_path)
+    recipe = recipes.load(ROOT / "examples" / "recipes" / "scar.yaml", {"output": tmp_path / "kept.json"})
+    fit, score, top = recipe.steps
+    assert (fit.kind, fit.name, score.name, top.name) == ("fit", "scar_ranker", "scar", "top")
+    assert (
+        fit.options["quads"] == str(ROOT / "examples" / "sample_quads.jsonl") and fit.options["encoder"] == "embedded"
+    )
+    assert score.options["ranker"] == "@ranker" and top.options["ratio"] == 0.25
+    assert len(read_quads(fit.options["quads"])) == 24
+    fit.options.update(encoder=str(tiny_encoder), epochs=1, linear_dim=16, max_length=64, device="cpu")
+    score.options["device"] = "cpu"
+    recipe.settings.dropped = None
+    recipe.settings.cache_dir = str(tmp_path / "cache")
+    result = pipeline.run(recipe, progress=False, log=lambda _m: None)
+    kept = json.loads((tmp_path / "kept.json").read_text())
+    records = json.loads((ROOT / "examples" / "sample_alpaca.json").read_text())
+    assert len(kept) == 8  # 25% of 32
+    pairs = [(r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else ""), r["output"]) for r in records]
+    scores = score_pairs(load_ranker(result.artifacts["ranker"]), pairs)
+    best = sorted(range(len(records)), key=lambda i: -scores[i])[:8]
+    assert sorted(records.index(r) for r in kept) == sorted(best)
+
+
 @pytest.mark.slow  # generation with the embedded SmolLM2 (and its one-time conversion): minutes on a busy CPU
 def test_synthesize_with_a_local_model_is_cached(tmp_path) -> None:
     from instructsift.models import use_cache_root

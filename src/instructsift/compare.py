@@ -191,6 +191,7 @@ def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, datas
         format=spec.format,
         on_error=spec.on_error,
         cache_dir=str(_path(base_dir, spec.cache_dir)) if spec.cache_dir else None,
+        base=base_dir,
     )
     t0 = time.monotonic()
     result = run(recipe, progress=progress, log=lambda m: log(f"{method}: {m}"))

@@ -18,7 +18,10 @@ Steps run in order. A scorer after a selector scores only the rows still kept. A
 sees NS's columns under their bare names (`ifd` for `sf.ifd`), so a method's selectors can run on its
 namespaced scores. A fit step (`fit: finetune`) trains on the rows its `on:` selectors keep (without
 changing the main selection) and names its product with `as:`; later steps refer to it as `"@NAME"`.
-Relative paths are relative to the recipe file. Errors name the recipe's file, line and key.
+Relative paths are relative to the recipe file: the top-level ones (input, output, ...) and a step's file
+options (FILE_OPTIONS, e.g. a fit step's `quads`); an option that names a model, encoder or ranker
+(MODEL_OPTIONS) is a path when it starts with ./ or ../ or names something in the recipe's folder, else a
+name (embedded, a hub id) kept as it is. Errors name the recipe's file, line and key.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from .errors import UsageError
 
 STEP_KEYS = {"as", "with", "on"}
 PATH_KEYS = ("input", "output", "rejects", "dropped", "scores", "from_scores", "cache_dir", "report")
+FILE_OPTIONS = ("quads", "preference", "experiments", "scores", "judge_prompt")  # step options that are paths
+MODEL_OPTIONS = ("model", "encoder", "ranker", "complexity_model", "quality_model", "tokenizer", "rule")  # or names
 
 
 class RecipeError(UsageError):
@@ -58,14 +63,36 @@ class Step:
     def label(self) -> str:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, folder: Path | None = None) -> dict[str, Any]:
+        """The step as a recipe writes it; with `folder`, its path options relative to that folder."""
         out: dict[str, Any] = {self.kind: self.name}
         if self.namespace:
             out["as"] = self.namespace
         if self.on:
-            out["on"] = [s.as_dict() for s in self.on]
-        out["with"] = dict(self.options)
+            out["on"] = [s.as_dict(folder) for s in self.on]
+        out["with"] = {
+            k: (_portable(Path(v), folder) if folder and _is_path_option(k) and os.path.isabs(str(v)) else v)
+            for k, v in self.options.items()
+        }
         return out
+
+    def resolve_paths(self, base: Path) -> None:
+        """Make the step's path options absolute, relative to `base` (the recipe's folder)."""
+        for k, v in self.options.items():
+            if not isinstance(v, str) or not v or v.startswith("@") or not _is_path_option(k):
+                continue
+            p = Path(os.path.expanduser(v))
+            if p.is_absolute():
+                continue
+            explicit = v.startswith(("./", "../", ".\\", "..\\")) or k in FILE_OPTIONS
+            if explicit or (base / p).exists():
+                self.options[k] = os.path.normpath(base / p)
+        for sub in self.on:
+            sub.resolve_paths(base)
+
+
+def _is_path_option(key: str) -> bool:
+    return key in FILE_OPTIONS or key in MODEL_OPTIONS
 
 
 class Settings(BaseModel):
@@ -116,7 +143,7 @@ class Recipe:
         for key in PATH_KEYS:
             if key in data:
                 data[key] = _portable(self.path(key), folder)
-        data["steps"] = [s.as_dict() for s in self.steps]
+        data["steps"] = [s.as_dict(folder) for s in self.steps]
         head = "".join(f"# {line}\n" for line in (comment or "").splitlines())
         return head + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
 
@@ -217,7 +244,10 @@ def from_dict(
     steps: list[Step] = []
     for i, raw in enumerate(settings.steps):
         steps += parse_step(raw, ("steps", i), where)
-    return Recipe(settings, steps, source, Path(base) if base else Path.cwd())
+    base = Path(base) if base else Path.cwd()
+    for st in steps:
+        st.resolve_paths(base)
+    return Recipe(settings, steps, source, base)
 
 
 def parse_step(raw: Any, path: tuple[Any, ...], where: Any = None, *, inside_fit: bool = False) -> list[Step]:
@@ -271,16 +301,25 @@ def _unref(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_method(
-    method: str, options: dict[str, Any], *, score_only: bool = False, dedup_exact: bool = False, **settings: Any
+    method: str,
+    options: dict[str, Any],
+    *,
+    score_only: bool = False,
+    dedup_exact: bool = False,
+    base: str | os.PathLike | None = None,
+    **settings: Any,
 ) -> Recipe:
     """The recipe `instructsift select --method M` runs: the method's steps plus the run's settings
     (`score_only`: its scorers and fit steps alone, as `instructsift score` runs them; `dedup_exact`: an
-    `exact_dedup` step first, so that repeated examples are neither scored nor kept twice)."""
+    `exact_dedup` step first, so that repeated examples are neither scored nor kept twice). The options'
+    relative paths are relative to `base` [the current folder]."""
     entry = registry.get("method", method)
     raw_steps = entry.target.expand(options, score_only=score_only)
     if dedup_exact and not score_only:
         raw_steps = [{"select": "exact_dedup"}, *raw_steps]
     steps = [s for i, raw in enumerate(raw_steps) for s in parse_step(raw, ("steps", i))]
+    for st in steps:
+        st.resolve_paths(Path(base) if base else Path.cwd())
     data = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in settings.items() if v is not None}
     try:
         parsed = Settings.model_validate({**data, "steps": [s.as_dict() for s in steps]})
