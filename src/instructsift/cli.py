@@ -613,7 +613,12 @@ def report_cmd(
     ] = None,
     compare: Annotated[Path | None, typer.Option("--compare", help="A compare folder (its results.json).")] = None,
     rule: Annotated[Path | None, typer.Option("--rule", help="InstructMining's fitted rule (.json).")] = None,
-    curve: Annotated[Path | None, typer.Option("--curve", help="InstructMining's subset-size curve (.json).")] = None,
+    curve: Annotated[
+        Path | None, typer.Option("--curve", help="InstructMining's subset-size curve (search.jsonl or .json).")
+    ] = None,
+    mining: Annotated[
+        Path | None, typer.Option("--mining", help="InstructMining's output folder (rule.json, search.jsonl, ...).")
+    ] = None,
     map_points: Annotated[int, typer.Option("--map-points", help="Most rows drawn on the map (0: no map).")] = 2000,
     color_by: Annotated[str | None, typer.Option("--color-by", help="Score column colouring the map first.")] = None,
     title: Annotated[str | None, typer.Option("--title", help="The page's title.")] = None,
@@ -625,10 +630,10 @@ def report_cmd(
 
     if why := plotly_missing():
         _fail(why)
-    extra = [data, dropped, *(selection or []), compare, rule, curve]
+    extra = [data, dropped, *(selection or []), compare, rule, curve, mining]
     _check_paths([scores, *extra], [(output, "report", "--output")], overwrite)
     report = from_files(scores, data=data, dropped=dropped, selections=selection or [], compare=compare, rule=rule,
-                        curve=curve, title=title, format=format.value if format else None)  # fmt: skip
+                        curve=curve, mining=mining, title=title, format=format.value if format else None)  # fmt: skip
     write_report(report, output, max_points=map_points, color_by=color_by)
     err.print(f"report of {report.n} rows → {output}", highlight=False, markup=False)
 

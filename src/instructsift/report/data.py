@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import UserError
-from .readers import CompareResults, Curve, Rule, read_compare, read_curve, read_dropped, read_rule
+from .readers import CompareResults, Curve, Rule, read_compare, read_curve, read_dropped, read_mining, read_rule
 
 BOOKKEEPING = ("row", "id", "content_hash")
 NUMERIC = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float", "double", "halffloat")
@@ -37,6 +37,8 @@ class ReportData:
     compare: CompareResults | None = None
     rule: Rule | None = None
     curve: Curve | None = None
+    experiments: list[float] = field(default_factory=list)  # InstructMining's fitted subsets' eval losses
+    cuts: dict[str, list[Any]] = field(default_factory=dict)  # extra cut-offs per column (compare: per method)
     sources: dict[str, str] = field(default_factory=dict)  # what was read, for the page's header
     thresholds: list[tuple[str, str, float, str | None]] = field(default_factory=list)  # (column, op, value, step)
     cache_dir: Path | None = None
@@ -193,6 +195,7 @@ def from_files(
     compare: Path | None = None,
     rule: Path | None = None,
     curve: Path | None = None,
+    mining: Path | None = None,
     title: str | None = None,
     format: str | None = None,
 ) -> ReportData:
@@ -221,7 +224,7 @@ def from_files(
         out.reasons = [None if k else {"step": None, "code": f"not in {first}", "detail": None} for k in out.kept]
     elif out.kept is not None and dropped is not None:
         out.selections = {"kept (--dropped)": out.kept, **out.selections}
-    _add_extras(out, compare=compare, rule=rule, curve=curve)
+    _add_extras(out, compare=compare, rule=rule, curve=curve, mining=mining)
     return out
 
 
@@ -248,10 +251,15 @@ def from_compare(compare: Path, *, title: str | None = None) -> ReportData:
     return data
 
 
-def _add_extras(data: ReportData, compare: Path | None = None, rule: Path | None = None, curve: Path | None = None):
+def _add_extras(data: ReportData, compare: Path | None = None, rule: Path | None = None, curve: Path | None = None,
+                mining: Path | None = None) -> None:  # fmt: skip
     if compare is not None:
         data.compare = read_compare(Path(compare))
         data.sources["compare"] = str(data.compare.path)
+    if mining is not None:  # a mine() folder; --rule and --curve, when given too, take precedence
+        m = read_mining(Path(mining))
+        data.rule, data.curve, data.experiments = m.rule, m.curve, m.experiments
+        data.sources["mining"] = str(mining)
     if rule is not None:
         data.rule = read_rule(Path(rule))
         data.sources["rule"] = str(rule)
