@@ -251,6 +251,50 @@ def from_compare(compare: Path, *, title: str | None = None) -> ReportData:
     return data
 
 
+def from_comparison(
+    compare: Path, dataset: Any, runs: dict[str, Any], picks: dict[str, list[int]], *, title: str | None = None
+) -> ReportData:
+    """`compare --report`: its results (loss table and plot) with the methods' own runs (`runs`: method ->
+    `pipeline.run` result): their score columns, cut-offs and picks, and the random picks (`picks`: trial ->
+    positions in `dataset`) beside them in the overlap. One method's run is shown as `select --report` shows
+    it; several share one table (a column two methods computed differently is named `METHOD.column`)."""
+    import pyarrow as pa
+
+    per = {m: from_run(r) for m, r in runs.items()}
+    if len(per) == 1:
+        data = next(iter(per.values()))
+        data.selections.clear()
+    else:
+        examples = list(dataset.examples)
+        table = pa.table({"row": pa.array([ex.row for ex in examples], pa.int64()), "id": [ex.id for ex in examples]})
+        data = ReportData(
+            table=table, examples=examples, n_read=dataset.n_read, rejects=_reject_counts(dataset.rejects),
+            notes=Counter(dataset.notes), sources={"data": str(dataset.path)},
+        )  # fmt: skip
+        for method, d in per.items():
+            renamed: dict[str, str] = {}
+            for name in d.table.column_names:
+                if name in BOOKKEEPING:
+                    continue
+                col = d.table.column(name)
+                if name in data.table.column_names and not data.table.column(name).equals(col):
+                    renamed[name] = f"{method}.{name}"
+                elif name in data.table.column_names:
+                    continue
+                data.table = data.table.append_column(renamed.get(name, name), col)
+            for name, cuts in cutoffs(d).items():
+                col = renamed.get(name, name)
+                data.cuts.setdefault(col, []).extend(Cut(col, c.value, f"{method}: {c.label}") for c in cuts)
+    data.title = title or f"instructsift compare: {Path(dataset.path).name}"
+    for name, positions in picks.items():
+        if positions is not None and len(positions) < data.n:  # not the full data
+            mask = np.zeros(data.n, dtype=bool)
+            mask[np.asarray(positions, dtype=np.int64)] = True
+            data.selections[name] = mask
+    _add_extras(data, compare=compare)
+    return data
+
+
 def _add_extras(data: ReportData, compare: Path | None = None, rule: Path | None = None, curve: Path | None = None,
                 mining: Path | None = None) -> None:  # fmt: skip
     if compare is not None:

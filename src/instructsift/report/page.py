@@ -119,6 +119,8 @@ def _counts(data: ReportData, figs: _Figures) -> Section:
             ["", f"{code}" + (f" (step {steps[code]})" if steps[code] else ""), _n(n)]
             for code, n in dropped.most_common()
         ]
+    elif len(data.selections) > 1:
+        s.notes.append(f"{len(data.selections)} selections: what each kept is under Overlap between selections.")
     else:
         s.notes.append("No selection is known (give --dropped or --selection): kept and dropped are not shown.")
     rows += [["note", why, _n(n)] for why, n in data.notes.most_common()]
