@@ -375,3 +375,19 @@ def test_compare_results_are_read_tolerantly_and_shown_alone(tmp_path):
     html = build(data)
     assert '<section id="compare"' in html and '<section id="counts"' not in html
     assert "<td>-0.1500</td>" in html  # superfiltering vs the mean random trial (2.55)
+
+
+def test_compare_picks_join_the_overlap_when_they_are_this_tables_rows(run, tmp_path):
+    """results.json's `selections` (the ids each method picked) become selections of the page; a pick of
+    another data set is named in the page's sources, not drawn."""
+    from instructsift.report import from_files
+
+    picked = [ex.id for ex in read(run["picked"]).examples]
+    trials = [{"name": "superfiltering", "n": len(picked), "eval_loss": 2.4}]
+    selections = {"superfiltering": {"kept": len(picked), "ids": picked}, "other": {"ids": ["not-a-row"]}}
+    write_json(tmp_path / "results.json", {"trials": trials, "selections": selections})
+    data = from_files(run["scores"], compare=tmp_path)
+    mask = data.selections["superfiltering (compare)"]
+    ids = data.table.column("id").to_pylist()
+    assert sorted(ids[i] for i in np.flatnonzero(mask)) == sorted(picked) and "other (compare)" not in data.selections
+    assert "not in the overlap" in data.sources["compare other"]

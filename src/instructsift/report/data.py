@@ -225,7 +225,23 @@ def from_files(
     elif out.kept is not None and dropped is not None:
         out.selections = {"kept (--dropped)": out.kept, **out.selections}
     _add_extras(out, compare=compare, rule=rule, curve=curve, mining=mining)
+    _add_compare_picks(out)
     return out
+
+
+def _add_compare_picks(out: ReportData) -> None:
+    """compare's picks (results.json's `selections`) join the overlap when their ids are this table's rows
+    (a comparison of another data set is shown without them, and the page says so)."""
+    if out.compare is None or not out.compare.picks:
+        return
+    at = {v: i for i, v in enumerate(out.table.column("id").to_pylist())}
+    for method, ids in out.compare.picks.items():
+        if ids and all(i in at for i in ids):
+            mask = np.zeros(out.n, dtype=bool)
+            mask[[at[i] for i in ids]] = True
+            out.selections[_unique(f"{method} (compare)", out.selections)] = mask
+        else:
+            out.sources[f"compare {method}"] = "its picked ids are not all in this score table: not in the overlap"
 
 
 def _thresholds(steps: list[Any]) -> list[tuple[str, str, float, str | None]]:

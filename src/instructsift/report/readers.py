@@ -8,7 +8,7 @@ Each takes what other commands write and ignores fields it does not know; a file
 - `--compare DIR` (or its `results.json`): a JSON object whose `trials` (or `results`, or the top-level
   list) hold one object per fine-tuned subset. Read per trial: `name` (or `method`, `label`), `n` (or
   `size`, `examples`), `tokens`, `eval_loss` (or `loss`), `seconds` (or `time`, `time_s`), and `seed`
-  when there is one; missing numbers show as blanks. Trials named `random...` form the random band, a
+  when there is one; missing numbers show as blanks. `selections` (method -> {ids}) gives each method's pick. Trials named `random...` form the random band, a
   trial named `full...` the full-data line.
 - `--mining DIR` (what `train.mining.mine` writes): `rule.json` (the fitted rule), `search.jsonl` (the
   size search's journal: the curve), `summary.json` (`best_k`; its `rule` when rule.json is missing) and
@@ -111,6 +111,7 @@ class CompareResults:
     path: Path
     trials: list[Trial]
     settings: dict[str, Any] = field(default_factory=dict)
+    picks: dict[str, list[str]] = field(default_factory=dict)  # method -> the ids it selected (`selections`)
 
     def random_losses(self) -> list[float]:
         return [t.eval_loss for t in self.trials if t.group == "random" and t.eval_loss is not None]
@@ -146,7 +147,10 @@ def read_compare(path: Path) -> CompareResults:
             )
         )
     settings = data.get("settings") if isinstance(data, dict) and isinstance(data.get("settings"), dict) else {}
-    return CompareResults(file, trials, settings)
+    sel = data.get("selections") if isinstance(data, dict) and isinstance(data.get("selections"), dict) else {}
+    picks = {str(m): [str(i) for i in v["ids"]] for m, v in sel.items() if isinstance(v, dict)
+             and isinstance(v.get("ids"), list)}  # fmt: skip
+    return CompareResults(file, trials, settings, picks)
 
 
 # -- InstructMining ----------------------------------------------------------------------------------
