@@ -233,6 +233,45 @@ def test_compare_writes_a_table_equal_to_its_json_and_a_new_method_adds_one_tria
     assert lima == [r["rows"][0]["eval_loss"]]
 
 
+def test_compare_report_shows_the_losses_and_each_methods_scores_and_picks(rows, tiny_model: Path, tmp_path: Path):
+    """The recipe's `report` key (and `--report`) writes the page: the loss table as results.json has it, the
+    loss plot, the score columns of both methods with their cut-offs, and every pick in the overlap."""
+    pytest.importorskip("plotly", reason="the report needs plotly: pip install 'instructsift[report]'")
+    from typer.testing import CliRunner
+
+    from instructsift.cli import app
+    from instructsift.compare import save_spec
+
+    spec = _spec(rows, tiny_model, tmp_path / "cache", methods=["lima", "superfiltering"], full=False, plot=False,
+                 output=str(tmp_path / "out"), report=str(tmp_path / "page.html"))  # fmt: skip
+    recipe = tmp_path / "recipes" / "compare.yaml"
+    recipe.parent.mkdir()
+    save_spec(spec, recipe)
+    assert "report: ../page.html" in recipe.read_text()
+    r = CliRunner().invoke(app, ["compare", str(recipe), "-q"])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    html = (tmp_path / "page.html").read_text(encoding="utf-8")
+    for sid in ("counts", "scores", "correlations", "overlap", "compare"):
+        assert f'<section id="{sid}"' in html, sid
+    assert 'id="fig-compare"' in html and 'id="fig-jaccard"' in html
+    table = re.search(r'<table[^>]*data-table="compare".*?</table>', html, re.S).group(0)
+    for t in saved["trials"]:
+        assert f"<td>{t['name']}</td>" in table and f"<td>{t['eval_loss']:.4f}</td>" in table
+    assert "ifd_ppl" in html and "superfiltering: top 4 by ifd_ppl" in html  # superfiltering's scores and cut
+    assert "lima: " in html  # lima's own cut-offs, named by the method
+    sel = re.search(r'<table[^>]*data-table="selections".*?</table>', html, re.S).group(0)
+    for name in ("lima", "superfiltering", "random-0", "random-1"):
+        assert f"<td>{name}</td>" in sel
+
+    other = tmp_path / "other.html"
+    r = CliRunner().invoke(app, ["compare", str(recipe), "-q", "--report", str(other), "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert f"(report: {other})" in r.output and '<section id="compare"' in other.read_text(encoding="utf-8")
+    bad = CliRunner().invoke(app, ["compare", str(recipe), "--report", str(tmp_path / "page.txt"), "--overwrite"])
+    assert bad.exit_code == 2 and "page.txt" in bad.output
+
+
 def test_a_method_short_of_the_budget_fails_before_any_training(rows, tiny_model: Path, tmp_path: Path) -> None:
     from instructsift.compare import compare
     from instructsift.errors import UsageError

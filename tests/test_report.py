@@ -40,6 +40,30 @@ def write_json(path: Path, obj: object) -> Path:
     return path
 
 
+def mine_folder(d: Path) -> Path:
+    """A real InstructMining run (`train.mining.mine`) on the sample: 12 subsets whose losses follow a known
+    rule of three indicators, then BlendSearch and a sweep over the subset size; its output folder."""
+    from instructsift.train.mining import mine
+
+    design = d / "design"
+    design.mkdir()
+    (design / "pool.json").write_text(SAMPLE.read_text())
+    rng = np.random.default_rng(1)
+    subsets = [sorted(rng.choice(32, 8, replace=False).tolist()) for _ in range(12)]
+    (design / "design.json").write_text(json.dumps({"pool": "pool.json", "subsets": [{"rows": s} for s in subsets]}))
+    out = d / "mining"
+
+    def loss_of(rows):
+        t = pq.read_table(out / "pool.scores.parquet").to_pylist()
+        mean = {c: np.mean([t[r][c] for r in rows]) for c in ("output_tokens", "input_tokens", "mtld")}
+        log_l = 0.9 + 0.002 * mean["output_tokens"] - 0.004 * mean["input_tokens"] - 0.01 * mean["mtld"]
+        return float(np.exp(log_l + 0.01 * np.sin(len(rows)) + 0.3 * (np.log(len(rows)) - np.log(12)) ** 2))
+
+    mine(design / "design.json", loss_of, out, indicators=["output_tokens", "input_tokens", "mtld"], low=2,
+         high=32, budget=6, sweep_points=5, cache_dir=d / "cache", log=lambda _m: None)  # fmt: skip
+    return out
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> dict[str, Path]:
     """A real run on the sample: superfiltering with the embedded model (scores, dropped rows, the pick),
@@ -63,20 +87,11 @@ def run(tmp_path_factory) -> dict[str, Path]:
     ]
     write_json(compare / "results.json", {"trials": trials, "settings": {"base": "embedded"}, "extra": [1]})
     out["compare"] = compare
-    out["rule"] = write_json(
-        d / "rule.json",
-        {"coefficients": {"reward": {"coef": -0.1498, "std_err": 0.03, "p_value": 0.001}, "length": 8.257e-5,
-                          "knn6": -0.935}, "intercept": 1.0694, "r2": 0.71, "loo_r2": 0.55},
-    )  # fmt: skip
-    out["curve"] = write_json(
-        d / "curve.json",
-        {"trials": [{"k": k, "eval_loss": 2.5 - 0.1 * np.log10(k) + 0.02 * (k > 300)} for k in (10, 30, 100, 300, 1000)]
-         + [{"k": 120, "eval_loss": 2.29, "kind": "search"}], "best_k": 120},
-    )  # fmt: skip
+    out["mining"] = mine_folder(d)
     proc = cli(
         "report", out["scores"], "--data", SAMPLE, "--dropped", out["dropped"], "--selection", out["picked"],
-        "--selection", out["wide"], "--selection", out["lima"], "--compare", compare, "--rule", out["rule"],
-        "--curve", out["curve"], "-o", out["page"],
+        "--selection", out["wide"], "--selection", out["lima"], "--compare", compare, "--mining", out["mining"],
+        "-o", out["page"],
     )  # fmt: skip
     assert f"report of 32 rows → {out['page']}" in proc.stderr
     return out
@@ -163,7 +178,8 @@ def test_report_renders_every_section_drawn_offline_with_a_map_tooltip(run, brow
         assert marks(page, fid)["heat"] == 1
     assert marks(page, "fig-upset")["bars"] >= 2 and marks(page, "fig-upset")["points"] >= 6
     assert marks(page, "fig-compare")["points"] == 4  # the trial without a loss is not drawn
-    assert marks(page, "fig-curve")["points"] == 6
+    journal = [json.loads(x) for x in (run["mining"] / "search.jsonl").read_text().splitlines()[1:]]
+    assert marks(page, "fig-curve")["points"] == len(journal) >= 8  # every trial: 6 searched, 5 swept
     assert marks(page, "fig-map")["points"] == 32
 
     # The selecting column comes first, with both of superfiltering's cuts drawn on it.
@@ -189,7 +205,10 @@ def test_report_renders_every_section_drawn_offline_with_a_map_tooltip(run, brow
     # Tables of the other sections.
     assert page.locator("table[data-table=selections] tbody tr").count() == 4  # kept (--dropped) + 3 files
     assert page.locator("table[data-table=compare] tbody tr").count() == 5
-    assert page.locator("table[data-table=coefficients] tbody tr").count() == 3
+    assert page.locator("table[data-table=coefficients] tbody tr").count() == 4  # 3 indicators, the intercept
+    rule = json.loads((run["mining"] / "rule.json").read_text())
+    intro = page.locator("#mining .intro").inner_text()
+    assert f"R² {rule['rsquared']:.3f}" in intro and f"leave-one-out R² {rule['loo_rsquared']:.3f}" in intro
     assert "32 of 32 rows (all)" in page.locator("#map .intro").inner_text()
 
     # Hovering a map point shows its tooltip: the row's id, its instruction and its scores.
@@ -211,6 +230,39 @@ def test_report_renders_every_section_drawn_offline_with_a_map_tooltip(run, brow
     assert errors == []
     assert network == [], f"the page asked the network for {network}"
     page.close()
+
+
+def test_a_mine_folder_shows_its_coefficients_fit_and_curve(run, tmp_path):
+    """`--mining DIR` reads what `mine()` wrote: rule.json's coefficients (with standard errors and p-values),
+    R² and leave-one-out R², search.jsonl's every trial as the curve, summary.json's best k; `--rule` and
+    `--curve` read the same files one by one."""
+    from instructsift.report import build, from_files
+
+    folder = run["mining"]
+    rule = json.loads((folder / "rule.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    journal = [json.loads(x) for x in (folder / "search.jsonl").read_text().splitlines()[1:]]
+    data = from_files(run["scores"], mining=folder)
+    got = {c["name"]: (c["coef"], c["std_err"], c["p_value"]) for c in data.rule.coefficients}
+    assert got == {n: (rule["coef"][n], rule["bse"][n], rule["pvalues"][n]) for n in rule["indicators"]}
+    assert (data.rule.r2, data.rule.loo_r2, data.rule.intercept) == (
+        rule["rsquared"], rule["loo_rsquared"], rule["intercept"]
+    )  # fmt: skip
+    assert data.rule.n_subsets == 12 and len(data.experiments) == 12
+    assert sorted((p["k"], p["eval_loss"], p["kind"]) for p in data.curve.points) == sorted(
+        (t["k"], t["loss"], t["how"]) for t in journal
+    )  # fmt: skip
+    assert {p["kind"] for p in data.curve.points} == {"search", "sweep"} and data.curve.best_k == summary["best_k"]
+    html = build(data)
+    assert '<section id="mining"' in html and 'id="fig-curve"' in html and 'id="fig-coefficients"' in html
+    for name in rule["indicators"]:
+        assert f"<td>{name}</td>" in html and f"<td>{rule['coef'][name]:.4g}</td>" in html
+    assert f"R² {rule['rsquared']:.3f}" in html and f"leave-one-out R² {rule['loo_rsquared']:.3f}" in html
+    assert f"best k = {summary['best_k']}" in html
+
+    page = tmp_path / "m.html"
+    cli("report", run["scores"], "--rule", folder / "rule.json", "--curve", folder / "search.jsonl", "-o", page)
+    assert f"<td>{rule['coef'][rule['indicators'][0]]:.4g}</td>" in page.read_text(encoding="utf-8")
 
 
 def test_select_and_run_write_a_report_of_the_run(run, tmp_path):
@@ -287,7 +339,8 @@ def test_a_200k_row_table_makes_a_page_of_a_few_megabytes(tmp_path):
         (lambda d: (d / "cmp").mkdir(), ["SCORES", "--compare", "cmp"], "cmp: no results.json"),
         (lambda d: write_json(d / "r.json", {"trials": [{"n": 3}]}), ["SCORES", "--compare", "r.json"],
          "r.json: trial 1 has no `name`"),
-        (lambda d: write_json(d / "rule.json", {"r2": 1}), ["SCORES", "--rule", "rule.json"], "no `coefficients`"),
+        (lambda d: write_json(d / "rule.json", {"r2": 1}), ["SCORES", "--rule", "rule.json"], "no coefficients found"),
+        (lambda d: (d / "m").mkdir(), ["SCORES", "--mining", "m"], "m: neither rule.json nor search.jsonl"),
         (lambda d: write_json(d / "other.json", [{"instruction": "a", "output": "b"}]),
          ["SCORES", "--selection", "other.json"], "other.json, line 1: the record"),
         (None, ["SCORES", "--color-by", "nope"], "--color-by nope: no such score column"),
@@ -297,7 +350,7 @@ def test_report_refuses_bad_inputs_naming_the_file(run, tmp_path, make, args, ex
     if make:
         make(tmp_path)
     args = [str(run["scores"]) if a == "SCORES" else str(tmp_path / a) if a.endswith(("json", "jsonl", "parquet"))
-            or a == "cmp" else a for a in args]  # fmt: skip
+            or a in ("cmp", "m") else a for a in args]  # fmt: skip
     proc = cli("report", *args, "-o", tmp_path / "r.html", check=False)
     assert proc.returncode == 2, proc.stderr
     assert expect in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -322,3 +375,19 @@ def test_compare_results_are_read_tolerantly_and_shown_alone(tmp_path):
     html = build(data)
     assert '<section id="compare"' in html and '<section id="counts"' not in html
     assert "<td>-0.1500</td>" in html  # superfiltering vs the mean random trial (2.55)
+
+
+def test_compare_picks_join_the_overlap_when_they_are_this_tables_rows(run, tmp_path):
+    """results.json's `selections` (the ids each method picked) become selections of the page; a pick of
+    another data set is named in the page's sources, not drawn."""
+    from instructsift.report import from_files
+
+    picked = [ex.id for ex in read(run["picked"]).examples]
+    trials = [{"name": "superfiltering", "n": len(picked), "eval_loss": 2.4}]
+    selections = {"superfiltering": {"kept": len(picked), "ids": picked}, "other": {"ids": ["not-a-row"]}}
+    write_json(tmp_path / "results.json", {"trials": trials, "selections": selections})
+    data = from_files(run["scores"], compare=tmp_path)
+    mask = data.selections["superfiltering (compare)"]
+    ids = data.table.column("id").to_pylist()
+    assert sorted(ids[i] for i in np.flatnonzero(mask)) == sorted(picked) and "other (compare)" not in data.selections
+    assert "not in the overlap" in data.sources["compare other"]

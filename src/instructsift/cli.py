@@ -613,7 +613,12 @@ def report_cmd(
     ] = None,
     compare: Annotated[Path | None, typer.Option("--compare", help="A compare folder (its results.json).")] = None,
     rule: Annotated[Path | None, typer.Option("--rule", help="InstructMining's fitted rule (.json).")] = None,
-    curve: Annotated[Path | None, typer.Option("--curve", help="InstructMining's subset-size curve (.json).")] = None,
+    curve: Annotated[
+        Path | None, typer.Option("--curve", help="InstructMining's subset-size curve (search.jsonl or .json).")
+    ] = None,
+    mining: Annotated[
+        Path | None, typer.Option("--mining", help="InstructMining's output folder (rule.json, search.jsonl, ...).")
+    ] = None,
     map_points: Annotated[int, typer.Option("--map-points", help="Most rows drawn on the map (0: no map).")] = 2000,
     color_by: Annotated[str | None, typer.Option("--color-by", help="Score column colouring the map first.")] = None,
     title: Annotated[str | None, typer.Option("--title", help="The page's title.")] = None,
@@ -625,10 +630,10 @@ def report_cmd(
 
     if why := plotly_missing():
         _fail(why)
-    extra = [data, dropped, *(selection or []), compare, rule, curve]
+    extra = [data, dropped, *(selection or []), compare, rule, curve, mining]
     _check_paths([scores, *extra], [(output, "report", "--output")], overwrite)
     report = from_files(scores, data=data, dropped=dropped, selections=selection or [], compare=compare, rule=rule,
-                        curve=curve, title=title, format=format.value if format else None)  # fmt: skip
+                        curve=curve, mining=mining, title=title, format=format.value if format else None)  # fmt: skip
     write_report(report, output, max_points=map_points, color_by=color_by)
     err.print(f"report of {report.n} rows → {output}", highlight=False, markup=False)
 
@@ -810,6 +815,7 @@ def compare_cmd(
     save_recipe: Annotated[
         Path | None, typer.Option("--save-recipe", help="Write this comparison as a recipe.")
     ] = None,
+    report: ReportOpt = None,
     format: FormatOpt = None,
     on_error: OnErrorOpt = OnError.fail,
     cache_dir: CacheOpt = None,
@@ -823,6 +829,7 @@ def compare_cmd(
         if methods or budget or eval:
             _fail("with a compare recipe, give --methods, --budget and --eval in the recipe")
         spec, base_dir = load_spec(input)
+        spec = spec.model_copy(update={"report": str(report.resolve())}) if report else spec
     else:
         if budget is None or eval is None:
             _fail("compare needs --budget and --eval (or a compare recipe)")
@@ -833,7 +840,7 @@ def compare_cmd(
             budget=parse_budget(budget), base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
             finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,
             on_error=on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
-            output=str(output) if output else None,
+            output=str(output) if output else None, report=str(report) if report else None,
         ), "compare")  # fmt: skip
         base_dir = Path.cwd()
     if save_recipe is not None:
@@ -843,9 +850,10 @@ def compare_cmd(
         save_spec(spec, save_recipe, comment="instructsift " + " ".join(sys.argv[1:]), base_dir=base_dir)
     log = lambda m: err.print(m, style="dim", highlight=False, markup=False)  # noqa: E731
     r = compare(spec, output, base_dir=base_dir, overwrite=overwrite, progress=not quiet, log=log)
-    out = output or Path(spec.output or "")
+    out = output or base_dir / (spec.output or "")  # a recipe's output is relative to its folder
     print((out / "results.md").read_text(encoding="utf-8"))
-    err.print(f"{len(r['trials'])} trials ({r['trained_now']} run now) → {out}", highlight=False, markup=False)
+    shown = f" (report: {base_dir / spec.report})" if spec.report else ""
+    err.print(f"{len(r['trials'])} trials ({r['trained_now']} run now) → {out}{shown}", highlight=False, markup=False)
 
 
 @app.command("train-scar")

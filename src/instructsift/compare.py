@@ -59,6 +59,7 @@ class CompareSpec(StrictModel):
     allow_short: bool = False
     plot: bool = True
     output: str | None = None
+    report: str | None = Field(None, description="an HTML report of the comparison (needs instructsift[report])")
 
     @field_validator("budget")
     @classmethod
@@ -131,7 +132,7 @@ def save_spec(spec: CompareSpec, target: str | os.PathLike, comment: str = "", b
 
     data = spec.model_dump(exclude_defaults=True)
     folder = Path(target).resolve().parent
-    for key in ("data", "eval", "cache_dir", "output"):
+    for key in ("data", "eval", "cache_dir", "output", "report"):
         if data.get(key):
             data[key] = os.path.relpath(_path(base_dir or Path.cwd(), data[key]).resolve(), folder)
     data["budget"] = spec.budget
@@ -176,6 +177,7 @@ class Selected:
     positions: list[int]
     seconds: float
     steps: list[dict[str, Any]] = field(default_factory=list)
+    run: Any = field(default=None, repr=False)  # the pipeline's result (its score table), for the report
 
 
 def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, dataset: Any, *, progress: bool,
@@ -198,7 +200,8 @@ def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, datas
     picked = result.picked
     if [ex.content_hash for ex in picked.dataset.examples] != [ex.content_hash for ex in dataset.examples]:
         raise AssertionError(f"{method}: the pipeline read another data set than the comparison")
-    return Selected(method, picked.selection.kept.tolist(), time.monotonic() - t0, [s.as_dict() for s in recipe.steps])
+    steps = [s.as_dict() for s in recipe.steps]
+    return Selected(method, picked.selection.kept.tolist(), time.monotonic() - t0, steps, run=result)
 
 
 def _path(base: Path, p: str) -> Path:
@@ -242,7 +245,14 @@ def compare(
         raise UsageError(f"--methods names {', '.join(dupes)} twice")
     data_path, eval_path = _path(base, spec.data), _path(base, spec.eval)
     check_inputs([data_path, eval_path])
-    check_outputs([data_path, eval_path], [Output(out, "compare", "--output")], overwrite=overwrite)
+    report = _path(base, spec.report) if spec.report else None
+    outputs = [Output(out, "compare", "--output")] + ([Output(report, "report", "--report")] if report else [])
+    check_outputs([data_path, eval_path], outputs, overwrite=overwrite)
+    if report is not None:
+        from .report import plotly_missing
+
+        if why := plotly_missing():
+            raise UsageError(f"--report {report}: {why}")
     if spec.plot:
         require_matplotlib()
     config = spec.finetune_config()
@@ -295,6 +305,10 @@ def compare(
     results["seconds"] = time.monotonic() - t_start
     results["trained_now"] = len(runner.trained)
     write_results(results, out, plot=spec.plot)
+    if report is not None:  # the loss table and plot, each method's scores and cut-offs, the picks' overlap
+        from .report import from_comparison, write_report
+
+        write_report(from_comparison(out, dataset, {s.method: s.run for s in selections}, subsets), report)
     return results
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import UserError
-from .readers import CompareResults, Curve, Rule, read_compare, read_curve, read_dropped, read_rule
+from .readers import CompareResults, Curve, Rule, read_compare, read_curve, read_dropped, read_mining, read_rule
 
 BOOKKEEPING = ("row", "id", "content_hash")
 NUMERIC = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float", "double", "halffloat")
@@ -37,6 +37,8 @@ class ReportData:
     compare: CompareResults | None = None
     rule: Rule | None = None
     curve: Curve | None = None
+    experiments: list[float] = field(default_factory=list)  # InstructMining's fitted subsets' eval losses
+    cuts: dict[str, list[Any]] = field(default_factory=dict)  # extra cut-offs per column (compare: per method)
     sources: dict[str, str] = field(default_factory=dict)  # what was read, for the page's header
     thresholds: list[tuple[str, str, float, str | None]] = field(default_factory=list)  # (column, op, value, step)
     cache_dir: Path | None = None
@@ -193,6 +195,7 @@ def from_files(
     compare: Path | None = None,
     rule: Path | None = None,
     curve: Path | None = None,
+    mining: Path | None = None,
     title: str | None = None,
     format: str | None = None,
 ) -> ReportData:
@@ -221,8 +224,24 @@ def from_files(
         out.reasons = [None if k else {"step": None, "code": f"not in {first}", "detail": None} for k in out.kept]
     elif out.kept is not None and dropped is not None:
         out.selections = {"kept (--dropped)": out.kept, **out.selections}
-    _add_extras(out, compare=compare, rule=rule, curve=curve)
+    _add_extras(out, compare=compare, rule=rule, curve=curve, mining=mining)
+    _add_compare_picks(out)
     return out
+
+
+def _add_compare_picks(out: ReportData) -> None:
+    """compare's picks (results.json's `selections`) join the overlap when their ids are this table's rows
+    (a comparison of another data set is shown without them, and the page says so)."""
+    if out.compare is None or not out.compare.picks:
+        return
+    at = {v: i for i, v in enumerate(out.table.column("id").to_pylist())}
+    for method, ids in out.compare.picks.items():
+        if ids and all(i in at for i in ids):
+            mask = np.zeros(out.n, dtype=bool)
+            mask[[at[i] for i in ids]] = True
+            out.selections[_unique(f"{method} (compare)", out.selections)] = mask
+        else:
+            out.sources[f"compare {method}"] = "its picked ids are not all in this score table: not in the overlap"
 
 
 def _thresholds(steps: list[Any]) -> list[tuple[str, str, float, str | None]]:
@@ -248,10 +267,59 @@ def from_compare(compare: Path, *, title: str | None = None) -> ReportData:
     return data
 
 
-def _add_extras(data: ReportData, compare: Path | None = None, rule: Path | None = None, curve: Path | None = None):
+def from_comparison(
+    compare: Path, dataset: Any, runs: dict[str, Any], picks: dict[str, list[int]], *, title: str | None = None
+) -> ReportData:
+    """`compare --report`: its results (loss table and plot) with the methods' own runs (`runs`: method ->
+    `pipeline.run` result): their score columns, cut-offs and picks, and the random picks (`picks`: trial ->
+    positions in `dataset`) beside them in the overlap. One method's run is shown as `select --report` shows
+    it; several share one table (a column two methods computed differently is named `METHOD.column`)."""
+    import pyarrow as pa
+
+    per = {m: from_run(r) for m, r in runs.items()}
+    if len(per) == 1:
+        data = next(iter(per.values()))
+        data.selections.clear()
+    else:
+        examples = list(dataset.examples)
+        table = pa.table({"row": pa.array([ex.row for ex in examples], pa.int64()), "id": [ex.id for ex in examples]})
+        data = ReportData(
+            table=table, examples=examples, n_read=dataset.n_read, rejects=_reject_counts(dataset.rejects),
+            notes=Counter(dataset.notes), sources={"data": str(dataset.path)},
+        )  # fmt: skip
+        for method, d in per.items():
+            renamed: dict[str, str] = {}
+            for name in d.table.column_names:
+                if name in BOOKKEEPING:
+                    continue
+                col = d.table.column(name)
+                if name in data.table.column_names and not data.table.column(name).equals(col):
+                    renamed[name] = f"{method}.{name}"
+                elif name in data.table.column_names:
+                    continue
+                data.table = data.table.append_column(renamed.get(name, name), col)
+            for name, cuts in cutoffs(d).items():
+                col = renamed.get(name, name)
+                data.cuts.setdefault(col, []).extend(Cut(col, c.value, f"{method}: {c.label}") for c in cuts)
+    data.title = title or f"instructsift compare: {Path(dataset.path).name}"
+    for name, positions in picks.items():
+        if positions is not None and len(positions) < data.n:  # not the full data
+            mask = np.zeros(data.n, dtype=bool)
+            mask[np.asarray(positions, dtype=np.int64)] = True
+            data.selections[name] = mask
+    _add_extras(data, compare=compare)
+    return data
+
+
+def _add_extras(data: ReportData, compare: Path | None = None, rule: Path | None = None, curve: Path | None = None,
+                mining: Path | None = None) -> None:  # fmt: skip
     if compare is not None:
         data.compare = read_compare(Path(compare))
         data.sources["compare"] = str(data.compare.path)
+    if mining is not None:  # a mine() folder; --rule and --curve, when given too, take precedence
+        m = read_mining(Path(mining))
+        data.rule, data.curve, data.experiments = m.rule, m.curve, m.experiments
+        data.sources["mining"] = str(mining)
     if rule is not None:
         data.rule = read_rule(Path(rule))
         data.sources["rule"] = str(rule)

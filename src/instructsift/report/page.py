@@ -60,7 +60,7 @@ def build(data: ReportData, *, max_points: int = 2000, color_by: str | None = No
     from plotly.offline import get_plotlyjs
 
     figs = _Figures()
-    cuts = cutoffs(data)
+    cuts = {**cutoffs(data), **data.cuts}
     names = sorted(data.score_columns(), key=lambda n: n not in cuts)  # the columns that selected first
     if color_by is not None and color_by not in names:
         raise UserError(f"--color-by {color_by}: no such score column (columns: {', '.join(names) or 'none'})")
@@ -119,6 +119,8 @@ def _counts(data: ReportData, figs: _Figures) -> Section:
             ["", f"{code}" + (f" (step {steps[code]})" if steps[code] else ""), _n(n)]
             for code, n in dropped.most_common()
         ]
+    elif len(data.selections) > 1:
+        s.notes.append(f"{len(data.selections)} selections: what each kept is under Overlap between selections.")
     else:
         s.notes.append("No selection is known (give --dropped or --selection): kept and dropped are not shown.")
     rows += [["note", why, _n(n)] for why, n in data.notes.most_common()]
@@ -281,23 +283,34 @@ def _mining(data: ReportData, figs: _Figures) -> Section:
         r = data.rule
         fit = ", ".join(
             x for x in (
-                f"R² {r.r2:.3f}" if r.r2 is not None else "", f"leave-one-out R² {r.loo_r2:.3f}" if r.loo_r2 is not None else "",
+                f"R² {r.r2:.3f}" if r.r2 is not None else "", f"adjusted R² {r.r2_adj:.3f}" if r.r2_adj is not None else "",
+                f"leave-one-out R² {r.loo_r2:.3f}" if r.loo_r2 is not None else "",
                 f"intercept {r.intercept:.4g}" if r.intercept is not None else "",
+                f"{r.n_subsets} subsets" if r.n_subsets is not None else "",
             ) if x
         )  # fmt: skip
         s.intro = (
             f"The fitted rule ({r.path})" + (f" of {r.target}" if r.target else "") + (f": {fit}." if fit else ".")
         )
         if r.dropped:
-            s.notes.append("Dropped for collinearity: " + ", ".join(r.dropped) + ".")
+            s.notes.append("Dropped before fitting: " + ", ".join(r.dropped) + ".")
         rows = [
             [c["name"], _f(c["coef"], ".4g"), _f(c["std_err"], ".3g"), _f(c["p_value"], ".3g")] for c in r.coefficients
         ]
+        if r.intercept is not None:
+            rows.append(["(intercept)", _f(r.intercept, ".4g"), _f(r.intercept_std_err, ".3g"),
+                         _f(r.intercept_p_value, ".3g")])  # fmt: skip
         head = ["indicator", "coefficient", "std. error", "p-value"]
         s.tables.append({"name": "coefficients", "caption": "coefficients", "head": head, "rows": rows})
         s.figures.append(figs.div("coefficients", figures.coefficient_plot(r.coefficients)))
+    if data.experiments:
+        e = data.experiments
+        s.notes.append(f"Experiments: {len(e)} subsets fine-tuned, eval loss {min(e):.4f} to {max(e):.4f}.")
     if data.curve is not None:
-        s.notes.append(f"Subset-size curve from {data.curve.path}: eval loss against the number of examples kept.")
+        best = f"; best k = {data.curve.best_k:g}" if data.curve.best_k is not None else ""
+        s.notes.append(
+            f"Subset-size curve from {data.curve.path}: eval loss against the number of top-ranked examples kept{best}."
+        )
         s.figures.append(figs.div("curve", figures.curve_plot(data.curve.points, data.curve.best_k)))
     return s
 
