@@ -298,6 +298,7 @@ def test_trial_fit_step_in_a_recipe_names_the_trials_json(rows, tiny_model: Path
 
 def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path) -> None:
     from instructsift.compare import _path, load_spec, parse_sets, save_spec, spec_from
+    from instructsift.errors import UsageError
 
     pool, held = rows
     spec = spec_from(
@@ -309,6 +310,7 @@ def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path
             full=True,
             options=parse_sets(["lima.min_chars=0", "model=gemma3-270m", "alpagasus.threshold=4"]),
             finetune={"epochs": 1.0},
+            judge={"url": "http://127.0.0.1:8000/v1", "model": "m", "prompt": str(held), "max_new_tokens": 64},
         )  # fmt: skip
     )
     assert spec.options == {"lima": {"min_chars": 0}, "*": {"model": "gemma3-270m"}, "alpagasus": {"threshold": 4}}
@@ -317,8 +319,13 @@ def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path
     save_spec(spec, target)
     loaded, base = load_spec(target)
     assert _path(base, loaded.data).resolve() == pool.resolve() and _path(base, loaded.eval).resolve() == held.resolve()
-    assert loaded.model_dump(exclude={"data", "eval"}) == spec.model_dump(exclude={"data", "eval"})
+    assert loaded.model_dump(exclude={"data", "eval", "judge"}) == spec.model_dump(exclude={"data", "eval", "judge"})
     assert isinstance(loaded.budget, float)
+    assert _path(base, loaded.judge.prompt).resolve() == held.resolve() and loaded.judge.max_new_tokens == 64
+    with pytest.raises(UsageError, match=r"judge\.url: Field required"):
+        spec_from({"data": "d", "eval": "e", "budget": 4, "judge": {"model": "m"}})
+    with pytest.raises(UsageError, match=r"judge\.maxnew: Extra inputs"):
+        spec_from({"data": "d", "eval": "e", "budget": 4, "judge": {"url": "u", "model": "m", "maxnew": 3}})
 
 
 # -- win rate vs random, judged by a real server ------------------------------------------------------------
@@ -457,3 +464,30 @@ def test_compare_with_an_unreachable_judge_fails_before_fine_tuning(rows, tiny_m
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "does not answer" in res.output, res.output
     assert not (tmp_path / "cache" / "experiments").exists()
+
+
+def test_answers_of_a_trial_whose_model_was_deleted_are_those_of_a_fresh_run(
+    rows, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A trial run without a judge deletes its model; its answers then come from fine-tuning again with the
+    same seed: the same greedy answers as answering right after the first fine-tune. Cached once made."""
+    from instructsift.winrate import Answers
+
+    subset = list(range(8))
+    fresh = _runner(rows, tiny_model, tmp_path / "a")
+    made = Answers(fresh, max_new_tokens=6, batch_size=3, progress=False)
+    fresh.on_model = made.make
+    (trial,) = fresh.run({"a": subset})
+    assert made.generated == [trial.key] and len(made.cached(trial.key)) == 8
+
+    late = _runner(rows, tiny_model, tmp_path / "b")
+    (again,) = late.run({"a": subset})
+    assert not list((tmp_path / "b" / "experiments").glob("*/model"))
+    later = Answers(late, max_new_tokens=6, batch_size=3, progress=False)
+    answers = later.of(again, subset)
+    assert later.generated == [again.key] and not list((tmp_path / "b" / "experiments").glob("*/model"))
+    assert answers == made.cached(trial.key)
+    assert all(a["new_tokens"] <= 6 and isinstance(a["answer"], str) for a in answers)
+    assert any(a["answer"] for a in answers), answers
+    assert Answers(late, max_new_tokens=6, batch_size=3, progress=False).of(again, subset) == answers
+    assert Answers(late, max_new_tokens=5, batch_size=3, progress=False).cached(again.key) is None
