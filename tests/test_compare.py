@@ -397,8 +397,15 @@ def test_compare_win_rate_vs_random_from_a_real_judge_server(
     url, model = judge_server
     held = tmp_path / "held3.json"
     held.write_text(json.dumps(json.loads(rows[1].read_text())[:3]))
-    judge = {"url": url, "model": model, "max_tokens": 4, "timeout": 300, "retries": 1, "concurrency": 2,
-             "max_new_tokens": 8, "batch_size": 2}  # fmt: skip
+    # A 135M judge seldom starts its reply with the score under the AlpaGasus prompt; asked for one digit, it
+    # mostly gives one within a few tokens (a custom prompt file, as --judge-prompt takes).
+    prompt = tmp_path / "digit.txt"
+    prompt.write_text(
+        "Instruction: {instruction} {input}\nResponse: {response}\n\n"
+        "How good is the response, on a scale of 0 to 5? Answer with a single digit."
+    )
+    judge = {"url": url, "model": model, "prompt": str(prompt), "max_tokens": 6, "timeout": 300, "retries": 1,
+             "concurrency": 2, "max_new_tokens": 8, "batch_size": 2}  # fmt: skip
     spec = _spec(rows, tiny_model, tmp_path / "cache", eval=str(held), full=False, judge=judge, plot=False)
     r = compare(spec, tmp_path / "out", progress=False)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -421,6 +428,7 @@ def test_compare_win_rate_vs_random_from_a_real_judge_server(
         assert want is None or 0 <= want <= 1
         row = next(row for row in saved["rows"] if row["name"] == name)
         assert (row["win_rate"], row["win_n"]) == (want, len(rated))
+    assert any(t["n"] for t in j["trials"].values())  # some pairs were rated: the arithmetic above was tested
     text = (tmp_path / "out" / "results.md").read_text()
     assert "win rate vs random |" in text and "first random seed" in text
     for cells, row in zip(_md_rows(text), saved["rows"], strict=True):
