@@ -288,6 +288,7 @@ def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> Non
     from instructsift.cli import app
 
     pool, held = rows
+    judge = ["--judge-url", "http://127.0.0.1:1", "--judge-model", "m"]
     cases = [
         (["--budget", "five", "--eval", held], "a count (450) or a ratio"),
         (["--budget", "1.5", "--eval", held], "a budget ratio is in (0, 1]"),
@@ -297,6 +298,9 @@ def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> Non
         (["--budget", "4", "--eval", held, "--set", "oops"], "METHOD.KEY=VALUE"),
         (["--budget", "4", "--eval", held, "--methods", "lima,lima"], "names lima twice"),
         (["--budget", "4", "--eval", tmp_path / "nope.json"], "nope.json: no such file"),
+        (["--budget", "4", "--eval", held, "--judge-model", "m"], "--judge-model: only with --judge-url"),
+        (["--budget", "4", "--eval", held, "--max-new-tokens", "8"], "--max-new-tokens: only with --judge-url"),
+        (["--budget", "4", "--eval", held, "--full", "--random-seeds", "0", *judge], "at least 1"),
     ]
     for args, message in cases:
         r = CliRunner().invoke(app, ["compare", str(pool), "-o", str(tmp_path / "o"), *map(str, args), "--no-plot"])
@@ -333,6 +337,7 @@ def test_trial_fit_step_in_a_recipe_names_the_trials_json(rows, tiny_model: Path
 
 def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path) -> None:
     from instructsift.compare import _path, load_spec, parse_sets, save_spec, spec_from
+    from instructsift.errors import UsageError
 
     pool, held = rows
     spec = spec_from(
@@ -344,6 +349,7 @@ def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path
             full=True,
             options=parse_sets(["lima.min_chars=0", "model=gemma3-270m", "alpagasus.threshold=4"]),
             finetune={"epochs": 1.0},
+            judge={"url": "http://127.0.0.1:8000/v1", "model": "m", "prompt": str(held), "max_new_tokens": 64},
         )  # fmt: skip
     )
     assert spec.options == {"lima": {"min_chars": 0}, "*": {"model": "gemma3-270m"}, "alpagasus": {"threshold": 4}}
@@ -352,5 +358,183 @@ def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path
     save_spec(spec, target)
     loaded, base = load_spec(target)
     assert _path(base, loaded.data).resolve() == pool.resolve() and _path(base, loaded.eval).resolve() == held.resolve()
-    assert loaded.model_dump(exclude={"data", "eval"}) == spec.model_dump(exclude={"data", "eval"})
+    assert loaded.model_dump(exclude={"data", "eval", "judge"}) == spec.model_dump(exclude={"data", "eval", "judge"})
     assert isinstance(loaded.budget, float)
+    assert _path(base, loaded.judge.prompt).resolve() == held.resolve() and loaded.judge.max_new_tokens == 64
+    with pytest.raises(UsageError, match=r"judge\.url: Field required"):
+        spec_from({"data": "d", "eval": "e", "budget": 4, "judge": {"model": "m"}})
+    with pytest.raises(UsageError, match=r"judge\.maxnew: Extra inputs"):
+        spec_from({"data": "d", "eval": "e", "budget": 4, "judge": {"url": "u", "model": "m", "maxnew": 3}})
+
+
+# -- win rate vs random, judged by a real server ------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def judge_server(tmp_path_factory: pytest.TempPathFactory):
+    """`transformers serve` with the embedded SmolLM2 on 127.0.0.1 (stopped at the end of the module)."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"`transformers serve` needs transformers[serving] ({', '.join(missing)} not installed)")
+    from instructsift.models import resolve
+
+    model = resolve("embedded").path
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # one thread: no spin-waits on a busy CPU
+    cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", model]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "info"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"transformers serve did not answer in 300 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1", model
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_compare_win_rate_vs_random_from_a_real_judge_server(
+    rows, tiny_model: Path, judge_server, tmp_path: Path
+) -> None:
+    """Each tuned model answers 3 held-out instructions; the judge rates them: every win rate is what the
+    per-instruction verdicts in results.json give, the table prints it, and a rerun neither generates nor
+    asks the judge again."""
+    from instructsift.compare import compare
+
+    url, model = judge_server
+    held = tmp_path / "held3.json"
+    held.write_text(json.dumps(json.loads(rows[1].read_text())[:3]))
+    # A 135M judge seldom starts its reply with the score under the AlpaGasus prompt; asked for one digit, it
+    # mostly gives one within a few tokens (a custom prompt file, as --judge-prompt takes).
+    prompt = tmp_path / "digit.txt"
+    prompt.write_text(
+        "Instruction: {instruction} {input}\nResponse: {response}\n\n"
+        "How good is the response, on a scale of 0 to 5? Answer with a single digit."
+    )
+    judge = {"url": url, "model": model, "prompt": str(prompt), "max_tokens": 6, "timeout": 300, "retries": 1,
+             "concurrency": 2, "max_new_tokens": 8, "batch_size": 2}  # fmt: skip
+    spec = _spec(rows, tiny_model, tmp_path / "cache", eval=str(held), full=False, judge=judge, plot=False)
+    r = compare(spec, tmp_path / "out", progress=False)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    j = saved["judge"]
+    assert j["reference"] == "random-0" and "first random seed" in j["reference_note"]
+    assert j["generated_now"] == 3 and j["requests_now"] == 9  # 3 models x 3 answers, each rated once
+    assert set(j["trials"]) == {"lima", "random-1"}
+    for name, t in j["trials"].items():
+        vs = t["verdicts"]
+        assert len(vs) == 3 and all(v["answer"] is not None and v["random_answer"] is not None for v in vs)
+        for v in vs:  # a verdict is what the two ratings say, or missing with the reason
+            if v["score"] is None or v["random_score"] is None:
+                assert v["verdict"] is None and v["reason"]
+            else:
+                want = "win" if v["score"] > v["random_score"] else "tie" if v["score"] == v["random_score"] else "loss"
+                assert v["verdict"] == want and 0 <= v["score"] <= 5
+        rated = [v["verdict"] for v in vs if v["verdict"] is not None]
+        want = (rated.count("win") + 0.5 * rated.count("tie")) / len(rated) if rated else None
+        assert t["win_rate"] == want and t["n"] == len(rated)
+        assert want is None or 0 <= want <= 1
+        row = next(row for row in saved["rows"] if row["name"] == name)
+        assert (row["win_rate"], row["win_n"]) == (want, len(rated))
+    assert any(t["n"] for t in j["trials"].values())  # some pairs were rated: the arithmetic above was tested
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert "win rate vs random |" in text and "first random seed" in text
+    for cells, row in zip(_md_rows(text), saved["rows"], strict=True):
+        shown = "-" if row.get("win_rate") is None else f"{row['win_rate']:.3f} (n={row['win_n']})"
+        assert cells[-1] == shown
+    assert r["judge"]["trials"].keys() == j["trials"].keys()
+    # the tuned models were deleted once they had answered
+    assert not list((tmp_path / "cache" / "experiments").glob("*/model"))
+
+    again = compare(spec, tmp_path / "out", overwrite=True, progress=False)
+    assert again["trained_now"] == 0 and again["judge"]["generated_now"] == 0 and again["judge"]["requests_now"] == 0
+    assert {k: v["verdicts"] for k, v in again["judge"]["trials"].items()} == {
+        k: v["verdicts"] for k, v in j["trials"].items()
+    }
+
+
+def test_compare_with_an_unreachable_judge_fails_before_fine_tuning(rows, tiny_model: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from instructsift.cli import app
+    from instructsift.compare import compare
+    from instructsift.scoring.judge_client import JudgeServerError
+
+    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    spec = _spec(rows, tiny_model, tmp_path / "cache", judge={"url": url, "model": "m", "retries": 0}, plot=False)
+    with pytest.raises(JudgeServerError, match=r"judge server http://127\.0\.0\.1:\d+/v1 does not answer"):
+        compare(spec, tmp_path / "out", progress=False)
+    assert not (tmp_path / "cache" / "experiments").exists() and not (tmp_path / "out").exists()
+    pool, held = rows
+    args = ["compare", str(pool), "--budget", "4", "--eval", str(held), "--base", str(tiny_model), "--no-plot"]
+    args += [
+        "-o",
+        str(tmp_path / "o"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--judge-url",
+        url,
+        "--judge-model",
+        "m",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "does not answer" in res.output, res.output
+    assert not (tmp_path / "cache" / "experiments").exists()
+
+
+def test_answers_of_a_trial_whose_model_was_deleted_are_those_of_a_fresh_run(
+    rows, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A trial run without a judge deletes its model; its answers then come from fine-tuning again with the
+    same seed: the same greedy answers as answering right after the first fine-tune. Cached once made."""
+    from instructsift.winrate import Answers
+
+    subset = list(range(8))
+    fresh = _runner(rows, tiny_model, tmp_path / "a")
+    made = Answers(fresh, max_new_tokens=6, batch_size=3, progress=False)
+    fresh.on_model = made.make
+    (trial,) = fresh.run({"a": subset})
+    assert made.generated == [trial.key] and len(made.cached(trial.key)) == 8
+
+    late = _runner(rows, tiny_model, tmp_path / "b")
+    (again,) = late.run({"a": subset})
+    assert not list((tmp_path / "b" / "experiments").glob("*/model"))
+    later = Answers(late, max_new_tokens=6, batch_size=3, progress=False)
+    answers = later.of(again, subset)
+    assert later.generated == [again.key] and not list((tmp_path / "b" / "experiments").glob("*/model"))
+    assert answers == made.cached(trial.key)
+    assert all(a["new_tokens"] <= 6 and isinstance(a["answer"], str) for a in answers)
+    assert any(a["answer"] for a in answers), answers
+    assert Answers(late, max_new_tokens=6, batch_size=3, progress=False).of(again, subset) == answers
+    assert Answers(late, max_new_tokens=5, batch_size=3, progress=False).cached(again.key) is None

@@ -786,6 +786,11 @@ def evaluate_cmd(
     )
 
 
+def _win(kind: Any, name: str, help: str) -> Any:
+    """A `compare` option of the judged win rate."""
+    return Annotated[kind | None, typer.Option(name, help=f"win rate: {help}", rich_help_panel="Win rate vs random")]
+
+
 @app.command("compare")
 @_guard
 def compare_cmd(
@@ -821,13 +826,34 @@ def compare_cmd(
     cache_dir: CacheOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
+    judge_url: _win(str, "--judge-url", "OpenAI-compatible judge server; answers are generated and judged.") = None,
+    judge_model: _win(str, "--judge-model", "model name on the judge server.") = None,
+    judge_key_env: _win(str, "--judge-key-env", "environment variable holding the API key (never printed).") = None,
+    judge_dimension: _win(str, "--judge-dimension", "accuracy (default) or helpfulness.") = None,
+    judge_prompt: _win(Path, "--judge-prompt", "custom AlpaGasus-style prompt file.") = None,
+    judge_concurrency: _win(int, "--judge-concurrency", "judge requests in flight at once [8].") = None,
+    judge_timeout: _win(float, "--judge-timeout", "seconds per judge request [60].") = None,
+    judge_retries: _win(int, "--judge-retries", "retries on timeouts, 429 and 5xx [4].") = None,
+    judge_max_tokens: _win(int, "--judge-max-tokens", "tokens the judge may reply with [16].") = None,
+    max_new_tokens: _win(int, "--max-new-tokens", "tokens each tuned model may answer with [256].") = None,
+    gen_batch_size: _win(int, "--gen-batch-size", "held-out prompts generated at once [8].") = None,
 ) -> None:
-    """Fine-tune on each method's pick, on random picks of the same size and on all the data; compare eval loss."""
+    """Fine-tune on each method's pick, on random picks of the same size and on all the data; compare eval loss
+    (and, with --judge-url, a judge's win rate of each tuned model's answers against the random model's)."""
     from .compare import compare, load_spec, parse_budget, parse_sets, save_spec, spec_from
+    from .winrate import from_options
 
+    judge = from_options({
+        "--judge-url": judge_url, "--judge-model": judge_model, "--judge-key-env": judge_key_env,
+        "--judge-dimension": judge_dimension, "--judge-prompt": str(judge_prompt) if judge_prompt else None,
+        "--judge-concurrency": judge_concurrency, "--judge-timeout": judge_timeout, "--judge-retries": judge_retries,
+        "--judge-max-tokens": judge_max_tokens, "--max-new-tokens": max_new_tokens, "--gen-batch-size": gen_batch_size,
+    })  # fmt: skip
     if input.suffix in (".yaml", ".yml"):
         if methods or budget or eval:
             _fail("with a compare recipe, give --methods, --budget and --eval in the recipe")
+        if judge:
+            _fail("with a compare recipe, give the judge in the recipe (judge: {url: ..., model: ...})")
         spec, base_dir = load_spec(input)
         spec = spec.model_copy(update={"report": str(report.resolve())}) if report else spec
     else:
@@ -840,7 +866,7 @@ def compare_cmd(
             budget=parse_budget(budget), base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
             finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,
             on_error=on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
-            output=str(output) if output else None, report=str(report) if report else None,
+            output=str(output) if output else None, report=str(report) if report else None, judge=judge,
         ), "compare")  # fmt: skip
         base_dir = Path.cwd()
     if save_recipe is not None:

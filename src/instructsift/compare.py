@@ -34,6 +34,7 @@ from pydantic import Field, ValidationError, field_validator
 from .data.errors import OptionError
 from .errors import UsageError
 from .registry import StrictModel
+from .winrate import JudgeSpec
 
 ALL = "*"  # the `options` key whose options go to every method that takes them
 
@@ -60,6 +61,7 @@ class CompareSpec(StrictModel):
     plot: bool = True
     output: str | None = None
     report: str | None = Field(None, description="an HTML report of the comparison (needs instructsift[report])")
+    judge: JudgeSpec | None = Field(None, description="a judge server: win rate of each model's answers vs random's")
 
     @field_validator("budget")
     @classmethod
@@ -135,6 +137,10 @@ def save_spec(spec: CompareSpec, target: str | os.PathLike, comment: str = "", b
     for key in ("data", "eval", "cache_dir", "output", "report"):
         if data.get(key):
             data[key] = os.path.relpath(_path(base_dir or Path.cwd(), data[key]).resolve(), folder)
+    if data.get("judge", {}).get("prompt"):
+        data["judge"]["prompt"] = os.path.relpath(
+            _path(base_dir or Path.cwd(), data["judge"]["prompt"]).resolve(), folder
+        )
     data["budget"] = spec.budget
     head = "".join(f"# {line}\n" for line in comment.splitlines())
     write_text(target, head + yaml.safe_dump({"compare": data}, sort_keys=False, allow_unicode=True))
@@ -260,6 +266,7 @@ def compare(
         from . import registry
 
         registry.get("method", m).target.expand(method_options(spec, m, 1))
+    judge = _judge(spec, base)  # a judge server that does not answer fails now, before any fine-tuning
     t_start = time.monotonic()
     cache_dir = _path(base, spec.cache_dir) if spec.cache_dir else None
     with use_cache_root(cache_dir):
@@ -284,6 +291,11 @@ def compare(
         dataset, held_out, spec.base, config, eval_batch_tokens=spec.eval_batch_tokens, eval_dtype=spec.eval_dtype,
         cache_dir=cache_dir, progress=progress, log=log,
     )  # fmt: skip
+    if judge is not None:
+        from .winrate import Answers
+
+        answers = Answers(runner, spec.judge.max_new_tokens, spec.judge.batch_size, progress=progress, log=log)
+        runner.on_model = answers.make  # each new tuned model answers the held-out set before it is deleted
     selections = [select_with(spec, base, m, size, dataset, progress=progress, log=log) for m in spec.methods]
     short = [s for s in selections if len(s.positions) < size]
     if short and not spec.allow_short:
@@ -302,6 +314,13 @@ def compare(
         kinds["full"] = "full"
     trials = runner.run(subsets)
     results = summarize(spec, size, dataset, held_out, selections, trials, kinds, runner)
+    if judge is not None:
+        from .winrate import run as judge_run
+
+        results["judge"] = judge_run(spec, runner, answers, judge, trials, subsets, kinds, progress=progress)
+        for row in results["rows"]:
+            won = results["judge"]["trials"].get(row["name"])
+            row["win_rate"], row["win_n"] = (won["win_rate"], won["n"]) if won else (None, None)
     results["seconds"] = time.monotonic() - t_start
     results["trained_now"] = len(runner.trained)
     write_results(results, out, plot=spec.plot)
@@ -310,6 +329,18 @@ def compare(
 
         write_report(from_comparison(out, dataset, {s.method: s.run for s in selections}, subsets), report)
     return results
+
+
+def _judge(spec: CompareSpec, base: Path) -> Any:
+    """The win rate's judge (checked against its server), or None without one."""
+    if spec.judge is None:
+        return None
+    if spec.random_seeds < 1:
+        raise UsageError("the win rate is against the first random seed's model: --random-seeds must be at least 1")
+    j = spec.judge
+    judge = (j.model_copy(update={"prompt": str(_path(base, j.prompt))}) if j.prompt else j).judge()
+    judge.check()
+    return judge
 
 
 def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selections: list[Selected],
@@ -468,13 +499,20 @@ def markdown(results: dict[str, Any]) -> str:
             f"- random: mean eval loss {r['mean']:.4f}{spread} over {r['seeds']} seeds, "
             f"range {r['min']:.4f} to {r['max']:.4f}"
         )
+    judged = results.get("judge")
+    if judged:
+        lines.append(
+            f"- win rate vs random: {judged['judge']}; against {judged['reference_note']}; {judged['standard']}; "
+            f"greedy answers of at most {judged['generation']['max_new_tokens']} new tokens"
+        )
     lines += [
         "",
         "Eval loss: mean cross-entropy per answer token on the held-out set, lower is better. Δ < 0: lower loss than "
         "the mean of the random picks (z: Δ in random standard deviations) or than all the data.",
         "",
-        "| method | n | tokens | eval loss | Δ vs random | z | Δ vs full | select time | train+eval time |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| method | n | tokens | eval loss | Δ vs random | z | Δ vs full | select time | train+eval time |"
+        + (" win rate vs random |" if judged else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if judged else ""),
     ]
     for row in results["rows"]:
         z = "-" if row["z_random"] is None else f"{row['z_random']:+.2f}"
@@ -482,8 +520,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {row['name']} | {row['n']:,} | {row['tokens']:,} | {row['eval_loss']:.4f} | "
             f"{_signed(row['delta_random'])} | {z} | {_signed(row['delta_full'])} | "
             f"{duration(row['select_seconds'])} | {duration(row['train_seconds'])} |"
+            + (f" {_win(row)} |" if judged else "")
         )
     return "\n".join(lines) + "\n"
+
+
+def _win(row: dict[str, Any]) -> str:
+    return "-" if row.get("win_rate") is None else f"{row['win_rate']:.3f} (n={row['win_n']})"
 
 
 def plot_loss(results: dict[str, Any], target: Path) -> None:

@@ -133,6 +133,28 @@ class ServerJudge:
         an HTTP error, a malformed body) are asked again on the next run."""
         return row["judge_source"] is not None
 
+    def check(self) -> None:
+        """Fail now, in one line, when the server cannot be reached or refuses the key (a GET of its model
+        list, not a rating): before hours of other work that ends in judging. A server without a model
+        list (404 and the like) is taken as reachable."""
+        import openai
+
+        client = openai.OpenAI(
+            base_url=self.url, api_key=self._api_key(), timeout=min(self.timeout, 30.0), max_retries=1
+        )
+        where = f"judge server {shown_url(self.url)}"
+        try:
+            client.models.list()
+        except (openai.APIConnectionError, openai.APITimeoutError) as e:
+            raise JudgeServerError(f"{where} does not answer ({_brief(e)}): start it, or fix --judge-url") from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+            hint = "" if self.key_env else " (name the key's environment variable with --judge-key-env)"
+            raise JudgeServerError(f"{where}: {_brief(e)}{hint}") from None
+        except (openai.APIStatusError, openai.APIResponseValidationError):
+            pass
+        finally:
+            client.close()
+
     # -- scoring -------------------------------------------------------------------------------------
     def score(
         self,

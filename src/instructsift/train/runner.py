@@ -24,7 +24,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,9 @@ class ExperimentRunner:
     """Fine-tunes `base` with `config` on subsets of `data` (positions into its examples) and evaluates
     each on `eval_data`; see the module docstring. `eval_batch_tokens` and `eval_dtype` go to `evaluate`
     (the template, max length and EOS are the fine-tuning's). `keep_models` keeps each tuned model beside
-    its trial (else it is deleted once evaluated; a new held-out set then fine-tunes again)."""
+    its trial (else it is deleted once evaluated; a new held-out set then fine-tunes again). `on_model(key,
+    folder)` sees each tuned model a trial makes, after its trial is saved and before the model is deleted
+    (`compare` generates the held-out answers there); `tuned_model` gives a finished trial's model back."""
 
     def __init__(
         self,
@@ -102,6 +105,7 @@ class ExperimentRunner:
         progress: bool = True,
         log: Callable[[str], None] | None = None,
         callbacks: Sequence[Any] = (),
+        on_model: Callable[[str, Path], None] | None = None,
     ):
         from ..models import cache_root, resolve, use_cache_root
 
@@ -121,6 +125,7 @@ class ExperimentRunner:
         self.progress = progress
         self.log = log or (lambda _m: None)
         self.callbacks = list(callbacks)
+        self.on_model = on_model
         self.trained: list[str] = []  # keys of the trials fine-tuned by this runner (not read from the cache)
         self._eval_digest = _digest([ex.content_hash for ex in self.eval_examples])
 
@@ -239,9 +244,29 @@ class ExperimentRunner:
             },
         )
         write_text(folder / TRIAL_FILE, json.dumps({**trial.as_dict(), "name": None}, indent=2))
+        if self.on_model is not None:
+            self.on_model(key, model_dir)  # if it fails, the model stays for the next run
         if not self.keep_models:
             shutil.rmtree(model_dir, ignore_errors=True)
         return trial
+
+    @contextmanager
+    def tuned_model(self, subset: Sequence[int]) -> Iterator[Path]:
+        """The folder of `subset`'s tuned model: the kept one, or fine-tuned again with the same settings
+        and seed when it was deleted (deleted again afterwards unless `keep_models`)."""
+        from ..models import use_cache_root
+        from .finetune import finetune
+
+        rows = self.positions(subset)
+        model_dir = self.folder(rows) / "model"
+        if not (model_dir / "config.json").is_file():
+            self.log(f"fine-tuning again on {len(rows)} rows: the tuned model was deleted after its evaluation")
+            with use_cache_root(self.cache_dir):
+                finetune([self.examples[i] for i in rows], self.base, model_dir, self.config,
+                         progress=self.progress, callbacks=self.callbacks)  # fmt: skip
+        yield model_dir
+        if not self.keep_models:
+            shutil.rmtree(model_dir, ignore_errors=True)
 
     def run(self, subsets: Mapping[str, Sequence[int]], on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
         """Every subset's trial, in order: finished ones from the cache, then the rest, with a progress
