@@ -85,11 +85,18 @@ def mine_cmd(
     encoder: Annotated[
         str | None, typer.Option(help="knn indicators: embedded (all-MiniLM-L6-v2), a folder or hub id [embedded].")
     ] = None,
+    unieval: Annotated[
+        str | None,
+        typer.Option(
+            help="A UniEval evaluator (MingZhong/unieval-dialog: hub id or folder; not installable offline): adds "
+            "naturalness, coherence, understandability."
+        ),
+    ] = None,
     indicators: Annotated[
         str | None,
         typer.Option(
             help="Indicators, comma-separated [output_tokens,input_tokens,mtld,ppl,knn6, + reward or "
-            "reward_standin with --reward-model]."
+            "reward_standin with --reward-model, + naturalness,coherence,understandability with --unieval]."
         ),
     ] = None,
     epochs: Annotated[float, typer.Option(help="Fine-tuning passes over each subset.")] = 1.0,
@@ -120,7 +127,7 @@ def mine_cmd(
     config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
                             lora=not full_finetune, device=device)  # fmt: skip
     options = {"model": model, "max_length": max_length}
-    options |= {k: v for k, v in dict(reward_model=reward_model, reward_format=reward_format, encoder=encoder,
+    options |= {k: v for k, v in dict(reward_model=reward_model, reward_format=reward_format, encoder=encoder, unieval=unieval,
                                       device=None if device == "auto" else device).items() if v is not None}  # fmt: skip
     names = [n.strip() for n in indicators.split(",") if n.strip()] if indicators else None
     log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
