@@ -27,11 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
-# The real run: 24 subsets of 60 rows from a pool of 70 rows per source (630 in all) at 256 tokens; 10 search
-# trials and a 6-point sweep over 20..500 rows. Fine-tuning runs ~270 tokens/s on an idle 2-core CPU and a row
-# is ~150 tokens at 256: about 5 min of indicator scoring, 18 min of subsets, 9 of search and 11 of sweep.
-FULL = dict(subsets=24, size=60, held_out=40, per_source=70, max_length=256, epochs=1, batch_size=4, lr=1e-3,
-            min_k=20, max_k=500, trials=10, sweep=6)  # fmt: skip
+# The real run: 24 subsets of 70 rows from a pool of 80 rows per source (720 in all) at 256 tokens; 12 search
+# trials and a 6-point sweep over 20..600 rows. Fine-tuning runs ~270 tokens/s on an idle 2-core CPU and a row
+# is ~150 tokens at 256 (~500k training tokens in all): about 5 min of indicator scoring, 20 min of subsets
+# and 20 of search and sweep, plus ~5 s of loading and ~8 s of evaluation per fine-tuning.
+FULL = dict(subsets=24, size=70, held_out=40, per_source=80, max_length=256, epochs=1, batch_size=4, lr=1e-3,
+            min_k=20, max_k=600, trials=12, sweep=6)  # fmt: skip
 # The smoke: 8 subsets of 6 rows (6 indicators + an intercept need more than 7), 3 trials, 3 sweep points.
 SMOKE = dict(subsets=8, size=6, held_out=6, per_source=6, max_length=128, epochs=1, batch_size=4, lr=1e-3,
              min_k=6, max_k=24, trials=3, sweep=3)  # fmt: skip
