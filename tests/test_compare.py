@@ -538,3 +538,51 @@ def test_answers_of_a_trial_whose_model_was_deleted_are_those_of_a_fresh_run(
     assert any(a["answer"] for a in answers), answers
     assert Answers(late, max_new_tokens=6, batch_size=3, progress=False).of(again, subset) == answers
     assert Answers(late, max_new_tokens=5, batch_size=3, progress=False).cached(again.key) is None
+
+
+def test_instructmining_joins_compare_with_a_rule_fitted_here(
+    rows, tiny_model: Path, shared_data: Path, tmp_path: Path
+):
+    """`compare --methods instructmining --set instructmining.rule=RULE.json --set
+    instructmining.reward_model=standin:FILE`: a rule fitted here (on subsets of the pool whose losses follow a
+    known rule) picks the budget's rows with the lowest predicted log loss, fine-tuned like every other pick."""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from instructsift.cli import app
+    from instructsift.data import read
+    from instructsift.engine.local import score
+    from instructsift.scoring.indicators import MTLD, Lengths
+    from instructsift.scoring.reward_standin import RewardStandin
+    from instructsift.train.mining import fit_rule
+
+    pool, held = rows
+    cache, names = tmp_path / "cache", ["output_tokens", "mtld", "reward_standin"]
+    pref = tmp_path / "pref40.json"  # the first 40 DPO pairs: the stand-in's head trains in seconds
+    pref.write_text(json.dumps(json.loads((shared_data / "preference" / "dpo_en_demo.json").read_text())[:40]))
+    dataset = read(pool)
+    scorers = [Lengths(model=str(tiny_model)), MTLD(), RewardStandin(str(pref))]
+    table = score(dataset, scorers, cache_dir=cache, progress=False)
+    X = np.array([[np.nan if r[n] is None else r[n] for n in names] for r in table.to_pylist()], dtype=float)
+    rng = np.random.default_rng(0)
+    subsets = [sorted(rng.choice(24, 8, replace=False).tolist()) for _ in range(10)]
+    truth = np.array([1.0, 0.004, -0.01, -0.3])
+    losses = [float(np.exp(truth[0] + np.nanmean(X[s], axis=0) @ truth[1:])) for s in subsets]
+    rule = fit_rule(table, subsets, losses, names)
+    assert [rule.coef_[n] for n in names] == pytest.approx(truth[1:].tolist(), abs=1e-6)
+    rule.save(tmp_path / "rule.json")
+    pred = rule.predict(X)
+    ok = np.flatnonzero(~np.isnan(pred))
+    expect = {dataset.examples[i].id for i in ok[np.argsort(pred[ok], kind="stable")[:4]]}
+
+    out = tmp_path / "out"
+    args = ["compare", pool, "-o", out, "--eval", held, "--budget", 4, "--methods", "instructmining", "--random-seeds",
+            1, "--base", tiny_model, "--set", f"instructmining.rule={tmp_path / 'rule.json'}", "--set",
+            f"instructmining.reward_model=standin:{pref}", "--set", f"model={tiny_model}", "--epochs", 1,
+            "--batch-size", 2, "--max-length", 256, "--lr", 5e-3, "--cache-dir", cache, "--no-plot", "-q"]  # fmt: skip
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["selections"]["instructmining"]["ids"]) == expect
+    assert [row["name"] for row in res["rows"]][:2] == ["instructmining", "random-0"]
+    assert all(t["eval_loss"] > 0 for t in res["trials"]) and res["trained_now"] == 2

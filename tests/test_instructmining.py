@@ -484,3 +484,89 @@ def test_mine_runs_the_whole_chain_and_resumes(tmp_path):
     n = len(calls)
     again = mine(folder / "design.json", loss_of, out, **kw)
     assert len(calls) == n + 12 and again["best_k"] == summary["best_k"]  # only the 12 experiments again
+
+
+# -- UniEval-style indicators ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_t5(alpaca_rows, tmp_path_factory):
+    """A 2-layer, 32-wide T5 with random weights and a BPE tokenizer trained on the rows and UniEval's
+    questions (built from a config: UniEval's checkpoints do not install offline)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    from instructsift.scoring.unieval import QUESTIONS
+
+    _, records = alpaca_rows
+    texts = [v for r in records for v in r.values()] + list(QUESTIONS.values()) + ["Yes", "No"]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace()
+    bpe.decoder = decoders.Metaspace()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=500, special_tokens=["<pad>", "</s>", "<unk>"]))
+    bpe.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    config = T5Config(vocab_size=len(tok), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_decoder_layers=2,
+                      num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # fmt: skip
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-t5") / "unieval"
+    T5ForConditionalGeneration(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_unieval_is_the_yes_share_of_the_first_decoder_step(alpaca_rows, tiny_t5, tmp_path):
+    """Each dimension = P(Yes)/(P(Yes)+P(No)) of one unbatched forward pass on UniEval's dialogue question,
+    written out here by hand; the scorer batches with padding and must agree."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from instructsift.scoring.unieval import UniEval
+
+    dataset, records = alpaca_rows
+    scorer = UniEval(str(tiny_t5), dtype="float32", batch_size=4)
+    table = score(dataset, [scorer], cache_dir=tmp_path, progress=False).to_pylist()
+    tok = AutoTokenizer.from_pretrained(tiny_t5)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5, dtype=torch.float32).eval()
+    yes, no = tok("Yes").input_ids[0], tok("No").input_ids[0]
+    assert yes != no
+    for rec, row in zip(records, table, strict=True):
+        history = rec["instruction"] + (f"\n\n{rec['input']}" if rec["input"] else "")
+        asked = {
+            "naturalness": f"question: Is this a natural response in the dialogue? </s> response: {rec['output']}",
+            "coherence": "question: Is this a coherent response given the dialogue history? </s> response: "
+            f"{rec['output']} </s> dialogue history: {history}",
+            "understandability": "question: Is this an understandable response in the dialogue? </s> response: "
+            + rec["output"],
+        }
+        for dim, text in asked.items():
+            ids = torch.tensor([tok(text).input_ids])
+            with torch.no_grad():
+                logits = model(input_ids=ids, decoder_input_ids=torch.tensor([[0]])).logits[0, 0]
+            p = torch.softmax(logits, dim=-1)
+            expect = float(p[yes] / (p[yes] + p[no]))
+            assert row[dim] == pytest.approx(expect, abs=1e-5) and 0 < row[dim] < 1
+        assert row["unieval_reason"] is None and row["unieval_truncated"] is False
+    assert len({row["coherence"] for row in table}) == len(table)  # the rows differ, so do their scores
+    assert "P(Yes)/(P(Yes)+P(No))" in scorer.describe()
+    # the instructmining method's step (a rule on coherence, `unieval` given) gives the same column
+    from instructsift import pipeline
+    from instructsift import recipe as recipes
+    from instructsift.methods.instructmining import Params, scoring_steps
+
+    steps = scoring_steps(["coherence"], Params(unieval=str(tiny_t5), dtype="float32"))
+    recipe = recipes.from_dict({"input": dataset.path, "cache_dir": str(tmp_path), "steps": steps})
+    got = pipeline.run(recipe, progress=False, log=lambda _m: None).table.column("coherence").to_pylist()
+    assert got == pytest.approx([row["coherence"] for row in table], abs=1e-6)
+
+
+def test_unieval_indicators_need_an_evaluator():
+    from instructsift.methods.instructmining import Params, indicators_for, scoring_steps
+    from instructsift.scoring.unieval import UniEval
+
+    with pytest.raises(ValueError, match="give unieval"):
+        scoring_steps(["naturalness", "mtld"], Params())
+    steps = scoring_steps(["coherence"], Params(unieval="MingZhong/unieval-dialog"))
+    assert steps == [{"score": "unieval", "with": {"model": "MingZhong/unieval-dialog", "dimensions": ["coherence"]}}]
+    assert indicators_for(Params(unieval="x"))[-3:] == ["naturalness", "coherence", "understandability"]
+    with pytest.raises(Exception, match="dimensions must be among"):
+        UniEval("x", dimensions=["fluency"])

@@ -983,9 +983,14 @@ def synthesize_cmd(
     err.print(f"{len(out)} rows, {', '.join(kinds)} answers → {output}", highlight=False, markup=False)
 
 
+from . import cli_mining  # noqa: E402, F401  (registers `design` and `mine`)
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
 
 
-if __name__ == "__main__":  # python -m instructsift.cli
-    app()
+if __name__ == "__main__":  # python -m instructsift.cli: run the module under its own name (its app has every command)
+    from instructsift.cli import app as _app
+
+    _app()

@@ -25,6 +25,7 @@ from .base import LM, Encoder, Size, embed_options, given, lm_options
 
 LENGTHS = ("input_tokens", "output_tokens", "input_chars", "output_chars")
 STANDIN = "standin:"
+UNIEVAL = ("naturalness", "coherence", "understandability")  # scoring/unieval.py
 SCORE_ALL = ("output_tokens", "input_tokens", "mtld", "ppl", "knn6")  # scored without a rule (score-only)
 
 
@@ -36,6 +37,11 @@ class Params(Size, LM, Encoder):
         "(an offline stand-in, not the paper's model)",
     )
     reward_format: str | None = Field(None, description="pair, oasst or chat [pair]")
+    unieval: str | None = Field(
+        None,
+        description="a UniEval evaluator (MingZhong/unieval-dialog: hub id or folder; not installable offline) for "
+        "naturalness, coherence and understandability",
+    )
 
     size_optional: ClassVar[bool] = True  # with a rule and no size: rank every row, drop none
 
@@ -49,6 +55,8 @@ def indicators_for(p: Params) -> list[str]:
     names = list(SCORE_ALL)
     if p.reward_model:
         names.append("reward_standin" if p.reward_model.startswith(STANDIN) else "reward")
+    if p.unieval:
+        names += UNIEVAL
     return names
 
 
@@ -77,6 +85,14 @@ def scoring_steps(names: list[str], p: Params) -> list[dict[str, Any]]:
         if not standin:
             raise ValueError("the rule uses `reward_standin`: give --reward-model standin:PREFERENCE_FILE")
         out.append(step("score", "reward_standin", preference=p.reward_model[len(STANDIN) :]))
+    asked = [n for n in UNIEVAL if n in names]
+    if asked:
+        if not p.unieval:
+            raise ValueError(
+                f"the rule uses {', '.join(asked)}: give unieval (a UniEval evaluator such as MingZhong/unieval-dialog, "
+                "hub id or folder; it does not install offline)"
+            )
+        out.append(step("score", "unieval", model=p.unieval, dimensions=asked, **given(p, ("dtype", "device"))))
     if any(n in LENGTHS for n in names):
         out.append(step("score", "lengths", model=p.model, **given(p, ("trust_remote_code",))))
     if "mtld" in names:
@@ -85,7 +101,7 @@ def scoring_steps(names: list[str], p: Params) -> list[dict[str, Any]]:
         out.append(step("score", "ifd", method="cherry", **lm_options(p)))
     if any(re.match(r"^knn\d+$", n) for n in names):
         out.append(step("score", "embed", **embed_options(p, text="whole")))
-    known = {"reward", "reward_standin", "mtld", "ppl", *LENGTHS}
+    known = {"reward", "reward_standin", "mtld", "ppl", *LENGTHS, *UNIEVAL}
     unknown = [n for n in names if n not in known and not re.match(r"^knn\d+$", n)]
     if unknown:
         raise ValueError(f"no scorer of this method makes the indicators {', '.join(unknown)}")

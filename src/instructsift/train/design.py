@@ -19,6 +19,7 @@ design JSON that names every subset's pool positions; a runner's `loss_of(positi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -69,6 +70,11 @@ def load_sources(data: str | Path, extra: Sequence[str] = tuple(EXTRA)) -> dict[
     return out
 
 
+def _draw(seed: int, instruction: str) -> str:
+    """A seeded pseudo-random key of an instruction (the same for the same instruction in every source)."""
+    return hashlib.sha256(f"{seed}:{normalise(instruction)}".encode()).hexdigest()
+
+
 @dataclass
 class Design:
     """A pool of rows, an eval set and subsets of pool positions (`subsets[i]`, with `mixes[i]` the
@@ -107,11 +113,15 @@ def mixture_design(
     eval_source: str = "gpt4",
     alpha: float = 1.0,
     seed: int = 0,
+    per_source: int | None = None,
 ) -> Design:
     """Draw `n_subsets` subsets of `size` rows mixing `sources` at Dirichlet(`alpha`) proportions; the
-    eval set is `held_out` random rows of `eval_source`, whose instructions leave every source first."""
-    if n_subsets < 1 or size < 1 or held_out < 1:
-        raise ValueError("n_subsets, size and held_out must be at least 1")
+    eval set is `held_out` random rows of `eval_source`, whose instructions leave every source first.
+    `per_source` keeps at most that many rows of each source in the pool (a smaller pool scores faster),
+    chosen by a seeded hash of the instruction, so sources that answer the same instructions (the
+    AlpacaEval files) keep the same ones."""
+    if n_subsets < 1 or size < 1 or held_out < 1 or (per_source is not None and per_source < 1):
+        raise ValueError("n_subsets, size, held_out and per_source must be at least 1")
     if eval_source not in sources:
         raise ValueError(f"eval_source {eval_source!r} is not a source (sources: {', '.join(sources)})")
     rng = np.random.default_rng(seed)
@@ -124,6 +134,9 @@ def mixture_design(
     by_source: dict[str, list[int]] = {}
     for name, rows in sources.items():
         kept = [r for r in rows if normalise(r["instruction"]) not in banned]
+        if per_source is not None and len(kept) > per_source:
+            rank = sorted(range(len(kept)), key=lambda i: (_draw(seed, kept[i]["instruction"]), i))
+            kept = [kept[i] for i in sorted(rank[:per_source])]
         by_source[name] = list(range(len(pool), len(pool) + len(kept)))
         pool += kept
     names = list(by_source)
@@ -148,7 +161,8 @@ def mixture_design(
         subsets.append(sorted(rows))
         mixes.append({n: int(c) for n, c in zip(names, counts.tolist(), strict=True) if c})
     settings = {"n_subsets": n_subsets, "size": size, "held_out": held_out, "eval_source": eval_source,
-                "alpha": alpha, "seed": seed, "sources": {n: len(v) for n, v in by_source.items()}}  # fmt: skip
+                "alpha": alpha, "seed": seed, "per_source": per_source,
+                "sources": {n: len(v) for n, v in by_source.items()}}  # fmt: skip
     return Design(pool, eval_rows, subsets, mixes, settings)
 
 
@@ -162,13 +176,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--extra", default=",".join(EXTRA), help="extra sources, comma-separated, or none")
+    ap.add_argument("--per-source", type=int, default=None, help="at most this many pool rows of each source")
     a = ap.parse_args(argv)
     extra = [] if a.extra in ("", "none") else a.extra.split(",")
     unknown = [e for e in extra if e not in EXTRA]
     if unknown:
         ap.error(f"unknown extra sources {unknown} (known: {', '.join(EXTRA)})")
     design = mixture_design(load_sources(a.data, extra), n_subsets=a.subsets, size=a.size, held_out=a.held_out,
-                            alpha=a.alpha, seed=a.seed)  # fmt: skip
+                            alpha=a.alpha, seed=a.seed, per_source=a.per_source)  # fmt: skip
     path = design.save(a.out)
     print(f"{len(design.subsets)} subsets of {a.size} rows from a pool of {len(design.pool)}, {len(design.eval)} "
           f"held-out rows -> {path}")  # fmt: skip

@@ -1,0 +1,119 @@
+"""`instructsift design` and `instructsift mine` end to end: a tiny design on real AlpacaEval answers, a tiny
+random Llama fine-tuned through the experiment runner, the rule, the size search, the curve; a rerun
+trains nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from instructsift.cli import app
+
+
+def _tiny_model(texts: list[str], path: Path) -> Path:
+    """A 2-layer, 32-wide Llama with random weights and a 1024-token BPE tokenizer trained on `texts`."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=1024, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    bpe.train_from_iterator(texts, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=special[0], pad_token=special[0])
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         eos_token_id=tok.eos_token_id, tie_word_embeddings=True)  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _invoke(*args: object) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def design(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """6 subsets of 6 rows from a pool of 5 x 6 AlpacaEval answers, 4 held out; a tiny model trained on them."""
+    folder = tmp_path_factory.mktemp("mine") / "design"
+    r = _invoke("design", shared_data, "-o", folder, "--subsets", 6, "--size", 6, "--held-out", 4,
+                "--per-source", 6, "--extra", "none", "--seed", 1)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    pool = json.loads((folder / "pool.json").read_text())
+    held = json.loads((folder / "eval.json").read_text())
+    assert len(pool) == 30 and len(held) == 4
+    # the five generators keep the same six instructions
+    by_gen = {}
+    for row in pool:
+        by_gen.setdefault(row["source"], set()).add(row["instruction"])
+    assert len(by_gen) == 5 and len({frozenset(v) for v in by_gen.values()}) == 1
+    texts = [row[k] for row in pool + held for k in ("instruction", "output")]
+    return folder, _tiny_model(texts, folder.parent / "tiny")
+
+
+def _mine(design: Path, model: Path, out: Path, cache: Path, *more: object) -> object:
+    return _invoke("mine", design, "-o", out, "--base", model, "--model", model, "--indicators",
+                   "output_tokens,mtld,ppl", "--epochs", 1, "--batch-size", 4, "--max-length", 256, "--lr", 5e-3,
+                   "--full-finetune", "--min-k", 4, "--max-k", 30, "--trials", 3, "--sweep", 3, "--cache-dir", cache,
+                   "--quiet", *more)  # fmt: skip
+
+
+def test_mine_writes_the_rule_and_curve_and_a_rerun_trains_nothing(design, tmp_path: Path) -> None:
+    folder, model = design
+    out, cache = tmp_path / "mining", tmp_path / "cache"
+    r = _mine(folder, model, out, cache)
+    assert r.exit_code == 0, r.output
+    for name in ("rule.json", "summary.json", "curve.png", "search.jsonl", "experiments.json", "settings.json"):
+        assert (out / name).is_file(), name
+    assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((out / "summary.json").read_text())
+    rule = json.loads((out / "rule.json").read_text())
+    assert summary["rule"] == rule and rule["n_subsets"] == 6
+    assert set(rule["coef"]) | set(rule["dropped"]) == {"output_tokens", "mtld", "ppl"}
+    lines = (out / "search.jsonl").read_text().splitlines()[1:]
+    ks = {json.loads(x)["k"] for x in lines}
+    assert len({json.loads(x)["k"] for x in lines if json.loads(x)["how"] == "search"}) == 3
+    assert summary["best_k"] in ks and 4 <= summary["best_k"] <= 30
+    # each subset and each distinct k fine-tuned once (a size-k subset equal to a design subset is one trial)
+    assert 1 <= summary["trained_now"] <= 6 + len(ks) and summary["trained_now"] >= len(ks) - 6
+    losses = [s["loss"] for s in json.loads((out / "experiments.json").read_text())["subsets"]]
+    assert len(losses) == 6 and all(x > 0 for x in losses)
+    assert f"best k {summary['best_k']}" in r.output and "leave-one-out R²" in r.output
+
+    again = _mine(folder, model, out, cache)
+    assert again.exit_code == 0, again.output
+    second = json.loads((out / "summary.json").read_text())
+    assert second["trained_now"] == 0 and second["best_k"] == summary["best_k"] and second["rule"] == rule
+    assert (out / "search.jsonl").read_text().splitlines()[1:] == lines
+
+    other = _mine(folder, model, out, cache, "--seed", 7)
+    assert other.exit_code == 2 and "other settings" in other.output and "runner" in other.output
+
+
+def test_mine_refuses_a_bad_design_naming_file_and_field(design, tmp_path: Path) -> None:
+    folder, model = design
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("pool.json", "eval.json"):
+        (bad / name).write_text((folder / name).read_text())
+    spec = json.loads((folder / "design.json").read_text())
+    spec["subsets"][2]["rows"] = [0, "x"]
+    (bad / "design.json").write_text(json.dumps(spec))
+    r = _mine(bad, model, tmp_path / "o", tmp_path / "c")
+    assert r.exit_code == 2 and "design.json" in r.output and "subsets[2].rows" in r.output
+    spec["subsets"][2]["rows"] = [0, 99]
+    (bad / "design.json").write_text(json.dumps(spec))
+    r = _mine(bad, model, tmp_path / "o", tmp_path / "c")
+    assert r.exit_code == 2 and "position 99 is outside the pool" in r.output
+    r = _mine(tmp_path / "nowhere", model, tmp_path / "o", tmp_path / "c")
+    assert r.exit_code == 2 and "no such design file" in r.output
+    assert not (tmp_path / "o").exists()
