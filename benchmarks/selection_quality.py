@@ -18,7 +18,7 @@ the budget), so LIMA here is its rules, dedup and "longest answers first".
 
 Why this scale: fine-tuning is the cost. All trials together train on (methods + random seeds) x budget + pool
 rows per epoch (the defaults: pool 500, budget 10% = 50, 5 methods, 3 seeds, all data, 1 epoch: 900 rows,
-about 113K tokens); with the selections' scoring and the evaluations the whole run took 54 minutes on this
+about 109K tokens); with the selections' scoring and the evaluations the whole run took 54 minutes on this
 2-core CPU (2026-12-03, the table in the README). A 5% budget of this
 pool would be 25 rows, 3 optimizer steps: too few for the picks to differ from one another.
 """
