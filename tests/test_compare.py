@@ -370,70 +370,13 @@ def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path
 # -- win rate vs random, judged by a real server ------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def judge_server(tmp_path_factory: pytest.TempPathFactory):
-    """`transformers serve` with the embedded SmolLM2 on 127.0.0.1 (stopped at the end of the module)."""
-    import importlib.util
-    import os
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"`transformers serve` needs transformers[serving] ({', '.join(missing)} not installed)")
-    from instructsift.models import resolve
-
-    model = resolve("embedded").path
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # one thread: no spin-waits on a busy CPU
-    cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", model]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "info"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"transformers serve did not answer in 300 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1", model
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def test_compare_win_rate_vs_random_from_a_real_judge_server(
-    rows, tiny_model: Path, judge_server, tmp_path: Path
-) -> None:
+def test_compare_win_rate_vs_random_from_a_real_judge_server(rows, tiny_model: Path, server, tmp_path: Path) -> None:
     """Each tuned model answers 3 held-out instructions; the judge rates them: every win rate is what the
     per-instruction verdicts in results.json give, the table prints it, and a rerun neither generates nor
     asks the judge again."""
     from instructsift.compare import compare
 
-    url, model = judge_server
+    url, model = server.url, server.model
     held = tmp_path / "held3.json"
     held.write_text(json.dumps(json.loads(rows[1].read_text())[:3]))
     # A 135M judge seldom starts its reply with the score under the AlpaGasus prompt; asked for one digit, it
@@ -484,14 +427,16 @@ def test_compare_win_rate_vs_random_from_a_real_judge_server(
     }
 
 
-def test_compare_with_an_unreachable_judge_fails_before_fine_tuning(rows, tiny_model: Path, tmp_path: Path) -> None:
+def test_compare_with_an_unreachable_judge_fails_before_fine_tuning(
+    rows, tiny_model: Path, free_port: int, tmp_path: Path
+) -> None:
     from typer.testing import CliRunner
 
     from instructsift.cli import app
     from instructsift.compare import compare
     from instructsift.scoring.judge_client import JudgeServerError
 
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port}/v1"  # nothing listens there
     spec = _spec(rows, tiny_model, tmp_path / "cache", judge={"url": url, "model": "m", "retries": 0}, plot=False)
     with pytest.raises(JudgeServerError, match=r"judge server http://127\.0\.0\.1:\d+/v1 does not answer"):
         compare(spec, tmp_path / "out", progress=False)

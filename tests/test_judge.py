@@ -10,16 +10,12 @@ Every server is stopped when its test ends; no request leaves 127.0.0.1.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -643,58 +639,10 @@ def test_cli_alpagasus_keeps_judge_at_least_threshold(rows, alpaca_file, tmp_pat
 # -- transformers serve ----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def hf_server(tmp_path_factory):
-    """`transformers serve` on 127.0.0.1 with the embedded model, stopped at the end of the module."""
-    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"`transformers serve` needs transformers[serving] ({', '.join(missing)} not installed)")
-    from instructsift.models import resolve
-
-    model = resolve("embedded").path
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    # One torch thread: on a small shared machine the default (one per core) can spin-wait at every
-    # barrier and make each request many times slower.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", model]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "info"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"transformers serve did not answer in 300 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1", model
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def test_transformers_serve_replies_are_parsed_and_cached(hf_server, alpaca_file, tmp_path) -> None:
+def test_transformers_serve_replies_are_parsed_and_cached(server, alpaca_file, tmp_path) -> None:
     """The real server ignores log-probabilities: every score is the reply's first number, and a reply
     without one is missing with the raw text. A rerun is served from the cache."""
-    url, model = hf_server
+    url, model = server.url, server.model
     dataset = read(alpaca_file)
     dataset.examples = dataset.examples[:5]
     judge = ServerJudge(url=url, model=model, concurrency=2, max_tokens=6, timeout=300, retries=1)

@@ -6,87 +6,14 @@ that is not there, a wrong path and a malformed URL are one clear error each (ex
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from instructsift.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAT = re.compile(r"POST /v1/chat/completions")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`transformers serve MODEL` on 127.0.0.1; `requests()` counts the chat requests in its access log."""
-
-    def __init__(self, model: str, log: Path) -> None:
-        self.model, self.log, self.port = model, log, _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        # One torch thread: on a small shared machine the default (one per core) spin-waits at every barrier.
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", model, "--host", "127.0.0.1"]
-        cmd += ["--port", str(self.port), "--device", "cpu", "--log-level", "info"]
-        with open(log, "w") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-    def wait(self, limit_s: float = 300) -> None:
-        deadline = time.monotonic() + limit_s
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"transformers serve exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"transformers serve did not answer in {limit_s:.0f} s:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.3)
-
-    def requests(self) -> int:
-        return len(CHAT.findall(self.log.read_text(errors="replace")))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"`transformers serve` needs transformers[serving] ({', '.join(missing)} not installed)")
-    from instructsift.models import resolve
-
-    srv = Server(resolve("embedded").path, tmp_path_factory.mktemp("serve") / "serve.log")
-    try:
-        srv.wait()
-        yield srv
-    finally:
-        srv.stop()
 
 
 def synthesize(*args: str | Path) -> tuple[int, str]:
