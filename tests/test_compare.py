@@ -531,3 +531,39 @@ def test_instructmining_joins_compare_with_a_rule_fitted_here(
     assert set(res["selections"]["instructmining"]["ids"]) == expect
     assert [row["name"] for row in res["rows"]][:2] == ["instructmining", "random-0"]
     assert all(t["eval_loss"] > 0 for t in res["trials"]) and res["trained_now"] == 2
+
+
+def test_scar_joins_compare_and_picks_the_rankers_top(rows, tiny_model: Path, tmp_path: Path) -> None:
+    """`compare --methods scar` with a ranker folder: the pick is the budget's rows that the ranker scores
+    highest (scored here with the ranker directly), fine-tuned like every other pick."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from instructsift.compare import compare
+    from instructsift.data import read
+    from instructsift.models.scar import build_ranker, load_ranker, save_ranker
+    from instructsift.scoring.embed import embedded_encoder_path
+    from instructsift.scoring.scar import score_pairs
+
+    torch.manual_seed(0)
+    encoder = tmp_path / "encoder"
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64)  # fmt: skip
+    BertModel(config).save_pretrained(encoder)
+    AutoTokenizer.from_pretrained(str(embedded_encoder_path())).save_pretrained(encoder)
+    model, tok = build_ranker(encoder, linear_dim=16)
+    model.eval()
+    ranker = save_ranker(model, tok, tmp_path / "ranker", "tiny")
+
+    pool, _ = rows
+    records = json.loads(pool.read_text())
+    pairs = [(r["instruction"] + (f"\n\n{r['input']}" if r["input"] else ""), r["output"]) for r in records]
+    scores = score_pairs(load_ranker(ranker), pairs)
+    ids = [e.id for e in read(pool).examples]
+    expect = {ids[i] for i in sorted(range(len(records)), key=lambda i: -scores[i])[:4]}
+
+    spec = _spec(rows, tiny_model, tmp_path / "cache", methods=["scar"], random_seeds=1, full=False,
+                 options={"scar": {"ranker": str(ranker), "device": "cpu"}}, plot=False)  # fmt: skip
+    res = compare(spec, tmp_path / "out", progress=False)
+    assert set(res["selections"]["scar"]["ids"]) == expect
+    assert [t["name"] for t in res["trials"]] == ["scar", "random-0"] and all(t["eval_loss"] > 0 for t in res["trials"])
