@@ -563,10 +563,59 @@ def test_unieval_indicators_need_an_evaluator():
     from instructsift.methods.instructmining import Params, indicators_for, scoring_steps
     from instructsift.scoring.unieval import UniEval
 
-    with pytest.raises(ValueError, match="give unieval"):
+    with pytest.raises(ValueError, match="give --unieval"):
         scoring_steps(["naturalness", "mtld"], Params())
     steps = scoring_steps(["coherence"], Params(unieval="MingZhong/unieval-dialog"))
     assert steps == [{"score": "unieval", "with": {"model": "MingZhong/unieval-dialog", "dimensions": ["coherence"]}}]
     assert indicators_for(Params(unieval="x"))[-3:] == ["naturalness", "coherence", "understandability"]
     with pytest.raises(Exception, match="dimensions must be among"):
         UniEval("x", dimensions=["fluency"])
+
+
+def test_select_applies_a_unieval_rule_from_the_cli(alpaca_rows, tiny_t5, tmp_path):
+    """`select --method instructmining --rule R --unieval T5 --top 3`: a rule fitted on naturalness, coherence
+    and output_chars scores them with the given evaluator (equal to the scorer run alone) and keeps its 3
+    lowest predictions; without --unieval the run stops with a one-line error naming the option; a method
+    that does not take --unieval refuses it."""
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from instructsift.cli import app
+    from instructsift.scoring.unieval import UniEval
+
+    dataset, records = alpaca_rows
+    rng = np.random.default_rng(4)
+    X = {
+        "naturalness": rng.uniform(0, 1, 20),
+        "coherence": rng.uniform(0, 1, 20),
+        "output_chars": rng.uniform(50, 900, 20),
+    }
+    rule = InstructMiningRule().fit(
+        X, np.exp(1.1 - 0.3 * X["naturalness"] - 0.5 * X["coherence"] + 2e-4 * X["output_chars"])
+    )
+    rule.save(tmp_path / "fitted.json")
+    out, scores = tmp_path / "picked.json", tmp_path / "scores.parquet"
+    base = ["select", dataset.path, "--method", "instructmining", "--rule", str(tmp_path / "fitted.json"), "--top", "3",
+            "-o", str(out), "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    result = CliRunner().invoke(
+        app, [*base, "--unieval", str(tiny_t5), "--dtype", "float32", "--save-scores", str(scores)]
+    )
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(scores).to_pylist()
+    alone = score(dataset, [UniEval(str(tiny_t5), dtype="float32")], cache_dir=tmp_path / "alone", progress=False)
+    for r, a in zip(table, alone.to_pylist(), strict=True):
+        for dim in ("naturalness", "coherence"):
+            assert r[dim] == pytest.approx(a[dim], abs=1e-6) and 0 < r[dim] < 1
+        assert r["output_chars"] == len(records[r["row"]]["output"])
+        by_hand = rule.intercept_ + sum(rule.coef_[k] * r[k] for k in ("naturalness", "coherence", "output_chars"))
+        assert r["instructmining"] == pytest.approx(by_hand, abs=1e-12)
+    pred = [r["instructmining"] for r in table]
+    best = sorted(range(len(pred)), key=lambda i: (pred[i], i))[:3]
+    assert json.loads(out.read_text()) == [records[i] for i in sorted(best)]
+
+    missing = CliRunner().invoke(app, [*base, "--overwrite"])
+    assert missing.exit_code == 2
+    assert "naturalness, coherence: give --unieval MODEL" in missing.output and "Traceback" not in missing.output
+    other = CliRunner().invoke(app, ["select", dataset.path, "-m", "superfiltering", "--ratio", "0.5", "-o",
+                                     str(tmp_path / "x.json"), "--unieval", str(tiny_t5)])  # fmt: skip
+    assert other.exit_code == 2 and "does not take 'unieval'" in other.output

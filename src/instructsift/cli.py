@@ -184,6 +184,14 @@ RewardModelOpt = Annotated[
 RewardFormatOpt = Annotated[
     str | None, typer.Option("--reward-format", help="instructmining: how the reward model reads a pair [pair].")
 ]
+UnievalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--unieval",
+        help="instructmining: a UniEval evaluator (MingZhong/unieval-dialog or another T5 Boolean-QA checkpoint: "
+        "hub id or folder; not installable offline) for the naturalness, coherence and understandability columns.",
+    ),
+]
 LanguagesOpt = Annotated[str | None, typer.Option("--languages", help="lima: languages kept, comma-separated [en].")]
 JudgeUrlOpt = Annotated[
     str | None,
@@ -265,9 +273,10 @@ def _check_paths(inputs: list[Any], outputs: list[tuple[Path | None, str, str]],
     check_outputs([Path(p) for p in inputs if p is not None], outs, overwrite=overwrite)
 
 
-def _model_input(model: str) -> list[Path]:
-    """The --model, when it names a local file or folder (an output must not write over it)."""
-    return [Path(model)] if model and Path(model).exists() else []
+def _model_input(*models: str | None) -> list[Path]:
+    """The models (--model, --reward-model, --unieval) that name a local file or folder (an output must not
+    write over them)."""
+    return [Path(m) for m in models if m and Path(m).exists()]
 
 
 def _missing_summary(table: Any) -> None:
@@ -359,6 +368,7 @@ def score_cmd(
     rule: RuleOpt = None,
     reward_model: RewardModelOpt = None,
     reward_format: RewardFormatOpt = None,
+    unieval: UnievalOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score every example; write the score table (row, id, content_hash, then the method's columns)."""
@@ -371,7 +381,7 @@ def score_cmd(
         **_settings(input, None, format, on_error, rejects, cache_dir, no_cache, allow_empty, engine, ray_address),
         scores=str(output),
     )
-    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model)])
+    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model, reward_model, unieval)])
     _score_summary(result, output)
 
 
@@ -443,6 +453,7 @@ def select_cmd(
     rule: RuleOpt = None,
     reward_model: RewardModelOpt = None,
     reward_format: RewardFormatOpt = None,
+    unieval: UnievalOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records."""
@@ -462,7 +473,7 @@ def select_cmd(
     )
     if save_recipe is not None:
         _save_recipe(recipe, save_recipe, overwrite)
-    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model)])
+    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model, reward_model, unieval)])
     _select_summary(result)
 
 
@@ -503,7 +514,7 @@ METHOD_OPTIONS = {
     "threshold": None, "per_category": None, "category_field": None, "clusters": None, "rank_by": None,
     "min_chars": None, "max_chars": None, "rules": None, "languages": None, "pre_experience": False,
     "pe_clusters": None, "pe_per_cluster": None, "pe_epochs": None,
-    "rule": None, "reward_model": None, "reward_format": None,
+    "rule": None, "reward_model": None, "reward_format": None, "unieval": None,
 }  # fmt: skip
 
 

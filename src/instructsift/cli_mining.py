@@ -16,6 +16,7 @@ from .cli import (
     QuietOpt,
     RewardFormatOpt,
     RewardModelOpt,
+    UnievalOpt,
     _fail,
     _guard,
     app,
@@ -85,13 +86,7 @@ def mine_cmd(
     encoder: Annotated[
         str | None, typer.Option(help="knn indicators: embedded (all-MiniLM-L6-v2), a folder or hub id [embedded].")
     ] = None,
-    unieval: Annotated[
-        str | None,
-        typer.Option(
-            help="A UniEval evaluator (MingZhong/unieval-dialog: hub id or folder; not installable offline): adds "
-            "naturalness, coherence, understandability."
-        ),
-    ] = None,
+    unieval: UnievalOpt = None,
     indicators: Annotated[
         str | None,
         typer.Option(

@@ -89,8 +89,8 @@ def scoring_steps(names: list[str], p: Params) -> list[dict[str, Any]]:
     if asked:
         if not p.unieval:
             raise ValueError(
-                f"the rule uses {', '.join(asked)}: give unieval (a UniEval evaluator such as MingZhong/unieval-dialog, "
-                "hub id or folder; it does not install offline)"
+                f"the rule uses {', '.join(asked)}: give --unieval MODEL (option `unieval`: a UniEval evaluator such "
+                "as MingZhong/unieval-dialog, hub id or folder; it does not install offline)"
             )
         out.append(step("score", "unieval", model=p.unieval, dimensions=asked, **given(p, ("dtype", "device"))))
     if any(n in LENGTHS for n in names):
