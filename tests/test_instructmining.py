@@ -619,3 +619,21 @@ def test_select_applies_a_unieval_rule_from_the_cli(alpaca_rows, tiny_t5, tmp_pa
     other = CliRunner().invoke(app, ["select", dataset.path, "-m", "superfiltering", "--ratio", "0.5", "-o",
                                      str(tmp_path / "x.json"), "--unieval", str(tiny_t5)])  # fmt: skip
     assert other.exit_code == 2 and "does not take 'unieval'" in other.output
+
+
+def test_load_pretrained_loads_any_auto_class_for_scoring(tiny_t5, tiny_reward_model):
+    """The shared loader: the resolved folder, in eval mode, in the asked dtype, on the chosen device; a
+    `LoadedModel` passes through as it is."""
+    import torch
+
+    from instructsift.models import load_pretrained, resolve
+
+    cases = [(tiny_t5, "AutoModelForSeq2SeqLM", "T5ForConditionalGeneration"),
+             (tiny_reward_model, "AutoModelForSequenceClassification", "LlamaForSequenceClassification")]  # fmt: skip
+    for path, auto, cls in cases:
+        lm = load_pretrained(str(path), auto, dtype="float32", device="cpu")
+        assert type(lm.model).__name__ == cls
+        assert not lm.model.training and lm.dtype == torch.float32 and lm.device == "cpu"
+        assert next(lm.model.parameters()).dtype == torch.float32
+        assert lm.source.fingerprint == resolve(str(path)).fingerprint and lm.tokenizer("Yes").input_ids
+        assert load_pretrained(lm, auto) is lm

@@ -1,7 +1,7 @@
 """Where weights come from, and on which device and dtype they run."""
 
 from .device import choose_device, choose_dtype
-from .loader import LoadedModel, ModelSource, cache_root, load_causal_lm, resolve, use_cache_root
+from .loader import LoadedModel, ModelSource, cache_root, load_causal_lm, load_pretrained, resolve, use_cache_root
 
 __all__ = [
     "LoadedModel",
@@ -10,6 +10,7 @@ __all__ = [
     "choose_device",
     "choose_dtype",
     "load_causal_lm",
+    "load_pretrained",
     "resolve",
     "use_cache_root",
 ]

@@ -203,22 +203,42 @@ def resolve(spec: str) -> ModelSource:
     return ModelSource(spec, local, f"{repo_id}@{Path(local).name}")
 
 
-def load_causal_lm(
-    spec: str = "embedded",
+def load_pretrained(
+    spec: str | LoadedModel,
+    auto_class: str = "AutoModelForCausalLM",
     *,
     dtype: str = "auto",
     device: str = "auto",
     trust_remote_code: bool = False,
 ) -> LoadedModel:
-    """Load a causal LM and its tokenizer for scoring, in eval mode, on the chosen device and dtype."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """A Hugging Face model and its tokenizer for scoring: `spec` resolved (`resolve`), loaded with the
+    transformers class `auto_class` (AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, ...) on the
+    chosen device and dtype, in eval mode, with the hub's progress bars off. A `LoadedModel` is returned as
+    it is (a model the caller already loaded, reused)."""
+    if isinstance(spec, LoadedModel):
+        return spec
+    import transformers
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     source = resolve(spec)
     dev = choose_device(device)
     torch_dtype = choose_dtype(dtype, dev)
-    tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code)
+    model = getattr(transformers, auto_class).from_pretrained(
+        source.path, dtype=torch_dtype, trust_remote_code=trust_remote_code
+    )
     model.to(dev).eval()
     return LoadedModel(model, tokenizer, source, torch_dtype, dev)
+
+
+def load_causal_lm(
+    spec: str | LoadedModel = "embedded",
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer for scoring, in eval mode, on the chosen device and dtype (a
+    `LoadedModel` is returned as it is)."""
+    return load_pretrained(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)

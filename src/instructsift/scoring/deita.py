@@ -130,11 +130,9 @@ class Deita:
             def get(spec: Any) -> _Model:
                 key = str(id(spec)) if isinstance(spec, LoadedModel) else str(spec)
                 if key not in loaded:
-                    lm = spec if isinstance(spec, LoadedModel) else None
-                    if lm is None:
-                        lm = load_causal_lm(
-                            spec, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
-                        )
+                    lm = load_causal_lm(  # a `LoadedModel` is reused as it is
+                        spec, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
+                    )
                     tok = lm.tokenizer
                     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
                     try:

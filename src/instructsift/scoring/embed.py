@@ -161,11 +161,11 @@ class Embed:
         if self._model is not None:
             return self._model
         if self.kind == "lm":
-            from ..models import LoadedModel, load_causal_lm
+            from ..models import load_causal_lm
 
-            lm = self._spec
-            if not isinstance(lm, LoadedModel):
-                lm = load_causal_lm(lm, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code)
+            lm = load_causal_lm(  # a `LoadedModel` is reused as it is
+                self._spec, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
+            )
             self._model = lm
             self._source = f"lm:{lm.source.name}"
             self._fingerprint = lm.source.fingerprint

@@ -72,14 +72,11 @@ class LocalJudge:
 
     def load(self) -> Any:
         if self._lm is None:
-            from ..models import LoadedModel, load_causal_lm
+            from ..models import load_causal_lm
 
-            if isinstance(self.model, LoadedModel):
-                self._lm = self.model
-            else:
-                self._lm = load_causal_lm(
-                    self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
-                )
+            self._lm = load_causal_lm(  # a `LoadedModel` is reused as it is
+                self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
+            )
             tok = self._lm.tokenizer
             pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
             self._head = AnswerLoss(self._lm.model, pad if pad is not None else 0)

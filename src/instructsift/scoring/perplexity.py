@@ -53,14 +53,11 @@ class InstructionLoss:
 
     def load(self) -> Any:
         if self._lm is None:
-            from ..models import LoadedModel, load_causal_lm
+            from ..models import load_causal_lm
 
-            if isinstance(self.model, LoadedModel):
-                self._lm = self.model
-            else:
-                self._lm = load_causal_lm(
-                    self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
-                )
+            self._lm = load_causal_lm(  # a `LoadedModel` is reused as it is
+                self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
+            )
         return self._lm
 
     def cache_key(self) -> str:

@@ -71,19 +71,11 @@ class Reward:
 
     def load(self) -> Any:
         if self._loaded is None:
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
-            from transformers.utils import logging as hf_logging
+            from ..models import load_pretrained
 
-            from ..models import choose_device, choose_dtype, resolve
-
-            hf_logging.disable_progress_bar()
-            source = resolve(self.model)
-            dev = choose_device(self.device)
-            dtype = choose_dtype(self.dtype, dev)
-            tok = AutoTokenizer.from_pretrained(source.path, trust_remote_code=self.trust_remote_code)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source.path, dtype=dtype, trust_remote_code=self.trust_remote_code
-            )
+            lm = load_pretrained(self.model, "AutoModelForSequenceClassification", dtype=self.dtype,
+                                 device=self.device, trust_remote_code=self.trust_remote_code)  # fmt: skip
+            model = lm.model
             if model.config.num_labels != 1:
                 raise OptionError(
                     f"{self.model}: a reward model has one output label, this one has {model.config.num_labels}"
@@ -91,8 +83,7 @@ class Reward:
             # Batches hold sequences of one length (no padding): the classifier pools the last token. A pad
             # id no token has keeps models that look for padding from pooling an earlier end-of-text token.
             model.config.pad_token_id = -1
-            model.to(dev).eval()
-            self._loaded = (model, tok, source, dtype, dev)
+            self._loaded = (model, lm.tokenizer, lm.source, lm.dtype, lm.device)
         return self._loaded
 
     def cache_key(self) -> str:

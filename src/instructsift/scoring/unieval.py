@@ -75,17 +75,10 @@ class UniEval:
 
     def load(self) -> Any:
         if self._loaded is None:
-            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-            from transformers.utils import logging as hf_logging
+            from ..models import load_pretrained
 
-            from ..models import choose_device, choose_dtype, resolve
-
-            hf_logging.disable_progress_bar()
-            source = resolve(self.model)
-            dev = choose_device(self.device)
-            dtype = choose_dtype(self.dtype, dev)
-            tok = AutoTokenizer.from_pretrained(source.path)
-            model = AutoModelForSeq2SeqLM.from_pretrained(source.path, dtype=dtype)
+            lm = load_pretrained(self.model, "AutoModelForSeq2SeqLM", dtype=self.dtype, device=self.device)
+            model, tok = lm.model, lm.tokenizer
             if not model.config.is_encoder_decoder:
                 raise OptionError(f"{self.model}: a UniEval evaluator is an encoder-decoder (T5) model")
             yes, no = tok("Yes").input_ids[0], tok("No").input_ids[0]
@@ -94,8 +87,7 @@ class UniEval:
             start = model.config.decoder_start_token_id
             if start is None:
                 raise OptionError(f"{self.model}: the model config names no decoder_start_token_id")
-            model.to(dev).eval()
-            self._loaded = (model, tok, source, dtype, dev, yes, no, start)
+            self._loaded = (model, tok, lm.source, lm.dtype, lm.device, yes, no, start)
         return self._loaded
 
     def cache_key(self) -> str:
