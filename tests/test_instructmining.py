@@ -294,6 +294,35 @@ def test_paper_rule_refuses_the_offline_stand_in():
         from_method("instructmining", {"top": 3}, input=str(SAMPLE))
 
 
+def test_options_the_rule_does_not_use_are_refused(tmp_path):
+    """A rule on `mtld` alone takes no reward model, reward format, UniEval evaluator or encoder: each is an
+    error naming the option and the rule's indicators, never dropped silently; the paper's rule reads the
+    paper's reward model in its own format (oasst) and asks for the format of any other."""
+    from instructsift.errors import UsageError
+    from instructsift.recipe import from_method
+
+    X = {"mtld": np.linspace(10, 90, 8)}
+    InstructMiningRule().fit(X, np.exp(1.0 - 0.01 * X["mtld"])).save(tmp_path / "mtld.json")
+    rule = str(tmp_path / "mtld.json")
+    for option, value in [("unieval", "MingZhong/unieval-dialog"), ("reward_model", "some/rm"),
+                          ("reward_format", "oasst"), ("encoder", "embedded"), ("embed_text", "whole")]:  # fmt: skip
+        with pytest.raises(UsageError, match=rf"{option}: not used by the rule's indicators \(mtld\)"):
+            from_method("instructmining", {"rule": rule, option: value, "top": 3}, input=str(SAMPLE))
+    from_method("instructmining", {"rule": rule, "top": 3}, input=str(SAMPLE))  # without them it runs
+    with pytest.raises(UsageError, match="reward_format: not used"):  # the stand-in takes no format
+        from_method("instructmining", {"reward_model": "standin:x.json", "reward_format": "pair"}, input=str(SAMPLE),
+                    score_only=True)  # fmt: skip
+
+    def reward_step(**options):
+        recipe = from_method("instructmining", {"rule": "paper", "top": 3, **options}, input=str(SAMPLE))
+        return next(st.options for st in recipe.steps if st.name == "reward")
+
+    assert reward_step(reward_model="OpenAssistant/oasst-rm-2.1-pythia-1.4b-epoch-2.5")["format"] == "oasst"
+    assert reward_step(reward_model="some/rm", reward_format="pair")["format"] == "pair"
+    with pytest.raises(UsageError, match="give --reward-format"):
+        reward_step(reward_model="some/rm")
+
+
 # -- fitting from experiments: subset means, the fit step and the selector in one recipe --------------------
 def test_subset_means_by_hand():
     import pyarrow as pa

@@ -116,4 +116,6 @@ def test_mine_refuses_a_bad_design_naming_file_and_field(design, tmp_path: Path)
     assert r.exit_code == 2 and "position 99 is outside the pool" in r.output
     r = _mine(tmp_path / "nowhere", model, tmp_path / "o", tmp_path / "c")
     assert r.exit_code == 2 and "no such design file" in r.output
+    r = _mine(folder, model, tmp_path / "o", tmp_path / "c", "--reward-model", "standin:x.json")
+    assert r.exit_code == 2 and "reward_model: not used by the indicators (output_tokens, mtld, ppl)" in r.output
     assert not (tmp_path / "o").exists()

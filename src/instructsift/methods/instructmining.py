@@ -27,6 +27,8 @@ LENGTHS = ("input_tokens", "output_tokens", "input_chars", "output_chars")
 STANDIN = "standin:"
 UNIEVAL = ("naturalness", "coherence", "understandability")  # scoring/unieval.py
 SCORE_ALL = ("output_tokens", "input_tokens", "mtld", "ppl", "knn6")  # scored without a rule (score-only)
+PAPER_REWARD_MODEL = "OpenAssistant/oasst-rm-2.1-pythia-1.4b-epoch-2.5"  # the paper's; it reads the oasst format
+EMBED_OPTIONS = ("encoder", "embed_text", "embed_batch_size")
 
 
 class Params(Size, LM, Encoder):
@@ -63,10 +65,36 @@ def indicators_for(p: Params) -> list[str]:
 def steps(p: Params) -> list[dict[str, Any]]:
     if p.rule is None and (p.ratio is not None or p.top is not None):
         raise ValueError("selecting needs --rule: paper, or a rule JSON that `instructsift` fitted")
-    out = scoring_steps(indicators_for(p), p)
+    names = indicators_for(p)
+    unused(names, p, "the rule's indicators" if p.rule is not None else "the indicators")
+    if p.rule == "paper" and "reward" in names and p.reward_model and p.reward_format is None:
+        if p.reward_model != PAPER_REWARD_MODEL:
+            raise ValueError(
+                f"--rule paper with --reward-model {p.reward_model}: give --reward-format (pair, oasst or chat) for "
+                f"this model; the paper's {PAPER_REWARD_MODEL} reads the oasst format"
+            )
+        p = p.model_copy(update={"reward_format": "oasst"})
+    out = scoring_steps(names, p)
     if p.rule is not None:
         out.append(step("select", "instructmining", rule=p.rule, ratio=p.ratio, k=p.top, of="all"))
     return out
+
+
+def unused(names: list[str], p: Params, what: str = "the indicators") -> None:
+    """Refuse an option that none of the indicators `names` needs (an option not taken is an error, never
+    ignored): the reward model and its format, the UniEval evaluator, the encoder options."""
+    needs = {
+        "reward_model": "reward" in names or "reward_standin" in names,
+        "reward_format": "reward" in names,
+        "unieval": any(n in UNIEVAL for n in names),
+        **{k: any(re.match(r"^knn\d+$", n) for n in names) for k in EMBED_OPTIONS},
+    }
+    extra = [k for k, needed in needs.items() if not needed and k in p.model_fields_set]
+    if extra:
+        raise ValueError(
+            f"{', '.join(extra)}: not used by {what} ({', '.join(names)}); leave "
+            f"{'it' if len(extra) == 1 else 'them'} out"
+        )
 
 
 def scoring_steps(names: list[str], p: Params) -> list[dict[str, Any]]:

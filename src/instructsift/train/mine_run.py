@@ -107,7 +107,7 @@ def mine_design(
     content (the rule, the search, best k, and how many fine-tunings ran now)."""
     from ..api import read
     from ..atomic import write_text
-    from ..methods.instructmining import Params, indicators_for
+    from ..methods.instructmining import Params, indicators_for, unused
     from ..models import use_cache_root
     from .mining import mine
     from .runner import ExperimentRunner
@@ -118,6 +118,10 @@ def mine_design(
     spec = read_design(path)
     params = Params.model_validate(options or {})
     names = list(indicators) if indicators else indicators_for(params)
+    try:
+        unused(names, params)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
     config = config or FinetuneConfig()
     with use_cache_root(cache_dir):
         pool = read(path.parent / spec["pool"])
