@@ -257,6 +257,33 @@ def test_paper_rule():
     assert "only with the paper's indicators" in rule.note_
 
 
+def _paper_table(n: int = 8, seed: int = 0):
+    """A score table with the paper rule's inputs: reward, output_tokens and an embedding per row."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(n, 5)).astype(np.float32)
+    return pa.table({
+        "row": list(range(n)), "id": [str(i) for i in range(n)],
+        "reward": rng.normal(0, 2, n).tolist(), "output_tokens": rng.integers(5, 900, n).tolist(),
+        "embedding": pa.array(emb.tolist(), pa.list_(pa.float32(), 5)),
+    }), emb  # fmt: skip
+
+
+def test_paper_rule_shows_its_caveat_when_it_runs():
+    """`--rule paper` states when it holds, and that the paper's Knn6 may be another quantity than ours,
+    in its description and as a warning on the run's stderr; a fitted rule does not."""
+    from instructsift.selection import Selection
+    from instructsift.selection.instructmining import InstructMiningSelect
+
+    table, _ = _paper_table()
+    select = InstructMiningSelect(rule="paper", k=3)
+    assert "only with the paper's indicators" in select.describe()
+    assert "Knn6 may be defined differently" in select.describe() and "L2-normalised" in select.describe()
+    with pytest.warns(UserWarning, match="--rule paper: .*Knn6 may be defined differently from ours"):
+        select.apply(table, Selection.all(table.num_rows))
+
+
 # -- the selector and the method ---------------------------------------------------------------------------
 def test_method_selects_by_the_rule_end_to_end(tiny_reward_model, tmp_path):
     """`select --method instructmining --rule R --top 5` through the CLI: the kept rows are the 5 lowest

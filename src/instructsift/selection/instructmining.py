@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,10 @@ PAPER_NOTE = (
     "Cao et al. (arXiv:2307.06290), LLaMA-2-7B: log L = 1.0694 - 0.1498 Rew + 8.257e-5 Len - 0.9350 Knn6. "
     "It holds only with the paper's indicators: Rew from OpenAssistant's oasst-rm-2.1-pythia-1.4b reward "
     "model, Knn6 in SentenceBERT embedding space, Len in the paper's tokens; here Rew is the `reward` column, "
-    "Len `output_tokens` (the paper names it only 'Len') and Knn6 the mean distance to 6 neighbours."
+    "Len `output_tokens` (the paper names it only 'Len') and Knn6 the mean distance to 6 neighbours. "
+    "The paper's Knn6 may be defined differently from ours (ours: the mean Euclidean distance to the 6 nearest "
+    "neighbours of L2-normalised all-MiniLM-L6-v2 embeddings, among the rows ranked), so the scale the rule "
+    "expects for Knn6, and so its ranking, may differ: a shape, not a calibrated rule."
 )
 _KNN = re.compile(r"^knn(\d+)$")
 
@@ -322,7 +326,8 @@ class InstructMiningSelect:
     def describe(self) -> str:
         size = "" if self.ratio is None and self.k is None else f", keep {self.k or f'{self.ratio:g} of {self.of}'}"
         what = self._rule.summary() if self._rule is not None else self.rule
-        return f"InstructMining rule {what} (lowest first){size}"
+        note = f". {PAPER_NOTE}" if self.rule == "paper" else ""
+        return f"InstructMining rule {what} (lowest first){size}{note}"
 
     def predictions(self, table: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(indicator matrix, predicted log loss) for `rows`; NaN where an indicator is missing."""
@@ -344,6 +349,8 @@ class InstructMiningSelect:
         return {k: pa.array(v, pa.float64()) for k, v in out.items()}
 
     def apply(self, table: Any, selection: Selection) -> None:
+        if self.rule == "paper":  # shown on the run's stderr: the published rule holds only with its models
+            warnings.warn(f"--rule paper: {PAPER_NOTE}", UserWarning, stacklevel=2)
         rows = selection.kept
         M, pred = self.predictions(table, rows)
         missing = np.isnan(pred)
