@@ -135,6 +135,48 @@ def test_reward_against_one_plain_forward_pass(alpaca_rows, tiny_reward_model, t
         assert row["reward_reason"] is None and row["reward_truncated"] is False
 
 
+def test_openassistant_reward_layout_loads_and_scores_the_last_token(alpaca_rows, tmp_path):
+    """OpenAssistant's Pythia reward models (the paper's) are saved as `gpt_neox_reward_model` /
+    `GPTNeoXRewardModel`, a class transformers does not have. A tiny random model written in that layout by
+    hand (config.json and safetensors, as the Open-Assistant trainer saves them) loads through the adapter,
+    and its reward equals the out_proj of the last token's hidden state of the GPT-NeoX body, computed here
+    on the oasst prompt format."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXModel
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    from instructsift.models import resolve
+    from instructsift.scoring.reward import OASST, Reward
+
+    assert "gpt_neox_reward_model" not in CONFIG_MAPPING_NAMES  # not a transformers model type
+    tok = AutoTokenizer.from_pretrained(resolve("embedded").path)
+    shape = dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                 num_attention_heads=2, max_position_embeddings=2048)  # fmt: skip
+    torch.manual_seed(0)
+    body, head = GPTNeoXModel(GPTNeoXConfig(**shape)).eval(), torch.nn.Linear(16, 1)
+    folder = tmp_path / "oasst-rm"
+    folder.mkdir()
+    weights = {f"gpt_neox.{k}": v.contiguous() for k, v in body.state_dict().items()}
+    weights |= {f"out_proj.{k}": v.contiguous() for k, v in head.state_dict().items()}
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    config = {**shape, "model_type": "gpt_neox_reward_model", "architectures": ["GPTNeoXRewardModel"],
+              "pooling": "last", "id2label": {"0": "LABEL_0", "1": "LABEL_1"}}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    tok.save_pretrained(folder)
+
+    dataset, records = alpaca_rows
+    scorer = Reward(str(folder), format="oasst", dtype="float32", batch_size=4)
+    table = score(dataset, [scorer], cache_dir=tmp_path, progress=False).to_pylist()
+    for rec, row in zip(records, table, strict=True):
+        prompt = rec["instruction"] + (f"\n\n{rec['input']}" if rec["input"] else "")
+        ids = torch.tensor([tok(OASST.format(prompt=prompt, response=rec["output"])).input_ids])
+        with torch.no_grad():
+            want = head(body(ids).last_hidden_state[0, -1]).item()
+        assert row["reward"] == pytest.approx(want, abs=1e-5) and row["reward_reason"] is None
+    assert len({row["reward"] for row in table}) == len(table)
+
+
 def test_reward_model_needs_one_label(tmp_path):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 

@@ -8,6 +8,15 @@ id or folder. How the pair is shown to the model (`format`):
   `chat`   the tokenizer's chat template over the messages.
 The prompt is every turn before the last answer, one paragraph each; the response is the last answer.
 
+OpenAssistant's Pythia reward models, the paper's among them, are NOT transformers classes: their config
+says `model_type: gpt_neox_reward_model`, `architectures: [GPTNeoXRewardModel]`, a class defined in the
+Open-Assistant repository (model_training/models/reward_model.py), not in transformers nor in the hub repo,
+so AutoModelForSequenceClassification cannot load them, even with trust_remote_code. `register_oasst_reward`
+(called before every load) teaches the Auto classes that layout: a GPTNeoXModel (`gpt_neox.*`) and a linear
+head to one output (`out_proj`) on the last token (`pooling: last`, the default) or the mean over the tokens
+(`pooling: mean`). It is tested on a tiny random model saved in that layout, not on the real checkpoint (the
+hub is not reachable here).
+
 Sequences are grouped by exact length, so no batch holds padding and the classifier always pools the
 last real token, whatever the model's pad token is (some reward models use their end-of-text token as
 pad, which padded batches would pool wrongly). A sequence longer than `max_length` keeps its start and
@@ -16,6 +25,7 @@ is marked `reward_truncated`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import defaultdict
@@ -37,6 +47,48 @@ def prompt_and_response(example: Example) -> tuple[str, str]:
     last = turns[-1] if turns else len(example.messages)
     prompt = "\n\n".join(m.text for m in example.messages[:last])
     return prompt, example.messages[last].content if turns else ""
+
+
+OASST_REWARD_TYPE = "gpt_neox_reward_model"
+
+
+@functools.cache
+def register_oasst_reward() -> None:
+    """Register OpenAssistant's GPT-NeoX reward model layout (`model_type: gpt_neox_reward_model`) with
+    AutoConfig and AutoModelForSequenceClassification (once per process)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, GPTNeoXConfig, GPTNeoXModel
+    from transformers.modeling_outputs import SequenceClassifierOutput
+    from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXPreTrainedModel
+
+    class GPTNeoXRewardConfig(GPTNeoXConfig):
+        model_type = OASST_REWARD_TYPE
+
+        def __init__(self, pooling: str = "last", **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.pooling = pooling or "last"
+            self.num_labels = 1  # one linear output, whatever label names the saved config carries
+
+    class GPTNeoXRewardModel(GPTNeoXPreTrainedModel):
+        config_class = GPTNeoXRewardConfig
+
+        def __init__(self, config: GPTNeoXRewardConfig) -> None:
+            super().__init__(config)
+            self.gpt_neox = GPTNeoXModel(config)
+            self.out_proj = torch.nn.Linear(config.hidden_size, 1)
+            self.post_init()
+
+        def forward(self, input_ids: Any, attention_mask: Any = None, **_: Any) -> SequenceClassifierOutput:
+            hidden = self.gpt_neox(input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+            if self.config.pooling == "mean":
+                pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+            else:  # the last token that is not padding
+                pooled = hidden[torch.arange(len(hidden), device=hidden.device), mask.sum(1) - 1]
+            return SequenceClassifierOutput(logits=self.out_proj(pooled))
+
+    AutoConfig.register(OASST_REWARD_TYPE, GPTNeoXRewardConfig, exist_ok=True)
+    AutoModelForSequenceClassification.register(GPTNeoXRewardConfig, GPTNeoXRewardModel, exist_ok=True)
 
 
 @register("score", "reward")
@@ -73,6 +125,7 @@ class Reward:
         if self._loaded is None:
             from ..models import load_pretrained
 
+            register_oasst_reward()
             lm = load_pretrained(self.model, "AutoModelForSequenceClassification", dtype=self.dtype,
                                  device=self.device, trust_remote_code=self.trust_remote_code)  # fmt: skip
             model = lm.model
@@ -153,4 +206,4 @@ class Reward:
         return [(ex.content_hash, rows[i]) for i, ex in enumerate(part)]
 
 
-__all__ = ["FORMATS", "Reward", "prompt_and_response"]
+__all__ = ["FORMATS", "OASST_REWARD_TYPE", "Reward", "prompt_and_response", "register_oasst_reward"]
