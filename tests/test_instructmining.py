@@ -326,6 +326,36 @@ def test_paper_rule_shows_its_caveat_when_it_runs():
         select.apply(table, Selection.all(table.num_rows))
 
 
+def test_infinite_indicators_are_not_scores(tmp_path):
+    """+-inf in an indicator is no score: the selector drops the row with the indicator and its value as the
+    reason and writes a null prediction; `mine`'s ranking leaves it out and logs why."""
+    import pyarrow as pa
+
+    from instructsift.selection import Selection
+    from instructsift.selection.instructmining import InstructMiningSelect
+    from instructsift.train.mining import ranking
+
+    rule = InstructMiningRule.from_dict({"indicators": ["reward", "mtld"], "intercept": 1.0,
+                                         "coef": {"reward": -0.1, "mtld": -0.01}})  # fmt: skip
+    reward = [0.5, float("inf"), 1.0, None, 0.2, 2.0]
+    mtld = [40.0, 50.0, float("-inf"), 30.0, 60.0, 10.0]
+    table = pa.table({"row": range(6), "id": [str(i) for i in range(6)], "reward": reward, "mtld": mtld})
+    rule.save(tmp_path / "rule.json")
+    select, selection = InstructMiningSelect(rule=str(tmp_path / "rule.json"), k=2), Selection.all(6)
+    pred = select.columns(table, selection)["instructmining"].to_pylist()
+    assert [p is None for p in pred] == [False, True, True, True, False, False]
+    select.apply(table, selection)
+    reasons = selection.reasons
+    assert "reward is inf" in reasons[1] and "mtld is -inf" in reasons[2] and "no reward" in reasons[3]
+    # by hand: row 0: 1 - 0.05 - 0.4 = 0.55, row 4: 1 - 0.02 - 0.6 = 0.38, row 5: 1 - 0.2 - 0.1 = 0.7
+    assert [pred[i] for i in (0, 4, 5)] == pytest.approx([0.55, 0.38, 0.7])
+    assert sorted(selection.kept.tolist()) == [0, 4]
+    logged: list[str] = []
+    assert ranking(table, rule, logged.append) == [4, 0, 5]
+    assert logged == ["3 rows not ranked (no finite prediction): row 1: reward is inf; row 2: mtld is -inf; "
+                      "row 3: no reward"]  # fmt: skip
+
+
 # -- the selector and the method ---------------------------------------------------------------------------
 def test_method_selects_by_the_rule_end_to_end(tiny_reward_model, tmp_path):
     """`select --method instructmining --rule R --top 5` through the CLI: the kept rows are the 5 lowest

@@ -353,11 +353,8 @@ class InstructMiningSelect:
             warnings.warn(f"--rule paper: {PAPER_NOTE}", UserWarning, stacklevel=2)
         rows = selection.kept
         M, pred = self.predictions(table, rows)
-        missing = np.isnan(pred)
-        why = []
-        for i in np.flatnonzero(missing):
-            names = [n for j, n in enumerate(self._rule.indicators_) if np.isnan(M[i, j])]
-            why.append(f"no {', '.join(names)}" if names else "the prediction is not finite")
+        missing = ~np.isfinite(pred)  # NaN (an indicator missing) or +-inf: never a score
+        why = [unscored_reason(self._rule.indicators_, M[i], pred[i]) for i in np.flatnonzero(missing)]
         selection.drop(rows[missing], "not scored", why)
         rows, pred = rows[~missing], pred[~missing]
         if self.ratio is None and self.k is None:
@@ -376,10 +373,23 @@ class InstructMiningSelect:
         )
 
 
+def unscored_reason(names: Sequence[str], values: np.ndarray, pred: float) -> str:
+    """Why a row has no finite prediction: the indicators it lacks, those that are infinite."""
+    parts = []
+    lacking = [n for n, v in zip(names, values, strict=True) if np.isnan(v)]
+    if lacking:
+        parts.append(f"no {', '.join(lacking)}")
+    infinite = [f"{n} is {v}" for n, v in zip(names, values, strict=True) if np.isinf(v)]
+    if infinite:
+        parts.append(", ".join(infinite))
+    return "; ".join(parts) or f"the predicted log loss is {pred}"
+
+
 def _full(n: int, rows: np.ndarray, values: np.ndarray) -> list[float | None]:
+    """A column of `n` values: `values` at `rows`, null elsewhere and wherever a value is not finite."""
     out: list[float | None] = [None] * n
     for i, v in zip(rows.tolist(), values.tolist(), strict=True):
-        out[i] = None if v != v else v
+        out[i] = v if math.isfinite(v) else None
     return out
 
 
@@ -391,4 +401,5 @@ __all__ = [
     "knn_distance",
     "load_rule",
     "paper_rule",
+    "unscored_reason",
 ]

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..data.errors import OptionError
 from ..registry import StrictModel, register
-from ..selection.instructmining import InstructMiningRule, indicator_values
+from ..selection.instructmining import InstructMiningRule, indicator_values, unscored_reason
 
 DEFAULT_INDICATORS = ("reward", "output_tokens", "input_tokens", "mtld", "ppl", "knn6")
 
@@ -67,6 +67,20 @@ def fit_rule(
     rule = InstructMiningRule(names).fit(means, losses)
     rule.note_ = f"fitted on {len(subsets)} subsets; indicators: {', '.join(names)}"
     return rule
+
+
+def ranking(table: Any, rule: InstructMiningRule, log: Callable[[str], None] | None = None,
+            embedding: str = "embedding") -> list[int]:  # fmt: skip
+    """Table positions by the rule's predicted log loss, best (lowest) first. A row whose prediction is not
+    finite (an indicator missing, or +-inf) is left out, and each one is logged with its reason."""
+    M = indicator_values(table, rule.indicators_, np.arange(table.num_rows), embedding)
+    pred = rule.predict(M)
+    bad = np.flatnonzero(~np.isfinite(pred)).tolist()
+    if bad:
+        shown = "; ".join(f"row {i}: {unscored_reason(rule.indicators_, M[i], pred[i])}" for i in bad[:10])
+        (log or print)(f"{len(bad)} rows not ranked (no finite prediction): {shown}{'; ...' if len(bad) > 10 else ''}")
+    ok = np.flatnonzero(np.isfinite(pred))
+    return ok[np.lexsort((ok, pred[ok]))].tolist()
 
 
 def run_experiments(subsets: Sequence[Sequence[int]], loss_of: Callable[[Sequence[int]], float],
@@ -183,9 +197,7 @@ def mine(
     rule = fit_rule(table, subsets, losses, indicators)
     rule.save(target / "rule.json")
     log(f"rule: {rule.summary()}; R² {rule.rsquared_:.3f}, leave-one-out R² {rule.loo_rsquared_:.3f}")
-    pred = rule.predict(indicator_values(table, rule.indicators_, np.arange(table.num_rows)))
-    ok = np.flatnonzero(~np.isnan(pred))
-    order = ok[np.lexsort((ok, pred[ok]))].tolist()  # best (lowest predicted log loss) first
+    order = ranking(table, rule, log)
     high = min(high or len(order), len(order))
     result = search_size(loss_of, order, low=low, high=high, budget=budget, journal=target / "search.jsonl", log=log)
     curve = sweep(loss_of, order, even_ks(low, high, sweep_points), journal=target / "search.jsonl", log=log)
@@ -198,5 +210,5 @@ def mine(
     return summary
 
 
-__all__ = ["DEFAULT_INDICATORS", "fit_instructmining", "fit_rule", "mine", "read_experiments", "run_experiments",
-           "subset_means"]  # fmt: skip
+__all__ = ["DEFAULT_INDICATORS", "fit_instructmining", "fit_rule", "mine", "ranking", "read_experiments",
+           "run_experiments", "subset_means"]  # fmt: skip
