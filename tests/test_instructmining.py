@@ -439,6 +439,20 @@ def test_subset_means_by_hand():
     knn = knn_distance(emb, 2)
     np.testing.assert_allclose(got[0], [(np.exp(0.5) + np.exp(1.0)) / 2, 20.0, knn[[0, 1, 2]].mean()])
     np.testing.assert_allclose(got[1], [(np.exp(2.0) + np.exp(0.6)) / 2, 65.0, knn[[3, 8]].mean()])
+    # the row without loss_cond (and one with an infinite mtld) is counted and logged, not dropped silently
+    from instructsift.train.mining import fit_rule, subset_means_and_missing
+
+    table = table.set_column(3, "mtld", pa.array([10.0, 20, 30, 40, 50, 60, 70, float("inf"), 90]))
+    logged: list[str] = []
+    got, missing = subset_means_and_missing(table, [[0, 1, 2], [3, 8], [2, 7, 6]], ["ppl", "mtld"], log=logged.append)
+    assert missing == {"0": {"ppl": 1}, "2": {"ppl": 1, "mtld": 1}}
+    assert got[2].tolist() == pytest.approx([(np.exp(0.4) + np.exp(0.3)) / 2, (30 + 70) / 2])
+    assert logged == ["subset 0: rows without a value, left out of its mean (3 rows): ppl 1",
+                      "subset 2: rows without a value, left out of its mean (3 rows): ppl 1, mtld 1"]  # fmt: skip
+    subsets = [[i, (i + 1) % 9, (i + 3) % 9] for i in range(9)]
+    rule = fit_rule(table, subsets, np.exp(np.arange(9) * 0.1), ["ppl", "knn2"], log=lambda _m: None)
+    assert rule.missing_ == {"1": {"ppl": 1}, "2": {"ppl": 1}, "8": {"ppl": 1}}
+    assert InstructMiningRule.from_dict(rule.to_dict()).missing_ == rule.missing_
 
 
 def test_fit_step_and_selector_in_one_recipe(tmp_path):

@@ -104,7 +104,8 @@ class InstructMiningRule:
     Fitted attributes: `indicators_` (kept, in order), `intercept_`, `coef_` (name -> coefficient),
     `bse_`, `pvalues_` (both name -> value, with "const"), `rsquared_`, `rsquared_adj_`, `loo_rsquared_`
     (1 - PRESS / total sum of squares: leave-one-out predictions from the hat matrix), `n_subsets_`,
-    `dropped_` (name -> reason), `note_`.
+    `dropped_` (name -> reason), `note_`; `missing_` (subset -> indicator -> rows left out of its mean for
+    lacking a value) when `train.mining.fit_rule` fitted it.
     """
 
     def __init__(self, indicators: Sequence[str] | None = None, *, log_loss: bool = True, tol: float = 1e-9):
@@ -219,6 +220,7 @@ class InstructMiningRule:
                 "loo_rsquared": getattr(self, "loo_rsquared_", None),
                 "n_subsets": getattr(self, "n_subsets_", None),
                 "dropped": getattr(self, "dropped_", {}),
+                "missing": getattr(self, "missing_", {}),
                 "note": getattr(self, "note_", ""),
             }
         )
@@ -250,6 +252,7 @@ class InstructMiningRule:
             setattr(rule, attr + "_", num(data.get(attr)))
         rule.n_subsets_ = data.get("n_subsets")
         rule.dropped_ = dict(data.get("dropped") or {})
+        rule.missing_ = {str(k): dict(v) for k, v in (data.get("missing") or {}).items()}
         rule.note_ = str(data.get("note") or "")
         return rule
 

@@ -202,6 +202,14 @@ def report_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"{name:16} {coef:12.4g} {_g(se):>10} {_g(p):>8}")
     for name, why in (rule.get("dropped") or {}).items():
         lines.append(f"{name:16} dropped: {why}")
+    missing = rule.get("missing") or {}
+    if missing:
+        totals: dict[str, int] = {}
+        for counts in missing.values():
+            for name, n in counts.items():
+                totals[name] = totals.get(name, 0) + n
+        lines.append(f"rows without a value, left out of their subset's mean ({len(missing)} subsets): "
+                     + ", ".join(f"{name} {n}" for name, n in totals.items()))  # fmt: skip
     lines.append(
         f"R² {_g(rule.get('rsquared'))}, leave-one-out R² {_g(rule.get('loo_rsquared'))} on {rule.get('n_subsets')} "
         f"subsets; best k {summary['best_k']} of {summary['pool']} ranked rows (eval loss {summary['best_loss']:.4f}); "

@@ -31,22 +31,47 @@ DEFAULT_INDICATORS = ("reward", "output_tokens", "input_tokens", "mtld", "ppl", 
 
 
 def subset_means(
-    table: Any, subsets: Sequence[Sequence[int]], indicators: Sequence[str], embedding: str = "embedding"
+    table: Any,
+    subsets: Sequence[Sequence[int]],
+    indicators: Sequence[str],
+    embedding: str = "embedding",
+    log: Callable[[str], None] | None = None,
 ) -> np.ndarray:
-    """(len(subsets), len(indicators)) mean indicator values of each subset of table rows."""
+    """(len(subsets), len(indicators)) mean indicator values of each subset of table rows; rows without a
+    finite value are left out of that mean, and each subset that has some is logged with their count."""
+    return subset_means_and_missing(table, subsets, indicators, embedding, log)[0]
+
+
+def subset_means_and_missing(
+    table: Any,
+    subsets: Sequence[Sequence[int]],
+    indicators: Sequence[str],
+    embedding: str = "embedding",
+    log: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, dict[str, dict[str, int]]]:
+    """The subset means and, per subset (by index) with any, how many of its rows lack each indicator (no
+    value, or not finite) and so are left out of that indicator's mean."""
     rows = np.arange(table.num_rows)
     M = indicator_values(table, indicators, rows, embedding)
     out = np.empty((len(subsets), len(indicators)))
+    missing: dict[str, dict[str, int]] = {}
     for s, members in enumerate(subsets):
         idx = np.asarray(members, dtype=np.int64)
         if len(idx) == 0 or idx.min() < 0 or idx.max() >= table.num_rows:
             raise OptionError(f"subset {s}: rows must be positions 0..{table.num_rows - 1} (and not empty)")
         part = M[idx]
-        empty = [indicators[j] for j in np.flatnonzero(np.isnan(part).all(axis=0))]
+        ok = np.isfinite(part)
+        empty = [indicators[j] for j in np.flatnonzero(~ok.any(axis=0))]
         if empty:
-            raise OptionError(f"subset {s}: no row has a value of {', '.join(empty)}")
-        out[s] = np.nanmean(part, axis=0)
-    return out
+            raise OptionError(f"subset {s}: no row has a finite value of {', '.join(empty)}")
+        out[s] = np.where(ok, part, 0.0).sum(axis=0) / ok.sum(axis=0)
+        lacking = {indicators[j]: int(n) for j, n in enumerate((~ok).sum(axis=0)) if n}
+        if lacking:
+            missing[str(s)] = lacking
+            if log:
+                counts = ", ".join(f"{name} {n}" for name, n in lacking.items())
+                log(f"subset {s}: rows without a value, left out of its mean ({len(idx)} rows): {counts}")
+    return out, missing
 
 
 def fit_rule(
@@ -55,17 +80,20 @@ def fit_rule(
     losses: Sequence[float],
     indicators: Sequence[str] = DEFAULT_INDICATORS,
     embedding: str = "embedding",
+    log: Callable[[str], None] | None = None,
 ) -> InstructMiningRule:
-    """Fit the rule on the subsets' mean indicators (columns of `table`) and their eval losses."""
+    """Fit the rule on the subsets' mean indicators (columns of `table`) and their eval losses; the rows each
+    subset lacks per indicator are logged and kept in the rule's `missing_`."""
     names = [n for n in indicators if n in table.column_names or n == "ppl" or n.startswith("knn")]
     missing = [n for n in indicators if n not in names]
     if missing:
         raise OptionError(
             f"the score table has no indicator {', '.join(missing)} (columns: {', '.join(table.column_names)})"
         )
-    means = subset_means(table, subsets, names, embedding)
+    means, missing = subset_means_and_missing(table, subsets, names, embedding, log)
     rule = InstructMiningRule(names).fit(means, losses)
     rule.note_ = f"fitted on {len(subsets)} subsets; indicators: {', '.join(names)}"
+    rule.missing_ = missing
     return rule
 
 
@@ -149,7 +177,7 @@ def fit_instructmining(
     if out.exists():
         log(f"rule: cached ({out})")
         return str(out)
-    rule = fit_rule(table, subsets, losses, params.indicators, params.embedding)
+    rule = fit_rule(table, subsets, losses, params.indicators, params.embedding, log)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, json.dumps(rule.to_dict(), indent=2) + "\n")
     log(f"rule: {rule.summary()}; R² {rule.rsquared_:.3f}, leave-one-out R² {rule.loo_rsquared_:.3f} ({out})")
@@ -194,7 +222,7 @@ def mine(
     losses = run_experiments(subsets, loss_of, log)
     write_text(target / "experiments.json", json.dumps(
         {"subsets": [{"rows": r, "loss": v} for r, v in zip(subsets, losses, strict=True)]}))  # fmt: skip
-    rule = fit_rule(table, subsets, losses, indicators)
+    rule = fit_rule(table, subsets, losses, indicators, log=log)
     rule.save(target / "rule.json")
     log(f"rule: {rule.summary()}; R² {rule.rsquared_:.3f}, leave-one-out R² {rule.loo_rsquared_:.3f}")
     order = ranking(table, rule, log)
@@ -211,4 +239,4 @@ def mine(
 
 
 __all__ = ["DEFAULT_INDICATORS", "fit_instructmining", "fit_rule", "mine", "ranking", "read_experiments",
-           "run_experiments", "subset_means"]  # fmt: skip
+           "run_experiments", "subset_means", "subset_means_and_missing"]  # fmt: skip
