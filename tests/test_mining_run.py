@@ -116,6 +116,16 @@ def test_mine_refuses_a_bad_design_naming_file_and_field(design, tmp_path: Path)
     assert r.exit_code == 2 and "position 99 is outside the pool" in r.output
     r = _mine(tmp_path / "nowhere", model, tmp_path / "o", tmp_path / "c")
     assert r.exit_code == 2 and "no such design file" in r.output
+    # a held-out instruction in the pool (another case and spacing, another answer) is refused, naming the rows
+    held = json.loads((folder / "eval.json").read_text())
+    pool = json.loads((folder / "pool.json").read_text())
+    pool[5] = {**pool[5], "instruction": "  " + held[1]["instruction"].upper().replace(" ", "\n "), "input": ""}
+    spec = json.loads((folder / "design.json").read_text())
+    (bad / "pool.json").write_text(json.dumps(pool))
+    (bad / "design.json").write_text(json.dumps(spec))
+    r = _mine(bad, model, tmp_path / "o", tmp_path / "c")
+    assert r.exit_code == 2 and "pool.json: 1 pool rows have the instruction of a held-out row" in r.output
+    assert "pool row 5 = eval row 1" in r.output
     r = _mine(folder, model, tmp_path / "o", tmp_path / "c", "--reward-model", "standin:x.json")
     assert r.exit_code == 2 and "reward_model: not used by the indicators (output_tokens, mtld, ppl)" in r.output
     assert not (tmp_path / "o").exists()

@@ -64,6 +64,23 @@ def read_design(path: Path) -> dict[str, Any]:
     return spec
 
 
+def check_held_out(pool: Any, held: Any) -> None:
+    """Refuse a design whose held-out instructions (normalised: case and white space) are in the pool: a
+    loss measured on instructions the model was tuned on is not held out."""
+    from .design import normalise
+
+    held_at: dict[str, int] = {}
+    for ex in held.examples:
+        held_at.setdefault(normalise(ex.instruction), ex.row)
+    pairs = [(ex.row, held_at[key]) for ex in pool.examples if (key := normalise(ex.instruction)) in held_at]
+    if pairs:
+        shown = ", ".join(f"pool row {p} = eval row {e}" for p, e in pairs[:10]) + (", ..." if len(pairs) > 10 else "")
+        raise OptionError(
+            f"{pool.path}: {len(pairs)} pool rows have the instruction of a held-out row of {held.path} (rows count "
+            f"from 0; case and white space ignored): {shown}; remove them from the pool (`instructsift design` does)"
+        )
+
+
 def check_output(out: Path, stamp: dict[str, Any]) -> None:
     """`out` is new, empty, or a folder of an earlier `mine` run with the same settings."""
     if out.exists() and not out.is_dir():
@@ -135,9 +152,7 @@ def mine_design(
         bad = [r for r in s["rows"] if not 0 <= r < n]
         if bad:
             raise OptionError(f"{path}: subsets[{i}].rows: position {bad[0]} is outside the pool (0..{n - 1})")
-    leaked = {ex.content_hash for ex in pool.examples} & {ex.content_hash for ex in held.examples}
-    if leaked:
-        log(f"warning: {len(leaked)} held-out examples are also in the pool: their loss is not held out")
+    check_held_out(pool, held)
     runner = ExperimentRunner(pool, held, base, config, eval_batch_tokens=eval_batch_tokens, eval_dtype=eval_dtype,
                               cache_dir=cache_dir, progress=progress, log=log)  # fmt: skip
     high = min(high or n, n)
@@ -222,4 +237,4 @@ def _g(x: Any) -> str:
     return "-" if x is None else f"{x:.3g}"
 
 
-__all__ = ["design_file", "mine_design", "read_design", "report_lines"]
+__all__ = ["check_held_out", "design_file", "mine_design", "read_design", "report_lines"]
