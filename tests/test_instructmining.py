@@ -615,11 +615,15 @@ def test_mine_runs_the_whole_chain_and_resumes(tmp_path):
         tok, lex = np.mean([t[r]["output_tokens"] for r in rows]), np.mean([t[r]["mtld"] for r in rows])
         return float(np.exp(0.9 + 0.002 * tok - 0.01 * lex + 0.3 * (np.log(len(rows)) - np.log(12)) ** 2))
 
-    kw = dict(indicators=["output_tokens", "mtld"], low=2, high=32, budget=8, sweep_points=5,
+    kw = dict(indicators=["output_tokens", "mtld", "knn6"], low=2, high=32, budget=8, sweep_points=5,
               cache_dir=tmp_path / "c", log=lambda _m: None)  # fmt: skip
     summary = mine(folder / "design.json", loss_of, out, **kw)
     assert summary["rule"]["coef"]["output_tokens"] == pytest.approx(0.002, abs=1e-9)
     assert summary["rule"]["coef"]["mtld"] == pytest.approx(-0.01, abs=1e-9)
+    assert summary["rule"]["coef"]["knn6"] == pytest.approx(0.0, abs=1e-7)  # the losses do not depend on it
+    scored = pq.read_table(out / "pool.scores.parquet")  # knn6 is a named column: the brute force over the pool
+    emb = np.asarray(scored.column("embedding").to_pylist())
+    np.testing.assert_allclose(scored.column("knn6").to_pylist(), knn_distance(emb, 6), rtol=1e-9)
     evaluated = {len(r): loss_of(r) for r in calls[12:]}
     assert summary["best_k"] == min(evaluated, key=lambda k: (evaluated[k], k))
     assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG" and (out / "rule.json").exists()

@@ -88,6 +88,19 @@ def test_mine_writes_the_rule_and_curve_and_a_rerun_trains_nothing(design, tmp_p
     losses = [s["loss"] for s in json.loads((out / "experiments.json").read_text())["subsets"]]
     assert len(losses) == 6 and all(x > 0 for x in losses)
     assert f"best k {summary['best_k']}" in r.output and "leave-one-out R²" in r.output
+    # ppl is a named column of the pool's scores: exp(loss_cond) of the IFD step, on every real row
+    import math
+
+    import pyarrow.parquet as pq
+
+    scored = pq.read_table(out / "pool.scores.parquet").to_pylist()
+    with_loss = [row for row in scored if row["loss_cond"] is not None]
+    assert len(scored) == 30 and len(with_loss) >= 20
+    for row in scored:
+        if row["loss_cond"] is None:  # no loss (its reason is in `reason`): no ppl either
+            assert row["ppl"] is None and row["reason"]
+        else:
+            assert row["ppl"] == pytest.approx(math.exp(row["loss_cond"]), rel=1e-12)
 
     again = _mine(folder, model, out, cache)
     assert again.exit_code == 0, again.output

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,21 @@ def ranking(table: Any, rule: InstructMiningRule, log: Callable[[str], None] | N
     return ok[np.lexsort((ok, pred[ok]))].tolist()
 
 
+def with_derived(table: Any, indicators: Sequence[str], embedding: str = "embedding") -> Any:
+    """`table` with the derived indicators among `indicators` added as named columns (float64, null where a
+    row has no finite value): `ppl` = exp(loss_cond) and `knnK` over all the table's rows with an embedding."""
+    import pyarrow as pa
+
+    derived = [n for n in indicators if (n == "ppl" or re.match(r"^knn\d+$", n)) and n not in table.column_names]
+    if not derived:
+        return table
+    M = indicator_values(table, derived, np.arange(table.num_rows), embedding)
+    for j, name in enumerate(derived):
+        values = [float(v) if np.isfinite(v) else None for v in M[:, j]]
+        table = table.append_column(name, pa.array(values, pa.float64()))
+    return table
+
+
 def run_experiments(subsets: Sequence[Sequence[int]], loss_of: Callable[[Sequence[int]], float],
                     log: Callable[[str], None] | None = None) -> list[float]:  # fmt: skip
     """Each subset's eval loss through `loss_of` (a runner caches its fine-tunings, so this resumes)."""
@@ -201,10 +217,12 @@ def mine(
     """The whole InstructMining run on a design (`train/design.py`): score the pool's indicators, evaluate
     every subset with `loss_of(pool positions)`, fit the rule, rank the pool by it, search the subset size
     with BlendSearch and sweep it evenly. Writes to `out`: pool.scores.parquet, experiments.json, rule.json,
-    search.jsonl (the trials), curve.png and summary.json (returned). Everything is cached or journaled,
+    search.jsonl (the trials), curve.png and summary.json (returned); pool.scores.parquet has `ppl` and `knnK` as
+    named columns when they are indicators. Everything is cached or journaled,
     so a rerun resumes; `options` are the instructmining method's options (reward_model, model, encoder)."""
     from .. import pipeline
     from .. import recipe as recipes
+    from ..api import write_scores
     from ..atomic import write_text
     from ..methods.instructmining import Params, scoring_steps
     from .search import as_dict, even_ks, plot_curve, search_size, sweep
@@ -218,7 +236,8 @@ def mine(
     scoring = scoring_steps(list(indicators), Params.model_validate(options or {}))
     recipe = recipes.from_dict({"input": str(pool), "scores": str(target / "pool.scores.parquet"),
                                 "cache_dir": str(cache_dir) if cache_dir else None, "steps": scoring})  # fmt: skip
-    table = pipeline.run(recipe, progress=False, log=log, overwrite=True).table
+    table = with_derived(pipeline.run(recipe, progress=False, log=log, overwrite=True).table, indicators)
+    write_scores(table, target / "pool.scores.parquet")  # again, with ppl and knnK as named columns
     losses = run_experiments(subsets, loss_of, log)
     write_text(target / "experiments.json", json.dumps(
         {"subsets": [{"rows": r, "loss": v} for r, v in zip(subsets, losses, strict=True)]}))  # fmt: skip
@@ -239,4 +258,4 @@ def mine(
 
 
 __all__ = ["DEFAULT_INDICATORS", "fit_instructmining", "fit_rule", "mine", "ranking", "read_experiments",
-           "run_experiments", "subset_means", "subset_means_and_missing"]  # fmt: skip
+           "run_experiments", "subset_means", "subset_means_and_missing", "with_derived"]  # fmt: skip
