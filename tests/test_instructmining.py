@@ -578,7 +578,7 @@ def test_sweep_reuses_search_trials_and_plots(tmp_path):
 
 def test_reward_standin_is_its_head_on_the_embedding(shared_data, alpaca_rows, tmp_path):
     """The offline stand-in: a Bradley-Terry head trained on real preference pairs; its score is w . v with
-    v the embed scorer's vector of the whole example."""
+    v the embed scorer's vector of the response (text="response", the last answer)."""
     from instructsift.models import cache_root
     from instructsift.scoring.embed import Embed
     from instructsift.scoring.reward_standin import RewardStandin
