@@ -4,6 +4,7 @@ the rule's fit on synthetic subsets (exact and noisy), save/load, the selector a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -289,14 +290,43 @@ def test_save_load_gives_identical_predictions(tmp_path):
     json.loads((tmp_path / "rule.json").read_text())  # strict JSON (no NaN)
 
 
-def test_paper_rule():
-    rule = paper_rule()
-    assert rule.intercept_ == 1.0694
-    assert rule.coef_ == {"reward": -0.1498, "output_tokens": 8.257e-5, "knn6": -0.9350}
-    assert rule.predict({"reward": [1.0], "output_tokens": [100], "knn6": [1.0]})[0] == pytest.approx(
-        1.0694 - 0.1498 + 8.257e-3 - 0.9350
+def test_paper_rule_on_hand_made_rows(tmp_path):
+    """`--rule paper` through the selector on hand-made rows, against the published formula worked by hand:
+    log L = 1.0694 - 0.1498 Rew + 8.257e-5 Len - 0.9350 Knn6. The 7 embeddings are scaled axes (c_i e_i):
+    after L2-normalising, every pair is sqrt(2) apart, so each row's Knn6 is sqrt(2) whatever its scale."""
+    import pyarrow as pa
+
+    from instructsift.errors import UsageError
+    from instructsift.recipe import from_method
+    from instructsift.selection import Selection
+    from instructsift.selection.instructmining import InstructMiningSelect
+
+    reward = [2.5, -1.0, 0.0, 4.0, None, 1.0, -3.0]
+    tokens = [240, 12, 800, 5000, 100, 0, 64]
+    emb = np.diag([0.5, 3.0, 1.0, 7.0, 2.0, 0.1, 1.5]).astype(np.float32)
+    table = pa.table({"row": range(7), "id": [str(i) for i in range(7)], "reward": reward, "output_tokens": tokens,
+                      "embedding": pa.array(emb.tolist(), pa.list_(pa.float32(), 7))})  # fmt: skip
+    select, selection = InstructMiningSelect(rule="paper", k=3), Selection.all(7)
+    got = select.columns(table, selection)
+    knn = 2**0.5
+    by_hand = [None if r is None else 1.0694 - 0.1498 * r + 8.257e-5 * n - 0.9350 * knn
+               for r, n in zip(reward, tokens, strict=True)]  # fmt: skip
+    assert got["knn6"].to_pylist() == pytest.approx([knn] * 7, rel=1e-6)
+    assert got["instructmining"].to_pylist() == [None if v is None else pytest.approx(v, abs=1e-6) for v in by_hand]
+    assert by_hand[3] == pytest.approx(1.0694 - 0.5992 + 0.41285 - 1.32229, abs=1e-5)  # row 3, digit by digit
+    assert paper_rule().predict({"reward": [4.0], "output_tokens": [5000], "knn6": [knn]})[0] == pytest.approx(
+        by_hand[3], abs=1e-12
     )
-    assert "only with the paper's indicators" in rule.note_
+    with pytest.warns(UserWarning, match="--rule paper"):
+        select.apply(table, selection)
+    assert sorted(selection.kept.tolist()) == [0, 3, 5]  # the three lowest: rows 0 (-0.608), 3 (-0.502), 5 (-0.403)
+    assert selection.reasons[4] == "not scored (no reward)"
+    # refusals: no reward model, the offline stand-in, another reward model without its format
+    for options, message in [({}, "the rule uses `reward`: give --reward-model"),
+                             ({"reward_model": "standin:x.json"}, "serves only a rule fitted on `reward_standin`"),
+                             ({"reward_model": "my/rm"}, "give --reward-format")]:  # fmt: skip
+        with pytest.raises(UsageError, match=re.escape(message)):
+            from_method("instructmining", {"rule": "paper", "top": 3, **options}, input=str(SAMPLE))
 
 
 def _paper_table(n: int = 8, seed: int = 0):

@@ -67,7 +67,8 @@ def steps(p: Params) -> list[dict[str, Any]]:
         raise ValueError("selecting needs --rule: paper, or a rule JSON that `instructsift` fitted")
     names = indicators_for(p)
     unused(names, p, "the rule's indicators" if p.rule is not None else "the indicators")
-    if p.rule == "paper" and "reward" in names and p.reward_model and p.reward_format is None:
+    standin = bool(p.reward_model and p.reward_model.startswith(STANDIN))  # refused below, with its own reason
+    if p.rule == "paper" and "reward" in names and p.reward_model and not standin and p.reward_format is None:
         if p.reward_model != PAPER_REWARD_MODEL:
             raise ValueError(
                 f"--rule paper with --reward-model {p.reward_model}: give --reward-format (pair, oasst or chat) for "
