@@ -209,6 +209,7 @@ def plot_curve(trials: Sequence[Trial], path: str | os.PathLike, *, best_k: int 
         raise OptionError("plotting needs matplotlib: pip install 'instructsift[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from ..atomic import atomic_path
 
@@ -222,6 +223,9 @@ def plot_curve(trials: Sequence[Trial], path: str | os.PathLike, *, best_k: int 
     if best_k is not None:
         ax.axvline(best_k, color="#55a868", ls="--", lw=1, label=f"best k = {best_k}")
     ax.set_xscale("log")
+    ticks = [k for k, _ in sw] or sorted({t.k for t in trials})
+    ax.set_xticks(ticks, [str(k) for k in ticks])  # the k run, not 2 × 10¹ labels that overlap on a short axis
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("selected examples k (top k by the rule)")
     ax.set_ylabel("eval loss")
     ax.set_title(title or "InstructMining: eval loss against subset size")
