@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -76,8 +77,6 @@ STEPS = [
 
 def run_once(data: Path, cache: Path, out: Path, engine: str) -> None:
     """The recipe through `instructsift.run` (the one path every run takes), timed; prints one JSON line."""
-    import resource
-
     from instructsift import recipe as recipes
     from instructsift.pipeline import run
 
@@ -94,18 +93,44 @@ def run_once(data: Path, cache: Path, out: Path, engine: str) -> None:
 
 def child(data: Path, cache: Path, out: Path, engine: str) -> dict:
     """Run the recipe in a fresh process; its result plus the peak RSS the kernel reports for it (of the
-    driver: a Ray run's workers are other processes)."""
+    driver: a Ray run's workers are other processes) and the CPU time of it and every process it started
+    (Ray's node and workers included: this process is their subreaper, and reaps them)."""
     cmd = [sys.executable, __file__, "--step", str(data), str(cache), str(out), engine]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=os.environ)
     stdout = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"the run over {data} failed (exit {proc.returncode})")
+    reap_orphans()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(stdout.decode().strip().splitlines()[-1])
     result["rss"] = max(result["rss"], usage.ru_maxrss * 1024)
-    result["cpu"] = usage.ru_utime + usage.ru_stime  # robust to a busy machine, unlike the wall time
+    # robust to a busy machine, unlike the wall time
+    result["cpu"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return result
+
+
+def become_subreaper() -> None:
+    """Adopt the processes a run leaves behind (Ray's), so that their CPU time is counted (Linux only)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if hasattr(libc, "prctl"):
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def reap_orphans(seconds: float = 60.0) -> None:
+    """Wait (up to `seconds`) for the adopted processes to exit, reaping each."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # none left
+            return
+        if pid == 0:
+            time.sleep(0.2)
 
 
 def main() -> None:
@@ -119,6 +144,7 @@ def main() -> None:
         run_once(*map(Path, a.step[:3]), a.step[3])
         return
     sizes = [parse_size(s) for s in a.sizes.split(",") if s.strip()]
+    become_subreaper()
     with tempfile.TemporaryDirectory() as tmp:
         root = a.dir or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)

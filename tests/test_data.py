@@ -296,3 +296,46 @@ def test_an_undecodable_utf16_file_names_file_and_line(tmp_path):
     odd.write_bytes(json.dumps([ALPACA[0]], indent=2).encode("utf-16") + b"\x00")  # one byte short of a unit
     with pytest.raises(InputError, match=r"odd.json, line 7: not UTF-16 text \(truncated data\)"):
         read(odd)
+
+
+@pytest.mark.parametrize("name", ["in.jsonl", "in.jsonl.gz", "in.json", "in.parquet"])
+def test_records_not_held_are_read_again_and_written_the_same(tmp_path, name):
+    """`keep_records=False` (what `run` reads with) holds no record dicts: kept rows are read again from the
+    file (JSON, JSON Lines, gzip) or taken from the table (Parquet), and every output is byte for byte what
+    the records held in memory give; a bad row in between keeps the positions straight."""
+    rows = [{**ALPACA[i % 2], "instruction": f"Task {i}: é 😀", "n": i} for i in range(25)]
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    elif name.endswith(".json"):
+        path.write_text(json.dumps(rows, ensure_ascii=False, indent=4), encoding="utf-8")
+    else:
+        lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+        lines.insert(7, '{"instruction": "no output"}')
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    held, slim = read(path, on_error="skip"), read(path, on_error="skip", keep_records=False)
+    assert all(ex.record is None for ex in slim.examples) and [ex.row for ex in slim] == [ex.row for ex in held]
+    picks = [held.examples[i].row for i in (0, 3, 7, 8, 20, 24)]
+    for order in (picks, picks[::-1], []):
+        assert (
+            list(slim.records(order))
+            == list(held.records(order))
+            == [next(ex.record for ex in held if ex.row == r) for r in order]
+        )
+    for out in ("o.jsonl", "o.jsonl.gz", "o.json", "o.parquet"):
+        write(held, picks, tmp_path / f"held.{out}")
+        write(slim, picks, tmp_path / f"slim.{out}", scores=None)
+        assert (tmp_path / f"held.{out}").read_bytes() == (tmp_path / f"slim.{out}").read_bytes(), out
+    text = "".join(json.dumps(next(ex.record for ex in held if ex.row == r), ensure_ascii=False) + "\n" for r in picks)
+    assert (tmp_path / "slim.o.jsonl.gz").read_bytes() == gzip.compress(text.encode("utf-8"), mtime=0)
+
+
+def test_a_file_changed_after_reading_is_not_read_again(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ALPACA), encoding="utf-8")
+    ds = read(path, keep_records=False)
+    path.write_text("".join(json.dumps(r) + "\n" for r in ALPACA[::-1]) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"in\.jsonl: changed since it was read"):
+        write(ds, [0], tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()

@@ -205,3 +205,23 @@ def test_a_run_from_a_table_another_configuration_made_is_an_error(versions, tmp
     # the same configuration reads it back without scoring (no cache dir given: nothing to read there)
     again = _recipe_run({"input": str(v1), "steps": STEPS}, from_scores=str(tmp_path / "s.parquet"))
     assert again.table.column("minhash").equals(pq.read_table(tmp_path / "s.parquet").column("minhash"))
+
+
+def test_many_cache_shards_merge_into_one_that_reads_the_same(tmp_path):
+    """Past MAX_SHARDS the shards are merged (a shard at a time) into one; what the cache reads, a later
+    result for a hash winning over an earlier one, does not change."""
+    import pyarrow as pa
+
+    from instructsift.scoring.cache import MAX_SHARDS, ScoreCache
+
+    schema = pa.schema([("x", pa.float64())])
+    cache = ScoreCache(tmp_path, "s", "k", schema)
+    for i in range(MAX_SHARDS + 6):
+        cache.add([(f"h{i}", {"x": float(i)}), ("same", {"x": float(i)})])  # flush_seconds=0: a shard each
+    before = cache.read()
+    assert len(list(cache.dir.glob("part-*.parquet"))) == MAX_SHARDS + 6
+    cache.close()
+    assert len(list(cache.dir.glob("part-*.parquet"))) == 1
+    after = ScoreCache(tmp_path, "s", "k", schema).read()
+    assert after.equals(before) and after.num_rows == MAX_SHARDS + 7
+    assert dict(zip(*after.to_pydict().values(), strict=True))["same"] == MAX_SHARDS + 5

@@ -73,15 +73,21 @@ def with_record_fields(scores: Any, dataset: Dataset, names: Any) -> Any:
     has no such field). A field that no record has is an error naming the fields there are."""
     import pyarrow as pa
 
-    for name in dict.fromkeys(names):
-        if name in scores.column_names:
-            continue
-        values = [ex.record.get(name) if isinstance(ex.record, dict) else None for ex in dataset.examples]
-        if all(v is None for v in values):
-            first = dataset.examples[0].record if dataset.examples else None
+    missing = [name for name in dict.fromkeys(names) if name not in scores.column_names]
+    if not missing:
+        return scores
+    values: dict[str, list[Any]] = {name: [] for name in missing}
+    first = None
+    for record in dataset.records([ex.row for ex in dataset.examples]):
+        first = record if first is None else first
+        for name in missing:
+            values[name].append(record.get(name) if isinstance(record, dict) else None)
+    for name in missing:
+        if all(v is None for v in values[name]):
             have = ", ".join(first) if isinstance(first, dict) else "none"
             raise MissingColumnError(f"{dataset.path}: no record has a field {name!r} (record fields: {have})")
-        scores = scores.append_column(name, pa.array([None if v is None else str(v) for v in values], pa.string()))
+        column = pa.array([None if v is None else str(v) for v in values[name]], pa.string())
+        scores = scores.append_column(name, column)
     return scores
 
 

@@ -83,7 +83,7 @@ def run(
     from .models import use_cache_root
 
     with use_cache_root(recipe.path("cache_dir")):
-        dataset = read(recipe.path("input"), format=s.format, on_error=s.on_error)
+        dataset = read(recipe.path("input"), format=s.format, on_error=s.on_error, keep_records=False)
         if s.on_error == "skip" and rejects is not None:  # before any work, so that an empty run still shows them
             write_rejects(dataset.rejects, rejects)
         check_not_empty(dataset, allow_empty=s.allow_empty)
@@ -377,7 +377,6 @@ def _namespace_view(table: Any, namespace: str) -> Any:
 
 def _write(result: RunResult, outputs: dict[str, Path | None]) -> None:
     from .api import write, write_scores
-    from .atomic import write_text
 
     s = result.recipe.settings
     picked = result.picked
@@ -390,20 +389,27 @@ def _write(result: RunResult, outputs: dict[str, Path | None]) -> None:
     if s.on_error == "skip" and outputs["rejects"] is not None:
         result.written["rejects"] = outputs["rejects"]  # written right after reading
     if outputs["dropped"] is not None:
-        lines = []
-        sel = picked.selection
-        for i, ex in enumerate(picked.dataset.examples):
-            why = sel.reason(i)
-            if why is not None:
-                rec = {"file": picked.dataset.path, "row": ex.row, "line": ex.line, "id": ex.id, **why}
-                lines.append(json.dumps({**rec, "record": ex.record}, ensure_ascii=False, default=str) + "\n")
-        write_text(outputs["dropped"], "".join(lines))
+        _write_dropped(picked, outputs["dropped"])
         result.written["dropped"] = outputs["dropped"]
     if outputs["report"] is not None:  # last: it shows what was written
         from .report import from_run, write_report
 
         write_report(from_run(result), outputs["report"])
         result.written["report"] = outputs["report"]
+
+
+def _write_dropped(picked: Any, path: Path) -> None:
+    """One JSON line per dropped row: where it is, the step, code and detail that dropped it, its record."""
+    from .atomic import atomic_path
+
+    sel, examples = picked.selection, picked.dataset.examples
+    dropped = [i for i in range(len(examples)) if sel.reason(i) is not None]
+    records = picked.dataset.records([examples[i].row for i in dropped])
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        for i, record in zip(dropped, records, strict=True):
+            ex = examples[i]
+            rec = {"file": picked.dataset.path, "row": ex.row, "line": ex.line, "id": ex.id, **sel.reason(i)}
+            f.write(json.dumps({**rec, "record": record}, ensure_ascii=False, default=str) + "\n")
 
 
 __all__ = ["RunResult", "StepRunner", "run"]

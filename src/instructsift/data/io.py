@@ -7,10 +7,13 @@ Containers: a JSON array, JSON Lines (optionally gzipped), Parquet, and a folder
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import re
+import struct
+import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,11 @@ class Dataset:
     `notes` counts what is kept but worth saying: conversations ending on a turn that nothing answers
     (`trailing user turn not scored`: the answered turns are scored, the record is written back whole),
     and rows that repeat an earlier row's content (`exact duplicate of an earlier row`: same roles and
-    texts, so the same `content_hash`; `selection.ExactDedup` drops them)."""
+    texts, so the same `content_hash`; `selection.ExactDedup` drops them).
+
+    Each example holds its raw record unless the data set was read with `keep_records=False`: then
+    `records(rows)` reads the records again from the file (or takes them from `table`), so that a million
+    rows cost their texts, not their dicts too."""
 
     path: str
     format: str
@@ -45,6 +52,21 @@ class Dataset:
     json_indent: int | None = None
     encoding: str = "utf-8"  # the text encoding the file was read in (written back as UTF-8)
     notes: Counter[str] = field(default_factory=Counter)
+    records_held: bool = True  # False: the examples' `record` is None (see `records`)
+    stamp: tuple[int, int] | None = None  # the file's (size, mtime_ns) when it was read
+
+    def records(self, rows: Sequence[int]) -> Iterator[Any]:
+        """The raw records at input positions `rows`, in that order (see the class docstring). A file that
+        changed since it was read is an error: its records might no longer be the examples'."""
+        if self.records_held:
+            by_row = {ex.row: ex for ex in self.examples}
+            return (by_row[r].record for r in rows)
+        if self.table is not None:
+            return _rows_of(self.table, rows)
+        path = Path(self.path)
+        if _stamp(path) != self.stamp:
+            raise InputError(Reject(self.path, None, None, None, "changed since it was read: run again"))
+        return _records_at(_stream_records(path, self.container).records, rows)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -150,18 +172,27 @@ def _json_indent(text: str) -> int | None:
 class _Source:
     """What a container holds: (line, record) pairs, the Arrow table if any, the JSON indent, the encoding."""
 
-    records: list[tuple[int | None, Any]]
+    records: Iterable[tuple[int | None, Any]]
     table: Any = None
     indent: int | None = None
     encoding: str = "utf-8"
 
 
 def _raw_records(path: Path, container: str) -> _Source:
+    """`_stream_records` with the records as a list."""
+    source = _stream_records(path, container)
+    source.records = list(source.records)
+    return source
+
+
+def _stream_records(path: Path, container: str) -> _Source:
+    """A container's records as an iterator: JSON Lines and tables are read row by row (a JSON array is
+    parsed from its whole text), so that a reader need not hold every record at once."""
     if container == "parquet":
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
-        return _Source([(None, r) for r in _table_rows(table)], table)
+        return _Source(((None, r) for r in _rows_of(table)), table)
     if container == "hf":
         try:
             import datasets
@@ -173,13 +204,51 @@ def _raw_records(path: Path, container: str) -> _Source:
                 Reject(str(path), None, None, None, f"a DatasetDict: name one split's folder ({', '.join(splits)})")
             )
         table = datasets.load_from_disk(str(path)).data.table
-        return _Source([(None, r) for r in _table_rows(table)], table)
+        return _Source(((None, r) for r in _rows_of(table)), table)
     if container == "json":
         text, encoding = _open_text(path)
         if text.lstrip()[:1] == "[":
-            return _Source(list(_iter_json_array(text, str(path))), None, _json_indent(text), encoding)
+            return _Source(_iter_json_array(text, str(path)), None, _json_indent(text), encoding)
     records, encoding = _jsonl_records(path)
     return _Source(records, encoding=encoding)
+
+
+def _rows_of(table: Any, rows: Sequence[int] | None = None, chunk: int = 10_000) -> Iterator[dict[str, Any]]:
+    """The rows of an Arrow table (those at positions `rows`, in that order, when given), a chunk at a time."""
+    import pyarrow as pa
+
+    n = table.num_rows if rows is None else len(rows)
+    for start in range(0, n, chunk):
+        if rows is None:
+            part = table.slice(start, chunk)
+        else:
+            part = table.take(pa.array(rows[start : start + chunk], pa.int64()))
+        yield from _table_rows(part)
+
+
+def _records_at(records: Iterable[tuple[int | None, Any]], rows: Sequence[int]) -> Iterator[Any]:
+    """The records at positions `rows` of a stream, in that order: streamed through when `rows` ascend
+    (a selection's order), else those asked for are gathered first."""
+    if all(a < b for a, b in itertools.pairwise(rows)):
+        it = iter(rows)
+        want = next(it, None)
+        for pos, (_, record) in enumerate(records):
+            if pos == want:
+                yield record
+                want = next(it, None)
+                if want is None:
+                    return
+        if want is not None:
+            raise IndexError(f"no row {want} in the input")
+        return
+    wanted = set(rows)
+    got = {pos: record for pos, (_, record) in enumerate(records) if pos in wanted}
+    yield from (got[r] for r in rows)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def _table_rows(table: Any) -> list[dict[str, Any]]:
@@ -274,30 +343,30 @@ def _encoding_of(path: Path) -> str:
     return json.detect_encoding(head)
 
 
-def _jsonl_records(path: Path) -> tuple[list[tuple[int | None, Any]], str]:
-    """(line, record) per non-blank line, and the file's encoding; a line that cannot be decoded is an
-    `Unreadable` row, so that `--on-error skip` sends it to the rejects file and the rows around it still count.
-    UTF-8 files are streamed line by line; UTF-16/32 ones are decoded whole first."""
+def _jsonl_records(path: Path) -> tuple[Iterator[tuple[int | None, Any]], str]:
+    """(line, record) per non-blank line, as a stream, and the file's encoding; a line that cannot be
+    decoded is an `Unreadable` row, so that `--on-error skip` sends it to the rejects file and the rows
+    around it still count. UTF-8 files are streamed line by line; UTF-16/32 ones are decoded whole first."""
     encoding = _encoding_of(path)
     if encoding in ("utf-8", "utf-8-sig"):
-        lines, encoding = _lines(path), "utf-8"
-    else:
-        data, encoding = _read_bytes(path)
-        lines = iter(data.split(b"\n"))
-    out: list[tuple[int | None, Any]] = []
+        return _jsonl_rows(_lines(path)), "utf-8"
+    data, encoding = _read_bytes(path)
+    return _jsonl_rows(iter(data.split(b"\n"))), encoding
+
+
+def _jsonl_rows(lines: Iterator[bytes]) -> Iterator[tuple[int | None, Any]]:
     for i, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            out.append((i, Unreadable(raw.decode("utf-8", "replace"), f"not UTF-8 text ({e.reason})")))
+            yield i, Unreadable(raw.decode("utf-8", "replace"), f"not UTF-8 text ({e.reason})")
             continue
         try:
-            out.append((i, json.loads(text)))
+            yield i, json.loads(text)
         except json.JSONDecodeError as e:
-            out.append((i, Unreadable(text, f"invalid JSON: {e.msg} (column {e.colno})")))
-    return out, encoding
+            yield i, Unreadable(text, f"invalid JSON: {e.msg} (column {e.colno})")
 
 
 def read(
@@ -306,12 +375,14 @@ def read(
     format: str | None = None,
     on_error: str = "fail",
     fields: Mapping[str, str] | None = None,
+    keep_records: bool = True,
 ) -> Dataset:
     """Read instruction data from `path`, detecting the container and record format.
 
     `format` forces a record format (alpaca, sharegpt, openai). `fields` renames Alpaca fields,
     e.g. {"instruction": "prompt", "output": "answer"}. With on_error="skip", bad rows become
-    `Reject`s on the returned data set instead of raising `InputError`.
+    `Reject`s on the returned data set instead of raising `InputError`. With `keep_records=False` the
+    examples do not hold their raw records (`Dataset.records` reads them again when they are written).
     """
     if on_error not in ("fail", "skip"):
         raise OptionError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
@@ -321,13 +392,15 @@ def read(
     container = container_of(p)
     if format is not None and format not in FORMATS:
         raise OptionError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
-    source = _raw_records(p, container)
-    raw = source.records
-    if not raw:
+    stamp = _stamp(p) if container in ("json", "jsonl") else None
+    source = _stream_records(p, container)
+    records = iter(source.records)
+    head = list(itertools.islice(records, 1000))
+    if not head:
         raise InputError(Reject(str(path), None, None, None, "no records"))
-    fmt = format or next((f for _, r in raw[:1000] if (f := detect_format(r, fields))), None)
+    fmt = format or next((f for _, r in head if (f := detect_format(r, fields))), None)
     if fmt is None:
-        line, first = raw[0]
+        line, first = head[0]
         if isinstance(first, Unreadable):
             raise InputError(Reject(str(path), 0, line, None, first.reason))
         keys = sorted(first) if isinstance(first, Mapping) else type(first).__name__
@@ -337,7 +410,9 @@ def read(
     parser = PARSERS[fmt]
     examples: list[Example] = []
     rejects: list[Reject] = []
-    for row, (line, record) in enumerate(raw):
+    n_read = 0
+    for row, (line, record) in enumerate(itertools.chain(head, records)):
+        n_read = row + 1
         try:
             messages = parse_record(record, parser, fields)
         except FieldError as e:
@@ -350,7 +425,8 @@ def read(
             continue
         rid = record.get("id")
         ex_id = str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else ""
-        examples.append(Example(ex_id, messages, row, line, record))
+        examples.append(Example(ex_id, messages, row, line, record if keep_records else None))
+    del head
     _assign_ids(examples)
     return Dataset(
         str(path),
@@ -358,11 +434,13 @@ def read(
         container,
         examples,
         rejects,
-        len(raw),
+        n_read,
         source.table,
         source.indent,
         source.encoding,
         notes_of(examples),
+        keep_records,
+        stamp,
     )
 
 
@@ -418,26 +496,56 @@ def write(
     matching `scores` mapping's fields when given.
     """
     container = container_of(path)
-    by_row = {ex.row: ex for ex in dataset.examples}
     if dataset.table is not None and container in ("parquet", "hf"):
         _write_table(dataset, rows, path, container, scores)
         return
-    records = [_with_scores(by_row[r].record, scores[i] if scores else None) for i, r in enumerate(rows)]
+    records: Iterable[Any] = dataset.records(rows)
+    if scores:
+        records = (_with_scores(r, s) for r, s in zip(records, scores, strict=True))
     if container in ("parquet", "hf"):
         import pyarrow as pa
 
+        records = list(records)
         keys = list(dict.fromkeys(k for r in records for k in r))  # every field, not just the first record's
         _save_table(pa.table({k: [r.get(k) for r in records] for k in keys}), path, container)
         return
     if container == "json":
-        text = json.dumps(records, ensure_ascii=False, indent=dataset.json_indent if dataset.json_indent else 2)
-        data = (text + "\n").encode("utf-8")
+        pieces = _json_array(records, dataset.json_indent if dataset.json_indent else 2)
     else:
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
-    if str(path).endswith(".gz"):
-        data = gzip.compress(data, mtime=0)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        pieces = (json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        out = _Gzip(f) if str(path).endswith(".gz") else f
+        for piece in pieces:
+            out.write(piece.encode("utf-8"))
+        if isinstance(out, _Gzip):
+            out.close()
+
+
+class _Gzip:
+    """Writes, a piece at a time, the bytes `gzip.compress(data, mtime=0)` gives for all of them (no
+    name or time in the header: the same data, the same file)."""
+
+    def __init__(self, f: Any):
+        self.f, self.crc, self.size = f, 0, 0
+        self.z = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        f.write(gzip.compress(b"", mtime=0)[:10])
+
+    def write(self, data: bytes) -> None:
+        self.crc, self.size = zlib.crc32(data, self.crc), self.size + len(data)
+        self.f.write(self.z.compress(data))
+
+    def close(self) -> None:
+        self.f.write(self.z.flush() + struct.pack("<LL", self.crc, self.size & 0xFFFFFFFF))
+
+
+def _json_array(records: Iterable[Any], indent: int) -> Iterator[str]:
+    """`json.dumps(list(records), ensure_ascii=False, indent=indent) + "\n"`, a record at a time."""
+    pad = " " * indent
+    sep = "[\n"
+    for r in records:
+        yield sep + pad + json.dumps(r, ensure_ascii=False, indent=indent).replace("\n", "\n" + pad)
+        sep = ",\n"
+    yield "[]\n" if sep == "[\n" else "\n]\n"
 
 
 def _write_table(dataset: Dataset, rows: Sequence[int], path: str | Path, container: str, scores) -> None:

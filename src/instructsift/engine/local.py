@@ -108,15 +108,20 @@ def score(
             finally:
                 if use_cache:
                     cache.close()
-        results_table = last_wins(pa.concat_tables(parts))
+        # One copy at a time: the chunks joined, then let go, then put in order (a take over the chunks would
+        # join them itself, with the chunks still held: three copies of a million MinHash rows at once).
+        results_table = last_wins(pa.concat_tables(parts)).combine_chunks()
+        parts.clear()
+        del done
         at = pc.index_in(hashes, value_set=results_table.column("content_hash"))
         if at.null_count:
             row = dataset.examples[pc.index(pc.is_null(at), True).as_py()].row
             raise RuntimeError(f"the {scorer.name} scorer returned nothing for row {row} (a bug in the scorer)")
         in_order = len(at) == results_table.num_rows and pc.all(pc.equal(at, pa.array(np.arange(len(at))))).as_py()
-        picked = results_table if in_order else results_table.take(at)  # in order: the usual case, no copy
+        if not in_order:  # in order: the usual case, no copy
+            results_table = results_table.take(at)
         for name in scorer.schema.names:
-            column = picked.column(name)
+            column = results_table.column(name)
             columns[name] = (column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).cast(
                 scorer.schema.field(name).type
             )

@@ -187,10 +187,24 @@ class ScoreCache:
         self._fold_left_journals()
         shards = self._shards()
         if len(shards) > MAX_SHARDS:
-            merged = self.write_shard(self.read(), name=f"part-{time.time_ns():020d}-merged.parquet")
+            merged = self._merge(shards)
             for shard in shards:
                 if shard != merged:
                     shard.unlink(missing_ok=True)
+
+    def _merge(self, shards: list[Path]) -> Path:
+        """The shards, in order, as one new shard, written a shard at a time (a million rows' results are
+        never all in memory); `read` keeps the last of a hash that several shards hold, as before."""
+        import pyarrow.parquet as pq
+
+        target = self.dir / f"part-{time.time_ns():020d}-merged.parquet"
+        with atomic_path(target) as tmp, pq.ParquetWriter(tmp, self.schema) as writer:
+            for shard in shards:
+                try:
+                    writer.write_table(pq.read_table(shard, schema=self.schema).cast(self.schema))
+                except Exception:  # noqa: BLE001 - a damaged shard only costs its rows a rescore
+                    continue
+        return target
 
 
 def _read_journal(path: Path, names: list[str]) -> dict[str, dict[str, Any]]:
