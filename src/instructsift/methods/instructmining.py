@@ -15,12 +15,12 @@ it names `reward_standin`, never `reward`, and the paper's rule refuses it.
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from ..registry import Method, register_method, step
+from ..selection.instructmining import is_knn
 from .base import LM, Encoder, Size, embed_options, given, lm_options
 
 LENGTHS = ("input_tokens", "output_tokens", "input_chars", "output_chars")
@@ -88,7 +88,7 @@ def unused(names: list[str], p: Params, what: str = "the indicators") -> None:
         "reward_model": "reward" in names or "reward_standin" in names,
         "reward_format": "reward" in names,
         "unieval": any(n in UNIEVAL for n in names),
-        **{k: any(re.match(r"^knn\d+$", n) for n in names) for k in EMBED_OPTIONS},
+        **{k: any(is_knn(n) for n in names) for k in EMBED_OPTIONS},
     }
     extra = [k for k, needed in needs.items() if not needed and k in p.model_fields_set]
     if extra:
@@ -128,10 +128,10 @@ def scoring_steps(names: list[str], p: Params) -> list[dict[str, Any]]:
         out.append(step("score", "mtld"))
     if "ppl" in names:
         out.append(step("score", "ifd", method="cherry", **lm_options(p)))
-    if any(re.match(r"^knn\d+$", n) for n in names):
+    if any(is_knn(n) for n in names):
         out.append(step("score", "embed", **embed_options(p, text="whole")))
     known = {"reward", "reward_standin", "mtld", "ppl", *LENGTHS, *UNIEVAL}
-    unknown = [n for n in names if n not in known and not re.match(r"^knn\d+$", n)]
+    unknown = [n for n in names if n not in known and not is_knn(n)]
     if unknown:
         raise ValueError(f"no scorer of this method makes the indicators {', '.join(unknown)}")
     return out

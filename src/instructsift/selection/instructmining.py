@@ -47,6 +47,11 @@ PAPER_NOTE = (
 _KNN = re.compile(r"^knn(\d+)$")
 
 
+def is_knn(name: str) -> bool:
+    """Whether an indicator name is a KNN distance, `knnK` (K neighbours)."""
+    return _KNN.match(name) is not None
+
+
 def knn_distance(vectors: np.ndarray, k: int = 6) -> np.ndarray:
     """Mean Euclidean distance from each row to its `k` nearest other rows, after L2-normalising every row
     (so the distance is sqrt(2 - 2 cos)); scikit-learn's NearestNeighbors (a tree or brute force, never a
@@ -346,7 +351,7 @@ class InstructMiningSelect:
         M, pred = self.predictions(table, rows)
         out = {}
         for j, name in enumerate(self._rule.indicators_):
-            if _KNN.match(name) and name not in table.column_names:
+            if is_knn(name) and name not in table.column_names:
                 out[name] = _full(table.num_rows, rows, M[:, j])
         out[self.column] = _full(table.num_rows, rows, pred)
         return {k: pa.array(v, pa.float64()) for k, v in out.items()}
@@ -401,6 +406,7 @@ __all__ = [
     "InstructMiningRule",
     "InstructMiningSelect",
     "indicator_values",
+    "is_knn",
     "knn_distance",
     "load_rule",
     "paper_rule",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 
 from ..data.errors import OptionError
 from ..registry import StrictModel, register
-from ..selection.instructmining import InstructMiningRule, indicator_values, unscored_reason
+from ..selection.instructmining import InstructMiningRule, indicator_values, is_knn, unscored_reason
 
 DEFAULT_INDICATORS = ("reward", "output_tokens", "input_tokens", "mtld", "ppl", "knn6")
 
@@ -117,7 +116,7 @@ def with_derived(table: Any, indicators: Sequence[str], embedding: str = "embedd
     row has no finite value): `ppl` = exp(loss_cond) and `knnK` over all the table's rows with an embedding."""
     import pyarrow as pa
 
-    derived = [n for n in indicators if (n == "ppl" or re.match(r"^knn\d+$", n)) and n not in table.column_names]
+    derived = [n for n in indicators if (n == "ppl" or is_knn(n)) and n not in table.column_names]
     if not derived:
         return table
     M = indicator_values(table, derived, np.arange(table.num_rows), embedding)
@@ -234,10 +233,10 @@ def mine(
     pool = folder / spec["pool"]
     subsets = [s["rows"] for s in spec["subsets"]]
     scoring = scoring_steps(list(indicators), Params.model_validate(options or {}))
-    recipe = recipes.from_dict({"input": str(pool), "scores": str(target / "pool.scores.parquet"),
-                                "cache_dir": str(cache_dir) if cache_dir else None, "steps": scoring})  # fmt: skip
-    table = with_derived(pipeline.run(recipe, progress=False, log=log, overwrite=True).table, indicators)
-    write_scores(table, target / "pool.scores.parquet")  # again, with ppl and knnK as named columns
+    recipe = recipes.from_dict({"input": str(pool), "cache_dir": str(cache_dir) if cache_dir else None,
+                                "steps": scoring})  # fmt: skip
+    table = with_derived(pipeline.run(recipe, progress=False, log=log).table, indicators)
+    write_scores(table, target / "pool.scores.parquet")  # with ppl and knnK as named columns
     losses = run_experiments(subsets, loss_of, log)
     write_text(target / "experiments.json", json.dumps(
         {"subsets": [{"rows": r, "loss": v} for r, v in zip(subsets, losses, strict=True)]}))  # fmt: skip
