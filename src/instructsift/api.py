@@ -11,6 +11,7 @@ from typing import Any
 
 from .atomic import atomic_path
 from .data.errors import InputError, MissingColumnError, Reject
+from .data.examples import key_column, take
 from .data.io import Dataset, read
 from .data.io import write as write_records
 from .engine.local import score
@@ -33,7 +34,7 @@ class Picked:
     @property
     def rows(self) -> list[int]:
         """Input positions of the kept examples, in input order."""
-        return [self.dataset.examples[i].row for i in self.selection.kept.tolist()]
+        return key_column(self.dataset.examples, "row", self.selection.kept).to_pylist()
 
     def summary(self) -> dict[str, Any]:
         kept = int(self.selection.keep.sum())
@@ -61,11 +62,10 @@ def select(dataset: Dataset, scores: Any, *selectors: Any) -> Picked:
 
 def with_content_hash(scores: Any, dataset: Dataset) -> Any:
     """`scores` with each example's `content_hash` (what `ExactDedup` groups by), unless it has one."""
-    import pyarrow as pa
 
     if "content_hash" in scores.column_names:
         return scores
-    return scores.append_column("content_hash", pa.array([ex.content_hash for ex in dataset.examples], pa.string()))
+    return scores.append_column("content_hash", key_column(dataset.examples, "content_hash"))
 
 
 def with_record_fields(scores: Any, dataset: Dataset, names: Any) -> Any:
@@ -78,7 +78,7 @@ def with_record_fields(scores: Any, dataset: Dataset, names: Any) -> Any:
         return scores
     values: dict[str, list[Any]] = {name: [] for name in missing}
     first = None
-    for record in dataset.records([ex.row for ex in dataset.examples]):
+    for record in dataset.records(key_column(dataset.examples, "row").to_pylist()):
         first = record if first is None else first
         for name in missing:
             values[name].append(record.get(name) if isinstance(record, dict) else None)
@@ -214,7 +214,7 @@ def _rescore(table: Any, dataset: Dataset, changed: Sequence[int], scorers: Sequ
     """`table` with the rows at positions `changed` scored again and put in place."""
     import pyarrow as pa
 
-    subset = Dataset(dataset.path, dataset.format, dataset.container, [dataset.examples[i] for i in changed])
+    subset = Dataset(dataset.path, dataset.format, dataset.container, take(dataset.examples, changed))
     fresh = score(subset, scorers, **engine)
     try:
         old = table.select(fresh.column_names).cast(fresh.schema.remove_metadata())
@@ -249,10 +249,10 @@ def write_scores(table: Any, path: str | os.PathLike) -> None:
 def write(picked: Picked | Dataset, path: str | os.PathLike, *, with_scores: bool = False) -> None:
     """Write the kept records in the input's format and order; `with_scores` adds the scalar scores."""
     if isinstance(picked, Dataset):
-        write_records(picked, [ex.row for ex in picked.examples], path)
+        write_records(picked, key_column(picked.examples, "row").to_pylist(), path)
         return
     kept = picked.selection.kept.tolist()
-    rows = [picked.dataset.examples[i].row for i in kept]
+    rows = key_column(picked.dataset.examples, "row", kept).to_pylist()
     extra = None
     if with_scores:
         names = [f.name for f in picked.scores.schema if str(f.type) in SCALAR_TYPES and f.name not in KEY_COLUMNS]

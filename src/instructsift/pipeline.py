@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
+from .data.examples import key_column, take
 from .errors import UsageError
 from .recipe import Recipe, Step
 
@@ -136,13 +137,7 @@ class StepRunner:
         self.dataset, self.recipe, self.progress, self.log = dataset, recipe, progress, log
         self.engine_options = engine_options
         n = len(dataset.examples)
-        self.table = pa.table(
-            {
-                "row": pa.array([ex.row for ex in dataset.examples], pa.int64()),
-                "id": pa.array([ex.id for ex in dataset.examples], pa.string()),
-                "content_hash": pa.array([ex.content_hash for ex in dataset.examples], pa.string()),
-            }
-        )
+        self.table = pa.table({name: key_column(dataset.examples, name) for name in ("row", "id", "content_hash")})
         self.configs: list[dict[str, Any]] = []  # each score step's configuration, for the table's metadata
         self.selection = Selection.all(n)
         self.artifacts: dict[str, str] = {}
@@ -359,7 +354,7 @@ def _subset(dataset: Any, positions: list[int]) -> Any:
     """The same data set with only the examples at `positions` (rows and ids unchanged)."""
     import dataclasses
 
-    return dataclasses.replace(dataset, examples=[dataset.examples[i] for i in positions], rejects=[])
+    return dataclasses.replace(dataset, examples=take(dataset.examples, positions), rejects=[])
 
 
 def _namespace_view(table: Any, namespace: str) -> Any:
@@ -404,11 +399,11 @@ def _write_dropped(picked: Any, path: Path) -> None:
 
     sel, examples = picked.selection, picked.dataset.examples
     dropped = [i for i in range(len(examples)) if sel.reason(i) is not None]
-    records = picked.dataset.records([examples[i].row for i in dropped])
+    rows, lines, ids = (key_column(examples, name, dropped).to_pylist() for name in ("row", "line", "id"))
+    records = picked.dataset.records(rows)
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
-        for i, record in zip(dropped, records, strict=True):
-            ex = examples[i]
-            rec = {"file": picked.dataset.path, "row": ex.row, "line": ex.line, "id": ex.id, **sel.reason(i)}
+        for k, (i, record) in enumerate(zip(dropped, records, strict=True)):
+            rec = {"file": picked.dataset.path, "row": rows[k], "line": lines[k], "id": ids[k], **sel.reason(i)}
             f.write(json.dumps({**rec, "record": record}, ensure_ascii=False, default=str) + "\n")
 
 

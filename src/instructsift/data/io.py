@@ -21,6 +21,7 @@ from typing import Any
 from ..atomic import atomic_path
 from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError
 from .example import Example, Message
+from .examples import CHUNK, Builder
 from .records import FORMATS, PARSERS, check_conversation, check_text, detect_format
 
 CONTAINERS = ("json", "jsonl", "parquet", "hf")
@@ -45,7 +46,7 @@ class Dataset:
     path: str
     format: str
     container: str
-    examples: list[Example]
+    examples: Sequence[Example]  # an `ExampleTable` when read from a file; any sequence works
     rejects: list[Reject] = field(default_factory=list)
     n_read: int = 0
     table: Any = None  # the pyarrow Table of a Parquet file or datasets folder, for faithful writing
@@ -59,6 +60,10 @@ class Dataset:
         """The raw records at input positions `rows`, in that order (see the class docstring). A file that
         changed since it was read is an error: its records might no longer be the examples'."""
         if self.records_held:
+            held = getattr(self.examples, "records", None)
+            if held is not None:  # an `ExampleTable`: the records sit in a list beside the columns
+                at = dict(zip(self.examples.column("row").to_pylist(), range(len(held)), strict=True))
+                return (held[at[r]] for r in rows)
             by_row = {ex.row: ex for ex in self.examples}
             return (by_row[r].record for r in rows)
         if self.table is not None:
@@ -408,7 +413,13 @@ def read(
             Reject(str(path), 0, line, None, f"cannot tell the format from the fields {keys}; pass --format")
         )
     parser = PARSERS[fmt]
-    examples: list[Example] = []
+    # Examples go into Arrow columns a chunk at a time (`ExampleTable`): ids and notes are settled per chunk
+    # (the counts carry over), so that no more than a chunk of `Example` objects is held.
+    builder = Builder()
+    pending: list[Example] = []
+    ids: Counter[str] = Counter()
+    notes: Counter[str] = Counter()
+    hashes: set[str] = set()
     rejects: list[Reject] = []
     n_read = 0
     for row, (line, record) in enumerate(itertools.chain(head, records)):
@@ -425,20 +436,22 @@ def read(
             continue
         rid = record.get("id")
         ex_id = str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else ""
-        examples.append(Example(ex_id, messages, row, line, record if keep_records else None))
-    del head
-    _assign_ids(examples)
+        pending.append(Example(ex_id, messages, row, line, record if keep_records else None))
+        if len(pending) == CHUNK:
+            _settle(pending, builder, ids, notes, hashes)
+    _settle(pending, builder, ids, notes, hashes)
+    del head, hashes, ids
     return Dataset(
         str(path),
         fmt,
         container,
-        examples,
+        builder.finish(),
         rejects,
         n_read,
         source.table,
         source.indent,
         source.encoding,
-        notes_of(examples),
+        notes,
         keep_records,
         stamp,
     )
@@ -456,10 +469,21 @@ def parse_record(record: Any, parser: Any, fields: Mapping[str, str] | None) -> 
     return tuple(messages)
 
 
-def notes_of(examples: Sequence[Example]) -> Counter[str]:
-    """Trailing unanswered turns and exact duplicates (see `Dataset.notes`)."""
-    notes: Counter[str] = Counter()
-    seen: set[str] = set()
+def _settle(pending: list[Example], builder: Builder, ids: Counter[str], notes: Counter[str], hashes: set[str]) -> None:
+    """Give a chunk of examples their ids and notes (counted on from earlier chunks) and move it to `builder`."""
+    _assign_ids(pending, ids)
+    notes_of(pending, notes, hashes)
+    builder.extend(pending)
+    pending.clear()
+
+
+def notes_of(
+    examples: Sequence[Example], notes: Counter[str] | None = None, seen: set[str] | None = None
+) -> Counter[str]:
+    """Trailing unanswered turns and exact duplicates (see `Dataset.notes`), added to `notes` (given the
+    content hashes `seen` in earlier chunks) when given."""
+    notes = Counter() if notes is None else notes
+    seen = set() if seen is None else seen
     for ex in examples:
         if ex.messages[-1].role != "assistant":
             notes[TRAILING_TURN.format(role=ex.messages[-1].role)] += 1
@@ -470,9 +494,10 @@ def notes_of(examples: Sequence[Example]) -> Counter[str]:
     return notes
 
 
-def _assign_ids(examples: list[Example]) -> None:
-    """Content-derived ids where the record has none; repeats get a `~N` suffix so ids are unique."""
-    seen: Counter[str] = Counter()
+def _assign_ids(examples: list[Example], seen: Counter[str] | None = None) -> None:
+    """Content-derived ids where the record has none; repeats get a `~N` suffix so ids are unique (`seen`:
+    the counts of earlier chunks)."""
+    seen = Counter() if seen is None else seen
     for ex in examples:
         base = ex.id or ex.content_hash[:16]
         seen[base] += 1

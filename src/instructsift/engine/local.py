@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.example import Example
+from ..data.examples import ExampleView, key_column
 from ..data.io import Dataset
-from ..scoring.cache import ScoreCache, last_wins
+from ..scoring.cache import ScoreCache
+from .assemble import in_order, last_positions
 from .table import KEY_COLUMNS, with_configs
 
 
@@ -57,24 +58,25 @@ def score(
             if name in seen or name in KEY_COLUMNS:
                 raise ValueError(f"two scorers both produce the column {name!r}")
             seen.add(name)
-    first: dict[str, Example] = {}
-    for ex in dataset.examples:
-        first.setdefault(ex.content_hash, ex)
-    examples = list(first.values())
-    unique = pa.array(list(first), pa.string())
-    hashes = pa.array([ex.content_hash for ex in dataset.examples], pa.string())
+    # Keys as Arrow columns; the scorers get the first example of each content (a view: nothing copied).
+    hashes = key_column(dataset.examples, "content_hash")
+    unique = pc.unique(hashes)
+    examples: Sequence[Any] = dataset.examples
+    if len(unique) < len(hashes):
+        examples = ExampleView(examples, pc.index_in(unique, value_set=hashes).to_numpy().tolist())
     columns: dict[str, Any] = {
-        "row": pa.array([ex.row for ex in dataset.examples], pa.int64()),
-        "id": pa.array([ex.id for ex in dataset.examples], pa.string()),
+        "row": key_column(dataset.examples, "row"),
+        "id": key_column(dataset.examples, "id"),
         "content_hash": hashes,
     }
     for scorer in scorers:
         cache = ScoreCache(root, scorer.name, scorer.cache_key(), scorer.schema, flush_seconds)
         done = cache.read(unique) if use_cache else cache.schema.empty_table()
-        skip = frozenset(done.column("content_hash").to_pylist())
-        missing = len(unique) - len(skip)
+        missing = len(unique) - done.num_rows  # `read` gives one row per hash asked for
+        # All cached: the scorer is not asked, and a million hashes are not made Python strings for it.
+        skip = frozenset(done.column("content_hash").to_pylist()) if missing else frozenset()
         if stats is not None:
-            stats[scorer.name] = {"cached": len(skip), "scored": missing, "unique": len(unique)}
+            stats[scorer.name] = {"cached": done.num_rows, "scored": missing, "unique": len(unique)}
         parts = [done]
         with _progress(progress and missing > 0) as bar:
             task = bar.add_task(f"{scorer.name}", total=missing, rate="")
@@ -99,7 +101,7 @@ def score(
 
                 kwargs["on_row"] = on_row
             try:
-                for results in scorer.score(examples, skip, advance, **kwargs):
+                for results in scorer.score(examples, skip, advance, **kwargs) if missing else ():
                     chunk = cache.table_of(results)
                     parts.append(chunk)
                     if use_cache:
@@ -108,21 +110,12 @@ def score(
             finally:
                 if use_cache:
                     cache.close()
-        # One copy at a time: the chunks joined, then let go, then put in order (a take over the chunks would
-        # join them itself, with the chunks still held: three copies of a million MinHash rows at once).
-        results_table = last_wins(pa.concat_tables(parts)).combine_chunks()
-        parts.clear()
+        # Put in order without a second full copy of a wide column (`engine.assemble`); `parts` is emptied.
         del done
-        at = pc.index_in(hashes, value_set=results_table.column("content_hash"))
-        if at.null_count:
-            row = dataset.examples[pc.index(pc.is_null(at), True).as_py()].row
+        at = last_positions(parts, hashes)
+        if (at < 0).any():
+            row = dataset.examples[int(np.argmax(at < 0))].row
             raise RuntimeError(f"the {scorer.name} scorer returned nothing for row {row} (a bug in the scorer)")
-        in_order = len(at) == results_table.num_rows and pc.all(pc.equal(at, pa.array(np.arange(len(at))))).as_py()
-        if not in_order:  # in order: the usual case, no copy
-            results_table = results_table.take(at)
-        for name in scorer.schema.names:
-            column = results_table.column(name)
-            columns[name] = (column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).cast(
-                scorer.schema.field(name).type
-            )
+        for name, column in in_order(parts, at, list(scorer.schema.names)).items():
+            columns[name] = column.cast(scorer.schema.field(name).type)
     return with_configs(pa.table(columns), scorers)
