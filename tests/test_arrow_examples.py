@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +17,7 @@ from instructsift.data.example import Example, Message
 from instructsift.data.examples import CHUNK, ExampleTable, ExampleView, key_column, take
 from instructsift.data.io import EXACT_DUPLICATE, _raw_records, container_of, parse_record, read
 from instructsift.data.records import PARSERS
-from instructsift.engine.assemble import in_order, last_positions
+from instructsift.engine.assemble import Assembly, HashIndex, _keys
 from instructsift.scoring.cache import last_wins
 
 
@@ -53,6 +54,22 @@ def test_read_holds_arrow_and_gives_back_the_same_examples(shared_data, name):
     assert [ex.content_hash for ex in ds.examples] == [ex.content_hash for ex in want]
     assert key_column(ds.examples, "id").to_pylist() == [ex.id for ex in want]
     assert ds.examples[-1] == want[-1] and ds.examples[len(want) // 2] == want[len(want) // 2]
+
+
+def test_texts_past_the_limit_go_to_a_temporary_file_and_come_back_the_same(shared_data, tmp_path, monkeypatch):
+    """Messages past `SPILL_BYTES` sit in an unlinked file (nothing left in TMPDIR); every example, a take of
+    them and the key columns are as when held in memory."""
+    path = shared_data / "alpaca" / "alpaca_random_9k.json"
+    held = read(path, on_error="skip")
+    monkeypatch.setattr(ex_mod, "SPILL_BYTES", 1 << 20)  # the 9k rows' messages hold ~4 MB
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    spilled = read(path, on_error="skip")
+    assert spilled.examples.spilled and not held.examples.spilled
+    assert list(tmp_path.iterdir()) == []  # unlinked once written
+    assert list(spilled.examples) == list(held.examples) and spilled.examples[-1] == held.examples[-1]
+    assert key_column(spilled.examples, "content_hash").equals(key_column(held.examples, "content_hash"))
+    positions = [8000, 3, 3, 4500, 0]
+    assert spilled.examples.take(positions) == [held.examples[i] for i in positions]
 
 
 def test_a_table_of_examples_round_trips_every_field():
@@ -139,42 +156,69 @@ def _parts(rng: random.Random, hashes: list[str], d: int, null_at: int | None = 
     return parts
 
 
+SCHEMA = pa.schema([("x", pa.float64()), ("sig", pa.list_(pa.uint32(), 16))])
+
+
+def _assembled(parts: list[pa.Table], hashes: pa.Array, schema: pa.Schema = SCHEMA) -> dict[str, pa.Array]:
+    assembly = Assembly(HashIndex(hashes), schema)
+    for part in parts:
+        assembly.add(part)
+    return assembly.columns()
+
+
 @pytest.mark.parametrize("null_at", [None, 7])
-def test_in_order_equals_joining_then_taking(null_at):
+def test_assembly_equals_joining_then_taking(null_at):
     rng = random.Random(1)
-    unique = [f"h{i}" for i in range(300)]
+    unique = [f"h{i:03d}" for i in range(300)]
     order = unique + rng.sample(unique, 50)  # the data set: repeats too
     rng.shuffle(order)
     hashes = pa.array(order, pa.string())
     parts = _parts(rng, unique, 16, null_at)
+    parts.append(parts[0].slice(0, 0))  # an empty chunk, and one of hashes the data set lacks
+    parts.append(pa.table({"content_hash": ["zzzz"], "x": [1.0], "sig": [list(range(16))]}, schema=parts[0].schema))
     joined = last_wins(pa.concat_tables(parts)).combine_chunks()
     want = joined.take(pa.compute.index_in(hashes, value_set=joined.column("content_hash")))
-    at = last_positions(parts, hashes)
-    got = in_order(parts, at, ["x", "sig"])
-    assert parts == []  # handed over, so that each chunk can be let go
+    got = _assembled(parts, hashes)
     assert got["x"].equals(want.column("x").combine_chunks())
     assert got["sig"].equals(want.column("sig").combine_chunks())
     assert got["sig"].type == pa.list_(pa.uint32(), 16)
 
 
-def test_in_order_finds_what_is_missing_and_does_not_copy_a_whole_chunk():
-    table = pa.table({"content_hash": ["a", "b"], "sig": pa.array([[1, 2], [3, 4]], pa.list_(pa.uint32(), 2))})
-    assert last_positions([table], pa.array(["b", "c", "a"])).tolist() == [1, -1, 0]
-    at = last_positions([table], pa.array(["a", "b"]))
-    got = in_order([table], at, ["sig"])["sig"]
-    assert got.values.buffers()[1].address == table.column("sig").chunk(0).values.buffers()[1].address
+def test_hash_index_finds_every_row_of_a_hash_whatever_its_length():
+    """Hashes of one length are read without a copy; others (ids of any length, non-ASCII) padded."""
+    index = HashIndex(pa.array(["b", "ä", "ccc", "b", "a"]))
+    rows, at = index.lookup(pa.array(["b", "zz", "ä", "cccc", "a"]))
+    assert sorted(zip(at.tolist(), rows.tolist())) == [(0, 0), (0, 3), (2, 1), (4, 4)]
+    same = pa.array(["ab", "cd", "ab"])
+    assert _keys(same).ctypes.data == same.buffers()[2].address  # the Arrow buffer's bytes, not copied
+    assert _keys(pa.array(["ab", "c"])).tolist() == [b"ab", b"c"]
+    assert sorted(HashIndex(same).lookup(pa.array(["cd", "ab"]))[0].tolist()) == [0, 1, 2]
 
 
-def test_a_filled_column_is_one_buffer_without_a_copy():
-    """The preallocated numpy buffer becomes the Arrow column as it is (no copy at the end)."""
-    parts = [
-        pa.table({"content_hash": ["b"], "sig": pa.array([[3, 4]], pa.list_(pa.uint32(), 2))}),
-        pa.table({"content_hash": ["a"], "sig": pa.array([[1, 2]], pa.list_(pa.uint32(), 2))}),
-    ]
-    at = last_positions(parts, pa.array(["a", "b", "a"]))
-    held = list(parts)  # so that nothing is let go while Arrow's pool is watched
+def test_assembly_says_what_is_missing_and_refuses_a_partial_list():
+    schema = pa.schema([("sig", pa.list_(pa.uint32(), 2))])
+    assembly = Assembly(HashIndex(pa.array(["b", "c", "a"])), schema)
+    assembly.add(pa.table({"content_hash": ["a", "b"], "sig": pa.array([[1, 2], [3, 4]], schema.field(0).type)}))
+    assert assembly.covered.tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="no result"):
+        assembly.columns()
+    assembly.add(pa.table({"content_hash": ["c"], "sig": pa.array([None], schema.field(0).type)}))
+    assert assembly.columns()["sig"].to_pylist() == [[3, 4], None, [1, 2]]  # a null row stays null
+    with pytest.raises(ValueError, match="missing value"):
+        Assembly(HashIndex(pa.array(["c"])), schema).add(pa.table({"content_hash": ["c"], "sig": pa.array([[1, None]], schema.field(0).type)}))
+
+
+def test_a_wide_column_is_filled_as_chunks_arrive_into_one_buffer():
+    """The preallocated numpy buffer becomes the Arrow column as it is (no copy in Arrow's pool at the end),
+    and a chunk is not held once added."""
+    schema = pa.schema([("sig", pa.list_(pa.uint32(), 2))])
+    assembly = Assembly(HashIndex(pa.array(["a", "b", "a"])), schema)
+    for h, sig in (("b", [3, 4]), ("a", [1, 2])):
+        chunk = pa.table({"content_hash": [h], "sig": pa.array([sig], schema.field(0).type)})
+        assembly.add(chunk)
+        assert chunk.column("sig").chunk(0).values.buffers()[1].address != assembly._wide["sig"][0].ctypes.data
     before = pa.total_allocated_bytes()
-    got = in_order(parts, at, ["sig"])["sig"]
-    assert pa.total_allocated_bytes() == before  # numpy's memory, wrapped; no copy in Arrow's pool
-    assert got.to_pylist() == [[1, 2], [3, 4], [1, 2]] and len(held) == 2
+    got = assembly.columns()["sig"]
+    assert pa.total_allocated_bytes() == before  # numpy's memory, wrapped
+    assert got.to_pylist() == [[1, 2], [3, 4], [1, 2]]
     assert np.asarray(got.values).dtype == np.uint32

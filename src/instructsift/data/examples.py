@@ -5,16 +5,24 @@ at a time from the columns (the chunk last made is kept, so walking the rows in 
 Code that needs only keys reads columns (`key_column`) and subsets stay Arrow (`take`). The columns: `row`,
 `line` (null for tables), `id`, `content_hash` and `messages` (a list of `role`, `content`, `context`
 structs); raw records, when held, sit in a plain list beside them.
+
+The key columns stay in memory; the messages (the texts, ~0.7 GB at a million rows) stay in memory up to
+`SPILL_BYTES`, and beyond it go to an unlinked temporary Arrow IPC file (in `TMPDIR`) as they are made,
+each batch read back when its `Example`s are made: the texts of a large data set cost disk, not memory.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 from .example import Example, Message
 
 CHUNK = 4096  # rows per record batch, and per chunk of `Example`s made at once
+SPILL_BYTES = 128 * 2**20  # messages beyond this many bytes of Arrow buffers go to a temporary file
+KEYS = ("row", "line", "id", "content_hash")
 
 
 def _schema() -> Any:
@@ -51,16 +59,95 @@ def _batch(examples: Sequence[Example]) -> Any:
     )
 
 
+class _Store(Sequence[Any]):
+    """The table's record batches: key columns in memory; messages in memory until they pass `SPILL_BYTES`,
+    then all of them in a temporary Arrow IPC file, read back one batch at a time."""
+
+    def __init__(self) -> None:
+        self._keys: list[Any] = []
+        self._texts: list[Any] = []  # in memory, until spilled
+        self._held = 0
+        self.nbytes = 0
+        self._writer: Any = None
+        self._reader: Any = None
+
+    @classmethod
+    def of(cls, batches: Iterable[Any]) -> _Store:
+        store = cls()
+        for batch in batches:
+            store.append(batch)
+        store.finish()
+        return store
+
+    def append(self, batch: Any) -> None:
+        self._keys.append(batch.select(list(KEYS)))
+        texts = batch.select(["messages"])
+        self.nbytes += batch.nbytes
+        if self._writer is None and self._held + texts.nbytes > SPILL_BYTES:
+            self._spill(texts.schema)
+        if self._writer is not None:
+            self._writer.write_batch(texts)
+        else:
+            self._texts.append(texts)
+            self._held += texts.nbytes
+
+    def _spill(self, schema: Any) -> None:
+        import pyarrow as pa
+
+        fd, path = tempfile.mkstemp(prefix="instructsift-examples-", suffix=".arrow")
+        os.close(fd)
+        self._path = path
+        self._sink = pa.OSFile(path, "wb")
+        self._writer = pa.ipc.new_file(self._sink, schema)
+        for texts in self._texts:
+            self._writer.write_batch(texts)
+        self._texts, self._held = [], 0
+
+    def finish(self) -> None:
+        """No more batches: a spilled file is closed, opened for reading and unlinked (gone with the process)."""
+        import pyarrow as pa
+
+        if self._writer is not None and self._reader is None:
+            self._writer.close()
+            self._sink.close()
+            self._reader = pa.ipc.open_file(pa.OSFile(self._path, "rb"))
+            try:
+                os.unlink(self._path)
+            except OSError:  # pragma: no cover - Windows keeps an open file: removed at exit instead
+                import atexit
+
+                atexit.register(lambda p=self._path: os.path.exists(p) and os.unlink(p))
+
+    @property
+    def spilled(self) -> bool:
+        return self._writer is not None
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __getitem__(self, k: int) -> Any:  # type: ignore[override]
+        import pyarrow as pa
+
+        keys = self._keys[k]
+        texts = self._reader.get_batch(k) if self._reader is not None else self._texts[k]
+        return pa.RecordBatch.from_arrays([*keys.columns, texts.column(0)], schema=_schema())
+
+    def column(self, name: str) -> list[Any]:
+        """A key column's arrays, one per batch (from memory)."""
+        return [b.column(name) for b in self._keys]
+
+
 class ExampleTable(Sequence[Example]):
     """Examples as Arrow record batches of `CHUNK` rows (the last may hold fewer), plus their raw records
     (a list, or None when they are not held)."""
 
-    def __init__(self, batches: list[Any], records: list[Any] | None = None):
-        self._batches = batches
+    def __init__(self, batches: Sequence[Any], records: list[Any] | None = None):
+        self._batches = batches if isinstance(batches, _Store) else _Store.of(batches)
         self._records = records
-        self._n = sum(b.num_rows for b in batches)
+        lengths = [len(b) for b in self._batches.column("row")]
+        self._n = sum(lengths)
         self._made: tuple[int, list[Example]] | None = None
-        if any(b.num_rows != CHUNK for b in batches[:-1]):
+        if any(n != CHUNK for n in lengths[:-1]):
             raise ValueError(f"every batch but the last must hold {CHUNK} rows")
 
     @classmethod
@@ -122,7 +209,7 @@ class ExampleTable(Sequence[Example]):
         """One key column (`row`, `line`, `id`, `content_hash`) as an Arrow array."""
         import pyarrow as pa
 
-        arrays = [b.column(name) for b in self._batches]
+        arrays = self._batches.column(name)
         if not arrays:
             return pa.array([], _schema().field(name).type)
         return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
@@ -135,7 +222,10 @@ class ExampleTable(Sequence[Example]):
         if len(at) and (at.min() < -self._n or at.max() >= self._n):
             raise IndexError("example index out of range")
         at = np.where(at < 0, at + self._n, at)
-        batches = [self._gather(at[lo : lo + CHUNK]) for lo in range(0, len(at), CHUNK)]
+        batches = _Store()  # built a batch at a time: a large subset spills as the whole does
+        for lo in range(0, len(at), CHUNK):
+            batches.append(self._gather(at[lo : lo + CHUNK]))
+        batches.finish()
         records = None if self._records is None else [self._records[i] for i in at.tolist()]
         return ExampleTable(batches, records)
 
@@ -164,7 +254,12 @@ class ExampleTable(Sequence[Example]):
     @property
     def nbytes(self) -> int:
         """The Arrow buffers' size (records, when held, not counted)."""
-        return sum(b.nbytes for b in self._batches)
+        return self._batches.nbytes
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the messages sit in a temporary file (more than `SPILL_BYTES` of them)."""
+        return self._batches.spilled
 
 
 class ExampleView(Sequence[Example]):
@@ -195,7 +290,7 @@ class Builder:
     """Collects examples into an `ExampleTable` a chunk at a time: no more than `CHUNK` `Example`s are held."""
 
     def __init__(self) -> None:
-        self._batches: list[Any] = []
+        self._batches = _Store()
         self._pending: list[Example] = []
         self._records: list[Any] = []
         self._any_record = False
@@ -216,6 +311,7 @@ class Builder:
         if self._pending:
             self._batches.append(_batch(self._pending))
             self._pending = []
+        self._batches.finish()
         return ExampleTable(self._batches, self._records if self._any_record else None)
 
 

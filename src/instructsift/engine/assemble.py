@@ -1,10 +1,13 @@
-"""A scorer's result chunks put in the data set's order, without a second full copy of a wide column.
+"""A scorer's results put in the data set's order as they arrive, without holding them twice.
 
-The chunks (the cached rows, then each chunk the scorer yielded) are laid end to end; for each row of the
-data set the last chunk row with its content hash wins (as `scoring.cache.last_wins`). Narrow columns
-are taken as before. A wide fixed-size list of numbers (128 MinHash values a row, 0.5 GB at a million
-rows) is written into one preallocated numpy buffer a chunk at a time, each chunk let go once copied:
-the column is held about once, not twice (joined, then taken) or three times.
+The results come in chunks (the cache's batches, then each chunk the scorer yields); for each row of the
+data set the last result with its content hash wins (as `scoring.cache.last_wins`). A wide fixed-size list
+of numbers (128 MinHash values a row, 0.5 GB at a million rows) is written straight into one preallocated
+numpy buffer as each chunk arrives, and the chunk is let go: the column is never held as chunks and then
+copied again. Narrow columns keep each chunk's matching rows and are taken in order at the end.
+
+Content hashes are looked up in a sorted numpy index of the data set's hashes (`HashIndex`), built once and
+shared by every scorer: no Python string per row, no hash table rebuilt per chunk.
 """
 
 from __future__ import annotations
@@ -14,18 +17,51 @@ from typing import Any
 import numpy as np
 
 
-def last_positions(parts: list[Any], hashes: Any) -> np.ndarray:
-    """For each of `hashes` (an Arrow string array), the position, in `parts` laid end to end, of the last
-    row with that content hash; -1 where there is none."""
+def _keys(strings: Any, width: int | None = None) -> np.ndarray:
+    """An Arrow string array as numpy bytes of one width: without a copy when every string has the same
+    length (content hashes), else encoded and padded. A string longer than `width` cannot match: None."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    chunks = [c for p in parts for c in p.column("content_hash").chunks]
-    laid = pa.chunked_array(chunks, pa.string()).combine_chunks()  # the hashes only: 36 MB at 1M rows
-    n = len(laid)
-    backwards = pc.index_in(hashes, value_set=laid.take(pa.array(np.arange(n - 1, -1, -1, dtype=np.int64))))
-    at = np.asarray(backwards.fill_null(n).to_numpy(zero_copy_only=False), dtype=np.int64)
-    return (n - 1) - at
+    arr = strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
+    if arr.null_count:
+        raise ValueError("a content hash is missing (null)")
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4) if n else None
+    if n and arr.type == pa.string() and (np.diff(offsets) == offsets[1] - offsets[0]).all():
+        size = int(offsets[1] - offsets[0])
+        if size and (width is None or size == width):
+            data = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=n * size, offset=int(offsets[0]))
+            return data.view(f"S{size}")
+    encoded = [s.encode("utf-8") for s in arr.to_pylist()]
+    longest = max(map(len, encoded), default=1) or 1
+    if width is not None and longest > width:
+        return np.array([b"" if len(s) > width else s for s in encoded], dtype=f"S{width}")
+    return np.array(encoded, dtype=f"S{width or longest}")
+
+
+class HashIndex:
+    """The data set's content hashes (an Arrow string array, in row order), sorted once for lookups."""
+
+    def __init__(self, hashes: Any) -> None:
+        keys = _keys(hashes)
+        self.n = len(keys)
+        self.width = keys.dtype.itemsize if self.n else 1
+        self.order = np.argsort(keys, kind="stable")
+        self.sorted = keys[self.order]
+
+    def lookup(self, hashes: Any) -> tuple[np.ndarray, np.ndarray]:
+        """`(rows, at)`: every data set row holding one of `hashes`, and the position in `hashes` of its
+        hash (a hash held by several rows gives each of them; a hash not in the data set gives none)."""
+        if not len(hashes) or not self.n:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        keys = _keys(hashes, self.width)
+        lo = np.searchsorted(self.sorted, keys, side="left")
+        hi = np.searchsorted(self.sorted, keys, side="right")
+        count = hi - lo
+        at = np.repeat(np.arange(len(keys), dtype=np.int64), count)
+        starts = np.repeat(lo - np.cumsum(count) + count, count)  # each hit's offset within its run of equals
+        rows = self.order[starts + np.arange(len(at), dtype=np.int64)]
+        return rows.astype(np.int64, copy=False), at
 
 
 def _wide(t: Any) -> bool:
@@ -34,52 +70,68 @@ def _wide(t: Any) -> bool:
     return pa.types.is_fixed_size_list(t) and (pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type))
 
 
-def in_order(parts: list[Any], at: np.ndarray, names: list[str]) -> dict[str, Any]:
-    """The columns `names` of `parts` (Arrow tables; the list is emptied, so that each chunk can be let go)
-    taken at `at` (from `last_positions`, no -1 left) as Arrow arrays."""
-    import pyarrow as pa
+class Assembly:
+    """One scorer's columns (`schema`, without `content_hash`) for the rows of `index`, filled by `add`."""
 
-    types = {name: parts[0].schema.field(name).type for name in names}
-    batches = [b for p in parts for b in p.to_batches()]
-    parts.clear()
-    columns = {name: [b.column(name) for b in batches] for name in names}
-    lengths = [b.num_rows for b in batches]
-    del batches
-    identity = len(at) == sum(lengths) and bool(np.array_equal(at, np.arange(len(at))))
-    whole = identity and len(lengths) == 1
-    out: dict[str, Any] = {}
-    for name in sorted(names, key=lambda n: _wide(types[n])):  # the narrow columns first
-        arrays = columns.pop(name)
-        if whole:  # in order, in one chunk: the usual case after a merged cache, no copy
-            out[name] = arrays[0]
-        elif _wide(types[name]) and not any(a.null_count or a.values.null_count for a in arrays):
-            out[name] = _fill(arrays, lengths, at, types[name])
-        else:
-            chunked = pa.chunked_array(arrays, types[name])
-            del arrays
-            joined = chunked.combine_chunks()
-            del chunked
-            out[name] = joined if identity else joined.take(pa.array(at, pa.int64()))
-    return {name: out[name] for name in names}
+    def __init__(self, index: HashIndex, schema: Any) -> None:
+        self.index = index
+        self.schema = schema
+        n = index.n
+        self.source = np.full(n, -1, dtype=np.int64)  # each row's position in the narrow chunks laid end to end
+        self._narrow_names = [f.name for f in schema if not _wide(f.type)]
+        self._narrow: list[Any] = []
+        self._laid = 0
+        self._wide: dict[str, tuple[np.ndarray, np.ndarray]] = {
+            f.name: (np.empty((n, f.type.list_size), f.type.value_type.to_pandas_dtype()), np.ones(n, bool))
+            for f in schema
+            if _wide(f.type)
+        }
 
+    @property
+    def covered(self) -> np.ndarray:
+        """Rows that got a result."""
+        return self.source >= 0
 
-def _fill(arrays: list[Any], lengths: list[int], at: np.ndarray, t: Any) -> Any:
-    """A fixed-size list column without nulls filled into one numpy buffer, each of `arrays` dropped
-    (set to None) once its rows are copied."""
-    import pyarrow as pa
+    def add(self, chunk: Any) -> None:
+        """Put a table (`content_hash` and the scorer's columns) in place; a later result wins."""
+        rows, at = self.index.lookup(chunk.column("content_hash"))
+        if not len(rows):
+            return
+        inorder = len(at) == chunk.num_rows and bool((np.diff(at) == 1).all()) and (not len(at) or at[0] == 0)
+        part = chunk.select(self._narrow_names)
+        self._narrow.append(part if inorder else part.take(at))
+        self.source[rows] = self._laid + np.arange(len(rows), dtype=np.int64)
+        self._laid += len(rows)
+        for name, (buffer, valid) in self._wide.items():
+            column = chunk.column(name)
+            arr = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+            d = arr.type.list_size
+            values = arr.values.slice(arr.offset * d, len(arr) * d)
+            whole = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool)
+            if values.null_count:  # a null row's items are null too: fine; a row missing some items is not
+                items = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), bool).reshape(len(arr), d)
+                if not items[whole].all():
+                    raise ValueError(f"column {name!r} holds a list with a missing value; a whole row may be null")
+                values = values.fill_null(0)
+            buffer[rows] = values.to_numpy(zero_copy_only=False).reshape(len(arr), d)[at]
+            valid[rows] = whole[at]
 
-    d = t.list_size
-    out = np.empty((len(at), d), dtype=t.value_type.to_pandas_dtype())
-    order = np.argsort(at, kind="stable")
-    wanted = at[order]
-    start = 0
-    for k, n in enumerate(lengths):
-        lo, hi = np.searchsorted(wanted, [start, start + n])
-        if hi > lo:
-            a = arrays[k]
-            values = a.values.slice(a.offset * d, n * d).to_numpy(zero_copy_only=False).reshape(n, d)
-            out[order[lo:hi]] = values[wanted[lo:hi] - start]
-            del a, values
-        arrays[k] = None
-        start += n
-    return pa.FixedSizeListArray.from_arrays(pa.array(out.reshape(-1)), type=t)
+    def columns(self) -> dict[str, Any]:
+        """The scorer's columns in row order (every row must be covered); the chunks are let go."""
+        import pyarrow as pa
+
+        if not self.covered.all():
+            raise ValueError("some rows got no result")
+        out: dict[str, Any] = {}
+        if self._narrow_names:
+            laid = pa.concat_tables(self._narrow).combine_chunks()
+            self._narrow = []
+            identity = laid.num_rows == self.index.n and bool((self.source == np.arange(self.index.n)).all())
+            taken = laid if identity else laid.take(pa.array(self.source, pa.int64()))
+            out.update({name: taken.column(name).combine_chunks() for name in self._narrow_names})
+        for name, (buffer, valid) in self._wide.items():
+            t = self.schema.field(name).type
+            mask = None if valid.all() else pa.array(~valid)
+            out[name] = pa.FixedSizeListArray.from_arrays(pa.array(buffer.reshape(-1)), type=t, mask=mask)
+        self._wide = {}
+        return {f.name: out[f.name] for f in self.schema}

@@ -17,7 +17,7 @@ from typing import Any
 from ..data.examples import ExampleView, key_column
 from ..data.io import Dataset
 from ..scoring.cache import ScoreCache
-from .assemble import in_order, last_positions
+from .assemble import Assembly, HashIndex
 from .table import KEY_COLUMNS, with_configs
 
 
@@ -62,22 +62,28 @@ def score(
     hashes = key_column(dataset.examples, "content_hash")
     unique = pc.unique(hashes)
     examples: Sequence[Any] = dataset.examples
+    firsts = np.arange(len(hashes))  # the first row of each content, in the order of `unique`
     if len(unique) < len(hashes):
-        examples = ExampleView(examples, pc.index_in(unique, value_set=hashes).to_numpy().tolist())
+        firsts = np.asarray(pc.index_in(unique, value_set=hashes).to_numpy(), dtype=np.int64)
+        examples = ExampleView(examples, firsts.tolist())
     columns: dict[str, Any] = {
         "row": key_column(dataset.examples, "row"),
         "id": key_column(dataset.examples, "id"),
         "content_hash": hashes,
     }
+    index = HashIndex(hashes)  # shared by the scorers: each result is put in place as it arrives
     for scorer in scorers:
         cache = ScoreCache(root, scorer.name, scorer.cache_key(), scorer.schema, flush_seconds)
-        done = cache.read(unique) if use_cache else cache.schema.empty_table()
-        missing = len(unique) - done.num_rows  # `read` gives one row per hash asked for
+        assembly = Assembly(index, scorer.schema)
+        if use_cache:
+            for batch in cache.batches():
+                assembly.add(batch)
+        covered = assembly.covered[firsts]
+        missing = len(unique) - int(covered.sum())
         # All cached: the scorer is not asked, and a million hashes are not made Python strings for it.
-        skip = frozenset(done.column("content_hash").to_pylist()) if missing else frozenset()
+        skip = frozenset(pc.filter(unique, pa.array(covered)).to_pylist()) if missing else frozenset()
         if stats is not None:
-            stats[scorer.name] = {"cached": done.num_rows, "scored": missing, "unique": len(unique)}
-        parts = [done]
+            stats[scorer.name] = {"cached": len(unique) - missing, "scored": missing, "unique": len(unique)}
         with _progress(progress and missing > 0) as bar:
             task = bar.add_task(f"{scorer.name}", total=missing, rate="")
 
@@ -103,19 +109,16 @@ def score(
             try:
                 for results in scorer.score(examples, skip, advance, **kwargs) if missing else ():
                     chunk = cache.table_of(results)
-                    parts.append(chunk)
+                    assembly.add(chunk)
                     if use_cache:
                         keep = None if cacheable is None else pa.array([bool(cacheable(r)) for _, r in results])
                         cache.add(chunk if keep is None else chunk.filter(keep))
             finally:
                 if use_cache:
                     cache.close()
-        # Put in order without a second full copy of a wide column (`engine.assemble`); `parts` is emptied.
-        del done
-        at = last_positions(parts, hashes)
-        if (at < 0).any():
-            row = dataset.examples[int(np.argmax(at < 0))].row
+        if not assembly.covered.all():
+            row = dataset.examples[int(np.argmin(assembly.covered))].row
             raise RuntimeError(f"the {scorer.name} scorer returned nothing for row {row} (a bug in the scorer)")
-        for name, column in in_order(parts, at, list(scorer.schema.names)).items():
+        for name, column in assembly.columns().items():
             columns[name] = column.cast(scorer.schema.field(name).type)
     return with_configs(pa.table(columns), scorers)

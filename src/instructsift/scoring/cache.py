@@ -19,7 +19,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,33 +51,36 @@ class ScoreCache:
 
     def read(self, hashes: Any = None) -> Any:
         """The cached rows as one Arrow table in `self.schema`, one row per content hash (a later shard
-        wins over an earlier one; journals that other runs left count too, a line cut short by a kill
-        skipped), restricted to `hashes` (an Arrow string array) when given. Unreadable shards (a foreign
-        or damaged file) are skipped."""
+        wins over an earlier one; journals that other runs left count too), restricted to `hashes` (an
+        Arrow string array) when given. For small caches and tests: the engine reads `batches`."""
         import pyarrow as pa
         import pyarrow.compute as pc
+
+        table = pa.concat_tables([self.schema.empty_table(), *self.batches()])
+        if hashes is not None:
+            table = table.filter(pc.is_in(table.column("content_hash"), value_set=hashes))
+        return last_wins(table)
+
+    def batches(self, size: int = 65_536) -> Iterator[Any]:
+        """Every cached row, as Arrow tables in `self.schema` of at most `size` rows: the shards in order,
+        then journals that other runs left (a line cut short by a kill skipped); where a hash is held twice,
+        the later row is the one that counts. Read a batch at a time, so that a million cached rows are
+        never decoded at once. Unreadable shards (a foreign or damaged file) are skipped."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        parts = []
         for shard in self._shards():
-            try:
-                table = pq.read_table(shard, schema=self.schema).cast(self.schema)  # list items: `item`
-            except Exception:  # noqa: BLE001 - a damaged shard only costs its rows a rescore
+            try:  # a damaged shard only costs its rows a rescore
+                with pq.ParquetFile(shard, pre_buffer=False) as f:
+                    for batch in f.iter_batches(batch_size=size, columns=self.schema.names):
+                        yield pa.Table.from_batches([batch]).cast(self.schema)  # list items: `item`
+            except Exception:  # noqa: BLE001
                 continue
-            if hashes is not None:
-                wanted = pc.is_in(table.column("content_hash"), value_set=hashes)
-                if not pc.all(wanted).as_py():  # filtering copies: only when some rows are not wanted
-                    table = table.filter(wanted)
-            parts.append(table)
         for journal in self._journals():
             if journal != self._journal_path:
                 rows = self._left[journal] = _read_journal(journal, self.schema.names[1:])
                 if rows:
-                    table = self.table_of(list(rows.items()))
-                    if hashes is not None:
-                        table = table.filter(pc.is_in(table.column("content_hash"), value_set=hashes))
-                    parts.append(table)
-        return last_wins(pa.concat_tables(parts) if parts else self.schema.empty_table())
+                    yield self.table_of(list(rows.items()))
 
     def load(self) -> dict[str, dict[str, Any]]:
         """Every cached result, by content hash, as Python objects (for tests and small caches; the
