@@ -28,6 +28,25 @@ def _progress(enabled: bool) -> Any:
     return progress_bar(enabled)
 
 
+def first_of_each(hashes: Any, unique: Any) -> Any:
+    """The position of the first row of each of `unique` (`pc.unique(hashes)`, in its order) in `hashes`."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if len(unique) == len(hashes):
+        return np.arange(len(hashes))
+    return np.asarray(pc.index_in(unique, value_set=hashes).to_numpy(), dtype=np.int64)
+
+
+def unique_examples(examples: Sequence[Any]) -> Sequence[Any]:
+    """The first example of each content, in input order (a view of `examples`: nothing copied)."""
+    import pyarrow.compute as pc
+
+    hashes = key_column(examples, "content_hash")
+    unique = pc.unique(hashes)
+    return examples if len(unique) == len(hashes) else ExampleView(examples, first_of_each(hashes, unique).tolist())
+
+
 def score(
     dataset: Dataset,
     scorers: Sequence[Any],
@@ -61,11 +80,8 @@ def score(
     # Keys as Arrow columns; the scorers get the first example of each content (a view: nothing copied).
     hashes = key_column(dataset.examples, "content_hash")
     unique = pc.unique(hashes)
-    examples: Sequence[Any] = dataset.examples
-    firsts = np.arange(len(hashes))  # the first row of each content, in the order of `unique`
-    if len(unique) < len(hashes):
-        firsts = np.asarray(pc.index_in(unique, value_set=hashes).to_numpy(), dtype=np.int64)
-        examples = ExampleView(examples, firsts.tolist())
+    firsts = first_of_each(hashes, unique)
+    examples = dataset.examples if len(unique) == len(hashes) else ExampleView(dataset.examples, firsts.tolist())
     columns: dict[str, Any] = {
         "row": key_column(dataset.examples, "row"),
         "id": key_column(dataset.examples, "id"),

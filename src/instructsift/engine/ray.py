@@ -254,10 +254,7 @@ def score(
     tmp = None if use_cache else tempfile.mkdtemp(prefix="instructsift-ray-")
     root = Path(tmp) if tmp else (Path(cache_dir) if cache_dir else cache_root())
     try:
-        unique: dict[str, Example] = {}
-        for ex in dataset.examples:
-            unique.setdefault(ex.content_hash, ex)
-        examples = list(unique.values())
+        examples = local.unique_examples(dataset.examples)
         final = [_score_one(ray, s, examples, root, progress, stats, actors, batch_size) for s in scorers]
         return local.score(dataset, final, cache_dir=root, use_cache=True, progress=False)
     finally:
@@ -268,7 +265,7 @@ def score(
 def _score_one(
     ray: Any,
     scorer: Any,
-    examples: list[Example],
+    examples: Sequence[Example],
     root: Path,
     progress: bool,
     stats: dict[str, Any] | None,
