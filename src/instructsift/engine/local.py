@@ -2,8 +2,8 @@
 
 The score table has one row per example, in input order: `row` (0-based position in the input), `id`,
 `content_hash`, then each scorer's columns. Identical examples are scored once. The work stays in Arrow:
-the cache is read filtered to the data set's content hashes, each scorer's chunk becomes an Arrow table,
-and the columns are taken by hash (no Python object per cached value).
+the cache is read a batch at a time and each scorer's chunk becomes an Arrow table, each put in its rows'
+places as it arrives (`engine.assemble`: no Python object per cached value, no column held twice).
 """
 
 from __future__ import annotations
