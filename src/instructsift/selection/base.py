@@ -44,10 +44,11 @@ class Selection:
         at = np.asarray(positions, dtype=np.int64).reshape(-1)
         self.keep[at] = False
         one = detail is None or isinstance(detail, str)
-        for j, i in enumerate(at.tolist()):
-            self.codes[i] = code
-            self.details[i] = detail if one else detail[j]
-            self.steps[i] = self.step
+        for start in range(0, len(at), 65536):  # a block of Python ints at a time
+            for j, i in enumerate(at[start : start + 65536].tolist(), start):
+                self.codes[i] = code
+                self.details[i] = detail if one else detail[j]
+                self.steps[i] = self.step
 
     @property
     def kept(self) -> np.ndarray:

@@ -122,6 +122,7 @@ class Dedup:
                             hit.append(i)
                         else:
                             band[g] = [hit, i]
+        del at, codes, index
         details: list[str] = []
         for start in range(0, n, 65536):  # no list of all the row numbers and similarities at once
             end = min(start + 65536, n)
@@ -153,12 +154,14 @@ class ExactDedup:
 def repeats(keys: Any, kept: np.ndarray, nulls_match: bool) -> tuple[np.ndarray, np.ndarray]:
     """`(dups, firsts)`: the positions in `kept` (ascending) whose key an earlier one of them has, and
     for each the first of them with that key. Null keys match each other only when `nulls_match`."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    taken = keys.take(kept)
-    taken = taken.combine_chunks() if hasattr(taken, "combine_chunks") else taken  # one dictionary for all
-    enc = pc.dictionary_encode(taken, null_encoding="encode" if nulls_match else "mask")
-    group = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    enc = pc.dictionary_encode(keys, null_encoding="encode" if nulls_match else "mask")  # chunks share one dictionary
+    chunks = [c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in getattr(enc, "chunks", [enc])]
+    group = np.concatenate(chunks)[kept] if chunks else np.empty(0, dtype=np.int32)
+    del enc, chunks
+    pa.default_memory_pool().release_unused()  # the encoder's ~100 MB at 1M rows, else held on through the LSH loop
     has = np.flatnonzero(group >= 0)
     _, first, inverse = np.unique(group[has], return_index=True, return_inverse=True)
     first = has[first][inverse]  # each row's first row with its key (as places in kept)
@@ -176,6 +179,7 @@ def band_groups(sigs: np.ndarray, rows: np.ndarray, ranges: Any) -> tuple[np.nda
     share some band with another of them, `codes[k, b]` the group number of row `at[k]`'s band b among
     the rows sharing it (-1: no other row has this band) and the number of groups in each band."""
     codes = np.empty((len(ranges), len(rows)), dtype=np.int32)  # band-major: each band's row is compacted in place
+    at = np.empty(len(rows), dtype=np.int64)  # before the temporaries (a buffer after them keeps them in RSS)
     groups = []
     for b, (lo, hi) in enumerate(ranges):
         _, inverse, counts = np.unique(band_key(sigs, rows, lo, hi), return_inverse=True, return_counts=True)
@@ -187,7 +191,8 @@ def band_groups(sigs: np.ndarray, rows: np.ndarray, ranges: Any) -> tuple[np.nda
     m = int(some.sum())
     for b in range(len(ranges)):
         codes[b, :m] = codes[b, some]
-    return rows[some], codes[:, :m].T, groups
+    at[:m] = rows[some]
+    return at[:m], codes[:, :m].T, groups
 
 
 def band_key(sigs: np.ndarray, rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
