@@ -41,11 +41,14 @@ class Selection:
 
     def drop(self, positions: Any, code: str, detail: str | Sequence[str] | None = None) -> None:
         """Drop rows at `positions` with one `code` and a `detail` for all of them or one per row."""
-        for j, i in enumerate(np.asarray(positions, dtype=np.int64).tolist()):
-            self.keep[i] = False
-            self.codes[i] = code
-            self.details[i] = detail if detail is None or isinstance(detail, str) else detail[j]
-            self.steps[i] = self.step
+        at = np.asarray(positions, dtype=np.int64).reshape(-1)
+        self.keep[at] = False
+        one = detail is None or isinstance(detail, str)
+        for start in range(0, len(at), 65536):  # a block of Python ints at a time
+            for j, i in enumerate(at[start : start + 65536].tolist(), start):
+                self.codes[i] = code
+                self.details[i] = detail if one else detail[j]
+                self.steps[i] = self.step
 
     @property
     def kept(self) -> np.ndarray:
@@ -88,9 +91,9 @@ def drop_unscored(table: Any, selection: Selection, names: Sequence[str]) -> Non
         values = column(table, name)
         family = f"{name.split('_')[0]}_reason"  # one reason column for several scores (deita_reason)
         reason_col = next((c for c in (f"{name}_reason", family, "reason") if c in table.column_names), None)
-        why = table.column(reason_col).to_pylist() if reason_col else [None] * table.num_rows
         missing = np.flatnonzero(selection.keep & np.isnan(values))
-        selection.drop(missing, "not scored", [why[i] or f"no {name}" for i in missing])
+        why = table.column(reason_col).take(missing).to_pylist() if reason_col else [None] * len(missing)
+        selection.drop(missing, "not scored", [w or f"no {name}" for w in why])
 
 
 def select(table: Any, selectors: Sequence[Selector], names: Sequence[str] | None = None) -> Selection:
