@@ -61,7 +61,7 @@ def kept_vectors(table: Any, selection: Any, name: str) -> tuple[np.ndarray, np.
     missing = np.flatnonzero(selection.keep & ~valid)
     if len(missing):
         reason_col = next((c for c in (f"{name}_reason", "reason") if c in table.column_names), None)
-        why = table.column(reason_col).to_pylist() if reason_col else [None] * table.num_rows
-        selection.drop(missing, "not scored", [why[i] or f"no {name}" for i in missing])
+        why = table.column(reason_col).take(missing).to_pylist() if reason_col else [None] * len(missing)
+        selection.drop(missing, "not scored", [w or f"no {name}" for w in why])
     rows = selection.kept
     return rows, vectors[rows]
