@@ -210,6 +210,11 @@ def test_assembly_says_what_is_missing_and_refuses_a_partial_list():
         )
 
 
+def test_an_empty_data_set_assembles_empty_columns():
+    got = Assembly(HashIndex(pa.array([], pa.string())), pa.schema([("x", pa.float64())] + list(SCHEMA)[1:])).columns()
+    assert got["x"].type == pa.float64() and len(got["x"]) == 0 and len(got["sig"]) == 0
+
+
 def test_a_wide_column_is_filled_as_chunks_arrive_into_one_buffer():
     """The preallocated numpy buffer becomes the Arrow column as it is (no copy in Arrow's pool at the end),
     and a chunk is not held once added."""

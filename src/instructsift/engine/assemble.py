@@ -124,7 +124,8 @@ class Assembly:
             raise ValueError("some rows got no result")
         out: dict[str, Any] = {}
         if self._narrow_names:
-            laid = pa.concat_tables(self._narrow).combine_chunks()
+            empty = pa.schema([self.schema.field(name) for name in self._narrow_names]).empty_table()
+            laid = pa.concat_tables([empty, *self._narrow], promote_options="permissive").combine_chunks()
             self._narrow = []
             identity = laid.num_rows == self.index.n and bool((self.source == np.arange(self.index.n)).all())
             taken = laid if identity else laid.take(pa.array(self.source, pa.int64()))
