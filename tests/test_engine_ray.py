@@ -144,3 +144,22 @@ def test_read_shards_like_read(ray_local, tmp_path: Path) -> None:
     write(from_pq, [3, 30], tmp_path / "picked.jsonl")
     picked = [json.loads(x) for x in (tmp_path / "picked.jsonl").read_text(encoding="utf-8").splitlines()]
     assert picked == [records[3], records[30]]
+
+
+def test_a_partly_cached_run_ships_only_what_is_missing(ray_local, tmp_path: Path) -> None:
+    """A cache filled for the first 20 rows: Ray scores only the other rows (chunks half cached ship their
+    cached hashes as skipped), and the score table equals the local engine's."""
+    from instructsift.scoring.dedup import MinHashSignature
+    from instructsift.scoring.rules import Rules
+
+    records = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    head = tmp_path / "head.json"
+    head.write_text(json.dumps(records[:20]), encoding="utf-8")
+    scorers = [Rules(tokenizer=None, chunk_size=16), MinHashSignature(chunk_size=16)]
+    local.score(read(head), scorers, cache_dir=tmp_path / "c", progress=False)
+    stats: dict = {}
+    by_ray = ray_engine.score(read(SAMPLE), scorers, cache_dir=tmp_path / "c", progress=False, stats=stats)
+    assert stats["minhash"] == {"cached": 20, "scored": len(records) - 20, "unique": len(records)}
+    assert stats["rules"]["scored"] == len(records) - 20
+    by_local = local.score(read(SAMPLE), scorers, cache_dir=tmp_path / "l", progress=False)
+    assert by_ray.equals(by_local)

@@ -30,9 +30,11 @@ from typing import Any
 
 from ..data.errors import UserError
 from ..data.example import Example, Message
+from ..data.examples import key_column
 from ..data.io import Dataset
 from ..scoring.cache import ScoreCache
 from . import local
+from .assemble import HashIndex
 
 ADDRESS_ENV = "INSTRUCTSIFT_RAY_ADDRESS"
 INSTALL_HINT = "the ray engine needs Ray Data: pip install 'instructsift[ray]'"
@@ -219,9 +221,15 @@ def chunk_size(scorer: Any, gpu: bool) -> int:
     return cpu_gpu[int(gpu)] if cpu_gpu else DEFAULT_CHUNK
 
 
-def cached_hashes(cache: ScoreCache) -> set[str]:
-    """Content hashes in the cache (a damaged shard counts for nothing, as in the local engine)."""
-    return set(cache.read().column("content_hash").to_pylist())
+def cached(cache: ScoreCache, index: HashIndex) -> Any:
+    """Which of the hashes of `index` the cache holds (a bool per hash; a damaged shard counts for nothing,
+    as in the local engine), read a batch at a time."""
+    import numpy as np
+
+    held = np.zeros(index.n, dtype=bool)
+    for batch in cache.batches():
+        held[index.lookup(batch.column("content_hash"))[0]] = True
+    return held
 
 
 # -- the engine -----------------------------------------------------------------------------------------
@@ -248,6 +256,8 @@ def score(
     `flush_seconds` is accepted for the local engine's signature: each chunk is one shard here.
     """
     del flush_seconds
+    import pyarrow.compute as pc
+
     ray = init(address, num_cpus)
     from ..models import cache_root
 
@@ -255,7 +265,9 @@ def score(
     root = Path(tmp) if tmp else (Path(cache_dir) if cache_dir else cache_root())
     try:
         examples = local.unique_examples(dataset.examples)
-        final = [_score_one(ray, s, examples, root, progress, stats, actors, batch_size) for s in scorers]
+        hashes = pc.unique(key_column(dataset.examples, "content_hash"))  # the examples' hashes, in their order
+        index = HashIndex(hashes)
+        final = [_score_one(ray, s, examples, index, root, progress, stats, actors, batch_size) for s in scorers]
         return local.score(dataset, final, cache_dir=root, use_cache=True, progress=False)
     finally:
         if tmp:
@@ -266,13 +278,17 @@ def _score_one(
     ray: Any,
     scorer: Any,
     examples: Sequence[Example],
+    index: HashIndex,
     root: Path,
     progress: bool,
     stats: dict[str, Any] | None,
     actors: int | None,
     batch_size: int | None,
 ) -> Any:
-    """Put every result of `scorer` for `examples` in the cache; return what the local assembly reads it with."""
+    """Put every result of `scorer` for `examples` (whose hashes `index` holds, in order) in the cache; return
+    what the local assembly reads it with."""
+    import pyarrow as pa
+
     spec = scorer_spec(scorer)
     model = bool(getattr(scorer, "uses_model", False))
     free = ray.available_resources()
@@ -283,22 +299,22 @@ def _score_one(
     else:
         key, schema, about = scorer.cache_key(), scorer.schema, scorer.describe()
     cache = ScoreCache(root, scorer.name, key, schema)
-    done = cached_hashes(cache)
+    done = cached(cache, index)
     size = batch_size or chunk_size(scorer, bool(pool and pool.num_gpus))
-    items = []
-    missing = 0
+    items = []  # one object per chunk, put in the object store as it is made: the driver holds one at a time
+    missing = int((~done).sum())
     for lo in range(0, len(examples), size):
-        part = examples[lo : lo + size]
-        todo = sum(1 for ex in part if ex.content_hash not in done)
-        if todo:
-            missing += todo
-            skip = [ex.content_hash for ex in part if ex.content_hash in done]
-            items.append({"examples": json.dumps([_plain(ex) for ex in part]), "skip": json.dumps(skip)})
+        todo = ~done[lo : lo + size]
+        if todo.any():
+            part = examples[lo : lo + size]
+            skip = [ex.content_hash for ex, needed in zip(part, todo.tolist(), strict=True) if not needed]
+            payload = {"examples": [json.dumps([_plain(ex) for ex in part])], "skip": [json.dumps(skip)]}
+            items.append(ray.put(pa.table(payload)))
     if stats is not None:
         stats[scorer.name] = {"cached": len(examples) - missing, "scored": missing, "unique": len(examples)}
     if items:
         pool = plan_pool(free, actors, len(items)) if model else None
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ray.data.from_arrow_refs(items)
         if pool is not None:
             ds = ds.map_batches(
                 worker_class(spec, key, cache.schema, pool.threads),
