@@ -26,10 +26,10 @@ def _keys(strings: Any, width: int | None = None) -> np.ndarray:
     if arr.null_count:
         raise ValueError("a content hash is missing (null)")
     n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4) if n else None
-    if n and arr.type == pa.string() and (np.diff(offsets) == offsets[1] - offsets[0]).all():
+    if n and arr.type == pa.string():  # int32 offsets: one length for all is a fixed width, read in place
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
         size = int(offsets[1] - offsets[0])
-        if size and (width is None or size == width):
+        if size and (width is None or size == width) and (np.diff(offsets) == size).all():
             data = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=n * size, offset=int(offsets[0]))
             return data.view(f"S{size}")
     encoded = [s.encode("utf-8") for s in arr.to_pylist()]

@@ -28,23 +28,18 @@ def _progress(enabled: bool) -> Any:
     return progress_bar(enabled)
 
 
-def first_of_each(hashes: Any, unique: Any) -> Any:
-    """The position of the first row of each of `unique` (`pc.unique(hashes)`, in its order) in `hashes`."""
+def unique_examples(examples: Sequence[Any], hashes: Any) -> tuple[Sequence[Any], Any, Any]:
+    """`(firsts, unique, positions)` for `examples` and their content hashes `hashes` (an Arrow array): the
+    first example of each content in input order (a view of `examples`: nothing copied), their hashes
+    (`pc.unique(hashes)`) and their positions in `examples`."""
     import numpy as np
     import pyarrow.compute as pc
 
-    if len(unique) == len(hashes):
-        return np.arange(len(hashes))
-    return np.asarray(pc.index_in(unique, value_set=hashes).to_numpy(), dtype=np.int64)
-
-
-def unique_examples(examples: Sequence[Any]) -> Sequence[Any]:
-    """The first example of each content, in input order (a view of `examples`: nothing copied)."""
-    import pyarrow.compute as pc
-
-    hashes = key_column(examples, "content_hash")
     unique = pc.unique(hashes)
-    return examples if len(unique) == len(hashes) else ExampleView(examples, first_of_each(hashes, unique).tolist())
+    if len(unique) == len(hashes):
+        return examples, unique, np.arange(len(hashes))
+    positions = np.asarray(pc.index_in(unique, value_set=hashes).to_numpy(), dtype=np.int64)
+    return ExampleView(examples, positions.tolist()), unique, positions
 
 
 def score(
@@ -79,9 +74,7 @@ def score(
             seen.add(name)
     # Keys as Arrow columns; the scorers get the first example of each content (a view: nothing copied).
     hashes = key_column(dataset.examples, "content_hash")
-    unique = pc.unique(hashes)
-    firsts = first_of_each(hashes, unique)
-    examples = dataset.examples if len(unique) == len(hashes) else ExampleView(dataset.examples, firsts.tolist())
+    examples, unique, firsts = unique_examples(dataset.examples, hashes)
     columns: dict[str, Any] = {
         "row": key_column(dataset.examples, "row"),
         "id": key_column(dataset.examples, "id"),

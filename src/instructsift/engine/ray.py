@@ -256,17 +256,14 @@ def score(
     `flush_seconds` is accepted for the local engine's signature: each chunk is one shard here.
     """
     del flush_seconds
-    import pyarrow.compute as pc
-
     ray = init(address, num_cpus)
     from ..models import cache_root
 
     tmp = None if use_cache else tempfile.mkdtemp(prefix="instructsift-ray-")
     root = Path(tmp) if tmp else (Path(cache_dir) if cache_dir else cache_root())
     try:
-        examples = local.unique_examples(dataset.examples)
-        hashes = pc.unique(key_column(dataset.examples, "content_hash"))  # the examples' hashes, in their order
-        index = HashIndex(hashes)
+        examples, unique, _ = local.unique_examples(dataset.examples, key_column(dataset.examples, "content_hash"))
+        index = HashIndex(unique)  # the unique examples' hashes, in their order
         final = [_score_one(ray, s, examples, index, root, progress, stats, actors, batch_size) for s in scorers]
         return local.score(dataset, final, cache_dir=root, use_cache=True, progress=False)
     finally:
