@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tolerances import REL, expected_score, ratio
 
 from instructsift.data import Example, Message, read
 from instructsift.scoring.deita import Deita
@@ -39,13 +40,6 @@ def alpaca_rows(short_records, tmp_path_factory) -> list[Example]:
     return read(path).examples
 
 
-@pytest.fixture(scope="module")
-def lm32():
-    from instructsift.models import load_causal_lm
-
-    return load_causal_lm("embedded", dtype="float32", device="cpu")
-
-
 def reference(lm, text: str) -> tuple[float, float, float]:
     """(expected score, mass on the six digits, DEITA's own formula: softmax over the six logits x 1..6)
     from one plain forward pass over one prompt."""
@@ -76,11 +70,12 @@ def test_scores_match_one_prompt_at_a_time(lm32, alpaca_rows) -> None:
         c, c_mass, c_deita = reference(lm32, COMPLEXITY.format(instruction=instruction))
         q, q_mass, q_deita = reference(lm32, QUALITY.format(instruction=instruction, output=answer.content))
         assert c == pytest.approx(c_deita, abs=1e-9) and q == pytest.approx(q_deita, abs=1e-9)
-        assert row["deita_complexity"] == pytest.approx(c, abs=1e-4)
-        assert row["deita_quality"] == pytest.approx(q, abs=1e-4)
-        assert row["deita_score"] == pytest.approx(c * q, abs=1e-3)
-        assert row["deita_complexity_mass"] == pytest.approx(c_mass, rel=1e-4)
-        assert row["deita_quality_mass"] == pytest.approx(q_mass, rel=1e-4)
+        # expected scores on 1..6 (their product on 1..36), batched vs one prompt at a time: tests/tolerances.py
+        assert row["deita_complexity"] == expected_score(c, 6)
+        assert row["deita_quality"] == expected_score(q, 6)
+        assert row["deita_score"] == expected_score(c * q, 36)
+        assert row["deita_complexity_mass"] == ratio(c_mass)
+        assert row["deita_quality_mass"] == ratio(q_mass)
         assert row["deita_turns"] == 1 and row["deita_truncated"] is False and row["deita_reason"] is None
         assert 1 <= row["deita_complexity"] <= 6 and 1 <= row["deita_quality"] <= 6
 
@@ -92,11 +87,13 @@ def test_multi_turn_scores_each_turn_and_sums(lm32, shared_data) -> None:
     scorer = Deita(complexity_model=lm32, quality_model=lm32, min_mass=0.0)
     whole, *parts = scores(scorer, [ex, *singles])
     assert whole["deita_turns"] == 2 and whole["deita_reason"] is None
-    assert whole["deita_complexity"] == pytest.approx(sum(p["deita_complexity"] for p in parts), abs=1e-4)
-    assert whole["deita_quality"] == pytest.approx(sum(p["deita_quality"] for p in parts), abs=1e-4)
-    assert whole["deita_score"] == pytest.approx(sum(p["deita_score"] for p in parts), abs=1e-3)
-    # DEITA sums complexity x quality per turn, which is not (sum of complexity) x (sum of quality)
-    assert whole["deita_score"] != pytest.approx(whole["deita_complexity"] * whole["deita_quality"], abs=1e-3)
+    # two turns: sums of two expected scores on 1..6 (of two products on 1..36), in other batches than the parts
+    assert whole["deita_complexity"] == expected_score(sum(p["deita_complexity"] for p in parts), 2 * 6)
+    assert whole["deita_quality"] == expected_score(sum(p["deita_quality"] for p in parts), 2 * 6)
+    assert whole["deita_score"] == expected_score(sum(p["deita_score"] for p in parts), 2 * 36)
+    # DEITA sums complexity x quality per turn, which is not (sum of complexity) x (sum of quality): they differ
+    # by c1 q2 + c2 q1 >= 2, far beyond any tolerance
+    assert whole["deita_score"] != pytest.approx(whole["deita_complexity"] * whole["deita_quality"], abs=REL * 72)
     # each turn is scored on its own (no earlier turns in its prompt): the sums above equal the turns alone
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tolerances import output, ratio
 
 from instructsift.data import read
 from instructsift.engine.local import score
@@ -132,7 +133,7 @@ def test_reward_against_one_plain_forward_pass(alpaca_rows, tiny_reward_model, t
         prompt = rec["instruction"] + (f"\n\n{rec['input']}" if rec["input"] else "")
         with torch.no_grad():
             want = model(input_ids=torch.tensor([tok(prompt, rec["output"]).input_ids])).logits[0, 0].item()
-        assert row["reward"] == pytest.approx(want, abs=1e-5)
+        assert row["reward"] == output(want)  # batched and padded vs alone: tests/tolerances.py
         assert row["reward_reason"] is None and row["reward_truncated"] is False
 
 
@@ -174,7 +175,7 @@ def test_openassistant_reward_layout_loads_and_scores_the_last_token(alpaca_rows
         ids = torch.tensor([tok(OASST.format(prompt=prompt, response=rec["output"])).input_ids])
         with torch.no_grad():
             want = head(body(ids).last_hidden_state[0, -1]).item()
-        assert row["reward"] == pytest.approx(want, abs=1e-5) and row["reward_reason"] is None
+        assert row["reward"] == output(want) and row["reward_reason"] is None
     assert len({row["reward"] for row in table}) == len(table)
 
 
@@ -620,7 +621,7 @@ def test_reward_standin_is_its_head_on_the_embedding(shared_data, alpaca_rows, t
     assert head["pairs"] == 60 and head["train_accuracy"] >= 0.9
     w = np.asarray(head["w"])
     for row in table.to_pylist():
-        assert row["reward_standin"] == pytest.approx(float(np.asarray(row["embedding"]) @ w), abs=1e-5)
+        assert row["reward_standin"] == output(float(np.asarray(row["embedding"]) @ w))
     assert "STAND-IN" in standin.describe() and "not the paper's model" in standin.describe()
 
 
@@ -720,7 +721,7 @@ def test_unieval_is_the_yes_share_of_the_first_decoder_step(alpaca_rows, tiny_t5
                 logits = model(input_ids=ids, decoder_input_ids=torch.tensor([[0]])).logits[0, 0]
             p = torch.softmax(logits, dim=-1)
             expect = float(p[yes] / (p[yes] + p[no]))
-            assert row[dim] == pytest.approx(expect, abs=1e-5) and 0 < row[dim] < 1
+            assert row[dim] == ratio(expect) and 0 < row[dim] < 1  # a probability: relative
         assert row["unieval_reason"] is None and row["unieval_truncated"] is False
     assert len({row["coherence"] for row in table}) == len(table)  # the rows differ, so do their scores
     assert "P(Yes)/(P(Yes)+P(No))" in scorer.describe()
@@ -732,7 +733,7 @@ def test_unieval_is_the_yes_share_of_the_first_decoder_step(alpaca_rows, tiny_t5
     steps = scoring_steps(["coherence"], Params(unieval=str(tiny_t5), dtype="float32"))
     recipe = recipes.from_dict({"input": dataset.path, "cache_dir": str(tmp_path), "steps": steps})
     got = pipeline.run(recipe, progress=False, log=lambda _m: None).table.column("coherence").to_pylist()
-    assert got == pytest.approx([row["coherence"] for row in table], abs=1e-6)
+    assert got == ratio([row["coherence"] for row in table])
 
 
 def test_unieval_indicators_need_an_evaluator():
@@ -781,7 +782,7 @@ def test_select_applies_a_unieval_rule_from_the_cli(alpaca_rows, tiny_t5, tmp_pa
     alone = score(dataset, [UniEval(str(tiny_t5), dtype="float32")], cache_dir=tmp_path / "alone", progress=False)
     for r, a in zip(table, alone.to_pylist(), strict=True):
         for dim in ("naturalness", "coherence"):
-            assert r[dim] == pytest.approx(a[dim], abs=1e-6) and 0 < r[dim] < 1
+            assert r[dim] == ratio(a[dim]) and 0 < r[dim] < 1
         assert r["output_chars"] == len(records[r["row"]]["output"])
         by_hand = rule.intercept_ + sum(rule.coef_[k] * r[k] for k in ("naturalness", "coherence", "output_chars"))
         assert r["instructmining"] == pytest.approx(by_hand, abs=1e-12)
