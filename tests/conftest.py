@@ -1,5 +1,7 @@
-"""Shared fixtures: the real data in ../shared/data, one model cache for the whole session, and a real
-OpenAI-compatible server on loopback (`transformers serve`, transformers[serving]) with the embedded model."""
+"""Shared fixtures: the real data in ../shared/data, one model cache for the whole session, the tiny random
+Llamas (built once per session), and a real OpenAI-compatible server on loopback (`transformers serve`,
+transformers[serving]) with the embedded model. Helpers that are not fixtures (the `cli()` subprocess, the
+tiny model builders) are in helpers.py; numeric tolerances in tolerances.py."""
 
 from __future__ import annotations
 
@@ -43,6 +45,44 @@ def shared_data() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session")
+def lm32():
+    """The embedded SmolLM2 in float32 on the CPU, loaded once per session (IFD, DEITA and the local judge
+    compare against plain forward passes of it). Read-only: do not change its weights or settings."""
+    from instructsift.models import load_causal_lm
+
+    return load_causal_lm("embedded", dtype="float32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide Llama with random weights (seed 0) and the embedded SmolLM2 tokenizer, saved as a
+    folder once per session. Read-only: a test that changes it works on a copy (shutil.copytree)."""
+    from helpers import tiny_llama
+    from transformers import AutoTokenizer
+
+    from instructsift.models import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("embedded").path)
+    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    return tiny_llama(path, tok, max_position_embeddings=512, bos_token_id=tok.bos_token_id, tie_word_embeddings=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_bpe_llama(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same shape with a 1024-token byte-level BPE tokenizer trained on the first 300 real Alpaca rows:
+    a small vocabulary keeps fine-tuning fast (a trial of a few steps in about a second on a CPU). Built once
+    per session; read-only like `tiny_llama`."""
+    import json
+
+    from helpers import bpe_tokenizer, tiny_llama
+
+    rows = json.loads((shared_data / "alpaca" / "alpaca_random_9k.json").read_text(encoding="utf-8"))[:300]
+    tok = bpe_tokenizer(v for r in rows for v in r.values())
+    path = tmp_path_factory.mktemp("tiny") / "tiny-bpe-llama"
+    return tiny_llama(path, tok, max_position_embeddings=256, tie_word_embeddings=True)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,13 +99,19 @@ class Server:
     """`transformers serve MODEL` on 127.0.0.1; `requests()` counts the chat requests in its access log."""
 
     def __init__(self, model: str, log: Path) -> None:
-        self.model, self.log, self.port = model, log, _free_port()
+        self.model, self.log = model, log
+        self.log.write_text("")
+        self.start()
+
+    def start(self) -> None:
+        """Start the server on a free port (again, after `stop()`); the access log goes on where it was."""
+        self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         # One torch thread: on a small shared machine the default (one per core) spin-waits at every barrier.
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", model, "--host", "127.0.0.1"]
+        cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", self.model, "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port), "--device", "cpu", "--log-level", "info"]
-        with open(log, "w") as out:
+        with open(self.log, "a") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     def wait(self, limit_s: float = 300) -> None:
@@ -96,9 +142,9 @@ class Server:
                 self.proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    """`transformers serve` with the embedded SmolLM2 on 127.0.0.1, one per test module, stopped at its end."""
+@pytest.fixture(scope="session")
+def _serve(tmp_path_factory) -> Iterator[Server]:
+    """One `transformers serve` for the whole session (starting it loads the model: many seconds)."""
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"`transformers serve` needs transformers[serving] ({', '.join(missing)} not installed)")
@@ -106,7 +152,17 @@ def server(tmp_path_factory) -> Iterator[Server]:
 
     srv = Server(resolve("embedded").path, tmp_path_factory.mktemp("serve") / "serve.log")
     try:
-        srv.wait()
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def server(_serve: Server) -> Server:
+    """`transformers serve` with the embedded SmolLM2 on 127.0.0.1, shared by the session's tests and stopped
+    at its end; started again (on a new port) where an earlier test stopped it. `requests()` counts every
+    request of the session: a test counts from the value it starts with."""
+    if _serve.proc.poll() is not None:
+        _serve.start()
+    _serve.wait()
+    return _serve

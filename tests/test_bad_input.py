@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import cli
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("make_corpus", HERE / "badinput" / "make_corpus.py")
@@ -46,8 +47,7 @@ def run_cli(world: dict, args: list[str]) -> subprocess.CompletedProcess:
         "HOME": str(world["home"]),
         "HF_HOME": os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface")),
     }
-    cmd = [sys.executable, "-m", "instructsift.cli", *args, "--cache-dir", str(world["cache"])]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    return cli(*args, "--cache-dir", world["cache"], check=False, env=env)
 
 
 def _digest(path: str) -> str:

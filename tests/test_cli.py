@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from helpers import cli, cli_command
 
 from instructsift.data import read
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample_alpaca.json"
-
-
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "instructsift.cli", *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
 
 
 def summary(stderr: str) -> dict[str, int]:
@@ -183,16 +174,7 @@ def test_resume_after_kill_is_byte_identical(shared_data, tmp_path, _session_cac
     cli(*args, "--cache-dir", tmp_path / "cache_a", "-o", tmp_path / "a.parquet")
 
     cache_b = tmp_path / "cache_b"
-    cmd = [
-        sys.executable,
-        "-m",
-        "instructsift.cli",
-        *map(str, args),
-        "--cache-dir",
-        cache_b,
-        "-o",
-        tmp_path / "b.parquet",
-    ]
+    cmd = cli_command(*args, "--cache-dir", cache_b, "-o", tmp_path / "b.parquet")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while (

@@ -1,6 +1,6 @@
 """The experiment runner and `instructsift compare`, on a tiny randomly initialised model and real rows.
 
-The tiny model is a 2-layer, 32-wide Llama with a small BPE tokenizer trained on the rows, so a trial
+The tiny model is conftest's `tiny_bpe_llama`, a 2-layer, 32-wide Llama with a small BPE tokenizer, so a trial
 (fine-tune a few steps, evaluate a few rows) takes about a second on a CPU.
 """
 
@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from tolerances import OUTPUT_ABS, REL
 
 ALPACA = "alpaca/alpaca_random_9k.json"
 
@@ -27,39 +28,9 @@ def rows(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
 
 
 @pytest.fixture(scope="module")
-def tiny_model(rows: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-wide Llama with random weights and a 1024-token byte-level BPE tokenizer trained on the
-    rows (seconds to build, no model download or conversion)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    texts = [v for path in rows for r in json.loads(path.read_text()) for v in r.values()]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    special = ["<|endoftext|>"]
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    bpe.train_from_iterator(
-        texts, trainers.BpeTrainer(vocab_size=1024, special_tokens=special, initial_alphabet=alphabet)
-    )
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=special[0], pad_token=special[0])
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=tok.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+def tiny_model(tiny_bpe_llama: Path) -> Path:
+    """conftest's tiny BPE Llama (built once per session)."""
+    return tiny_bpe_llama
 
 
 def _config(**kw):
@@ -188,15 +159,30 @@ def _num(text: str) -> float | None:
     return None if text == "-" else float(text.replace(",", ""))
 
 
+@pytest.fixture(scope="module")
+def first_compare(rows, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """`compare` of lima against 2 random picks and the full pool, on a fresh cache: (spec, output folder,
+    result). Later tests copy its cache, so that they train only the trials it does not have."""
+    from instructsift.compare import compare
+
+    folder = tmp_path_factory.mktemp("first-compare")
+    spec = _spec(rows, tiny_model, folder / "cache")
+    return spec, folder / "out", compare(spec, folder / "out", progress=False)
+
+
 def test_compare_writes_a_table_equal_to_its_json_and_a_new_method_adds_one_trial(
-    rows, tiny_model: Path, tmp_path: Path
+    first_compare, tmp_path: Path
 ) -> None:
+    import shutil
+
     from instructsift.compare import compare
     from instructsift.data.errors import OutputError
 
-    out = tmp_path / "out"
-    spec = _spec(rows, tiny_model, tmp_path / "cache")
-    r = compare(spec, out, progress=False)
+    first_spec, first_out, r = first_compare
+    out = tmp_path / "out"  # a copy of the fixture's run: this test adds to it
+    shutil.copytree(first_out, out)
+    shutil.copytree(first_spec.cache_dir, tmp_path / "cache")
+    spec = first_spec.model_copy(update={"cache_dir": str(tmp_path / "cache")})
     assert r["trained_now"] == 4 and r["budget"]["examples"] == 4
     assert [row["name"] for row in r["rows"]] == ["lima", "random-0", "random-1", "full", "random (mean of 2)"]
     saved = json.loads((out / "results.json").read_text())
@@ -233,15 +219,21 @@ def test_compare_writes_a_table_equal_to_its_json_and_a_new_method_adds_one_tria
     assert lima == [r["rows"][0]["eval_loss"]]
 
 
-def test_compare_report_shows_the_losses_and_each_methods_scores_and_picks(rows, tiny_model: Path, tmp_path: Path):
+def test_compare_report_shows_the_losses_and_each_methods_scores_and_picks(
+    rows, tiny_model: Path, first_compare, tmp_path: Path
+):
     """The recipe's `report` key (and `--report`) writes the page: the loss table as results.json has it, the
-    loss plot, the score columns of both methods with their cut-offs, and every pick in the overlap."""
+    loss plot, the score columns of both methods with their cut-offs, and every pick in the overlap.
+    (On a copy of `first_compare`'s cache: its lima and random trials are not trained again.)"""
     pytest.importorskip("plotly", reason="the report needs plotly: pip install 'instructsift[report]'")
+    import shutil
+
     from typer.testing import CliRunner
 
     from instructsift.cli import app
     from instructsift.compare import save_spec
 
+    shutil.copytree(first_compare[0].cache_dir, tmp_path / "cache")
     spec = _spec(rows, tiny_model, tmp_path / "cache", methods=["lima", "superfiltering"], full=False, plot=False,
                  output=str(tmp_path / "out"), report=str(tmp_path / "page.html"))  # fmt: skip
     recipe = tmp_path / "recipes" / "compare.yaml"
@@ -560,10 +552,16 @@ def test_scar_joins_compare_and_picks_the_rankers_top(rows, tiny_model: Path, tm
     pairs = [(r["instruction"] + (f"\n\n{r['input']}" if r["input"] else ""), r["output"]) for r in records]
     scores = score_pairs(load_ranker(ranker), pairs)
     ids = [e.id for e in read(pool).examples]
-    expect = {ids[i] for i in sorted(range(len(records)), key=lambda i: -scores[i])[:4]}
 
     spec = _spec(rows, tiny_model, tmp_path / "cache", methods=["scar"], random_seeds=1, full=False,
                  options={"scar": {"ranker": str(ranker), "device": "cpu"}}, plot=False)  # fmt: skip
     res = compare(spec, tmp_path / "out", progress=False)
-    assert set(res["selections"]["scar"]["ids"]) == expect
+    # the 4 best by the ranker: every pick scores at least as high as every row left out. The scorer batches
+    # other rows together than score_pairs did here, so a near-tie at the 4th place may fall either way
+    # (tests/tolerances.py); a wrong pick is off by far more.
+    picked = set(res["selections"]["scar"]["ids"])
+    assert len(picked) == 4 and picked <= set(ids)
+    inside = [scores[i] for i in range(len(ids)) if ids[i] in picked]
+    outside = [scores[i] for i in range(len(ids)) if ids[i] not in picked]
+    assert min(inside) >= max(outside) - (REL * abs(max(outside)) + OUTPUT_ABS), (inside, outside)
     assert [t["name"] for t in res["trials"]] == ["scar", "random-0"] and all(t["eval_loss"] > 0 for t in res["trials"])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from tolerances import UNIT_ABS
 
 from instructsift.selection import Selection
 from instructsift.selection.cluster import KMeansSample, kmeans_fit, kmeans_sample
@@ -284,7 +285,7 @@ def test_embed_gives_unit_vectors_and_caches(alpaca, tmp_path):
     direct = SentenceTransformer(str(embedded_encoder_path()), device="cpu").encode(
         [ex.instruction for ex in ds.examples], normalize_embeddings=True
     )
-    np.testing.assert_allclose(X, direct, atol=1e-4)
+    np.testing.assert_allclose(X, direct, atol=UNIT_ABS)  # unit vectors, other batches: tests/tolerances.py
     assert list((tmp_path / "scores").glob("embed-*/part-*.parquet"))
 
     again: dict = {}
@@ -296,49 +297,24 @@ def test_embed_gives_unit_vectors_and_caches(alpaca, tmp_path):
     assert other["embed"]["scored"] == 40  # another text is another cache entry
 
 
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer Llama with random weights and the embedded MiniLM's (BERT) tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from instructsift.scoring.embed import embedded_encoder_path
-
-    tok = AutoTokenizer.from_pretrained(embedded_encoder_path())
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-def test_lm_encoder_is_the_mean_pooled_last_hidden_state(alpaca, tiny_lm):
+def test_lm_encoder_is_the_mean_pooled_last_hidden_state(alpaca, tiny_llama):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from instructsift.scoring.embed import Embed
 
     examples = alpaca.examples[:12]
-    scorer = Embed(encoder=f"lm:{tiny_lm}", template="alpaca", dtype="float32", batch_tokens=256)
+    scorer = Embed(encoder=f"lm:{tiny_llama}", template="alpaca", dtype="float32", batch_tokens=256)
     assert scorer.text == "prompt"
     rows = [r for chunk in scorer.score(examples) for r in chunk]
     got = np.array([r[1]["embedding"] for r in rows], dtype=np.float32)
-    tok = AutoTokenizer.from_pretrained(tiny_lm)
-    model = AutoModelForCausalLM.from_pretrained(tiny_lm, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
     for ex, vec in zip(examples, got, strict=True):  # one at a time: no padding at all
         ids = tok(scorer.texts([ex])[0], return_tensors="pt", truncation=True, max_length=512).input_ids
         with torch.no_grad():
             h = model(ids, output_hidden_states=True).hidden_states[-1][0].mean(dim=0).numpy()
-        np.testing.assert_allclose(vec, h / np.linalg.norm(h), atol=2e-4)
+        np.testing.assert_allclose(vec, h / np.linalg.norm(h), atol=UNIT_ABS)
 
 
 def test_embed_options_are_checked():

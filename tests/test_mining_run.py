@@ -13,37 +13,13 @@ from typer.testing import CliRunner
 from instructsift.cli import app
 
 
-def _tiny_model(texts: list[str], path: Path) -> Path:
-    """A 2-layer, 32-wide Llama with random weights and a 1024-token BPE tokenizer trained on `texts`."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    special = ["<|endoftext|>"]
-    trainer = trainers.BpeTrainer(
-        vocab_size=1024, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    bpe.train_from_iterator(texts, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=special[0], pad_token=special[0])
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         eos_token_id=tok.eos_token_id, tie_word_embeddings=True)  # fmt: skip
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def _invoke(*args: object) -> object:
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
-def design(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """6 subsets of 6 rows from a pool of 5 x 6 AlpacaEval answers, 4 held out; a tiny model trained on them."""
+def design(shared_data: Path, tiny_bpe_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """6 subsets of 6 rows from a pool of 5 x 6 AlpacaEval answers, 4 held out; conftest's tiny BPE Llama."""
     folder = tmp_path_factory.mktemp("mine") / "design"
     r = _invoke("design", shared_data, "-o", folder, "--subsets", 6, "--size", 6, "--held-out", 4,
                 "--per-source", 6, "--extra", "none", "--seed", 1)  # fmt: skip
@@ -56,8 +32,7 @@ def design(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     for row in pool:
         by_gen.setdefault(row["source"], set()).add(row["instruction"])
     assert len(by_gen) == 5 and len({frozenset(v) for v in by_gen.values()}) == 1
-    texts = [row[k] for row in pool + held for k in ("instruction", "output")]
-    return folder, _tiny_model(texts, folder.parent / "tiny")
+    return folder, tiny_bpe_llama
 
 
 def _mine(design: Path, model: Path, out: Path, cache: Path, *more: object) -> object:

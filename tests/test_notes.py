@@ -96,18 +96,15 @@ def test_exact_duplicates_are_counted_and_exact_dedup_keeps_the_first(tmp_path: 
 def test_select_dedup_exact_drops_repeats_before_scoring_and_prints_the_notes(tmp_path: Path) -> None:
     """`--dedup-exact` puts an `exact_dedup` step first: the repeats are dropped with their reason (not
     scored), and the summary says what reading noticed."""
-    import subprocess
-    import sys
+    from helpers import cli
 
     sample = json.loads((Path(__file__).resolve().parents[1] / "examples" / "sample_alpaca.json").read_text())
     rows = sample[:6] + [dict(sample[1]), dict(sample[3])]
     path = tmp_path / "d.json"
     path.write_text(json.dumps(rows), encoding="utf-8")
     out, dropped, recipe = tmp_path / "o.json", tmp_path / "dropped.jsonl", tmp_path / "r.yaml"
-    cmd = [sys.executable, "-m", "instructsift.cli", "select", str(path), "--method", "lima", "--top", "8"]
-    cmd += ["--dedup-exact", "--dropped", str(dropped), "--save-recipe", str(recipe), "-o", str(out), "-q"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    proc = cli("select", path, "--method", "lima", "--top", "8", "--dedup-exact", "--dropped", dropped,
+               "--save-recipe", recipe, "-o", out, "-q")  # fmt: skip
     assert f"noticed: {EXACT_DUPLICATE}: 2" in proc.stderr
     why = {d["row"]: (d["step"], d["code"], d["detail"]) for d in map(json.loads, dropped.read_text().splitlines())}
     assert why[6] == ("exact_dedup", "exact duplicate", "of row 1") and why[7][2] == "of row 3"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 import typer
+from helpers import cli
 
 from instructsift.accounting import check_not_empty, unscored_mask
 from instructsift.atomic import atomic_path, write_text
@@ -223,9 +222,7 @@ def test_a_bug_keeps_its_traceback_and_says_it_is_a_bug(capsys):
 
 def test_help_shows_bracketed_text_and_no_bool_metavar():
     env = {**os.environ, "COLUMNS": "300"}
-    out = subprocess.run(
-        [sys.executable, "-m", "instructsift.cli", "select", "--help"], capture_output=True, text=True, env=env
-    ).stdout
+    out = cli("select", "--help", env=env).stdout
     for text in ("[CPU 8192, GPU 65536]", "'instructsift[gemma]'", "[method default]", "--overwrite", "--allow-empty"):
         assert text in " ".join(out.split()), text
     assert "<bool>" not in out

@@ -209,15 +209,7 @@ def test_score_table_of_a_run_is_written(tmp_path: Path) -> None:
 
 
 def test_save_recipe_then_run_reproduces_a_select_byte_for_byte(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    def cli(*args: object) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [sys.executable, "-m", "instructsift.cli", *map(str, args)], capture_output=True, text=True
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc
+    from helpers import cli
 
     first, again = tmp_path / "a", tmp_path / "b"
     cli("select", SAMPLE, "-m", "lima", "--min-chars", "30", "--top", "9", "-q", "-o", first / "kept.json",
@@ -226,9 +218,8 @@ def test_save_recipe_then_run_reproduces_a_select_byte_for_byte(tmp_path: Path) 
     assert (first / "kept.json").read_bytes() == (again / "kept.json").read_bytes()
     assert (first / "dropped.jsonl").read_bytes() == (again / "dropped.jsonl").read_bytes()
     assert len(json.loads((first / "kept.json").read_text())) == 9
-    bad = subprocess.run(
-        [sys.executable, "-m", "instructsift.cli", "select", SAMPLE, "-m", "ltd", "--top", "3", "--template", "alpaca",
-         "-o", tmp_path / "x.json"], capture_output=True, text=True)  # fmt: skip
+    bad = cli("select", SAMPLE, "-m", "ltd", "--top", "3", "--template", "alpaca", "-o", tmp_path / "x.json",
+              check=False)  # fmt: skip
     assert bad.returncode == 2 and "method 'ltd' does not take 'template'" in bad.stderr
 
 

@@ -8,14 +8,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import cli
 
 from instructsift.data import read
 
@@ -25,14 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample_alpaca.json"
 CHROMIUM = os.environ.get("INSTRUCTSIFT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SECTIONS = ("counts", "scores", "correlations", "overlap", "map", "compare", "mining")
-
-
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "instructsift.cli", *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
 
 
 def write_json(path: Path, obj: object) -> Path:

@@ -4,10 +4,7 @@ selector, and the `lima` method end to end through the command line on Dolly."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import cli
 
 from instructsift.api import score, select
 from instructsift.data import Example, Message, read
@@ -400,13 +398,6 @@ def test_stratified_by_kmeans_clusters():
 
 
 # -- the lima method through the command line ---------------------------------------------------------
-
-
-def cli(*args: object) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "instructsift.cli", *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-    assert proc.returncode == 0, f"{cmd} exited {proc.returncode}:\n{proc.stderr}"
-    return proc
 
 
 def test_lima_method_end_to_end_on_dolly(shared_data, tmp_path):

@@ -2,7 +2,7 @@
 (transformers[serving]) serving the embedded SmolLM2-135M-Instruct. The quads file gets the server's
 `direct` and `referenced` answers; a rerun after the server is stopped is served from the cache; a server
 that is not there, a wrong path and a malformed URL are one clear error each (exit 2). No request leaves
-127.0.0.1; the server is stopped when the module ends."""
+127.0.0.1; the server (conftest's, shared by the session) is stopped here and started again for any later test."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def test_synthesize_direct_then_referenced_from_a_real_server_and_again_from_the
     data = tmp_path / "data.json"
     data.write_text(json.dumps(records))
     cache = tmp_path / "cache"
+    before = server.requests()  # the session's server: requests of earlier tests are in its log
     common = ["--url", server.url, "--model", server.model, "--max-tokens", "12", "--cache-dir", cache]
 
     direct = tmp_path / "direct.jsonl"
@@ -53,7 +54,7 @@ def test_synthesize_direct_then_referenced_from_a_real_server_and_again_from_the
         (r["instruction"], r["input"], r["output"]) for r in records
     ]
     assert all(isinstance(r["direct"], str) and r["direct"].strip() for r in rows) and "referenced" not in rows[0]
-    assert server.requests() == 3
+    assert server.requests() == before + 3
 
     # the quads file is the input of the next kind: its direct answers are kept, the rewrites added
     quads = tmp_path / "quads.jsonl"
@@ -63,7 +64,7 @@ def test_synthesize_direct_then_referenced_from_a_real_server_and_again_from_the
     assert [r["direct"] for r in both] == [r["direct"] for r in rows]
     assert all(isinstance(r["referenced"], str) and r["referenced"].strip() for r in both)
     assert [r["referenced"] for r in both] != [r["direct"] for r in both]  # a different prompt, other answers
-    assert server.requests() == 6
+    assert server.requests() == before + 6
 
     from instructsift.train.scar import read_quads
 
@@ -74,7 +75,7 @@ def test_synthesize_direct_then_referenced_from_a_real_server_and_again_from_the
     again = tmp_path / "again.jsonl"
     code, out = synthesize(data, "--kind", "both", "-o", again, *common)
     assert code == 0, out
-    assert lines(again) == both and server.requests() == 6
+    assert lines(again) == both and server.requests() == before + 6
 
     # ... but anything not cached needs the server, and its absence is one clear error
     code, out = synthesize(data, "--kind", "both", "-o", tmp_path / "x.jsonl", *common[:-1], tmp_path / "cold")

@@ -1,7 +1,7 @@
 """Fine-tuning, evaluation and Cherry LLM's pre-experience pipeline, on a tiny randomly initialised model.
 
-The tiny model is a 2-layer Llama built from a config with the embedded SmolLM2 tokenizer, so training
-runs in seconds on a CPU; the data are real rows of ../shared/data.
+The tiny model is conftest's `tiny_llama`, a 2-layer Llama built from a config with the embedded SmolLM2
+tokenizer, so training runs in seconds on a CPU; the data are real rows of ../shared/data.
 """
 
 from __future__ import annotations
@@ -12,36 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import cli
+from tolerances import LOSS_ABS, OUTPUT_ABS, REL, loss
 
 ALPACA = "alpaca/alpaca_random_9k.json"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-wide Llama with random weights and the embedded SmolLM2 tokenizer, saved as a folder."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from instructsift.models.loader import resolve
-
-    tok = AutoTokenizer.from_pretrained(resolve("embedded").path)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+# bf16 curves against main's: twice the gap between main's own fp32 and bf16 curves (2.6e-3), see MAIN_CURVES
+BF16_CURVE_ABS = 5e-3
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +42,16 @@ def _config(**kw):
 
 
 @pytest.fixture(scope="module")
-def full_run(tiny_model: Path, train_rows, tmp_path_factory: pytest.TempPathFactory):
+def full_run(tiny_llama: Path, train_rows, tmp_path_factory: pytest.TempPathFactory):
     """An uninterrupted full fine-tuning run, shared by the loss and the resume tests."""
     from instructsift.train.finetune import finetune
 
     out = tmp_path_factory.mktemp("ft") / "full"
-    return finetune(train_rows, str(tiny_model), out, _config(), progress=False)
+    return finetune(train_rows, str(tiny_llama), out, _config(), progress=False)
 
 
 # -- sequences --------------------------------------------------------------------------------------------
-def test_sequences_follow_the_scoring_convention(tiny_model: Path, train_rows) -> None:
+def test_sequences_follow_the_scoring_convention(tiny_llama: Path, train_rows) -> None:
     """Single turn: S + tok(prompt) + tok(answer) + EOS, exactly IFD's conditioned sequence plus EOS."""
     from transformers import AutoTokenizer
 
@@ -83,7 +59,7 @@ def test_sequences_follow_the_scoring_convention(tiny_model: Path, train_rows) -
     from instructsift.scoring.templates import tokenize_turns
     from instructsift.train.finetune import build_sequences
 
-    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
     built = build_sequences(train_rows, "alpaca", tok, 512)
     turns = tokenize_turns(train_rows, TEMPLATE, tok)
     for b, t in zip(built, turns, strict=True):
@@ -94,7 +70,7 @@ def test_sequences_follow_the_scoring_convention(tiny_model: Path, train_rows) -
         assert seq.labels()[: len(prompt)] == [-100] * len(prompt)
 
 
-def test_multiturn_every_assistant_turn_is_a_target(shared_data: Path, tiny_model: Path) -> None:
+def test_multiturn_every_assistant_turn_is_a_target(shared_data: Path, tiny_llama: Path) -> None:
     """A conversation under the chat template is the template's own text, one sequence, every answer
     (with its end-of-turn token) a target and nothing else."""
     from transformers import AutoTokenizer
@@ -102,7 +78,7 @@ def test_multiturn_every_assistant_turn_is_a_target(shared_data: Path, tiny_mode
     from instructsift.data import read
     from instructsift.train.finetune import build_sequences
 
-    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
     ds = read(shared_data / "multiturn/sharegpt_dummy_500.json", on_error="skip")
     convs = [ex for ex in ds.examples if len(ex.answer_turns) >= 2][:5]
     assert len(convs) == 5
@@ -114,12 +90,12 @@ def test_multiturn_every_assistant_turn_is_a_target(shared_data: Path, tiny_mode
         assert tok.decode(seq.ids) == tok.apply_chat_template(messages, tokenize=False).rstrip("\n")
 
 
-def test_truncation_drops_examples_with_no_answer_left(tiny_model: Path, train_rows) -> None:
+def test_truncation_drops_examples_with_no_answer_left(tiny_llama: Path, train_rows) -> None:
     from transformers import AutoTokenizer
 
     from instructsift.train.finetune import build_sequences
 
-    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
     (short,) = build_sequences(train_rows[:1], "alpaca", tok, 10)
     assert short.sequences == [] and "max_length 10" in short.reason
     (full,) = build_sequences(train_rows[:1], "alpaca", tok, 512)
@@ -130,22 +106,22 @@ def test_truncation_drops_examples_with_no_answer_left(tiny_model: Path, train_r
 
 
 # -- fine-tuning and evaluation -----------------------------------------------------------------------------
-def test_full_finetune_lowers_the_training_loss(tiny_model: Path, train_rows, full_run) -> None:
+def test_full_finetune_lowers_the_training_loss(tiny_llama: Path, train_rows, full_run) -> None:
     from instructsift.models.loader import resolve
     from instructsift.train.evaluate import evaluate
 
-    before = evaluate(train_rows, str(tiny_model), max_length=128, dtype="float32", progress=False)
+    before = evaluate(train_rows, str(tiny_llama), max_length=128, dtype="float32", progress=False)
     after = evaluate(train_rows, full_run.output, max_length=128, dtype="float32", progress=False)
     assert full_run.steps == 12 and full_run.resumed_from is None
     assert after.loss < before.loss - 1.0, (before.loss, after.loss)
     assert sum(a < b for a, b in zip(after.per_example, before.per_example, strict=True)) == len(train_rows)
     info = json.loads((Path(full_run.output) / "instructsift-model.json").read_text())
     assert info["mode"] == "full" and info["examples"] == 16
-    assert resolve(full_run.output).fingerprint != resolve(str(tiny_model)).fingerprint
+    assert resolve(full_run.output).fingerprint != resolve(str(tiny_llama)).fingerprint
     assert not Path(full_run.output).with_name(".full.checkpoints").exists()
 
 
-def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_model: Path, train_rows, full_run, tmp_path) -> None:
+def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_llama: Path, train_rows, full_run, tmp_path) -> None:
     """Stop after step 5 (checkpoint at step 4), rerun: it resumes at 4 and ends where an uninterrupted run does."""
     import torch
     from safetensors.torch import load_file
@@ -163,17 +139,17 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_model: Path, trai
 
     out = tmp_path / "resumed"
     with pytest.raises(Stop):
-        finetune(train_rows, str(tiny_model), out, _config(), progress=False, callbacks=[StopAt()])
+        finetune(train_rows, str(tiny_llama), out, _config(), progress=False, callbacks=[StopAt()])
     assert not out.exists()
     checkpoints = sorted(p.name for p in (tmp_path / ".resumed.checkpoints").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-4"]
-    r = finetune(train_rows, str(tiny_model), out, _config(), progress=False)
+    r = finetune(train_rows, str(tiny_llama), out, _config(), progress=False)
     assert r.resumed_from is not None and r.resumed_from.endswith("checkpoint-4")
     assert r.steps == full_run.steps
     resumed = load_file(out / "model.safetensors")
     straight = load_file(Path(full_run.output) / "model.safetensors")
-    for name, value in straight.items():
-        torch.testing.assert_close(resumed[name], value, rtol=1e-4, atol=1e-5)
+    for name, value in straight.items():  # fp32 weights: relative, with a floor near 0 (tests/tolerances.py)
+        torch.testing.assert_close(resumed[name], value, rtol=REL, atol=OUTPUT_ABS)
 
 
 def _tiny_gemma3() -> object:
@@ -189,7 +165,7 @@ def _tiny_gemma3() -> object:
 
 @pytest.mark.parametrize("kernel", ["cpu-default", "sdpa", "eager-model"])
 @pytest.mark.parametrize("arch", ["llama", "gemma3-sliding"])
-def test_packed_batch_gives_each_sequence_its_own_logits(tiny_model: Path, arch: str, kernel: str, monkeypatch) -> None:
+def test_packed_batch_gives_each_sequence_its_own_logits(tiny_llama: Path, arch: str, kernel: str, monkeypatch) -> None:
     """One packed row of three sequences gives, at every position, the logits each sequence gets alone
     from the model as loaded: attention never crosses sequences, positions restart, windows still cut."""
     import torch
@@ -198,7 +174,7 @@ def test_packed_batch_gives_each_sequence_its_own_logits(tiny_model: Path, arch:
     from instructsift.train import packing
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32) if arch == "llama" else _tiny_gemma3()
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32) if arch == "llama" else _tiny_gemma3()
     if kernel == "eager-model":
         model.set_attn_implementation("eager")
     if kernel == "sdpa":
@@ -213,7 +189,7 @@ def test_packed_batch_gives_each_sequence_its_own_logits(tiny_model: Path, arch:
         packed = model(**batch).logits[0]
     assert original == ("eager" if kernel == "eager-model" else "sdpa")
     for got, want in zip(packed.split([5, 9, 12]), alone, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=REL, atol=OUTPUT_ABS)  # logits: tests/tolerances.py
 
 
 # Per-step training losses of the tiny model on `train_rows` (batch 4, 3 epochs = 12 steps), recorded from
@@ -232,7 +208,7 @@ MAIN_CURVES = {
 
 @pytest.mark.parametrize(("mode", "dtype"), list(MAIN_CURVES))
 def test_loss_curve_matches_the_implementation_before_the_speedups(
-    tiny_model: Path, train_rows, tmp_path: Path, mode: str, dtype: str
+    tiny_llama: Path, train_rows, tmp_path: Path, mode: str, dtype: str
 ) -> None:
     from transformers import TrainerCallback
 
@@ -253,12 +229,12 @@ def test_loss_curve_matches_the_implementation_before_the_speedups(
     curve = Curve()
     lora = dict(lora=True, lr=2e-2, lora_r=8, lora_dropout=0.0) if mode == "lora" else {}
     config = _config(dtype=dtype, checkpoint_steps=100, **lora)
-    finetune(train_rows, str(tiny_model), tmp_path / "out", config, progress=False, callbacks=[curve])
-    tolerance = 1e-4 if dtype == "float32" else 5e-3
+    finetune(train_rows, str(tiny_llama), tmp_path / "out", config, progress=False, callbacks=[curve])
+    tolerance = LOSS_ABS if dtype == "float32" else BF16_CURVE_ABS  # losses: absolute (tests/tolerances.py)
     assert curve.losses == pytest.approx(MAIN_CURVES[mode, dtype], abs=tolerance)
 
 
-def test_lora_adapter_lowers_the_loss_and_loads_by_path(tiny_model: Path, train_rows, tmp_path) -> None:
+def test_lora_adapter_lowers_the_loss_and_loads_by_path(tiny_llama: Path, train_rows, tmp_path) -> None:
     from instructsift.models.loader import resolve
     from instructsift.train.evaluate import evaluate
     from instructsift.train.finetune import finetune
@@ -266,7 +242,7 @@ def test_lora_adapter_lowers_the_loss_and_loads_by_path(tiny_model: Path, train_
     out = tmp_path / "adapter"
     r = finetune(
         train_rows,
-        str(tiny_model),
+        str(tiny_llama),
         out,
         _config(lora=True, lr=2e-2, lora_r=8, epochs=2, batch_size=8, checkpoint_steps=100, save="adapter"),
         progress=False,
@@ -274,13 +250,13 @@ def test_lora_adapter_lowers_the_loss_and_loads_by_path(tiny_model: Path, train_
     assert (out / "adapter_config.json").exists() and not (out / "config.json").exists()
     merged = resolve(str(out))
     assert (Path(merged.path) / "config.json").exists()
-    before = evaluate(train_rows, str(tiny_model), max_length=128, dtype="float32", progress=False)
+    before = evaluate(train_rows, str(tiny_llama), max_length=128, dtype="float32", progress=False)
     after = evaluate(train_rows, str(out), max_length=128, dtype="float32", progress=False)
     assert r.info["mode"] == "lora"
     assert after.loss < before.loss - 0.1, (before.loss, after.loss)
 
 
-def test_evaluate_agrees_with_a_direct_forward(tiny_model: Path, alpaca) -> None:
+def test_evaluate_agrees_with_a_direct_forward(tiny_llama: Path, alpaca) -> None:
     """Mean answer loss = the model's own loss with labels on S + prompt + answer + EOS, one at a time."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -289,9 +265,9 @@ def test_evaluate_agrees_with_a_direct_forward(tiny_model: Path, alpaca) -> None
     from instructsift.train.evaluate import evaluate
 
     rows = alpaca.examples[100:112]
-    r = evaluate(rows, str(tiny_model), max_length=512, dtype="float32", batch_tokens=1024, progress=False)
-    tok = AutoTokenizer.from_pretrained(tiny_model)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    r = evaluate(rows, str(tiny_llama), max_length=512, dtype="float32", batch_tokens=1024, progress=False)
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
     losses, counts = [], []
     for ex in rows:
         prompt = tok("").input_ids + tok(TEMPLATE.render(ex.messages[:-1]), add_special_tokens=False).input_ids
@@ -301,8 +277,8 @@ def test_evaluate_agrees_with_a_direct_forward(tiny_model: Path, alpaca) -> None
         with torch.no_grad():
             losses.append(model(input_ids=ids, labels=labels).loss.item())
         counts.append(len(answer))
-    assert r.per_example == pytest.approx(losses, rel=1e-4)
-    assert r.loss == pytest.approx(sum(x * n for x, n in zip(losses, counts, strict=True)) / sum(counts), rel=1e-4)
+    assert r.per_example == loss(losses)  # losses in nats, batched vs alone: absolute (tests/tolerances.py)
+    assert r.loss == loss(sum(x * n for x, n in zip(losses, counts, strict=True)) / sum(counts))
     assert r.tokens == sum(counts) and r.scored == len(rows)
 
 
@@ -318,19 +294,8 @@ def test_pre_experience_sizes_scale_down_for_small_data() -> None:
         pe.sizes(1)
 
 
-def _cli(*args: object) -> str:
-    import os
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, "-m", "instructsift.cli", *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-    assert proc.returncode == 0, f"{cmd} exited {proc.returncode}:\n{proc.stderr}"
-    return proc.stderr
-
-
 def test_cherry_pre_experience_end_to_end_then_rerun_skips_finished_phases(
-    shared_data: Path, tiny_model: Path, tmp_path: Path, _session_cache: Path
+    shared_data: Path, tiny_llama: Path, tmp_path: Path, _session_cache: Path
 ) -> None:
     """`select --method cherry --pre-experience` on 60 real rows: K-Means sample -> fine-tune -> IFD with
     that model -> drop IFD > 1, top ratio. The rerun finds every step cached and writes the same output."""
@@ -342,9 +307,9 @@ def test_cherry_pre_experience_end_to_end_then_rerun_skips_finished_phases(
     data.write_text(json.dumps(json.loads((shared_data / ALPACA).read_text(encoding="utf-8"))[:60]))
     out, scores = tmp_path / "picked.json", tmp_path / "scores.parquet"
     args = ["select", data, "--method", "cherry", "--pre-experience", "--pe-clusters", "3", "--pe-per-cluster", "4",
-            "--model", tiny_model, "--ratio", "0.1", "--dtype", "float32", "--on-error", "skip", "-q",
+            "--model", tiny_llama, "--ratio", "0.1", "--dtype", "float32", "--on-error", "skip", "-q",
             "--save-scores", scores, "-o", out]  # fmt: skip
-    first = _cli(*args)
+    first = cli(*args).stderr
     m = re.search(r"pre_experienced/finetune: finetune on (\d+) rows", first)
     assert m, first
     n_sample = int(m.group(1))  # 4 from each of 3 clusters, or all of a smaller one
@@ -367,7 +332,7 @@ def test_cherry_pre_experience_end_to_end_then_rerun_skips_finished_phases(
     assert sorted(kept, reverse=True) == usable[: len(kept)]
 
     mtime = (model_dir / "model.safetensors").stat().st_mtime_ns
-    again = _cli(*args, "--overwrite")
+    again = cli(*args, "--overwrite").stderr
     assert f"fine-tuned model on {n_sample} rows: cached" in again
     assert "pe/embed: 0 scored, 60 from cache" in again and "pe/instruction_loss: 0 scored, 60 from cache" in again
     assert "ifd: 0 scored, 60 from cache" in again
@@ -376,7 +341,7 @@ def test_cherry_pre_experience_end_to_end_then_rerun_skips_finished_phases(
 
 
 def test_pre_experience_steps_pick_the_sample_the_papers_phases_compute_by_hand(
-    shared_data: Path, tiny_model: Path, tmp_path: Path
+    shared_data: Path, tiny_llama: Path, tmp_path: Path
 ) -> None:
     """The registered steps (embed -> instruction loss -> K-Means sample -> fine-tune) pick exactly the
     sample computed here from a plain forward pass per prompt and `kmeans_sample`, and train on it."""
@@ -396,9 +361,9 @@ def test_pre_experience_steps_pick_the_sample_the_papers_phases_compute_by_hand(
     data.write_text(json.dumps(json.loads((shared_data / ALPACA).read_text(encoding="utf-8"))[100:140]))
     ds = read(data, on_error="skip")
     settings = PreExperience(n_clusters=3, per_cluster=4, finetune=replace(PE_FINETUNE, dtype="float32"))
-    result = pre_experience(ds, str(tiny_model), settings, progress=False, cache_dir=tmp_path / "cache")
+    result = pre_experience(ds, str(tiny_llama), settings, progress=False, cache_dir=tmp_path / "cache")
 
-    lm = load_causal_lm(str(tiny_model), dtype="float32")
+    lm = load_causal_lm(str(tiny_llama), dtype="float32")
     vectors, valid = vector_column(
         score(ds, [Embed(encoder=lm, text="prompt", template="alpaca", max_length=512)], progress=False), "embedding"
     )

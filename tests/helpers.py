@@ -1,0 +1,63 @@
+"""Helpers shared by the test modules: the `instructsift` command in a subprocess, and the tiny random
+Llama models (their session-wide fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "instructsift.cli"]
+
+
+def cli_command(*args: object) -> list[str]:
+    """The command line of `instructsift ARGS` as this interpreter runs it (for Popen)."""
+    return [*CLI, *map(str, args)]
+
+
+def cli(
+    *args: object, check: bool = True, env: Mapping[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """`instructsift ARGS` in a subprocess, as a user runs it: its own exit code, stdout and stderr.
+
+    `check`: a non-zero exit fails the test with the command and its stderr. `env`: the whole environment
+    (default: this process's, so PYTHONPATH and INSTRUCTSIFT_CACHE carry over)."""
+    cmd = cli_command(*args)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=dict(os.environ if env is None else env), timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
+    """A byte-level BPE tokenizer trained on `texts` (seconds), `<|endoftext|>` as EOS and padding."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    bpe.train_from_iterator(list(texts), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=special[0], pad_token=special[0])
+
+
+def tiny_llama(path: Path, tok, **config) -> Path:
+    """A 2-layer, 32-wide causal Llama with random weights (seed 0) and `tok`, saved as a model folder.
+    `config` overrides LlamaConfig's fields."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    base = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, eos_token_id=tok.eos_token_id)  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(**{**base, **config})).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
