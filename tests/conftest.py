@@ -70,15 +70,17 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bpe_llama(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same shape with a 1024-token byte-level BPE tokenizer trained on the first 300 real Alpaca rows:
-    a small vocabulary keeps fine-tuning fast (a trial of a few steps in about a second on a CPU). Built once
-    per session; read-only like `tiny_llama`."""
+    """The same shape with a 1024-token byte-level BPE tokenizer trained on the 32 shortest of the first 300
+    real Alpaca rows (test_compare's pool and held-out rows: its greedy answers, which a judge rates, are
+    those of this exact model): a small vocabulary keeps fine-tuning fast (a trial of a few steps in about a
+    second on a CPU). Built once per session; read-only like `tiny_llama`."""
     import json
 
     from helpers import bpe_tokenizer, tiny_llama
 
     rows = json.loads((shared_data / "alpaca" / "alpaca_random_9k.json").read_text(encoding="utf-8"))[:300]
-    tok = bpe_tokenizer(v for r in rows for v in r.values())
+    short = sorted(rows, key=lambda r: len(r["instruction"]) + len(r["input"]) + len(r["output"]))[:32]
+    tok = bpe_tokenizer(v for r in short for v in r.values())
     path = tmp_path_factory.mktemp("tiny") / "tiny-bpe-llama"
     return tiny_llama(path, tok, max_position_embeddings=256, tie_word_embeddings=True)
 
