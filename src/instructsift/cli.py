@@ -280,22 +280,18 @@ def _model_input(*models: str | None) -> list[Path]:
 
 
 def _missing_summary(table: Any) -> None:
-    """How many rows each scorer with a `<column>_reason` column could not score (a reason, or a null), and why."""
-    from collections import Counter
+    """For each scorer's declared scores: how many of the rows it was given it scored, how many it could
+    not (and why); rows an earlier step had dropped were not given to it."""
+    from .accounting import missing_by_scorer
 
-    for col in table.column_names:
-        if not col.endswith("_reason") or col.removesuffix("_reason") not in table.column_names:
-            continue
-        values = table.column(col.removesuffix("_reason")).to_pylist()
-        reasons = Counter(
-            (r or "missing").split(":")[0]
-            for r, v in zip(table.column(col).to_pylist(), values, strict=True)
-            if r or v is None
-        )
+    for label, given, reasons in missing_by_scorer(table):
         n = sum(reasons.values())
         why = "; ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) + ("; ..." if len(reasons) > 3 else "")
+        left = table.num_rows - given
         err.print(
-            f"{col.removesuffix('_reason')}: {table.num_rows - n} scored, {n} missing" + (f" ({why})" if n else ""),
+            f"{label}: {given - n} scored, {n} missing"
+            + (f" ({why})" if n else "")
+            + (f"; {left} dropped before this step" if left else ""),
             highlight=False,
             markup=False,
         )

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
+from .accounting import NOT_SCORED
 from .data.examples import key_column, take
 from .errors import UsageError
 from .recipe import Recipe, Step
-
-NOT_SCORED = "not scored: dropped before this step"
 
 
 @dataclass
@@ -199,6 +198,9 @@ class StepRunner:
             self.log(f"{st.label}: {counts['scored']} scored, {counts['cached']} from cache")
         prefix = f"{st.namespace}." if st.namespace else ""
         own = [c for c in table.column_names if c not in ("row", "id", "content_hash")]
+        from .scoring.base import score_reasons
+
+        reasons = set(score_reasons(scorer.columns).values())  # filled with NOT_SCORED for rows not given
         for col in own:
             name = prefix + col
             if name in self.table.column_names:
@@ -212,7 +214,7 @@ class StepRunner:
                 for j, i in enumerate(kept.tolist()):
                     at[i] = j
                 values = values.take(pa.array(at, pa.int64()))
-                if col == "reason" or col.endswith("_reason"):
+                if col in reasons:
                     values = pa.array(
                         [NOT_SCORED if at[i] is None else v for i, v in enumerate(values.to_pylist())], pa.string()
                     )

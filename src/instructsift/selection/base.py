@@ -87,10 +87,12 @@ def column(table: Any, name: str) -> np.ndarray:
 
 def drop_unscored(table: Any, selection: Selection, names: Sequence[str]) -> None:
     """Drop rows where a needed score is missing, with the scorer's own reason when it gave one."""
+    from ..scoring.base import reason_columns
+
+    declared = reason_columns(table)
     for name in names:
         values = column(table, name)
-        family = f"{name.split('_')[0]}_reason"  # one reason column for several scores (deita_reason)
-        reason_col = next((c for c in (f"{name}_reason", family, "reason") if c in table.column_names), None)
+        reason_col = declared.get(name)  # the reason column its scorer declared for it
         missing = np.flatnonzero(selection.keep & np.isnan(values))
         why = table.column(reason_col).take(missing).to_pylist() if reason_col else [None] * len(missing)
         selection.drop(missing, "not scored", [w or f"no {name}" for w in why])
