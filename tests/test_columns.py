@@ -129,3 +129,22 @@ def test_a_run_where_nothing_could_be_scored_exits_1(name, tmp_path, monkeypatch
     res = CliRunner().invoke(app, ["run", str(recipe), "-q"])
     assert res.exit_code == 1, res.output
     assert "no row could be scored" in res.output and "test" in res.output
+
+
+def test_a_scorer_after_a_selector_counts_only_the_rows_it_was_given(tmp_path):
+    """The demo printed `embedding: 16 scored, 16 missing (not scored: 16)` for the 16 rows an earlier step
+    had dropped: those were not asked, not missing."""
+    from instructsift.cli import app
+
+    steps = [
+        {"score": "rules", "with": {"tokenizer": None}},
+        {"select": "top", "with": {"column": "response_chars", "k": 3}},
+        {"score": "mtld"},
+    ]
+    recipe = tmp_path / "recipe.yaml"
+    out = {"input": str(SAMPLE), "output": str(tmp_path / "out.json"), "cache_dir": str(tmp_path / "c")}
+    recipe.write_text(json.dumps({**out, "steps": steps}))
+    res = CliRunner().invoke(app, ["run", str(recipe), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "mtld: 3 scored, 0 missing; 29 dropped before this step" in res.output, res.output
+    assert "read 32 · kept 3" in res.output
