@@ -148,3 +148,75 @@ def test_a_scorer_after_a_selector_counts_only_the_rows_it_was_given(tmp_path):
     assert res.exit_code == 0, res.output
     assert "mtld: 3 scored, 0 missing; 29 dropped before this step" in res.output, res.output
     assert "read 32 · kept 3" in res.output
+
+
+# -- a score table for a method holds every column its rule reads -----------------------------------------
+def _written(steps: list[dict[str, Any]], tmp_path: Path) -> set[str]:
+    """The columns a method's expanded steps write: each scorer's declaration and each column-only
+    selector's names."""
+    out: set[str] = set()
+    for s in steps:
+        if "score" in s:
+            out |= set(registry.get("score", s["score"]).build(s["with"]).columns)
+        elif "select" in s and s["select"] == "indicators":
+            out |= set(s["with"]["names"])
+    return out
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"rule": "paper", "reward_model": "x", "reward_format": "pair"}, {"reward_model": "x"}],
+)
+def test_instructmining_scores_every_indicator_its_rule_reads(options, tmp_path):
+    """`score --method instructmining` wrote `mtld` but not `knn6` or `ppl` (only `mine` wrote them)."""
+    from instructsift.methods.instructmining import Params, indicators_for
+
+    method = registry.get("method", "instructmining").target
+    steps = method.expand(options, score_only=True)
+    want = set(indicators_for(Params.model_validate(options)))
+    assert "knn6" in want and ("ppl" in want) == ("rule" not in options)
+    assert want <= _written(steps, tmp_path), steps
+
+
+def test_the_indicators_step_adds_ppl_and_knn_among_the_kept_rows():
+    import numpy as np
+
+    from instructsift.selection import Selection
+    from instructsift.selection.instructmining import Indicators, knn_distance
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(9, 4)).astype(np.float32)
+    table = pa.table({"loss_cond": [0.5] * 8 + [None], "embedding": pa.array(list(vectors), pa.list_(pa.float32(), 4))})
+    sel = Selection.all(9)
+    sel.drop([0], "dropped earlier")
+    step = Indicators(["ppl", "knn6"])
+    cols = step.columns(table, sel)
+    step.apply(table, sel)
+    assert len(sel.kept) == 8  # it decides nothing
+    assert cols["ppl"].to_pylist()[0] is None and cols["ppl"].to_pylist()[1] == pytest.approx(np.exp(0.5))
+    assert cols["ppl"].to_pylist()[8] is None  # no loss_cond: no ppl
+    assert cols["knn6"].to_pylist()[1:] == pytest.approx(knn_distance(vectors[1:], 6).tolist())
+    with pytest.raises(ValueError, match="ppl and knnK"):
+        Indicators(["reward"])
+
+
+@pytest.mark.slow  # the real command (a minute on 2 CPU cores); the two tests above cover its parts
+def test_score_instructmining_writes_ppl_and_knn6(tmp_path):
+    """The real command, on 7 rows (KNN-6 needs more than 6): the table holds every indicator, `ppl` = exp(loss_cond)."""
+    import math
+
+    import pyarrow.parquet as pq
+
+    from instructsift.cli import app
+
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps(json.loads(SAMPLE.read_text())[:7]))
+    out = tmp_path / "scores.parquet"
+    args = ["score", str(small), "--method", "instructmining", "-o", str(out), "--cache-dir", str(tmp_path / "c")]
+    res = CliRunner().invoke(app, [*args, "-q"])
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(out)
+    for name in ("output_tokens", "input_tokens", "mtld", "ppl", "knn6"):
+        assert name in table.column_names and table.column(name).null_count == 0, name
+    for ppl, loss in zip(table.column("ppl").to_pylist(), table.column("loss_cond").to_pylist(), strict=True):
+        assert ppl == pytest.approx(math.exp(loss), rel=1e-12)
