@@ -184,6 +184,9 @@ class Method:
     steps: Callable[[Any], list[dict[str, Any]]] = field(repr=False)
     defaults: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    # What `--ratio` is a share of, in words ("all rows", "the rows with ifd <= 1"): each paper's own
+    # meaning, said by `instructsift methods` (the run's summary line gives the count it was taken of).
+    ratio_of: str = "all rows"
 
     def expand(self, options: Mapping[str, Any] | None = None, *, score_only: bool = False) -> list[dict[str, Any]]:
         """The recipe steps of this method with `options` (checked against `Params`); `score_only` leaves

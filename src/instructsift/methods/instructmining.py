@@ -144,6 +144,7 @@ INSTRUCTMINING = register_method(
     Method(
         name="instructmining",
         paper="Cao et al., 2023, Instruction Mining (arXiv:2307.06290)",
+        ratio_of="all rows",
         summary="a linear rule over quality indicators (reward, lengths, perplexity, MTLD, KNN-6) predicts "
         "log eval loss; keep the lowest",
         Params=Params,

@@ -29,6 +29,7 @@ class Selection:
     steps: list[str | None] = field(default_factory=list)
     rank: dict[int, int] = field(default_factory=dict)  # row position -> 1-based rank where a ranker set one
     step: str | None = None  # the step now running; recorded with each drop
+    shares: list[str] = field(default_factory=list)  # what each ratio was a share of, in words (`size`)
 
     def __post_init__(self) -> None:
         n = len(self.codes)
@@ -49,6 +50,35 @@ class Selection:
                 self.codes[i] = code
                 self.details[i] = detail if one else detail[j]
                 self.steps[i] = self.step
+
+    def size(self, ratio: float | None, k: int | None, n: int, *, of_all: bool, what: str = "top") -> int:
+        """How many a sized selector keeps (`count_for`); a ratio also says what it was a share of, in
+        `shares` ("top 25% of the 291 rows with ifd <= 1"), for the run's summary line."""
+        from .top import count_for
+
+        size = count_for(ratio, k, n)
+        if ratio is not None:
+            self.shares.append(f"{what} {ratio * 100:g}% of {self._base(n, of_all)}")
+        return size
+
+    def _base(self, n: int, of_all: bool) -> str:
+        """The `n` rows a ratio was taken of, in words: all rows, or those the steps before it kept."""
+        if of_all:
+            return f"all {n} rows"
+        conditions: dict[str, None] = {}  # "fails ifd <= 1" -> "ifd <= 1", in order
+        others: dict[str, None] = {}  # steps that dropped rows for other reasons
+        for code, step in Counter(zip(self.codes, self.steps, strict=True)):
+            if code is None or code == "not scored":
+                continue
+            if code.startswith("fails "):
+                conditions[code.removeprefix("fails ")] = None
+            else:
+                others[step or code] = None
+        if not conditions and not others:
+            return f"the {n} rows kept"
+        if not others:
+            return f"the {n} rows with {' and '.join(conditions)}"
+        return f"the {n} rows left after {', '.join([*conditions, *others])}"
 
     @property
     def kept(self) -> np.ndarray:

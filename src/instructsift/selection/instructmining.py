@@ -401,7 +401,8 @@ class InstructMiningSelect:
             for rank, i in enumerate(rows[order].tolist(), start=1):
                 selection.rank[i] = rank
             return
-        n = count_for(self.ratio, self.k, table.num_rows if self.of == "all" else len(rows) + int(missing.sum()))
+        base = table.num_rows if self.of == "all" else len(rows) + int(missing.sum())
+        n = selection.size(self.ratio, self.k, base, of_all=self.of == "all", what="top by the rule")
         order = np.lexsort((rows, pred))
         ranked = rows[order]
         for rank, i in enumerate(ranked[:n].tolist(), start=1):

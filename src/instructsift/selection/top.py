@@ -61,7 +61,7 @@ class Top:
         n_all = table.num_rows
         drop_unscored(table, selection, [self.column])
         candidates = selection.kept
-        n = count_for(self.ratio, self.k, n_all if self.of == "all" else len(candidates))
+        n = selection.size(self.ratio, self.k, n_all if self.of == "all" else len(candidates), of_all=self.of == "all")
         values = column(table, self.column)[candidates]
         order = np.lexsort((candidates, -values if self.descending else values))
         ranked = candidates[order]
