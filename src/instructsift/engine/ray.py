@@ -180,6 +180,7 @@ class _Cached:
     key: str
     schema: Any
     about: str  # the scorer's own `describe()`, so that the score table's metadata is the local engine's
+    columns: dict[str, str | None]  # the scorer's declaration (`Scorer.columns`), likewise
 
     def cache_key(self) -> str:
         return self.key
@@ -343,7 +344,7 @@ def _score_one(
                 num_cpus=LIGHT_TASK_CPUS,
             )
         _collect(ds, cache, scorer.name, missing, progress, about, pool)
-    return _Cached(scorer.name, key, schema, about) if model else scorer
+    return _Cached(scorer.name, key, schema, about, dict(scorer.columns)) if model else scorer
 
 
 def _collect(ds: Any, cache: ScoreCache, name: str, total: int, progress: bool, about: str, pool: Pool | None) -> None:
