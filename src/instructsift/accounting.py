@@ -23,27 +23,36 @@ from .data.errors import EmptyResultError
 NOT_SCORED = "not scored: dropped before this step"  # the reason of a row a scorer was not given
 
 
-def _missing(table: Any) -> list[tuple[str, list[str | None]]]:
-    """For each group of score columns (one reason column): its label and, per row, why it is missing a
-    score (its reason, or "missing" for a null without one), None where it has them all."""
+def _missing(table: Any) -> list[tuple[str, Any, list[str]]]:
+    """For each group of score columns (one reason column): its label, a numpy mask of the rows missing a
+    score (a null score, or a reason given) and, for those rows in order, why (the reason, or "missing")."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     from .scoring.base import reason_groups
 
     out = []
     for label, reason, names in reason_groups(table):
-        why = table.column(reason).to_pylist()
-        null = [any(x) for x in zip(*(table.column(n).is_null().to_pylist() for n in names), strict=True)]
-        out.append((label, [(w or "missing") if (w or z) else None for w, z in zip(why, null, strict=True)]))
+        why = table.column(reason)
+        gone = pc.is_null(table.column(names[0]))
+        for name in names[1:]:
+            gone = pc.or_(gone, pc.is_null(table.column(name)))
+        said = pc.fill_null(pc.not_equal(why, ""), False)
+        mask = np.asarray(pc.or_(gone, said).to_numpy(zero_copy_only=False), dtype=bool)
+        reasons = [w or "missing" for w in pc.filter(why, pa.array(mask)).to_pylist()]
+        out.append((label, mask, reasons))
     return out
 
 
 def unscored_mask(table: Any) -> list[bool]:
     """Per row: whether some score is missing."""
-    out = [False] * table.num_rows
-    for _, why in _missing(table):
-        for i, w in enumerate(why):
-            if w is not None:
-                out[i] = True
-    return out
+    import numpy as np
+
+    out = np.zeros(table.num_rows, dtype=bool)
+    for _, mask, _ in _missing(table):
+        out |= mask
+    return out.tolist()
 
 
 def missing_by_scorer(table: Any) -> list[tuple[str, int, Counter[str]]]:
@@ -51,17 +60,17 @@ def missing_by_scorer(table: Any) -> list[tuple[str, int, Counter[str]]]:
     and the rows it could not score by reason (the reason's first part). A row an earlier step had
     dropped was not given to the scorer: not counted."""
     out = []
-    for label, why in _missing(table):
-        given = [w for w in why if w != NOT_SCORED]
-        out.append((label, len(given), Counter(w.split(":")[0] for w in given if w is not None)))
+    for label, _, reasons in _missing(table):
+        missed = Counter(w.split(":")[0] for w in reasons if w != NOT_SCORED)
+        out.append((label, table.num_rows - reasons.count(NOT_SCORED), missed))
     return out
 
 
 def missing_reasons(table: Any, limit: int = 3) -> str:
     """The most common reasons rows are unscored, e.g. 'judge: no reply: 20'."""
     counts: Counter[str] = Counter()
-    for label, why in _missing(table):
-        counts.update(f"{label}: {w.split(':')[0]}" for w in why if w is not None)
+    for label, _, reasons in _missing(table):
+        counts.update(f"{label}: {w.split(':')[0]}" for w in reasons)
     text = "; ".join(f"{k}: {v}" for k, v in counts.most_common(limit))
     return text + ("; ..." if len(counts) > limit else "")
 
