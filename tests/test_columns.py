@@ -220,3 +220,20 @@ def test_score_instructmining_writes_ppl_and_knn6(tmp_path):
         assert name in table.column_names and table.column(name).null_count == 0, name
     for ppl, loss in zip(table.column("ppl").to_pylist(), table.column("loss_cond").to_pylist(), strict=True):
         assert ppl == pytest.approx(math.exp(loss), rel=1e-12)
+
+
+def test_a_namespaced_selector_drops_a_row_with_its_scorers_reason(tmp_path):
+    """A selector with `as: sf` sees sf.ifd as `ifd`: the declaration follows, so a row without a score is
+    dropped with the scorer's own reason."""
+    from instructsift.pipeline import _namespace_view
+    from instructsift.selection import Selection
+    from instructsift.selection.top import Top
+
+    scorer = _build("ifd", tmp_path)
+    rows = [_row(scorer, set(), None), _row(scorer, {"ifd"}, "too long: 600 tokens")]
+    table = pa.Table.from_pylist(rows, schema=scorer.schema)
+    table = table.rename_columns([f"sf.{n}" for n in table.column_names])
+    table = with_configs(table, [{**scorer_configs([scorer])[0], "namespace": "sf"}])
+    sel = Selection.all(2)
+    Top("ifd", k=1).apply(_namespace_view(table, "sf"), sel)
+    assert sel.reasons == [None, "not scored (too long: 600 tokens)"]

@@ -361,6 +361,8 @@ def _subset(dataset: Any, positions: list[int]) -> Any:
 
 def _namespace_view(table: Any, namespace: str) -> Any:
     """The table where NS.col is also visible as `col` (replacing a bare `col`)."""
+    from .engine.table import configs_of, with_configs
+
     prefix = f"{namespace}."
     mine = {c[len(prefix) :]: c for c in table.column_names if c.startswith(prefix)}
     if not mine:
@@ -369,6 +371,11 @@ def _namespace_view(table: Any, namespace: str) -> Any:
     view = table.select(keep)
     for bare, full in mine.items():
         view = view.append_column(bare, table.column(full))
+    configs = configs_of(table)
+    if configs is not None:  # NS's scorers declare the bare columns too (a reason column for each score)
+        view = with_configs(
+            view, [*configs, *({**c, "namespace": None} for c in configs if c.get("namespace") == namespace)]
+        )
     return view
 
 
