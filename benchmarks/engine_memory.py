@@ -27,6 +27,7 @@ class Cached:
     """A stand-in embedding scorer whose results are all in the cache (it is never asked to score)."""
 
     name = "embed-bench"
+    columns = {"embedding": "embedding_reason", "embedding_reason": None}  # what it declares it writes
 
     def __init__(self, dim: int):
         self.dim = dim

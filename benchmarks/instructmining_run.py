@@ -38,9 +38,15 @@ SMOKE = dict(subsets=8, size=6, held_out=6, per_source=6, max_length=128, epochs
              min_k=6, max_k=24, trials=3, sweep=3)  # fmt: skip
 
 
+EXTRA = {"alpaca": "alpaca/alpaca_random_9k.json", "dolly": "dolly/dolly_3k.json", "lima": "lima/lima_1k.json",
+         "code_alpaca": "code/code_alpaca_2k.json"}  # beside the five AlpacaEval answer files  # fmt: skip
+
+
 def commands(data: Path, out: Path, s: dict, cache: Path | None, base: str, reward: str) -> list[list[str]]:
     cli = [sys.executable, "-m", "instructsift.cli"]
-    design = [*cli, "design", str(data), "-o", str(out / "design"), "--subsets", str(s["subsets"]),
+    sources = [str(p) for p in sorted((data / "alpaca_eval").glob("*.json"))]  # named by their stems: gpt4, ...
+    sources += [f"{name}={data / path}" for name, path in EXTRA.items()]
+    design = [*cli, "design", *sources, "--eval-source", "gpt4", "-o", str(out / "design"), "--subsets", str(s["subsets"]),
               "--size", str(s["size"]), "--held-out", str(s["held_out"]), "--per-source", str(s["per_source"])]  # fmt: skip
     mine = [*cli, "mine", str(out / "design"), "-o", str(out / "mining"), "--base", base,
             "--reward-model", f"standin:{reward}", "--epochs", str(s["epochs"]), "--batch-size", str(s["batch_size"]),

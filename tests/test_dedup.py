@@ -179,7 +179,7 @@ def test_unscored_rows_get_their_own_reasons():
             {
                 "row": list(range(6)),
                 "ifd": [0.5, None, 0.7, None, None, 0.1],
-                "ifd_reason": [None, "too long", None, None, "empty answer", None],
+                "reason": [None, "too long", None, None, "empty answer", None],  # ifd's declared reason column
             }
         ).to_batches(max_chunksize=2)
     )

@@ -253,7 +253,8 @@ def test_vector_column_reads_json_lists_and_nulls():
     KCenter(k=2, init="random").apply(table, sel)
     assert sel.kept.tolist() == [0, 2] and sel.reasons[1].startswith("not scored")
     why = pa.array([None, None, "too long", None, None])
-    with_reason = pa.table({"embedding": pa.array([[1.0, 0.0], [0.0, 1.0], None, None, [1.0, 1.0]]), "reason": why})
+    vectors = pa.array([[1.0, 0.0], [0.0, 1.0], None, None, [1.0, 1.0]])
+    with_reason = pa.table({"embedding": vectors, "embedding_reason": why})  # the embed scorer's reason column
     sel = Selection.all(5)
     KCenter(k=2, init="random").apply(with_reason, sel)
     assert [sel.reasons[i] for i in (2, 3)] == ["not scored (too long)", "not scored (no embedding)"]

@@ -528,11 +528,41 @@ def test_fit_step_and_selector_in_one_recipe(tmp_path):
 
 
 # -- the experiment design ---------------------------------------------------------------------------------
+def shared_sources(data: Path) -> dict[str, Path]:
+    """The five AlpacaEval answer files (the same 805 instructions) and four instruction data sets."""
+    answers = {p.stem: p for p in sorted((data / "alpaca_eval").glob("*.json"))}
+    extra = {"alpaca": "alpaca/alpaca_random_9k.json", "dolly": "dolly/dolly_3k.json", "lima": "lima/lima_1k.json",
+             "code_alpaca": "code/code_alpaca_2k.json"}  # fmt: skip
+    return {**answers, **{name: data / path for name, path in extra.items()}}
+
+
+def test_design_takes_its_sources_as_arguments(tmp_path):
+    """`instructsift design` knew the shared data folder's file names: it takes NAME=FILE (or FILE) now."""
+    from typer.testing import CliRunner
+
+    from instructsift.cli import app
+
+    rows = [{"instruction": f"task {i}", "input": "", "output": f"answer {i}"} for i in range(12)]
+    (tmp_path / "strong.json").write_text(json.dumps(rows))
+    (tmp_path / "weak.jsonl").write_text("".join(json.dumps({**r, "output": "meh"}) + "\n" for r in rows))
+    out = tmp_path / "design"
+    args = ["design", str(tmp_path / "strong.json"), f"poor={tmp_path / 'weak.jsonl'}", "--eval-source", "strong"]
+    res = CliRunner().invoke(app, [*args, "-o", str(out), "--subsets", "3", "--size", "4", "--held-out", "3"])
+    assert res.exit_code == 0, res.output
+    pool = json.loads((out / "pool.json").read_text())
+    assert {r["source"] for r in pool} == {"strong", "poor"} and len(pool) == 18  # 12 + 12 less 2 x 3 held out
+    assert {r["source"] for r in json.loads((out / "eval.json").read_text())} == {"strong"}
+    bad = CliRunner().invoke(app, [*args[:3], "--eval-source", "gpt4", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "'gpt4' is not one of the sources (strong, poor)" in bad.output
+    missing = CliRunner().invoke(app, ["design", "a=nope.json", args[1], "--eval-source", "a", "-o", str(out)])
+    assert missing.exit_code == 2 and "nope.json: no such file" in missing.output
+
+
 def test_design_keeps_held_out_instructions_out_of_every_subset(shared_data, tmp_path):
     from instructsift.train.design import load_sources, mixture_design, normalise
 
-    sources = load_sources(shared_data)
-    design = mixture_design(sources, n_subsets=10, size=150, held_out=80, seed=3)
+    sources = load_sources(shared_sources(shared_data))
+    design = mixture_design(sources, n_subsets=10, size=150, held_out=80, eval_source="gpt4", seed=3)
     held = {normalise(r["instruction"]) for r in design.eval}
     assert len(design.eval) == 80 and all(r["source"] == "gpt4" for r in design.eval)
     for rows, mix in zip(design.subsets, design.mixes, strict=True):
@@ -540,7 +570,7 @@ def test_design_keeps_held_out_instructions_out_of_every_subset(shared_data, tmp
         assert not held & {normalise(design.pool[i]["instruction"]) for i in rows}
         assert {design.pool[i]["source"] for i in rows} == set(mix)
     assert len({tuple(m.items()) for m in design.mixes}) == 10  # random proportions
-    again = mixture_design(sources, n_subsets=10, size=150, held_out=80, seed=3)
+    again = mixture_design(sources, n_subsets=10, size=150, held_out=80, eval_source="gpt4", seed=3)
     assert again.subsets == design.subsets
     path = design.save(tmp_path / "d")
     saved = json.loads(path.read_text())

@@ -21,8 +21,9 @@ def _invoke(*args: object) -> object:
 def design(shared_data: Path, tiny_bpe_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """6 subsets of 6 rows from a pool of 5 x 6 AlpacaEval answers, 4 held out; conftest's tiny BPE Llama."""
     folder = tmp_path_factory.mktemp("mine") / "design"
-    r = _invoke("design", shared_data, "-o", folder, "--subsets", 6, "--size", 6, "--held-out", 4,
-                "--per-source", 6, "--extra", "none", "--seed", 1)  # fmt: skip
+    answers = sorted((shared_data / "alpaca_eval").glob("*.json"))  # gpt4.json names the source gpt4
+    r = _invoke("design", *answers, "--eval-source", "gpt4", "-o", folder, "--subsets", 6, "--size", 6,
+                "--held-out", 4, "--per-source", 6, "--seed", 1)  # fmt: skip
     assert r.exit_code == 0, r.output
     pool = json.loads((folder / "pool.json").read_text())
     held = json.loads((folder / "eval.json").read_text())

@@ -1,8 +1,10 @@
 """What a run could use: which rows have every score, and when a result is empty for lack of data.
 
-A row is unscored when any scorer could not score it: a `reason` / `<column>_reason` column says why, or
-the column a `<column>_reason` explains is missing (null). Scorers always give a reason with a missing
-score, so either test alone would do; both are checked so that neither can hide a missing score.
+A row is unscored when a score column is missing (null) or its reason column says why. Which columns are
+scores, and which column gives each one's reason, is what each scorer declares (`Scorer.columns`, kept in
+the score table's metadata; `scoring.base.reason_columns`): never guessed from the columns' names. A row
+an earlier step had dropped was not given to a later scorer: it is unscored (it has no score) but not
+counted as that scorer's miss (`NOT_SCORED`).
 
 Empty results (documented in the README, "Empty results"):
 - nothing could be read (every row rejected) or nothing could be scored (every row unscored): an
@@ -18,34 +20,57 @@ from typing import Any
 
 from .data.errors import EmptyResultError
 
+NOT_SCORED = "not scored: dropped before this step"  # the reason of a row a scorer was not given
 
-def reason_columns(table: Any) -> list[str]:
-    """The table's `reason` and `<column>_reason` columns."""
-    names = set(table.column_names)
-    return [c for c in table.column_names if c == "reason" or (c.endswith("_reason") and c[: -len("_reason")] in names)]
+
+def _missing(table: Any) -> list[tuple[str, Any, list[str]]]:
+    """For each group of score columns (one reason column): its label, a numpy mask of the rows missing a
+    score (a null score, or a reason given) and, for those rows in order, why (the reason, or "missing")."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .scoring.base import reason_groups
+
+    out = []
+    for label, reason, names in reason_groups(table):
+        why = table.column(reason)
+        gone = pc.is_null(table.column(names[0]))
+        for name in names[1:]:
+            gone = pc.or_(gone, pc.is_null(table.column(name)))
+        said = pc.fill_null(pc.not_equal(why, ""), False)
+        mask = np.asarray(pc.or_(gone, said).to_numpy(zero_copy_only=False), dtype=bool)
+        reasons = [w or "missing" for w in pc.filter(why, pa.array(mask)).to_pylist()]
+        out.append((label, mask, reasons))
+    return out
 
 
 def unscored_mask(table: Any) -> list[bool]:
     """Per row: whether some score is missing."""
-    out = [False] * table.num_rows
-    for col in reason_columns(table):
-        reasons = table.column(col).to_pylist()
-        values = table.column(col[: -len("_reason")]).to_pylist() if col != "reason" else [0] * table.num_rows
-        for i, (why, value) in enumerate(zip(reasons, values, strict=True)):
-            if why or value is None:
-                out[i] = True
+    import numpy as np
+
+    out = np.zeros(table.num_rows, dtype=bool)
+    for _, mask, _ in _missing(table):
+        out |= mask
+    return out.tolist()
+
+
+def missing_by_scorer(table: Any) -> list[tuple[str, int, Counter[str]]]:
+    """For each scorer's scores (a group sharing a reason column): its label, how many rows it was given,
+    and the rows it could not score by reason (the reason's first part). A row an earlier step had
+    dropped was not given to the scorer: not counted."""
+    out = []
+    for label, _, reasons in _missing(table):
+        missed = Counter(w.split(":")[0] for w in reasons if w != NOT_SCORED)
+        out.append((label, table.num_rows - reasons.count(NOT_SCORED), missed))
     return out
 
 
 def missing_reasons(table: Any, limit: int = 3) -> str:
     """The most common reasons rows are unscored, e.g. 'judge: no reply: 20'."""
     counts: Counter[str] = Counter()
-    for col in reason_columns(table):
-        name = "ifd" if col == "reason" else col[: -len("_reason")]
-        values = table.column(name).to_pylist() if name in table.column_names else [0] * table.num_rows
-        for why, value in zip(table.column(col).to_pylist(), values, strict=True):
-            if why or value is None:
-                counts[f"{name}: {(why or 'missing').split(':')[0]}"] += 1
+    for label, _, reasons in _missing(table):
+        counts.update(f"{label}: {w.split(':')[0]}" for w in reasons)
     text = "; ".join(f"{k}: {v}" for k, v in counts.most_common(limit))
     return text + ("; ..." if len(counts) > limit else "")
 

@@ -44,6 +44,7 @@ class Picked:
             "dropped": len(self.dataset.examples) - kept,
             "rejected": len(self.dataset.rejects),
             "dropped_by": dict(self.selection.reason_counts().most_common()),
+            "shares": list(self.selection.shares),  # what each ratio was a share of, in words
             "notes": dict(self.dataset.notes.most_common()),
         }
 

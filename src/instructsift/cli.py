@@ -280,22 +280,18 @@ def _model_input(*models: str | None) -> list[Path]:
 
 
 def _missing_summary(table: Any) -> None:
-    """How many rows each scorer with a `<column>_reason` column could not score (a reason, or a null), and why."""
-    from collections import Counter
+    """For each scorer's declared scores: how many of the rows it was given it scored, how many it could
+    not (and why); rows an earlier step had dropped were not given to it."""
+    from .accounting import missing_by_scorer
 
-    for col in table.column_names:
-        if not col.endswith("_reason") or col.removesuffix("_reason") not in table.column_names:
-            continue
-        values = table.column(col.removesuffix("_reason")).to_pylist()
-        reasons = Counter(
-            (r or "missing").split(":")[0]
-            for r, v in zip(table.column(col).to_pylist(), values, strict=True)
-            if r or v is None
-        )
+    for label, given, reasons in missing_by_scorer(table):
         n = sum(reasons.values())
         why = "; ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) + ("; ..." if len(reasons) > 3 else "")
+        left = table.num_rows - given
         err.print(
-            f"{col.removesuffix('_reason')}: {table.num_rows - n} scored, {n} missing" + (f" ({why})" if n else ""),
+            f"{label}: {given - n} scored, {n} missing"
+            + (f" ({why})" if n else "")
+            + (f"; {left} dropped before this step" if left else ""),
             highlight=False,
             markup=False,
         )
@@ -588,7 +584,9 @@ def _select_summary(result: Any) -> None:
     why = ", ".join(f"{k}: {v}" for k, v in s["dropped_by"].items())
     rej, dropped = result.written.get("rejects"), result.written.get("dropped")
     err.print(
-        f"read {s['read']} · kept {s['kept']} · dropped {s['dropped']}"
+        f"read {s['read']} · kept {s['kept']}"
+        + (f" ({'; '.join(s['shares'])})" if s["shares"] else "")
+        + f" · dropped {s['dropped']}"
         + (f" ({why})" if why else "")
         + f" · rejected {s['rejected']} → {result.written.get('output')}"
         + (f" (rejects: {rej})" if rej else "")
@@ -650,26 +648,41 @@ def report_cmd(
 
 
 @app.command("methods")
-def methods_cmd() -> None:
-    """List the methods with their papers, options and defaults (from the registry)."""
-    from rich.table import Table
+@_guard
+def methods_cmd(
+    name: Annotated[str | None, typer.Argument(metavar="[METHOD]", help="Show this method only.")] = None,
+) -> None:
+    """List the methods with their papers, what --ratio is a share of, defaults and options (from the
+    registry): a block per method, wrapped to the terminal's width."""
+    import shutil
+    import textwrap
 
     from . import registry
 
-    table = Table(title="instructsift methods", show_lines=True)
-    for col in ("method", "paper", "what it does", "defaults", "options"):
-        table.add_column(col, overflow="fold")
+    width = max(40, min(shutil.get_terminal_size((100, 24)).columns, 100))
     aliases = registry.aliases("method")
-    for entry in registry.entries("method"):
+    entries = [registry.get("method", name)] if name else registry.entries("method")
+
+    def para(text: str, indent: str = "  ", hang: str = "    ") -> str:
+        return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=hang, break_on_hyphens=False)
+
+    blocks = []
+    for entry in entries:
         m = entry.target
         also = [a for a, t in aliases.items() if t == m.name]
-        name = m.name + (f"\n(alias: {', '.join(also)})" if also else "")
-        defaults = "\n".join(f"{k}: {v!r}" for k, v in m.defaults.items())
+        lines = [m.name + (f" (alias: {', '.join(also)})" if also else ""), para(m.paper), para(m.summary)]
+        if "ratio" in m.Params.model_fields:
+            lines.append(para(f"--ratio: a share of {m.ratio_of}"))
+        if m.defaults:
+            lines.append("  defaults:")
+            lines += [para(f"{k}: {v if v != '' else repr(v)}", "    ", "      ") for k, v in m.defaults.items()]
         options = ", ".join("--" + k.replace("_", "-") for k in m.Params.model_fields)
-        table.add_row(name, m.paper, m.summary, defaults, options)
-    Console().print(table, markup=False)
-    err.print("steps for recipes: " + "; ".join(f"{k}: {', '.join(registry.names(k))}" for k in ("score", "select", "fit")),
-              highlight=False, markup=False)  # fmt: skip
+        lines.append(para(f"options: {options}"))
+        blocks.append("\n".join(lines))
+    typer.echo("\n\n".join(blocks))
+    if not name:
+        steps = "; ".join(f"{k}: {', '.join(registry.names(k))}" for k in ("score", "select", "fit"))
+        err.print(para(f"steps for recipes: {steps}", "", "  "), highlight=False, markup=False)
 
 
 @app.command("finetune")

@@ -27,38 +27,41 @@ from .cli import (
 @app.command("design")
 @_guard
 def design_cmd(
-    data: Annotated[
-        Path, typer.Argument(metavar="DATA_FOLDER", help="The shared data folder (alpaca_eval/, alpaca/, dolly/, ...).")
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SOURCE...",
+            help="The data to mix: NAME=FILE, or FILE (named by its stem); JSON arrays or JSON Lines of alpaca "
+            "records (or LIMA-style conversations).",
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for pool.json, eval.json and design.json.")],
+    eval_source: Annotated[
+        str, typer.Option("--eval-source", help="The source whose held-out answers are the eval set (good answers).")
+    ],
     subsets: Annotated[int, typer.Option(help="Training subsets (the paper: 129).")] = 24,
     size: Annotated[int, typer.Option(help="Rows per subset.")] = 200,
-    held_out: Annotated[int, typer.Option("--held-out", help="Held-out gpt4 answers to evaluate on.")] = 100,
+    held_out: Annotated[int, typer.Option("--held-out", help="Held-out rows of --eval-source to evaluate on.")] = 100,
     per_source: Annotated[
         int | None, typer.Option("--per-source", help="At most this many pool rows of each source [all].")
     ] = None,
-    extra: Annotated[
-        str, typer.Option(help="Extra sources beside AlpacaEval's answers, comma-separated, or none.")
-    ] = "alpaca,dolly,lima,code_alpaca",
     alpha: Annotated[float, typer.Option(help="Dirichlet concentration of the source proportions.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the draw.")] = 0,
 ) -> None:
-    """Make InstructMining's experiment design: subsets mixing AlpacaEval's strong and weak answers (and extra
-    sources) at random proportions, and held-out gpt4 answers whose instructions are in no subset."""
-    from .data.errors import MissingFileError, OptionError, OutputError
-    from .train.design import EXTRA, load_sources, mixture_design
+    """Make InstructMining's experiment design: subsets mixing the sources at random proportions (e.g. strong
+    and weak answers to the same instructions), and held-out answers of --eval-source whose instructions are
+    in no subset."""
+    from .data.errors import OptionError, OutputError
+    from .train.design import load_sources, mixture_design, parse_sources
 
-    if not (data / "alpaca_eval").is_dir():
-        raise MissingFileError(f"{data}: no alpaca_eval/ folder (the shared data folder; see its SOURCES.md)")
-    names = [] if extra in ("", "none") else [e.strip() for e in extra.split(",") if e.strip()]
-    unknown = [e for e in names if e not in EXTRA]
-    if unknown:
-        raise OptionError(f"--extra: unknown sources {', '.join(unknown)} (known: {', '.join(EXTRA)})")
+    files = parse_sources(sources)
+    if eval_source not in files:
+        raise OptionError(f"--eval-source {eval_source!r} is not one of the sources ({', '.join(files)})")
     if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not (output / "design.json").exists())):
         raise OutputError(f"--output {output}: not a new folder nor a design folder")
     try:
-        design = mixture_design(load_sources(data, names), n_subsets=subsets, size=size, held_out=held_out,
-                                alpha=alpha, seed=seed, per_source=per_source)  # fmt: skip
+        design = mixture_design(load_sources(files), n_subsets=subsets, size=size, held_out=held_out,
+                                eval_source=eval_source, alpha=alpha, seed=seed, per_source=per_source)  # fmt: skip
     except ValueError as e:
         raise OptionError(str(e)) from None
     path = design.save(output)

@@ -148,8 +148,11 @@ def save_spec(spec: CompareSpec, target: str | os.PathLike, comment: str = "", b
 
 # -- selection ------------------------------------------------------------------------------------------------
 def budget_size(budget: int | float, n: int) -> int:
+    """Rows a budget picks: a count, or a ratio of `n` (rounded as every ratio is: `selection.top.share`)."""
     if isinstance(budget, float):
-        return max(1, round(budget * n))
+        from .selection.top import share
+
+        return max(1, share(budget, n))
     if budget > n:
         raise OptionError(f"--budget {budget} is more than the {n} examples in the data set")
     return budget

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
+from .accounting import NOT_SCORED
 from .data.examples import key_column, take
 from .errors import UsageError
 from .recipe import Recipe, Step
-
-NOT_SCORED = "not scored: dropped before this step"
 
 
 @dataclass
@@ -199,6 +198,9 @@ class StepRunner:
             self.log(f"{st.label}: {counts['scored']} scored, {counts['cached']} from cache")
         prefix = f"{st.namespace}." if st.namespace else ""
         own = [c for c in table.column_names if c not in ("row", "id", "content_hash")]
+        from .scoring.base import score_reasons
+
+        reasons = set(score_reasons(scorer.columns).values())  # filled with NOT_SCORED for rows not given
         for col in own:
             name = prefix + col
             if name in self.table.column_names:
@@ -212,7 +214,7 @@ class StepRunner:
                 for j, i in enumerate(kept.tolist()):
                     at[i] = j
                 values = values.take(pa.array(at, pa.int64()))
-                if col == "reason" or col.endswith("_reason"):
+                if col in reasons:
                     values = pa.array(
                         [NOT_SCORED if at[i] is None else v for i, v in enumerate(values.to_pylist())], pa.string()
                     )
@@ -359,6 +361,8 @@ def _subset(dataset: Any, positions: list[int]) -> Any:
 
 def _namespace_view(table: Any, namespace: str) -> Any:
     """The table where NS.col is also visible as `col` (replacing a bare `col`)."""
+    from .engine.table import configs_of, with_configs
+
     prefix = f"{namespace}."
     mine = {c[len(prefix) :]: c for c in table.column_names if c.startswith(prefix)}
     if not mine:
@@ -367,6 +371,11 @@ def _namespace_view(table: Any, namespace: str) -> Any:
     view = table.select(keep)
     for bare, full in mine.items():
         view = view.append_column(bare, table.column(full))
+    configs = configs_of(table)
+    if configs is not None:  # NS's scorers declare the bare columns too (a reason column for each score)
+        view = with_configs(
+            view, [*configs, *({**c, "namespace": None} for c in configs if c.get("namespace") == namespace)]
+        )
     return view
 
 

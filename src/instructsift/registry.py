@@ -184,14 +184,18 @@ class Method:
     steps: Callable[[Any], list[dict[str, Any]]] = field(repr=False)
     defaults: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    # What `--ratio` is a share of, in words ("all rows", "the rows with ifd <= 1"): each paper's own
+    # meaning, said by `instructsift methods` (the run's summary line gives the count it was taken of).
+    ratio_of: str = "all rows"
 
     def expand(self, options: Mapping[str, Any] | None = None, *, score_only: bool = False) -> list[dict[str, Any]]:
         """The recipe steps of this method with `options` (checked against `Params`); `score_only` leaves
-        out the selectors (and the need for a size), for `instructsift score`."""
+        out the selectors (and the need for a size), for `instructsift score`, but for those that only add
+        columns (a score table for a method holds every column its selectors read)."""
         params = get("method", self.name).validate(options, {"score_only": score_only})
         try:
             steps = self.steps(params)
-            return [s for s in steps if "select" not in s] if score_only else steps
+            return [s for s in steps if "select" not in s or _adds_columns_only(s)] if score_only else steps
         except ValueError as e:
             if isinstance(e, UsageError):
                 raise
@@ -204,6 +208,11 @@ class Method:
     def selectors(self, **options: Any) -> list[Any]:
         """The method's selectors, built, in order."""
         return [get("select", s["select"]).build(s["with"]) for s in self.expand(options) if "select" in s]
+
+
+def _adds_columns_only(step: dict[str, Any]) -> bool:
+    """A selector step that only adds columns (it declares `adds_columns_only`): a score-only run keeps it."""
+    return bool(getattr(get("select", step["select"]).target, "adds_columns_only", False))
 
 
 def register_method(method: Method) -> Method:

@@ -54,18 +54,32 @@ def score(
 ) -> Any:
     """Score every example with every scorer and return the score table (a pyarrow Table).
 
-    Results are cached under `cache_dir` (default: the instructsift cache) by (content, scorer config);
+    `cache_dir` is the cache root for the call (default: `models.cache_root()`): the scores, and the
+    models the scorers convert and the fingerprints they remember, all go under it.
+    Results are cached by (content, scorer config);
     a rerun, or a run resumed after a crash, scores only what is missing. `stats` (if given) receives
     per-scorer counts of cached and newly scored examples. The table's schema metadata records each
     scorer's configuration (`engine.table`).
     """
+    from ..models import use_cache_root
+
+    with use_cache_root(cache_dir) as root:
+        return _score(dataset, scorers, root, use_cache, progress, flush_seconds, stats)
+
+
+def _score(
+    dataset: Dataset,
+    scorers: Sequence[Any],
+    root: Path,
+    use_cache: bool,
+    progress: bool,
+    flush_seconds: float,
+    stats: dict[str, Any] | None,
+) -> Any:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ..models import cache_root
-
-    root = Path(cache_dir) if cache_dir else cache_root()
     seen = set()
     for scorer in scorers:
         for name in scorer.schema.names:

@@ -79,16 +79,26 @@ def init(address: str | None = None, num_cpus: int | None = None) -> Any:
 
 
 # -- what travels to the workers ------------------------------------------------------------------------
-def scorer_spec(scorer: Any) -> tuple[type | None, Any]:
-    """A scorer as (class, constructor arguments), so that a worker builds a fresh one (its model, if any,
-    loaded there, not pickled from here). Scorers that are not dataclasses travel as they are."""
+def scorer_spec(scorer: Any) -> tuple[type | None, Any, str]:
+    """A scorer as (class, constructor arguments, cache root), so that a worker builds a fresh one (its
+    model, if any, loaded there, not pickled from here, under the driver's cache root). Scorers that are
+    not dataclasses travel as they are."""
+    from ..models import cache_root
+
     if dataclasses.is_dataclass(scorer) and not isinstance(scorer, type):
-        return type(scorer), {f.name: getattr(scorer, f.name) for f in dataclasses.fields(scorer) if f.init}
-    return None, scorer
+        config = {f.name: getattr(scorer, f.name) for f in dataclasses.fields(scorer) if f.init}
+        return type(scorer), config, str(cache_root())
+    return None, scorer, str(cache_root())
 
 
-def build_scorer(spec: tuple[type | None, Any]) -> Any:
-    cls, config = spec
+def build_scorer(spec: tuple[type | None, Any, str]) -> Any:
+    """The scorer of a spec, in a worker whose every cache (models, fingerprints) follows the driver's root:
+    set once per worker process, which serves one run's scorers."""
+    from ..models import cache_root, set_cache_root
+
+    cls, config, root = spec
+    if cache_root() != Path(root):  # a worker (in the driver, the spec was made under this root)
+        set_cache_root(root)
     return cls(**config) if cls is not None else config
 
 
@@ -118,7 +128,7 @@ class ModelWorker:
     """One actor of the pool: builds its scorer (and model) once, then scores chunk after chunk.
     `worker_class` binds the configuration to a subclass, so no constructor arguments are needed."""
 
-    spec: tuple[type | None, Any]
+    spec: tuple[type | None, Any, str]
     key: str
     schema: Any
     threads: int | None = None
@@ -141,21 +151,21 @@ class ModelWorker:
         return _run_chunks(self.scorer, batch, self.schema)
 
 
-def worker_class(spec: tuple[type | None, Any], key: str, schema: Any, threads: int | None) -> type:
+def worker_class(spec: tuple[type | None, Any, str], key: str, schema: Any, threads: int | None) -> type:
     return type("ModelWorker", (ModelWorker,), {"spec": spec, "key": key, "schema": schema, "threads": threads})
 
 
 _LIGHT: dict[tuple[str, str], Any] = {}  # light scorers built once per worker process
 
 
-def _light_task(batch: Any, spec: tuple[type | None, Any], name: str, key: str, schema: Any) -> Any:
+def _light_task(batch: Any, spec: tuple[type | None, Any, str], name: str, key: str, schema: Any) -> Any:
     scorer = _LIGHT.get((name, key))
     if scorer is None:
         scorer = _LIGHT[(name, key)] = build_scorer(spec)
     return _run_chunks(scorer, batch, schema)
 
 
-def _probe(spec: tuple[type | None, Any]) -> tuple[str, Any, str]:
+def _probe(spec: tuple[type | None, Any, str]) -> tuple[str, Any, str]:
     """(cache key, schema, description) of a model scorer, computed where the actors run."""
     scorer = build_scorer(spec)
     return scorer.cache_key(), scorer.schema, scorer.describe()
@@ -170,6 +180,7 @@ class _Cached:
     key: str
     schema: Any
     about: str  # the scorer's own `describe()`, so that the score table's metadata is the local engine's
+    columns: dict[str, str | None]  # the scorer's declaration (`Scorer.columns`), likewise
 
     def cache_key(self) -> str:
         return self.key
@@ -257,18 +268,21 @@ def score(
     """
     del flush_seconds
     ray = init(address, num_cpus)
-    from ..models import cache_root
+    from ..models import use_cache_root
 
     tmp = None if use_cache else tempfile.mkdtemp(prefix="instructsift-ray-")
-    root = Path(tmp) if tmp else (Path(cache_dir) if cache_dir else cache_root())
-    try:
-        examples, unique, _ = local.unique_examples(dataset.examples, key_column(dataset.examples, "content_hash"))
-        index = HashIndex(unique)  # the unique examples' hashes, in their order
-        final = [_score_one(ray, s, examples, index, root, progress, stats, actors, batch_size) for s in scorers]
-        return local.score(dataset, final, cache_dir=root, use_cache=True, progress=False)
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+    # The cache root (`cache_dir`, else the one in effect) holds the models and fingerprints, here and on
+    # the workers (it travels with each scorer's spec); a run without the cache keeps its scores apart.
+    with use_cache_root(cache_dir) as models_root:
+        root = Path(tmp) if tmp else models_root
+        try:
+            examples, unique, _ = local.unique_examples(dataset.examples, key_column(dataset.examples, "content_hash"))
+            index = HashIndex(unique)  # the unique examples' hashes, in their order
+            final = [_score_one(ray, s, examples, index, root, progress, stats, actors, batch_size) for s in scorers]
+            return local.score(dataset, final, cache_dir=root, use_cache=True, progress=False)
+        finally:
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _score_one(
@@ -330,7 +344,7 @@ def _score_one(
                 num_cpus=LIGHT_TASK_CPUS,
             )
         _collect(ds, cache, scorer.name, missing, progress, about, pool)
-    return _Cached(scorer.name, key, schema, about) if model else scorer
+    return _Cached(scorer.name, key, schema, about, dict(scorer.columns)) if model else scorer
 
 
 def _collect(ds: Any, cache: ScoreCache, name: str, total: int, progress: bool, about: str, pool: Pool | None) -> None:

@@ -12,9 +12,18 @@ KEY_COLUMNS = ("row", "id", "content_hash")  # every score table's first columns
 
 
 def scorer_configs(scorers: Sequence[Any]) -> list[dict[str, Any]]:
-    """For each scorer: its name, `cache_key()`, `describe()` and the columns it produces."""
+    """For each scorer: its name, `cache_key()`, `describe()`, the columns it produces and the reason
+    column of each score column (its `columns` declaration)."""
+    from ..scoring.base import score_reasons
+
     return [
-        {"name": s.name, "cache_key": s.cache_key(), "describe": s.describe(), "columns": list(s.schema.names)}
+        {
+            "name": s.name,
+            "cache_key": s.cache_key(),
+            "describe": s.describe(),
+            "columns": list(s.schema.names),
+            "reasons": score_reasons(s.columns),
+        }
         for s in scorers
     ]
 

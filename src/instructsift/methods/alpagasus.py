@@ -51,6 +51,7 @@ ALPAGASUS = register_method(
     Method(
         name="alpagasus",
         paper="Chen et al., ICLR 2024, AlpaGasus: Training a Better Alpaca with Fewer Data",
+        ratio_of="the rows with judge >= the threshold",
         summary="an LLM judge rates each (instruction, input, response) 0-5 for accuracy; keep judge >= 4.5",
         Params=Params,
         steps=steps,

@@ -51,6 +51,7 @@ CHERRY = register_method(
     Method(
         name="cherry",
         paper="Li et al., NAACL 2024, From Quantity to Quality (Cherry LLM)",
+        ratio_of="the rows with ifd <= 1, as Cherry LLM's data_by_IFD.py",
         summary="IFD = loss(answer | prompt) / loss(answer); drop IFD > 1, keep the top ratio of the rest",
         Params=Params,
         steps=steps,

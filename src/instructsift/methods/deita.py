@@ -83,6 +83,7 @@ DEITA = register_method(
     Method(
         name="deita",
         paper="Liu et al., ICLR 2024, What Makes Good Data for Alignment? (DEITA)",
+        ratio_of="all rows",
         summary="complexity x quality from two scorer models (expected score over the digits 1-6); walk by "
         "score, skip rows within cosine 0.9 of a kept one",
         Params=Params,

@@ -76,6 +76,9 @@ def steps(p: Params) -> list[dict[str, Any]]:
             )
         p = p.model_copy(update={"reward_format": "oasst"})
     out = scoring_steps(names, p)
+    derived = [n for n in names if n == "ppl" or is_knn(n)]
+    if derived:  # as named columns, in a score-only run too
+        out.append(step("select", "indicators", names=derived))
     if p.rule is not None:
         out.append(step("select", "instructmining", rule=p.rule, ratio=p.ratio, k=p.top, of="all"))
     return out
@@ -141,6 +144,7 @@ INSTRUCTMINING = register_method(
     Method(
         name="instructmining",
         paper="Cao et al., 2023, Instruction Mining (arXiv:2307.06290)",
+        ratio_of="all rows",
         summary="a linear rule over quality indicators (reward, lengths, perplexity, MTLD, KNN-6) predicts "
         "log eval loss; keep the lowest",
         Params=Params,

@@ -104,6 +104,7 @@ LIMA = register_method(
     Method(
         name="lima",
         paper="Zhou et al., NeurIPS 2023, LIMA: Less Is More for Alignment",
+        ratio_of="the rows left after its length, rule, language and de-duplication filters (and ifd <= 1 with --rank-by ifd)",
         summary="length window, first-person / other-answer / HTML / refusal rules, language, MinHash dedup; "
         "then up to N per category, best first",
         Params=Params,

@@ -48,6 +48,7 @@ LTD = register_method(
     Method(
         name="ltd",
         paper="Chen et al., 2023, Maybe Only 0.5% Data is Needed (LTD), arXiv:2305.09246",
+        ratio_of="all rows",
         summary="embed each example; greedy k-center coreset of the target size, seeded by K-Means cluster centres",
         Params=Params,
         steps=steps,

@@ -44,6 +44,7 @@ SCAR = register_method(
     Method(
         name="scar",
         paper="Li et al., 2024, SCAR: Style Consistency-Aware Response Ranking (arXiv 2406.10882)",
+        ratio_of="all rows",
         summary="a trained style-consistency ranker scores each (instruction, answer); keep the highest",
         Params=Params,
         steps=steps,

@@ -29,6 +29,7 @@ SUPERFILTERING = register_method(
     Method(
         name="superfiltering",
         paper="Li et al., ACL 2024, Superfiltering: Weak-to-Strong Data Filtering",
+        ratio_of="all rows (Superfiltering: a share of the whole data set)",
         summary="IFD as exp(loss_cond - loss_direct) from a small model; drop >= 1, keep the top ratio of all",
         Params=Params,
         steps=steps,

@@ -38,6 +38,7 @@ SUPERFILTERING_D = register_method(
     Method(
         name="superfiltering-d",
         paper="Li et al., ACL 2024, Superfiltering (Superfiltering.D: with facility-location diversity)",
+        ratio_of="all rows (its pool is pool_factor times that, also of all rows)",
         summary="IFD from a small model; drop ifd_ppl >= 1; top 10x the target as a pool; facility location "
         "picks the target",
         Params=Params,

@@ -1,7 +1,16 @@
 """Where weights come from, and on which device and dtype they run."""
 
 from .device import choose_device, choose_dtype
-from .loader import LoadedModel, ModelSource, cache_root, load_causal_lm, load_pretrained, resolve, use_cache_root
+from .loader import (
+    LoadedModel,
+    ModelSource,
+    cache_root,
+    load_causal_lm,
+    load_pretrained,
+    resolve,
+    set_cache_root,
+    use_cache_root,
+)
 
 __all__ = [
     "LoadedModel",
@@ -12,5 +21,6 @@ __all__ = [
     "load_causal_lm",
     "load_pretrained",
     "resolve",
+    "set_cache_root",
     "use_cache_root",
 ]

@@ -46,6 +46,11 @@ def cache_root() -> Path:
     return Path(os.environ.get("INSTRUCTSIFT_CACHE") or Path.home() / ".cache" / "instructsift")
 
 
+def set_cache_root(path: str | os.PathLike) -> None:
+    """Set the cache root for the rest of the process (a Ray worker takes its driver's root this way)."""
+    _ROOTS[:] = [Path(path)]
+
+
 @contextlib.contextmanager
 def use_cache_root(path: str | os.PathLike | None) -> Iterator[Path]:
     """Send every cache under `path` while the block runs (None: leave the root as it is)."""

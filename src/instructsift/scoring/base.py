@@ -6,7 +6,7 @@ put into its key everything that changes its numbers (model fingerprint, dtype, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..data.example import Example
@@ -14,6 +14,12 @@ from ..data.example import Example
 
 class Scorer(Protocol):
     name: str  # also the cache folder's prefix
+    # Every column the scorer writes, each mapped to the column that says why its value is missing; None
+    # where a null is a value (no language to identify) or the column is bookkeeping (a reason column,
+    # token counts). A class-level dict; a scorer whose column names follow its options (`embed`'s
+    # `column`, `unieval`'s dimensions) sets it per instance. Accounting (what is unscored), selection
+    # (the reason a row without a score is dropped) and the engines read it, never a name pattern.
+    columns: dict[str, str | None]
 
     @property
     def schema(self) -> Any:
@@ -37,3 +43,52 @@ class Scorer(Protocol):
 
         Optional: `cacheable(row) -> bool`; rows it rejects (e.g. a judge request that got no reply)
         are used in this run but not cached, so the next run scores them again."""
+
+
+def score_reasons(columns: Mapping[str, str | None]) -> dict[str, str]:
+    """The score columns of a declaration, each with its reason column."""
+    return {c: r for c, r in columns.items() if r}
+
+
+def declared_reasons(name: str) -> dict[str, str]:
+    """The class-level declaration of the registered scorer `name` (score column -> reason column)."""
+    from ..registry import get
+
+    return score_reasons(getattr(get("score", name).target, "columns", None) or {})
+
+
+def _declared(table: Any) -> list[tuple[str, str, str]]:
+    """(score column, reason column, scorer label) for each declared score column the table holds."""
+    from ..engine.table import configs_of
+    from ..registry import entries
+
+    configs = configs_of(table)
+    declared: list[tuple[str, str, str]] = []
+    if configs is None:
+        for entry in entries("score"):
+            reasons = score_reasons(getattr(entry.target, "columns", None) or {})
+            declared += [(col, why, entry.name) for col, why in reasons.items()]
+    else:
+        for c in configs:
+            prefix = f"{c['namespace']}." if c.get("namespace") else ""
+            reasons = c["reasons"] if "reasons" in c else declared_reasons(c["name"])
+            declared += [(prefix + col, prefix + why, prefix + c["name"]) for col, why in reasons.items()]
+    names = set(table.column_names)
+    return [(col, why, label) for col, why, label in declared if col in names and why in names]
+
+
+def reason_columns(table: Any) -> dict[str, str]:
+    """Each score column of a score table with its reason column, from the declarations of the scorers
+    that made it (kept in the table's metadata, namespaced columns as `NS.column`). A table without
+    them (JSON Lines, or a file from before the declarations) is read with the class-level declaration
+    of every registered scorer."""
+    return {col: why for col, why, _ in _declared(table)}
+
+
+def reason_groups(table: Any) -> list[tuple[str, str, list[str]]]:
+    """The score columns grouped by their reason column: (label, reason column, score columns); the label
+    is the score column when it is alone (`judge`, `embedding`), else its scorer's name (`ifd`, `deita`)."""
+    groups: dict[str, tuple[str, list[str]]] = {}
+    for col, why, label in _declared(table):
+        groups.setdefault(why, (label, []))[1].append(col)
+    return [(cols[0] if len(cols) == 1 else label, why, cols) for why, (label, cols) in groups.items()]

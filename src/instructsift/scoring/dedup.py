@@ -22,7 +22,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
@@ -54,6 +54,7 @@ class MinHashSignature:
     num_perm: int = 128
     seed: int = 1
     chunk_size: int = 1024
+    columns: ClassVar[dict[str, str | None]] = {"text_hash": None, "minhash": None}
     name: str = field(default="minhash", init=False)
 
     def __post_init__(self) -> None:

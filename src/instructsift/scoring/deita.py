@@ -65,6 +65,10 @@ COLUMNS = (
     "deita_truncated",
     "deita_reason",
 )
+# The scores and their masses are missing with `deita_reason`; the turn count and truncation never are.
+COLUMN_REASONS: dict[str, str | None] = {
+    c: None if c in ("deita_turns", "deita_truncated", "deita_reason") else "deita_reason" for c in COLUMNS
+}
 
 
 Rated = tuple[float | None, float | None, str | None]  # (expected score, mass, reason)
@@ -103,6 +107,7 @@ class Deita:
     batch_tokens: int | None = None  # padded tokens per batch [CPU 8192, GPU 65536]
     chunk_size: int | None = None  # examples per yielded (and cached) chunk [CPU 256, GPU 4096]
     trust_remote_code: bool = False
+    columns: ClassVar[dict[str, str | None]] = COLUMN_REASONS
     name: str = field(default="deita", init=False)
     _models: tuple[_Model, _Model] | None = field(default=None, init=False, repr=False)
 

@@ -119,6 +119,10 @@ class Embed:
     device: str = "auto"
     trust_remote_code: bool = False
     chunk_size: int = 512  # examples per yielded (and cached) chunk
+    columns: ClassVar[dict[str, str | None]] = {
+        "embedding": "embedding_reason",
+        "embedding_reason": None,
+    }  # per instance: `column`
     name: str = field(default="embed", init=False)
     _model: Any = field(default=None, init=False, repr=False)
 
@@ -132,6 +136,7 @@ class Embed:
             raise OptionError("batch_size and chunk_size must be at least 1")
         if not self.column.isidentifier():
             raise OptionError(f"column must be a plain name, got {self.column!r}")
+        self.columns = {self.column: f"{self.column}_reason", f"{self.column}_reason": None}
         if self.source not in (None, "st", "lm"):
             raise OptionError(f"source must be 'st' (sentence-transformers) or 'lm' (causal LM), got {self.source!r}")
         from ..models import LoadedModel

@@ -90,6 +90,11 @@ class IFD:
     batch_tokens: int | None = None
     chunk_size: int | None = None
     trust_remote_code: bool = False
+    columns: ClassVar[dict[str, str | None]] = {
+        **dict.fromkeys(("loss_cond", "loss_direct", "ifd", "ifd_ppl"), "reason"),
+        **dict.fromkeys(("prompt_tokens", "answer_tokens", "n_turns", "turns_scored", "truncated")),
+        **dict.fromkeys(("turn_loss_cond", "turn_loss_direct", "turn_ifd", "reason")),
+    }
     name: str = field(default="ifd", init=False)
     _lm: Any = field(default=None, init=False, repr=False)
 

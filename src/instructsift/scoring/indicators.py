@@ -22,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
@@ -54,6 +54,9 @@ class Lengths:
     model: str = "embedded"  # whose tokenizer counts tokens: embedded, a folder, a hub id or a .gguf
     trust_remote_code: bool = False
     chunk_size: int = 1024
+    columns: ClassVar[dict[str, str | None]] = dict.fromkeys(
+        ("input_tokens", "output_tokens", "input_chars", "output_chars")
+    )
     name: str = field(default="lengths", init=False)
     _tok: Any = field(default=None, init=False, repr=False)
     _source: Any = field(default=None, init=False, repr=False)
@@ -122,6 +125,7 @@ class MTLD:
 
     threshold: float = MTLD_THRESHOLD
     chunk_size: int = 512
+    columns: ClassVar[dict[str, str | None]] = {"mtld": "mtld_reason", "mtld_reason": None}
     name: str = field(default="mtld", init=False)
 
     def __post_init__(self) -> None:

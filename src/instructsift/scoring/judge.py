@@ -50,6 +50,7 @@ COLUMNS = (
     "judge_attempts",
     "judge_truncated",
 )
+COLUMN_REASONS: dict[str, str | None] = {c: "judge_reason" if c == "judge" else None for c in COLUMNS}
 
 
 def judge_schema() -> Any:
@@ -165,4 +166,7 @@ def Judge(
     )
 
 
-__all__ = ["COLUMNS", "JUDGE_OPTIONS", "Judge", "judge_row", "judge_schema"]
+Judge.columns = COLUMN_REASONS  # type: ignore[attr-defined]  # the declaration both back ends share
+
+
+__all__ = ["COLUMNS", "COLUMN_REASONS", "JUDGE_OPTIONS", "Judge", "judge_row", "judge_schema"]

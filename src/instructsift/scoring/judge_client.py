@@ -29,12 +29,12 @@ import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..data.errors import OptionError, UserError
 from ..data.example import Example
-from .judge import judge_row, judge_schema
+from .judge import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import get_prompt, logprob_score, parse_reply
 
 TOP_LOGPROBS = 20  # OpenAI's maximum; vLLM's default limit
@@ -80,6 +80,7 @@ class ServerJudge:
     max_tokens: int = 16  # the score comes first; the explanation after it is not needed
     logprobs: bool = True
     chunk_size: int | None = None
+    columns: ClassVar[dict[str, str | None]] = COLUMN_REASONS
     name: str = field(default="judge", init=False)
     stats: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 

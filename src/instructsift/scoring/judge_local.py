@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from .judge import judge_row, judge_schema
+from .judge import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
 from .losses import AnswerLoss, batch_tokens_for
 
@@ -56,6 +56,7 @@ class LocalJudge:
     chunk_size: int | None = None
     trust_remote_code: bool = False
     min_mass: float = MIN_MASS
+    columns: ClassVar[dict[str, str | None]] = COLUMN_REASONS
     name: str = field(default="judge", init=False)
     _lm: Any = field(default=None, init=False, repr=False)
 

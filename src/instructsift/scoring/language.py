@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import register
@@ -31,6 +31,10 @@ class Language:
     """Columns `lang` (ISO 639-1 code, null when the text has no letters) and `lang_prob`."""
 
     chunk_size: int = 1024
+    columns: ClassVar[dict[str, str | None]] = {
+        "lang": None,
+        "lang_prob": None,
+    }  # null: the text has no letters, not a failure
     name: str = field(default="language", init=False)
     _ident: Any = field(default=None, init=False, repr=False)
 

@@ -35,6 +35,10 @@ class InstructionLoss:
     batch_tokens: int | None = None
     chunk_size: int | None = None
     trust_remote_code: bool = False
+    columns: ClassVar[dict[str, str | None]] = {
+        "instruction_loss": "instruction_loss_reason",
+        "instruction_loss_reason": None,
+    }
     name: str = field(default="instruction_loss", init=False)
     _lm: Any = field(default=None, init=False, repr=False)
 

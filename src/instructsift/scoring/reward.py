@@ -106,6 +106,11 @@ class Reward:
     device: str = "auto"
     trust_remote_code: bool = False
     chunk_size: int = 256
+    columns: ClassVar[dict[str, str | None]] = {
+        "reward": "reward_reason",
+        "reward_truncated": None,
+        "reward_reason": None,
+    }
     name: str = field(default="reward", init=False)
     _loaded: Any = field(default=None, init=False, repr=False)
 

@@ -85,6 +85,10 @@ class RewardStandin:
     encoder: str = "embedded"
     batch_size: int = 64
     chunk_size: int = 512
+    columns: ClassVar[dict[str, str | None]] = {
+        "reward_standin": "reward_standin_reason",
+        "reward_standin_reason": None,
+    }
     name: str = field(default="reward_standin", init=False)
     _embed: Any = field(default=None, init=False, repr=False)
     _w: Any = field(default=None, init=False, repr=False)

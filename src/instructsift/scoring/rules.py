@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import register
@@ -259,6 +259,9 @@ class Rules:
     tokenizer: str | None = "embedded"
     trust_remote_code: bool = False
     chunk_size: int = 1024
+    columns: ClassVar[dict[str, str | None]] = dict.fromkeys(
+        ("response_chars", "response_tokens", *(f"rule_{r}" for r in RULE_NAMES), "rule_flags")
+    )
     name: str = field(default="rules", init=False)
     _tok: Any = field(default=None, init=False, repr=False)
     _source: tuple[str, dict[str, Any], str] | None = field(default=None, init=False, repr=False)

@@ -99,6 +99,7 @@ class Scar:
     device: str = "auto"
     dtype: str = "float32"
     chunk_size: int = 512  # examples per yielded (and cached) chunk
+    columns: ClassVar[dict[str, str | None]] = {"scar": "scar_reason", "scar_reason": None}
     name: str = field(default="scar", init=False)
     _loaded: Any = field(default=None, init=False, repr=False)
 

@@ -54,6 +54,11 @@ class UniEval:
     dtype: str = "auto"
     device: str = "auto"
     chunk_size: int = 256
+    columns: ClassVar[dict[str, str | None]] = {
+        **dict.fromkeys(DIMENSIONS, "unieval_reason"),
+        "unieval_truncated": None,
+        "unieval_reason": None,
+    }
     name: str = field(default="unieval", init=False)
     _loaded: Any = field(default=None, init=False, repr=False)
 
@@ -63,6 +68,11 @@ class UniEval:
         unknown = [d for d in self.dimensions if d not in QUESTIONS]
         if unknown or not self.dimensions:
             raise OptionError(f"unieval dimensions must be among {', '.join(DIMENSIONS)}, got {self.dimensions}")
+        self.columns = {
+            **dict.fromkeys(self.dimensions, "unieval_reason"),
+            "unieval_truncated": None,
+            "unieval_reason": None,
+        }
         if self.max_length < 2 or self.batch_size < 1 or self.chunk_size < 1:
             raise OptionError("max_length must be >= 2, batch_size and chunk_size >= 1")
 

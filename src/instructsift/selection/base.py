@@ -29,6 +29,7 @@ class Selection:
     steps: list[str | None] = field(default_factory=list)
     rank: dict[int, int] = field(default_factory=dict)  # row position -> 1-based rank where a ranker set one
     step: str | None = None  # the step now running; recorded with each drop
+    shares: list[str] = field(default_factory=list)  # what each ratio was a share of, in words (`size`)
 
     def __post_init__(self) -> None:
         n = len(self.codes)
@@ -49,6 +50,35 @@ class Selection:
                 self.codes[i] = code
                 self.details[i] = detail if one else detail[j]
                 self.steps[i] = self.step
+
+    def size(self, ratio: float | None, k: int | None, n: int, *, of_all: bool, what: str = "top") -> int:
+        """How many a sized selector keeps (`count_for`); a ratio also says what it was a share of, in
+        `shares` ("top 25% of the 291 rows with ifd <= 1"), for the run's summary line."""
+        from .top import count_for
+
+        size = count_for(ratio, k, n)
+        if ratio is not None:
+            self.shares.append(f"{what} {ratio * 100:g}% of {self._base(n, of_all)}")
+        return size
+
+    def _base(self, n: int, of_all: bool) -> str:
+        """The `n` rows a ratio was taken of, in words: all rows, or those the steps before it kept."""
+        if of_all:
+            return f"all {n} rows"
+        conditions: dict[str, None] = {}  # "fails ifd <= 1" -> "ifd <= 1", in order
+        others: dict[str, None] = {}  # steps that dropped rows for other reasons
+        for code, step in Counter(zip(self.codes, self.steps, strict=True)):
+            if code is None or code == "not scored":
+                continue
+            if code.startswith("fails "):
+                conditions[code.removeprefix("fails ")] = None
+            else:
+                others[step or code] = None
+        if not conditions and not others:
+            return f"the {n} rows kept"
+        if not others:
+            return f"the {n} rows with {' and '.join(conditions)}"
+        return f"the {n} rows left after {', '.join([*conditions, *others])}"
 
     @property
     def kept(self) -> np.ndarray:
@@ -87,10 +117,12 @@ def column(table: Any, name: str) -> np.ndarray:
 
 def drop_unscored(table: Any, selection: Selection, names: Sequence[str]) -> None:
     """Drop rows where a needed score is missing, with the scorer's own reason when it gave one."""
+    from ..scoring.base import reason_columns
+
+    declared = reason_columns(table)
     for name in names:
         values = column(table, name)
-        family = f"{name.split('_')[0]}_reason"  # one reason column for several scores (deita_reason)
-        reason_col = next((c for c in (f"{name}_reason", family, "reason") if c in table.column_names), None)
+        reason_col = declared.get(name)  # the reason column its scorer declared for it
         missing = np.flatnonzero(selection.keep & np.isnan(values))
         why = table.column(reason_col).take(missing).to_pylist() if reason_col else [None] * len(missing)
         selection.drop(missing, "not scored", [w or f"no {name}" for w in why])

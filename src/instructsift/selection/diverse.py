@@ -94,7 +94,13 @@ class DiverseTop:
         rows, X = kept_vectors(table, selection, self.column)
         k = None
         if self.ratio is not None or self.k is not None:
-            k = count_for(self.ratio, self.k, table.num_rows if self.of == "all" else len(rows))
+            k = selection.size(
+                self.ratio,
+                self.k,
+                table.num_rows if self.of == "all" else len(rows),
+                of_all=self.of == "all",
+                what="diverse top",
+            )
         values = column(table, self.score)[rows]
         order = np.lexsort((rows, -values if self.descending else values))
         picked_local = diverse_top(X, order, self.threshold, k)

@@ -136,7 +136,8 @@ class FacilityLocation:
         rows, X = kept_vectors(table, selection, self.column)
         if self.k is not None and self.k > len(rows):
             raise OptionError(f"facility location: asked for {self.k} rows but only {len(rows)} are left")
-        k = min(len(rows), count_for(self.ratio, self.k, table.num_rows if self.of == "all" else len(rows)))
+        n = table.num_rows if self.of == "all" else len(rows)
+        k = min(len(rows), selection.size(self.ratio, self.k, n, of_all=self.of == "all", what="facility location"))
         if k == 0:
             selection.drop(rows, "not chosen by facility location", "nothing to choose")
             return

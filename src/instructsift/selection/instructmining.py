@@ -26,7 +26,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -309,6 +309,37 @@ def load_rule(spec: str | os.PathLike) -> InstructMiningRule:
     return paper_rule() if str(spec) == "paper" else InstructMiningRule.load(spec)
 
 
+@register("select", "indicators")
+@dataclass
+class Indicators:
+    """InstructMining's derived indicators as named columns of the score table, so that a score table for
+    the method holds every column its rule reads: `ppl` = exp(loss_cond) and `knnK`, each row's mean
+    distance to its K nearest neighbours among the rows still kept (as the rule ranks them). It decides
+    nothing: every row stays kept, and a score-only run (`instructsift score`) keeps the step."""
+
+    names: list[str]
+    embedding: str = "embedding"
+    adds_columns_only: ClassVar[bool] = True  # drops no row: a score-only run keeps it
+
+    def __post_init__(self) -> None:
+        bad = [n for n in self.names if n != "ppl" and not is_knn(n)]
+        if bad or not self.names:
+            raise OptionError(f"indicators derives ppl and knnK (e.g. knn6), not {', '.join(bad) or 'nothing'}")
+
+    def describe(self) -> str:
+        return f"derived indicators {', '.join(self.names)} (ppl = exp(loss_cond); knnK among the rows kept)"
+
+    def columns(self, table: Any, selection: Selection) -> dict[str, Any]:
+        import pyarrow as pa
+
+        rows = selection.kept
+        M = indicator_values(table, self.names, rows, self.embedding)
+        return {n: pa.array(_full(table.num_rows, rows, M[:, j]), pa.float64()) for j, n in enumerate(self.names)}
+
+    def apply(self, table: Any, selection: Selection) -> None:
+        """Keeps every row."""
+
+
 @register("select", "instructmining")
 @dataclass
 class InstructMiningSelect:
@@ -370,7 +401,8 @@ class InstructMiningSelect:
             for rank, i in enumerate(rows[order].tolist(), start=1):
                 selection.rank[i] = rank
             return
-        n = count_for(self.ratio, self.k, table.num_rows if self.of == "all" else len(rows) + int(missing.sum()))
+        base = table.num_rows if self.of == "all" else len(rows) + int(missing.sum())
+        n = selection.size(self.ratio, self.k, base, of_all=self.of == "all", what="top by the rule")
         order = np.lexsort((rows, pred))
         ranked = rows[order]
         for rank, i in enumerate(ranked[:n].tolist(), start=1):
@@ -411,4 +443,5 @@ __all__ = [
     "load_rule",
     "paper_rule",
     "unscored_reason",
+    "Indicators",
 ]

@@ -242,7 +242,9 @@ class KCenter:
         rows, X = kept_vectors(table, selection, self.column)
         if self.k is not None and self.k > len(rows):
             raise OptionError(f"k-center: asked for {self.k} centres but only {len(rows)} rows are left to choose from")
-        k = count_for(self.ratio, self.k, n_all if self.of == "all" else len(rows))
+        k = selection.size(
+            self.ratio, self.k, n_all if self.of == "all" else len(rows), of_all=self.of == "all", what="k-center"
+        )
         k = min(k, len(rows))
         if k == 0:
             selection.drop(rows, "not chosen by k-center", "nothing to choose")

@@ -143,7 +143,8 @@ class Stratified:
                 details = [f"{where}, {self.rank} = {values[i]:.4g}" for i in rest.tolist()]
                 selection.drop(rest, f"not in the top {per} per {self._stratum} by {self.rank}", details)
         if self._total:
-            n = min(count_for(self.ratio, self.k, sum(len(m) for m in groups.values())), len(place))
+            total = sum(len(m) for m in groups.values())
+            n = min(selection.size(self.ratio, self.k, total, of_all=False, what="stratified"), len(place))
             self._spread(n, place, labels, values, selection, rng)
 
     def _spread(self, n: int, place: dict[int, int], labels: list, values: Any, selection: Selection, rng: Any) -> None:

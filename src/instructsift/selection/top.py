@@ -13,8 +13,15 @@ from ..registry import register
 from .base import Selection, column, drop_unscored
 
 
+def share(ratio: float, n: int) -> int:
+    """How many rows a ratio of `n` rows is: the one rounding rule for every ratio a user gives (a
+    selector's `ratio`, `compare --budget 0.05`): half up, so 0.05 of 50 rows is 3 (Python's `round`
+    would give 2), and at least 1 when n > 0."""
+    return min(n, max(1 if n else 0, math.floor(ratio * n + 0.5)))
+
+
 def count_for(ratio: float | None, k: int | None, n: int) -> int:
-    """How many to keep: `k`, or round(ratio x n) and at least 1 when n > 0."""
+    """How many to keep: `k`, or `share(ratio, n)`."""
     if (ratio is None) == (k is None):
         raise OptionError("give exactly one of ratio or k")
     if k is not None:
@@ -23,7 +30,7 @@ def count_for(ratio: float | None, k: int | None, n: int) -> int:
         return min(k, n)
     if not 0 < ratio <= 1:
         raise OptionError(f"ratio must be in (0, 1], got {ratio}")
-    return min(n, max(1 if n else 0, math.floor(ratio * n + 0.5)))
+    return share(ratio, n)
 
 
 @register("select", "top")
@@ -54,7 +61,7 @@ class Top:
         n_all = table.num_rows
         drop_unscored(table, selection, [self.column])
         candidates = selection.kept
-        n = count_for(self.ratio, self.k, n_all if self.of == "all" else len(candidates))
+        n = selection.size(self.ratio, self.k, n_all if self.of == "all" else len(candidates), of_all=self.of == "all")
         values = column(table, self.column)[candidates]
         order = np.lexsort((candidates, -values if self.descending else values))
         ranked = candidates[order]

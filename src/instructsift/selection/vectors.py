@@ -60,7 +60,9 @@ def kept_vectors(table: Any, selection: Any, name: str) -> tuple[np.ndarray, np.
     vectors, valid = vector_column(table, name)
     missing = np.flatnonzero(selection.keep & ~valid)
     if len(missing):
-        reason_col = next((c for c in (f"{name}_reason", "reason") if c in table.column_names), None)
+        from ..scoring.base import reason_columns
+
+        reason_col = reason_columns(table).get(name)  # the reason column its scorer declared for it
         why = table.column(reason_col).take(missing).to_pylist() if reason_col else [None] * len(missing)
         selection.drop(missing, "not scored", [w or f"no {name}" for w in why])
     rows = selection.kept

@@ -2,18 +2,18 @@
 proportions, and a held-out evaluation set whose instructions never appear in any training subset.
 
 Cao et al., 2023 (arXiv:2307.06290) fine-tune one base model on 129 subsets of known make-up and fit
-log(eval loss) on the subsets' mean indicators. On ../shared/data the five AlpacaEval answer files answer
-the same 805 instructions (gpt4 and claude-2 strong, text_davinci_003, alpaca-7b, falcon-7b-instruct
-weaker): mixing their answers to the same instructions gives subsets of graded quality; Alpaca, Dolly,
-LIMA and Code Alpaca add variety. The held-out set is a random part of the 805 instructions with their
-gpt4 answers ("good answers"); those instructions (compared after lower-casing and collapsing spaces)
-are removed from every source before subsets are drawn.
+log(eval loss) on the subsets' mean indicators. The sources are files the caller names (`NAME=FILE`, or a
+FILE named by its stem): for instance answer files from several generators to the same instructions (the
+AlpacaEval answers of gpt4, claude-2, text_davinci_003, alpaca-7b and falcon-7b-instruct to 805
+instructions) give subsets of graded quality when mixed, and other instruction data sets add variety. The
+held-out set is a random part of one source (`eval_source`: the "good answers"); its instructions (compared
+after lower-casing and collapsing spaces) are removed from every source before subsets are drawn.
 
 Each subset draws source proportions from a flat Dirichlet and its rows, without replacement, from each
 source's pool. The design is written as a pool (alpaca JSON with a `source` field), an eval file and a
 design JSON that names every subset's pool positions; a runner's `loss_of(positions)` evaluates each.
 
-    python -m instructsift.train.design ../shared/data out/design --subsets 24 --size 200 --held-out 100
+    instructsift design gpt4=answers/gpt4.json weak=answers/falcon.json dolly.json --eval-source gpt4 -o out/design
 """
 
 from __future__ import annotations
@@ -28,14 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-ALPACA_EVAL = ("gpt4", "claude-2", "text_davinci_003", "alpaca-7b", "falcon-7b-instruct")
-EXTRA = {
-    "alpaca": "alpaca/alpaca_random_9k.json",
-    "dolly": "dolly/dolly_3k.json",
-    "lima": "lima/lima_1k.json",
-    "code_alpaca": "code/code_alpaca_2k.json",
-}
 
 
 def normalise(text: str) -> str:
@@ -57,16 +49,48 @@ def _alpaca(rec: Mapping[str, Any], source: str) -> dict[str, str] | None:
             "source": source}  # fmt: skip
 
 
-def load_sources(data: str | Path, extra: Sequence[str] = tuple(EXTRA)) -> dict[str, list[dict[str, str]]]:
-    """The AlpacaEval answer files (by generator) and the extra data sets, as alpaca rows."""
-    root = Path(data)
+def parse_sources(specs: Sequence[str]) -> dict[str, Path]:
+    """Sources as given on the command line: `NAME=FILE`, or `FILE` (named by its stem), each name once."""
+    from ..data.errors import MissingFileError, OptionError
+
+    out: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        file = Path(path if sep else spec)
+        name = name if sep else file.name.split(".")[0]
+        if not name or (sep and not path):
+            raise OptionError(f"source {spec!r}: give NAME=FILE or FILE")
+        if name in out:
+            raise OptionError(f"two sources are named {name!r}: give one a name (NAME=FILE)")
+        if not file.is_file():
+            raise MissingFileError(f"{file}: no such file (source {name!r})")
+        out[name] = file
+    if len(out) < 2:
+        raise OptionError("a design mixes at least two sources (NAME=FILE ...)")
+    return out
+
+
+def _records(path: Path) -> list[Any]:
+    """A JSON array, or JSON Lines, of records."""
+    from ..data.errors import InputError, Reject
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+        return data if isinstance(data, list) else [data]
+    except json.JSONDecodeError:
+        try:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as e:
+            raise InputError(Reject(str(path), None, None, None, f"neither a JSON array nor JSON Lines: {e}")) from None
+
+
+def load_sources(files: Mapping[str, str | Path]) -> dict[str, list[dict[str, str]]]:
+    """Each named file's records as alpaca rows with their `source` (records without an instruction and an
+    answer are left out)."""
     out: dict[str, list[dict[str, str]]] = {}
-    for gen in ALPACA_EVAL:
-        records = json.loads((root / "alpaca_eval" / f"{gen}.json").read_text(encoding="utf-8"))
-        out[gen] = [r for r in (_alpaca(x, gen) for x in records) if r]
-    for name in extra:
-        records = json.loads((root / EXTRA[name]).read_text(encoding="utf-8"))
-        out[name] = [r for r in (_alpaca(x, name) for x in records) if r]
+    for name, path in files.items():
+        out[name] = [r for r in (_alpaca(x, name) for x in _records(Path(path))) if r]
     return out
 
 
@@ -110,7 +134,7 @@ def mixture_design(
     n_subsets: int = 24,
     size: int = 200,
     held_out: int = 100,
-    eval_source: str = "gpt4",
+    eval_source: str,
     alpha: float = 1.0,
     seed: int = 0,
     per_source: int | None = None,
@@ -168,22 +192,19 @@ def mixture_design(
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m instructsift.train.design", description=__doc__.split("\n\n")[0])
-    ap.add_argument("data", help="the shared data folder (alpaca_eval/, alpaca/, dolly/, lima/, code/)")
-    ap.add_argument("out", help="folder for pool.json, eval.json and design.json")
+    ap.add_argument("sources", nargs="+", help="NAME=FILE (or FILE, named by its stem): the sources to mix")
+    ap.add_argument("--eval-source", required=True, help="the source whose held-out answers are the eval set")
+    ap.add_argument("--out", "-o", required=True, help="folder for pool.json, eval.json and design.json")
     ap.add_argument("--subsets", type=int, default=24)
     ap.add_argument("--size", type=int, default=200)
     ap.add_argument("--held-out", type=int, default=100)
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--extra", default=",".join(EXTRA), help="extra sources, comma-separated, or none")
     ap.add_argument("--per-source", type=int, default=None, help="at most this many pool rows of each source")
     a = ap.parse_args(argv)
-    extra = [] if a.extra in ("", "none") else a.extra.split(",")
-    unknown = [e for e in extra if e not in EXTRA]
-    if unknown:
-        ap.error(f"unknown extra sources {unknown} (known: {', '.join(EXTRA)})")
-    design = mixture_design(load_sources(a.data, extra), n_subsets=a.subsets, size=a.size, held_out=a.held_out,
-                            alpha=a.alpha, seed=a.seed, per_source=a.per_source)  # fmt: skip
+    design = mixture_design(load_sources(parse_sources(a.sources)), n_subsets=a.subsets, size=a.size,
+                            held_out=a.held_out, eval_source=a.eval_source, alpha=a.alpha, seed=a.seed,
+                            per_source=a.per_source)  # fmt: skip
     path = design.save(a.out)
     print(f"{len(design.subsets)} subsets of {a.size} rows from a pool of {len(design.pool)}, {len(design.eval)} "
           f"held-out rows -> {path}")  # fmt: skip

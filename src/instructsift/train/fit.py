@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import create_model
 
 from ..registry import StrictModel, params_of, register
+from . import under_cache_dir
 from .finetune import FinetuneConfig
 
 # Settings that do not change the weights.
@@ -41,6 +42,7 @@ def artifact_key(kind: str, rows: list[str], base_fingerprint: str, settings: di
 
 
 @register("fit", "finetune", params=FinetuneParams)
+@under_cache_dir
 def fit_finetune(
     dataset: Any, params: Any, *, cache_dir: Any = None, progress: bool = True, log: Callable | None = None
 ) -> str:

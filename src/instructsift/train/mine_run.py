@@ -33,7 +33,9 @@ def design_file(path: str | Path) -> Path:
     if p.is_dir():
         p = p / "design.json"
     if not p.is_file():
-        raise MissingFileError(f"{p}: no such design file (make one with `instructsift design DATA -o FOLDER`)")
+        raise MissingFileError(
+            f"{p}: no such design file (make one with `instructsift design SOURCE... --eval-source NAME -o FOLDER`)"
+        )
     return p
 
 

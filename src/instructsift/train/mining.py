@@ -26,6 +26,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import StrictModel, register
 from ..selection.instructmining import InstructMiningRule, indicator_values, is_knn, unscored_reason
+from . import under_cache_dir
 
 DEFAULT_INDICATORS = ("reward", "output_tokens", "input_tokens", "mtld", "ppl", "knn6")
 
@@ -167,6 +168,7 @@ class FitParams(StrictModel):
 
 
 @register("fit", "instructmining", params=FitParams)
+@under_cache_dir
 def fit_instructmining(
     dataset: Any, params: Any, *, cache_dir: Any = None, progress: bool = True, log: Callable | None = None
 ) -> str:

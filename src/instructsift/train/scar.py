@@ -39,6 +39,7 @@ from pydantic import create_model
 
 from ..data.errors import InputError, MissingFileError, OptionError, Reject
 from ..registry import StrictModel, params_of, register
+from . import under_cache_dir
 
 ROLES = ("human", "referenced", "direct")
 MARGIN = 0.5
@@ -526,6 +527,7 @@ ScarFitParams = create_model(
 
 
 @register("fit", "scar_ranker", params=ScarFitParams)
+@under_cache_dir
 def fit_scar_ranker(
     dataset: Any, params: Any, *, cache_dir: Any = None, progress: bool = True, log: Callable | None = None
 ) -> str:
