@@ -121,6 +121,10 @@ CASES: list[Case] = [
     _bad("not_utf8", '{"instruction": "caf\xe9", "output": "x"}\n'.encode("latin-1"), "line 1", ".jsonl"),
     _bad("empty_file", "", "empty_file.json: no records"),
     _bad("gzip_bad_line", gzip.compress(b'{"instruction": "a"}\n'), "field 'output': missing", ".jsonl.gz"),
+    _bad("not_parquet", '[{"instruction": "a", "output": "b"}]', "not_parquet.parquet: not a Parquet file", ".parquet"),
+    _bad("damaged_parquet", b"PAR1 cut short", "damaged_parquet.parquet: a damaged Parquet file", ".parquet"),
+    _bad("unknown_content", "instruction,output\na,b\n", "unknown_content: cannot tell the file type", ""),
+    _bad("gzip_no_name", gzip.compress(b"not json\n"), "gzip_no_name.gz: cannot tell the file type", ".gz"),
     Case("dataset_dict", [*SELECT, "{d}/dd", "-o", "{d}/dd.out.json"], 2, "a DatasetDict", {"dd": _dataset_dict}),
     # -- bad paths: never a traceback -------------------------------------------------------------------
     Case(
@@ -350,6 +354,39 @@ CASES: list[Case] = [
             )
             + b"\n"
         },
+        accounting=True,
+    ),
+    # -- a file whose name says nothing is read by its content ------------------------------------------
+    Case(
+        "no_extension_json",
+        [*SELECT, "{d}/noext", "-o", "{d}/noext.out.json"],
+        0,
+        "read 3 · kept 1",
+        {"noext": _json(GOOD)},
+        accounting=True,
+    ),
+    Case(
+        "no_extension_jsonl",
+        [*SELECT, "{d}/noextl", "-o", "{d}/noextl.out.jsonl"],
+        0,
+        "read 3 · kept 1",
+        {"noextl": _jsonl(GOOD)},
+        accounting=True,
+    ),
+    Case(
+        "no_extension_parquet",
+        [*SELECT, "{d}/noextp", "-o", "{d}/noextp.out.parquet"],
+        0,
+        "read 3 · kept 1",
+        {"noextp": _parquet(GOOD)},
+        accounting=True,
+    ),
+    Case(
+        "gzip_no_extension",
+        [*SELECT, "{d}/noextz.gz", "-o", "{d}/noextz.out.jsonl"],
+        0,
+        "read 3 · kept 1",
+        {"noextz.gz": gzip.compress(_jsonl(GOOD).encode())},
         accounting=True,
     ),
     Case(

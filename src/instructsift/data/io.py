@@ -80,8 +80,12 @@ class Dataset:
         return iter(self.examples)
 
 
+KNOWN_NAMES = ".json, .jsonl, .ndjson (each optionally .gz), .parquet, or a datasets folder"
+
+
 def container_of(path: str | Path) -> str:
-    """The container a path names, from its extension (a folder is a datasets folder)."""
+    """The container a path names, from its extension (a folder is a datasets folder). An existing file
+    whose name says nothing (no extension, or just `.gz`) is told from its content (`sniff`)."""
     p = Path(path)
     name = p.name.lower().removesuffix(".gz")
     if name.endswith(".jsonl") or name.endswith(".ndjson"):
@@ -90,9 +94,34 @@ def container_of(path: str | Path) -> str:
         return "json"
     if name.endswith(".parquet"):
         return "parquet"
-    if p.is_dir() or not p.suffix:
+    if p.is_dir():
+        return "hf"
+    if p.is_file() and not Path(name).suffix:
+        found = sniff(p)
+        if found is None:
+            raise UserError(f"{path}: cannot tell the file type from its name or content (understood: {KNOWN_NAMES})")
+        return found
+    if not p.suffix:
         return "hf"
     raise UserError(f"{path}: unknown file type {p.suffix!r} (expected .json, .jsonl, .parquet or a datasets folder)")
+
+
+def sniff(path: Path) -> str | None:
+    """The container a file's first bytes show: Parquet's `PAR1` magic, or (gunzipped when gzip) a JSON
+    array (`[`) or JSON Lines (`{`), after any byte-order mark and white space; None when none fits."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as g:
+                head = g.read(4096)
+        except (OSError, EOFError):
+            return None
+    encoding = json.detect_encoding(head[:4])
+    text = head.decode(encoding, "ignore").lstrip("\ufeff \t\r\n")
+    return {"[": "json", "{": "jsonl"}.get(text[:1])
 
 
 def _read_bytes(path: Path) -> tuple[bytes, str]:
@@ -194,9 +223,13 @@ def _stream_records(path: Path, container: str) -> _Source:
     """A container's records as an iterator: JSON Lines and tables are read row by row (a JSON array is
     parsed from its whole text), so that a reader need not hold every record at once."""
     if container == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except pa.ArrowException as e:
+            raise InputError(Reject(str(path), None, None, None, _not_parquet(path, e))) from None
         return _Source(((None, r) for r in _rows_of(table)), table)
     if container == "hf":
         try:
@@ -216,6 +249,21 @@ def _stream_records(path: Path, container: str) -> _Source:
             return _Source(_iter_json_array(text, str(path)), None, _json_indent(text), encoding)
     records, encoding = _jsonl_records(path)
     return _Source(records, encoding=encoding)
+
+
+def _not_parquet(path: Path, error: Exception) -> str:
+    """Why a `.parquet` file could not be read: not Parquet at all (and what it holds, when that shows), or
+    a damaged one (pyarrow's reason)."""
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"PAR1":
+        held = sniff(path)
+        return "not a Parquet file" + (
+            f" (it holds {'a JSON array' if held == 'json' else 'JSON Lines'}: rename it)"
+            if held
+            else " (no PAR1 magic bytes)"
+        )
+    return f"a damaged Parquet file ({str(error).split(': ', 1)[-1]})"
 
 
 def _rows_of(table: Any, rows: Sequence[int] | None = None, chunk: int = 10_000) -> Iterator[dict[str, Any]]:
