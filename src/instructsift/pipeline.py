@@ -19,7 +19,7 @@ from typing import Any
 
 from . import registry
 from .data.examples import key_column, take
-from .errors import UsageError
+from .errors import UsageError, require
 from .recipe import Recipe, Step
 
 NOT_SCORED = "not scored: dropped before this step"
@@ -78,6 +78,9 @@ def run(
             raise UsageError(f"--report {outputs['report']}: {why}")
     check_outputs([recipe.path("input"), recipe.path("from_scores")], outputs, overwrite, protect)
     selectors = {id(st): build_selector(st) for st in _all_steps(recipe.steps) if st.kind == "select"}
+    for st in _all_steps(recipe.steps):  # the optional packages a step declares, before any work
+        for module, extra in getattr(registry.get(st.kind, st.name).target, "requires", ()):
+            require(module, (f"{st.where}: " if st.where else "") + f"the {st.name} step", extra=extra)
 
     from .accounting import check_not_empty
     from .data import write_rejects

