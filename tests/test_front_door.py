@@ -88,3 +88,43 @@ def test_missing_report_extra(monkeypatch, tmp_path):
     scores.write_bytes(b"")
     r = run("report", scores, "-o", tmp_path / "r.html")
     assert one_error(r).endswith("needs plotly, which is not installed: pip install 'instructsift[report]'")
+
+
+GOOD = [
+    {"instruction": "Name a primary colour.", "input": "", "output": "Red is a primary colour."},
+    {"instruction": "Add two and three.", "input": "", "output": "Two and three make five."},
+    {"instruction": "Say hello in French.", "input": "", "output": "Bonjour, which means hello."},
+]
+
+
+@pytest.fixture
+def small(tmp_path, monkeypatch) -> Path:
+    """Three good rows as a .json file, with the working folder a fresh one (where `-` must not appear)."""
+    import json
+
+    path = tmp_path / "small.json"
+    path.write_text(json.dumps(GOOD, indent=2))
+    monkeypatch.chdir(tmp_path)
+    return path
+
+
+# -- `-o -`: JSON Lines on standard output, the log on standard error -----------------------------------
+def test_output_dash_writes_json_lines_to_stdout(small):
+    import json
+
+    r = run("select", small, "-m", "superfiltering", "--top", "2", "-o", "-")
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 2 and all(row in GOOD for row in rows)
+    assert "read 3 · kept 2" in r.stderr and not Path("-").exists()
+    scores = run("score", small, "-m", "superfiltering", "-q", "-o", "-")
+    assert scores.exit_code == 0, scores.stderr
+    assert [json.loads(line)["row"] for line in scores.stdout.splitlines()] == [0, 1, 2]
+    assert not Path("-").exists()
+
+
+def test_output_dash_refused_where_it_cannot_go(small):
+    r = run("select", small, "-m", "superfiltering", "--top", "2", "-o", "x.json", "--save-scores", "-")
+    assert "--save-scores -: only --output can be standard output" in one_error(r)
+    r = run("select", small, "-m", "superfiltering", "--top", "2", "-o", "-", "--on-error", "skip")
+    assert "give --rejects FILE" in one_error(r)

@@ -67,6 +67,8 @@ def run(
     s = recipe.settings
     output = recipe.path("output")
     rejects = recipe.path("rejects")
+    if s.on_error == "skip" and rejects is None and str(output) == "-":
+        raise UsageError("-o - writes the selection to standard output: give --rejects FILE for the skipped rows")
     if s.on_error == "skip" and rejects is None and output is not None:
         rejects = output.with_name(output.name + ".rejects.jsonl")
     outputs = {"output": output, "rejects": rejects, "dropped": recipe.path("dropped"), "scores": recipe.path("scores"),

@@ -25,6 +25,7 @@ from .examples import CHUNK, Builder
 from .records import FORMATS, PARSERS, check_conversation, check_text, detect_format
 
 CONTAINERS = ("json", "jsonl", "parquet", "hf")
+STDOUT = "-"  # an output path meaning standard output: JSON Lines
 # What `Dataset.notes` counts: rows that are read but not all of whose content is scored, and repeats.
 TRAILING_TURN = "trailing {role} turn not scored"
 EXACT_DUPLICATE = "exact duplicate of an earlier row"
@@ -87,6 +88,8 @@ def container_of(path: str | Path) -> str:
     """The container a path names, from its extension (a folder is a datasets folder). An existing file
     whose name says nothing (no extension, or just `.gz`) is told from its content (`sniff`)."""
     p = Path(path)
+    if str(path) == STDOUT:
+        return "jsonl"
     name = p.name.lower().removesuffix(".gz")
     if name.endswith(".jsonl") or name.endswith(".ndjson"):
         return "jsonl"
@@ -583,12 +586,26 @@ def write(
         pieces = _json_array(records, dataset.json_indent if dataset.json_indent else 2)
     else:
         pieces = (json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if str(path) == STDOUT:
+        write_stdout(pieces)
+        return
     with atomic_path(path) as tmp, tmp.open("wb") as f:
         out = _Gzip(f) if str(path).endswith(".gz") else f
         for piece in pieces:
             out.write(piece.encode("utf-8"))
         if isinstance(out, _Gzip):
             out.close()
+
+
+def write_stdout(pieces: Iterable[str]) -> None:
+    """Text pieces to standard output as UTF-8, whatever the terminal's encoding (`-o -`)."""
+    import sys
+
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    for piece in pieces:
+        out.write(piece.encode("utf-8"))
+    out.flush()
 
 
 class _Gzip:
