@@ -89,7 +89,9 @@ def run(
     from .models import use_cache_root
 
     with use_cache_root(recipe.path("cache_dir")):
-        dataset = read(recipe.path("input"), format=s.format, on_error=s.on_error, keep_records=False)
+        dataset = read(
+            recipe.path("input"), format=s.format, on_error=s.on_error, keep_records=False, allow_empty=s.allow_empty
+        )
         if s.on_error == "skip" and rejects is not None:  # before any work, so that an empty run still shows them
             write_rejects(dataset.rejects, rejects)
         check_not_empty(dataset, allow_empty=s.allow_empty)

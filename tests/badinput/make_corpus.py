@@ -48,6 +48,13 @@ def _parquet(rows: list) -> Callable[[Path], None]:
     return write
 
 
+def _parquet_schema_only(path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"instruction": pa.array([], pa.string()), "output": pa.array([], pa.string())}), path)
+
+
 def _dataset_dict(path: Path) -> None:
     import datasets
 
@@ -314,6 +321,21 @@ CASES: list[Case] = [
         "read 2 · kept 0 · dropped 0 · rejected 2",
         {"allbad2.parquet": _parquet([{"instruction": "a", "output": ""}, {"instruction": "", "output": "b"}])},
         accounting=True,
+    ),
+    Case(
+        "empty_file_allowed",
+        [*SELECT, "{d}/empty2.json", "--allow-empty", "-o", "{d}/empty2.out.json"],
+        0,
+        "read 0 · kept 0 · dropped 0 · rejected 0",
+        {"empty2.json": ""},
+        accounting=True,
+    ),
+    Case(
+        "empty_parquet_allowed",
+        [*SCORE, "{d}/empty3.parquet", "--allow-empty", "-o", "{d}/empty3.scores.parquet"],
+        0,
+        "read 0 · scored 0",
+        {"empty3.parquet": _parquet_schema_only},
     ),
     Case(
         "every_judge_score_missing",

@@ -429,6 +429,7 @@ def read(
     on_error: str = "fail",
     fields: Mapping[str, str] | None = None,
     keep_records: bool = True,
+    allow_empty: bool = False,
 ) -> Dataset:
     """Read instruction data from `path`, detecting the container and record format.
 
@@ -436,6 +437,8 @@ def read(
     e.g. {"instruction": "prompt", "output": "answer"}. With on_error="skip", bad rows become
     `Reject`s on the returned data set instead of raising `InputError`. With `keep_records=False` the
     examples do not hold their raw records (`Dataset.records` reads them again when they are written).
+    A file without records is an error, unless `allow_empty`: then an empty data set (format "unknown"
+    unless given), which writes back as an empty file of the same container.
     """
     if on_error not in ("fail", "skip"):
         raise OptionError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
@@ -450,7 +453,12 @@ def read(
     records = iter(source.records)
     head = list(itertools.islice(records, 1000))
     if not head:
-        raise InputError(Reject(str(path), None, None, None, "no records"))
+        if not allow_empty:
+            raise InputError(
+                Reject(str(path), None, None, None, "no records; pass --allow-empty to write an empty result")
+            )
+        return Dataset(str(path), format or "unknown", container, Builder().finish(), table=source.table,
+                       json_indent=source.indent, encoding=source.encoding, records_held=keep_records, stamp=stamp)  # fmt: skip
     fmt = format or next((f for _, r in head if (f := detect_format(r, fields))), None)
     if fmt is None:
         line, first = head[0]
