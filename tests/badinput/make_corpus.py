@@ -294,6 +294,20 @@ CASES: list[Case] = [
         {"good.json": _json(GOOD)},
     ),
     Case(
+        "ratio_a_percent",
+        ["select", "{d}/good.json", "-m", "superfiltering", "--ratio", "5", "-o", "{d}/o.json"],
+        2,
+        "option 'ratio': 5 is not a share between 0 and 1 (0.05 for 5%); use --top for a count",
+        {"good.json": _json(GOOD)},
+    ),
+    Case(
+        "ratio_zero",
+        ["select", "{d}/good.json", "-m", "cherry", "--ratio", "0", "-o", "{d}/o.json"],
+        2,
+        "0 is not a share between 0 and 1",
+        {"good.json": _json(GOOD)},
+    ),
+    Case(
         "bracket_text_in_error",
         [*SELECT, "{d}/[brackets].json", "-o", "{d}/o.json"],
         2,
