@@ -128,3 +128,27 @@ def test_output_dash_refused_where_it_cannot_go(small):
     assert "--save-scores -: only --output can be standard output" in one_error(r)
     r = run("select", small, "-m", "superfiltering", "--top", "2", "-o", "-", "--on-error", "skip")
     assert "give --rejects FILE" in one_error(r)
+
+
+# -- a hub model that cannot be had: the option that named it, what to do, exit 2 -----------------------
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """The hub unreachable and its local cache empty, as on a machine without network."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-empty"))
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["-m", "superfiltering", "--model", "no-such-org/no-such-model"], "--model no-such-org/no-such-model"),
+        (["-m", "ltd", "--encoder", "no-such-org/no-such-encoder"], "--encoder no-such-org/no-such-encoder"),
+        (["-m", "deita"], "--complexity-model hkust-nlp/deita-complexity-scorer"),  # the method's default
+    ],
+)
+def test_unreachable_hub_model_names_it_and_the_way_out(small, offline_hub, args, named):
+    line = one_error(run("score", small, *args, "-o", "s.parquet", "-q", "--no-cache"))
+    assert line.startswith(f"error: {named}: cannot get this model from the Hugging Face hub ("), line
+    assert line.endswith("give a local model folder, a .gguf file, or embedded")

@@ -20,6 +20,7 @@ from typing import Any
 from . import registry
 from .data.examples import key_column, take
 from .errors import UsageError, require
+from .models.loader import ModelUnreachableError
 from .recipe import Recipe, Step
 
 NOT_SCORED = "not scored: dropped before this step"
@@ -97,7 +98,13 @@ def run(
         check_not_empty(dataset, allow_empty=s.allow_empty)
         runner = StepRunner(dataset, recipe, progress=progress, log=log, engine_options=engine_options or {})
         for st in recipe.steps:
-            runner.run(st, selectors)
+            try:
+                runner.run(st, selectors)
+            except ModelUnreachableError as e:  # say which option named the model
+                names = [k for k, v in st.options.items() if v == e.spec]
+                raise e.chosen_by(
+                    f"--{names[0].replace('_', '-')}" if names else f"the {st.name} step's model"
+                ) from None
     if any(st.kind == "score" for st in recipe.steps):
         check_not_empty(dataset, runner.table, allow_empty=s.allow_empty)
     picked = Picked(dataset, runner.table, runner.selection)

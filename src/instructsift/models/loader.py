@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from ..data.errors import MissingFileError
+from ..data.errors import MissingFileError, UserError
 from ..errors import MissingExtraError
 from .device import choose_device, choose_dtype
 from .fingerprint import file_digest, folder_fingerprint
@@ -203,14 +203,51 @@ def resolve(spec: str) -> ModelSource:
     if path.exists() or spec.startswith((".", "/", "~")):
         raise MissingFileError(f"{spec}: not a model folder, a .gguf file, or a hub id")
     repo_id, _, revision = spec.partition("@")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import errors, snapshot_download
 
-    local = snapshot_download(
-        repo_id,
-        revision=revision or None,
-        allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"],
-    )
+    try:
+        local = snapshot_download(
+            repo_id,
+            revision=revision or None,
+            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"],
+        )
+    except (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.HFValidationError) as e:
+        raise ModelUnreachableError(spec, _hub_reason(e)) from None
     return ModelSource(spec, local, f"{repo_id}@{Path(local).name}")
+
+
+class ModelUnreachableError(UserError):
+    """A hub model that cannot be had: not in the local hub cache, and the hub unreachable (offline) or
+    without it (a typo, a private or gated repository). `option` (set by whoever knows which option named
+    the model) goes in front of the message."""
+
+    def __init__(self, spec: str, why: str, option: str | None = None):
+        self.spec, self.why, self.option = spec, why, option
+        where = f"{option} {spec}" if option else spec
+        super().__init__(
+            f"{where}: cannot get this model from the Hugging Face hub ({why}); "
+            "give a local model folder, a .gguf file, or embedded"
+        )
+
+    def chosen_by(self, option: str) -> ModelUnreachableError:
+        return ModelUnreachableError(self.spec, self.why, option)
+
+
+def _hub_reason(e: Exception) -> str:
+    """huggingface_hub's error in a few words."""
+    from huggingface_hub import errors
+
+    if isinstance(e, errors.LocalEntryNotFoundError):
+        return "the hub cannot be reached and the model is not in the local cache"
+    if isinstance(e, errors.GatedRepoError):
+        return "a gated repository: accept its terms on the hub and log in (hf auth login)"
+    if isinstance(e, errors.RepositoryNotFoundError):
+        return "no such repository, or a private one: check the name"
+    if isinstance(e, errors.RevisionNotFoundError):
+        return "no such revision"
+    if isinstance(e, errors.HFValidationError):
+        return "not a valid hub id (org/name or org/name@revision)"
+    return str(e).splitlines()[0]
 
 
 def load_pretrained(
