@@ -152,3 +152,21 @@ def test_unreachable_hub_model_names_it_and_the_way_out(small, offline_hub, args
     line = one_error(run("score", small, *args, "-o", "s.parquet", "-q", "--no-cache"))
     assert line.startswith(f"error: {named}: cannot get this model from the Hugging Face hub ("), line
     assert line.endswith("give a local model folder, a .gguf file, or embedded")
+
+
+# -- -q: only warnings and errors; no library warning on a model run ------------------------------------
+def test_quiet_uncached_model_run_prints_nothing_and_no_library_warning(small):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = run("score", small, "-m", "cherry", "-o", "s.parquet", "-q", "--no-cache")  # cherry: prefix-cached batches
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == "" and r.stdout == ""
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+
+
+def test_quiet_still_warns_when_nothing_is_kept(small):
+    r = run("select", small, "-m", "superfiltering", "--top", "0", "-o", "none.json", "-q")
+    assert r.exit_code == 0 and r.stderr.startswith("warning: the selection kept no rows"), r.stderr
+    assert len(r.stderr.splitlines()) == 1

@@ -105,7 +105,7 @@ def test_select_dedup_exact_drops_repeats_before_scoring_and_prints_the_notes(tm
     path.write_text(json.dumps(rows), encoding="utf-8")
     out, dropped, recipe = tmp_path / "o.json", tmp_path / "dropped.jsonl", tmp_path / "r.yaml"
     cmd = [sys.executable, "-m", "instructsift.cli", "select", str(path), "--method", "lima", "--top", "8"]
-    cmd += ["--dedup-exact", "--dropped", str(dropped), "--save-recipe", str(recipe), "-o", str(out), "-q"]
+    cmd += ["--dedup-exact", "--dropped", str(dropped), "--save-recipe", str(recipe), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert f"noticed: {EXACT_DUPLICATE}: 2" in proc.stderr

@@ -119,7 +119,9 @@ RayAddressOpt = Annotated[
     ),
 ]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress (bars on a terminal, else lines).")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress and no log (score, select, run: only warnings and errors).")
+]
 PreExpOpt = Annotated[
     bool,
     typer.Option(
@@ -382,7 +384,7 @@ def score_cmd(
         scores=str(output),
     )
     result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model, reward_model, unieval)])
-    _score_summary(result, output)
+    _score_summary(result, output, quiet)
 
 
 @app.command("select")
@@ -474,7 +476,7 @@ def select_cmd(
     if save_recipe is not None:
         _save_recipe(recipe, save_recipe, overwrite)
     result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model, reward_model, unieval)])
-    _select_summary(result)
+    _select_summary(result, quiet)
 
 
 @app.command("run")
@@ -499,9 +501,9 @@ def run_cmd(
     recipe = load(recipe_file, {**overrides, "engine": engine.value if engine else None})
     result = _run(recipe, overwrite, quiet)
     if recipe.settings.output is None:
-        _score_summary(result, recipe.path("scores"))
+        _score_summary(result, recipe.path("scores"), quiet)
     else:
-        _select_summary(result)
+        _select_summary(result, quiet)
 
 
 # The CLI options that are a method's options (each method's `Params` says which it takes), with the
@@ -563,13 +565,16 @@ def _run(recipe: Any, overwrite: bool, quiet: bool, extra_inputs: list[Any] = ()
         progress=not quiet,
         overwrite=overwrite,
         protect=[Path(p) for p in extra_inputs if p is not None],
-        log=lambda m: err.print(m, style="dim", highlight=False, markup=False),
+        log=(lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False)),
     )
 
 
-def _score_summary(result: Any, output: Any) -> None:
+def _score_summary(result: Any, output: Any, quiet: bool = False) -> None:
+    """What was read, scored and rejected (not with -q, which prints only warnings and errors)."""
     from .accounting import unscored_mask
 
+    if quiet:
+        return
     table, dataset = result.table, result.picked.dataset
     _missing_summary(table)
     unscored = sum(unscored_mask(table))
@@ -579,12 +584,15 @@ def _score_summary(result: Any, output: Any) -> None:
     _notes_summary(dict(dataset.notes.most_common()))
 
 
-def _select_summary(result: Any) -> None:
+def _select_summary(result: Any, quiet: bool = False) -> None:
+    """What was read, kept, dropped and rejected; a warning when nothing was kept (only that with -q)."""
     s = result.summary()
-    if any(st.kind == "score" for st in result.recipe.steps):
+    if any(st.kind == "score" for st in result.recipe.steps) and not quiet:
         _missing_summary(result.table)
     if not s["kept"] and result.picked.dataset.examples:
         _warn("the selection kept no rows: every row was dropped by the method's rules (see the reasons below)")
+    if quiet:
+        return
     why = ", ".join(f"{k}: {v}" for k, v in s["dropped_by"].items())
     rej, dropped = result.written.get("rejects"), result.written.get("dropped")
     err.print(

@@ -28,6 +28,8 @@ GOOD = [
 ]
 SELECT = ["select", "--method", "superfiltering", "--top", "1", "-q"]
 SCORE = ["score", "--method", "superfiltering", "-q"]
+# Cases that must succeed print their summary line, which -q leaves out.
+SELECT_LOUD, SCORE_LOUD = [a for a in SELECT if a != "-q"], [a for a in SCORE if a != "-q"]
 
 
 def _json(rows: list) -> str:
@@ -330,7 +332,7 @@ CASES: list[Case] = [
     ),
     Case(
         "all_rejected_parquet_allowed",
-        [*SELECT, "{d}/allbad2.parquet", "--on-error", "skip", "--allow-empty", "-o", "{d}/allbad2.out.parquet"],
+        [*SELECT_LOUD, "{d}/allbad2.parquet", "--on-error", "skip", "--allow-empty", "-o", "{d}/allbad2.out.parquet"],
         0,
         "read 2 · kept 0 · dropped 0 · rejected 2",
         {"allbad2.parquet": _parquet([{"instruction": "a", "output": ""}, {"instruction": "", "output": "b"}])},
@@ -338,7 +340,7 @@ CASES: list[Case] = [
     ),
     Case(
         "empty_file_allowed",
-        [*SELECT, "{d}/empty2.json", "--allow-empty", "-o", "{d}/empty2.out.json"],
+        [*SELECT_LOUD, "{d}/empty2.json", "--allow-empty", "-o", "{d}/empty2.out.json"],
         0,
         "read 0 · kept 0 · dropped 0 · rejected 0",
         {"empty2.json": ""},
@@ -346,7 +348,7 @@ CASES: list[Case] = [
     ),
     Case(
         "empty_parquet_allowed",
-        [*SCORE, "{d}/empty3.parquet", "--allow-empty", "-o", "{d}/empty3.scores.parquet"],
+        [*SCORE_LOUD, "{d}/empty3.parquet", "--allow-empty", "-o", "{d}/empty3.scores.parquet"],
         0,
         "read 0 · scored 0",
         {"empty3.parquet": _parquet_schema_only},
@@ -375,7 +377,7 @@ CASES: list[Case] = [
     # -- skip: the bad rows go to the rejects file and every row is accounted for ------------------------
     Case(
         "skip_mixed_jsonl",
-        [*SELECT, "{d}/mixed.jsonl", "--on-error", "skip", "-o", "{d}/mixed.out.jsonl"],
+        [*SELECT_LOUD, "{d}/mixed.jsonl", "--on-error", "skip", "-o", "{d}/mixed.out.jsonl"],
         0,
         "read 5 · kept 1 · dropped 2",
         {
@@ -395,7 +397,7 @@ CASES: list[Case] = [
     # -- a file whose name says nothing is read by its content ------------------------------------------
     Case(
         "no_extension_json",
-        [*SELECT, "{d}/noext", "-o", "{d}/noext.out.json"],
+        [*SELECT_LOUD, "{d}/noext", "-o", "{d}/noext.out.json"],
         0,
         "read 3 · kept 1",
         {"noext": _json(GOOD)},
@@ -403,7 +405,7 @@ CASES: list[Case] = [
     ),
     Case(
         "no_extension_jsonl",
-        [*SELECT, "{d}/noextl", "-o", "{d}/noextl.out.jsonl"],
+        [*SELECT_LOUD, "{d}/noextl", "-o", "{d}/noextl.out.jsonl"],
         0,
         "read 3 · kept 1",
         {"noextl": _jsonl(GOOD)},
@@ -411,7 +413,7 @@ CASES: list[Case] = [
     ),
     Case(
         "no_extension_parquet",
-        [*SELECT, "{d}/noextp", "-o", "{d}/noextp.out.parquet"],
+        [*SELECT_LOUD, "{d}/noextp", "-o", "{d}/noextp.out.parquet"],
         0,
         "read 3 · kept 1",
         {"noextp": _parquet(GOOD)},
@@ -419,7 +421,7 @@ CASES: list[Case] = [
     ),
     Case(
         "gzip_no_extension",
-        [*SELECT, "{d}/noextz.gz", "-o", "{d}/noextz.out.jsonl"],
+        [*SELECT_LOUD, "{d}/noextz.gz", "-o", "{d}/noextz.out.jsonl"],
         0,
         "read 3 · kept 1",
         {"noextz.gz": gzip.compress(_jsonl(GOOD).encode())},
@@ -427,7 +429,7 @@ CASES: list[Case] = [
     ),
     Case(
         "selection_keeps_nothing",
-        ["select", "--method", "superfiltering", "--top", "0", "-q", "{d}/good.json", "-o", "{d}/[none].json"],
+        ["select", "--method", "superfiltering", "--top", "0", "{d}/good.json", "-o", "{d}/[none].json"],
         0,
         "warning: the selection kept no rows",
         {"good.json": _json(GOOD)},
