@@ -170,3 +170,20 @@ def test_quiet_still_warns_when_nothing_is_kept(small):
     r = run("select", small, "-m", "superfiltering", "--top", "0", "-o", "none.json", "-q")
     assert r.exit_code == 0 and r.stderr.startswith("warning: the selection kept no rows"), r.stderr
     assert len(r.stderr.splitlines()) == 1
+
+
+# -- --top above the rows there are: every method keeps what there is and says so ----------------------
+@pytest.mark.parametrize("method", ["superfiltering", "ltd"])
+def test_top_above_the_rows_read_keeps_them_and_says_so_first(small, method):
+    import json
+
+    r = run("select", small, "-m", method, "--top", "10", "-o", "o.json", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.splitlines() == ["warning: --top 10 is more than the 3 rows read: keeping what the method keeps"]
+    assert len(json.loads(Path("o.json").read_text())) == 3
+
+
+def test_top_above_the_rows_left_after_rules_says_so(small):
+    r = run("select", small, "-m", "lima", "--top", "3", "--min-chars", "25", "-o", "o.json", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == "warning: --top 3: the method's rules left only 1 to choose from; kept them all\n"

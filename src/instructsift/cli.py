@@ -566,6 +566,7 @@ def _run(recipe: Any, overwrite: bool, quiet: bool, extra_inputs: list[Any] = ()
         overwrite=overwrite,
         protect=[Path(p) for p in extra_inputs if p is not None],
         log=(lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False)),
+        warn=_warn,
     )
 
 

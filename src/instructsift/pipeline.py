@@ -57,14 +57,17 @@ def run(
     log: Callable[[str], None] | None = None,
     engine_options: dict[str, Any] | None = None,
     protect: Sequence[Path] = (),
+    warn: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run a recipe (a `Recipe` or a YAML file): read, run its steps in order, write its outputs."""
+    """Run a recipe (a `Recipe` or a YAML file): read, run its steps in order, write its outputs. `warn`
+    (default: `log`) hears what the user should know even with -q, such as a --top above the rows there are."""
     from . import recipe as recipes
     from .api import Picked, read
 
     if not isinstance(recipe, Recipe):
         recipe = recipes.load(recipe)
     log = log or _log_default
+    warn = warn or log
     s = recipe.settings
     output = recipe.path("output")
     rejects = recipe.path("rejects")
@@ -96,6 +99,9 @@ def run(
         if s.on_error == "skip" and rejects is not None:  # before any work, so that an empty run still shows them
             write_rejects(dataset.rejects, rejects)
         check_not_empty(dataset, allow_empty=s.allow_empty)
+        top = _final_k(recipe)
+        if top is not None and top > len(dataset.examples):  # before any work
+            warn(f"--top {top} is more than the {len(dataset.examples)} rows read: keeping what the method keeps")
         runner = StepRunner(dataset, recipe, progress=progress, log=log, engine_options=engine_options or {})
         for st in recipe.steps:
             try:
@@ -108,6 +114,9 @@ def run(
     if any(st.kind == "score" for st in recipe.steps):
         check_not_empty(dataset, runner.table, allow_empty=s.allow_empty)
     picked = Picked(dataset, runner.table, runner.selection)
+    kept = len(runner.selection.kept)
+    if top is not None and kept < top <= len(dataset.examples):
+        warn(f"--top {top}: the method's rules left only {kept} to choose from; kept them all")
     result = RunResult(recipe, picked, runner.artifacts)
     _write(result, outputs)
     return result
@@ -130,6 +139,12 @@ def check_outputs(
         kinds["scores"] = ("scores", "--output")
     outs = [Output(Path(p), *kinds[k]) for k, p in outputs.items() if p is not None]
     check([*(Path(p) for p in inputs if p), *protect], outs, overwrite=overwrite)
+
+
+def _final_k(recipe: Recipe) -> int | None:
+    """The count the last sizing select step asks for (a method's --top), or None."""
+    ks = [st.options["k"] for st in recipe.steps if st.kind == "select" and st.options.get("k") is not None]
+    return ks[-1] if ks else None
 
 
 def _all_steps(steps: Sequence[Step]) -> list[Step]:
