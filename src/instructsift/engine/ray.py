@@ -208,8 +208,12 @@ def plan_pool(free: dict[str, float], actors: int | None = None, chunks: int | N
     return Pool(size, share, 0.0, max(1, round(cpus / size)))
 
 
-def chunk_size(scorer: Any, gpu: bool) -> int:
-    """The chunk the scorer itself would cut (its `chunk_size`, or its device default)."""
+def chunk_size(scorer: Any, gpu: bool, n: int | None = None) -> int:
+    """The chunk the local engine would hand the scorer for `n` rows (`local.persist_step`), else the one
+    the scorer itself would cut (its `chunk_size`, or its device default)."""
+    step = local.persist_step(scorer, n) if n is not None else None
+    if step:
+        return step
     size = getattr(scorer, "chunk_size", None)
     if size:
         return int(size)
@@ -293,7 +297,7 @@ def _score_one(
         key, schema, about = scorer.cache_key(), scorer.schema, scorer.describe()
     cache = ScoreCache(root, scorer.name, key, schema)
     done = cached(cache, index)
-    size = batch_size or chunk_size(scorer, bool(pool and pool.num_gpus))
+    size = batch_size or chunk_size(scorer, bool(pool and pool.num_gpus), len(examples))
     items = []  # one object per chunk, put in the object store as it is made: the driver holds one at a time
     missing = int((~done).sum())
     for lo in range(0, len(examples), size):
