@@ -187,3 +187,73 @@ def test_top_above_the_rows_left_after_rules_says_so(small):
     r = run("select", small, "-m", "lima", "--top", "3", "--min-chars", "25", "-o", "o.json", "-q")
     assert r.exit_code == 0, r.stderr
     assert r.stderr == "warning: --top 3: the method's rules left only 1 to choose from; kept them all\n"
+
+
+# -- Ctrl-C: one line, exit 130; a small run keeps its finished rows and resumes to the same bytes --------
+def test_ctrl_c_says_what_is_cached_and_a_rerun_gives_the_same_bytes(tmp_path, _session_cache):
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    rows = json.loads(SAMPLE.read_text())
+    data = tmp_path / "r48.json"  # 48 rows: cached in steps of 16 (the default chunk of 512 would keep nothing)
+    data.write_text(
+        json.dumps([dict(r, instruction=r["instruction"] + s) for s in ("", " Be brief.") for r in rows][:48])
+    )
+    for name in ("cache_a", "cache_b"):  # the converted model is shared; the scores are not
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "models").symlink_to(_session_cache / "models", target_is_directory=True)
+
+    def cmd(cache: str, out: str) -> list[str]:
+        args = ["score", data, "-m", "superfiltering", "-q", "--cache-dir", tmp_path / cache, "-o", tmp_path / out]
+        return [sys.executable, "-m", "instructsift.cli", *map(str, args)]
+
+    whole = subprocess.run(cmd("cache_a", "a.parquet"), capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    proc = subprocess.Popen(cmd("cache_b", "b.parquet"), stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 600
+    while not list((tmp_path / "cache_b").glob("scores/*/part-*.parquet")) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("interrupted during ifd: "), err
+    held = int(err.splitlines()[-1].split(": ")[1].split(" of ")[0])
+    assert 16 <= held < 48 and err.splitlines()[-1].endswith(
+        " of 48 rows are cached; run the same command again to resume"
+    )
+    again = subprocess.run(cmd("cache_b", "b.parquet"), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+# -- the report: cut-off labels apart; the columns the selection decided on, bookkeeping on request -------
+def test_close_cut_off_labels_are_not_drawn_over_each_other():
+    pytest.importorskip("plotly", reason="the report needs plotly: pip install 'instructsift[report]'")
+    import numpy as np
+
+    from instructsift.report.data import Cut
+    from instructsift.report.figures import histogram
+
+    values = np.linspace(0.2, 1.4, 40)
+    cuts = [Cut("ifd_ppl", 1.0, "keep ifd_ppl < 1"), Cut("ifd_ppl", 0.8576, "top 4 by ifd_ppl: 0.8576")]
+    notes = histogram("ifd_ppl", values, values < 0.86, cuts).layout.annotations
+    assert sorted(a.text for a in notes) == ["keep ifd_ppl &lt; 1", "top 4 by ifd_ppl: 0.8576"]
+    assert len({(a.yref, a.y) for a in notes}) == 2  # each label on its own row
+
+
+def test_report_draws_the_decided_scores_and_bookkeeping_on_request(small):
+    pytest.importorskip("plotly", reason="the report needs plotly: pip install 'instructsift[report]'")
+    r = run("select", small, "-m", "superfiltering", "--top", "2", "-o", "o.json", "-q",
+            "--save-scores", "s.parquet", "--report", "page.html")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    html = Path("page.html").read_text(encoding="utf-8")
+    assert "<h3>ifd_ppl</h3>" in html and "<h3>prompt_tokens</h3>" not in html and "<h3>loss_cond</h3>" not in html
+    assert "Not drawn: " in html and "--bookkeeping" in html
+    r = run("report", "s.parquet", "--data", small, "-o", "all.html", "--bookkeeping")
+    assert r.exit_code == 0, r.stderr
+    html = Path("all.html").read_text(encoding="utf-8")
+    assert "<h3>prompt_tokens</h3>" in html and "<h3>loss_cond</h3>" in html

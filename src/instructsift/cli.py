@@ -306,8 +306,8 @@ def _missing_summary(table: Any) -> None:
 def _guard(fn: Any) -> Any:
     """Exit codes: a user error (bad data, option or path: `UserError`) is one line and exit 2; a run that
     produced nothing usable (`EmptyResultError`) one line and exit 1; a file the system would not read or
-    write (permissions, a full disk) one line and exit 1. Anything else is a bug: its traceback, a line
-    saying so, and exit 70 (EX_SOFTWARE)."""
+    write (permissions, a full disk) one line and exit 1; Ctrl-C one line and exit 130. Anything else is a
+    bug: its traceback, a line saying so, and exit 70 (EX_SOFTWARE)."""
     import functools
 
     @functools.wraps(fn)
@@ -316,8 +316,12 @@ def _guard(fn: Any) -> Any:
 
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt as e:  # Ctrl-C: one line (how much is cached, from the engine), exit 130
+            why = str(e) or "interrupted: what finished is cached; run the same command again to resume"
+            err.print(why, highlight=False, markup=False)
+            raise typer.Exit(130) from None
         except UserError as e:
             _fail(str(e), e.exit_code)
         except OSError as e:
@@ -642,6 +646,10 @@ def report_cmd(
     map_points: Annotated[int, typer.Option("--map-points", help="Most rows drawn on the map (0: no map).")] = 2000,
     color_by: Annotated[str | None, typer.Option("--color-by", help="Score column colouring the map first.")] = None,
     title: Annotated[str | None, typer.Option("--title", help="The page's title.")] = None,
+    bookkeeping: Annotated[
+        bool,
+        typer.Option("--bookkeeping", help="Also draw the bookkeeping columns (token and turn counts, ...)."),
+    ] = False,
     format: FormatOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -654,7 +662,7 @@ def report_cmd(
     _check_paths([scores, *extra], [(output, "report", "--output")], overwrite)
     report = from_files(scores, data=data, dropped=dropped, selections=selection or [], compare=compare, rule=rule,
                         curve=curve, mining=mining, title=title, format=format.value if format else None)  # fmt: skip
-    write_report(report, output, max_points=map_points, color_by=color_by)
+    write_report(report, output, max_points=map_points, color_by=color_by, bookkeeping=bookkeeping)
     err.print(f"report of {report.n} rows → {output}", highlight=False, markup=False)
 
 
