@@ -27,7 +27,7 @@ def summary(stderr: str) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def sample_scores(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("scores") / "scores.parquet"
-    proc = cli("score", SAMPLE, "--method", "superfiltering", "-q", "-o", out)
+    proc = cli("score", SAMPLE, "--method", "superfiltering", "-o", out)  # not -q: the summary line
     assert "read 32 · scored" in proc.stderr
     return out
 
@@ -76,7 +76,7 @@ def test_select_scores_itself_the_same_as_with_a_score_file(sample_scores, tmp_p
 
 def test_cherry_drops_ifd_above_one(tmp_path):
     out, scores = tmp_path / "c.json", tmp_path / "c.parquet"
-    proc = cli("select", SAMPLE, "--method", "cherry", "--ratio", "0.5", "--save-scores", scores, "-q", "-o", out)
+    proc = cli("select", SAMPLE, "--method", "cherry", "--ratio", "0.5", "--save-scores", scores, "-o", out)
     table = pq.read_table(scores).to_pylist()
     below = [r for r in table if r["ifd"] is not None and r["ifd"] <= 1]
     s = summary(proc.stderr)
@@ -103,7 +103,6 @@ def test_bad_rows_fail_or_go_to_rejects(tmp_path):
         "2",
         "--on-error",
         "skip",
-        "-q",
         "-o",
         tmp_path / "o.json",
     )
@@ -169,7 +168,7 @@ def test_resume_after_kill_is_byte_identical(shared_data, tmp_path, _session_cac
     rows = [ex.record for ex in ds.examples if len(ex.response) < 200][:32]
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    args = ["score", data, "--method", "superfiltering", "--chunk-size", "8", "-q"]
+    args = ["score", data, "--method", "superfiltering", "--chunk-size", "8"]
 
     cli(*args, "--cache-dir", tmp_path / "cache_a", "-o", tmp_path / "a.parquet")
 

@@ -706,7 +706,7 @@ def test_cli_alpagasus_with_the_local_model(alpaca_file, tmp_path) -> None:
     from instructsift.cli import app
 
     runner = CliRunner()
-    common = ["-m", "alpagasus", "--dtype", "float32", "--device", "cpu", "--cache-dir", str(tmp_path), "-q"]
+    common = ["-m", "alpagasus", "--dtype", "float32", "--device", "cpu", "--cache-dir", str(tmp_path)]
     res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), *common])
     assert res.exit_code == 1 and "no row could be scored (judge: low score-token mass: 6)" in res.output
     res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), *common, "--allow-empty"])

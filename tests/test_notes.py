@@ -104,7 +104,7 @@ def test_select_dedup_exact_drops_repeats_before_scoring_and_prints_the_notes(tm
     path.write_text(json.dumps(rows), encoding="utf-8")
     out, dropped, recipe = tmp_path / "o.json", tmp_path / "dropped.jsonl", tmp_path / "r.yaml"
     proc = cli("select", path, "--method", "lima", "--top", "8", "--dedup-exact", "--dropped", dropped,
-               "--save-recipe", recipe, "-o", out, "-q")  # fmt: skip
+               "--save-recipe", recipe, "-o", out)  # fmt: skip
     assert f"noticed: {EXACT_DUPLICATE}: 2" in proc.stderr
     why = {d["row"]: (d["step"], d["code"], d["detail"]) for d in map(json.loads, dropped.read_text().splitlines())}
     assert why[6] == ("exact_dedup", "exact duplicate", "of row 1") and why[7][2] == "of row 3"

@@ -82,7 +82,7 @@ def run(tmp_path_factory) -> dict[str, Path]:
     proc = cli(
         "report", out["scores"], "--data", SAMPLE, "--dropped", out["dropped"], "--selection", out["picked"],
         "--selection", out["wide"], "--selection", out["lima"], "--compare", compare, "--mining", out["mining"],
-        "-o", out["page"],
+        "--bookkeeping", "-o", out["page"],
     )  # fmt: skip
     assert f"report of 32 rows → {out['page']}" in proc.stderr
     return out

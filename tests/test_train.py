@@ -307,7 +307,7 @@ def test_cherry_pre_experience_end_to_end_then_rerun_skips_finished_phases(
     data.write_text(json.dumps(json.loads((shared_data / ALPACA).read_text(encoding="utf-8"))[:60]))
     out, scores = tmp_path / "picked.json", tmp_path / "scores.parquet"
     args = ["select", data, "--method", "cherry", "--pre-experience", "--pe-clusters", "3", "--pe-per-cluster", "4",
-            "--model", tiny_llama, "--ratio", "0.1", "--dtype", "float32", "--on-error", "skip", "-q",
+            "--model", tiny_llama, "--ratio", "0.1", "--dtype", "float32", "--on-error", "skip",
             "--save-scores", scores, "-o", out]  # fmt: skip
     first = cli(*args).stderr
     m = re.search(r"pre_experienced/finetune: finetune on (\d+) rows", first)

@@ -12,7 +12,7 @@ from typing import Any
 from .atomic import atomic_path
 from .data.errors import InputError, MissingColumnError, Reject
 from .data.examples import key_column, take
-from .data.io import Dataset, read
+from .data.io import STDOUT, Dataset, read, write_stdout
 from .data.io import write as write_records
 from .engine.local import score
 from .engine.table import KEY_COLUMNS, configs_of, scorer_configs
@@ -243,6 +243,9 @@ def write_scores(table: Any, path: str | os.PathLike) -> None:
             pq.write_table(table, tmp)
         return
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table.to_pylist())
+    if str(path) == STDOUT:
+        write_stdout([lines])
+        return
     with atomic_path(path) as tmp:
         tmp.write_text(lines, encoding="utf-8")
 

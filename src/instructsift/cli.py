@@ -119,7 +119,9 @@ RayAddressOpt = Annotated[
     ),
 ]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress (bars on a terminal, else lines).")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress and no log (score, select, run: only warnings and errors).")
+]
 PreExpOpt = Annotated[
     bool,
     typer.Option(
@@ -300,8 +302,8 @@ def _missing_summary(table: Any) -> None:
 def _guard(fn: Any) -> Any:
     """Exit codes: a user error (bad data, option or path: `UserError`) is one line and exit 2; a run that
     produced nothing usable (`EmptyResultError`) one line and exit 1; a file the system would not read or
-    write (permissions, a full disk) one line and exit 1. Anything else is a bug: its traceback, a line
-    saying so, and exit 70 (EX_SOFTWARE)."""
+    write (permissions, a full disk) one line and exit 1; Ctrl-C one line and exit 130. Anything else is a
+    bug: its traceback, a line saying so, and exit 70 (EX_SOFTWARE)."""
     import functools
 
     @functools.wraps(fn)
@@ -310,8 +312,12 @@ def _guard(fn: Any) -> Any:
 
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt as e:  # Ctrl-C: one line (how much is cached, from the engine), exit 130
+            why = str(e) or "interrupted: what finished is cached; run the same command again to resume"
+            err.print(why, highlight=False, markup=False)
+            raise typer.Exit(130) from None
         except UserError as e:
             _fail(str(e), e.exit_code)
         except OSError as e:
@@ -378,7 +384,7 @@ def score_cmd(
         scores=str(output),
     )
     result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model, reward_model, unieval)])
-    _score_summary(result, output)
+    _score_summary(result, output, quiet)
 
 
 @app.command("select")
@@ -470,7 +476,7 @@ def select_cmd(
     if save_recipe is not None:
         _save_recipe(recipe, save_recipe, overwrite)
     result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model, reward_model, unieval)])
-    _select_summary(result)
+    _select_summary(result, quiet)
 
 
 @app.command("run")
@@ -495,9 +501,9 @@ def run_cmd(
     recipe = load(recipe_file, {**overrides, "engine": engine.value if engine else None})
     result = _run(recipe, overwrite, quiet)
     if recipe.settings.output is None:
-        _score_summary(result, recipe.path("scores"))
+        _score_summary(result, recipe.path("scores"), quiet)
     else:
-        _select_summary(result)
+        _select_summary(result, quiet)
 
 
 # The CLI options that are a method's options (each method's `Params` says which it takes), with the
@@ -559,13 +565,17 @@ def _run(recipe: Any, overwrite: bool, quiet: bool, extra_inputs: list[Any] = ()
         progress=not quiet,
         overwrite=overwrite,
         protect=[Path(p) for p in extra_inputs if p is not None],
-        log=lambda m: err.print(m, style="dim", highlight=False, markup=False),
+        log=(lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False)),
+        warn=_warn,
     )
 
 
-def _score_summary(result: Any, output: Any) -> None:
+def _score_summary(result: Any, output: Any, quiet: bool = False) -> None:
+    """What was read, scored and rejected (not with -q, which prints only warnings and errors)."""
     from .accounting import unscored_mask
 
+    if quiet:
+        return
     table, dataset = result.table, result.picked.dataset
     _missing_summary(table)
     unscored = sum(unscored_mask(table))
@@ -575,12 +585,15 @@ def _score_summary(result: Any, output: Any) -> None:
     _notes_summary(dict(dataset.notes.most_common()))
 
 
-def _select_summary(result: Any) -> None:
+def _select_summary(result: Any, quiet: bool = False) -> None:
+    """What was read, kept, dropped and rejected; a warning when nothing was kept (only that with -q)."""
     s = result.summary()
-    if any(st.kind == "score" for st in result.recipe.steps):
+    if any(st.kind == "score" for st in result.recipe.steps) and not quiet:
         _missing_summary(result.table)
     if not s["kept"] and result.picked.dataset.examples:
         _warn("the selection kept no rows: every row was dropped by the method's rules (see the reasons below)")
+    if quiet:
+        return
     why = ", ".join(f"{k}: {v}" for k, v in s["dropped_by"].items())
     rej, dropped = result.written.get("rejects"), result.written.get("dropped")
     err.print(
@@ -631,6 +644,10 @@ def report_cmd(
     map_points: Annotated[int, typer.Option("--map-points", help="Most rows drawn on the map (0: no map).")] = 2000,
     color_by: Annotated[str | None, typer.Option("--color-by", help="Score column colouring the map first.")] = None,
     title: Annotated[str | None, typer.Option("--title", help="The page's title.")] = None,
+    bookkeeping: Annotated[
+        bool,
+        typer.Option("--bookkeeping", help="Also draw the bookkeeping columns (token and turn counts, ...)."),
+    ] = False,
     format: FormatOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -643,7 +660,7 @@ def report_cmd(
     _check_paths([scores, *extra], [(output, "report", "--output")], overwrite)
     report = from_files(scores, data=data, dropped=dropped, selections=selection or [], compare=compare, rule=rule,
                         curve=curve, mining=mining, title=title, format=format.value if format else None)  # fmt: skip
-    write_report(report, output, max_points=map_points, color_by=color_by)
+    write_report(report, output, max_points=map_points, color_by=color_by, bookkeeping=bookkeeping)
     err.print(f"report of {report.n} rows → {output}", highlight=False, markup=False)
 
 

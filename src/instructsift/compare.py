@@ -32,7 +32,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from .data.errors import OptionError
-from .errors import UsageError
+from .errors import MissingExtraError, UsageError
 from .registry import StrictModel
 from .winrate import JudgeSpec
 
@@ -223,7 +223,7 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise OptionError("the plot needs matplotlib: pip install 'instructsift[plot]' (or pass --no-plot)") from None
+        raise MissingExtraError("the plot (loss.png; or pass --no-plot)", "matplotlib", extra="plot") from None
 
 
 def compare(

@@ -1,9 +1,11 @@
-"""User errors from steps and recipes: bad options, unknown steps, bad recipe keys. Part of the
-`data.errors.UserError` family, so the CLI prints them as one line (exit 2)."""
+"""User errors from steps and recipes: bad options, unknown steps, bad recipe keys, a missing optional
+package. Part of the `data.errors.UserError` family, so the CLI prints them as one line (exit 2)."""
 
 from __future__ import annotations
 
-from .data.errors import OptionError
+from .data.errors import MissingExtraError, OptionError, require
+
+__all__ = ["MissingExtraError", "UsageError", "require"]
 
 
 class UsageError(OptionError):

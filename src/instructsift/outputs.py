@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data.errors import MissingFileError, OutputError
+from .data.io import STDOUT
 
 # What each kind of output may be, by extension ("folder": a path without an extension, or an existing folder).
 KINDS: dict[str, tuple[str, ...]] = {
@@ -67,7 +68,12 @@ def _ext(path: Path) -> str:
 
 
 def check_kind(out: Output) -> None:
-    """Refuse an output whose extension is no kind it can be, or a file or folder in the wrong place."""
+    """Refuse an output whose extension is no kind it can be, or a file or folder in the wrong place.
+    `-` is standard output (JSON Lines), for the data or score table a command writes with --output."""
+    if str(out.path) == STDOUT:
+        if out.kind not in ("data", "scores") or out.flag != "--output":
+            raise OutputError(f"{out.flag} -: only --output can be standard output (-); give {out.flag} a file")
+        return
     accepted = KINDS[out.kind]
     if accepted == ("folder",) or ("folder" in accepted and path_is_folder_kind(out.path)):
         if out.path.exists() and not out.path.is_dir():
@@ -142,6 +148,8 @@ def check_outputs(
 
 def _check_existing(out: Output, overwrite: bool) -> None:
     p = out.path
+    if str(p) == STDOUT:
+        return
     if not (p.exists() or p.is_symlink()):
         return
     if p.is_dir() and not p.is_symlink() and not _written_by_us(p, out.kind):

@@ -20,7 +20,8 @@ from typing import Any
 from . import registry
 from .accounting import NOT_SCORED
 from .data.examples import key_column, take
-from .errors import UsageError
+from .errors import UsageError, require
+from .models.loader import ModelUnreachableError
 from .recipe import Recipe, Step
 
 
@@ -55,17 +56,22 @@ def run(
     log: Callable[[str], None] | None = None,
     engine_options: dict[str, Any] | None = None,
     protect: Sequence[Path] = (),
+    warn: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run a recipe (a `Recipe` or a YAML file): read, run its steps in order, write its outputs."""
+    """Run a recipe (a `Recipe` or a YAML file): read, run its steps in order, write its outputs. `warn`
+    (default: `log`) hears what the user should know even with -q, such as a --top above the rows there are."""
     from . import recipe as recipes
     from .api import Picked, read
 
     if not isinstance(recipe, Recipe):
         recipe = recipes.load(recipe)
     log = log or _log_default
+    warn = warn or log
     s = recipe.settings
     output = recipe.path("output")
     rejects = recipe.path("rejects")
+    if s.on_error == "skip" and rejects is None and str(output) == "-":
+        raise UsageError("-o - writes the selection to standard output: give --rejects FILE for the skipped rows")
     if s.on_error == "skip" and rejects is None and output is not None:
         rejects = output.with_name(output.name + ".rejects.jsonl")
     outputs = {"output": output, "rejects": rejects, "dropped": recipe.path("dropped"), "scores": recipe.path("scores"),
@@ -77,22 +83,39 @@ def run(
             raise UsageError(f"--report {outputs['report']}: {why}")
     check_outputs([recipe.path("input"), recipe.path("from_scores")], outputs, overwrite, protect)
     selectors = {id(st): build_selector(st) for st in _all_steps(recipe.steps) if st.kind == "select"}
+    for st in _all_steps(recipe.steps):  # the optional packages a step declares, before any work
+        for module, extra in getattr(registry.get(st.kind, st.name).target, "requires", ()):
+            require(module, (f"{st.where}: " if st.where else "") + f"the {st.name} step", extra=extra)
 
     from .accounting import check_not_empty
     from .data import write_rejects
     from .models import use_cache_root
 
     with use_cache_root(recipe.path("cache_dir")):
-        dataset = read(recipe.path("input"), format=s.format, on_error=s.on_error, keep_records=False)
+        dataset = read(
+            recipe.path("input"), format=s.format, on_error=s.on_error, keep_records=False, allow_empty=s.allow_empty
+        )
         if s.on_error == "skip" and rejects is not None:  # before any work, so that an empty run still shows them
             write_rejects(dataset.rejects, rejects)
         check_not_empty(dataset, allow_empty=s.allow_empty)
+        top = _final_k(recipe)
+        if top is not None and top > len(dataset.examples):  # before any work
+            warn(f"--top {top} is more than the {len(dataset.examples)} rows read: keeping what the method keeps")
         runner = StepRunner(dataset, recipe, progress=progress, log=log, engine_options=engine_options or {})
         for st in recipe.steps:
-            runner.run(st, selectors)
+            try:
+                runner.run(st, selectors)
+            except ModelUnreachableError as e:  # say which option named the model
+                names = [k for k, v in st.options.items() if v == e.spec]
+                raise e.chosen_by(
+                    f"--{names[0].replace('_', '-')}" if names else f"the {st.name} step's model"
+                ) from None
     if any(st.kind == "score" for st in recipe.steps):
         check_not_empty(dataset, runner.table, allow_empty=s.allow_empty)
     picked = Picked(dataset, runner.table, runner.selection)
+    kept = len(runner.selection.kept)
+    if top is not None and kept < top <= len(dataset.examples):
+        warn(f"--top {top}: the method's rules left only {kept} to choose from; kept them all")
     result = RunResult(recipe, picked, runner.artifacts)
     _write(result, outputs)
     return result
@@ -115,6 +138,12 @@ def check_outputs(
         kinds["scores"] = ("scores", "--output")
     outs = [Output(Path(p), *kinds[k]) for k, p in outputs.items() if p is not None]
     check([*(Path(p) for p in inputs if p), *protect], outs, overwrite=overwrite)
+
+
+def _final_k(recipe: Recipe) -> int | None:
+    """The count the last sizing select step asks for (a method's --top), or None."""
+    ks = [st.options["k"] for st in recipe.steps if st.kind == "select" and st.options.get("k") is not None]
+    return ks[-1] if ks else None
 
 
 def _all_steps(steps: Sequence[Step]) -> list[Step]:

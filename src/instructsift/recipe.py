@@ -133,6 +133,8 @@ class Recipe:
         value = getattr(self.settings, key)
         if value is None:
             return None
+        if value == "-" and key in ("output", "scores"):  # standard output, not a file named `-`
+            return Path(value)
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else Path(os.path.normpath(self.base / p))
 

@@ -28,6 +28,8 @@ GOOD = [
 ]
 SELECT = ["select", "--method", "superfiltering", "--top", "1", "-q"]
 SCORE = ["score", "--method", "superfiltering", "-q"]
+# Cases that must succeed print their summary line, which -q leaves out.
+SELECT_LOUD, SCORE_LOUD = [a for a in SELECT if a != "-q"], [a for a in SCORE if a != "-q"]
 
 
 def _json(rows: list) -> str:
@@ -46,6 +48,13 @@ def _parquet(rows: list) -> Callable[[Path], None]:
         pq.write_table(pa.Table.from_pylist(rows), path)
 
     return write
+
+
+def _parquet_schema_only(path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"instruction": pa.array([], pa.string()), "output": pa.array([], pa.string())}), path)
 
 
 def _dataset_dict(path: Path) -> None:
@@ -121,6 +130,10 @@ CASES: list[Case] = [
     _bad("not_utf8", '{"instruction": "caf\xe9", "output": "x"}\n'.encode("latin-1"), "line 1", ".jsonl"),
     _bad("empty_file", "", "empty_file.json: no records"),
     _bad("gzip_bad_line", gzip.compress(b'{"instruction": "a"}\n'), "field 'output': missing", ".jsonl.gz"),
+    _bad("not_parquet", '[{"instruction": "a", "output": "b"}]', "not_parquet.parquet: not a Parquet file", ".parquet"),
+    _bad("damaged_parquet", b"PAR1 cut short", "damaged_parquet.parquet: a damaged Parquet file", ".parquet"),
+    _bad("unknown_content", "instruction,output\na,b\n", "unknown_content: cannot tell the file type", ""),
+    _bad("gzip_no_name", gzip.compress(b"not json\n"), "gzip_no_name.gz: cannot tell the file type", ".gz"),
     Case("dataset_dict", [*SELECT, "{d}/dd", "-o", "{d}/dd.out.json"], 2, "a DatasetDict", {"dd": _dataset_dict}),
     # -- bad paths: never a traceback -------------------------------------------------------------------
     Case(
@@ -283,6 +296,20 @@ CASES: list[Case] = [
         {"good.json": _json(GOOD)},
     ),
     Case(
+        "ratio_a_percent",
+        ["select", "{d}/good.json", "-m", "superfiltering", "--ratio", "5", "-o", "{d}/o.json"],
+        2,
+        "option 'ratio': 5 is not a share between 0 and 1 (0.05 for 5%); use --top for a count",
+        {"good.json": _json(GOOD)},
+    ),
+    Case(
+        "ratio_zero",
+        ["select", "{d}/good.json", "-m", "cherry", "--ratio", "0", "-o", "{d}/o.json"],
+        2,
+        "0 is not a share between 0 and 1",
+        {"good.json": _json(GOOD)},
+    ),
+    Case(
         "bracket_text_in_error",
         [*SELECT, "{d}/[brackets].json", "-o", "{d}/o.json"],
         2,
@@ -305,11 +332,26 @@ CASES: list[Case] = [
     ),
     Case(
         "all_rejected_parquet_allowed",
-        [*SELECT, "{d}/allbad2.parquet", "--on-error", "skip", "--allow-empty", "-o", "{d}/allbad2.out.parquet"],
+        [*SELECT_LOUD, "{d}/allbad2.parquet", "--on-error", "skip", "--allow-empty", "-o", "{d}/allbad2.out.parquet"],
         0,
         "read 2 · kept 0 · dropped 0 · rejected 2",
         {"allbad2.parquet": _parquet([{"instruction": "a", "output": ""}, {"instruction": "", "output": "b"}])},
         accounting=True,
+    ),
+    Case(
+        "empty_file_allowed",
+        [*SELECT_LOUD, "{d}/empty2.json", "--allow-empty", "-o", "{d}/empty2.out.json"],
+        0,
+        "read 0 · kept 0 · dropped 0 · rejected 0",
+        {"empty2.json": ""},
+        accounting=True,
+    ),
+    Case(
+        "empty_parquet_allowed",
+        [*SCORE_LOUD, "{d}/empty3.parquet", "--allow-empty", "-o", "{d}/empty3.scores.parquet"],
+        0,
+        "read 0 · scored 0",
+        {"empty3.parquet": _parquet_schema_only},
     ),
     Case(
         "every_judge_score_missing",
@@ -335,7 +377,7 @@ CASES: list[Case] = [
     # -- skip: the bad rows go to the rejects file and every row is accounted for ------------------------
     Case(
         "skip_mixed_jsonl",
-        [*SELECT, "{d}/mixed.jsonl", "--on-error", "skip", "-o", "{d}/mixed.out.jsonl"],
+        [*SELECT_LOUD, "{d}/mixed.jsonl", "--on-error", "skip", "-o", "{d}/mixed.out.jsonl"],
         0,
         "read 5 · kept 1 · dropped 2",
         {
@@ -352,9 +394,42 @@ CASES: list[Case] = [
         },
         accounting=True,
     ),
+    # -- a file whose name says nothing is read by its content ------------------------------------------
+    Case(
+        "no_extension_json",
+        [*SELECT_LOUD, "{d}/noext", "-o", "{d}/noext.out.json"],
+        0,
+        "read 3 · kept 1",
+        {"noext": _json(GOOD)},
+        accounting=True,
+    ),
+    Case(
+        "no_extension_jsonl",
+        [*SELECT_LOUD, "{d}/noextl", "-o", "{d}/noextl.out.jsonl"],
+        0,
+        "read 3 · kept 1",
+        {"noextl": _jsonl(GOOD)},
+        accounting=True,
+    ),
+    Case(
+        "no_extension_parquet",
+        [*SELECT_LOUD, "{d}/noextp", "-o", "{d}/noextp.out.parquet"],
+        0,
+        "read 3 · kept 1",
+        {"noextp": _parquet(GOOD)},
+        accounting=True,
+    ),
+    Case(
+        "gzip_no_extension",
+        [*SELECT_LOUD, "{d}/noextz.gz", "-o", "{d}/noextz.out.jsonl"],
+        0,
+        "read 3 · kept 1",
+        {"noextz.gz": gzip.compress(_jsonl(GOOD).encode())},
+        accounting=True,
+    ),
     Case(
         "selection_keeps_nothing",
-        ["select", "--method", "superfiltering", "--top", "0", "-q", "{d}/good.json", "-o", "{d}/[none].json"],
+        ["select", "--method", "superfiltering", "--top", "0", "{d}/good.json", "-o", "{d}/[none].json"],
         0,
         "warning: the selection kept no rows",
         {"good.json": _json(GOOD)},

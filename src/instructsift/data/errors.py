@@ -1,4 +1,4 @@
-"""User errors, and bad input: where it is (file, line or row, field) and why.
+"""User errors, and bad input: where it is (file, line or row, field) and why; a missing optional package.
 
 Every mistake a user can make (bad data, a bad option, a missing file, an output that would overwrite
 something) raises a `UserError`: the CLI prints its message as one line and exits 2. Any other exception
@@ -8,7 +8,9 @@ is a bug in instructsift and keeps its traceback. `UserError` is a `ValueError`,
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 
@@ -91,3 +93,31 @@ class FieldError(ValueError):
         self.field = field
         self.reason = reason
         super().__init__(reason)
+
+
+class MissingExtraError(OptionError, ImportError):
+    """A feature needs an optional package that is not installed: the one error for every such case. The
+    message names the feature, the package, and the line that installs it: `pip install
+    'instructsift[EXTRA]'` for an extra of instructsift, else `install` (a package published outside the
+    extras, such as the embedded model's)."""
+
+    def __init__(self, what: str, package: str, *, extra: str | None = None, install: str | None = None):
+        if (extra is None) == (install is None):
+            raise TypeError("give exactly one of extra or install")
+        self.what, self.package, self.extra = what, package, extra
+        self.install = install or f"pip install 'instructsift[{extra}]'"
+        super().__init__(f"{what} needs {package}, which is not installed: {self.install}")
+
+
+def require(
+    module: str, what: str, *, extra: str | None = None, install: str | None = None, package: str | None = None
+) -> ModuleType:
+    """`import module`, or a `MissingExtraError` saying that `what` needs it and how to install it. The
+    package named is `package` (a distribution whose name differs from its module's), else the module that
+    could not be found, which may be one that `module` imports."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        missing = (e.name or module).split(".")[0]
+        name = package if package and missing == module.split(".")[0] else missing
+        raise MissingExtraError(what, name, extra=extra, install=install) from None

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError
+from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError, require
 from .example import Example, Message
 from .examples import CHUNK, Builder
 from .records import FORMATS, PARSERS, check_conversation, check_text, detect_format
 
 CONTAINERS = ("json", "jsonl", "parquet", "hf")
+STDOUT = "-"  # an output path meaning standard output: JSON Lines
 # What `Dataset.notes` counts: rows that are read but not all of whose content is scored, and repeats.
 TRAILING_TURN = "trailing {role} turn not scored"
 EXACT_DUPLICATE = "exact duplicate of an earlier row"
@@ -80,9 +81,15 @@ class Dataset:
         return iter(self.examples)
 
 
+KNOWN_NAMES = ".json, .jsonl, .ndjson (each optionally .gz), .parquet, or a datasets folder"
+
+
 def container_of(path: str | Path) -> str:
-    """The container a path names, from its extension (a folder is a datasets folder)."""
+    """The container a path names, from its extension (a folder is a datasets folder). An existing file
+    whose name says nothing (no extension, or just `.gz`) is told from its content (`sniff`)."""
     p = Path(path)
+    if str(path) == STDOUT:
+        return "jsonl"
     name = p.name.lower().removesuffix(".gz")
     if name.endswith(".jsonl") or name.endswith(".ndjson"):
         return "jsonl"
@@ -90,9 +97,34 @@ def container_of(path: str | Path) -> str:
         return "json"
     if name.endswith(".parquet"):
         return "parquet"
-    if p.is_dir() or not p.suffix:
+    if p.is_dir():
+        return "hf"
+    if p.is_file() and not Path(name).suffix:
+        found = sniff(p)
+        if found is None:
+            raise UserError(f"{path}: cannot tell the file type from its name or content (understood: {KNOWN_NAMES})")
+        return found
+    if not p.suffix:
         return "hf"
     raise UserError(f"{path}: unknown file type {p.suffix!r} (expected .json, .jsonl, .parquet or a datasets folder)")
+
+
+def sniff(path: Path) -> str | None:
+    """The container a file's first bytes show: Parquet's `PAR1` magic, or (gunzipped when gzip) a JSON
+    array (`[`) or JSON Lines (`{`), after any byte-order mark and white space; None when none fits."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as g:
+                head = g.read(4096)
+        except (OSError, EOFError):
+            return None
+    encoding = json.detect_encoding(head[:4])
+    text = head.decode(encoding, "ignore").lstrip("\ufeff \t\r\n")
+    return {"[": "json", "{": "jsonl"}.get(text[:1])
 
 
 def _read_bytes(path: Path) -> tuple[bytes, str]:
@@ -194,15 +226,16 @@ def _stream_records(path: Path, container: str) -> _Source:
     """A container's records as an iterator: JSON Lines and tables are read row by row (a JSON array is
     parsed from its whole text), so that a reader need not hold every record at once."""
     if container == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except pa.ArrowException as e:
+            raise InputError(Reject(str(path), None, None, None, _not_parquet(path, e))) from None
         return _Source(((None, r) for r in _rows_of(table)), table)
     if container == "hf":
-        try:
-            import datasets
-        except ImportError:  # pragma: no cover - depends on the install
-            raise SystemExit("reading a datasets folder needs `pip install datasets`") from None
+        datasets = require("datasets", "reading a datasets folder", extra="hf")
         if (path / "dataset_dict.json").exists():
             splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
             raise InputError(
@@ -216,6 +249,21 @@ def _stream_records(path: Path, container: str) -> _Source:
             return _Source(_iter_json_array(text, str(path)), None, _json_indent(text), encoding)
     records, encoding = _jsonl_records(path)
     return _Source(records, encoding=encoding)
+
+
+def _not_parquet(path: Path, error: Exception) -> str:
+    """Why a `.parquet` file could not be read: not Parquet at all (and what it holds, when that shows), or
+    a damaged one (pyarrow's reason)."""
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"PAR1":
+        held = sniff(path)
+        return "not a Parquet file" + (
+            f" (it holds {'a JSON array' if held == 'json' else 'JSON Lines'}: rename it)"
+            if held
+            else " (no PAR1 magic bytes)"
+        )
+    return f"a damaged Parquet file ({str(error).split(': ', 1)[-1]})"
 
 
 def _rows_of(table: Any, rows: Sequence[int] | None = None, chunk: int = 10_000) -> Iterator[dict[str, Any]]:
@@ -381,6 +429,7 @@ def read(
     on_error: str = "fail",
     fields: Mapping[str, str] | None = None,
     keep_records: bool = True,
+    allow_empty: bool = False,
 ) -> Dataset:
     """Read instruction data from `path`, detecting the container and record format.
 
@@ -388,6 +437,8 @@ def read(
     e.g. {"instruction": "prompt", "output": "answer"}. With on_error="skip", bad rows become
     `Reject`s on the returned data set instead of raising `InputError`. With `keep_records=False` the
     examples do not hold their raw records (`Dataset.records` reads them again when they are written).
+    A file without records is an error, unless `allow_empty`: then an empty data set (format "unknown"
+    unless given), which writes back as an empty file of the same container.
     """
     if on_error not in ("fail", "skip"):
         raise OptionError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
@@ -402,7 +453,12 @@ def read(
     records = iter(source.records)
     head = list(itertools.islice(records, 1000))
     if not head:
-        raise InputError(Reject(str(path), None, None, None, "no records"))
+        if not allow_empty:
+            raise InputError(
+                Reject(str(path), None, None, None, "no records; pass --allow-empty to write an empty result")
+            )
+        return Dataset(str(path), format or "unknown", container, Builder().finish(), table=source.table,
+                       json_indent=source.indent, encoding=source.encoding, records_held=keep_records, stamp=stamp)  # fmt: skip
     fmt = format or next((f for _, r in head if (f := detect_format(r, fields))), None)
     if fmt is None:
         line, first = head[0]
@@ -538,12 +594,26 @@ def write(
         pieces = _json_array(records, dataset.json_indent if dataset.json_indent else 2)
     else:
         pieces = (json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if str(path) == STDOUT:
+        write_stdout(pieces)
+        return
     with atomic_path(path) as tmp, tmp.open("wb") as f:
         out = _Gzip(f) if str(path).endswith(".gz") else f
         for piece in pieces:
             out.write(piece.encode("utf-8"))
         if isinstance(out, _Gzip):
             out.close()
+
+
+def write_stdout(pieces: Iterable[str]) -> None:
+    """Text pieces to standard output as UTF-8, whatever the terminal's encoding (`-o -`)."""
+    import sys
+
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    for piece in pieces:
+        out.write(piece.encode("utf-8"))
+    out.flush()
 
 
 class _Gzip:
@@ -592,7 +662,7 @@ def _save_table(table: Any, path: str | Path, container: str) -> None:
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
         return
-    import datasets
+    datasets = require("datasets", "writing a datasets folder", extra="hf")
 
     with atomic_path(path, directory=True) as tmp:
         datasets.Dataset(table).save_to_disk(str(tmp))

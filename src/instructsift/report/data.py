@@ -18,6 +18,9 @@ from ..data.errors import UserError
 from .readers import CompareResults, Curve, Rule, read_compare, read_curve, read_dropped, read_mining, read_rule
 
 BOOKKEEPING = ("row", "id", "content_hash")
+# Numeric columns that scorers write to account for a score, not to rank by (IFD's token and turn counts):
+# drawn only with `report --bookkeeping`. (Scorers' own column declarations can replace this list.)
+ACCOUNTING = ("prompt_tokens", "answer_tokens", "n_turns", "turns_scored", "truncated", "judge_mass")
 NUMERIC = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float", "double", "halffloat")
 
 

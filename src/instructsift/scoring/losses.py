@@ -166,9 +166,10 @@ class AnswerLoss:
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.model.config)
-        self.decoder(input_ids=ids[:1, :prefix], past_key_values=cache, use_cache=True)
+        key = _cache_kwarg(self.decoder)
+        self.decoder(input_ids=ids[:1, :prefix], use_cache=True, **{key: cache})
         cache.batch_repeat_interleave(len(rows))
-        return self.decoder(input_ids=ids[:, prefix:], past_key_values=cache, use_cache=False).last_hidden_state
+        return self.decoder(input_ids=ids[:, prefix:], use_cache=False, **{key: cache}).last_hidden_state
 
     def batch(self, seqs: Sequence[Scored], prefix: int = 0) -> list[tuple[float, int]]:
         """(sum of losses, number of scored tokens) for each sequence of one batch; the first `prefix`
@@ -202,3 +203,11 @@ class AnswerLoss:
         limits = [s.first - 1 for s in seqs]
         for prefix, idx in self.plan([s.ids for s in seqs], limits, batch_tokens, max_batch):
             yield idx, self.batch([seqs[i] for i in idx], prefix)
+
+
+def _cache_kwarg(decoder: Any) -> str:
+    """The name a decoder's `forward` takes its KV cache by: `cache` in recent transformers (which warn
+    that `past_key_values` is deprecated), `past_key_values` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"

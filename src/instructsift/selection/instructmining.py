@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..data.errors import OptionError
+from ..errors import require
 from ..registry import register
 from .base import Selection, column
 from .top import count_for
@@ -122,7 +123,7 @@ class InstructMiningRule:
     def fit(self, X: Any, y: Sequence[float]) -> InstructMiningRule:
         """`X`: one row per subset of mean indicator values (an array with `indicators` given, or a mapping /
         DataFrame of name -> values); `y`: each subset's eval loss (> 0)."""
-        import statsmodels.api as sm
+        sm = require("statsmodels.api", "fitting an InstructMining rule", extra="mining")
 
         names, M = self._matrix(X)
         y = np.asarray(y, dtype=np.float64)

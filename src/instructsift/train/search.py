@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.errors import OptionError
+from ..errors import MissingExtraError, require
 
 KIND = "instructmining-size-search/1"
 
@@ -114,11 +115,11 @@ def search_size(
 ) -> SearchResult:
     """The k in [low, high] with the lowest `loss_of(order[:k])` that BlendSearch finds in `budget` trials
     (trials already in `journal` count, so a rerun resumes)."""
-    import optuna
-
+    optuna = require("optuna", "the subset-size search (BlendSearch)", extra="mining")
     with warnings.catch_warnings():  # "flaml.automl is not available": not needed here
         warnings.simplefilter("ignore")
-        from flaml import BlendSearch, tune
+        flaml = require("flaml", "the subset-size search (BlendSearch)", extra="mining")
+    BlendSearch, tune = flaml.BlendSearch, flaml.tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # BlendSearch's global search announces each study
 
@@ -206,7 +207,7 @@ def plot_curve(trials: Sequence[Trial], path: str | os.PathLike, *, best_k: int 
     try:
         import matplotlib
     except ImportError:
-        raise OptionError("plotting needs matplotlib: pip install 'instructsift[plot]'") from None
+        raise MissingExtraError("the plot of the subset-size search", "matplotlib", extra="plot") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
