@@ -206,8 +206,9 @@ def test_compare_writes_a_table_equal_to_its_json_and_a_new_method_adds_one_tria
     table = _md_rows((out / "results.md").read_text())
     assert len(table) == len(saved["rows"])
     for cells, row in zip(table, saved["rows"], strict=True):
-        name, n, tokens, loss, d_rand, z, d_full, sel, train = cells
-        assert name == row["name"] and _num(n) == row["n"] and _num(tokens) == row["tokens"]
+        name, n, trained, steps, loss, d_rand, z, d_full, sel, train = cells
+        assert name == row["name"] and _num(n) == row["n"] and _num(trained) == row["trained_tokens"]
+        assert _num(steps) == row["steps"] == (2 if row["n"] == 4 else 12)  # batch 2, one epoch
         assert _num(loss) == round(row["eval_loss"], 4)
         assert _num(d_rand) == round(row["delta_random"], 4)
         assert _num(z) == (None if row["z_random"] is None else round(row["z_random"], 2))
@@ -272,12 +273,58 @@ def test_compare_report_shows_the_losses_and_each_methods_scores_and_picks(rows,
     assert bad.exit_code == 2 and "page.txt" in bad.output
 
 
+def test_fill_tokens_takes_the_order_until_the_budget_and_the_last_only_when_nearer() -> None:
+    from instructsift.selection.budget import fill_tokens, rows_needed
+
+    tokens = [100, 40, 70, 10, 250, 5, 300]
+    assert fill_tokens([0, 1, 2, 3], tokens, 150) == [0, 1]  # 140; +70 = 210 is farther from 150
+    assert fill_tokens([0, 1, 3, 2], tokens, 150) == [0, 1, 3]  # exactly 150: stop
+    assert fill_tokens([0, 2], tokens, 150) == [0, 2]  # 100 -> 170 is nearer than 100
+    assert fill_tokens([4, 0], tokens, 150) == [4]  # 250 is nearer 150 than 0 is: within half an example
+    assert fill_tokens([6, 0], tokens, 150) == []  # 300 is as far as 0: not taken, and the fill stops
+    assert fill_tokens([5, 3], tokens, 150) == [5, 3]  # the order ran out
+    assert fill_tokens([0, 1], tokens, 0) == []
+    assert rows_needed(tokens, 150) == 5  # 5+10+40+70+100: the most rows any order can take
+    assert rows_needed(tokens, 10_000) == len(tokens)
+
+
+def test_a_token_budget_gives_every_pick_the_same_trained_tokens(rows, tiny_model: Path, tmp_path: Path) -> None:
+    """longest (few long answers) and random picks fill one token budget, counted as the trainer counts."""
+    from instructsift.api import read
+    from instructsift.compare import compare
+    from instructsift.train.finetune import FinetuneConfig, training_costs
+
+    spec = _spec(rows, tiny_model, tmp_path / "cache", budget=None, budget_tokens=0.3, methods=["longest"],
+                 options={}, full=False)  # fmt: skip
+    r = compare(spec, tmp_path / "out", progress=False)
+    costs = training_costs(read(rows[0]).examples, str(tiny_model), FinetuneConfig(**spec.finetune))
+    each = [c.tokens for c in costs]
+    budget = r["budget"]["tokens"]
+    assert budget == round(0.3 * sum(each)) and r["budget"]["of_tokens"] == sum(each)
+    picks = {t["name"]: t for t in r["trials"]}
+    for name, ids in [("longest", r["selections"]["longest"]["ids"])]:
+        assert len(ids) == picks[name]["n"]
+    largest = max(each)
+    for row in r["rows"]:
+        if row["kind"] == "random-mean":
+            continue
+        assert abs(row["trained_tokens"] - budget) <= largest / 2, row  # within half an example of the budget
+    by_name = {row["name"]: row for row in r["rows"]}
+    assert by_name["longest"]["n"] < by_name["random-0"]["n"]  # long answers: fewer examples for the same tokens
+    # the pick is longest's own order: its n longest answers (by characters), nothing skipped
+    pool = json.loads(rows[0].read_text())
+    longest = sorted(range(len(pool)), key=lambda i: (-len(pool[i]["output"]), i))[: by_name["longest"]["n"]]
+    assert sorted(r["selections"]["longest"]["ids"]) == sorted(read(rows[0]).examples[i].id for i in longest)
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert f"budget {budget:,} trained answer tokens per pick" in md
+
+
 def test_a_method_short_of_the_budget_fails_before_any_training(rows, tiny_model: Path, tmp_path: Path) -> None:
     from instructsift.compare import compare
     from instructsift.errors import UsageError
 
     spec = _spec(rows, tiny_model, tmp_path / "cache", options={"*": {"model": str(tiny_model)}})
-    with pytest.raises(UsageError, match=r"budget 4: lima kept 0.*--allow-short"):
+    with pytest.raises(UsageError, match=r"budget 4 of 24 examples: lima kept 0.*--allow-short"):
         compare(spec, tmp_path / "out", progress=False)
     assert not (tmp_path / "cache" / "experiments").exists() and not (tmp_path / "out").exists()
 
@@ -292,7 +339,7 @@ def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> Non
     cases = [
         (["--budget", "five", "--eval", held], "a count (450) or a ratio"),
         (["--budget", "1.5", "--eval", held], "a budget ratio is in (0, 1]"),
-        (["--budget", "4"], "needs --budget and --eval"),
+        (["--budget", "4"], "needs --eval and one of --budget or --budget-tokens"),
         (["--budget", "4", "--eval", held, "--methods", "nosuch"], "unknown method 'nosuch'"),
         (["--budget", "4", "--eval", held, "--methods", "lima", "--set", "lima.ratio=0.1"], "--budget sets the size"),
         (["--budget", "4", "--eval", held, "--set", "oops"], "METHOD.KEY=VALUE"),

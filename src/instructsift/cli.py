@@ -813,6 +813,14 @@ def compare_cmd(
     ] = None,
     methods: Annotated[str | None, typer.Option(help="Methods, comma-separated: " + _method_help())] = None,
     budget: Annotated[str | None, typer.Option(help="Examples per selection: a count (450) or a ratio (0.05).")] = None,
+    budget_tokens: Annotated[
+        str | None,
+        typer.Option(
+            "--budget-tokens",
+            help="Instead of --budget: trained answer tokens per selection (after the --max-length cut; prompts do "
+            "not count), a count (200000) or a ratio of the data set's (0.05).",
+        ),
+    ] = None,
     eval: Annotated[Path | None, typer.Option("--eval", help="Held-out data: each tuned model's answer loss.")] = None,
     base: Annotated[str, typer.Option(help="The base model fine-tuned on every pick (as --model).")] = "embedded",
     random_seeds: Annotated[int, typer.Option("--random-seeds", help="Random picks of the same size.")] = 3,
@@ -863,20 +871,21 @@ def compare_cmd(
         "--judge-max-tokens": judge_max_tokens, "--max-new-tokens": max_new_tokens, "--gen-batch-size": gen_batch_size,
     })  # fmt: skip
     if input.suffix in (".yaml", ".yml"):
-        if methods or budget or eval:
-            _fail("with a compare recipe, give --methods, --budget and --eval in the recipe")
+        if methods or budget or budget_tokens or eval:
+            _fail("with a compare recipe, give --methods, --budget (or --budget-tokens) and --eval in the recipe")
         if judge:
             _fail("with a compare recipe, give the judge in the recipe (judge: {url: ..., model: ...})")
         spec, base_dir = load_spec(input)
         spec = spec.model_copy(update={"report": str(report.resolve())}) if report else spec
     else:
-        if budget is None or eval is None:
-            _fail("compare needs --budget and --eval (or a compare recipe)")
+        if (budget is None) == (budget_tokens is None) or eval is None:
+            _fail("compare needs --eval and one of --budget or --budget-tokens (or a compare recipe)")
         tune = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
         tune = {k: v for k, v in tune.items() if v is not None} | ({"device": device} if device != "auto" else {})
         spec = spec_from(dict(
             data=str(input), eval=str(eval), methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
-            budget=parse_budget(budget), base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
+            budget=parse_budget(budget) if budget else None,
+            budget_tokens=parse_budget(budget_tokens, "--budget-tokens") if budget_tokens else None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
             finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,
             on_error=on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
             output=str(output) if output else None, report=str(report) if report else None, judge=judge,

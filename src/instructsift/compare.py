@@ -3,10 +3,16 @@ settings on each method's pick, on random picks of the same size and on all the 
 models' answer loss on a held-out set.
 
 Each method selects exactly `budget` examples (a count, or a ratio of the data set) through its own recipe
-(`recipe.from_method` with `top`; any registered method joins by name). A method whose filters leave fewer
-than the budget is an error before any training (`allow_short` keeps its smaller pick, shown in the table).
-`random_seeds` random picks of the same size come from `numpy.random.default_rng(seed)`, seeds
-`seed, seed+1, ...`, so they are the same on every run. All trials go through `train.runner`, cached: a
+(`recipe.from_method` with `top`; any registered method joins by name), or, with `budget_tokens`, the
+examples that fill that many trained answer tokens (a count, or a ratio of the data set's): each pick takes
+its method's examples in rank order until they fill it (`selection.budget.fill_tokens`: the one that would
+pass the budget is taken only when that lands nearer to it). Trained tokens are counted as the fine-tuning
+trains them: the base model's tokenizer and template, answer tokens and EOS after the `max_length` cut;
+prompt tokens do not count. At equal tokens a pick of many short examples takes more optimizer steps: the
+table shows each pick's n, trained tokens and steps. A method whose filters leave less than the budget is an
+error before any training (`allow_short` keeps its smaller pick, shown in the table). `random_seeds` random
+picks come from `numpy.random.default_rng(seed)`, seeds `seed, seed+1, ...` (`choice` of the budget's
+count, or the rows of `permutation` in order until they fill the token budget), the same on every run. All trials go through `train.runner`, cached: a
 killed comparison resumes, and a method added later adds one trial.
 
 The output folder holds `results.json` (every number, setting and the machine), `results.md` (the table)
@@ -28,12 +34,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .data.errors import OptionError
 from .errors import UsageError
 from .registry import StrictModel
+from .selection.budget import fill_tokens, rows_needed
 from .selection.sample import random_subset
 from .winrate import JudgeSpec
 
@@ -46,7 +54,10 @@ class CompareSpec(StrictModel):
     data: str
     eval: str
     methods: list[str] = Field(default_factory=list)
-    budget: int | float = Field(description="examples per selection: a count, or a ratio of the data set")
+    budget: int | float | None = Field(None, description="examples per selection: a count, or a ratio of the data set")
+    budget_tokens: int | float | None = Field(
+        None, description="trained answer tokens per selection: a count, or a ratio of the data set's"
+    )
     base: str = "embedded"
     random_seeds: int = Field(3, ge=0)
     seed: int = 0
@@ -64,14 +75,23 @@ class CompareSpec(StrictModel):
     report: str | None = Field(None, description="an HTML report of the comparison (needs instructsift[report])")
     judge: JudgeSpec | None = Field(None, description="a judge server: win rate of each model's answers vs random's")
 
-    @field_validator("budget")
+    @field_validator("budget", "budget_tokens")
     @classmethod
-    def _budget(cls, v: int | float) -> int | float:
+    def _budget(cls, v: int | float | None, info: Any) -> int | float | None:
+        what = "examples" if info.field_name == "budget" else "tokens"
+        if v is None:
+            return v
         if isinstance(v, bool) or (isinstance(v, int) and v < 1):
-            raise ValueError(f"a budget in examples is at least 1, got {v}")
+            raise ValueError(f"a budget in {what} is at least 1, got {v}")
         if isinstance(v, float) and not 0 < v <= 1:
             raise ValueError(f"a budget ratio is in (0, 1], got {v} (a count is a whole number: 450)")
         return v
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> CompareSpec:
+        if (self.budget is None) == (self.budget_tokens is None):
+            raise ValueError("give exactly one of budget (examples) or budget_tokens (trained answer tokens)")
+        return self
 
     def finetune_config(self) -> Any:
         from .train.finetune import FinetuneConfig
@@ -83,8 +103,8 @@ class CompareSpec(StrictModel):
         return FinetuneConfig(**self.finetune)
 
 
-def parse_budget(text: str) -> int | float:
-    """`450` -> 450 examples; `0.05` -> 5% of the data set."""
+def parse_budget(text: str, option: str = "--budget") -> int | float:
+    """`450` -> 450 (examples or tokens); `0.05` -> 5% of the data set's."""
     try:
         return int(text)
     except ValueError:
@@ -92,7 +112,7 @@ def parse_budget(text: str) -> int | float:
     try:
         return float(text)
     except ValueError:
-        raise OptionError(f"--budget {text!r}: a count (450) or a ratio of the data set (0.05)") from None
+        raise OptionError(f"{option} {text!r}: a count (450) or a ratio of the data set (0.05)") from None
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -142,7 +162,8 @@ def save_spec(spec: CompareSpec, target: str | os.PathLike, comment: str = "", b
         data["judge"]["prompt"] = os.path.relpath(
             _path(base_dir or Path.cwd(), data["judge"]["prompt"]).resolve(), folder
         )
-    data["budget"] = spec.budget
+    data["budget"], data["budget_tokens"] = spec.budget, spec.budget_tokens
+    data = {k: v for k, v in data.items() if v is not None}
     head = "".join(f"# {line}\n" for line in comment.splitlines())
     write_text(target, head + yaml.safe_dump({"compare": data}, sort_keys=False, allow_unicode=True))
 
@@ -154,6 +175,53 @@ def budget_size(budget: int | float, n: int) -> int:
     if budget > n:
         raise OptionError(f"--budget {budget} is more than the {n} examples in the data set")
     return budget
+
+
+@dataclass
+class Budget:
+    """A comparison's budget: `rows` examples each, or `tokens` trained answer tokens each (`each[i]`: row
+    i's trained answer tokens, `train.finetune.training_costs`). With tokens, `rows` is the most examples
+    any pick can need (the shortest first), which is what a method is asked to rank."""
+
+    each: list[int]
+    rows: int
+    tokens: int | None = None
+    given: int | float | None = None
+
+    @classmethod
+    def of(cls, spec: CompareSpec, each: list[int]) -> Budget:
+        if spec.budget_tokens is None:
+            return cls(each, budget_size(spec.budget, len(each)), None, spec.budget)
+        total = sum(each)
+        b = spec.budget_tokens
+        b = b if isinstance(b, int) else max(1, round(b * total))
+        if b > total:
+            raise OptionError(f"--budget-tokens {b:,} is more than the {total:,} trained answer tokens of the data set")
+        return cls(each, rows_needed(each, b), b, spec.budget_tokens)
+
+    def take(self, order: Sequence[int]) -> tuple[list[int], bool]:
+        """A method's pick from its rank order, and whether the order ran out before the budget."""
+        if self.tokens is None:
+            return list(order[: self.rows]), len(order) < self.rows
+        rows = fill_tokens(order, self.each, self.tokens)
+        return rows, len(rows) == len(order) and sum(self.each[i] for i in rows) < self.tokens
+
+    def random(self, seed: int) -> list[int]:
+        """The random pick of `seed`: `random_subset` of `rows` examples, or with a token budget the rows of
+        `numpy.random.default_rng(seed).permutation(n)` in that order until they fill it."""
+        if self.tokens is None:
+            return random_subset(len(self.each), self.rows, seed)
+        return fill_tokens(np.random.default_rng(seed).permutation(len(self.each)).tolist(), self.each, self.tokens)
+
+    def describe(self) -> str:
+        n, total = len(self.each), sum(self.each)
+        if self.tokens is None:
+            return f"{self.rows:,} of {n:,} examples"
+        return f"{self.tokens:,} of {total:,} trained answer tokens ({100 * self.tokens / max(total, 1):.1f}%)"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"given": self.given, "examples": None if self.tokens else self.rows, "tokens": self.tokens,
+                "of": len(self.each), "of_tokens": sum(self.each)}  # fmt: skip
 
 
 def method_options(spec: CompareSpec, method: str, size: int) -> dict[str, Any]:
@@ -174,10 +242,11 @@ def method_options(spec: CompareSpec, method: str, size: int) -> dict[str, Any]:
 @dataclass
 class Selected:
     method: str
-    positions: list[int]
+    positions: list[int]  # the rows the method kept, in its rank order
     seconds: float
     steps: list[dict[str, Any]] = field(default_factory=list)
     run: Any = field(default=None, repr=False)  # the pipeline's result (its score table), for the report
+    picked: list[int] = field(default_factory=list)  # the budget's pick of `positions`, in row order
 
 
 def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, dataset: Any, *, progress: bool,
@@ -201,7 +270,9 @@ def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, datas
     if [ex.content_hash for ex in picked.dataset.examples] != [ex.content_hash for ex in dataset.examples]:
         raise AssertionError(f"{method}: the pipeline read another data set than the comparison")
     steps = [s.as_dict() for s in recipe.steps]
-    return Selected(method, picked.selection.kept.tolist(), time.monotonic() - t0, steps, run=result)
+    rank = picked.selection.rank
+    order = sorted(picked.selection.kept.tolist(), key=lambda i: (rank.get(i, math.inf), i))
+    return Selected(method, order, time.monotonic() - t0, steps, run=result)
 
 
 def _path(base: Path, p: str) -> Path:
@@ -231,6 +302,7 @@ def compare(
     from .api import read
     from .models import use_cache_root
     from .outputs import Output, check_inputs, check_outputs
+    from .train.finetune import optimizer_steps, training_costs
     from .train.runner import ExperimentRunner
 
     log = log or (lambda _m: None)
@@ -269,45 +341,55 @@ def compare(
     n_data = len(dataset.examples)
     if not n_data:
         raise OptionError(f"{data_path}: no examples to select from")
-    size = budget_size(spec.budget, n_data)
     leaked = {ex.content_hash for ex in dataset.examples} & {ex.content_hash for ex in held_out.examples}
     if leaked:
         log(f"warning: {len(leaked)} held-out examples are also in the data set: their loss is not held out")
-    log(f"budget: {size} of {n_data} examples")
-    steps = math.ceil(size / (config.batch_size * config.grad_accum)) * config.epochs
-    if steps < 3:
-        log(
-            f"warning: {size} examples at batch {config.batch_size}x{config.grad_accum} are {steps:g} optimizer steps; "
-            "the first is warmup at learning rate 0, so the picks can hardly differ: raise --budget or --epochs"
-        )
 
     runner = ExperimentRunner(  # resolves the base model: a bad --base fails before any scoring
         dataset, held_out, spec.base, config, eval_batch_tokens=spec.eval_batch_tokens, eval_dtype=spec.eval_dtype,
         cache_dir=cache_dir, progress=progress, log=log,
     )  # fmt: skip
+    with use_cache_root(cache_dir):
+        costs = training_costs(dataset.examples, spec.base, config)
+    tokens = [c.tokens for c in costs]
+    budget = Budget.of(spec, tokens)
+    log(f"budget: {budget.describe()}")
     if judge is not None:
         from .winrate import Answers
 
         answers = Answers(runner, spec.judge.max_new_tokens, spec.judge.batch_size, progress=progress, log=log)
         runner.on_model = answers.make  # each new tuned model answers the held-out set before it is deleted
-    selections = [select_with(spec, base, m, size, dataset, progress=progress, log=log) for m in spec.methods]
-    short = [s for s in selections if len(s.positions) < size]
+    selections = [select_with(spec, base, m, budget.rows, dataset, progress=progress, log=log) for m in spec.methods]
+    short = []
+    for s in selections:
+        rows, ran_out = budget.take(s.positions)
+        s.picked = sorted(rows)
+        if ran_out:
+            short.append((s.method, len(rows)))
     if short and not spec.allow_short:
-        what = ", ".join(f"{s.method} kept {len(s.positions)}" for s in short)
+        what = ", ".join(f"{m} kept {n}" for m, n in short)
         raise UsageError(
-            f"budget {size}: {what}; its filters leave fewer rows than the budget. Relax them "
-            "(e.g. --set lima.min_chars=0), lower --budget, or pass --allow-short to compare smaller picks"
+            f"budget {budget.describe()}: {what}; its filters leave less than the budget. Relax them "
+            "(e.g. --set lima.min_chars=0), lower the budget, or pass --allow-short to compare smaller picks"
         )
-    subsets: dict[str, list[int]] = {s.method: s.positions for s in selections}
+    subsets: dict[str, list[int]] = {s.method: s.picked for s in selections}
     kinds = dict.fromkeys(subsets, "method")
     for seed in range(spec.seed, spec.seed + spec.random_seeds):
-        subsets[f"random-{seed}"] = random_subset(n_data, size, seed)
+        subsets[f"random-{seed}"] = budget.random(seed)
         kinds[f"random-{seed}"] = "random"
     if spec.full:
         subsets["full"] = list(range(n_data))
         kinds["full"] = "full"
+    subsets = {name: sorted(rows) for name, rows in subsets.items()}
+    few = min((optimizer_steps(sum(costs[i].sequences for i in rows), config) for rows in subsets.values()), default=3)
+    if few < 3:
+        log(
+            f"warning: a pick of this budget at batch {config.batch_size}x{config.grad_accum} is {few} optimizer steps; "
+            "the first is warmup at learning rate 0, so the picks can hardly differ: raise the budget or --epochs"
+        )
     trials = runner.run(subsets)
-    results = summarize(spec, size, dataset, held_out, selections, trials, kinds, runner)
+    steps = {name: optimizer_steps(sum(costs[i].sequences for i in rows), config) for name, rows in subsets.items()}
+    results = summarize(spec, budget, dataset, held_out, selections, trials, kinds, runner, steps)
     if judge is not None:
         from .winrate import run as judge_run
 
@@ -337,8 +419,8 @@ def _judge(spec: CompareSpec, base: Path) -> Any:
     return judge
 
 
-def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selections: list[Selected],
-              trials: list[Any], kinds: dict[str, str], runner: Any) -> dict[str, Any]:  # fmt: skip
+def summarize(spec: CompareSpec, budget: Budget, dataset: Any, held_out: Any, selections: list[Selected],
+              trials: list[Any], kinds: dict[str, str], runner: Any, steps: dict[str, int]) -> dict[str, Any]:  # fmt: skip
     """Everything results.json holds; `rows` is exactly the Markdown table."""
     from . import __version__
 
@@ -357,16 +439,18 @@ def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selecti
     full = by_name["full"].eval_loss if "full" in by_name else None
     rows = []
     for t in trials:
-        rows.append(_row(t.name, kinds[t.name], t.n, t.tokens, t.eval_loss, rand, full,
-                         sel[t.name].seconds if t.name in sel else None, t.seconds))  # fmt: skip
+        rows.append(_row(t.name, kinds[t.name], t.n, t.tokens, t.target_tokens, steps[t.name], t.eval_loss, rand,
+                         full, sel[t.name].seconds if t.name in sel else None, t.seconds))  # fmt: skip
     if rand is not None:
         rs = [t for t in trials if kinds[t.name] == "random"]
         rows.append(
             _row(
                 f"random (mean of {len(rs)})",
                 "random-mean",
-                size,
+                round(statistics.fmean(t.n for t in rs)),
                 round(statistics.fmean(t.tokens for t in rs)),
+                round(statistics.fmean(t.target_tokens for t in rs)),
+                round(statistics.fmean(steps[t.name] for t in rs)),
                 rand["mean"],
                 rand,
                 full,
@@ -385,7 +469,7 @@ def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selecti
             "examples": len(held_out.examples),
             "answer_tokens": trials[0].eval_tokens if trials else None,
         },
-        "budget": {"given": spec.budget, "examples": size, "of": len(dataset.examples)},
+        "budget": budget.as_dict(),
         "base": {"model": spec.base, "fingerprint": runner.source.fingerprint},
         "finetune": asdict(runner.config),
         "machine": machine(),
@@ -393,10 +477,11 @@ def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selecti
         "full": full,
         "selections": {
             s.method: {
-                "kept": len(s.positions),
+                "kept": len(s.picked),
+                "ranked": len(s.positions),
                 "seconds": s.seconds,
                 "steps": s.steps,
-                "ids": [dataset.examples[i].id for i in s.positions],
+                "ids": [dataset.examples[i].id for i in s.picked],
             }  # fmt: skip
             for s in selections
         },
@@ -405,8 +490,8 @@ def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selecti
     }
 
 
-def _row(name: str, kind: str, n: int, tokens: int, loss: float, rand: dict | None, full: float | None,
-         select_s: float | None, train_s: float) -> dict[str, Any]:  # fmt: skip
+def _row(name: str, kind: str, n: int, tokens: int, trained: int, steps: int, loss: float, rand: dict | None,
+         full: float | None, select_s: float | None, train_s: float) -> dict[str, Any]:  # fmt: skip
     d_rand = loss - rand["mean"] if rand else None
     sd = rand["sd"] if rand else None
     return {
@@ -414,6 +499,8 @@ def _row(name: str, kind: str, n: int, tokens: int, loss: float, rand: dict | No
         "kind": kind,
         "n": n,
         "tokens": tokens,
+        "trained_tokens": trained,
+        "steps": steps,
         "eval_loss": loss,
         "delta_random": d_rand,
         "z_random": d_rand / sd if d_rand is not None and sd else None,
@@ -478,8 +565,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# instructsift compare",
         "",
-        f"- data: `{results['data']['path']}` ({results['data']['examples']:,} examples); budget "
-        f"{b['examples']:,} examples ({100 * b['examples'] / b['of']:.1f}%)",
+        f"- data: `{results['data']['path']}` ({results['data']['examples']:,} examples); budget {_budget_text(b)}",
         f"- held out: `{results['eval']['path']}` ({results['eval']['examples']:,} examples, "
         f"{results['eval']['answer_tokens'] or 0:,} answer tokens)",
         f"- base model: {results['base']['model']}; {mode}, {ft['epochs']:g} epochs, lr {lr:g}, batch {ft['batch_size']}"
@@ -502,21 +588,28 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Eval loss: mean cross-entropy per answer token on the held-out set, lower is better. Δ < 0: lower loss than "
-        "the mean of the random picks (z: Δ in random standard deviations) or than all the data.",
+        "the mean of the random picks (z: Δ in random standard deviations) or than all the data. Trained: the answer "
+        "tokens trained per epoch (after the max-length cut; prompt tokens are not trained); steps: optimizer steps.",
         "",
-        "| method | n | tokens | eval loss | Δ vs random | z | Δ vs full | select time | train+eval time |"
+        "| method | n | trained | steps | eval loss | Δ vs random | z | Δ vs full | select time | train+eval time |"
         + (" win rate vs random |" if judged else ""),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if judged else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if judged else ""),
     ]
     for row in results["rows"]:
         z = "-" if row["z_random"] is None else f"{row['z_random']:+.2f}"
         lines.append(
-            f"| {row['name']} | {row['n']:,} | {row['tokens']:,} | {row['eval_loss']:.4f} | "
+            f"| {row['name']} | {row['n']:,} | {row['trained_tokens']:,} | {row['steps']:,} | {row['eval_loss']:.4f} | "
             f"{_signed(row['delta_random'])} | {z} | {_signed(row['delta_full'])} | "
             f"{duration(row['select_seconds'])} | {duration(row['train_seconds'])} |"
             + (f" {_win(row)} |" if judged else "")
         )
     return "\n".join(lines) + "\n"
+
+
+def _budget_text(b: dict[str, Any]) -> str:
+    if b.get("tokens") is not None:
+        return f"{b['tokens']:,} trained answer tokens per pick ({100 * b['tokens'] / max(b['of_tokens'], 1):.1f}%)"
+    return f"{b['examples']:,} examples ({100 * b['examples'] / b['of']:.1f}%)"
 
 
 def _win(row: dict[str, Any]) -> str:
@@ -544,7 +637,7 @@ def plot_loss(results: dict[str, Any], target: Path) -> None:
     ax.set_yticks(range(len(rows)), [f"{row['name']} (n={row['n']:,})" for row in rows])
     ax.invert_yaxis()
     ax.set_xlabel("held-out answer loss (lower is better)")
-    ax.set_title(f"{results['base']['model']}, budget {results['budget']['examples']:,} examples")
+    ax.set_title(f"{results['base']['model']}, budget {_budget_text(results['budget'])}")
     if r or full is not None:
         ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
