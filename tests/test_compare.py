@@ -206,7 +206,9 @@ def test_compare_writes_a_table_equal_to_its_json_and_a_new_method_adds_one_tria
     table = _md_rows((out / "results.md").read_text())
     assert len(table) == len(saved["rows"])
     for cells, row in zip(table, saved["rows"], strict=True):
-        name, n, trained, steps, loss, d_rand, z, d_full, sel, train = cells
+        name, n, trained, steps, loss, d_rand, ci, z, d_long, ci_long, d_full, sel, train = cells
+        assert ci == ("-" if row["random_ci"] is None else "[{:+.4f}, {:+.4f}]".format(*row["random_ci"]))
+        assert d_long == ci_long == "-"  # no longest arm here
         assert name == row["name"] and _num(n) == row["n"] and _num(trained) == row["trained_tokens"]
         assert _num(steps) == row["steps"] == (2 if row["n"] == 4 else 12)  # batch 2, one epoch
         assert _num(loss) == round(row["eval_loss"], 4)
@@ -273,6 +275,22 @@ def test_compare_report_shows_the_losses_and_each_methods_scores_and_picks(rows,
     assert bad.exit_code == 2 and "page.txt" in bad.output
 
 
+def test_paired_difference_against_a_hand_computation() -> None:
+    from instructsift.experiments.intervals import mean_losses, paired_difference
+
+    # two examples: a resample is (x, x), (x, y) or (y, x), (y, y); the token-weighted means are
+    # d1, (w1 d1 + w2 d2) / (w1 + w2), d2 with probabilities 1/4, 1/2, 1/4: the 95% interval is [d1, d2]
+    p = paired_difference([1.0, 3.0], [0.5, 1.0], [10, 30])
+    assert p.delta == (10 * 0.5 + 30 * 2.0) / 40 and (p.low, p.high) == (0.5, 2.0) and not p.includes_zero
+    same = paired_difference([1.0, 2.0, 3.0], [0.5, 1.5, 2.5], [3, 4, 5])
+    assert same.delta == same.low == same.high == pytest.approx(0.5, rel=1e-12)
+    mixed = paired_difference([1.0, 2.0, None, 0.0], [2.0, 1.0, 5.0, 0.0], [1, 1, 1, 1])
+    assert mixed.examples == 3 and mixed.includes_zero  # the skipped example is left out
+    assert mean_losses([[1.0, None, 3.0], [2.0, 4.0, 5.0]]) == [1.5, None, 4.0]
+    with pytest.raises(ValueError, match="different held-out sets"):
+        paired_difference([1.0], [1.0, 2.0], [1, 1])
+
+
 def test_fill_tokens_takes_the_order_until_the_budget_and_the_last_only_when_nearer() -> None:
     from instructsift.selection.budget import fill_tokens, rows_needed
 
@@ -317,6 +335,27 @@ def test_a_token_budget_gives_every_pick_the_same_trained_tokens(rows, tiny_mode
     assert sorted(r["selections"]["longest"]["ids"]) == sorted(read(rows[0]).examples[i].id for i in longest)
     md = (tmp_path / "out" / "results.md").read_text()
     assert f"budget {budget:,} trained answer tokens per pick" in md
+    # steps as the trainer took them; per-example held-out losses saved with each trial and paired
+    from instructsift.train.finetune import optimizer_steps
+
+    for t in r["trials"]:
+        rows_of = [
+            i
+            for i, ex in enumerate(read(rows[0]).examples)
+            if ex.id in set(r["selections"].get(t["name"], {}).get("ids", []))
+        ]
+        if rows_of:
+            assert t["steps"] == optimizer_steps(
+                sum(costs[i].sequences for i in rows_of), FinetuneConfig(**spec.finetune)
+            )
+        assert len(t["eval_losses"]) == len(t["eval_counts"]) == 8 and sum(t["eval_counts"]) == t["eval_tokens"]
+        weighted = sum(x * n for x, n in zip(t["eval_losses"], t["eval_counts"], strict=True)) / t["eval_tokens"]
+        assert weighted == pytest.approx(t["eval_loss"], rel=1e-9)
+    low, high = by_name["longest"]["random_ci"]
+    assert low <= by_name["longest"]["delta_random"] <= high
+    assert ("no difference from random shown" in md) == (low <= 0 <= high)
+    again = compare(spec, tmp_path / "out2", progress=False)  # cached: the per-example losses come back
+    assert again["trained_now"] == 0 and again["rows"][0]["random_ci"] == by_name["longest"]["random_ci"]
 
 
 def test_a_method_short_of_the_budget_fails_before_any_training(rows, tiny_model: Path, tmp_path: Path) -> None:

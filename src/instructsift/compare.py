@@ -388,8 +388,7 @@ def compare(
             "the first is warmup at learning rate 0, so the picks can hardly differ: raise the budget or --epochs"
         )
     trials = runner.run(subsets)
-    steps = {name: optimizer_steps(sum(costs[i].sequences for i in rows), config) for name, rows in subsets.items()}
-    results = summarize(spec, budget, dataset, held_out, selections, trials, kinds, runner, steps)
+    results = summarize(spec, budget, dataset, held_out, selections, trials, kinds, runner)
     if judge is not None:
         from .winrate import run as judge_run
 
@@ -420,7 +419,7 @@ def _judge(spec: CompareSpec, base: Path) -> Any:
 
 
 def summarize(spec: CompareSpec, budget: Budget, dataset: Any, held_out: Any, selections: list[Selected],
-              trials: list[Any], kinds: dict[str, str], runner: Any, steps: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+              trials: list[Any], kinds: dict[str, str], runner: Any) -> dict[str, Any]:  # fmt: skip
     """Everything results.json holds; `rows` is exactly the Markdown table."""
     from . import __version__
 
@@ -439,7 +438,7 @@ def summarize(spec: CompareSpec, budget: Budget, dataset: Any, held_out: Any, se
     full = by_name["full"].eval_loss if "full" in by_name else None
     rows = []
     for t in trials:
-        rows.append(_row(t.name, kinds[t.name], t.n, t.tokens, t.target_tokens, steps[t.name], t.eval_loss, rand,
+        rows.append(_row(t.name, kinds[t.name], t.n, t.tokens, t.target_tokens, t.steps, t.eval_loss, rand,
                          full, sel[t.name].seconds if t.name in sel else None, t.seconds))  # fmt: skip
     if rand is not None:
         rs = [t for t in trials if kinds[t.name] == "random"]
@@ -450,7 +449,7 @@ def summarize(spec: CompareSpec, budget: Budget, dataset: Any, held_out: Any, se
                 round(statistics.fmean(t.n for t in rs)),
                 round(statistics.fmean(t.tokens for t in rs)),
                 round(statistics.fmean(t.target_tokens for t in rs)),
-                round(statistics.fmean(steps[t.name] for t in rs)),
+                round(statistics.fmean(t.steps for t in rs)),
                 rand["mean"],
                 rand,
                 full,
@@ -458,6 +457,7 @@ def summarize(spec: CompareSpec, budget: Budget, dataset: Any, held_out: Any, se
                 statistics.fmean(t.seconds for t in rs),
             )  # fmt: skip
         )
+    paired(rows, trials, kinds)
     return {
         "instructsift": __version__,
         "command": " ".join(["instructsift", *sys.argv[1:]]) if Path(sys.argv[0]).name == "instructsift" else None,
@@ -488,6 +488,34 @@ def summarize(spec: CompareSpec, budget: Budget, dataset: Any, held_out: Any, se
         "trials": [{**t.as_dict(), "kind": kinds[t.name]} for t in trials],
         "rows": rows,
     }
+
+
+def paired(rows: list[dict[str, Any]], trials: list[Any], kinds: dict[str, str]) -> None:
+    """Each method's row gains its paired difference, with a 95% bootstrap interval over the held-out
+    examples, against the mean of the random picks (`random_ci`) and against `longest` when it ran
+    (`delta_longest`, `longest_ci`); None where a trial has no per-example losses (cached by an older
+    version) or there is nothing to compare with."""
+    from .experiments.intervals import mean_losses, paired_difference
+
+    with_losses = {t.name: t for t in trials if t.eval_losses is not None}
+    randoms = [t for t in trials if kinds[t.name] == "random"]
+    rand = (
+        mean_losses([t.eval_losses for t in randoms])
+        if randoms and all(t.name in with_losses for t in randoms)
+        else None
+    )
+    longest = with_losses.get("longest")
+    for row in rows:
+        row["random_ci"] = row["delta_longest"] = row["longest_ci"] = None
+        t = with_losses.get(row["name"])
+        if t is None or row["kind"] != "method":
+            continue
+        if rand is not None:
+            p = paired_difference(t.eval_losses, rand, t.eval_counts)
+            row["random_ci"] = [p.low, p.high]
+        if longest is not None and t is not longest:
+            p = paired_difference(t.eval_losses, longest.eval_losses, t.eval_counts)
+            row["delta_longest"], row["longest_ci"] = p.delta, [p.low, p.high]
 
 
 def _row(name: str, kind: str, n: int, tokens: int, trained: int, steps: int, loss: float, rand: dict | None,
@@ -591,19 +619,42 @@ def markdown(results: dict[str, Any]) -> str:
         "the mean of the random picks (z: Δ in random standard deviations) or than all the data. Trained: the answer "
         "tokens trained per epoch (after the max-length cut; prompt tokens are not trained); steps: optimizer steps.",
         "",
-        "| method | n | trained | steps | eval loss | Δ vs random | z | Δ vs full | select time | train+eval time |"
-        + (" win rate vs random |" if judged else ""),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if judged else ""),
+        "| method | n | trained | steps | eval loss | Δ vs random | 95% CI | z | Δ vs longest | 95% CI | Δ vs full "
+        "| select time | train+eval time |" + (" win rate vs random |" if judged else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if judged else ""),
     ]
     for row in results["rows"]:
         z = "-" if row["z_random"] is None else f"{row['z_random']:+.2f}"
         lines.append(
             f"| {row['name']} | {row['n']:,} | {row['trained_tokens']:,} | {row['steps']:,} | {row['eval_loss']:.4f} | "
-            f"{_signed(row['delta_random'])} | {z} | {_signed(row['delta_full'])} | "
+            f"{_signed(row['delta_random'])} | {_ci(row.get('random_ci'))} | {z} | {_signed(row.get('delta_longest'))} "
+            f"| {_ci(row.get('longest_ci'))} | {_signed(row['delta_full'])} | "
             f"{duration(row['select_seconds'])} | {duration(row['train_seconds'])} |"
             + (f" {_win(row)} |" if judged else "")
         )
+    words = [_in_words(row) for row in results["rows"] if row["kind"] == "method"]
+    if any(words):
+        lines += ["", "95% CI: a paired bootstrap over the held-out examples (2,000 resamples, seed 0).", ""]
+        lines += [f"- {w}" for w in words if w]
     return "\n".join(lines) + "\n"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "-" if ci is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+
+def _in_words(row: dict[str, Any]) -> str:
+    """What a method's intervals say, in words."""
+    said = []
+    for what, delta, ci in (("random", row["delta_random"], row.get("random_ci")),
+                            ("longest", row.get("delta_longest"), row.get("longest_ci"))):  # fmt: skip
+        if ci is None:
+            continue
+        if ci[0] <= 0 <= ci[1]:
+            said.append(f"no difference from {what} shown (the interval includes zero)")
+        else:
+            said.append(f"{'lower' if delta < 0 else 'higher'} loss than {what}")
+    return f"{row['name']}: {'; '.join(said)}" if said else ""
 
 
 def _budget_text(b: dict[str, Any]) -> str:

@@ -60,6 +60,8 @@ class Trial:
     eval_seconds: float
     key: str
     skipped: int = 0  # training examples with no answer token left
+    eval_losses: list[float | None] | None = None  # each held-out example's mean answer loss (None: skipped)
+    eval_counts: list[int] | None = None  # each held-out example's answer tokens (trials from before 0.2 lack both)
     cached: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -233,6 +235,8 @@ class ExperimentRunner:
             eval_seconds=ev.seconds,
             key=key,
             skipped=ft["skipped"],
+            eval_losses=ev.per_example,
+            eval_counts=ev.per_example_tokens,
             settings={
                 **self.settings(),
                 "base": self.base,
