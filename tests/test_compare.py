@@ -206,7 +206,9 @@ def test_compare_writes_a_table_equal_to_its_json_and_a_new_method_adds_one_tria
     table = _md_rows((out / "results.md").read_text())
     assert len(table) == len(saved["rows"])
     for cells, row in zip(table, saved["rows"], strict=True):
-        name, n, trained, steps, loss, d_rand, ci, z, d_long, ci_long, d_full, sel, train = cells
+        name, n, trained, steps, loss, d_rand, ci, z, d_long, ci_long, d_full, rho, ratio, sel, train = cells
+        length = row["length"] or {}
+        assert rho == ("-" if length.get("rho") is None else f"{length['rho']:+.2f}")
         assert ci == ("-" if row["random_ci"] is None else "[{:+.4f}, {:+.4f}]".format(*row["random_ci"]))
         assert d_long == ci_long == "-"  # no longest arm here
         assert name == row["name"] and _num(n) == row["n"] and _num(trained) == row["trained_tokens"]
@@ -354,6 +356,16 @@ def test_a_token_budget_gives_every_pick_the_same_trained_tokens(rows, tiny_mode
     low, high = by_name["longest"]["random_ci"]
     assert low <= by_name["longest"]["delta_random"] <= high
     assert ("no difference from random shown" in md) == (low <= 0 <= high)
+    # the length diagnostic: longest ranks by characters, which is nearly the trained tokens' order
+    from scipy.stats import spearmanr
+
+    diag = by_name["longest"]["length"]
+    chars = [len(r["output"]) for r in pool]
+    assert diag["score"] == "output_chars" and diag["rows"] == len(pool)
+    assert diag["rho"] == pytest.approx(spearmanr(chars, each).statistic, rel=1e-9) and diag["length_filter"]
+    assert diag["pick_mean_tokens"] > diag["pool_mean_tokens"] == pytest.approx(sum(each) / len(each), rel=1e-12)
+    assert "longest: " in md and "mostly a length filter on this data" in md
+    assert by_name["random-0"]["length"] is None
     again = compare(spec, tmp_path / "out2", progress=False)  # cached: the per-example losses come back
     assert again["trained_now"] == 0 and again["rows"][0]["random_ci"] == by_name["longest"]["random_ci"]
 

@@ -389,6 +389,9 @@ def compare(
         )
     trials = runner.run(subsets)
     results = summarize(spec, budget, dataset, held_out, selections, trials, kinds, runner)
+    by_method = {s.method: s for s in selections}
+    for row in results["rows"]:
+        row["length"] = lengths(by_method[row["name"]], tokens) if row["name"] in by_method else None
     if judge is not None:
         from .winrate import run as judge_run
 
@@ -488,6 +491,16 @@ def summarize(spec: CompareSpec, budget: Budget, dataset: Any, held_out: Any, se
         "trials": [{**t.as_dict(), "kind": kinds[t.name]} for t in trials],
         "rows": rows,
     }
+
+
+def lengths(s: Selected, tokens: list[int]) -> dict[str, Any]:
+    """The length diagnostic of a method's run (`experiments.length`): ρ of its score with trained answer
+    tokens over the pool, its pick's mean tokens against the pool's."""
+    from . import registry
+    from .experiments.length import length_diagnostic
+
+    built = [registry.get("select", st.name).build(st.options) for st in s.run.recipe.steps if st.kind == "select"]
+    return length_diagnostic(s.run.table, built, tokens, s.picked)
 
 
 def paired(rows: list[dict[str, Any]], trials: list[Any], kinds: dict[str, str]) -> None:
@@ -620,23 +633,38 @@ def markdown(results: dict[str, Any]) -> str:
         "tokens trained per epoch (after the max-length cut; prompt tokens are not trained); steps: optimizer steps.",
         "",
         "| method | n | trained | steps | eval loss | Δ vs random | 95% CI | z | Δ vs longest | 95% CI | Δ vs full "
-        "| select time | train+eval time |" + (" win rate vs random |" if judged else ""),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if judged else ""),
+        "| ρ length | tokens pick/pool | select time | train+eval time |" + (" win rate vs random |" if judged else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if judged else ""),
     ]
     for row in results["rows"]:
         z = "-" if row["z_random"] is None else f"{row['z_random']:+.2f}"
         lines.append(
             f"| {row['name']} | {row['n']:,} | {row['trained_tokens']:,} | {row['steps']:,} | {row['eval_loss']:.4f} | "
             f"{_signed(row['delta_random'])} | {_ci(row.get('random_ci'))} | {z} | {_signed(row.get('delta_longest'))} "
-            f"| {_ci(row.get('longest_ci'))} | {_signed(row['delta_full'])} | "
+            f"| {_ci(row.get('longest_ci'))} | {_signed(row['delta_full'])} | {_length(row.get('length'))} | "
             f"{duration(row['select_seconds'])} | {duration(row['train_seconds'])} |"
             + (f" {_win(row)} |" if judged else "")
         )
     words = [_in_words(row) for row in results["rows"] if row["kind"] == "method"]
-    if any(words):
-        lines += ["", "95% CI: a paired bootstrap over the held-out examples (2,000 resamples, seed 0).", ""]
+    if any(row["kind"] == "method" for row in results["rows"]):
+        lines += [
+            "",
+            "95% CI: a paired bootstrap over the held-out examples (2,000 resamples, seed 0). ρ length: "
+            "Spearman's ρ between the method's score (ranked first = higher) and trained answer tokens over the "
+            "pool; tokens pick/pool: its pick's mean trained answer tokens over the pool's.",
+            "",
+        ]
         lines += [f"- {w}" for w in words if w]
     return "\n".join(lines) + "\n"
+
+
+def _length(d: dict[str, Any] | None) -> str:
+    """ρ and the pick's mean tokens over the pool's, two cells."""
+    if not d:
+        return "- | -"
+    rho = "-" if d["rho"] is None else f"{d['rho']:+.2f}"
+    ratio = "-" if not d["pool_mean_tokens"] else f"{d['pick_mean_tokens'] / d['pool_mean_tokens']:.2f}x"
+    return f"{rho} | {ratio}"
 
 
 def _ci(ci: list[float] | None) -> str:
@@ -654,6 +682,9 @@ def _in_words(row: dict[str, Any]) -> str:
             said.append(f"no difference from {what} shown (the interval includes zero)")
         else:
             said.append(f"{'lower' if delta < 0 else 'higher'} loss than {what}")
+    d = row.get("length") or {}
+    if d.get("length_filter"):
+        said.append(f"mostly a length filter on this data (ρ = {d['rho']:.2f} between {d['score']} and answer tokens)")
     return f"{row['name']}: {'; '.join(said)}" if said else ""
 
 
