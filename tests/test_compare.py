@@ -370,6 +370,37 @@ def test_a_token_budget_gives_every_pick_the_same_trained_tokens(rows, tiny_mode
     assert again["trained_now"] == 0 and again["rows"][0]["random_ci"] == by_name["longest"]["random_ci"]
 
 
+def test_several_budgets_give_a_curve_and_reuse_their_trials(rows, tiny_model: Path, tmp_path: Path) -> None:
+    from instructsift.compare import compare, parse_budget
+
+    assert parse_budget("4,8") == [4, 8] and parse_budget("0.05, 0.1") == [0.05, 0.1]
+    spec = _spec(rows, tiny_model, tmp_path / "cache", budget=[4, 8], methods=["longest"], options={},
+                 random_seeds=1)  # fmt: skip
+    r = compare(spec, tmp_path / "out", progress=False)
+    assert [p["given"] for p in r["points"]] == [4, 8] and r["by"] == "budget"
+    for p in r["points"]:
+        one = json.loads((tmp_path / "out" / p["folder"] / "results.json").read_text())
+        assert one["rows"] == p["rows"] and one["budget"]["examples"] == p["given"]
+        assert {row["name"]: row["n"] for row in p["rows"]} == {
+            "longest": p["given"], "random-0": p["given"], "full": 24, "random (mean of 1)": p["given"]}  # fmt: skip
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["points"] == json.loads(json.dumps(r["points"], default=str))
+    md = (tmp_path / "out" / "results.md").read_text()
+    longest = next(ln for ln in md.splitlines() if ln.startswith("| longest |"))
+    at = [next(row for row in p["rows"] if row["name"] == "longest") for p in r["points"]]
+    assert longest == "| longest | " + " | ".join(
+        f"{a['eval_loss']:.4f} ({a['n']:,}, {a['trained_tokens']:,})" for a in at) + " |"  # fmt: skip
+    if _has_matplotlib():
+        assert (tmp_path / "out" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    # a third budget later: only its trials train (full is shared by every budget)
+    more = compare(spec.model_copy(update={"budget": [4, 8, 12]}), tmp_path / "out", overwrite=True, progress=False)
+    assert [p["given"] for p in more["points"]] == [4, 8, 12]
+    trained = [
+        json.loads((tmp_path / "out" / f"budget-{b}" / "results.json").read_text())["trained_now"] for b in (4, 8, 12)
+    ]
+    assert trained == [0, 0, 2]
+
+
 def test_a_method_short_of_the_budget_fails_before_any_training(rows, tiny_model: Path, tmp_path: Path) -> None:
     from instructsift.compare import compare
     from instructsift.errors import UsageError

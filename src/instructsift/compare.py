@@ -23,6 +23,7 @@ and `loss.png` (eval loss per method, the random band and the full-data line; ne
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import platform
@@ -54,9 +55,11 @@ class CompareSpec(StrictModel):
     data: str
     eval: str
     methods: list[str] = Field(default_factory=list)
-    budget: int | float | None = Field(None, description="examples per selection: a count, or a ratio of the data set")
-    budget_tokens: int | float | None = Field(
-        None, description="trained answer tokens per selection: a count, or a ratio of the data set's"
+    budget: int | float | list[int | float] | None = Field(
+        None, description="examples per selection: a count, or a ratio of the data set (a list: a curve)"
+    )
+    budget_tokens: int | float | list[int | float] | None = Field(
+        None, description="trained answer tokens per selection: a count, or a ratio of the data set's (a list: a curve)"
     )
     base: str = "embedded"
     random_seeds: int = Field(3, ge=0)
@@ -77,15 +80,28 @@ class CompareSpec(StrictModel):
 
     @field_validator("budget", "budget_tokens")
     @classmethod
-    def _budget(cls, v: int | float | None, info: Any) -> int | float | None:
+    def _budget(cls, v: Any, info: Any) -> Any:
         what = "examples" if info.field_name == "budget" else "tokens"
-        if v is None:
-            return v
-        if isinstance(v, bool) or (isinstance(v, int) and v < 1):
-            raise ValueError(f"a budget in {what} is at least 1, got {v}")
-        if isinstance(v, float) and not 0 < v <= 1:
-            raise ValueError(f"a budget ratio is in (0, 1], got {v} (a count is a whole number: 450)")
+        for b in v if isinstance(v, list) else [] if v is None else [v]:
+            if isinstance(b, bool) or (isinstance(b, int) and b < 1):
+                raise ValueError(f"a budget in {what} is at least 1, got {b}")
+            if isinstance(b, float) and not 0 < b <= 1:
+                raise ValueError(f"a budget ratio is in (0, 1], got {b} (a count is a whole number: 450)")
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("a list of budgets needs at least one")
+            if len(set(v)) != len(v):
+                raise ValueError(f"a budget is listed twice: {v}")
+            return v[0] if len(v) == 1 else v
         return v
+
+    def budgets(self) -> list[CompareSpec]:
+        """One spec per budget of a curve (itself for one budget)."""
+        key = "budget" if self.budget is not None else "budget_tokens"
+        values = getattr(self, key)
+        if not isinstance(values, list):
+            return [self]
+        return [self.model_copy(update={key: b}) for b in values]
 
     @model_validator(mode="after")
     def _one_budget(self) -> CompareSpec:
@@ -103,8 +119,10 @@ class CompareSpec(StrictModel):
         return FinetuneConfig(**self.finetune)
 
 
-def parse_budget(text: str, option: str = "--budget") -> int | float:
-    """`450` -> 450 (examples or tokens); `0.05` -> 5% of the data set's."""
+def parse_budget(text: str, option: str = "--budget") -> int | float | list[int | float]:
+    """`450` -> 450 (examples or tokens); `0.05` -> 5% of the data set's; `0.05,0.1` -> a curve."""
+    if "," in text:
+        return [parse_budget(part.strip(), option) for part in text.split(",")]  # type: ignore[misc]
     try:
         return int(text)
     except ValueError:
@@ -112,7 +130,9 @@ def parse_budget(text: str, option: str = "--budget") -> int | float:
     try:
         return float(text)
     except ValueError:
-        raise OptionError(f"{option} {text!r}: a count (450) or a ratio of the data set (0.05)") from None
+        raise OptionError(
+            f"{option} {text!r}: a count (450), a ratio of the data set (0.05), or a list (0.05,0.1)"
+        ) from None
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -298,7 +318,9 @@ def compare(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the comparison `spec` and write results.json, results.md and loss.png into `output` (or
-    `spec.output`); returns the results (what results.json holds)."""
+    `spec.output`); returns the results (what results.json holds). With several budgets, `curve`."""
+    if len(spec.budgets()) > 1:
+        return curve(spec, output, base_dir=base_dir, overwrite=overwrite, progress=progress, log=log)
     from .api import read
     from .models import use_cache_root
     from .outputs import Output, check_inputs, check_outputs
@@ -407,6 +429,106 @@ def compare(
 
         write_report(from_comparison(out, dataset, {s.method: s.run for s in selections}, subsets), report)
     return results
+
+
+def curve(
+    spec: CompareSpec,
+    output: str | os.PathLike | None = None,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """A comparison at each of several budgets: each one's whole comparison in `budget-<value>/` (trials
+    cached as ever, so a budget added later costs its trials alone), and at the top `results.json` (every
+    arm's eval loss, n and trained tokens per budget), `results.md` (the curves as a table) and `curve.png`."""
+    from .atomic import atomic_path
+    from .outputs import Output, check_outputs
+
+    log = log or (lambda _m: None)
+    base = Path(base_dir) if base_dir else Path.cwd()
+    out = Path(output) if output is not None else (_path(base, spec.output) if spec.output else None)
+    if out is None:
+        raise UsageError("compare needs an output folder (-o FOLDER)")
+    if spec.report:
+        raise UsageError("--report shows one budget: give one budget, or open each budget-*/ folder's results")
+    check_outputs([_path(base, spec.data), _path(base, spec.eval)], [Output(out, "compare", "--output")],
+                  overwrite=overwrite)  # fmt: skip
+    if spec.plot:
+        require_matplotlib()
+    key = "budget" if spec.budget is not None else "budget_tokens"
+    points: list[dict[str, Any]] = []
+    with atomic_path(out, directory=True) as tmp:
+        for one in spec.budgets():
+            value = getattr(one, key)
+            log(f"{key} {value}")
+            r = compare(one, tmp / f"budget-{value}", base_dir=base, progress=progress, log=log)
+            points.append({"given": value, "folder": f"budget-{value}", "budget": r["budget"], "rows": r["rows"]})
+        results = {"spec": spec.model_dump(), "by": key, "points": points}
+        (tmp / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / "results.md").write_text(curve_markdown(results), encoding="utf-8")
+        if spec.plot:
+            plot_curve(results, tmp / "curve.png")
+    return results
+
+
+def curve_arms(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each arm's points along the budgets: the methods, the mean random pick and all the data."""
+    arms: dict[str, list[dict[str, Any]]] = {}
+    for p in results["points"]:
+        for row in p["rows"]:
+            if row["kind"] == "random":
+                continue
+            name = "random (mean)" if row["kind"] == "random-mean" else row["name"]
+            arms.setdefault(name, []).append({"given": p["given"], **row})
+    return arms
+
+
+def curve_markdown(results: dict[str, Any]) -> str:
+    """Eval loss per arm (rows) and budget (columns), with each pick's n and trained tokens."""
+    budgets = [p["given"] for p in results["points"]]
+    unit = "examples" if results["by"] == "budget" else "trained answer tokens"
+    lines = [
+        "# instructsift compare: a curve over budgets",
+        "",
+        f"Budgets in {unit}: {', '.join(map(str, budgets))}; each budget's full table is in its `budget-*/` folder.",
+        "Cells: eval loss (n, trained answer tokens); lower is better.",
+        "",
+        "| arm | " + " | ".join(str(b) for b in budgets) + " |",
+        "|---|" + "---:|" * len(budgets),
+    ]
+    for name, pts in curve_arms(results).items():
+        at = {p["given"]: p for p in pts}
+        cells = [
+            f"{at[b]['eval_loss']:.4f} ({at[b]['n']:,}, {at[b]['trained_tokens']:,})" if b in at else "-"
+            for b in budgets
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curve(results: dict[str, Any], target: Path) -> None:
+    """Eval loss against the budget's trained answer tokens, a line per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, pts in curve_arms(results).items():
+        if name == "full":
+            ax.axhline(pts[0]["eval_loss"], color="tab:green", linestyle="--", label="all data")
+            continue
+        style = {"color": "tab:gray", "linestyle": ":"} if name.startswith("random") else {"linestyle": "-"}
+        ax.plot([p["trained_tokens"] for p in pts], [p["eval_loss"] for p in pts], marker="o", label=name, **style)
+    ax.set_xlabel("trained answer tokens per epoch")
+    ax.set_ylabel("held-out answer loss (lower is better)")
+    ax.set_title(f"{results['spec']['base']}, {len(results['points'])} budgets")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(target, dpi=120)
+    plt.close(fig)
 
 
 def _judge(spec: CompareSpec, base: Path) -> Any:
@@ -729,8 +851,6 @@ def plot_loss(results: dict[str, Any], target: Path) -> None:
 
 def write_results(results: dict[str, Any], out: Path, *, plot: bool = True) -> None:
     """results.json, results.md and loss.png, written together: the folder appears whole or not at all."""
-    import json
-
     from .atomic import atomic_path
 
     with atomic_path(out, directory=True) as tmp:
