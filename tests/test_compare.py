@@ -419,7 +419,9 @@ def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> Non
     pool, held = rows
     judge = ["--judge-url", "http://127.0.0.1:1", "--judge-model", "m"]
     cases = [
-        (["--budget", "five", "--eval", held], "a count (450) or a ratio"),
+        (["--budget", "five", "--eval", held], "a count (450), a ratio of the data set (0.05), or a list"),
+        (["--budget", "4,4", "--eval", held], "a budget is listed twice"),
+        (["--budget", "4", "--budget-tokens", "100", "--eval", held], "one of --budget or --budget-tokens"),
         (["--budget", "1.5", "--eval", held], "a budget ratio is in (0, 1]"),
         (["--budget", "4"], "needs --eval and one of --budget or --budget-tokens"),
         (["--budget", "4", "--eval", held, "--methods", "nosuch"], "unknown method 'nosuch'"),
