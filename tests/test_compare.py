@@ -401,6 +401,56 @@ def test_several_budgets_give_a_curve_and_reuse_their_trials(rows, tiny_model: P
     assert trained == [0, 0, 2]
 
 
+def test_two_held_out_sets_give_a_loss_column_each(rows, tiny_model: Path, tmp_path: Path, shared_data: Path) -> None:
+    """--eval twice: each tuned model is evaluated on both; the second set's loss is the evaluator's own."""
+    from instructsift.api import read
+    from instructsift.train.evaluate import evaluate
+
+    pool, held = rows
+    human = [r for r in json.loads((shared_data / "dolly" / "dolly_3k.json").read_text()) if len(r["output"]) < 200][
+        :5
+    ]
+    second = tmp_path / "human.jsonl"
+    second.write_text("".join(json.dumps(r) + "\n" for r in human))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["compare", str(pool), "--budget", "4", "--eval", str(held), "--eval", str(second), "--base", str(tiny_model),
+            "--methods", "longest", "--random-seeds", "2", "--no-plot", "--epochs", "1", "--batch-size", "2",
+            "--cache-dir", str(cache), "-o", str(out), "-q"]  # fmt: skip
+    from typer.testing import CliRunner
+
+    from instructsift.cli import app
+
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    r = json.loads((out / "results.json").read_text())
+    assert [e["examples"] for e in r["more_evals"]] == [5]
+    trials = {t["name"]: t for t in r["trials"]}
+    rand = [trials["random-0"]["more_evals"][0]["loss"], trials["random-1"]["more_evals"][0]["loss"]]
+    for row in r["rows"]:
+        (e,) = row["more_evals"]
+        if row["kind"] == "random-mean":
+            assert e["eval_loss"] == pytest.approx(sum(rand) / 2, rel=1e-12)
+            continue
+        assert e["eval_loss"] == trials[row["name"]]["more_evals"][0]["loss"] != row["eval_loss"]
+        assert e["delta_random"] == pytest.approx(e["eval_loss"] - sum(rand) / 2, rel=1e-9, abs=1e-12)
+    assert (r["rows"][0]["more_evals"][0]["random_ci"] is not None) and "eval loss 2" in (
+        out / "results.md"
+    ).read_text()
+    # the second set's loss is what `evaluate` gives the tuned model (kept here to check it)
+    from instructsift.train.finetune import FinetuneConfig
+    from instructsift.train.runner import ExperimentRunner
+
+    config = FinetuneConfig(**_spec(rows, tiny_model, cache).finetune)
+    runner = ExperimentRunner(read(pool), read(held), str(tiny_model), config, eval_dtype="float32",
+                              keep_models=True, progress=False, more_evals=[read(second)], cache_dir=tmp_path / "c2")  # fmt: skip
+    t = runner.trial("t", [0, 1, 2, 3])
+    with runner.tuned_model([0, 1, 2, 3]) as folder:
+        direct = evaluate(read(second).examples, str(folder), template=config.template, max_length=config.max_length,
+                          dtype="float32", progress=False)  # fmt: skip
+    assert t.more_evals[0]["loss"] == pytest.approx(direct.loss, rel=1e-6)
+    assert t.more_evals[0]["counts"] == direct.per_example_tokens and t.eval_loss != t.more_evals[0]["loss"]
+
+
 def test_a_method_short_of_the_budget_fails_before_any_training(rows, tiny_model: Path, tmp_path: Path) -> None:
     from instructsift.compare import compare
     from instructsift.errors import UsageError

@@ -821,7 +821,12 @@ def compare_cmd(
             "not count), a count (200000) or a ratio of the data set's (0.05).",
         ),
     ] = None,
-    eval: Annotated[Path | None, typer.Option("--eval", help="Held-out data: each tuned model's answer loss.")] = None,
+    eval: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--eval", help="Held-out data: each tuned model's answer loss (repeat it: a loss column per set)."
+        ),
+    ] = None,
     base: Annotated[str, typer.Option(help="The base model fine-tuned on every pick (as --model).")] = "embedded",
     random_seeds: Annotated[int, typer.Option("--random-seeds", help="Random picks of the same size.")] = 3,
     full: Annotated[bool, typer.Option("--full", help="Also fine-tune on all the data.")] = False,
@@ -878,12 +883,12 @@ def compare_cmd(
         spec, base_dir = load_spec(input)
         spec = spec.model_copy(update={"report": str(report.resolve())}) if report else spec
     else:
-        if (budget is None) == (budget_tokens is None) or eval is None:
+        if (budget is None) == (budget_tokens is None) or not eval:
             _fail("compare needs --eval and one of --budget or --budget-tokens (or a compare recipe)")
         tune = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
         tune = {k: v for k, v in tune.items() if v is not None} | ({"device": device} if device != "auto" else {})
         spec = spec_from(dict(
-            data=str(input), eval=str(eval), methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
+            data=str(input), eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
             budget=parse_budget(budget) if budget else None,
             budget_tokens=parse_budget(budget_tokens, "--budget-tokens") if budget_tokens else None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
             finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,

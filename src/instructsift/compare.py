@@ -53,7 +53,9 @@ class CompareSpec(StrictModel):
     """A whole comparison (the recipe form: a YAML mapping under `compare:`). Paths are relative to `base_dir`."""
 
     data: str
-    eval: str
+    eval: str | list[str] = Field(
+        description="the held-out set, or several: a loss column per set (the first is the main one)"
+    )
     methods: list[str] = Field(default_factory=list)
     budget: int | float | list[int | float] | None = Field(
         None, description="examples per selection: a count, or a ratio of the data set (a list: a curve)"
@@ -94,6 +96,21 @@ class CompareSpec(StrictModel):
                 raise ValueError(f"a budget is listed twice: {v}")
             return v[0] if len(v) == 1 else v
         return v
+
+    @field_validator("eval")
+    @classmethod
+    def _evals(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one held-out set")
+            if len(set(v)) != len(v):
+                raise ValueError(f"a held-out set is named twice: {v}")
+            return v[0] if len(v) == 1 else v
+        return v
+
+    @property
+    def evals(self) -> list[str]:
+        return self.eval if isinstance(self.eval, list) else [self.eval]
 
     def budgets(self) -> list[CompareSpec]:
         """One spec per budget of a curve (itself for one budget)."""
@@ -175,9 +192,13 @@ def save_spec(spec: CompareSpec, target: str | os.PathLike, comment: str = "", b
 
     data = spec.model_dump(exclude_defaults=True)
     folder = Path(target).resolve().parent
+
+    def portable(p: str) -> str:
+        return os.path.relpath(_path(base_dir or Path.cwd(), p).resolve(), folder)
+
     for key in ("data", "eval", "cache_dir", "output", "report"):
         if data.get(key):
-            data[key] = os.path.relpath(_path(base_dir or Path.cwd(), data[key]).resolve(), folder)
+            data[key] = [portable(p) for p in data[key]] if isinstance(data[key], list) else portable(data[key])
     if data.get("judge", {}).get("prompt"):
         data["judge"]["prompt"] = os.path.relpath(
             _path(base_dir or Path.cwd(), data["judge"]["prompt"]).resolve(), folder
@@ -337,11 +358,11 @@ def compare(
     dupes = sorted({m for m in spec.methods if spec.methods.count(m) > 1})
     if dupes:
         raise UsageError(f"--methods names {', '.join(dupes)} twice")
-    data_path, eval_path = _path(base, spec.data), _path(base, spec.eval)
-    check_inputs([data_path, eval_path])
+    data_path, eval_paths = _path(base, spec.data), [_path(base, e) for e in spec.evals]
+    check_inputs([data_path, *eval_paths])
     report = _path(base, spec.report) if spec.report else None
     outputs = [Output(out, "compare", "--output")] + ([Output(report, "report", "--report")] if report else [])
-    check_outputs([data_path, eval_path], outputs, overwrite=overwrite)
+    check_outputs([data_path, *eval_paths], outputs, overwrite=overwrite)
     if report is not None:
         from .report import plotly_missing
 
@@ -359,17 +380,18 @@ def compare(
     cache_dir = _path(base, spec.cache_dir) if spec.cache_dir else None
     with use_cache_root(cache_dir):
         dataset = read(data_path, format=spec.format, on_error=spec.on_error)
-        held_out = read(eval_path, format=spec.format, on_error=spec.on_error)
+        held_out, *more_held_out = [read(p, format=spec.format, on_error=spec.on_error) for p in eval_paths]
     n_data = len(dataset.examples)
     if not n_data:
         raise OptionError(f"{data_path}: no examples to select from")
-    leaked = {ex.content_hash for ex in dataset.examples} & {ex.content_hash for ex in held_out.examples}
-    if leaked:
-        log(f"warning: {len(leaked)} held-out examples are also in the data set: their loss is not held out")
+    for held in (held_out, *more_held_out):
+        leaked = {ex.content_hash for ex in dataset.examples} & {ex.content_hash for ex in held.examples}
+        if leaked:
+            log(f"warning: {len(leaked)} examples of {held.path} are also in the data set: their loss is not held out")
 
     runner = ExperimentRunner(  # resolves the base model: a bad --base fails before any scoring
         dataset, held_out, spec.base, config, eval_batch_tokens=spec.eval_batch_tokens, eval_dtype=spec.eval_dtype,
-        cache_dir=cache_dir, progress=progress, log=log,
+        cache_dir=cache_dir, progress=progress, log=log, more_evals=more_held_out,
     )  # fmt: skip
     with use_cache_root(cache_dir):
         costs = training_costs(dataset.examples, spec.base, config)
@@ -411,6 +433,7 @@ def compare(
         )
     trials = runner.run(subsets)
     results = summarize(spec, budget, dataset, held_out, selections, trials, kinds, runner)
+    more_eval_columns(results, more_held_out, trials, kinds)
     by_method = {s.method: s for s in selections}
     for row in results["rows"]:
         row["length"] = lengths(by_method[row["name"]], tokens) if row["name"] in by_method else None
@@ -453,7 +476,7 @@ def curve(
         raise UsageError("compare needs an output folder (-o FOLDER)")
     if spec.report:
         raise UsageError("--report shows one budget: give one budget, or open each budget-*/ folder's results")
-    check_outputs([_path(base, spec.data), _path(base, spec.eval)], [Output(out, "compare", "--output")],
+    check_outputs([_path(base, spec.data), *(_path(base, e) for e in spec.evals)], [Output(out, "compare", "--output")],
                   overwrite=overwrite)  # fmt: skip
     if spec.plot:
         require_matplotlib()
@@ -625,6 +648,34 @@ def lengths(s: Selected, tokens: list[int]) -> dict[str, Any]:
     return length_diagnostic(s.run.table, built, tokens, s.picked)
 
 
+def more_eval_columns(results: dict[str, Any], sets: Sequence[Any], trials: list[Any], kinds: dict[str, str]) -> None:
+    """The other held-out sets: `results["more_evals"]` names them, and each row gains `more_evals`, one
+    {eval_loss, delta_random, random_ci} per set (the random mean and interval as for the main set)."""
+    from .experiments.intervals import mean_losses, paired_difference
+
+    results["more_evals"] = [{"path": s.path, "examples": len(s.examples)} for s in sets]
+    if not sets:
+        return
+    by_name = {t.name: t for t in trials}
+    randoms = [t for t in trials if kinds[t.name] == "random"]
+    for row in results["rows"]:
+        row["more_evals"] = []
+        for j in range(len(sets)):
+            rand = [t.more_evals[j] for t in randoms]
+            mean = statistics.fmean(r["loss"] for r in rand) if rand else None
+            if row["kind"] == "random-mean":
+                row["more_evals"].append({"eval_loss": mean, "delta_random": 0.0 if rand else None, "random_ci": None})
+                continue
+            mine = by_name[row["name"]].more_evals[j]
+            ci = None
+            if rand and row["kind"] == "method":
+                p = paired_difference(mine["losses"], mean_losses([r["losses"] for r in rand]), mine["counts"])
+                ci = [p.low, p.high]
+            row["more_evals"].append(
+                {"eval_loss": mine["loss"], "delta_random": mine["loss"] - mean if rand else None, "random_ci": ci}
+            )
+
+
 def paired(rows: list[dict[str, Any]], trials: list[Any], kinds: dict[str, str]) -> None:
     """Each method's row gains its paired difference, with a 95% bootstrap interval over the held-out
     examples, against the mean of the random picks (`random_ci`) and against `longest` when it ran
@@ -742,6 +793,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"- random: mean eval loss {r['mean']:.4f}{spread} over {r['seeds']} seeds, "
             f"range {r['min']:.4f} to {r['max']:.4f}"
         )
+    more = results.get("more_evals", [])
+    for j, e in enumerate(more):
+        lines.append(
+            f"- held out {j + 2}: `{e['path']}` ({e['examples']:,} examples): columns `eval loss {j + 2}` and after"
+        )
     judged = results.get("judge")
     if judged:
         lines.append(
@@ -755,8 +811,12 @@ def markdown(results: dict[str, Any]) -> str:
         "tokens trained per epoch (after the max-length cut; prompt tokens are not trained); steps: optimizer steps.",
         "",
         "| method | n | trained | steps | eval loss | Δ vs random | 95% CI | z | Δ vs longest | 95% CI | Δ vs full "
-        "| ρ length | tokens pick/pool | select time | train+eval time |" + (" win rate vs random |" if judged else ""),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if judged else ""),
+        "| ρ length | tokens pick/pool | select time | train+eval time |"
+        + (" win rate vs random |" if judged else "")
+        + "".join(f" eval loss {j + 2} | Δ vs random {j + 2} | 95% CI {j + 2} |" for j in range(len(more))),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        + ("---:|" if judged else "")
+        + "---:|---:|---:|" * len(more),
     ]
     for row in results["rows"]:
         z = "-" if row["z_random"] is None else f"{row['z_random']:+.2f}"
@@ -766,6 +826,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_ci(row.get('longest_ci'))} | {_signed(row['delta_full'])} | {_length(row.get('length'))} | "
             f"{duration(row['select_seconds'])} | {duration(row['train_seconds'])} |"
             + (f" {_win(row)} |" if judged else "")
+            + "".join(
+                f" {_loss(e['eval_loss'])} | {_signed(e['delta_random'])} | {_ci(e['random_ci'])} |"
+                for e in row.get("more_evals", [])
+            )  # fmt: skip
         )
     words = [_in_words(row) for row in results["rows"] if row["kind"] == "method"]
     if any(row["kind"] == "method" for row in results["rows"]):
@@ -787,6 +851,10 @@ def _length(d: dict[str, Any] | None) -> str:
     rho = "-" if d["rho"] is None else f"{d['rho']:+.2f}"
     ratio = "-" if not d["pool_mean_tokens"] else f"{d['pick_mean_tokens'] / d['pool_mean_tokens']:.2f}x"
     return f"{rho} | {ratio}"
+
+
+def _loss(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
 
 def _ci(ci: list[float] | None) -> str:
