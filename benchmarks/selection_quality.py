@@ -3,12 +3,18 @@ all the data? The README's "A real run" (`instructsift compare` on real data), r
 
     .venv/bin/python benchmarks/selection_quality.py                 # the README run (about an hour, 2-core CPU)
     .venv/bin/python benchmarks/selection_quality.py --smoke         # a few minutes: checks it works end to end
+    .venv/bin/python benchmarks/selection_quality.py --budget-tokens 0.05,0.1 --pool 1000 \
+        --methods superfiltering,cherry,alpagasus,ltd,lima,longest --human-n 50
+                                   # issue 21's run: equal training tokens, a second held-out set of human answers
 
 The pool is the first `--pool` rows of ../shared/data/alpaca/alpaca_random_9k.json (itself a uniform random
 sample of Stanford Alpaca 52k, so its first rows are one too); the held-out set is `--eval-n` rows of
 ../shared/data/alpaca_eval/gpt4.json (GPT-4's answers to AlpacaEval's instructions) drawn with
 `numpy.random.default_rng(0)`. Both are written to `<out>.inputs/` and the comparison to `<out>/`
 (results.json, results.md, loss.png); every trial is cached, so a killed run resumes where it stopped.
+`--human-n N` adds a second held-out set: N human-written Dolly answers (../shared/data/dolly/dolly_3k.json,
+drawn with seed 0; none is in the Alpaca pool). `--budget-tokens` makes every pick fill the same trained
+answer tokens (a list: a curve), instead of `--budget`'s equal example counts.
 
 Method settings, said here because the table depends on them: the local AlpaGasus judge is the embedded
 SmolLM2-135M-Instruct, which puts little probability on the score tokens, so its ratings are kept whatever
@@ -35,12 +41,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 POOL = SHARED / "alpaca" / "alpaca_random_9k.json"
 HELD_OUT = SHARED / "alpaca_eval" / "gpt4.json"
+HUMAN = SHARED / "dolly" / "dolly_3k.json"
 METHODS = "superfiltering,cherry,alpagasus,ltd,lima"
 OPTIONS = {"alpagasus": {"judge_min_mass": 0, "threshold": 0}, "lima": {"min_chars": 0}}
 # A few minutes on an idle 2-core CPU: a tiny pool and held-out set, two cheap methods, the embedded model;
 # batch 2, so that a 4-row pick is 2 optimizer steps (the first, warmup, is at learning rate 0).
 SMOKE = dict(pool=40, eval_n=6, budget=0.1, methods="superfiltering,lima", base="embedded", random_seeds=2,
              epochs=1, max_length=128, batch_size=2)  # fmt: skip
+
+
+def human_inputs(folder: Path, n: int) -> Path:
+    """`n` human-written Dolly rows drawn with seed 0, as a second held-out set."""
+    import numpy as np
+
+    rows = json.loads(HUMAN.read_text())
+    picked = sorted(np.random.default_rng(0).choice(len(rows), size=n, replace=False).tolist())
+    target = folder / f"dolly_human_held_out_{n}.json"
+    target.write_text(json.dumps([rows[i] for i in picked], ensure_ascii=False, indent=1))
+    return target
 
 
 def inputs(folder: Path, pool: int, eval_n: int) -> tuple[Path, Path]:
@@ -65,6 +83,10 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=500, help="rows of alpaca_random_9k to select from")
     ap.add_argument("--eval-n", type=int, default=50, help="held-out rows of alpaca_eval/gpt4.json")
     ap.add_argument("--budget", type=float, default=0.1, help="ratio of the pool (or a count, >= 1)")
+    ap.add_argument(
+        "--budget-tokens", default=None, help="instead of --budget: ratios of the pool's trained tokens, 0.05,0.1"
+    )
+    ap.add_argument("--human-n", type=int, default=0, help="a second held-out set of this many human Dolly answers")
     ap.add_argument("--methods", default=METHODS)
     ap.add_argument("--base", default="gemma3-270m", help="the base model fine-tuned on every pick")
     ap.add_argument("--random-seeds", type=int, default=3)
@@ -84,15 +106,19 @@ def main() -> None:
     if not POOL.exists() or not HELD_OUT.exists():
         sys.exit(f"real data not found under {SHARED} (see SOURCES.md in the shared folder)")
 
-    from instructsift.compare import CompareSpec, compare
+    from instructsift.compare import CompareSpec, compare, parse_budget
 
-    pool_file, eval_file = inputs(args.out.with_name(args.out.name + ".inputs"), args.pool, args.eval_n)
+    folder = args.out.with_name(args.out.name + ".inputs")
+    pool_file, eval_file = inputs(folder, args.pool, args.eval_n)
+    evals = [str(eval_file)] + ([str(human_inputs(folder, args.human_n))] if args.human_n else [])
     budget = int(args.budget) if args.budget >= 1 else args.budget
+    tokens = parse_budget(args.budget_tokens, "--budget-tokens") if args.budget_tokens else None
     spec = CompareSpec(
         data=str(pool_file),
-        eval=str(eval_file),
+        eval=evals,
         methods=[m for m in args.methods.split(",") if m],
-        budget=budget,
+        budget=None if tokens else budget,
+        budget_tokens=tokens,
         base=args.base,
         random_seeds=args.random_seeds,
         full=not args.no_full,
@@ -109,7 +135,9 @@ def main() -> None:
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     r = compare(spec, args.out, overwrite=True, log=log)
     print((args.out / "results.md").read_text())
-    print(f"{len(r['trials'])} trials, {r['trained_now']} run now, {time.monotonic() - t0:.0f} s -> {args.out}")
+    points = r.get("points") or [r]
+    trials = sum(len(p.get("trials", p.get("rows", []))) for p in points)
+    print(f"{trials} trials over {len(points)} budget(s), {time.monotonic() - t0:.0f} s -> {args.out}")
 
 
 if __name__ == "__main__":

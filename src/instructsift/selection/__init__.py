@@ -7,6 +7,7 @@ from .diverse import DiverseTop
 from .facility import FacilityLocation
 from .kcenter import KCenter, kcenter_greedy
 from .rules import KeepLanguage, RuleFilter
+from .sample import RandomSample, random_subset
 from .stratified import Stratified
 from .threshold import Threshold, parse_where
 from .top import Top
@@ -19,6 +20,7 @@ __all__ = [
     "KCenter",
     "KMeansSample",
     "KeepLanguage",
+    "RandomSample",
     "RuleFilter",
     "Selection",
     "Selector",
@@ -28,5 +30,6 @@ __all__ = [
     "kcenter_greedy",
     "kmeans_sample",
     "parse_where",
+    "random_subset",
     "select",
 ]

@@ -85,6 +85,10 @@ class DiverseTop:
         if self.ratio is not None or self.k is not None:
             count_for(self.ratio, self.k, 0)
 
+    def ranking(self) -> tuple[str, bool]:
+        """The score column this selector ranks by, and whether highest first."""
+        return self.score, self.descending
+
     def describe(self) -> str:
         size = "" if self.ratio is None and self.k is None else f", up to {self.k or f'{self.ratio:g} of {self.of}'}"
         return f"diverse-top by {self.score}: skip cosine > {self.threshold:g} to a kept row ({self.column}){size}"

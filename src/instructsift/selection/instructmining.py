@@ -363,6 +363,10 @@ class InstructMiningSelect:
         # "@NAME" is a fit step's product, known when the step runs (the pipeline builds the selector again)
         self._rule = None if self.rule.startswith("@") else load_rule(self.rule)
 
+    def ranking(self) -> tuple[str, bool]:
+        """The score column this selector ranks by (the predicted log loss), and whether highest first."""
+        return self.column, False
+
     def describe(self) -> str:
         size = "" if self.ratio is None and self.k is None else f", keep {self.k or f'{self.ratio:g} of {self.of}'}"
         what = self._rule.summary() if self._rule is not None else self.rule

@@ -80,6 +80,10 @@ class Stratified:
     def _stratum(self) -> str:
         return self.by if self.by else "K-Means cluster"
 
+    def ranking(self) -> tuple[str, bool] | None:
+        """The score column this selector ranks by, and whether highest first (None: no score)."""
+        return (self.rank, self.descending) if self.rank else None
+
     def describe(self) -> str:
         what = f"each {self.by}" if self.by else f"each of {self.clusters} K-Means clusters of {self.on}"
         how = f"by {self.rank} ({'highest' if self.descending else 'lowest'} first)" if self.rank else "at random"

@@ -53,6 +53,10 @@ class Top:
             raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
         count_for(self.ratio, self.k, 0)  # validate early
 
+    def ranking(self) -> tuple[str, bool]:
+        """The score column this selector ranks by, and whether highest first."""
+        return self.column, self.descending
+
     def describe(self) -> str:
         size = f"top {self.k}" if self.k is not None else f"top {self.ratio:g} of {self.of}"
         return f"{size} by {self.column} ({'highest' if self.descending else 'lowest'} first)"

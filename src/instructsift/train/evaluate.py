@@ -22,7 +22,8 @@ from ..data.example import Example
 @dataclass
 class EvalResult:
     """`loss`: answer-token cross-entropy averaged over all answer tokens of the set (the usual eval
-    loss); `example_loss`: the mean of the per-example means. `per_example[i]` is None for a skipped one."""
+    loss); `example_loss`: the mean of the per-example means. `per_example[i]` is None for a skipped one;
+    `per_example_tokens[i]` is the number of answer tokens it was scored on."""
 
     model: str
     loss: float
@@ -32,6 +33,7 @@ class EvalResult:
     scored: int
     tokens: int
     per_example: list[float | None] = field(repr=False)
+    per_example_tokens: list[int] = field(default_factory=list, repr=False)  # answer tokens scored per example
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (example id, reason)
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +117,7 @@ def evaluate(
         scored=len(scored),
         tokens=tokens,
         per_example=per_example,
+        per_example_tokens=counts,
         skipped=skipped,
         seconds=time.monotonic() - t0,
         settings={

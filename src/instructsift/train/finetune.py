@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -127,6 +128,43 @@ def build_sequences(
         else:
             out.append(Built([], "no answer tokens"))
     return out
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What an example costs in training: its answer tokens that are trained (targets after the
+    `max_length` cut, EOS included; prompt tokens are not trained and not counted) and its sequences."""
+
+    tokens: int
+    sequences: int
+
+
+def training_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False) -> Any:
+    """The tokenizer `finetune` trains with: right padding, EOS as the pad token where there is none."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def training_costs(examples: Sequence[Example], model: str, config: FinetuneConfig) -> list[Cost]:
+    """Each example's `Cost` as `finetune(examples, model, config)` would train it: the same template,
+    tokenizer, EOS and `max_length` cut, without loading the model."""
+    from ..models import resolve
+
+    tokenizer = training_tokenizer(resolve(model).path, config.trust_remote_code)
+    built = build_sequences(examples, config.template, tokenizer, config.max_length, config.eos)
+    return [Cost(sum(s.n_targets for s in b.sequences), len(b.sequences)) for b in built]
+
+
+def optimizer_steps(sequences: int, config: FinetuneConfig) -> int:
+    """Optimizer steps of `finetune` over `sequences` training sequences, as transformers' Trainer counts
+    them: batches per epoch, a short last batch and a short last accumulation included."""
+    batches = -(-sequences // config.batch_size)
+    return math.ceil(config.epochs * max(-(-batches // config.grad_accum), 1)) if sequences else 0
 
 
 @dataclass
@@ -306,7 +344,7 @@ def finetune(
     (`.<name>.checkpoints/`); the same call later resumes from the last complete one. `callbacks` are
     extra `transformers.TrainerCallback`s."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainingArguments, set_seed
+    from transformers import AutoModelForCausalLM, PrinterCallback, TrainingArguments, set_seed
     from transformers.utils import logging as hf_logging
 
     from ..models import choose_device, resolve
@@ -322,10 +360,7 @@ def finetune(
     if device.startswith("cuda:") and device != "cuda:0":
         raise OptionError(f"device {device}: pick the GPU with CUDA_VISIBLE_DEVICES and pass --device cuda")
     mixed = mixed_precision(config.dtype, device)
-    tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=config.trust_remote_code)
-    tokenizer.padding_side = "right"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = training_tokenizer(source.path, config.trust_remote_code)
 
     built = build_sequences(examples, config.template, tokenizer, config.max_length, config.eos)
     skipped = [(ex.id, b.reason or "") for ex, b in zip(examples, built, strict=True) if not b.sequences]

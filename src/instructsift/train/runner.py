@@ -60,6 +60,9 @@ class Trial:
     eval_seconds: float
     key: str
     skipped: int = 0  # training examples with no answer token left
+    eval_losses: list[float | None] | None = None  # each held-out example's mean answer loss (None: skipped)
+    eval_counts: list[int] | None = None  # each held-out example's answer tokens (trials from before 0.2 lack both)
+    more_evals: list[dict[str, Any]] = field(default_factory=list)  # the other held-out sets, in order given
     cached: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -106,6 +109,7 @@ class ExperimentRunner:
         log: Callable[[str], None] | None = None,
         callbacks: Sequence[Any] = (),
         on_model: Callable[[str, Path], None] | None = None,
+        more_evals: Sequence[Any] = (),
     ):
         from ..models import cache_root, resolve, use_cache_root
 
@@ -128,16 +132,22 @@ class ExperimentRunner:
         self.on_model = on_model
         self.trained: list[str] = []  # keys of the trials fine-tuned by this runner (not read from the cache)
         self._eval_digest = _digest([ex.content_hash for ex in self.eval_examples])
+        self.more_evals = [list(getattr(d, "examples", d)) for d in more_evals]  # more held-out sets, each evaluated
+        if any(not examples for examples in self.more_evals):
+            raise OptionError("a held-out set has no examples to evaluate on")
 
     # -- keys ----------------------------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
         """Everything but the subset that decides a trial's result (and its key)."""
         ft = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in NOT_IN_KEY}
-        return {
+        out = {
             "version": KEY_VERSION,
             "finetune": ft,
             "eval": {"examples": self._eval_digest, "n": len(self.eval_examples), "dtype": self.eval_dtype},
         }
+        if self.more_evals:  # absent with one held-out set, so that its trials keep their keys
+            out["more_evals"] = [_digest([ex.content_hash for ex in examples]) for examples in self.more_evals]
+        return out
 
     def positions(self, subset: Sequence[int]) -> list[int]:
         """The subset as sorted, checked positions: a set of rows decides the trial, not their order."""
@@ -206,18 +216,21 @@ class ExperimentRunner:
                 }
                 write_text(train_file, json.dumps(ft, indent=2))
                 self.trained.append(key)
-            ev = evaluate(
-                self.eval_examples,
-                str(model_dir),
-                template=self.config.template,
-                max_length=self.config.max_length,
-                eos=self.config.eos,
-                dtype=self.eval_dtype,
-                device=self.config.device,
-                batch_tokens=self.eval_batch_tokens,
-                trust_remote_code=self.config.trust_remote_code,
-                progress=self.progress,
-            )
+            ev, *more = [
+                evaluate(
+                    examples,
+                    str(model_dir),
+                    template=self.config.template,
+                    max_length=self.config.max_length,
+                    eos=self.config.eos,
+                    dtype=self.eval_dtype,
+                    device=self.config.device,
+                    batch_tokens=self.eval_batch_tokens,
+                    trust_remote_code=self.config.trust_remote_code,
+                    progress=self.progress,
+                )
+                for examples in [self.eval_examples, *self.more_evals]
+            ]
         trial = Trial(
             name=name,
             n=len(rows),
@@ -233,6 +246,12 @@ class ExperimentRunner:
             eval_seconds=ev.seconds,
             key=key,
             skipped=ft["skipped"],
+            eval_losses=ev.per_example,
+            eval_counts=ev.per_example_tokens,
+            more_evals=[
+                {"loss": e.loss, "tokens": e.tokens, "losses": e.per_example, "counts": e.per_example_tokens}
+                for e in more
+            ],
             settings={
                 **self.settings(),
                 "base": self.base,
