@@ -67,12 +67,14 @@ class Lengths:
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
             raise OptionError(f"chunk_size must be at least 1, got {self.chunk_size}")
+        if not self.tokens:  # characters alone: the declaration follows the option
+            self.columns = dict.fromkeys(("input_chars", "output_chars"))
 
     @property
     def schema(self) -> Any:
         import pyarrow as pa
 
-        names = ("input_tokens", "output_tokens") * self.tokens + ("input_chars", "output_chars")
+        names = tuple(self.columns)
         return pa.schema([(n, pa.int64()) for n in names])
 
     def tokenizer(self) -> Any:
