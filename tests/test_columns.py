@@ -144,7 +144,7 @@ def test_a_scorer_after_a_selector_counts_only_the_rows_it_was_given(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     out = {"input": str(SAMPLE), "output": str(tmp_path / "out.json"), "cache_dir": str(tmp_path / "c")}
     recipe.write_text(json.dumps({**out, "steps": steps}))
-    res = CliRunner().invoke(app, ["run", str(recipe), "-q"])
+    res = CliRunner().invoke(app, ["run", str(recipe)])  # -q would hide the summary
     assert res.exit_code == 0, res.output
     assert "mtld: 3 scored, 0 missing; 29 dropped before this step" in res.output, res.output
     assert "read 32 · kept 3" in res.output

@@ -399,9 +399,7 @@ def test_two_held_out_sets_give_a_loss_column_each(rows, tiny_model: Path, tmp_p
     from instructsift.train.evaluate import evaluate
 
     pool, held = rows
-    human = [r for r in json.loads((shared_data / "dolly" / "dolly_3k.json").read_text()) if len(r["output"]) < 200][
-        :5
-    ]
+    human = [r for r in json.loads((shared_data / "dolly" / "dolly_3k.json").read_text()) if len(r["output"]) < 200][:5]
     second = tmp_path / "human.jsonl"
     second.write_text("".join(json.dumps(r) + "\n" for r in human))
     out, cache = tmp_path / "out", tmp_path / "cache"

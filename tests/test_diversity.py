@@ -104,9 +104,9 @@ def test_kcenter_bad_input_is_clear():
         kcenter_greedy(X, 3, [10])
     with pytest.raises(ValueError, match="distinct"):
         kcenter_greedy(X, 3, [1, 1])
-    selection = Selection.all(10)
-    with pytest.raises(ValueError, match="asked for 20 centres but only 10 rows"):
-        KCenter(k=20).apply(table_of(unit(np.random.default_rng(0).standard_normal((10, 3)))), selection)
+    selection = Selection.all(10)  # more centres than rows: every row is kept (issue 20: keep what there is)
+    KCenter(k=20).apply(table_of(unit(np.random.default_rng(0).standard_normal((10, 3)))), selection)
+    assert selection.keep.all() and sorted(selection.rank.values()) == list(range(1, 11))
     with pytest.raises(KeyError, match="no embedding column 'emb'"):
         KCenter(column="emb", k=2).apply(table_of(unit(np.ones((10, 3)))), Selection.all(10))
 
