@@ -640,14 +640,14 @@ def test_sweep_reuses_search_trials_and_plots(tmp_path):
 def test_reward_standin_is_its_head_on_the_embedding(shared_data, alpaca_rows, tmp_path):
     """The offline stand-in: a Bradley-Terry head trained on real preference pairs; its score is w . v with
     v the embed scorer's vector of the response (text="response", the last answer)."""
-    from instructsift.models import cache_root
     from instructsift.scoring.embed import Embed
     from instructsift.scoring.reward_standin import RewardStandin
 
     dataset, _ = alpaca_rows
     standin = RewardStandin(str(shared_data / "preference" / "dpo_en_demo.json"), limit=60)
     table = score(dataset, [standin, Embed(text="response")], cache_dir=tmp_path, progress=False)
-    head = json.loads((cache_root() / "artifacts" / f"reward-standin-{standin.cache_key()}.json").read_text())
+    # one cache root: the head is an artifact under the cache_dir given
+    head = json.loads((tmp_path / "artifacts" / f"reward-standin-{standin.cache_key()}.json").read_text())
     assert head["pairs"] == 60 and head["train_accuracy"] >= 0.9
     w = np.asarray(head["w"])
     for row in table.to_pylist():
