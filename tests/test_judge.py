@@ -502,7 +502,7 @@ def test_kill_9_loses_only_the_replies_in_flight(tmp_path) -> None:
 
     def command(cache: Path, out: Path) -> list[str]:
         judge = ["--judge-url", srv.url, "--judge-model", "judge", "--judge-concurrency", "3", "--judge-timeout", "900"]
-        args = ["score", data, "--method", "alpagasus", *judge, "--cache-dir", cache, "-o", out, "-q"]
+        args = ["score", data, "--method", "alpagasus", *judge, "--cache-dir", cache, "-o", out]  # no -q: the summary
         return cli_command(*args)
 
     def journaled(cache: Path) -> list[str]:
@@ -602,7 +602,7 @@ def test_cli_alpagasus_keeps_judge_at_least_threshold(rows, alpaca_file, tmp_pat
             "--cache-dir",
             str(tmp_path),
         ]
-        common += ["--judge-key-env", "ISF_TEST_JUDGE_KEY", "--judge-concurrency", "2", "--quiet"]
+        common += ["--judge-key-env", "ISF_TEST_JUDGE_KEY", "--judge-concurrency", "2"]  # no --quiet: the summary
         runner = CliRunner()
         res = runner.invoke(app, ["select", str(alpaca_file), "-o", str(tmp_path / "kept.json"), *common])
         assert res.exit_code == 0, res.output

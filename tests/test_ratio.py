@@ -76,7 +76,7 @@ def test_the_summary_line_says_what_the_ratio_was_a_share_of(tmp_path):
     n = sum(c <= 400 for c in chars)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(json.dumps({"input": str(sample), "output": str(tmp_path / "o.json"), "steps": steps}))
-    res = CliRunner().invoke(app, ["run", str(recipe), "-q"])
+    res = CliRunner().invoke(app, ["run", str(recipe)])
     assert res.exit_code == 0, res.output
     assert f"kept {share(0.25, n)} (top 25% of the {n} rows with response_chars <= 400)" in res.output, res.output
 
