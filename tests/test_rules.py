@@ -404,7 +404,7 @@ def test_lima_method_end_to_end_on_dolly(shared_data, tmp_path):
     data = shared_data / "dolly" / "dolly_3k.json"
     records = json.loads(data.read_text())
     out = tmp_path / "out.json"
-    proc = cli("select", data, "--method", "lima", "--per-category", "20", "-q", "-o", out)
+    proc = cli("select", data, "--method", "lima", "--per-category", "20", "-o", out)
     kept = json.loads(out.read_text())
     assert kept, proc.stderr
     # A subset of the input, in input order, untouched.
