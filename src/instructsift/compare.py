@@ -352,10 +352,7 @@ def compare(
     from .train.runner import ExperimentRunner
 
     log = log or (lambda _m: None)
-    base = Path(base_dir) if base_dir else Path.cwd()
-    out = Path(output) if output is not None else (_path(base, spec.output) if spec.output else None)
-    if out is None:
-        raise UsageError("compare needs an output folder (-o FOLDER)")
+    base, out = _folders(spec, output, base_dir)
     if not spec.methods and not spec.random_seeds and not spec.full:
         raise UsageError("nothing to compare: give --methods, --random-seeds or --full")
     dupes = sorted({m for m in spec.methods if spec.methods.count(m) > 1})
@@ -457,6 +454,17 @@ def compare(
     return results
 
 
+def _folders(
+    spec: CompareSpec, output: str | os.PathLike | None, base_dir: str | os.PathLike | None
+) -> tuple[Path, Path]:
+    """The folder relative paths are read from, and the output folder (`output`, else the spec's)."""
+    base = Path(base_dir) if base_dir else Path.cwd()
+    out = Path(output) if output is not None else (_path(base, spec.output) if spec.output else None)
+    if out is None:
+        raise UsageError("compare needs an output folder (-o FOLDER)")
+    return base, out
+
+
 def curve(
     spec: CompareSpec,
     output: str | os.PathLike | None = None,
@@ -473,10 +481,7 @@ def curve(
     from .outputs import Output, check_outputs
 
     log = log or (lambda _m: None)
-    base = Path(base_dir) if base_dir else Path.cwd()
-    out = Path(output) if output is not None else (_path(base, spec.output) if spec.output else None)
-    if out is None:
-        raise UsageError("compare needs an output folder (-o FOLDER)")
+    base, out = _folders(spec, output, base_dir)
     if spec.report:
         raise UsageError("--report shows one budget: give one budget, or open each budget-*/ folder's results")
     check_outputs([_path(base, spec.data), *(_path(base, e) for e in spec.evals)], [Output(out, "compare", "--output")],
