@@ -148,3 +148,22 @@ def test_budget_usage_errors_exit_2(
     proc = cli("select", pool, "--method", "random", *args, "-o", tmp_path / "out.json", check=False)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "out.json").exists()
+
+
+def test_a_recipe_method_step_takes_a_token_budget(pool: Path, tiny_bpe_llama: Path, tmp_path: Path) -> None:
+    """`method: random` with `budget_tokens` in a hand-written recipe: compare's random arm of that seed."""
+    from instructsift.compare import Budget, CompareSpec
+    from instructsift.pipeline import run
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"input: {pool}\noutput: {tmp_path / 'out.json'}\nsteps:\n  - method: random\n"
+        f"    with: {{budget_tokens: 0.25, base: {tiny_bpe_llama}, train_max_length: {MAX_LENGTH}, seed: 3}}\n"
+    )
+    result = run(recipe, progress=False, log=lambda m: None)
+    spec = CompareSpec(data=str(pool), eval=str(pool), budget_tokens=0.25, base=str(tiny_bpe_llama),
+                       finetune={"max_length": MAX_LENGTH})  # fmt: skip
+    assert sorted(result.picked.selection.kept.tolist()) == sorted(
+        Budget.of(spec, _costs(pool, tiny_bpe_llama)).random(3)
+    )
+    assert [st.name for st in result.recipe.steps] == ["trained_tokens", "random", "token_budget"]
