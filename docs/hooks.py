@@ -4,13 +4,15 @@ installed CLI at build time, so that the documentation cannot drift from the cod
 Markers, each alone on a line of a page:
 
 - ``<!-- cli-reference -->``: every command's (and sub-command's) ``--help``, a section each;
-- ``<!-- methods: NAME -->``: the output of ``instructsift methods NAME``.
+- ``<!-- methods: NAME -->``: the output of ``instructsift methods NAME`` (and of ``select --method NAME
+  --help`` once the CLI gives a method its own help).
 
 A command that fails (a method no longer registered, a command renamed) fails the build.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib.metadata import entry_points
 
@@ -18,6 +20,7 @@ MARKER = re.compile(r"^<!-- (cli-reference|methods: ([\w-]+)) -->$", re.MULTILIN
 WIDTH = 100
 
 
+@functools.cache
 def _app():
     """The `instructsift` console script's Typer app, as pyproject.toml names it."""
     found = [e for e in entry_points(group="console_scripts") if e.name == "instructsift"]
@@ -28,11 +31,12 @@ def _app():
     return app
 
 
-def _invoke(args: list[str]) -> str:
+@functools.cache
+def _invoke(args: tuple[str, ...]) -> str:
     from typer.testing import CliRunner
 
     result = CliRunner().invoke(
-        _app(), args, prog_name="instructsift", env={"NO_COLOR": "1", "COLUMNS": str(WIDTH)}, terminal_width=WIDTH
+        _app(), list(args), prog_name="instructsift", env={"NO_COLOR": "1", "COLUMNS": str(WIDTH)}, terminal_width=WIDTH
     )
     if result.exit_code != 0:
         raise RuntimeError(f"`instructsift {' '.join(args)}` exited {result.exit_code}:\n{result.output}")
@@ -55,19 +59,25 @@ def _reference() -> str:
     import typer
 
     root = typer.main.get_command(_app())
-    parts = ["## instructsift\n", "```text\n" + _invoke(["--help"]) + "\n```\n"]
+    parts = ["## instructsift\n", "```text\n" + _invoke(("--help",)) + "\n```\n"]
     for path, _ in _commands(root):
         parts.append(f"## instructsift {' '.join(path)}\n")
-        parts.append("```text\n" + _invoke([*path, "--help"]) + "\n```\n")
+        parts.append("```text\n" + _invoke((*path, "--help")) + "\n```\n")
     return "\n".join(parts)
+
+
+def _method_block(name: str) -> str:
+    """`instructsift methods NAME`, and `select --method NAME --help` where the CLI gives a method its own
+    help (it differs from the plain `select --help`)."""
+    block = "```text\n$ instructsift methods " + name + "\n" + _invoke(("methods", name)) + "\n```"
+    own = _invoke(("select", "--method", name, "--help"))
+    if own != _invoke(("select", "--help")):
+        block += "\n\n```text\n$ instructsift select --method " + name + " --help\n" + own + "\n```"
+    return block
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
     def fill(match: re.Match) -> str:
-        if match.group(1) == "cli-reference":
-            return _reference()
-        return (
-            "```text\n$ instructsift methods " + match.group(2) + "\n" + _invoke(["methods", match.group(2)]) + "\n```"
-        )
+        return _reference() if match.group(1) == "cli-reference" else _method_block(match.group(2))
 
     return MARKER.sub(fill, markdown)
