@@ -244,14 +244,15 @@ def test_a_conversation_alpaca_cannot_hold_is_refused_before_any_work(tmp_path):
 
 # -- a trainer takes it -----------------------------------------------------------------------------------------
 def test_trl_sft_trainer_takes_an_openai_export(repo, tmp_path, tiny_llama):
-    """The export's `messages` are what TRL's SFTTrainer trains on: one step on the tiny Llama."""
+    """The export's `messages` are what TRL's SFTTrainer trains on: the folder is loaded as `trl sft
+    --dataset_name FOLDER` loads it (`load_dataset`, through the card's configs), then one step on the tiny Llama."""
     datasets = pytest.importorskip("datasets")
     trl = pytest.importorskip("trl")
-    out = tmp_path / "picked.jsonl"
+    out = tmp_path / "picked" / "alpaca.jsonl"
     cli("select", repo, "--method", "longest", "--top", "3", "-o", out, "--fields",
-        "instruction=prompt,output=completion", "--to", "openai", "-q")  # fmt: skip
-    train = datasets.load_dataset("json", data_files=str(out), split="train")
-    assert train.num_rows == 3 and "messages" in train.column_names
+        "instruction=prompt,output=completion", "--to", "openai", "--card", "-q")  # fmt: skip
+    train = datasets.load_dataset(str(out.parent), split="train")
+    assert train.num_rows == 3 and train.column_names == ["messages", "source"]
     config = trl.SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1, per_device_train_batch_size=2,
                            max_length=64, report_to=[], use_cpu=True, save_strategy="no", logging_steps=1,
                            dataloader_num_workers=0, gradient_checkpointing=False)  # fmt: skip
