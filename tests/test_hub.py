@@ -157,6 +157,10 @@ def test_select_from_hub_layout_to_openai_with_a_card(repo, tmp_path):
     # the card makes the export folder a hub data set that load_dataset reads (and that a plain upload completes)
     back = read(out.parent)
     assert back.format == "openai" and back.n_read == 2
+    # a rerun reads the same content hashes, so the score cache serves every row
+    again = cli("select", repo, "--method", "longest", "--top", "2", "-o", out, "--fields",
+                "instruction=prompt,output=completion", "--to", "openai", "--card", "--overwrite")  # fmt: skip
+    assert "lengths: 0 scored, 4 from cache" in again.stderr and _lines(out) == picked
     # an existing README.md is the user's: refused unless --overwrite
     r = cli("select", repo, "--method", "longest", "--top", "2", "-o", tmp_path / "export" / "again.jsonl",
             "--fields", "instruction=prompt,output=completion", "--card", check=False)  # fmt: skip
@@ -180,6 +184,19 @@ def test_recipe_reads_the_hub_with_fields_and_writes_alpaca(repo, tmp_path):
     assert json.loads((tmp_path / "out.json").read_text()) == [
         {"instruction": ROWS[0]["prompt"], "input": "", "output": ROWS[0]["completion"], "source": "a"}
     ]
+
+
+def test_run_takes_a_hub_id_for_its_input_and_the_shared_options(repo, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        yaml.safe_dump({"input": "x.jsonl", "output": "o.jsonl", "steps": [{"method": "longest", "with": {"top": 1}}]})
+    )
+    r = cli("run", recipe, "--input", "someorg/some-data", "--subset", "main", check=False)
+    assert r.returncode == 2 and "error: hub data set someorg/some-data (split train, subset main)" in r.stderr
+    r = cli("run", recipe, "--input", str(repo), "--subset", "chat", "--to", "sharegpt", "--private", check=False)
+    assert r.returncode == 2 and "--private is an option of --push-to-hub" in r.stderr
+    cli("run", recipe, "--input", str(repo), "--subset", "chat", "--to", "sharegpt")
+    assert _lines(tmp_path / "o.jsonl")[0]["conversations"][1] == {"from": "gpt", "value": "Water is wet."}
 
 
 def test_push_to_hub_is_refused_before_any_work_without_a_token(repo, tmp_path):

@@ -150,6 +150,8 @@ def _card_path(recipe: Recipe, output: Path | None) -> Path | None:
     with `card`; None without an output (or for standard output)."""
     from .outputs import path_is_folder_kind
 
+    if output is None and recipe.settings.to is not None:
+        raise UsageError("--to is the format of the written selection: give an output (-o)")
     if output is None or str(output) == "-":
         if recipe.settings.card:
             raise UsageError("--card needs an output file or folder (-o), not standard output")
