@@ -115,6 +115,14 @@ def test_an_unreachable_hub_id_is_one_line_and_exit_2(tmp_path):
         assert "Traceback" not in r.stderr and not (tmp_path / "o.jsonl").exists()
 
 
+def test_compare_takes_hub_ids_for_its_data_and_eval(tmp_path):
+    env = {**os.environ, **OFFLINE, "HF_HOME": str(tmp_path / "hf")}
+    r = cli("compare", "someorg/pool", "--eval", "someorg/held-out", "--budget", "2", "--methods", "longest",
+            "--no-plot", "-o", tmp_path / "cmp", check=False, env=env)  # fmt: skip
+    assert r.returncode == 2 and "error: hub data set someorg/pool (split train): could not be loaded" in r.stderr
+    assert "no such file" not in r.stderr and "Traceback" not in r.stderr
+
+
 def test_cannot_tell_the_format_suggests_fields(repo, tmp_path):
     r = cli("select", repo, "--method", "longest", "--top", "1", "-o", tmp_path / "o.jsonl", check=False)
     assert r.returncode == 2
