@@ -237,3 +237,34 @@ def test_select_rds_end_to_end(tmp_path: Path, tiny_llama: Path, shared_data: Pa
     cli("select", pool, "--method", "rds", "--target", bare, "--model", tiny_llama, "--top", "8",
         "--whiten", "--aggregate", "mean", "-o", white, "-q")  # fmt: skip
     assert len(json.loads(white.read_text())) == 8
+
+
+def test_recipe_steps_with_a_selector_first(tmp_path: Path, tiny_llama: Path):
+    """The docs' recipe: representation, the targets fit step, a selector, then rds on what is left; the
+    target path is relative to the recipe's folder."""
+    import yaml
+
+    from instructsift.pipeline import run
+    from instructsift.recipe import load
+
+    rows = [{"instruction": f"Question {i}: what is {i} plus {i}?", "output": str(2 * i)} for i in range(12)]
+    (tmp_path / "pool.json").write_text(json.dumps(rows + rows[:3]))  # three exact repeats
+    (tmp_path / "t.jsonl").write_text(json.dumps({"instruction": "What is 5 plus 5?"}) + "\n")
+    model = str(tiny_llama)
+    recipe = {
+        "input": "pool.json",
+        "output": "out.json",
+        "steps": [
+            {"score": "representation", "with": {"model": model}},
+            {"fit": "targets", "as": "targets", "with": {"target": "t.jsonl", "model": model}},
+            {"select": "exact_dedup"},
+            {"select": "rds", "with": {"targets": "@targets", "k": 4, "of": "all"}},
+        ],
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    result = run(load(tmp_path / "r.yaml"), progress=False, log=lambda _m: None)
+    sel = result.picked.selection
+    assert len(sel.kept) == 4 and max(sel.kept) < 12
+    assert all(c is not None and "rds" not in c for c in sel.codes[12:])  # dropped as repeats, before rds
+    assert sum(1 for c in sel.codes if c and "rds picks" in c) == 8
+    assert len(json.loads((tmp_path / "out.json").read_text())) == 4

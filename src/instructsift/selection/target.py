@@ -231,7 +231,8 @@ def rds_pick(
     n = len(pool)
     budget = min(budget, n)
     n_tasks = len(names)
-    k = min(n, max(1, -(-budget // n_tasks)) + 16)
+    share = max(1, -(-budget // n_tasks))
+    k = min(n, share + max(16, share // 4))  # room for rows other tasks take first; refilled if short
     while True:
         rows, sims, best_sim, best_task = top_per_task(pool, queries, codes, k, aggregate, transform, block)
         complete = np.full(n_tasks, k >= n)
