@@ -203,7 +203,7 @@ def test_bad_target_is_a_clear_error(tmp_path: Path, tiny_llama: Path, content: 
 def test_select_rds_end_to_end(tmp_path: Path, tiny_llama: Path, shared_data: Path):
     """Real Alpaca rows with a tiny model; AlpacaEval instructions as targets grouped by their data set; a
     target file with answers and one without give the same picks (only instructions are encoded)."""
-    pool_rows = json.loads((shared_data / "alpaca" / "alpaca_random_9k.json").read_text(encoding="utf-8"))[:80]
+    pool_rows = json.loads((shared_data / "alpaca" / "alpaca_random_9k.json").read_text(encoding="utf-8"))[:40]
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(pool_rows))
     evals = json.loads((shared_data / "alpaca_eval" / "gpt4.json").read_text(encoding="utf-8"))
@@ -226,17 +226,17 @@ def test_select_rds_end_to_end(tmp_path: Path, tiny_llama: Path, shared_data: Pa
             "--model", tiny_llama, "--ratio", "0.1", "-o", out, "--dropped", dropped, "-q")  # fmt: skip
         outs.append(json.loads(out.read_text()))
         reasons = [json.loads(line) for line in dropped.read_text().splitlines()]
-        assert len(outs[-1]) == 8 and len(reasons) == 72
-        assert all(r["code"] == "not among the 8 rds picks by representation" for r in reasons)
+        assert len(outs[-1]) == 4 and len(reasons) == 36
+        assert all(r["code"] == "not among the 4 rds picks by representation" for r in reasons)
         assert all(r["detail"].startswith("best similarity ") and " to " in r["detail"] for r in reasons)
         assert {r["detail"].rsplit(" to ", 1)[1] for r in reasons} <= set(by_set)
     assert outs[0] == outs[1]
     assert all(r in pool_rows for r in outs[0])
 
     white = tmp_path / "white.json"
-    cli("select", pool, "--method", "rds", "--target", bare, "--model", tiny_llama, "--top", "8",
+    cli("select", pool, "--method", "rds", "--target", bare, "--model", tiny_llama, "--top", "4",
         "--whiten", "--aggregate", "mean", "-o", white, "-q")  # fmt: skip
-    assert len(json.loads(white.read_text())) == 8
+    assert len(json.loads(white.read_text())) == 4
 
 
 def test_recipe_steps_with_a_selector_first(tmp_path: Path, tiny_llama: Path):

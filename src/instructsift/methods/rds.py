@@ -47,11 +47,12 @@ class Params(Size):
 
 def steps(p: Params) -> list[dict[str, Any]]:
     rep = {"model": p.model, **given(p, REP_FIELDS)}
-    out = [step("score", "representation", text="whole", **rep, **given(p, ("chunk_size",)))]
-    if p.target is not None:
+    out = []
+    if p.target is not None:  # first: a bad target file fails before the pool is encoded
         fit = step("fit", "targets", target=p.target, target_task_field=p.target_task_field,
                    target_text=p.target_text, **rep)  # fmt: skip
         out.append({"fit": "targets", "as": "targets", "with": fit["with"]})
+    out.append(step("score", "representation", text="whole", **rep, **given(p, ("chunk_size",))))
     if p.ratio is not None or p.top is not None:
         out.append(step("select", "rds", targets="@targets", column="representation", ratio=p.ratio, k=p.top,
                         of="all", aggregate=p.aggregate, whiten=p.whiten or None))  # fmt: skip
