@@ -115,35 +115,54 @@ class Representation:
         self.columns = {self.column: f"{self.column}_reason", f"{self.column}_reason": None}
 
     # -- model ---------------------------------------------------------------------------------------
+    def _meta(self) -> None:
+        """Source, width, device and dtype from the model's files: enough for the schema and the cache key,
+        so a fully cached run never loads the weights."""
+        if hasattr(self, "_dim"):
+            return
+        from ..models import LoadedModel, choose_device, choose_dtype, resolve
+
+        if isinstance(self.model, LoadedModel):
+            lm = self.model
+            source, device, dtype, cfg = lm.source, lm.device, lm.dtype, lm.model.config
+        else:
+            from transformers import AutoConfig
+
+            source = resolve(self.model)
+            device = choose_device(self.device)
+            dtype = choose_dtype(self.dtype, device)
+            cfg = AutoConfig.from_pretrained(source.path, trust_remote_code=self.trust_remote_code)
+        cfg = getattr(cfg, "get_text_config", lambda: cfg)()
+        layers = int(cfg.num_hidden_layers)
+        if not -(layers + 1) <= self.layer <= layers:
+            raise OptionError(f"layer {self.layer}: the model has hidden states 0..{layers} (or -1 for the last)")
+        self._source, self._device, self._dtype, self._dim = source, device, str(dtype), int(cfg.hidden_size)
+
     def load(self) -> Any:
         if self._lm is None:
             from ..models import load_causal_lm
 
+            self._meta()
             self._lm = load_causal_lm(
                 self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
             )
-            cfg = getattr(self._lm.model.config, "get_text_config", lambda: self._lm.model.config)()
-            self._dim = int(cfg.hidden_size)
-            layers = int(cfg.num_hidden_layers)
-            if not -(layers + 1) <= self.layer <= layers:
-                raise OptionError(f"layer {self.layer}: the model has hidden states 0..{layers} (or -1 for the last)")
         return self._lm
 
     @property
     def schema(self) -> Any:
         import pyarrow as pa
 
-        self.load()
+        self._meta()
         return pa.schema([(self.column, pa.list_(pa.float32(), self._dim)), (f"{self.column}_reason", pa.string())])
 
     def config(self) -> dict[str, Any]:
-        lm = self.load()
+        self._meta()
         return {
             "scorer": "representation/1",
             "pooling": "position-weighted mean",
-            "model": lm.source.fingerprint,
-            "dtype": str(lm.dtype),
-            "device": lm.device.split(":")[0],
+            "model": self._source.fingerprint,
+            "dtype": self._dtype,
+            "device": self._device.split(":")[0],
             "text": self.text,
             "template": self.template,
             "layer": self.layer,
@@ -155,10 +174,10 @@ class Representation:
         return hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
-        lm = self.load()
+        self._meta()
         which = "last layer" if self.layer == -1 else f"hidden state {self.layer}"
         return (
-            f"{lm.source.name} ({which}, position-weighted mean, {self._dim}-d, {lm.dtype}, {lm.device}), "
+            f"{self._source.name} ({which}, position-weighted mean, {self._dim}-d, {self._dtype}, {self._device}), "
             f"{self.template} {self.text} text, max_length {self.max_length or MAX_LENGTH} -> {self.column}"
         )
 
@@ -210,7 +229,6 @@ class Representation:
     ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
         """Yield (content_hash, {column, column_reason}) lists, chunk by chunk, for examples not in `skip`."""
         advance = advance or (lambda _n: None)
-        self.load()
         reason = f"{self.column}_reason"
         for lo in range(0, len(examples), self.chunk_size):
             part = [ex for ex in examples[lo : lo + self.chunk_size] if ex.content_hash not in skip]
