@@ -319,6 +319,23 @@ JudgeMinMassOpt = Annotated[
     ),
 ]
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="alpagasus: keep judge >= this [4.5].")]
+TargetOpt = Annotated[
+    Path | None,
+    typer.Option("--target", help="rds: examples of the tasks to select for (any format; answers optional)."),
+]
+TargetTaskOpt = Annotated[
+    str | None, typer.Option("--target-task-field", help="rds: the target records' task field [each row a task].")
+]
+TargetTextOpt = Annotated[
+    str | None, typer.Option("--target-text", help="rds: what a target encodes: prompt or whole [prompt].")
+]
+AggregateOpt = Annotated[
+    str | None, typer.Option("--aggregate", help="rds: a task's score for a row, max or mean over its targets [max].")
+]
+WhitenOpt = Annotated[
+    bool, typer.Option("--whiten", help="rds: whiten with the pool's mean and covariance first (CRDS-W).")
+]
+LayerOpt = Annotated[int | None, typer.Option("--layer", help="rds: the hidden state used (-1: the last) [-1].")]
 
 
 BUG_REPORT = (
@@ -452,6 +469,12 @@ def score_cmd(
     reward_model: RewardModelOpt = None,
     reward_format: RewardFormatOpt = None,
     unieval: UnievalOpt = None,
+    target: TargetOpt = None,
+    target_task_field: TargetTaskOpt = None,
+    target_text: TargetTextOpt = None,
+    aggregate: AggregateOpt = None,
+    whiten: WhitenOpt = False,
+    layer: LayerOpt = None,
     quiet: QuietOpt = False,
     split: SplitOpt = None,
     subset: SubsetOpt = None,
@@ -470,7 +493,9 @@ def score_cmd(
         **_data_options(locals()),
         scores=str(output),
     )
-    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model, reward_model, unieval)])
+    result = _run(
+        recipe, overwrite, quiet, extra_inputs=[judge_prompt, target, *_model_input(model, reward_model, unieval)]
+    )
     _score_summary(result, output, quiet)
 
 
@@ -544,6 +569,12 @@ def select_cmd(
     reward_format: RewardFormatOpt = None,
     unieval: UnievalOpt = None,
     seed: SeedOpt = None,
+    target: TargetOpt = None,
+    target_task_field: TargetTaskOpt = None,
+    target_text: TargetTextOpt = None,
+    aggregate: AggregateOpt = None,
+    whiten: WhitenOpt = False,
+    layer: LayerOpt = None,
     quiet: QuietOpt = False,
     split: SplitOpt = None,
     subset: SubsetOpt = None,
@@ -573,7 +604,9 @@ def select_cmd(
     )
     if save_recipe is not None:
         _save_recipe(recipe, save_recipe, overwrite)
-    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model, reward_model, unieval)])
+    result = _run(
+        recipe, overwrite, quiet, extra_inputs=[judge_prompt, target, *_model_input(model, reward_model, unieval)]
+    )
     _select_summary(result, quiet)
 
 
@@ -628,6 +661,7 @@ METHOD_OPTIONS = {
     "min_chars": None, "max_chars": None, "rules": None, "languages": None, "pre_experience": False,
     "pe_clusters": None, "pe_per_cluster": None, "pe_epochs": None,
     "rule": None, "reward_model": None, "reward_format": None, "unieval": None, "seed": None,
+    "target": None, "target_task_field": None, "target_text": None, "aggregate": None, "whiten": False, "layer": None,
 }  # fmt: skip
 
 

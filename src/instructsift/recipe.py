@@ -39,7 +39,15 @@ from .errors import UsageError
 
 STEP_KEYS = {"as", "with", "on"}
 PATH_KEYS = ("input", "output", "rejects", "dropped", "scores", "from_scores", "cache_dir", "report")
-FILE_OPTIONS = ("quads", "preference", "experiments", "scores", "eval", "judge_prompt")  # step options that are paths
+FILE_OPTIONS = (
+    "quads",
+    "preference",
+    "experiments",
+    "scores",
+    "eval",
+    "judge_prompt",
+    "target",
+)  # step options that are paths
 MODEL_OPTIONS = ("model", "encoder", "ranker", "complexity_model", "quality_model", "tokenizer", "rule")  # or names
 
 
