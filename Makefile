@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch 2.13.0 (CPU) lies on this machine's disk; pinning it keeps pip from fetching a CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint docs bench clean
 
 $(BIN)/instructsift: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,8 +34,12 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+# The documentation site (mkdocs.yml, docs/): --strict makes a broken link or anchor an error.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: install
 	$(BIN)/python benchmarks/ifd_speed.py
 
 clean:
-	rm -rf $(VENV) examples/out
+	rm -rf $(VENV) examples/out site

@@ -250,10 +250,13 @@ def write_scores(table: Any, path: str | os.PathLike) -> None:
         tmp.write_text(lines, encoding="utf-8")
 
 
-def write(picked: Picked | Dataset, path: str | os.PathLike, *, with_scores: bool = False) -> None:
-    """Write the kept records in the input's format and order; `with_scores` adds the scalar scores."""
+def write(
+    picked: Picked | Dataset, path: str | os.PathLike, *, with_scores: bool = False, to: str | None = None
+) -> None:
+    """Write the kept records in the input's order and format (or in format `to`: alpaca, sharegpt,
+    openai, keeping the other fields); `with_scores` adds the scalar scores."""
     if isinstance(picked, Dataset):
-        write_records(picked, key_column(picked.examples, "row").to_pylist(), path)
+        write_records(picked, key_column(picked.examples, "row").to_pylist(), path, to=to)
         return
     kept = picked.selection.kept.tolist()
     rows = key_column(picked.dataset.examples, "row", kept).to_pylist()
@@ -262,7 +265,7 @@ def write(picked: Picked | Dataset, path: str | os.PathLike, *, with_scores: boo
         names = [f.name for f in picked.scores.schema if str(f.type) in SCALAR_TYPES and f.name not in KEY_COLUMNS]
         table = picked.scores.select(names).take(kept).to_pylist()
         extra = [{**r, "rank": picked.selection.rank.get(i)} for r, i in zip(table, kept, strict=True)]
-    write_records(picked.dataset, rows, path, scores=extra)
+    write_records(picked.dataset, rows, path, scores=extra, to=to)
 
 
 __all__ = ["Picked", "read", "read_scores", "score", "select", "write", "write_scores"]

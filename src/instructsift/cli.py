@@ -47,6 +47,86 @@ def _method_help() -> str:
 Input = Annotated[
     Path, typer.Argument(metavar="DATA", help="Data: .json, .jsonl(.gz), .parquet, or a datasets folder.")
 ]
+DataArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="DATA",
+        help="Data: .json, .jsonl(.gz), .parquet, a datasets folder, or a hub data set (org/name, hf://org/name; "
+        "a local path of the same name wins).",
+    ),
+]
+# The data options every command that reads DATA and writes a selection shares (declared once here;
+# `_data_options` gathers those a command was given). SOURCE: how DATA is read; EXPORT: how the selection
+# is written.
+DATA_PANEL = "Data source and export"
+SplitOpt = Annotated[
+    str | None, typer.Option("--split", help="Hub data: the split [train].", rich_help_panel=DATA_PANEL)
+]
+SubsetOpt = Annotated[
+    str | None, typer.Option("--subset", help="Hub data: the subset (config name).", rich_help_panel=DATA_PANEL)
+]
+RevisionOpt = Annotated[
+    str | None, typer.Option("--revision", help="Hub data: a branch, tag or commit.", rich_help_panel=DATA_PANEL)
+]
+StreamingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--streaming",
+        help="Hub data: stream the rows instead of downloading the whole set.",
+        rich_help_panel=DATA_PANEL,
+    ),
+]
+FieldsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fields",
+        help="The data's field names for a format's: instruction=prompt,output=completion (also input, system, "
+        "history, messages, conversations).",
+        rich_help_panel=DATA_PANEL,
+    ),
+]
+ToOpt = Annotated[
+    Fmt | None,
+    typer.Option(
+        "--to", help="Write the selection as alpaca, sharegpt or openai (messages) [the input's format].",
+        rich_help_panel=DATA_PANEL,
+    ),
+]  # fmt: skip
+CardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--card", help="Also write a data set card (README.md) beside the output file (a folder always gets one).",
+        rich_help_panel=DATA_PANEL,
+    ),
+]  # fmt: skip
+PushOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--push-to-hub", metavar="ORG/NAME", help="Upload the selection and its card to this hub data set (needs HF_TOKEN).",
+        rich_help_panel=DATA_PANEL,
+    ),
+]  # fmt: skip
+PrivateOpt = Annotated[
+    bool, typer.Option("--private", help="--push-to-hub: a private data set.", rich_help_panel=DATA_PANEL)
+]
+SOURCE_OPTIONS = {"split": None, "subset": None, "revision": None, "streaming": False, "fields": None}
+EXPORT_OPTIONS = {"to": None, "card": False, "push_to_hub": None, "private": False}
+
+
+def _data_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The shared data options (SOURCE_OPTIONS, EXPORT_OPTIONS) a command was given, as recipe settings."""
+    from .data.records import parse_fields
+
+    out = {k: given[k] for k, unset in (SOURCE_OPTIONS | EXPORT_OPTIONS).items() if k in given and given[k] != unset}
+    if "fields" in out:
+        out["fields"] = parse_fields(out["fields"])
+    if "to" in out:
+        out["to"] = out["to"].value
+    if given.get("private") and not given.get("push_to_hub"):
+        raise UsageError("--private is an option of --push-to-hub")
+    return out
+
+
 MethodOpt = Annotated[
     str,
     typer.Option("--method", "-m", help=_method_help()),
@@ -239,6 +319,23 @@ JudgeMinMassOpt = Annotated[
     ),
 ]
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="alpagasus: keep judge >= this [4.5].")]
+TargetOpt = Annotated[
+    Path | None,
+    typer.Option("--target", help="rds: examples of the tasks to select for (any format; answers optional)."),
+]
+TargetTaskOpt = Annotated[
+    str | None, typer.Option("--target-task-field", help="rds: the target records' task field [each row a task].")
+]
+TargetTextOpt = Annotated[
+    str | None, typer.Option("--target-text", help="rds: what a target encodes: prompt or whole [prompt].")
+]
+AggregateOpt = Annotated[
+    str | None, typer.Option("--aggregate", help="rds: a task's score for a row, max or mean over its targets [max].")
+]
+WhitenOpt = Annotated[
+    bool, typer.Option("--whiten", help="rds: whiten with the pool's mean and covariance first (CRDS-W).")
+]
+LayerOpt = Annotated[int | None, typer.Option("--layer", help="rds: the hidden state used (-1: the last) [-1].")]
 
 
 BUG_REPORT = (
@@ -336,7 +433,7 @@ def _guard(fn: Any) -> Any:
 @app.command("score")
 @_guard
 def score_cmd(
-    input: Input,
+    input: DataArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="SCORES.parquet or .jsonl: one row per example.")],
     overwrite: OverwriteOpt = False,
     allow_empty: AllowEmptyOpt = False,
@@ -372,7 +469,18 @@ def score_cmd(
     reward_model: RewardModelOpt = None,
     reward_format: RewardFormatOpt = None,
     unieval: UnievalOpt = None,
+    target: TargetOpt = None,
+    target_task_field: TargetTaskOpt = None,
+    target_text: TargetTextOpt = None,
+    aggregate: AggregateOpt = None,
+    whiten: WhitenOpt = False,
+    layer: LayerOpt = None,
     quiet: QuietOpt = False,
+    split: SplitOpt = None,
+    subset: SubsetOpt = None,
+    revision: RevisionOpt = None,
+    streaming: StreamingOpt = False,
+    fields: FieldsOpt = None,
 ) -> None:
     """Score every example; write the score table (row, id, content_hash, then the method's columns)."""
     from .recipe import from_method
@@ -382,17 +490,20 @@ def score_cmd(
         _method_options(locals()),
         score_only=True,
         **_settings(input, None, format, on_error, rejects, cache_dir, no_cache, allow_empty, engine, ray_address),
+        **_data_options(locals()),
         scores=str(output),
     )
-    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *_model_input(model, reward_model, unieval)])
+    result = _run(
+        recipe, overwrite, quiet, extra_inputs=[judge_prompt, target, *_model_input(model, reward_model, unieval)]
+    )
     _score_summary(result, output, quiet)
 
 
 @app.command("select")
 @_guard
 def select_cmd(
-    input: Input,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Selected records, same format as the input.")],
+    input: DataArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Selected records (format: the input's, or --to).")],
     method: MethodOpt,
     ratio: Annotated[float | None, typer.Option(help="Keep this fraction (see `instructsift methods`).")] = None,
     top: Annotated[int | None, typer.Option(help="Keep this many.")] = None,
@@ -475,7 +586,22 @@ def select_cmd(
     reward_format: RewardFormatOpt = None,
     unieval: UnievalOpt = None,
     seed: SeedOpt = None,
+    target: TargetOpt = None,
+    target_task_field: TargetTaskOpt = None,
+    target_text: TargetTextOpt = None,
+    aggregate: AggregateOpt = None,
+    whiten: WhitenOpt = False,
+    layer: LayerOpt = None,
     quiet: QuietOpt = False,
+    split: SplitOpt = None,
+    subset: SubsetOpt = None,
+    revision: RevisionOpt = None,
+    streaming: StreamingOpt = False,
+    fields: FieldsOpt = None,
+    to: ToOpt = None,
+    card: CardOpt = False,
+    push_to_hub: PushOpt = None,
+    private: PrivateOpt = False,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records."""
     from .recipe import from_method
@@ -498,6 +624,7 @@ def select_cmd(
         method,
         _method_options(given),
         **_settings(input, output, format, on_error, rejects, cache_dir, no_cache, allow_empty, engine, ray_address),
+        **_data_options(locals()),
         scores=str(save_scores) if save_scores else None,
         from_scores=str(scores) if scores else None,
         rescore_changed=rescore_changed,
@@ -509,7 +636,7 @@ def select_cmd(
     if save_recipe is not None:
         _save_recipe(recipe, save_recipe, overwrite)
     models = _model_input(model, reward_model, unieval, base)
-    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, *models])
+    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, target, *models])
     _select_summary(result, quiet, counting)
 
 
@@ -517,7 +644,9 @@ def select_cmd(
 @_guard
 def run_cmd(
     recipe_file: Annotated[Path, typer.Argument(metavar="RECIPE", help="A recipe (.yaml): input, steps, outputs.")],
-    input: Annotated[Path | None, typer.Option("--input", "-i", help="Replace the recipe's input.")] = None,
+    input: Annotated[
+        str | None, typer.Option("--input", "-i", help="Replace the recipe's input (a path or a hub id).")
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Replace the recipe's output.")] = None,
     dropped: DroppedOpt = None,
     engine: EngineOpt = None,
@@ -525,13 +654,24 @@ def run_cmd(
     report: ReportOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
+    split: SplitOpt = None,
+    subset: SubsetOpt = None,
+    revision: RevisionOpt = None,
+    streaming: StreamingOpt = False,
+    fields: FieldsOpt = None,
+    to: ToOpt = None,
+    card: CardOpt = False,
+    push_to_hub: PushOpt = None,
+    private: PrivateOpt = False,
 ) -> None:
-    """Run a recipe: read its input, run its steps in order (score, select, fit), write its outputs."""
+    """Run a recipe: read its input, run its steps in order (score, select, fit), write its outputs. The data
+    options replace the recipe's."""
     from .recipe import load
 
     if ray_address and engine is not Engine.ray:
         raise UsageError("--ray-address is an option of --engine ray")
-    overrides = {"input": input, "output": output, "dropped": dropped, "report": report, "ray_address": ray_address}
+    overrides = {"input": input, "output": output, "dropped": dropped, "report": report, "ray_address": ray_address,
+                 **_data_options(locals())}  # fmt: skip
     recipe = load(recipe_file, {**overrides, "engine": engine.value if engine else None})
     result = _run(recipe, overwrite, quiet)
     if recipe.settings.output is None:
@@ -551,6 +691,7 @@ METHOD_OPTIONS = {
     "min_chars": None, "max_chars": None, "rules": None, "languages": None, "pre_experience": False,
     "pe_clusters": None, "pe_per_cluster": None, "pe_epochs": None,
     "rule": None, "reward_model": None, "reward_format": None, "unieval": None, "seed": None,
+    "target": None, "target_task_field": None, "target_text": None, "aggregate": None, "whiten": False, "layer": None,
     "budget_tokens": None, "base": None, "train_max_length": None,
 }  # fmt: skip
 
@@ -561,7 +702,7 @@ def _method_options(given: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
 
 
-def _settings(input: Path, output: Path | None, format: Any, on_error: OnError, rejects: Path | None,
+def _settings(input: str | Path, output: Path | None, format: Any, on_error: OnError, rejects: Path | None,
               cache_dir: Path | None, no_cache: bool, allow_empty: bool, engine: Engine | None = None,
               ray_address: str | None = None) -> dict[str, Any]:  # fmt: skip
     if ray_address and engine is not Engine.ray:

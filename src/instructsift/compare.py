@@ -317,6 +317,14 @@ def _path(base: Path, p: str) -> Path:
     return q if q.is_absolute() else base / q
 
 
+def _data(base: Path, p: str) -> Path | str:
+    """A data input: its local path (relative to `base`), else a hub id as written (a local path wins)."""
+    from .data.hub import hub_id
+
+    local = _path(base, p)
+    return local if local.exists() or hub_id(p) is None else p
+
+
 # -- the run ------------------------------------------------------------------------------------------------
 def require_matplotlib() -> None:
     try:
@@ -351,7 +359,7 @@ def compare(
     dupes = sorted({m for m in spec.methods if spec.methods.count(m) > 1})
     if dupes:
         raise UsageError(f"--methods names {', '.join(dupes)} twice")
-    data_path, eval_paths = _path(base, spec.data), [_path(base, e) for e in spec.evals]
+    data_path, eval_paths = _data(base, spec.data), [_data(base, e) for e in spec.evals]
     check_inputs([data_path, *eval_paths])
     report = _path(base, spec.report) if spec.report else None
     outputs = [Output(out, "compare", "--output")] + ([Output(report, "report", "--report")] if report else [])

@@ -10,7 +10,8 @@
   earlier run wrote it (a datasets folder, or a model folder `finetune` saved), never a folder of other files.
 
 `check_inputs` refuses an input that is missing or not what its name says (a folder named `x.json`, a
-folder that is no datasets folder) before anything is read.
+folder that is neither a datasets folder nor in the hub's layout) before anything is read; a hub id
+(`org/name`, `hf://org/name`) that names no local path is left to `datasets.load_dataset`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "recipe": (".yaml", ".yml"),
     "compare": ("folder",),
     "report": (".html",),
+    "card": (".md",),
 }
 FILE_EXTS = frozenset(e for kinds in KINDS.values() for e in kinds if e != "folder")
 # Files that mark a folder as one an earlier run wrote, so that --overwrite may replace it.
@@ -165,18 +167,22 @@ def _check_existing(out: Output, overwrite: bool) -> None:
 def check_inputs(paths: Iterable[str | os.PathLike]) -> None:
     """Refuse inputs that are missing, or a folder where a file is named (`x.json/`), or a folder that is
     not a datasets folder, before anything is read."""
+    from .data.hub import hub_id, is_hub_layout
+
     for item in paths:
         if item is None:
             continue
         p = Path(item)
+        if not p.exists() and hub_id(item) is not None:  # a hub data set: load_dataset says what fails
+            continue
         if not p.exists():
             raise MissingFileError(f"{p}: no such file or folder")
         if p.is_dir():
             ext = _ext(p)
             if ext and ext in KINDS["data"]:
                 raise MissingFileError(f"{p}: is a folder, but its name says a {ext} file")
-            if not any((p / m).exists() for m in (*DATASETS_MARKERS, "dataset_dict.json")):
+            if not any((p / m).exists() for m in (*DATASETS_MARKERS, "dataset_dict.json")) and not is_hub_layout(p):
                 raise MissingFileError(
                     f"{p}: a folder that is not a datasets folder (no dataset_info.json or state.json; "
-                    "save one with datasets.Dataset.save_to_disk)"
+                    "save one with datasets.Dataset.save_to_disk) nor in the hub's layout (README.md, data files)"
                 )

@@ -20,6 +20,7 @@ from typing import Any
 from . import registry
 from .accounting import NOT_SCORED
 from .data.examples import key_column, take
+from .data.records import parse_fields
 from .errors import UsageError, require
 from .models.loader import ModelUnreachableError
 from .recipe import Recipe, Step
@@ -81,7 +82,15 @@ def run(
 
         if why := plotly_missing():
             raise UsageError(f"--report {outputs['report']}: {why}")
-    check_outputs([recipe.path("input"), recipe.path("from_scores")], outputs, overwrite, protect)
+    source = recipe.input_source()
+    card = _card_path(recipe, output)
+    if card is not None:
+        outputs["card"] = card
+    check_outputs([_local_input(source), recipe.path("from_scores")], outputs, overwrite, protect)
+    if s.push_to_hub:
+        from .card import check_push
+
+        check_push(s.push_to_hub, output)
     selectors = {id(st): build_selector(st) for st in _all_steps(recipe.steps) if st.kind == "select"}
     for st in _all_steps(recipe.steps):  # the optional packages a step declares, before any work
         for module, extra in getattr(registry.get(st.kind, st.name).target, "requires", ()):
@@ -93,8 +102,14 @@ def run(
 
     with use_cache_root(recipe.path("cache_dir")):
         dataset = read(
-            recipe.path("input"), format=s.format, on_error=s.on_error, keep_records=False, allow_empty=s.allow_empty
-        )
+            source, format=s.format, on_error=s.on_error, keep_records=False, allow_empty=s.allow_empty,
+            fields=parse_fields(s.fields), split=s.split, subset=s.subset, revision=s.revision, streaming=s.streaming,
+        )  # fmt: skip
+        log(f"read {dataset.origin}")
+        if s.to is not None and output is not None:  # before any work: every row can be written so
+            from .data import convert
+
+            convert.check(dataset.examples, s.to, dataset.path)
         if s.on_error == "skip" and rejects is not None:  # before any work, so that an empty run still shows them
             write_rejects(dataset.rejects, rejects)
         check_not_empty(dataset, allow_empty=s.allow_empty)
@@ -122,7 +137,28 @@ def run(
 
 
 KINDS = {"output": ("data", "--output"), "rejects": ("rejects", "--rejects"), "dropped": ("rejects", "--dropped"),
-         "scores": ("scores", "--save-scores"), "report": ("report", "--report")}  # fmt: skip
+         "scores": ("scores", "--save-scores"), "report": ("report", "--report"), "card": ("card", "--card")}  # fmt: skip
+
+
+def _local_input(source: str) -> Path | None:
+    """The input's local path, or None for a hub id (nothing local to protect)."""
+    return Path(source) if Path(source).exists() else None
+
+
+def _card_path(recipe: Recipe, output: Path | None) -> Path | None:
+    """Where the data set card goes: README.md in a written datasets folder, or beside the output file
+    with `card`; None without an output (or for standard output)."""
+    from .outputs import path_is_folder_kind
+
+    if output is None and recipe.settings.to is not None:
+        raise UsageError("--to is the format of the written selection: give an output (-o)")
+    if output is None or str(output) == "-":
+        if recipe.settings.card:
+            raise UsageError("--card needs an output file or folder (-o), not standard output")
+        return None
+    if path_is_folder_kind(output):
+        return None  # written into the folder after it is saved (the folder is the output)
+    return output.parent / "README.md" if recipe.settings.card else None
 
 
 def check_outputs(
@@ -414,7 +450,7 @@ def _write(result: RunResult, outputs: dict[str, Path | None]) -> None:
     s = result.recipe.settings
     picked = result.picked
     if outputs["output"] is not None:
-        write(picked, outputs["output"], with_scores=s.with_scores)
+        write(picked, outputs["output"], with_scores=s.with_scores, to=s.to)
         result.written["output"] = outputs["output"]
     if outputs["scores"] is not None:
         write_scores(picked.scores, outputs["scores"])
@@ -424,6 +460,20 @@ def _write(result: RunResult, outputs: dict[str, Path | None]) -> None:
     if outputs["dropped"] is not None:
         _write_dropped(picked, outputs["dropped"])
         result.written["dropped"] = outputs["dropped"]
+    if outputs["output"] is not None and str(outputs["output"]) != "-":
+        from .card import write_card
+        from .outputs import path_is_folder_kind
+
+        folder = path_is_folder_kind(outputs["output"])
+        if folder or outputs.get("card") is not None:
+            target = outputs["output"] / "README.md" if folder else outputs["card"]
+            write_card(result, outputs["output"], target)
+            result.written["card"] = target
+    if s.push_to_hub:
+        from .card import push
+
+        push(result, outputs["output"], s.push_to_hub, private=s.private)
+        result.written["hub"] = s.push_to_hub
     if outputs["report"] is not None:  # last: it shows what was written
         from .report import from_run, write_report
 

@@ -39,7 +39,15 @@ from .errors import UsageError
 
 STEP_KEYS = {"as", "with", "on"}
 PATH_KEYS = ("input", "output", "rejects", "dropped", "scores", "from_scores", "cache_dir", "report")
-FILE_OPTIONS = ("quads", "preference", "experiments", "scores", "eval", "judge_prompt")  # step options that are paths
+FILE_OPTIONS = (
+    "quads",
+    "preference",
+    "experiments",
+    "scores",
+    "eval",
+    "judge_prompt",
+    "target",
+)  # step options that are paths
 MODEL_OPTIONS = ("model", "encoder", "ranker", "complexity_model", "quality_model", "tokenizer", "rule")  # or names
 
 
@@ -100,8 +108,21 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: str
+    input: str = Field(
+        description="a file, a datasets folder, a hub-layout folder, or a hub id (org/name, hf://org/name)"
+    )
+    split: str | None = Field(None, description="hub input: the split [train]")
+    subset: str | None = Field(None, description="hub input: the subset (config name)")
+    revision: str | None = Field(None, description="hub input: a branch, tag or commit")
+    streaming: bool = Field(False, description="hub input: stream the rows instead of downloading the whole set")
+    fields: dict[str, str] | None = Field(
+        None, description="format field -> the data's field, e.g. {instruction: prompt}"
+    )
     output: str | None = None
+    to: Literal["alpaca", "sharegpt", "openai"] | None = Field(None, description="write the output in this format")
+    card: bool = Field(False, description="also write a data set card (README.md) beside the output file")
+    push_to_hub: str | None = Field(None, description="upload the output to this hub data set (org/name)")
+    private: bool = Field(False, description="push_to_hub: a private data set")
     format: Literal["alpaca", "sharegpt", "openai"] | None = None
     on_error: Literal["fail", "skip"] = "fail"
     rejects: str | None = Field(None, description="skipped rows (on_error: skip) [OUTPUT.rejects.jsonl]")
@@ -129,6 +150,14 @@ class Recipe:
     source: str = "<recipe>"
     base: Path = field(default_factory=Path.cwd)
 
+    def input_source(self) -> str:
+        """The input as `data.read` takes it: a local path (relative to the recipe's folder), else a hub id
+        as written (a local path of the same spelling wins)."""
+        from .data.hub import hub_id
+
+        local = self.path("input")
+        return str(local) if local.exists() or hub_id(self.settings.input) is None else self.settings.input
+
     def path(self, key: str) -> Path | None:
         value = getattr(self.settings, key)
         if value is None:
@@ -143,7 +172,7 @@ class Recipe:
         data = self.settings.model_dump(exclude_defaults=True, exclude={"steps"})
         folder = Path(target).resolve().parent if target else None
         for key in PATH_KEYS:
-            if key in data:
+            if key in data and not (key == "input" and self.input_source() == self.settings.input):
                 data[key] = _portable(self.path(key), folder)
         data["steps"] = [s.as_dict(folder) for s in self.steps]
         head = "".join(f"# {line}\n" for line in (comment or "").splitlines())
@@ -153,6 +182,13 @@ class Recipe:
         from .atomic import write_text
 
         write_text(target, self.to_yaml(target, comment))
+
+
+def _local(key: str, value: Any) -> bool:
+    """Whether a path option's value is a local path (not an input's hub id that names no local path)."""
+    from .data.hub import hub_id
+
+    return key != "input" or Path(value).exists() or hub_id(str(value)) is None
 
 
 def _portable(path: Path, folder: Path | None) -> str:
@@ -218,7 +254,7 @@ def load(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Re
     base = p.resolve().parent
     for key, value in (overrides or {}).items():  # given on the command line: relative to the cwd
         if value is not None:
-            data[key] = str(Path(value).resolve()) if key in PATH_KEYS else value
+            data[key] = str(Path(value).resolve()) if key in PATH_KEYS and _local(key, value) else value
     return from_dict(data, source=str(path), base=base, lines=lines)
 
 

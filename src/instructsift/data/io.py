@@ -1,7 +1,9 @@
 """Reading any supported file into a `Dataset` and writing a selection back in the same format.
 
-Containers: a JSON array, JSON Lines (optionally gzipped), Parquet, and a folder saved by
-`datasets.Dataset.save_to_disk`. Record formats inside them: see `records.py`.
+Containers: a JSON array, JSON Lines (optionally gzipped), Parquet, a folder saved by
+`datasets.Dataset.save_to_disk`, and a hub data set (`org/name`, or a folder in the hub's layout) read
+through `datasets.load_dataset` (`hub.py`). Record formats inside them: see `records.py`; other field
+names map onto them with `fields` (`convert.parse_fields`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from ..atomic import atomic_path
 from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError, require
 from .example import Example, Message
 from .examples import CHUNK, Builder
-from .records import FORMATS, PARSERS, check_conversation, check_text, detect_format
+from .hub import HubSource, hub_id, source_of
+from .records import FORMATS, PARSERS, check_conversation, check_text, detect_format, fields_hint
 
-CONTAINERS = ("json", "jsonl", "parquet", "hf")
+CONTAINERS = ("json", "jsonl", "parquet", "hf", "hub")
 STDOUT = "-"  # an output path meaning standard output: JSON Lines
 # What `Dataset.notes` counts: rows that are read but not all of whose content is scored, and repeats.
 TRAILING_TURN = "trailing {role} turn not scored"
@@ -56,6 +59,9 @@ class Dataset:
     notes: Counter[str] = field(default_factory=Counter)
     records_held: bool = True  # False: the examples' `record` is None (see `records`)
     stamp: tuple[int, int] | None = None  # the file's (size, mtime_ns) when it was read
+    hub: HubSource | None = None  # a hub data set (or hub-layout folder): where `records` reads again
+    origin: str = ""  # what was read, in words ("local file x.jsonl", "hub data set org/name (split train)")
+    fields: Mapping[str, str] | None = None  # the field names it was read with (`read`'s `fields`)
 
     def records(self, rows: Sequence[int]) -> Iterator[Any]:
         """The raw records at input positions `rows`, in that order (see the class docstring). A file that
@@ -69,6 +75,8 @@ class Dataset:
             return (by_row[r].record for r in rows)
         if self.table is not None:
             return _rows_of(self.table, rows)
+        if self.hub is not None:  # streamed: stream again (datasets' cache serves a rerun)
+            return _records_at(((None, r) for r in self.hub.records()), rows)
         path = Path(self.path)
         if _stamp(path) != self.stamp:
             raise InputError(Reject(self.path, None, None, None, "changed since it was read: run again"))
@@ -430,26 +438,46 @@ def read(
     fields: Mapping[str, str] | None = None,
     keep_records: bool = True,
     allow_empty: bool = False,
+    split: str | None = None,
+    subset: str | None = None,
+    revision: str | None = None,
+    streaming: bool = False,
 ) -> Dataset:
     """Read instruction data from `path`, detecting the container and record format.
 
-    `format` forces a record format (alpaca, sharegpt, openai). `fields` renames Alpaca fields,
-    e.g. {"instruction": "prompt", "output": "answer"}. With on_error="skip", bad rows become
-    `Reject`s on the returned data set instead of raising `InputError`. With `keep_records=False` the
-    examples do not hold their raw records (`Dataset.records` reads them again when they are written).
-    A file without records is an error, unless `allow_empty`: then an empty data set (format "unknown"
-    unless given), which writes back as an empty file of the same container.
+    `path` is a local file or folder, or a hub id (`org/name`, `hf://org/name`) read with `split` [train],
+    `subset`, `revision` and `streaming` through `datasets.load_dataset`; a local path wins over a hub id
+    of the same spelling (`Dataset.origin` says which was read). `format` forces a record format (alpaca,
+    sharegpt, openai). `fields` maps a format's field names to the data's, e.g. {"instruction": "prompt",
+    "output": "completion"}. With on_error="skip", bad rows become `Reject`s on the returned data set
+    instead of raising `InputError`. With `keep_records=False` the examples do not hold their raw records
+    (`Dataset.records` reads them again when they are written). A source without records is an error,
+    unless `allow_empty`: then an empty data set (format "unknown" unless given), which writes back as an
+    empty file of the same container.
     """
     if on_error not in ("fail", "skip"):
         raise OptionError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
-    p = Path(path)
-    if not p.exists():
-        raise MissingFileError(f"{path}: no such file or folder")
-    container = container_of(p)
     if format is not None and format not in FORMATS:
         raise OptionError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
-    stamp = _stamp(p) if container in ("json", "jsonl") else None
-    source = _stream_records(p, container)
+    hub = source_of(path, split=split, subset=subset, revision=revision, streaming=streaming)
+    if hub is not None:
+        loaded = hub.load()
+        table = None if hub.streaming else loaded.data.table
+        source = _Source(((None, r) for r in hub.records(loaded)), table)
+        container, stamp, origin = "hub", None, hub.describe()
+        path = hub.id
+        if hub.local and hub_id(hub.id) is not None:
+            origin += f" (a local folder: the hub id {hub.id} was not read)"
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise MissingFileError(f"{path}: no such file or folder")
+        container = container_of(p)
+        stamp = _stamp(p) if container in ("json", "jsonl") else None
+        source = _stream_records(p, container)
+        origin = f"local {'folder' if p.is_dir() else 'file'} {path}"
+        if hub_id(path) is not None:
+            origin += f" (the hub id {hub_id(path)} was not read)"
     records = iter(source.records)
     head = list(itertools.islice(records, 1000))
     if not head:
@@ -458,16 +486,22 @@ def read(
                 Reject(str(path), None, None, None, "no records; pass --allow-empty to write an empty result")
             )
         return Dataset(str(path), format or "unknown", container, Builder().finish(), table=source.table,
-                       json_indent=source.indent, encoding=source.encoding, records_held=keep_records, stamp=stamp)  # fmt: skip
+                       json_indent=source.indent, encoding=source.encoding, records_held=keep_records, stamp=stamp,
+                       hub=hub, origin=origin, fields=fields)  # fmt: skip
     fmt = format or next((f for _, r in head if (f := detect_format(r, fields))), None)
     if fmt is None:
         line, first = head[0]
         if isinstance(first, Unreadable):
             raise InputError(Reject(str(path), 0, line, None, first.reason))
-        keys = sorted(first) if isinstance(first, Mapping) else type(first).__name__
+        if not isinstance(first, Mapping):
+            raise InputError(
+                Reject(str(path), 0, line, None, f"a record must be an object, got {type(first).__name__}")
+            )
+        keys = sorted(map(str, first))
         raise InputError(
-            Reject(str(path), 0, line, None, f"cannot tell the format from the fields {keys}; pass --format")
-        )
+            Reject(str(path), 0, line, None, f"cannot tell the format from the fields {keys}; pass --format, or "
+                   f"name the fields with {fields_hint(keys)}")
+        )  # fmt: skip
     parser = PARSERS[fmt]
     # Examples go into Arrow columns a chunk at a time (`ExampleTable`): ids and notes are settled per chunk
     # (the counts carry over), so that no more than a chunk of `Example` objects is held.
@@ -510,6 +544,9 @@ def read(
         notes,
         keep_records,
         stamp,
+        hub,
+        origin,
+        fields,
     )
 
 
@@ -570,17 +607,24 @@ def write(
     path: str | Path,
     *,
     scores: Sequence[Mapping[str, Any]] | None = None,
+    to: str | None = None,
 ) -> None:
     """Write the records at input positions `rows` (in that order) to `path`, atomically.
 
-    The container follows `path`'s extension; each record is the user's own, untouched, plus the
-    matching `scores` mapping's fields when given.
+    The container follows `path`'s extension; each record is the user's own, untouched (or, with `to`,
+    converted to that format with its other fields kept: `convert.py`), plus the matching `scores`
+    mapping's fields when given.
     """
+    from . import convert
+
     container = container_of(path)
-    if dataset.table is not None and container in ("parquet", "hf"):
+    convert.check_to(to)
+    if dataset.table is not None and container in ("parquet", "hf") and to is None:
         _write_table(dataset, rows, path, container, scores)
         return
     records: Iterable[Any] = dataset.records(rows)
+    if to is not None:
+        records = convert.records(records, dataset.format, to, dataset.fields, dataset.path)
     if scores:
         records = (_with_scores(r, s) for r, s in zip(records, scores, strict=True))
     if container in ("parquet", "hf"):

@@ -50,6 +50,46 @@ def _pick(record: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, Any]:
     return names[0], None
 
 
+# What `--fields` may map: each format's own field names (instruction=prompt: the data's `prompt` is the
+# instruction).
+FIELD_KEYS = ("instruction", "input", "output", "system", "history", "messages", "conversations")
+# Field names seen on the hub for an instruction and an answer, for the "cannot tell the format" hint.
+PROMPT_NAMES = ("prompt", "question", "query", "instruction", "input", "problem", "text")
+ANSWER_NAMES = ("completion", "answer", "response", "output", "solution", "chosen", "target")
+
+
+def parse_fields(spec: str | Mapping[str, str] | None) -> dict[str, str] | None:
+    """`instruction=prompt,output=completion` (or a mapping, as a recipe gives it) as {format field: data
+    field}; an `OptionError` naming what is wrong."""
+    from .errors import OptionError
+
+    if spec is None or spec == "" or spec == {}:
+        return None
+    if isinstance(spec, str):
+        pairs = [p.strip() for p in spec.split(",") if p.strip()]
+        if any(p.count("=") != 1 for p in pairs):
+            raise OptionError(
+                f"--fields {spec!r}: expected FIELD=NAME pairs, e.g. instruction=prompt,output=completion"
+            )
+        spec = dict(tuple(x.strip() for x in p.split("=")) for p in pairs)
+    if not isinstance(spec, Mapping):
+        raise OptionError(f"fields: expected a mapping like {{instruction: prompt}}, got {type(spec).__name__}")
+    out = {str(k): str(v) for k, v in spec.items()}
+    bad = [k for k in out if k not in FIELD_KEYS]
+    if bad:
+        raise OptionError(f"--fields: {bad[0]!r} is no field of a format (known: {', '.join(FIELD_KEYS)})")
+    if any(not v for v in out.values()):
+        raise OptionError("--fields: every FIELD=NAME needs a NAME")
+    return out
+
+
+def fields_hint(keys: list[str]) -> str:
+    """A `--fields` suggestion for a record with these field names (the likeliest instruction and answer)."""
+    prompt = next((k for n in PROMPT_NAMES for k in keys if k.lower() == n), "PROMPT_FIELD")
+    answer = next((k for n in ANSWER_NAMES for k in keys if k.lower() == n and k != prompt), "ANSWER_FIELD")
+    return f"--fields instruction={prompt},output={answer}"
+
+
 def parse_alpaca(record: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> list[Message]:
     """`instruction`, optional `input`, `output`; optional `system` and `history` ([[q, a], ...])."""
     fields = fields or {}
@@ -58,20 +98,21 @@ def parse_alpaca(record: Mapping[str, Any], fields: Mapping[str, str] | None = N
     inp_name, inp = _pick(record, names["input"])
     out_name, output = _pick(record, names["output"])
     messages: list[Message] = []
-    system = _text(record.get("system"), "system", required=False)
+    sys_name, hist_name = fields.get("system", "system"), fields.get("history", "history")
+    system = _text(record.get(sys_name), sys_name, required=False)
     if system:
         messages.append(Message("system", system))
-    history = record.get("history")
+    history = record.get(hist_name)
     if history:
         if not isinstance(history, list):
             raise FieldError(
-                "history", f"must be a list of [instruction, response] pairs, got {type(history).__name__}"
+                hist_name, f"must be a list of [instruction, response] pairs, got {type(history).__name__}"
             )
         for i, pair in enumerate(history):
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise FieldError(f"history[{i}]", "must be an [instruction, response] pair")
-            messages.append(Message("user", _text(pair[0], f"history[{i}][0]")))
-            messages.append(Message("assistant", _text(pair[1], f"history[{i}][1]")))
+                raise FieldError(f"{hist_name}[{i}]", "must be an [instruction, response] pair")
+            messages.append(Message("user", _text(pair[0], f"{hist_name}[{i}][0]")))
+            messages.append(Message("assistant", _text(pair[1], f"{hist_name}[{i}][1]")))
     context = _text(inp, inp_name, required=False)
     messages.append(Message("user", _text(instruction, ins_name), context or None))
     messages.append(Message("assistant", _text(output, out_name)))
@@ -112,14 +153,16 @@ def _join_parts(parts: list[Any], field: str) -> str:
 
 def parse_sharegpt(record: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> list[Message]:
     """`conversations` of `from`/`value`; optional top-level `system`."""
-    messages = _turns(record, "conversations", "from", "value", SHAREGPT_ROLES)
-    system = _text(record.get("system"), "system", required=False)
+    fields = fields or {}
+    messages = _turns(record, fields.get("conversations", "conversations"), "from", "value", SHAREGPT_ROLES)
+    sys_name = fields.get("system", "system")
+    system = _text(record.get(sys_name), sys_name, required=False)
     return ([Message("system", system)] if system else []) + messages
 
 
 def parse_openai(record: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> list[Message]:
     """`messages` of `role`/`content` (a string or a list of text parts)."""
-    return _turns(record, "messages", "role", "content", OPENAI_ROLES)
+    return _turns(record, (fields or {}).get("messages", "messages"), "role", "content", OPENAI_ROLES)
 
 
 PARSERS: dict[str, Callable[..., list[Message]]] = {
@@ -166,11 +209,12 @@ def detect_format(record: Any, fields: Mapping[str, str] | None = None) -> str |
     """The format a record looks like, or None."""
     if not isinstance(record, Mapping):
         return None
-    if "messages" in record:
+    fields = fields or {}
+    if fields.get("messages", "messages") in record:
         return "openai"
-    if "conversations" in record:
+    if fields.get("conversations", "conversations") in record:
         return "sharegpt"
-    names = ALPACA_ALIASES["instruction"] + tuple((fields or {}).values())
+    names = ALPACA_ALIASES["instruction"] + tuple(v for k, v in fields.items() if k in ALPACA_ALIASES)
     if any(n in record for n in names):
         return "alpaca"
     return None

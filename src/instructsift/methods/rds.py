@@ -1,0 +1,78 @@
+"""RDS+: the pool rows most similar to examples of the tasks the user cares about (`--target`).
+
+Ivison et al., 2025, "Large-Scale Data Selection for Instruction Tuning" (arXiv 2503.01807): pool rows and
+target rows are embedded as the position-weighted mean of the base model's last hidden states (the
+`representation` scorer, Tulu format), and tasks take turns picking their most similar unpicked pool rows
+(the `rds` selector, max over a task's targets). `--whiten` is CRDS-W (Shu et al., 2026, arXiv 2602.13773):
+whitening with the pool's mean and covariance first. See docs/rds.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationInfo, model_validator
+
+from ..registry import Method, register_method, step
+from .base import Size, given
+
+REP_FIELDS = ("template", "layer", "max_length", "dtype", "device", "batch_tokens", "trust_remote_code")
+
+
+class Params(Size):
+    target: str | None = Field(None, description="examples of the target tasks (any format; answers optional)")
+    target_task_field: str | None = Field(None, description="the target records' task field [each row a task]")
+    target_text: str = Field("prompt", description="what a target encodes: prompt (instruction) or whole")
+    aggregate: str = Field("max", description="a task's score for a row: max (the paper's) or mean over its targets")
+    whiten: bool = Field(False, description="whiten with the pool's mean and covariance first (CRDS-W)")
+    model: str = Field("embedded", description="the base model whose hidden states embed (the paper: the one tuned)")
+    template: str | None = Field(None, description="tulu (the paper's) or chat")
+    layer: int | None = Field(None, description="hidden state used: -1 the last [-1]")
+    max_length: int | None = Field(None, ge=1, description="tokens per example [2048]")
+    dtype: str = "auto"
+    device: str = "auto"
+    batch_tokens: int | None = Field(None, ge=1)
+    chunk_size: int | None = Field(None, ge=1)
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _needs_target(self, info: ValidationInfo) -> Params:
+        score_only = bool(info.context and info.context.get("score_only"))
+        if self.target is None and not score_only:
+            raise ValueError("needs --target FILE: examples of the tasks to select for")
+        if self.target_task_field is not None and self.target is None:
+            raise ValueError("--target-task-field needs --target")
+        return self
+
+
+def steps(p: Params) -> list[dict[str, Any]]:
+    rep = {"model": p.model, **given(p, REP_FIELDS)}
+    out = []
+    if p.target is not None:  # first: a bad target file fails before the pool is encoded
+        fit = step("fit", "targets", target=p.target, target_task_field=p.target_task_field,
+                   target_text=p.target_text, **rep)  # fmt: skip
+        out.append({"fit": "targets", "as": "targets", "with": fit["with"]})
+    out.append(step("score", "representation", text="whole", **rep, **given(p, ("chunk_size",))))
+    if p.ratio is not None or p.top is not None:
+        out.append(step("select", "rds", targets="@targets", column="representation", ratio=p.ratio, k=p.top,
+                        of="all", aggregate=p.aggregate, whiten=p.whiten or None))  # fmt: skip
+    return out
+
+
+RDS = register_method(
+    Method(
+        name="rds",
+        paper="Ivison et al., 2025, Large-Scale Data Selection for Instruction Tuning (RDS+), arXiv 2503.01807",
+        ratio_of="all rows",
+        summary="the rows most similar to --target examples (base-model hidden states), round-robin over tasks",
+        Params=Params,
+        steps=steps,
+        defaults={
+            "model": "embedded (the paper: the base model being tuned)",
+            "representation": "position-weighted mean of the last hidden states, Tulu format, unit length",
+            "pool text": "whole (instruction and answer)",
+            "target text": "prompt (instruction only; --target-text whole to add answers, as the paper)",
+            "aggregate": "max over a task's targets; round-robin over tasks",
+        },
+    )
+)

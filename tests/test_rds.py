@@ -1,0 +1,270 @@
+"""RDS+ (target-aware selection): the representation scorer against a one-at-a-time reference, the blocked
+top-k and round-robin against brute force, whitening, target files, and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import cli
+from tolerances import UNIT_ABS
+
+from instructsift.data.example import Example, Message
+from instructsift.selection.target import Whitening, rds_pick, task_codes, top_per_task
+
+
+def _examples() -> list[Example]:
+    rows = [
+        ("Name three primary colours.", None, "Red, yellow and blue."),
+        ("Translate to French.", "Good morning, how are you today?", "Bonjour, comment allez-vous aujourd'hui ?"),
+        ("Say hi.", None, "Hi!"),
+        ("Write a haiku about the sea at night, with the moon on the water.", None, "Dark waves hold the moon."),
+        ("Add.", "2 + 2", "4"),
+    ]
+    return [Example(str(i), (Message("user", q, c), Message("assistant", a)), i) for i, (q, c, a) in enumerate(rows)]
+
+
+# -- the representation scorer ----------------------------------------------------------------------------
+def test_tulu_text_is_the_reference_format():
+    from instructsift.scoring.representations import tulu_text
+
+    ex = _examples()[1]
+    whole = tulu_text(ex.messages, "whole", "</s>")
+    assert whole == (
+        "<|user|>\nTranslate to French.\n\nGood morning, how are you today?\n"
+        "<|assistant|>\nBonjour, comment allez-vous aujourd'hui ?</s>\n"
+    )
+    assert tulu_text(ex.messages, "prompt", "</s>") == (
+        "<|user|>\nTranslate to French.\n\nGood morning, how are you today?\n<|assistant|>\n"
+    )
+    assert tulu_text(ex.messages[:1], "prompt", "</s>") == tulu_text(ex.messages, "prompt", "</s>")
+
+
+def test_pooling_matches_one_at_a_time(tiny_llama: Path):
+    """Batched, padded, position-weighted pooling equals a plain forward pass of each text alone, with
+    weights 1..L over its own tokens (the reference at batch size 1)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from instructsift.scoring.representations import Representation
+
+    examples = _examples()
+    scorer = Representation(model=str(tiny_llama), dtype="float32", device="cpu", batch_tokens=64, chunk_size=2)
+    chunks = list(scorer.score(examples))
+    assert [len(c) for c in chunks] == [2, 2, 1]
+    got = np.asarray([row["representation"] for c in chunks for _, row in c], dtype=np.float32)
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    for i, ex in enumerate(examples):
+        text = scorer.text_of(ex)
+        assert text.startswith("<|user|>\n") and text.endswith(f"{tok.eos_token}\n")
+        ids = tok(text, return_tensors="pt").input_ids
+        with torch.no_grad():
+            h = model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
+        w = torch.arange(1, len(h) + 1, dtype=torch.float32)
+        v = (w[:, None] * h).sum(0) / w.sum()
+        v = (v / v.norm()).numpy()
+        assert got[i] == pytest.approx(v, abs=UNIT_ABS)
+    # a plain mean would differ: the weights matter
+    h = model(input_ids=tok(scorer.text_of(examples[3]), return_tensors="pt").input_ids, output_hidden_states=True)
+    plain = h.hidden_states[-1][0].mean(0).detach().numpy()
+    assert not np.allclose(got[3], plain / np.linalg.norm(plain), atol=1e-3)
+    # another layer gives other vectors, and another cache key
+    first = Representation(model=str(tiny_llama), dtype="float32", device="cpu", layer=1)
+    assert first.cache_key() != scorer.cache_key()
+    assert not np.allclose(first.encode([scorer.text_of(examples[0])])[0], got[0], atol=1e-3)
+
+
+# -- the selector's pieces against brute force ------------------------------------------------------------
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _data(seed: int, n: int = 300, q: int = 23, d: int = 16, tasks: int = 4):
+    rng = np.random.default_rng(seed)
+    pool = _unit(rng.normal(size=(n, d)))
+    queries = _unit(rng.normal(size=(q, d)))
+    labels = [f"task{rng.integers(tasks)}" for _ in range(q)]
+    return pool, queries, labels
+
+
+def _brute(pool, queries, labels, budget, aggregate):
+    """The full N x Q matrix, each task's full sorted list, and the plain round-robin."""
+    codes, names = task_codes(labels)
+    s = pool @ queries.T
+    agg = np.stack([getattr(s[:, codes == t], aggregate)(axis=1) for t in range(len(names))], axis=1)
+    lists = [sorted(range(len(pool)), key=lambda i, t=t: (-agg[i, t], i)) for t in range(len(names))]
+    picked, owner, at = [], [], [0] * len(names)
+    while len(picked) < min(budget, len(pool)):
+        for t in range(len(names)):
+            if len(picked) >= budget:
+                break
+            while lists[t][at[t]] in picked:
+                at[t] += 1
+            picked.append(lists[t][at[t]])
+            owner.append(t)
+    return picked, owner, agg
+
+
+@pytest.mark.parametrize("aggregate", ["max", "mean"])
+@pytest.mark.parametrize("budget", [1, 7, 60, 299])
+def test_round_robin_matches_brute_force(aggregate: str, budget: int):
+    pool, queries, labels = _data(budget)
+    want, owner, agg = _brute(pool, queries, labels, budget, aggregate)
+    got = rds_pick(pool, queries, labels, budget, aggregate, block=37)  # many blocks; short lists refilled
+    assert got["picked"] == want
+    assert got["owner"] == owner
+    assert np.allclose(got["best_sim"], agg.max(axis=1), atol=1e-5)
+    assert (got["best_task"] == agg.argmax(axis=1)).all()
+
+
+def test_each_target_its_own_task_and_one_task():
+    pool, queries, _ = _data(5)
+    alone = [f"row {i}" for i in range(len(queries))]
+    assert rds_pick(pool, queries, alone, 40, block=50)["picked"] == _brute(pool, queries, alone, 40, "max")[0]
+    one = ["all"] * len(queries)
+    got = rds_pick(pool, queries, one, 40, block=50)["picked"]
+    assert got == list(np.argsort(-(pool @ queries.T).max(axis=1), kind="stable")[:40])
+
+
+def test_blocked_topk_equals_the_full_matrix():
+    pool, queries, labels = _data(11, n=1000, q=40, tasks=5)
+    codes, names = task_codes(labels)
+    rows, sims, _, _ = top_per_task(pool, queries, codes, 25, "max", block=64)
+    full = pool @ queries.T
+    for t in range(len(names)):
+        col = full[:, codes == t].max(axis=1)
+        order = np.lexsort((np.arange(len(pool)), -col))[:25]
+        assert rows[t].tolist() == order.tolist()
+        assert sims[t] == pytest.approx(col[order], abs=1e-6)
+
+
+def test_whitening_gives_identity_covariance_and_round_trips(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    rotation, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    mix = np.diag(np.linspace(0.5, 3.0, 8)) @ rotation  # correlated, scales 0.5..3
+    X = (rng.normal(size=(5000, 8)) @ mix + 3.0).astype(np.float32)
+    w = Whitening().fit(X)
+    Z = w.transform(X)
+    assert np.abs(Z.mean(axis=0)).max() < 1e-3
+    assert np.cov(Z, rowvar=False) == pytest.approx(np.eye(8), abs=0.05)
+    assert np.abs(np.cov(X, rowvar=False) - np.eye(8)).max() > 1  # it was far from white before
+    w.save(tmp_path / "w.npz")
+    back = Whitening.load(tmp_path / "w.npz")
+    assert np.array_equal(back.mean_, w.mean_) and np.array_equal(back.matrix_, w.matrix_)
+    assert np.array_equal(back.transform(X), Z)
+    assert back.shrinkage_ == w.shrinkage_
+    small = Whitening().fit(X[:5])  # fewer rows than dimensions: shrinkage keeps it invertible
+    assert np.isfinite(small.transform(X[:5])).all()
+
+
+# -- target files -----------------------------------------------------------------------------------------
+def test_target_files_read_with_and_without_answers(tmp_path: Path):
+    from instructsift.data.targets import read_targets
+
+    with_answers = tmp_path / "a.json"
+    with_answers.write_text(json.dumps([{"instruction": "Hi", "output": "Hello", "dataset": "x"}]))
+    bare = tmp_path / "b.jsonl"
+    bare.write_text(json.dumps({"instruction": "Hi", "dataset": "x"}) + "\n")
+    chat = tmp_path / "c.jsonl"
+    chat.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"}], "dataset": "x"}) + "\n")
+    a, b, c = (read_targets(p, task_field="dataset") for p in (with_answers, bare, chat))
+    assert [m.role for m in a.examples[0].messages] == ["user", "assistant"]
+    assert b.examples[0].messages == c.examples[0].messages == a.examples[0].messages[:1]
+    assert a.tasks == b.tasks == ["x"]
+    assert read_targets(bare).tasks == ["target row 0"]
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("", "no records"),
+        (json.dumps({"question": "Hi"}) + "\n", "no instruction field"),
+        (json.dumps({"instruction": "Hi"}) + "\n", "'dataset'"),
+    ],
+)
+def test_bad_target_is_a_clear_error(tmp_path: Path, tiny_llama: Path, content: str, says: str):
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps([{"instruction": "Hi", "output": "Hello"}]))
+    target = tmp_path / "t.jsonl"
+    target.write_text(content)
+    proc = cli("select", pool, "--method", "rds", "--target", target, "--target-task-field", "dataset",
+               "--model", tiny_llama, "--top", "1", "-o", tmp_path / "out.json", check=False)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert str(target) in proc.stderr and says in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+# -- end to end -------------------------------------------------------------------------------------------
+def test_select_rds_end_to_end(tmp_path: Path, tiny_llama: Path, shared_data: Path):
+    """Real Alpaca rows with a tiny model; AlpacaEval instructions as targets grouped by their data set; a
+    target file with answers and one without give the same picks (only instructions are encoded)."""
+    pool_rows = json.loads((shared_data / "alpaca" / "alpaca_random_9k.json").read_text(encoding="utf-8"))[:40]
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(pool_rows))
+    evals = json.loads((shared_data / "alpaca_eval" / "gpt4.json").read_text(encoding="utf-8"))
+    by_set: dict[str, list] = {}
+    for r in evals:
+        by_set.setdefault(r["dataset"], []).append(r)
+    rows = [r for rs in by_set.values() for r in rs[:3]]
+    answered = tmp_path / "targets.json"
+    answered.write_text(json.dumps(rows))
+    bare = tmp_path / "targets_bare.jsonl"
+    bare.write_text(
+        "".join(json.dumps({"instruction": r["instruction"], "dataset": r["dataset"]}) + "\n" for r in rows)
+    )
+
+    outs = []
+    for target in (answered, bare):
+        out = tmp_path / f"out_{target.stem}.json"
+        dropped = tmp_path / f"dropped_{target.stem}.jsonl"
+        cli("select", pool, "--method", "rds", "--target", target, "--target-task-field", "dataset",
+            "--model", tiny_llama, "--ratio", "0.1", "-o", out, "--dropped", dropped, "-q")  # fmt: skip
+        outs.append(json.loads(out.read_text()))
+        reasons = [json.loads(line) for line in dropped.read_text().splitlines()]
+        assert len(outs[-1]) == 4 and len(reasons) == 36
+        assert all(r["code"] == "not among the 4 rds picks by representation" for r in reasons)
+        assert all(r["detail"].startswith("best similarity ") and " to " in r["detail"] for r in reasons)
+        assert {r["detail"].rsplit(" to ", 1)[1] for r in reasons} <= set(by_set)
+    assert outs[0] == outs[1]
+    assert all(r in pool_rows for r in outs[0])
+
+    white = tmp_path / "white.json"
+    cli("select", pool, "--method", "rds", "--target", bare, "--model", tiny_llama, "--top", "4",
+        "--whiten", "--aggregate", "mean", "-o", white, "-q")  # fmt: skip
+    assert len(json.loads(white.read_text())) == 4
+
+
+def test_recipe_steps_with_a_selector_first(tmp_path: Path, tiny_llama: Path):
+    """The docs' recipe: representation, the targets fit step, a selector, then rds on what is left; the
+    target path is relative to the recipe's folder."""
+    import yaml
+
+    from instructsift.pipeline import run
+    from instructsift.recipe import load
+
+    rows = [{"instruction": f"Question {i}: what is {i} plus {i}?", "output": str(2 * i)} for i in range(12)]
+    (tmp_path / "pool.json").write_text(json.dumps(rows + rows[:3]))  # three exact repeats
+    (tmp_path / "t.jsonl").write_text(json.dumps({"instruction": "What is 5 plus 5?"}) + "\n")
+    model = str(tiny_llama)
+    recipe = {
+        "input": "pool.json",
+        "output": "out.json",
+        "steps": [
+            {"score": "representation", "with": {"model": model}},
+            {"fit": "targets", "as": "targets", "with": {"target": "t.jsonl", "model": model}},
+            {"select": "exact_dedup"},
+            {"select": "rds", "with": {"targets": "@targets", "k": 4, "of": "all"}},
+        ],
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    result = run(load(tmp_path / "r.yaml"), progress=False, log=lambda _m: None)
+    sel = result.picked.selection
+    assert len(sel.kept) == 4 and max(sel.kept) < 12
+    assert all(c is not None and "rds" not in c for c in sel.codes[12:])  # dropped as repeats, before rds
+    assert sum(1 for c in sel.codes if c and "rds picks" in c) == 8
+    assert len(json.loads((tmp_path / "out.json").read_text())) == 4
