@@ -99,7 +99,9 @@ def test_namespaced_columns_follow_their_declaration(tmp_path):
     assert unscored_mask(table) == [True]
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("lengths", "rules", "minhash", "language")])
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if n not in ("lengths", "rules", "minhash", "language", "trained_tokens")]
+)
 def test_a_run_where_nothing_could_be_scored_exits_1(name, tmp_path, monkeypatch):
     """The scorer (its real class and declaration, through the real engine) gives every row a missing
     score: the CLI says so and exits 1, whatever its columns are called."""

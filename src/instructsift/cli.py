@@ -507,6 +507,23 @@ def select_cmd(
     method: MethodOpt,
     ratio: Annotated[float | None, typer.Option(help="Keep this fraction (see `instructsift methods`).")] = None,
     top: Annotated[int | None, typer.Option(help="Keep this many.")] = None,
+    budget_tokens: Annotated[
+        str | None,
+        typer.Option(
+            "--budget-tokens",
+            help="Instead of --ratio/--top: the method's best rows until their trained answer tokens fill this "
+            "(as compare counts them: after --train-max-length, prompts not counted), a count (200000) or a "
+            "share of the data set's (0.05).",
+        ),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(help="--budget-tokens, --with-scores: the model to fine-tune; its tokenizer counts [embedded]."),
+    ] = None,
+    train_max_length: Annotated[
+        int | None,
+        typer.Option("--train-max-length", help="--budget-tokens, --with-scores: the fine-tune's max length [512]."),
+    ] = None,
     scores: Annotated[Path | None, typer.Option(help="Use this score table instead of scoring.")] = None,
     rescore_changed: Annotated[
         bool, typer.Option("--rescore-changed", help="With --scores: score again the rows whose content changed.")
@@ -589,9 +606,23 @@ def select_cmd(
     """Score (or load scores), select with a method's rules, and write the kept records."""
     from .recipe import from_method
 
+    given = dict(locals())
+    counting: dict[str, Any] = {}  # how --with-scores' length diagnostic counts, without a budget
+    if budget_tokens is not None:
+        from .compare import parse_budget
+
+        given["budget_tokens"] = parse_budget(budget_tokens, "--budget-tokens")
+        if isinstance(given["budget_tokens"], list):
+            raise UsageError("select takes one --budget-tokens (a list of budgets is for compare)")
+    elif base is not None or train_max_length is not None:
+        if not with_scores:
+            raise UsageError(
+                "--base and --train-max-length count trained tokens: give --budget-tokens or --with-scores"
+            )
+        counting = {"base": given.pop("base"), "max_length": given.pop("train_max_length")}
     recipe = from_method(
         method,
-        _method_options(locals()),
+        _method_options(given),
         **_settings(input, output, format, on_error, rejects, cache_dir, no_cache, allow_empty, engine, ray_address),
         **_data_options(locals()),
         scores=str(save_scores) if save_scores else None,
@@ -604,10 +635,9 @@ def select_cmd(
     )
     if save_recipe is not None:
         _save_recipe(recipe, save_recipe, overwrite)
-    result = _run(
-        recipe, overwrite, quiet, extra_inputs=[judge_prompt, target, *_model_input(model, reward_model, unieval)]
-    )
-    _select_summary(result, quiet)
+    models = _model_input(model, reward_model, unieval, base)
+    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, target, *models])
+    _select_summary(result, quiet, counting)
 
 
 @app.command("run")
@@ -662,6 +692,7 @@ METHOD_OPTIONS = {
     "pe_clusters": None, "pe_per_cluster": None, "pe_epochs": None,
     "rule": None, "reward_model": None, "reward_format": None, "unieval": None, "seed": None,
     "target": None, "target_task_field": None, "target_text": None, "aggregate": None, "whiten": False, "layer": None,
+    "budget_tokens": None, "base": None, "train_max_length": None,
 }  # fmt: skip
 
 
@@ -730,8 +761,9 @@ def _score_summary(result: Any, output: Any, quiet: bool = False) -> None:
     _notes_summary(dict(dataset.notes.most_common()))
 
 
-def _select_summary(result: Any, quiet: bool = False) -> None:
-    """What was read, kept, dropped and rejected; a warning when nothing was kept (only that with -q)."""
+def _select_summary(result: Any, quiet: bool = False, counting: dict[str, Any] | None = None) -> None:
+    """What was read, kept, dropped and rejected; a warning when nothing was kept (only that with -q).
+    With --with-scores, the length diagnostic (`experiments.length`), its tokens counted as `counting` says."""
     s = result.summary()
     if any(st.kind == "score" for st in result.recipe.steps) and not quiet:
         _missing_summary(result.table)
@@ -754,6 +786,11 @@ def _select_summary(result: Any, quiet: bool = False) -> None:
         markup=False,
     )
     _notes_summary(s["notes"])
+    if result.recipe.settings.with_scores and result.picked.dataset.examples:
+        from .experiments.length import of_run, summary_line, trained_tokens
+
+        tokens, counted = trained_tokens(result, **(counting or {}))
+        err.print(summary_line(of_run(result, tokens), counted), highlight=False, markup=False)
 
 
 def _notes_summary(notes: dict[str, int]) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import platform
 import statistics
@@ -42,7 +41,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .data.errors import OptionError
 from .errors import MissingExtraError, UsageError
 from .registry import StrictModel
-from .selection.budget import fill_tokens, rows_needed
+from .selection.budget import fill_tokens, rows_needed, token_count
 from .selection.sample import random_subset
 from .winrate import JudgeSpec
 
@@ -236,11 +235,7 @@ class Budget:
     def of(cls, spec: CompareSpec, each: list[int]) -> Budget:
         if spec.budget_tokens is None:
             return cls(each, budget_size(spec.budget, len(each)), None, spec.budget)
-        total = sum(each)
-        b = spec.budget_tokens
-        b = b if isinstance(b, int) else max(1, round(b * total))
-        if b > total:
-            raise OptionError(f"--budget-tokens {b:,} is more than the {total:,} trained answer tokens of the data set")
+        b = token_count(spec.budget_tokens, sum(each))
         return cls(each, rows_needed(each, b), b, spec.budget_tokens)
 
     def take(self, order: Sequence[int]) -> tuple[list[int], bool]:
@@ -277,7 +272,7 @@ def method_options(spec: CompareSpec, method: str, size: int) -> dict[str, Any]:
     opts = {k: v for k, v in spec.options.get(ALL, {}).items() if k in takes}
     opts.update(spec.options.get(method, {}))
     opts.update(spec.options.get(name, {}) if name != method else {})
-    sized = [k for k in ("ratio", "top") if k in opts]
+    sized = [k for k in ("ratio", "top", "budget_tokens", "base", "train_max_length") if k in opts]
     if sized:
         raise UsageError(f"method {method!r}: --budget sets the size, not {sized[0]}")
     return {**opts, "top": size}
@@ -314,9 +309,7 @@ def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, datas
     if [ex.content_hash for ex in picked.dataset.examples] != [ex.content_hash for ex in dataset.examples]:
         raise AssertionError(f"{method}: the pipeline read another data set than the comparison")
     steps = [s.as_dict() for s in recipe.steps]
-    rank = picked.selection.rank
-    order = sorted(picked.selection.kept.tolist(), key=lambda i: (rank.get(i, math.inf), i))
-    return Selected(method, order, time.monotonic() - t0, steps, run=result)
+    return Selected(method, picked.selection.ranked(), time.monotonic() - t0, steps, run=result)
 
 
 def _path(base: Path, p: str) -> Path:
@@ -657,11 +650,9 @@ def summarize(spec: CompareSpec, budget: Budget, dataset: Any, held_out: Any, se
 def lengths(s: Selected, tokens: list[int]) -> dict[str, Any]:
     """The length diagnostic of a method's run (`experiments.length`): ρ of its score with trained answer
     tokens over the pool, its pick's mean tokens against the pool's."""
-    from . import registry
-    from .experiments.length import length_diagnostic
+    from .experiments.length import of_run
 
-    built = [registry.get("select", st.name).build(st.options) for st in s.run.recipe.steps if st.kind == "select"]
-    return length_diagnostic(s.run.table, built, tokens, s.picked)
+    return of_run(s.run, tokens, s.picked)
 
 
 def more_eval_columns(results: dict[str, Any], sets: Sequence[Any], trials: list[Any], kinds: dict[str, str]) -> None:

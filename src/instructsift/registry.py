@@ -194,7 +194,8 @@ class Method:
         columns (a score table for a method holds every column its selectors read)."""
         params = get("method", self.name).validate(options, {"score_only": score_only})
         try:
-            steps = self.steps(params)
+            budget_steps = getattr(params, "budget_steps", None)  # a size in tokens (methods.base.Size)
+            steps = budget_steps(self.steps) if budget_steps else self.steps(params)
             return [s for s in steps if "select" not in s or _adds_columns_only(s)] if score_only else steps
         except ValueError as e:
             if isinstance(e, UsageError):

@@ -53,3 +53,53 @@ def length_diagnostic(table: Any, selectors: Sequence[Any], tokens: Sequence[int
         rho = float(spearmanr(score[ok] if descending else -score[ok], tokens[ok]).statistic)
         out.update(rho=rho, length_filter=rho > LENGTH_FILTER)
     return out
+
+
+def of_run(run: Any, tokens: Sequence[int], picked: Sequence[int] | None = None) -> dict:
+    """The diagnostic of a pipeline run (`pipeline.RunResult`: `select`, or one arm of `compare`): the
+    score its selectors rank by, against `tokens`; `picked` defaults to the rows the run kept."""
+    from .. import registry
+
+    built = [registry.get("select", st.name).build(st.options) for st in run.recipe.steps if st.kind == "select"]
+    kept = run.picked.selection.kept.tolist() if picked is None else picked
+    return length_diagnostic(run.table, built, tokens, kept)
+
+
+def trained_tokens(run: Any, base: str | None = None, max_length: int | None = None) -> tuple[list[int], str]:
+    """Each pool row's trained answer tokens, as `compare` counts them, and what counted them: the run's
+    own `trained_tokens` column (a token-budget run), else the `trained_tokens` scorer for fine-tuning
+    `base` [embedded] at `max_length` [512] (cached like every score)."""
+    import numpy as np
+
+    if "trained_tokens" in run.table.column_names and base is None and max_length is None:
+        tokens = np.nan_to_num(run.table.column("trained_tokens").to_numpy(zero_copy_only=False).astype(float))
+        step = next(st for st in run.recipe.steps if st.kind == "score" and st.name == "trained_tokens")
+        base, max_length = step.options.get("model", "embedded"), step.options.get("max_length", 512)
+        return tokens.astype(np.int64).tolist(), f"trained answer tokens of {base} at max length {max_length}"
+    from ..engine.local import score
+    from ..train.costs import TrainedTokens
+
+    scorer = TrainedTokens(model=base or "embedded", max_length=max_length or 512)
+    s = run.recipe.settings
+    table = score(run.picked.dataset, [scorer], cache_dir=run.recipe.path("cache_dir"), use_cache=s.use_cache,
+                  progress=False)  # fmt: skip
+    return table.column(
+        "trained_tokens"
+    ).to_pylist(), f"trained answer tokens of {scorer.model} at max length {scorer.max_length}"
+
+
+def summary_line(d: dict, counted: str) -> str:
+    """The diagnostic in one line, for `select --with-scores`' summary."""
+    means = (
+        f"the pick's mean {d['pick_mean_tokens']:.1f} vs the pool's {d['pool_mean_tokens']:.1f}"
+        if d["pick_mean_tokens"] is not None
+        else f"the pool's mean {d['pool_mean_tokens']:.1f}"
+    )
+    if d["rho"] is None:
+        why = f"{d['score']} does not vary" if d["score"] else "the method ranks by no score"
+        return f"length ({counted}): no ρ ({why}); {means}"
+    verdict = f": mostly a length filter on this data (ρ > {LENGTH_FILTER})" if d["length_filter"] else ""
+    return (
+        f"length ({counted}): Spearman ρ = {d['rho']:.3f} between {d['score']} and answer tokens over "
+        f"{d['rows']} rows; {means}{verdict}"
+    )

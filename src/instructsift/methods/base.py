@@ -7,18 +7,25 @@ does not take is an error, never ignored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..registry import StrictModel
+from ..registry import StrictModel, step
 
 
 class Size(StrictModel):
-    """How many to keep: a fraction (`ratio`) or a count (`top`). Required unless `size_optional`."""
+    """How many to keep: a fraction (`ratio`), a count (`top`), or trained answer tokens (`budget_tokens`,
+    counted for fine-tuning `base` at `train_max_length`). Required unless `size_optional`."""
 
     ratio: float | None = Field(None, description="keep this fraction")
     top: int | None = Field(None, ge=0, description="keep this many")
+    budget_tokens: int | float | None = Field(
+        None, description="instead: fill this many trained answer tokens (a count, or a share of the data set's)"
+    )
+    base: str | None = Field(None, description="budget_tokens: the model to fine-tune; its tokenizer counts [embedded]")
+    train_max_length: int | None = Field(None, ge=2, description="budget_tokens: the fine-tune's max length [512]")
 
     size_optional: ClassVar[bool] = False  # True for methods that may decide by a threshold alone
 
@@ -29,14 +36,46 @@ class Size(StrictModel):
             raise ValueError(f"{ratio:g} is not a share between 0 and 1 (0.05 for 5%); use --top for a count")
         return ratio
 
+    @field_validator("budget_tokens", mode="before")
+    @classmethod
+    def _tokens(cls, b: Any) -> Any:
+        if b is None:
+            return b
+        if isinstance(b, bool) or not isinstance(b, (int, float)):
+            raise ValueError(f"--budget-tokens is a count of tokens or a share in (0, 1], got {b!r}")
+        if isinstance(b, float) and not 0 < b <= 1:
+            raise ValueError(f"--budget-tokens {b:g}: a share is in (0, 1] (a count is a whole number: 200000)")
+        if isinstance(b, int) and b < 1:
+            raise ValueError(f"--budget-tokens is at least 1 token, got {b}")
+        return b
+
     @model_validator(mode="after")
     def _one_size(self, info: ValidationInfo) -> Size:
+        if self.budget_tokens is not None and (self.ratio is not None or self.top is not None):
+            given = "--ratio" if self.ratio is not None else "--top"
+            raise ValueError(f"--budget-tokens sets the size in trained tokens: give it without {given}")
+        if self.budget_tokens is None and (self.base is not None or self.train_max_length is not None):
+            raise ValueError("--base and --train-max-length say how --budget-tokens counts: give --budget-tokens too")
         if self.ratio is not None and self.top is not None:
             raise ValueError("needs exactly one of --ratio or --top, not both")
         score_only = bool(info.context and info.context.get("score_only"))
-        if not (self.size_optional or score_only) and self.ratio is None and self.top is None:
-            raise ValueError("needs exactly one of --ratio or --top")
+        sized = self.ratio is not None or self.top is not None or self.budget_tokens is not None
+        if not (self.size_optional or score_only or sized):
+            raise ValueError("needs exactly one of --ratio or --top (or --budget-tokens)")
         return self
+
+    def budget_steps(self, steps: Callable[[Any], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The method's `steps` for these options. With `budget_tokens`: the `trained_tokens` scorer first
+        (counted as `finetune` trains `base`), the method's own steps ranking every row its filters keep
+        (ratio 1), then `token_budget`, which takes them in that rank order until the tokens are filled:
+        the same fill as `compare --budget-tokens` (`selection.budget`)."""
+        if self.budget_tokens is None:
+            return steps(self)
+        ranked = self.model_copy(update={"ratio": 1.0, "budget_tokens": None, "base": None, "train_max_length": None})
+        trust = getattr(self, "trust_remote_code", False) or None
+        count = step("score", "trained_tokens", model=self.base or "embedded", max_length=self.train_max_length,
+                     trust_remote_code=trust)  # fmt: skip
+        return [count, *steps(ranked), step("select", "token_budget", tokens=self.budget_tokens)]
 
 
 class LM(StrictModel):

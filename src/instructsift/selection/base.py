@@ -84,6 +84,11 @@ class Selection:
     def kept(self) -> np.ndarray:
         return np.flatnonzero(self.keep)
 
+    def ranked(self) -> list[int]:
+        """The kept rows in rank order (rows no ranker ranked after the ranked ones, by row): the order a
+        token budget fills (`select --budget-tokens`, `compare`)."""
+        return sorted(self.kept.tolist(), key=lambda i: (self.rank.get(i, np.inf), i))
+
     @property
     def reasons(self) -> list[str | None]:
         """Each row's reason as one line, `code (detail)`; None for a kept row."""

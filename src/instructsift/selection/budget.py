@@ -4,11 +4,25 @@ At an equal number of examples a method that prefers long answers trains on more
 picks, so its gain may be only length (Zhao et al., ICML 2024, "Long Is More for Alignment"; Xia et al.,
 arXiv 2410.09335). A token budget puts every pick on the same footing: each takes its own best examples
 until their trained answer tokens reach the budget.
+
+`TokenBudget` (`select: token_budget`) does it inside a run: the method's selectors rank the rows their
+filters keep, and it takes them in that rank order (`Selection.ranked`) with `fill_tokens`, counting the
+`trained_tokens` scorer's column (`train.costs`). `select --budget-tokens` and a method's `budget_tokens`
+option expand to that scorer, the method ranking every row it keeps, and this selector
+(`methods.base.Size.budget_steps`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..data.errors import OptionError
+from ..registry import register
+from .base import Selection, column, drop_unscored
 
 
 def fill_tokens(order: Iterable[int], tokens: Sequence[int], budget: int) -> list[int]:
@@ -42,3 +56,60 @@ def rows_needed(tokens: Sequence[int], budget: int) -> int:
         if total >= budget:
             return n
     return len(tokens)
+
+
+def token_count(budget: int | float, total: int, option: str = "--budget-tokens") -> int:
+    """The tokens a budget is: a count, or a share of the data set's `total` trained answer tokens
+    (rounded, at least 1); more than `total` is an error."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+        raise OptionError(f"{option} is a count of tokens or a share in (0, 1], got {budget!r}")
+    if isinstance(budget, float):
+        if not 0 < budget <= 1:
+            raise OptionError(f"{option} {budget:g}: a share is in (0, 1] (a count is a whole number: 200000)")
+        return max(1, round(budget * total))
+    if budget < 1:
+        raise OptionError(f"{option} is at least 1 token, got {budget}")
+    if budget > total:
+        raise OptionError(f"{option} {budget:,} is more than the {total:,} trained answer tokens of the data set")
+    return budget
+
+
+@register("select", "token_budget")
+@dataclass
+class TokenBudget:
+    """Keep the rows still kept, in their rank order, until their trained answer tokens fill `tokens`.
+
+    `tokens` is a count, or a share of every input row's tokens in `column` (the `trained_tokens` scorer's).
+    The example that crosses the budget is taken only when that leaves the total nearer to it
+    (`fill_tokens`: within half an example); the fill stops there. Rows no earlier selector ranked come
+    after the ranked ones, in row order. A pick whose rows run out first keeps them all and says so.
+    """
+
+    tokens: int | float
+    column: str = "trained_tokens"
+
+    def __post_init__(self) -> None:
+        token_count(self.tokens, 2**62, option="the token budget")  # validate early
+
+    def describe(self) -> str:
+        size = f"{self.tokens:,}" if isinstance(self.tokens, int) else f"{self.tokens:g} of all"
+        return f"rows in rank order until {size} tokens by {self.column}"
+
+    def apply(self, table: Any, selection: Selection) -> None:
+        values = column(table, self.column)
+        drop_unscored(table, selection, [self.column])
+        each = np.nan_to_num(values, nan=0.0).astype(np.int64).tolist()
+        total = sum(each)
+        budget = token_count(self.tokens, total, option="the token budget")
+        order = selection.ranked()
+        picked = fill_tokens(order, each, budget)
+        filled = sum(each[i] for i in picked)
+        rest = order[len(picked) :]
+        selection.rank = {i: r for r, i in enumerate(picked, start=1)}
+        selection.drop(rest, f"past the budget of {budget:,} tokens", [f"{self.column} = {each[i]}" for i in rest])
+        short = " (the ranked rows ran out first)" if len(picked) == len(order) and filled < budget else ""
+        share = f" ({100 * budget / total:.1f}%)" if total else ""
+        selection.shares.append(
+            f"token budget {budget:,} of {total:,} trained answer tokens{share}: filled {filled:,} with {len(picked)} "
+            f"rows{short}"
+        )

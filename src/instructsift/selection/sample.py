@@ -32,7 +32,9 @@ class RandomSample:
     """Keep `k` (or `ratio`) rows drawn uniformly at random, seeded, among those still kept.
 
     `of="all"` takes the ratio of every input row, `of="kept"` of the rows still kept. The draw is
-    `random_subset` over the kept rows, the same draw as `compare`'s random arms for the same seed.
+    `random_subset` over the kept rows, the same draw as `compare`'s random arms for the same seed. A draw of
+    every row (ratio 1) is ranked in the order of `default_rng(seed).permutation`, the order in which
+    `compare`'s random arms fill a token budget (so `select --method random --budget-tokens` fills as they do).
     """
 
     ratio: float | None = None
@@ -52,8 +54,12 @@ class RandomSample:
     def apply(self, table: Any, selection: Selection) -> None:
         candidates = selection.kept
         n = min(len(candidates), count_for(self.ratio, self.k, table.num_rows if self.of == "all" else len(candidates)))
+        if n == len(candidates):  # every row: ranked as compare's random arms fill a token budget
+            drawn = np.random.default_rng(self.seed).permutation(n).tolist()
+        else:
+            drawn = random_subset(len(candidates), n, self.seed)
+        for rank, j in enumerate(drawn, start=1):
+            selection.rank[int(candidates[j])] = rank
         picked = np.zeros(len(candidates), dtype=bool)
-        picked[random_subset(len(candidates), n, self.seed)] = True
-        for rank, i in enumerate(candidates[picked].tolist(), start=1):
-            selection.rank[i] = rank
+        picked[drawn] = True
         selection.drop(candidates[~picked], f"not among {n} drawn at random (seed {self.seed})")

@@ -155,7 +155,11 @@ def training_costs(examples: Sequence[Example], model: str, config: FinetuneConf
     tokenizer, EOS and `max_length` cut, without loading the model."""
     from ..models import resolve
 
-    tokenizer = training_tokenizer(resolve(model).path, config.trust_remote_code)
+    return costs_with(examples, training_tokenizer(resolve(model).path, config.trust_remote_code), config)
+
+
+def costs_with(examples: Sequence[Example], tokenizer: Any, config: FinetuneConfig) -> list[Cost]:
+    """Each example's `Cost` with a loaded training tokenizer (the `trained_tokens` scorer's batches)."""
     built = build_sequences(examples, config.template, tokenizer, config.max_length, config.eos)
     return [Cost(sum(s.n_targets for s in b.sequences), len(b.sequences)) for b in built]
 

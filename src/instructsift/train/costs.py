@@ -1,0 +1,104 @@
+"""The `trained_tokens` scorer: each example's answer tokens as fine-tuning would train them.
+
+A token budget (`select --budget-tokens`, `compare --budget-tokens`) is counted in the tokens a fine-tune
+trains on (Zhao et al., ICML 2024, "Long Is More for Alignment": at an equal number of examples, longer
+answers are more training). They are counted exactly as `finetune` builds its sequences
+(`finetune.costs_with`): the base model's tokenizer, the training template, an EOS after each answer, and
+the `max_length` cut (a 2,000-token answer trains at most 512 tokens at max length 512); prompt tokens are
+not trained and not counted. An example with nothing to train (no answer tokens left) counts 0.
+
+It lives in `train/` because it counts with the trainer's own code; like every scorer it is cached by
+content and configuration (the tokenizer's fingerprint, template, max length, EOS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..data.errors import OptionError
+from ..data.example import Example
+from ..registry import register
+from ..scoring.text import todo_chunks
+
+
+@register("score", "trained_tokens")
+@dataclass
+class TrainedTokens:
+    """Trained answer tokens (and training sequences) of each example for fine-tuning `model`."""
+
+    model: str = "embedded"  # the base model to be fine-tuned: its tokenizer counts
+    max_length: int = 512  # the fine-tune's tokens per sequence (its cut)
+    template: str = "alpaca"  # the fine-tune's prompt template
+    eos: bool = True  # an EOS after each answer, trained as an answer token
+    trust_remote_code: bool = False
+    chunk_size: int = 2048
+    # counts, never missing: bookkeeping columns without a reason column
+    columns: ClassVar[dict[str, str | None]] = {"trained_tokens": None, "trained_sequences": None}
+    name: str = field(default="trained_tokens", init=False)
+    _tok: Any = field(default=None, init=False, repr=False)
+    _source: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_length < 2:
+            raise OptionError(f"max_length must be at least 2, got {self.max_length}")
+        if self.chunk_size < 1:
+            raise OptionError(f"chunk_size must be at least 1, got {self.chunk_size}")
+        from ..scoring.templates import get_template
+
+        get_template(self.template)  # an unknown template fails now
+
+    def config(self) -> Any:
+        from .finetune import FinetuneConfig
+
+        return FinetuneConfig(template=self.template, max_length=self.max_length, eos=self.eos,
+                              trust_remote_code=self.trust_remote_code)  # fmt: skip
+
+    @property
+    def schema(self) -> Any:
+        import pyarrow as pa
+
+        return pa.schema([("trained_tokens", pa.int64()), ("trained_sequences", pa.int64())])
+
+    def tokenizer(self) -> Any:
+        if self._tok is None:
+            from ..models import resolve
+            from .finetune import training_tokenizer
+
+            self._source = resolve(self.model)
+            self._tok = training_tokenizer(self._source.path, self.trust_remote_code)
+        return self._tok
+
+    def cache_key(self) -> str:
+        self.tokenizer()
+        config = {"scorer": "trained_tokens/1", "tokenizer": self._source.fingerprint, "template": self.template,
+                  "max_length": self.max_length, "eos": self.eos}  # fmt: skip
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        self.tokenizer()
+        return (
+            f"trained answer tokens for fine-tuning {self._source.name} ({self.template} template, "
+            f"max length {self.max_length}{', EOS' if self.eos else ''}; prompts not counted)"
+        )
+
+    def score(
+        self, examples: Sequence[Example], skip: frozenset[str], advance: Callable[[float], None] | None = None
+    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        from .finetune import costs_with
+
+        tok, config = self.tokenizer(), self.config()
+        for part in todo_chunks(examples, skip, self.chunk_size):
+            costs = costs_with(part, tok, config)
+            yield [
+                (ex.content_hash, {"trained_tokens": c.tokens, "trained_sequences": c.sequences})
+                for ex, c in zip(part, costs, strict=True)
+            ]
+            if advance:
+                advance(len(part))
+
+
+__all__ = ["TrainedTokens"]
