@@ -27,8 +27,10 @@ demo: install
 	$(BIN)/instructsift score examples/sample_alpaca.json --method cherry --overwrite -o examples/out/scores.parquet
 	$(BIN)/instructsift run examples/recipes/superfiltering-lima-kcenter.yaml --overwrite
 
+# The suite on both cores (pytest-xdist): a worker per core, each test file on one worker so that its
+# module fixtures are built once; each worker has its own session cache (tests/conftest.py).
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
