@@ -28,9 +28,11 @@ demo: install
 	$(BIN)/instructsift run examples/recipes/superfiltering-lima-kcenter.yaml --overwrite
 
 # The suite on both cores (pytest-xdist): a worker per core, each test file on one worker so that its
-# module fixtures are built once; each worker has its own session cache (tests/conftest.py).
+# module fixtures are built once; each worker has its own session cache (tests/conftest.py). One torch
+# thread per worker and per command it starts (OMP_NUM_THREADS=1): two workers with two threads each
+# competed for the two cores.
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
