@@ -31,6 +31,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..data.example import Example, Message
 from ..registry import StrictModel, register
+from .text import todo_chunks
 
 TEXTS = ("whole", "prompt")
 TEMPLATES = ("tulu", "chat")
@@ -230,10 +231,7 @@ class Representation:
         """Yield (content_hash, {column, column_reason}) lists, chunk by chunk, for examples not in `skip`."""
         advance = advance or (lambda _n: None)
         reason = f"{self.column}_reason"
-        for lo in range(0, len(examples), self.chunk_size):
-            part = [ex for ex in examples[lo : lo + self.chunk_size] if ex.content_hash not in skip]
-            if not part:
-                continue
+        for part in todo_chunks(examples, skip, self.chunk_size):
             vecs = self.encode([self.text_of(ex) for ex in part], advance)
             yield [(ex.content_hash, {self.column: v.tolist(), reason: None}) for ex, v in zip(part, vecs, strict=True)]
 
