@@ -39,14 +39,10 @@ class Size(StrictModel):
     @field_validator("budget_tokens", mode="before")
     @classmethod
     def _tokens(cls, b: Any) -> Any:
-        if b is None:
-            return b
-        if isinstance(b, bool) or not isinstance(b, (int, float)):
-            raise ValueError(f"--budget-tokens is a count of tokens or a share in (0, 1], got {b!r}")
-        if isinstance(b, float) and not 0 < b <= 1:
-            raise ValueError(f"--budget-tokens {b:g}: a share is in (0, 1] (a count is a whole number: 200000)")
-        if isinstance(b, int) and b < 1:
-            raise ValueError(f"--budget-tokens is at least 1 token, got {b}")
+        if b is not None:  # the data set's total is not known yet: its bound is checked when selecting
+            from ..selection.budget import token_count
+
+            token_count(b, 2**62)
         return b
 
     @model_validator(mode="after")
