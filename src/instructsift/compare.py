@@ -319,10 +319,9 @@ def _path(base: Path, p: str) -> Path:
 
 def _data(base: Path, p: str) -> Path | str:
     """A data input: its local path (relative to `base`), else a hub id as written (a local path wins)."""
-    from .data.hub import hub_id
+    from .data.hub import local_or_id
 
-    local = _path(base, p)
-    return local if local.exists() or hub_id(p) is None else p
+    return local_or_id(_path(base, p), p)
 
 
 # -- the run ------------------------------------------------------------------------------------------------

@@ -153,10 +153,9 @@ class Recipe:
     def input_source(self) -> str:
         """The input as `data.read` takes it: a local path (relative to the recipe's folder), else a hub id
         as written (a local path of the same spelling wins)."""
-        from .data.hub import hub_id
+        from .data.hub import local_or_id
 
-        local = self.path("input")
-        return str(local) if local.exists() or hub_id(self.settings.input) is None else self.settings.input
+        return str(local_or_id(self.path("input"), self.settings.input))
 
     def path(self, key: str) -> Path | None:
         value = getattr(self.settings, key)
@@ -186,9 +185,9 @@ class Recipe:
 
 def _local(key: str, value: Any) -> bool:
     """Whether a path option's value is a local path (not an input's hub id that names no local path)."""
-    from .data.hub import hub_id
+    from .data.hub import local_or_id
 
-    return key != "input" or Path(value).exists() or hub_id(str(value)) is None
+    return key != "input" or isinstance(local_or_id(Path(value), str(value)), Path)
 
 
 def _portable(path: Path, folder: Path | None) -> str:

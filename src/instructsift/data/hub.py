@@ -86,6 +86,11 @@ def hub_id(spec: str | Path) -> str | None:
     return None
 
 
+def local_or_id(local: Path, spelled: str) -> Path | str:
+    """`local` when it exists or `spelled` names no hub id (a local path wins), else the hub id as written."""
+    return local if local.exists() or hub_id(spelled) is None else spelled
+
+
 _SAVED = ("dataset_info.json", "state.json", "dataset_dict.json")  # what `save_to_disk` writes
 
 
