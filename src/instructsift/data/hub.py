@@ -5,6 +5,10 @@ its builders (the `configs:` block of the repository's README picks the files of
 A folder in the hub's repository layout (data files and a README, not a `save_to_disk` folder) is read
 through the same builders. A local path always wins over a hub id spelled the same. With `streaming`,
 rows come a batch at a time from an `IterableDataset` and are never all held as Arrow.
+
+Where a command takes several data sets (`compare --eval`, `--target`), each spells its own split, subset and
+revision: `ID[@REVISION][:SUBSET]:SPLIT` (`tatsu-lab/alpaca_eval:alpaca_eval:eval`, `org/name@v1.0:test`,
+`./folder:test`); hub ids hold no `@` or `:`, and a local path that exists as spelled wins.
 """
 
 from __future__ import annotations
@@ -74,6 +78,55 @@ class HubSource:
         yield from _rows_of(loaded.data.table)
 
 
+@dataclass(frozen=True)
+class Spelled:
+    """A data input with its split, subset and revision written into it (`ID[@REVISION][:SUBSET]:SPLIT`)."""
+
+    base: str  # the hub id (with any hf:// prefix) or folder
+    split: str | None = None
+    subset: str | None = None
+    revision: str | None = None
+
+
+def spelled(spec: str | Path) -> Spelled:
+    """`spec` taken apart: `org/name@rev:subset:split` -> (org/name, split, subset, rev). A spelling that
+    exists as a local path, or whose base names neither a hub id nor a hub-layout folder, is kept whole."""
+    text = str(spec)
+    if Path(text).exists() and not text.startswith(PREFIX):
+        return Spelled(text)
+    prefix = PREFIX if text.startswith(PREFIX) else ""
+    base, *tail = text[len(prefix) :].split(":")
+    revision = None
+    head, _, last = base.rpartition("/")
+    if "@" in last:
+        last, revision = last.split("@", 1)
+        base = f"{head}/{last}" if head else last
+    if len(tail) > 2 or any(not t for t in tail) or revision == "":
+        return Spelled(text)
+    base = prefix + base
+    if hub_id(base) is None and not is_hub_layout(Path(base)):
+        return Spelled(text)
+    split = tail[-1] if tail else None
+    subset = tail[0] if len(tail) == 2 else None
+    return Spelled(base, split, subset, revision)
+
+
+def names_hub_data(spec: str | Path) -> bool:
+    """Whether `spec` reads through `load_dataset`: a hub id or a hub-layout folder, with or without a
+    spelled split (`ID[@REVISION][:SUBSET]:SPLIT`)."""
+    base = spelled(spec).base
+    return hub_id(base) is not None and not Path(base).exists() or is_hub_layout(Path(base))
+
+
+def local_part(spec: str | Path) -> Path | None:
+    """The local path a data input reads (a hub-layout folder without its spelled split), or None for a
+    hub id; a path that names nothing comes back as it is, for the caller's "no such file" error."""
+    base = spelled(spec).base
+    if Path(base).exists():
+        return Path(base)
+    return None if hub_id(base) is not None else Path(spec)
+
+
 def hub_id(spec: str | Path) -> str | None:
     """The hub id `spec` names (`hf://org/name`, or `org/name` without a data file's extension), else None.
     Says nothing of a local path: callers look for one first (a local path wins)."""
@@ -86,9 +139,12 @@ def hub_id(spec: str | Path) -> str | None:
     return None
 
 
-def local_or_id(local: Path, spelled: str) -> Path | str:
-    """`local` when it exists or `spelled` names no hub id (a local path wins), else the hub id as written."""
-    return local if local.exists() or hub_id(spelled) is None else spelled
+def local_or_id(local: Path, written: str) -> Path | str:
+    """`local` when it exists, names a hub-layout folder (`folder:split`), or `written` names no hub id (a
+    local path wins), else the hub id as written (with any `@REVISION:SUBSET:SPLIT`)."""
+    if local.exists() or Path(spelled(local).base).exists():
+        return local
+    return written if hub_id(spelled(written).base) is not None else local
 
 
 _SAVED = ("dataset_info.json", "state.json", "dataset_dict.json")  # what `save_to_disk` writes
@@ -114,6 +170,14 @@ def source_of(
 ) -> HubSource | None:
     """The hub source `spec` names, or None for a plain local file or `save_to_disk` folder. A local path
     wins over a hub id of the same spelling. Hub options given for a plain local file are an error."""
+    written = spelled(spec)
+    if written.base != str(spec):
+        options_given = {"split": split, "subset": subset, "revision": revision}
+        both = [OPTION_FLAGS[k] for k, v in options_given.items() if v is not None and getattr(written, k)]
+        if both:
+            raise OptionError(f"{spec}: spells its own {both[0].lstrip('-')}; {both[0]} too is one too many")
+        spec, split = written.base, split or written.split
+        subset, revision = subset or written.subset, revision or written.revision
     p = Path(spec)
     given = {"split": split, "subset": subset, "revision": revision, "streaming": streaming or None}
     options = dict(split=split or "train", subset=subset, revision=revision, streaming=streaming)

@@ -8,6 +8,7 @@ names map onto them with `fields` (`convert.parse_fields`).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import itertools
 import json
@@ -442,6 +443,7 @@ def read(
     subset: str | None = None,
     revision: str | None = None,
     streaming: bool = False,
+    answer_optional: bool = False,
 ) -> Dataset:
     """Read instruction data from `path`, detecting the container and record format.
 
@@ -453,7 +455,9 @@ def read(
     instead of raising `InputError`. With `keep_records=False` the examples do not hold their raw records
     (`Dataset.records` reads them again when they are written). A source without records is an error,
     unless `allow_empty`: then an empty data set (format "unknown" unless given), which writes back as an
-    empty file of the same container.
+    empty file of the same container. With `answer_optional` a row with an instruction and no answer (an
+    Alpaca row without `output`, a conversation without an assistant turn) is valid: only where the caller
+    says so (target rows, `data.targets`), never for data that is scored or trained on.
     """
     if on_error not in ("fail", "skip"):
         raise OptionError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
@@ -498,11 +502,17 @@ def read(
                 Reject(str(path), 0, line, None, f"a record must be an object, got {type(first).__name__}")
             )
         keys = sorted(map(str, first))
+        if answer_optional:  # an instruction is all such a row needs: say which field is missing
+            hint = fields_hint(keys).split(",")[0]  # --fields instruction=NAME
+            raise InputError(Reject(str(path), 0, line, "instruction",
+                                    f"no instruction field (fields: {keys}); pass --format, or name it with {hint}"))  # fmt: skip
         raise InputError(
             Reject(str(path), 0, line, None, f"cannot tell the format from the fields {keys}; pass --format, or "
                    f"name the fields with {fields_hint(keys)}")
         )  # fmt: skip
     parser = PARSERS[fmt]
+    if answer_optional:
+        parser = functools.partial(parser, answer_optional=True) if fmt == "alpaca" else parser
     # Examples go into Arrow columns a chunk at a time (`ExampleTable`): ids and notes are settled per chunk
     # (the counts carry over), so that no more than a chunk of `Example` objects is held.
     builder = Builder()
@@ -515,7 +525,7 @@ def read(
     for row, (line, record) in enumerate(itertools.chain(head, records)):
         n_read = row + 1
         try:
-            messages = parse_record(record, parser, fields)
+            messages = parse_record(record, parser, fields, answer_optional=answer_optional)
         except FieldError as e:
             if isinstance(record, Unreadable):
                 record = record.text
@@ -550,15 +560,18 @@ def read(
     )
 
 
-def parse_record(record: Any, parser: Any, fields: Mapping[str, str] | None) -> tuple[Message, ...]:
-    """A raw record's messages; a `FieldError` (field, reason) when it cannot be one."""
+def parse_record(
+    record: Any, parser: Any, fields: Mapping[str, str] | None, *, answer_optional: bool = False
+) -> tuple[Message, ...]:
+    """A raw record's messages; a `FieldError` (field, reason) when it cannot be one (see `read` for
+    `answer_optional`)."""
     if isinstance(record, Unreadable):
         raise FieldError(None, record.reason)
     if not isinstance(record, Mapping):
         raise FieldError(None, f"a record must be an object, got {type(record).__name__}")
     check_text(record)
     messages = parser(record, fields)
-    check_conversation(messages)
+    check_conversation(messages, answer_optional=answer_optional)
     return tuple(messages)
 
 

@@ -90,8 +90,11 @@ def fields_hint(keys: list[str]) -> str:
     return f"--fields instruction={prompt},output={answer}"
 
 
-def parse_alpaca(record: Mapping[str, Any], fields: Mapping[str, str] | None = None) -> list[Message]:
-    """`instruction`, optional `input`, `output`; optional `system` and `history` ([[q, a], ...])."""
+def parse_alpaca(
+    record: Mapping[str, Any], fields: Mapping[str, str] | None = None, *, answer_optional: bool = False
+) -> list[Message]:
+    """`instruction`, optional `input`, `output`; optional `system` and `history` ([[q, a], ...]). With
+    `answer_optional`, a row without an `output` (missing or blank) is the instruction alone."""
     fields = fields or {}
     names = {k: ((fields[k],) if k in fields else v) for k, v in ALPACA_ALIASES.items()}
     ins_name, instruction = _pick(record, names["instruction"])
@@ -115,6 +118,8 @@ def parse_alpaca(record: Mapping[str, Any], fields: Mapping[str, str] | None = N
             messages.append(Message("assistant", _text(pair[1], f"{hist_name}[{i}][1]")))
     context = _text(inp, inp_name, required=False)
     messages.append(Message("user", _text(instruction, ins_name), context or None))
+    if answer_optional and (output is None or (isinstance(output, str) and not output.strip())):
+        return messages
     messages.append(Message("assistant", _text(output, out_name)))
     return messages
 
@@ -195,9 +200,14 @@ def check_text(value: Any, field: str | None = None) -> None:
             check_text(item, f"{field or ''}[{i}]")
 
 
-def check_conversation(messages: list[Message]) -> None:
-    """At least one answer, and a user turn before the first answer."""
+def check_conversation(messages: list[Message], *, answer_optional: bool = False) -> None:
+    """At least one answer, and a user turn before the first answer; with `answer_optional` (an instruction
+    alone is enough: target rows), at least a user turn."""
     roles = [m.role for m in messages]
+    if answer_optional and "assistant" not in roles:
+        if "user" not in roles:
+            raise FieldError(None, "no user turn: a row needs an instruction")
+        return
     if "assistant" not in roles:
         raise FieldError(None, "no assistant turn: nothing to score")
     first_answer = roles.index("assistant")
