@@ -320,8 +320,12 @@ JudgeMinMassOpt = Annotated[
 ]
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="alpagasus: keep judge >= this [4.5].")]
 TargetOpt = Annotated[
-    Path | None,
-    typer.Option("--target", help="rds: examples of the tasks to select for (any format; answers optional)."),
+    str | None,
+    typer.Option(
+        "--target",
+        help="rds: examples of the tasks to select for (any format; answers optional): a file, a folder, or a hub "
+        "data set, its split spelled ID[@REVISION][:SUBSET]:SPLIT.",
+    ),
 ]
 TargetTaskOpt = Annotated[
     str | None, typer.Option("--target-task-field", help="rds: the target records' task field [each row a task].")
@@ -353,10 +357,19 @@ def _warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
-def _read(path: Path, fmt: Fmt | None, on_error: OnError) -> Any:
+def _read(path: str | Path, fmt: Fmt | None, on_error: OnError, **hub: Any) -> Any:
+    """`data.read` of a command's DATA (a path or hub id; `hub`: its split, subset, revision)."""
     from .api import read
 
-    return read(path, format=fmt.value if fmt else None, on_error=on_error.value)
+    return read(path, format=fmt.value if fmt else None, on_error=on_error.value, **hub)
+
+
+def _local(spec: str | Path | None) -> Path | None:
+    """The local path a data input reads (None for a hub id): what must exist, and what no output may
+    write over."""
+    from .data.hub import local_part
+
+    return None if spec is None else local_part(spec)
 
 
 def _check_paths(inputs: list[Any], outputs: list[tuple[Path | None, str, str]], overwrite: bool) -> None:
@@ -367,7 +380,7 @@ def _check_paths(inputs: list[Any], outputs: list[tuple[Path | None, str, str]],
 
     check_inputs(inputs[:1])
     for extra in inputs[1:]:
-        if extra is not None and not Path(extra).exists():
+        if extra is not None and (local := _local(extra)) is not None and not local.exists():
             raise MissingFileError(f"{extra}: no such file or folder")
     outs = [Output(Path(p), kind, flag) for p, kind, flag in outputs if p is not None]
     check_outputs([Path(p) for p in inputs if p is not None], outs, overwrite=overwrite)
@@ -494,7 +507,10 @@ def score_cmd(
         scores=str(output),
     )
     result = _run(
-        recipe, overwrite, quiet, extra_inputs=[judge_prompt, target, *_model_input(model, reward_model, unieval)]
+        recipe,
+        overwrite,
+        quiet,
+        extra_inputs=[judge_prompt, _local(target), *_model_input(model, reward_model, unieval)],
     )
     _score_summary(result, output, quiet)
 
@@ -636,7 +652,7 @@ def select_cmd(
     if save_recipe is not None:
         _save_recipe(recipe, save_recipe, overwrite)
     models = _model_input(model, reward_model, unieval, base)
-    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, target, *models])
+    result = _run(recipe, overwrite, quiet, extra_inputs=[judge_prompt, _local(target), *models])
     _select_summary(result, quiet, counting)
 
 
@@ -807,7 +823,8 @@ def report_cmd(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The page to write (.html, self-contained).")],
     data: Annotated[
-        Path | None, typer.Option("--data", help="The scored data: texts, read and rejected counts.")
+        str | None,
+        typer.Option("--data", help="The scored data (a path or hub id): texts, read and rejected counts."),
     ] = None,
     dropped: Annotated[
         Path | None, typer.Option("--dropped", help="The run's --dropped file: what was dropped, and why.")
@@ -832,6 +849,9 @@ def report_cmd(
     ] = False,
     format: FormatOpt = None,
     overwrite: OverwriteOpt = False,
+    split: SplitOpt = None,
+    subset: SubsetOpt = None,
+    revision: RevisionOpt = None,
 ) -> None:
     """Write one HTML page: counts, score histograms with cut-offs, examples, correlations, overlaps, a map."""
     from .report import from_files, plotly_missing, write_report
@@ -840,8 +860,11 @@ def report_cmd(
         _fail(why)
     extra = [data, dropped, *(selection or []), compare, rule, curve, mining]
     _check_paths([scores, *extra], [(output, "report", "--output")], overwrite)
+    if data is None and (split or subset or revision):
+        raise UsageError("--split, --subset and --revision are --data's: give --data")
     report = from_files(scores, data=data, dropped=dropped, selections=selection or [], compare=compare, rule=rule,
-                        curve=curve, mining=mining, title=title, format=format.value if format else None)  # fmt: skip
+                        curve=curve, mining=mining, title=title, format=format.value if format else None,
+                        split=split, subset=subset, revision=revision)  # fmt: skip
     write_report(report, output, max_points=map_points, color_by=color_by, bookkeeping=bookkeeping)
     err.print(f"report of {report.n} rows → {output}", highlight=False, markup=False)
 
@@ -887,7 +910,7 @@ def methods_cmd(
 @app.command("finetune")
 @_guard
 def finetune_cmd(
-    input: Input,
+    input: DataArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned model (or adapter).")],
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the model folder an earlier finetune wrote at --output.")
@@ -914,6 +937,9 @@ def finetune_cmd(
     trust_remote_code: TrustOpt = False,
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
+    split: SplitOpt = None,
+    subset: SubsetOpt = None,
+    revision: RevisionOpt = None,
 ) -> None:
     """Fine-tune a causal LM on DATA (loss on answer tokens only; LoRA unless --full). Rerun to resume."""
     from .models import use_cache_root
@@ -938,7 +964,7 @@ def finetune_cmd(
         trust_remote_code=trust_remote_code,
     )
     _check_paths([input, *_model_input(model)], [(output, "model", "--output")], overwrite)
-    dataset = _read(input, format, on_error)
+    dataset = _read(input, format, on_error, split=split, subset=subset, revision=revision)
     try:
         with use_cache_root(cache_dir):
             r = finetune(dataset, model, output, config, progress=not quiet, resume=not restart)
@@ -960,7 +986,7 @@ def finetune_cmd(
 @app.command("evaluate")
 @_guard
 def evaluate_cmd(
-    input: Input,
+    input: DataArg,
     model: ModelOpt = "embedded",
     template: Annotated[str, typer.Option(help="alpaca, chat, none, or a JSON template file.")] = "alpaca",
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per sequence.")] = 512,
@@ -975,6 +1001,9 @@ def evaluate_cmd(
     trust_remote_code: TrustOpt = False,
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
+    split: SplitOpt = None,
+    subset: SubsetOpt = None,
+    revision: RevisionOpt = None,
 ) -> None:
     """Mean answer loss of a model on held-out DATA (InstructMining's quality proxy); prints JSON."""
     import json
@@ -984,7 +1013,7 @@ def evaluate_cmd(
     from .train.evaluate import evaluate
 
     _check_paths([input, *_model_input(model)], [(output, "json", "--output")], overwrite)
-    dataset = _read(input, format, on_error)
+    dataset = _read(input, format, on_error, split=split, subset=subset, revision=revision)
     with use_cache_root(cache_dir):
         r = evaluate(
             dataset,
@@ -1017,7 +1046,10 @@ def _win(kind: Any, name: str, help: str) -> Any:
 @app.command("compare")
 @_guard
 def compare_cmd(
-    input: Annotated[Path, typer.Argument(metavar="DATA", help="Data to select from, or a compare recipe (.yaml).")],
+    input: Annotated[
+        str,
+        typer.Argument(metavar="DATA", help="Data to select from (a path or hub id), or a compare recipe (.yaml)."),
+    ],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Folder for results.json, .md, loss.png.")
     ] = None,
@@ -1032,9 +1064,11 @@ def compare_cmd(
         ),
     ] = None,
     eval: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Option(
-            "--eval", help="Held-out data: each tuned model's answer loss (repeat it: a loss column per set)."
+            "--eval",
+            help="Held-out data: each tuned model's answer loss (repeat it: a loss column per set). A hub data set "
+            "spells its own split: ID[@REVISION][:SUBSET]:SPLIT (org/name:test).",
         ),
     ] = None,
     base: Annotated[str, typer.Option(help="The base model fine-tuned on every pick (as --model).")] = "embedded",
@@ -1073,6 +1107,9 @@ def compare_cmd(
     judge_max_tokens: _win(int, "--judge-max-tokens", "tokens the judge may reply with [16].") = None,
     max_new_tokens: _win(int, "--max-new-tokens", "tokens each tuned model may answer with [256].") = None,
     gen_batch_size: _win(int, "--gen-batch-size", "held-out prompts generated at once [8].") = None,
+    split: SplitOpt = None,
+    subset: SubsetOpt = None,
+    revision: RevisionOpt = None,
 ) -> None:
     """Fine-tune on each method's pick, on random picks of the same size and on all the data; compare eval loss
     (and, with --judge-url, a judge's win rate of each tuned model's answers against the random model's)."""
@@ -1085,9 +1122,10 @@ def compare_cmd(
         "--judge-concurrency": judge_concurrency, "--judge-timeout": judge_timeout, "--judge-retries": judge_retries,
         "--judge-max-tokens": judge_max_tokens, "--max-new-tokens": max_new_tokens, "--gen-batch-size": gen_batch_size,
     })  # fmt: skip
-    if input.suffix in (".yaml", ".yml"):
-        if methods or budget or budget_tokens or eval:
-            _fail("with a compare recipe, give --methods, --budget (or --budget-tokens) and --eval in the recipe")
+    if Path(input).suffix in (".yaml", ".yml"):
+        if methods or budget or budget_tokens or eval or split or subset or revision:
+            _fail("with a compare recipe, give --methods, --budget (or --budget-tokens), --eval and --split, "
+                  "--subset, --revision in the recipe")  # fmt: skip
         if judge:
             _fail("with a compare recipe, give the judge in the recipe (judge: {url: ..., model: ...})")
         spec, base_dir = load_spec(input)
@@ -1098,7 +1136,7 @@ def compare_cmd(
         tune = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
         tune = {k: v for k, v in tune.items() if v is not None} | ({"device": device} if device != "auto" else {})
         spec = spec_from(dict(
-            data=str(input), eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
+            data=str(input), split=split, subset=subset, revision=revision, eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
             budget=parse_budget(budget) if budget else None,
             budget_tokens=parse_budget(budget_tokens, "--budget-tokens") if budget_tokens else None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
             finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,
@@ -1109,7 +1147,7 @@ def compare_cmd(
     if save_recipe is not None:
         from .outputs import Output, check_outputs
 
-        check_outputs([input], [Output(save_recipe, "recipe", "--save-recipe")], overwrite=overwrite)
+        check_outputs([Path(input)], [Output(save_recipe, "recipe", "--save-recipe")], overwrite=overwrite)
         save_spec(spec, save_recipe, comment="instructsift " + " ".join(sys.argv[1:]), base_dir=base_dir)
     log = lambda m: err.print(m, style="dim", highlight=False, markup=False)  # noqa: E731
     r = compare(spec, output, base_dir=base_dir, overwrite=overwrite, progress=not quiet, log=log)

@@ -52,8 +52,12 @@ class CompareSpec(StrictModel):
     """A whole comparison (the recipe form: a YAML mapping under `compare:`). Paths are relative to `base_dir`."""
 
     data: str
+    split: str | None = Field(None, description="hub data: the split of `data` [train]")
+    subset: str | None = Field(None, description="hub data: the subset (config) of `data`")
+    revision: str | None = Field(None, description="hub data: a branch, tag or commit of `data`")
     eval: str | list[str] = Field(
-        description="the held-out set, or several: a loss column per set (the first is the main one)"
+        description="the held-out set, or several: a loss column per set (the first is the main one); a hub "
+        "data set spells its split: ID[@REVISION][:SUBSET]:SPLIT"
     )
     methods: list[str] = Field(default_factory=list)
     budget: int | float | list[int | float] | None = Field(
@@ -192,12 +196,15 @@ def save_spec(spec: CompareSpec, target: str | os.PathLike, comment: str = "", b
     data = spec.model_dump(exclude_defaults=True)
     folder = Path(target).resolve().parent
 
-    def portable(p: str) -> str:
+    def portable(p: str, key: str) -> str:  # a hub id (data, eval) stays as written
+        if key in ("data", "eval") and isinstance(_data(base_dir or Path.cwd(), p), str):
+            return p
         return os.path.relpath(_path(base_dir or Path.cwd(), p).resolve(), folder)
 
     for key in ("data", "eval", "cache_dir", "output", "report"):
         if data.get(key):
-            data[key] = [portable(p) for p in data[key]] if isinstance(data[key], list) else portable(data[key])
+            v = data[key]
+            data[key] = [portable(p, key) for p in v] if isinstance(v, list) else portable(v, key)
     if data.get("judge", {}).get("prompt"):
         data["judge"]["prompt"] = os.path.relpath(
             _path(base_dir or Path.cwd(), data["judge"]["prompt"]).resolve(), folder
@@ -297,7 +304,10 @@ def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, datas
     recipe = from_method(
         method,
         method_options(spec, method, size),
-        input=str(_path(base_dir, spec.data)),
+        input=str(_data(base_dir, spec.data)),
+        split=spec.split,
+        subset=spec.subset,
+        revision=spec.revision,
         format=spec.format,
         on_error=spec.on_error,
         cache_dir=str(_path(base_dir, spec.cache_dir)) if spec.cache_dir else None,
@@ -379,7 +389,8 @@ def compare(
     t_start = time.monotonic()
     cache_dir = _path(base, spec.cache_dir) if spec.cache_dir else None
     with use_cache_root(cache_dir):
-        dataset = read(data_path, format=spec.format, on_error=spec.on_error)
+        hub = dict(split=spec.split, subset=spec.subset, revision=spec.revision)
+        dataset = read(data_path, format=spec.format, on_error=spec.on_error, **hub)
         held_out, *more_held_out = [read(p, format=spec.format, on_error=spec.on_error) for p in eval_paths]
     n_data = len(dataset.examples)
     if not n_data:

@@ -167,14 +167,15 @@ def _check_existing(out: Output, overwrite: bool) -> None:
 def check_inputs(paths: Iterable[str | os.PathLike]) -> None:
     """Refuse inputs that are missing, or a folder where a file is named (`x.json/`), or a folder that is
     not a datasets folder, before anything is read."""
-    from .data.hub import hub_id, is_hub_layout
+    from .data.hub import is_hub_layout, local_part
 
     for item in paths:
         if item is None:
             continue
-        p = Path(item)
-        if not p.exists() and hub_id(item) is not None:  # a hub data set: load_dataset says what fails
+        local = local_part(item)
+        if local is None:  # a hub data set: load_dataset says what fails
             continue
+        p = local  # a hub-layout folder with its split spelled (`folder:test`) is the folder
         if not p.exists():
             raise MissingFileError(f"{p}: no such file or folder")
         if p.is_dir():

@@ -141,8 +141,12 @@ KINDS = {"output": ("data", "--output"), "rejects": ("rejects", "--rejects"), "d
 
 
 def _local_input(source: str) -> Path | None:
-    """The input's local path, or None for a hub id (nothing local to protect)."""
-    return Path(source) if Path(source).exists() else None
+    """The input's local path (a hub-layout folder without its spelled split), or None for a hub id
+    (nothing local to protect)."""
+    from .data.hub import local_part
+
+    local = local_part(source)
+    return local if local is not None and local.exists() else None
 
 
 def _card_path(recipe: Recipe, output: Path | None) -> Path | None:

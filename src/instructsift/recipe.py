@@ -48,6 +48,7 @@ FILE_OPTIONS = (
     "judge_prompt",
     "target",
 )  # step options that are paths
+DATA_OPTIONS = ("target",)  # step options that are data: a path, or a hub id (`data.hub`) kept as written
 MODEL_OPTIONS = ("model", "encoder", "ranker", "complexity_model", "quality_model", "tokenizer", "rule")  # or names
 
 
@@ -90,7 +91,7 @@ class Step:
             if not isinstance(v, str) or not v or v.startswith("@") or not _is_path_option(k):
                 continue
             p = Path(os.path.expanduser(v))
-            if p.is_absolute():
+            if p.is_absolute() or (k in DATA_OPTIONS and isinstance(_data_input(base / p, v), str)):
                 continue
             explicit = v.startswith(("./", "../", ".\\", "..\\")) or k in FILE_OPTIONS
             if explicit or (base / p).exists():
@@ -181,6 +182,12 @@ class Recipe:
         from .atomic import write_text
 
         write_text(target, self.to_yaml(target, comment))
+
+
+def _data_input(local: Path, written: str) -> Path | str:
+    from .data.hub import local_or_id
+
+    return local_or_id(local, written)
 
 
 def _local(key: str, value: Any) -> bool:

@@ -201,15 +201,19 @@ def from_files(
     mining: Path | None = None,
     title: str | None = None,
     format: str | None = None,
+    split: str | None = None,
+    subset: str | None = None,
+    revision: str | None = None,
 ) -> ReportData:
-    """A score table (`score`, `select --save-scores`) and what the user gives beside it."""
+    """A score table (`score`, `select --save-scores`) and what the user gives beside it; `data` is a path
+    or a hub id (read with `split`, `subset`, `revision`)."""
     from ..api import read, read_scores
 
     scores = Path(scores)
     table = _read_table(scores)
     out = ReportData(table=table, title=title or f"instructsift report: {scores.name}", sources={"scores": str(scores)})
     if data is not None:
-        dataset = read(data, format=format, on_error="skip")
+        dataset = read(data, format=format, on_error="skip", split=split, subset=subset, revision=revision)
         table = read_scores(scores, dataset)  # checks that every row's id matches
         out.table, out.examples, out.n_read = table, list(dataset.examples), dataset.n_read
         out.rejects = _reject_counts(dataset.rejects)
