@@ -39,8 +39,10 @@ configs:
     path: data/train.jsonl
   - split: test
     path: data/test.jsonl
-  - split: targets
-    path: data/targets.jsonl
+- config_name: targets
+  data_files:
+  - split: train
+    path: targets/train.jsonl
 - config_name: chat
   data_files:
   - split: train
@@ -58,14 +60,15 @@ def _jsonl(path: Path, rows: list[dict]) -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A data set repository in the hub's layout: train, test and targets splits, and a chat subset."""
+    """A data set repository in the hub's layout: train and test splits, a targets and a chat subset (a subset
+    has one set of columns)."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     for k, v in OFFLINE.items():
         monkeypatch.setenv(k, v)
     root = tmp_path / "repo"
     _jsonl(root / "data/train.jsonl", POOL)
     _jsonl(root / "data/test.jsonl", HELD)
-    _jsonl(root / "data/targets.jsonl", TARGETS)
+    _jsonl(root / "targets/train.jsonl", TARGETS)
     _jsonl(root / "chat/train.jsonl", CHAT)
     (root / "README.md").write_text(CARD, encoding="utf-8")
     return root
@@ -102,17 +105,17 @@ def test_a_split_subset_and_revision_spelled_into_the_input(repo, tmp_path):
 
 # -- targets through the one reader --------------------------------------------------------------------------
 def test_answer_optional_is_the_callers_choice(repo):
-    with pytest.raises(InputError, match="'output', missing"):
-        read(repo, split="targets")
-    ds = read(repo, split="targets", answer_optional=True)
+    with pytest.raises(InputError, match="row 0, field 'output': missing"):
+        read(repo, subset="targets")
+    ds = read(repo, subset="targets", answer_optional=True)
     assert [[m.role for m in ex.messages] for ex in ds.examples] == [["user"], ["user"]]
     with pytest.raises(InputError, match="no assistant turn"):
         read(repo, subset="chat")
 
 
 def test_targets_from_a_hub_layout_folder(repo, tmp_path):
-    by_split = read_targets(repo, task_field="task", split="targets")
-    spelled_split = read_targets(f"{repo}:targets", task_field="task")
+    by_split = read_targets(repo, task_field="task", subset="targets")
+    spelled_split = read_targets(f"{repo}:targets:train", task_field="task")
     assert by_split.tasks == spelled_split.tasks == ["numbers", "greetings"]
     assert [ex.content_hash for ex in by_split.examples] == [ex.content_hash for ex in spelled_split.examples]
     # the same rows from a plain file give the same examples; a chat target without an answer reads too
@@ -122,14 +125,14 @@ def test_targets_from_a_hub_layout_folder(repo, tmp_path):
     chat = read_targets(repo, subset="chat")
     assert chat.examples[0].messages == by_split.examples[1].messages and chat.tasks == ["target row 0"]
     with pytest.raises(InputError, match=r"row 0, field 'topic'.*--target-task-field"):
-        read_targets(f"{repo}:targets", task_field="topic")
+        read_targets(f"{repo}:targets:train", task_field="topic")
 
 
 def test_select_rds_with_a_hub_target_and_an_unreachable_one(repo, tmp_path, tiny_llama):
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(POOL))
     out = tmp_path / "picked.json"
-    cli("select", pool, "--method", "rds", "--target", f"{repo}:targets", "--target-task-field", "task",
+    cli("select", pool, "--method", "rds", "--target", f"{repo}:targets:train", "--target-task-field", "task",
         "--model", tiny_llama, "--top", "2", "-o", out, "-q")  # fmt: skip
     picked = json.loads(out.read_text())
     assert len(picked) == 2 and all(r in POOL for r in picked)
