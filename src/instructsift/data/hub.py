@@ -111,13 +111,6 @@ def spelled(spec: str | Path) -> Spelled:
     return Spelled(base, split, subset, revision)
 
 
-def names_hub_data(spec: str | Path) -> bool:
-    """Whether `spec` reads through `load_dataset`: a hub id or a hub-layout folder, with or without a
-    spelled split (`ID[@REVISION][:SUBSET]:SPLIT`)."""
-    base = spelled(spec).base
-    return hub_id(base) is not None and not Path(base).exists() or is_hub_layout(Path(base))
-
-
 def local_part(spec: str | Path) -> Path | None:
     """The local path a data input reads (a hub-layout folder without its spelled split), or None for a
     hub id; a path that names nothing comes back as it is, for the caller's "no such file" error."""
@@ -175,7 +168,7 @@ def source_of(
         options_given = {"split": split, "subset": subset, "revision": revision}
         both = [OPTION_FLAGS[k] for k, v in options_given.items() if v is not None and getattr(written, k)]
         if both:
-            raise OptionError(f"{spec}: spells its own {both[0].lstrip('-')}; {both[0]} too is one too many")
+            raise OptionError(f"{spec} spells its own {both[0].lstrip('-')}: give it there or with {both[0]}, not both")
         spec, split = written.base, split or written.split
         subset, revision = subset or written.subset, revision or written.revision
     p = Path(spec)
