@@ -147,7 +147,7 @@ def test_select_rds_with_a_hub_target_and_an_unreachable_one(repo, tmp_path, tin
     assert not (tmp_path / "o.json").exists()
 
 
-def test_a_recipe_keeps_a_hub_target_as_written(tmp_path):
+def test_a_recipe_keeps_a_hub_target_and_eval_as_written(tmp_path):
     from instructsift.recipe import from_dict
 
     recipe = from_dict(
@@ -155,6 +155,8 @@ def test_a_recipe_keeps_a_hub_target_as_written(tmp_path):
         base=tmp_path,
     )
     assert recipe.steps[0].options["target"] == "org/tasks:dev"
+    trial = from_dict({"input": "pool.json", "steps": [{"fit": "trial", "as": "t", "with": {"eval": "org/held:test"}}]})
+    assert trial.steps[0].options["eval"] == "org/held:test"  # the trial step's held-out set
     local = from_dict(
         {"input": "pool.json", "steps": [{"fit": "targets", "as": "t", "with": {"target": "t.jsonl"}}]}, base=tmp_path
     )

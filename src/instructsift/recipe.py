@@ -48,7 +48,7 @@ FILE_OPTIONS = (
     "judge_prompt",
     "target",
 )  # step options that are paths
-DATA_OPTIONS = ("target",)  # step options that are data: a path, or a hub id (`data.hub`) kept as written
+DATA_OPTIONS = ("target", "eval")  # step options that are data: a path, or a hub id (`data.hub`) kept as written
 MODEL_OPTIONS = ("model", "encoder", "ranker", "complexity_model", "quality_model", "tokenizer", "rule")  # or names
 
 
