@@ -25,9 +25,14 @@ CHAT = re.compile(r"POST /v1/chat/completions")
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Point the instructsift cache at a session folder: the embedded model is converted once per run,
-    and no test reads scores that another run left behind."""
+    """Point the instructsift cache at a session folder, so that no test reads scores that another run left
+    behind. Its converted models are shared by the run's xdist workers (a folder beside theirs): the
+    embedded model is converted once per run, the other worker waiting on the conversion's file lock."""
     path = tmp_path_factory.mktemp("instructsift-cache")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "instructsift-models"
+        shared.mkdir(exist_ok=True)
+        (path / "models").symlink_to(shared, target_is_directory=True)
     old = os.environ.get("INSTRUCTSIFT_CACHE")
     os.environ["INSTRUCTSIFT_CACHE"] = str(path)
     yield path

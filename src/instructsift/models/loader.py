@@ -139,22 +139,60 @@ def embedded_gguf(name: str = "embedded") -> Path:
     return path
 
 
-def convert_gguf(gguf: Path, out: Path) -> Path:
-    """Dequantize a GGUF causal LM into a safetensors folder (once; later calls reuse it)."""
-    if (out / "config.json").exists():
-        return out
+@contextlib.contextmanager
+def _gguf_read_once() -> Iterator[None]:
+    """transformers parses a GGUF file's header (its whole vocabulary) once for the tokenizer, once for the
+    config and once more for the weights, and builds gguf's tensor-name map once per module of the model:
+    about half of a conversion's minute. Within this block each header is parsed once (callers get their
+    own copy) and each name map built once; transformers' own tqdm bar over the tensors is off, so that the
+    user sees only instructsift's lines, and none with -q."""
+    import copy
     import functools
     from unittest import mock
 
+    import gguf
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    # transformers draws its own tqdm bar over the tensors (not behind its progress-bar switch): off, so
-    # that the user sees only instructsift's lines, and none with -q.
-    with mock.patch.object(gguf_utils, "tqdm", functools.partial(gguf_utils.tqdm, disable=True)):
+    read = gguf_utils.load_gguf_checkpoint
+    headers: dict[str, dict[str, Any]] = {}
+
+    def load(path: Any, return_tensors: bool = False, **kw: Any) -> dict[str, Any]:
+        if return_tensors or kw:
+            return read(path, return_tensors=return_tensors, **kw)
+        if str(path) not in headers:
+            headers[str(path)] = read(path, return_tensors=False)
+        return copy.deepcopy(headers[str(path)])
+
+    with (
+        mock.patch.object(gguf_utils, "tqdm", functools.partial(gguf_utils.tqdm, disable=True)),
+        mock.patch.object(gguf_utils, "load_gguf_checkpoint", load),
+        mock.patch.object(gguf, "get_tensor_name_map", functools.lru_cache(maxsize=None)(gguf.get_tensor_name_map)),
+    ):
+        yield
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """Dequantize a GGUF causal LM into a safetensors folder (once; later calls reuse it). A file lock beside
+    the folder makes processes that ask at the same time (two runs, Ray actors, test workers) wait for one
+    conversion instead of each doing it and replacing the folder under the other."""
+    if (out / "config.json").exists():
+        return out
+    from filelock import FileLock
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(out.parent / f".{out.name}.lock"):
+        if not (out / "config.json").exists():
+            _convert(gguf, out)
+    return out
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _gguf_read_once():
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
@@ -163,7 +201,6 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "instructsift-source.json").write_text(json.dumps({"gguf": str(gguf)}))
-    return out
 
 
 def merged_adapter(path: Path) -> ModelSource:
