@@ -47,6 +47,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("INSTRUCTSIFT_CACHE") or Path.home() / ".cache" / "instructsift")
 
 
+def models_root() -> Path:
+    """Where converted models go (GGUF files dequantized, merged adapters, unpacked encoders): `models/` under
+    the cache root, or `$INSTRUCTSIFT_MODELS` where set. Converted models depend only on their source files,
+    so one folder can serve several cache roots (several projects, a cluster's shared disk, a test run)."""
+    return Path(os.environ.get("INSTRUCTSIFT_MODELS") or cache_root() / "models")
+
+
 def set_cache_root(path: str | os.PathLike) -> None:
     """Set the cache root for the rest of the process (a Ray worker takes its driver's root this way)."""
     _ROOTS[:] = [Path(path)]
@@ -109,7 +116,7 @@ def assemble_split_gguf(name: str) -> Path:
             raise MissingExtraError(
                 f"--model {name} (its part {part.name} is missing)", pkg_of[part], **EMBEDDED_INSTALL[name]
             )
-    target = cache_root() / "gguf" / filename
+    target = models_root() / "gguf" / filename
     if target.exists():
         return target
     digest = hashlib.sha256()
@@ -217,7 +224,7 @@ def merged_adapter(path: Path) -> ModelSource:
     for f in sorted(path.glob("adapter_*")) + sorted(path.glob("instructsift-*.json")):
         h.update(f.name.encode() + f.read_bytes())
     fingerprint = h.hexdigest()[:16]
-    out = cache_root() / "models" / f"{path.name}-merged-{fingerprint}"
+    out = models_root() / f"{path.name}-merged-{fingerprint}"
     if not (out / "config.json").exists():
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -235,12 +242,12 @@ def resolve(spec: str) -> ModelSource:
     """`embedded`, a `.gguf` file, a local model folder, or a hub id (`org/name` or `org/name@revision`)."""
     if spec in EMBEDDED or spec in EMBEDDED_SPLIT:
         gguf = embedded_gguf(spec)
-        out = cache_root() / "models" / f"{gguf.stem}-{file_digest(gguf)[:16]}"
+        out = models_root() / f"{gguf.stem}-{file_digest(gguf)[:16]}"
         convert_gguf(gguf, out)
         return ModelSource(spec, str(out), f"{gguf.stem}:{folder_fingerprint(out)}")
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        out = cache_root() / "models" / f"{path.stem}-{file_digest(path)[:16]}"
+        out = models_root() / f"{path.stem}-{file_digest(path)[:16]}"
         convert_gguf(path, out)
         return ModelSource(spec, str(out), f"{path.stem}:{folder_fingerprint(out)}")
     if path.is_dir() and (path / "adapter_config.json").exists() and not (path / "config.json").exists():
