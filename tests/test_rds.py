@@ -268,3 +268,85 @@ def test_recipe_steps_with_a_selector_first(tmp_path: Path, tiny_llama: Path):
     assert all(c is not None and "rds" not in c for c in sel.codes[12:])  # dropped as repeats, before rds
     assert sum(1 for c in sel.codes if c and "rds picks" in c) == 8
     assert len(json.loads((tmp_path / "out.json").read_text())) == 4
+
+
+# -- compare --target ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def compare_files(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """24 short real Alpaca rows, 8 others held out, and two target files of AlpacaEval instructions (no
+    answers) grouped by their data set."""
+    data = json.loads((shared_data / "alpaca" / "alpaca_random_9k.json").read_text(encoding="utf-8"))
+    short = sorted(data[:300], key=lambda r: len(r["instruction"]) + len(r["input"]) + len(r["output"]))
+    evals = json.loads((shared_data / "alpaca_eval" / "gpt4.json").read_text(encoding="utf-8"))
+    folder = tmp_path_factory.mktemp("compare-rds")
+    files = {"pool": folder / "pool.json", "held": folder / "held.json"}
+    files["pool"].write_text(json.dumps(short[:24]))
+    files["held"].write_text(json.dumps(short[24:32]))
+    for name, rows in (("targets", evals[:6]), ("other", evals[400:406])):
+        files[name] = folder / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps({"instruction": r["instruction"], "dataset": r["dataset"]}) + "\n"
+                                       for r in rows))  # fmt: skip
+    return files
+
+
+def test_compare_gives_the_targets_to_rds_at_equal_tokens(compare_files: dict[str, Path], tiny_bpe_llama: Path,
+                                                          tmp_path: Path):  # fmt: skip
+    """`compare --target`: rds (and a whitened arm, `LABEL=METHOD`) get the targets, longest does not; at
+    equal trained tokens rds's pick is `select --method rds --budget-tokens`'s (its round-robin order is
+    its rank order); other targets change rds's picks alone, and only changed picks train again."""
+    from instructsift.compare import CompareSpec, compare
+
+    model = str(tiny_bpe_llama)
+    spec = CompareSpec(
+        data=str(compare_files["pool"]), eval=str(compare_files["held"]), methods=["rds", "rds-white=rds", "longest"],
+        budget_tokens=0.3, base=model, random_seeds=1, target=str(compare_files["targets"]),
+        target_task_field="dataset", options={"*": {"model": model}, "rds-white": {"whiten": True}},
+        finetune=dict(lora=False, lr=5e-3, epochs=1, batch_size=2, warmup_ratio=0.0, max_length=128, dtype="float32"),
+        eval_dtype="float32", cache_dir=str(tmp_path / "cache"), plot=False,
+    )  # fmt: skip
+    r = compare(spec, tmp_path / "out", progress=False)
+    steps = {name: s["steps"] for name, s in r["selections"].items()}
+    fits = {name: [st for st in ss if st.get("fit") == "targets"] for name, ss in steps.items()}
+    assert [f["with"]["target"] for f in fits["rds"]] == [str(compare_files["targets"])]
+    assert fits["rds"][0]["with"]["target_task_field"] == "dataset" and len(fits["rds-white"]) == 1
+    assert fits["longest"] == []
+    rds_sel = {name: next(st for st in ss if st.get("select") == "rds") for name, ss in steps.items() if "rds" in name}
+    assert "whiten" not in rds_sel["rds"]["with"] and rds_sel["rds-white"]["with"]["whiten"] is True
+    by_name = {row["name"]: row for row in r["rows"]}
+    budget = r["budget"]["tokens"]
+    for name in ("rds", "rds-white", "longest", "random-0"):
+        assert abs(by_name[name]["trained_tokens"] - budget) <= 128 / 2, name
+
+    out = tmp_path / "select.json"  # the same pick from `select --budget-tokens`
+    cli("select", compare_files["pool"], "--method", "rds", "--target", compare_files["targets"],
+        "--target-task-field", "dataset", "--model", model, "--budget-tokens", "0.3", "--base", model,
+        "--train-max-length", "128", "--cache-dir", tmp_path / "cache", "-o", out, "-q")  # fmt: skip
+    pool = json.loads(compare_files["pool"].read_text())
+    picked = json.loads(out.read_text())
+    from instructsift.api import read
+
+    ids = [ex.id for ex in read(compare_files["pool"]).examples]
+    assert sorted(ids[pool.index(row)] for row in picked) == sorted(r["selections"]["rds"]["ids"])
+
+    other = compare(spec.model_copy(update={"target": str(compare_files["other"])}), tmp_path / "out2", progress=False)
+    changed = [n for n in ("rds", "rds-white") if other["selections"][n]["ids"] != r["selections"][n]["ids"]]
+    assert changed, "other targets should change some rds pick"
+    assert other["selections"]["longest"]["ids"] == r["selections"]["longest"]["ids"]
+    assert other["trained_now"] == len({tuple(sorted(other["selections"][n]["ids"])) for n in changed})
+
+
+def test_compare_target_usage_errors(compare_files: dict[str, Path], tmp_path: Path):
+    base = ["compare", compare_files["pool"], "--eval", compare_files["held"], "--budget", "4", "-o", tmp_path / "o"]
+    cases = [
+        (["--methods", "longest", "--target", compare_files["targets"]], "none of the methods (longest)"),
+        (["--methods", "rds", "--target", compare_files["targets"], "--set", f"rds.target={compare_files['other']}"],
+         "not --set target"),
+        (["--methods", "rds", "--target-task-field", "dataset"], "target_task_field needs target"),
+        (["--methods", "rds,longest=rds"], "is a method's or an arm's name"),
+        (["--methods", "rds", "--target", tmp_path / "missing.jsonl"], "missing.jsonl"),
+    ]  # fmt: skip
+    for extra, says in cases:
+        proc = cli(*base, *extra, check=False)
+        assert proc.returncode == 2, (extra, proc.stderr)
+        assert says in proc.stderr and "Traceback" not in proc.stderr, (extra, proc.stderr)
+    assert not (tmp_path / "o").exists()
