@@ -161,6 +161,72 @@ def test_whitening_gives_identity_covariance_and_round_trips(tmp_path: Path):
     assert np.isfinite(small.transform(X[:5])).all()
 
 
+# -- CRDS-R: layers and the Rademacher projection -----------------------------------------------------------
+def test_rademacher_projection_keeps_cosines_within_a_dimension_scaled_tolerance():
+    """Johnson-Lindenstrauss: the cosines of concatenated two-layer vectors after the per-layer projection
+    differ from the original ones by O(1/sqrt(dim)); the error shrinks as the dimension grows; seeded."""
+    from instructsift.scoring.representations import rademacher
+
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((1, 2, 512))
+    x = base + rng.standard_normal((40, 2, 512)) * rng.uniform(0.3, 3.0, (40, 1, 1))  # cosines from ~0 to ~0.9
+    flat = x.reshape(40, -1)
+    unit = flat / np.linalg.norm(flat, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    assert cos[np.triu_indices(40, 1)].min() < 0.2 and cos[np.triu_indices(40, 1)].max() > 0.8
+    errors = {}
+    for dim in (128, 2048):
+        r = rademacher(2, 512, dim // 2, seed=0)
+        assert r.shape == (2, 512, dim // 2) and set(np.unique(r * np.sqrt(dim // 2)).round(6)) == {-1.0, 1.0}
+        y = np.concatenate([x[:, j] @ r[j] for j in range(2)], axis=1)
+        y /= np.linalg.norm(y, axis=1, keepdims=True)
+        err = np.abs(y @ y.T - cos)[np.triu_indices(40, 1)]
+        assert err.max() < 5 * np.sqrt(2 / dim), (dim, err.max())
+        errors[dim] = err.mean()
+    assert errors[2048] < errors[128] / 2
+    assert np.array_equal(rademacher(2, 8, 4, seed=3), rademacher(2, 8, 4, seed=3))
+    assert not np.array_equal(rademacher(2, 8, 4, seed=3), rademacher(2, 8, 4, seed=4))
+
+
+def test_layers_and_projection_in_the_scorer(tiny_llama: Path):
+    """`layers` concatenates position-weighted means of several hidden states; `project` maps each through
+    its own seeded Rademacher block first (a one-at-a-time reference); both are in the cache key."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from instructsift.data.errors import OptionError
+    from instructsift.scoring.representations import Representation, rademacher
+
+    examples = _examples()
+    opts = dict(model=str(tiny_llama), dtype="float32", device="cpu", batch_tokens=64)
+    cat = Representation(layers=(1, -1), **opts)
+    proj = Representation(layers=(1, -1), project=16, seed=5, **opts)
+    texts = [cat.text_of(ex) for ex in examples]
+    got_cat, got_proj = cat.encode(texts), proj.encode(texts)
+    assert got_cat.shape == (5, 64) and got_proj.shape == (5, 16)
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    r = rademacher(2, 32, 8, seed=5)
+    for i, text in enumerate(texts):
+        with torch.no_grad():
+            hs = model(input_ids=tok(text, return_tensors="pt").input_ids, output_hidden_states=True).hidden_states
+        w = torch.arange(1, hs[0].shape[1] + 1, dtype=torch.float32)
+        pooled = [((w[:, None] * hs[j][0]).sum(0) / w.sum()).numpy() for j in (1, -1)]
+        v = np.concatenate(pooled)
+        assert got_cat[i] == pytest.approx(v / np.linalg.norm(v), abs=UNIT_ABS)
+        p = np.concatenate([pooled[0] @ r[0], pooled[1] @ r[1]])
+        assert got_proj[i] == pytest.approx(p / np.linalg.norm(p), abs=UNIT_ABS)
+    keys = {Representation(**opts).cache_key(), cat.cache_key(), proj.cache_key(),
+            Representation(layers=(1, -1), project=16, seed=6, **opts).cache_key()}  # fmt: skip
+    assert len(keys) == 4
+    for bad in (dict(layers=(1, -1), project=15), dict(layers=(1, 1)), dict(layers=(1,), layer=1)):
+        with pytest.raises(OptionError):
+            Representation(**opts, **bad)
+    with pytest.raises(OptionError, match="hidden states 0..2"):
+        Representation(layers=(1, 7), **opts).describe()
+
+
 # -- target files -----------------------------------------------------------------------------------------
 def test_target_files_read_with_and_without_answers(tmp_path: Path):
     from instructsift.data.targets import read_targets
@@ -233,10 +299,15 @@ def test_select_rds_end_to_end(tmp_path: Path, tiny_llama: Path, shared_data: Pa
     assert outs[0] == outs[1]
     assert all(r in pool_rows for r in outs[0])
 
-    white = tmp_path / "white.json"
-    cli("select", pool, "--method", "rds", "--target", bare, "--model", tiny_llama, "--top", "4",
-        "--whiten", "--aggregate", "mean", "-o", white, "-q")  # fmt: skip
+    white, scores = tmp_path / "white.json", tmp_path / "scores.parquet"
+    cli("select", pool, "--method", "rds", "--target", bare, "--model", tiny_llama, "--top", "4", "--whiten",
+        "--aggregate", "mean", "--layers=-2,-1", "--project", "16", "--seed", "3", "--save-scores", scores,
+        "-o", white, "-q")  # fmt: skip
     assert len(json.loads(white.read_text())) == 4
+    import pyarrow.parquet as pq
+
+    vectors = pq.read_table(scores).column("representation").to_pylist()
+    assert len(vectors) == 40 and {len(v) for v in vectors} == {16}  # CRDS-R: two layers projected to 16
 
 
 def test_recipe_steps_with_a_selector_first(tmp_path: Path, tiny_llama: Path):

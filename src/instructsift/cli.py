@@ -138,7 +138,7 @@ ModelOpt = Annotated[
         "a hub id, a folder or a .gguf [the method's default: embedded; longest: none, counts characters]."
     ),
 ]
-SeedOpt = Annotated[int | None, typer.Option(help="random: the draw's seed [0].")]
+SeedOpt = Annotated[int | None, typer.Option(help="random: the draw's seed; rds: --project's seed [0].")]
 TemplateOpt = Annotated[str | None, typer.Option(help="alpaca, chat, none, or a JSON template file [method default].")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
 MaxLenOpt = Annotated[
@@ -336,6 +336,13 @@ WhitenOpt = Annotated[
     bool, typer.Option("--whiten", help="rds: whiten with the pool's mean and covariance first (CRDS-W).")
 ]
 LayerOpt = Annotated[int | None, typer.Option("--layer", help="rds: the hidden state used (-1: the last) [-1].")]
+LayersOpt = Annotated[
+    str | None,
+    typer.Option("--layers", help="rds: several hidden states, concatenated (CRDS-R): --layers=-4,-3,-2,-1."),
+]
+ProjectOpt = Annotated[
+    int | None, typer.Option("--project", help="rds: a Rademacher projection to this many dimensions (CRDS-R).")
+]
 
 
 BUG_REPORT = (
@@ -475,6 +482,8 @@ def score_cmd(
     aggregate: AggregateOpt = None,
     whiten: WhitenOpt = False,
     layer: LayerOpt = None,
+    layers: LayersOpt = None,
+    project: ProjectOpt = None,
     quiet: QuietOpt = False,
     split: SplitOpt = None,
     subset: SubsetOpt = None,
@@ -592,6 +601,8 @@ def select_cmd(
     aggregate: AggregateOpt = None,
     whiten: WhitenOpt = False,
     layer: LayerOpt = None,
+    layers: LayersOpt = None,
+    project: ProjectOpt = None,
     quiet: QuietOpt = False,
     split: SplitOpt = None,
     subset: SubsetOpt = None,
@@ -692,6 +703,7 @@ METHOD_OPTIONS = {
     "pe_clusters": None, "pe_per_cluster": None, "pe_epochs": None,
     "rule": None, "reward_model": None, "reward_format": None, "unieval": None, "seed": None,
     "target": None, "target_task_field": None, "target_text": None, "aggregate": None, "whiten": False, "layer": None,
+    "layers": None, "project": None,
     "budget_tokens": None, "base": None, "train_max_length": None,
 }  # fmt: skip
 
