@@ -421,3 +421,17 @@ def test_compare_target_usage_errors(compare_files: dict[str, Path], tmp_path: P
         assert proc.returncode == 2, (extra, proc.stderr)
         assert says in proc.stderr and "Traceback" not in proc.stderr, (extra, proc.stderr)
     assert not (tmp_path / "o").exists()
+
+
+def test_compare_warns_when_held_out_questions_are_targets(compare_files: dict[str, Path], tmp_path: Path):
+    from instructsift.api import read
+    from instructsift.compare import CompareSpec, warn_target_overlap
+
+    targets = [json.loads(line) for line in compare_files["targets"].read_text().splitlines()]
+    held = tmp_path / "held.json"
+    held.write_text(json.dumps([{"instruction": t["instruction"], "input": "", "output": "x"} for t in targets[:2]]
+                               + json.loads(compare_files["held"].read_text())))  # fmt: skip
+    spec = CompareSpec(data=str(compare_files["pool"]), eval=str(held), budget=4, target=str(compare_files["targets"]))
+    said: list[str] = []
+    warn_target_overlap(compare_files["targets"], spec, [read(held), read(compare_files["held"])], said.append)
+    assert len(said) == 1 and said[0].startswith(f"warning: 2 instructions of {held} are also targets")

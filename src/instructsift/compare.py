@@ -368,7 +368,7 @@ def warn_target_overlap(path: Path, spec: CompareSpec, sets: Sequence[Any], log:
     questions is not a held-out test. The target file is read as the `targets` step reads it."""
     from .data.targets import read_targets
 
-    targets = read_targets(path, task_field=spec.target_task_field, format=spec.format)
+    targets = read_targets(path, task_field=spec.target_task_field)
     asked = {_instruction(ex) for ex in targets.examples}
     for held in sets:
         shared = sum(1 for ex in held.examples if _instruction(ex) in asked)
