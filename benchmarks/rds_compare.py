@@ -2,7 +2,7 @@
 better than random picks and the longest answers, at equal trained tokens?
 
     .venv/bin/python benchmarks/rds_compare.py             # the docs' run (docs/methods/rds.md, "Evidence")
-    .venv/bin/python benchmarks/rds_compare.py --smoke     # a few minutes: checks it works end to end
+    .venv/bin/python benchmarks/rds_compare.py --smoke     # checks it works end to end (10 min of CPU)
 
 The 805 AlpacaEval instructions (../shared/data/alpaca_eval/gpt4.json) are shuffled with
 `numpy.random.default_rng(--seed)` and split: the first `--targets-n` are the targets (instructions and their
@@ -28,7 +28,7 @@ from selection_quality import HELD_OUT, POOL, ROOT, SHARED
 
 ARMS = ["rds", "rds-white=rds", "longest"]
 OPTIONS = {"rds-white": {"whiten": True}}
-# A few minutes on an idle 2-core CPU: a tiny pool, targets and held-out set, the embedded model; batch 2.
+# About 10 min of CPU: a tiny pool, targets and held-out set, the embedded model; batch 2.
 SMOKE = dict(pool=40, targets_n=10, eval_n=6, budget_tokens=0.1, base="embedded", random_seeds=2, epochs=1,
              max_length=128, batch_size=2)  # fmt: skip
 
