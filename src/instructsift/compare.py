@@ -305,7 +305,7 @@ def method_options(spec: CompareSpec, method: str, size: int) -> dict[str, Any]:
     takes = registry.get("method", method).params.model_fields
     name = registry.get("method", method).name
     opts = {k: v for k, v in spec.options.get(ALL, {}).items() if k in takes}
-    for key in dict.fromkeys((name, method, label)):
+    for key in dict.fromkeys((method, name, label)):
         opts.update(spec.options.get(key, {}))
     sized = [k for k in ("ratio", "top", "budget_tokens", "base", "train_max_length") if k in opts]
     if sized:
