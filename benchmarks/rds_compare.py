@@ -8,8 +8,8 @@ The 805 AlpacaEval instructions (../shared/data/alpaca_eval/gpt4.json) are shuff
 `numpy.random.default_rng(--seed)` and split: the first `--targets-n` are the targets (instructions and their
 AlpacaEval subset, `dataset`, as the task field: five tasks; their answers are not written, so not used), the
 next `--eval-n` the held-out set (GPT-4's answers: each tuned model's answer loss). The two splits share no
-row. The pool is the first `--pool` rows of ../shared/data/alpaca/alpaca_random_9k.json (a uniform random
-sample of Alpaca 52k), as benchmarks/selection_quality.py reads it. The arms: `rds` (RDS+ on the base model's
+row. The pool is the first `--pool` rows with a non-empty answer of ../shared/data/alpaca/alpaca_random_9k.json
+(a uniform random sample of Alpaca 52k; one of its first 2,000 rows has an empty answer). The arms: `rds` (RDS+ on the base model's
 hidden states), `rds-white` (CRDS-W: whitened first), `longest` and `--random-seeds` random picks, each filling
 the same `--budget-tokens` share of the pool's trained answer tokens (5%). Every trial goes through
 `instructsift compare` (cached: a killed run resumes; run again, it trains nothing). Inputs are written to
@@ -54,7 +54,8 @@ def split(folder: Path, pool: int, targets_n: int, eval_n: int, seed: int) -> tu
         folder / f"alpaca_eval_targets_{targets_n}_seed{seed}.jsonl",
         folder / f"alpaca_eval_held_out_{eval_n}_seed{seed}.json",
     )
-    files[0].write_text(json.dumps(rows[:pool], ensure_ascii=False, indent=1), encoding="utf-8")
+    answered = [r for r in rows if r["output"].strip()]  # Alpaca has rows with an empty answer: not trainable
+    files[0].write_text(json.dumps(answered[:pool], ensure_ascii=False, indent=1), encoding="utf-8")
     files[1].write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in targets), encoding="utf-8")
     files[2].write_text(json.dumps(held, ensure_ascii=False, indent=1), encoding="utf-8")
     return files
