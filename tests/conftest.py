@@ -25,16 +25,22 @@ CHAT = re.compile(r"POST /v1/chat/completions")
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Point the instructsift cache at a session folder: the embedded model is converted once per run,
-    and no test reads scores that another run left behind."""
+    """Point the instructsift cache at a session folder, so that no test reads scores that another run left
+    behind. Converted models go to one folder for the whole run ($INSTRUCTSIFT_MODELS, beside the xdist
+    workers' folders): the embedded model is converted once per run, whatever cache folder a test passes,
+    the other worker waiting on the conversion's file lock."""
     path = tmp_path_factory.mktemp("instructsift-cache")
-    old = os.environ.get("INSTRUCTSIFT_CACHE")
-    os.environ["INSTRUCTSIFT_CACHE"] = str(path)
+    base = tmp_path_factory.getbasetemp()
+    models = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "instructsift-models"
+    models.mkdir(exist_ok=True)
+    old = {k: os.environ.get(k) for k in ("INSTRUCTSIFT_CACHE", "INSTRUCTSIFT_MODELS")}
+    os.environ.update(INSTRUCTSIFT_CACHE=str(path), INSTRUCTSIFT_MODELS=str(models))
     yield path
-    if old is None:
-        os.environ.pop("INSTRUCTSIFT_CACHE", None)
-    else:
-        os.environ["INSTRUCTSIFT_CACHE"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

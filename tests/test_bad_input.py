@@ -98,4 +98,4 @@ def test_progress_lines_in_a_log_and_every_cache_under_cache_dir(world, monkeypa
     lines = [x for x in proc.stderr.splitlines() if x.startswith("ifd: ") and "/3" in x]
     assert lines[0].startswith("ifd: 0/3 (0%)") and lines[-1].startswith("ifd: 3/3 (100%)"), proc.stderr
     assert all("elapsed" in x for x in lines)
-    assert {p.name for p in world["cache"].iterdir()} >= {"models", "fingerprints", "scores"}
+    assert {p.name for p in world["cache"].iterdir()} >= {"fingerprints", "scores"}  # models: $INSTRUCTSIFT_MODELS

@@ -32,3 +32,14 @@ def test_score_with_cache_dir_writes_nothing_under_the_default_root(tmp_path, mo
     assert any(f.startswith("fingerprints/") for f in written), written
     assert any(f.startswith("scores/rules-") for f in written) and any(f.startswith("scores/embed-") for f in written)
     assert cache_root() == default  # the root given for the call is not left behind
+
+
+def test_converted_models_go_under_the_cache_root_unless_instructsift_models_is_set(tmp_path, monkeypatch):
+    from instructsift.models import models_root, use_cache_root
+
+    monkeypatch.delenv("INSTRUCTSIFT_MODELS", raising=False)
+    with use_cache_root(tmp_path / "a"):
+        assert models_root() == tmp_path / "a" / "models"
+    monkeypatch.setenv("INSTRUCTSIFT_MODELS", str(tmp_path / "m"))
+    with use_cache_root(tmp_path / "a"):
+        assert models_root() == tmp_path / "m"

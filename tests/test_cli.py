@@ -157,13 +157,8 @@ def test_methods_lists_papers(monkeypatch):
     assert "cherry" in out and "superfiltering" in out and "NAACL 2024" in out
 
 
-def test_resume_after_kill_is_byte_identical(shared_data, tmp_path, _session_cache):
+def test_resume_after_kill_is_byte_identical(shared_data, tmp_path):
     """A run killed with SIGKILL resumes from its cache without rescoring finished chunks."""
-    # --cache-dir holds converted models too: share the session's, so the model is converted once per session
-    (_session_cache / "models").mkdir(exist_ok=True)
-    for name in ("cache_a", "cache_b"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "models").symlink_to(_session_cache / "models")
     ds = read(shared_data / "alpaca" / "alpaca_random_9k.json", on_error="skip")
     rows = [ex.record for ex in ds.examples if len(ex.response) < 200][:32]
     data = tmp_path / "rows.jsonl"

@@ -190,7 +190,7 @@ def test_top_above_the_rows_left_after_rules_says_so(small):
 
 
 # -- Ctrl-C: one line, exit 130; a small run keeps its finished rows and resumes to the same bytes --------
-def test_ctrl_c_says_what_is_cached_and_a_rerun_gives_the_same_bytes(tmp_path, _session_cache):
+def test_ctrl_c_says_what_is_cached_and_a_rerun_gives_the_same_bytes(tmp_path):
     import json
     import os
     import signal
@@ -202,10 +202,6 @@ def test_ctrl_c_says_what_is_cached_and_a_rerun_gives_the_same_bytes(tmp_path, _
     data.write_text(
         json.dumps([dict(r, instruction=r["instruction"] + s) for s in ("", " Be brief.") for r in rows][:48])
     )
-    (_session_cache / "models").mkdir(exist_ok=True)
-    for name in ("cache_a", "cache_b"):  # the converted model is shared; the scores are not
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "models").symlink_to(_session_cache / "models", target_is_directory=True)
 
     def cmd(cache: str, out: str) -> list[str]:
         args = ["score", data, "-m", "superfiltering", "-q", "--cache-dir", tmp_path / cache, "-o", tmp_path / out]

@@ -161,6 +161,72 @@ def test_whitening_gives_identity_covariance_and_round_trips(tmp_path: Path):
     assert np.isfinite(small.transform(X[:5])).all()
 
 
+# -- CRDS-R: layers and the Rademacher projection -----------------------------------------------------------
+def test_rademacher_projection_keeps_cosines_within_a_dimension_scaled_tolerance():
+    """Johnson-Lindenstrauss: the cosines of concatenated two-layer vectors after the per-layer projection
+    differ from the original ones by O(1/sqrt(dim)); the error shrinks as the dimension grows; seeded."""
+    from instructsift.scoring.representations import rademacher
+
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((1, 2, 512))
+    x = base + rng.standard_normal((40, 2, 512)) * rng.uniform(0.3, 3.0, (40, 1, 1))  # cosines from ~0 to ~0.9
+    flat = x.reshape(40, -1)
+    unit = flat / np.linalg.norm(flat, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    assert cos[np.triu_indices(40, 1)].min() < 0.2 and cos[np.triu_indices(40, 1)].max() > 0.8
+    errors = {}
+    for dim in (128, 2048):
+        r = rademacher(2, 512, dim // 2, seed=0)
+        assert r.shape == (2, 512, dim // 2) and set(np.unique(r * np.sqrt(dim // 2)).round(6)) == {-1.0, 1.0}
+        y = np.concatenate([x[:, j] @ r[j] for j in range(2)], axis=1)
+        y /= np.linalg.norm(y, axis=1, keepdims=True)
+        err = np.abs(y @ y.T - cos)[np.triu_indices(40, 1)]
+        assert err.max() < 5 * np.sqrt(2 / dim), (dim, err.max())
+        errors[dim] = err.mean()
+    assert errors[2048] < errors[128] / 2
+    assert np.array_equal(rademacher(2, 8, 4, seed=3), rademacher(2, 8, 4, seed=3))
+    assert not np.array_equal(rademacher(2, 8, 4, seed=3), rademacher(2, 8, 4, seed=4))
+
+
+def test_layers_and_projection_in_the_scorer(tiny_llama: Path):
+    """`layers` concatenates position-weighted means of several hidden states; `project` maps each through
+    its own seeded Rademacher block first (a one-at-a-time reference); both are in the cache key."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from instructsift.data.errors import OptionError
+    from instructsift.scoring.representations import Representation, rademacher
+
+    examples = _examples()
+    opts = dict(model=str(tiny_llama), dtype="float32", device="cpu", batch_tokens=64)
+    cat = Representation(layers=(1, -1), **opts)
+    proj = Representation(layers=(1, -1), project=16, seed=5, **opts)
+    texts = [cat.text_of(ex) for ex in examples]
+    got_cat, got_proj = cat.encode(texts), proj.encode(texts)
+    assert got_cat.shape == (5, 64) and got_proj.shape == (5, 16)
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    r = rademacher(2, 32, 8, seed=5)
+    for i, text in enumerate(texts):
+        with torch.no_grad():
+            hs = model(input_ids=tok(text, return_tensors="pt").input_ids, output_hidden_states=True).hidden_states
+        w = torch.arange(1, hs[0].shape[1] + 1, dtype=torch.float32)
+        pooled = [((w[:, None] * hs[j][0]).sum(0) / w.sum()).numpy() for j in (1, -1)]
+        v = np.concatenate(pooled)
+        assert got_cat[i] == pytest.approx(v / np.linalg.norm(v), abs=UNIT_ABS)
+        p = np.concatenate([pooled[0] @ r[0], pooled[1] @ r[1]])
+        assert got_proj[i] == pytest.approx(p / np.linalg.norm(p), abs=UNIT_ABS)
+    keys = {Representation(**opts).cache_key(), cat.cache_key(), proj.cache_key(),
+            Representation(layers=(1, -1), project=16, seed=6, **opts).cache_key()}  # fmt: skip
+    assert len(keys) == 4
+    for bad in (dict(layers=(1, -1), project=15), dict(layers=(1, 1)), dict(layers=(1,), layer=1)):
+        with pytest.raises(OptionError):
+            Representation(**opts, **bad)
+    with pytest.raises(OptionError, match="hidden states 0..2"):
+        Representation(layers=(1, 7), **opts).describe()
+
+
 # -- target files -----------------------------------------------------------------------------------------
 def test_target_files_read_with_and_without_answers(tmp_path: Path):
     from instructsift.data.targets import read_targets
@@ -233,10 +299,15 @@ def test_select_rds_end_to_end(tmp_path: Path, tiny_llama: Path, shared_data: Pa
     assert outs[0] == outs[1]
     assert all(r in pool_rows for r in outs[0])
 
-    white = tmp_path / "white.json"
-    cli("select", pool, "--method", "rds", "--target", bare, "--model", tiny_llama, "--top", "4",
-        "--whiten", "--aggregate", "mean", "-o", white, "-q")  # fmt: skip
+    white, scores = tmp_path / "white.json", tmp_path / "scores.parquet"
+    cli("select", pool, "--method", "rds", "--target", bare, "--model", tiny_llama, "--top", "4", "--whiten",
+        "--aggregate", "mean", "--layers=-2,-1", "--project", "16", "--seed", "3", "--save-scores", scores,
+        "-o", white, "-q")  # fmt: skip
     assert len(json.loads(white.read_text())) == 4
+    import pyarrow.parquet as pq
+
+    vectors = pq.read_table(scores).column("representation").to_pylist()
+    assert len(vectors) == 40 and {len(v) for v in vectors} == {16}  # CRDS-R: two layers projected to 16
 
 
 def test_recipe_steps_with_a_selector_first(tmp_path: Path, tiny_llama: Path):
@@ -268,3 +339,99 @@ def test_recipe_steps_with_a_selector_first(tmp_path: Path, tiny_llama: Path):
     assert all(c is not None and "rds" not in c for c in sel.codes[12:])  # dropped as repeats, before rds
     assert sum(1 for c in sel.codes if c and "rds picks" in c) == 8
     assert len(json.loads((tmp_path / "out.json").read_text())) == 4
+
+
+# -- compare --target ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def compare_files(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """24 short real Alpaca rows, 8 others held out, and two target files of AlpacaEval instructions (no
+    answers) grouped by their data set."""
+    data = json.loads((shared_data / "alpaca" / "alpaca_random_9k.json").read_text(encoding="utf-8"))
+    short = sorted(data[:300], key=lambda r: len(r["instruction"]) + len(r["input"]) + len(r["output"]))
+    evals = json.loads((shared_data / "alpaca_eval" / "gpt4.json").read_text(encoding="utf-8"))
+    folder = tmp_path_factory.mktemp("compare-rds")
+    files = {"pool": folder / "pool.json", "held": folder / "held.json"}
+    files["pool"].write_text(json.dumps(short[:24]))
+    files["held"].write_text(json.dumps(short[24:32]))
+    for name, rows in (("targets", evals[:6]), ("other", evals[400:406])):
+        files[name] = folder / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps({"instruction": r["instruction"], "dataset": r["dataset"]}) + "\n"
+                                       for r in rows))  # fmt: skip
+    return files
+
+
+def test_compare_gives_the_targets_to_rds_at_equal_tokens(compare_files: dict[str, Path], tiny_bpe_llama: Path,
+                                                          tmp_path: Path):  # fmt: skip
+    """`compare --target`: rds (and a whitened arm, `LABEL=METHOD`) get the targets, longest does not; at
+    equal trained tokens rds's pick is `select --method rds --budget-tokens`'s (its round-robin order is
+    its rank order); other targets change rds's picks alone, and only changed picks train again."""
+    from instructsift.compare import CompareSpec, compare
+
+    model = str(tiny_bpe_llama)
+    spec = CompareSpec(
+        data=str(compare_files["pool"]), eval=str(compare_files["held"]), methods=["rds", "rds-white=rds", "longest"],
+        budget_tokens=0.3, base=model, random_seeds=1, target=str(compare_files["targets"]),
+        target_task_field="dataset", options={"*": {"model": model}, "rds-white": {"whiten": True}},
+        finetune=dict(lora=False, lr=5e-3, epochs=1, batch_size=2, warmup_ratio=0.0, max_length=128, dtype="float32"),
+        eval_dtype="float32", cache_dir=str(tmp_path / "cache"), plot=False,
+    )  # fmt: skip
+    r = compare(spec, tmp_path / "out", progress=False)
+    steps = {name: s["steps"] for name, s in r["selections"].items()}
+    fits = {name: [st for st in ss if st.get("fit") == "targets"] for name, ss in steps.items()}
+    assert [f["with"]["target"] for f in fits["rds"]] == [str(compare_files["targets"])]
+    assert fits["rds"][0]["with"]["target_task_field"] == "dataset" and len(fits["rds-white"]) == 1
+    assert fits["longest"] == []
+    rds_sel = {name: next(st for st in ss if st.get("select") == "rds") for name, ss in steps.items() if "rds" in name}
+    assert "whiten" not in rds_sel["rds"]["with"] and rds_sel["rds-white"]["with"]["whiten"] is True
+    by_name = {row["name"]: row for row in r["rows"]}
+    budget = r["budget"]["tokens"]
+    for name in ("rds", "rds-white", "longest", "random-0"):
+        assert abs(by_name[name]["trained_tokens"] - budget) <= 128 / 2, name
+
+    out = tmp_path / "select.json"  # the same pick from `select --budget-tokens`
+    cli("select", compare_files["pool"], "--method", "rds", "--target", compare_files["targets"],
+        "--target-task-field", "dataset", "--model", model, "--budget-tokens", "0.3", "--base", model,
+        "--train-max-length", "128", "--cache-dir", tmp_path / "cache", "-o", out, "-q")  # fmt: skip
+    pool = json.loads(compare_files["pool"].read_text())
+    picked = json.loads(out.read_text())
+    from instructsift.api import read
+
+    ids = [ex.id for ex in read(compare_files["pool"]).examples]
+    assert sorted(ids[pool.index(row)] for row in picked) == sorted(r["selections"]["rds"]["ids"])
+
+    other = compare(spec.model_copy(update={"target": str(compare_files["other"])}), tmp_path / "out2", progress=False)
+    changed = [n for n in ("rds", "rds-white") if other["selections"][n]["ids"] != r["selections"][n]["ids"]]
+    assert changed, "other targets should change some rds pick"
+    assert other["selections"]["longest"]["ids"] == r["selections"]["longest"]["ids"]
+    assert other["trained_now"] == len({tuple(sorted(other["selections"][n]["ids"])) for n in changed})
+
+
+def test_compare_target_usage_errors(compare_files: dict[str, Path], tmp_path: Path):
+    base = ["compare", compare_files["pool"], "--eval", compare_files["held"], "--budget", "4", "-o", tmp_path / "o"]
+    cases = [
+        (["--methods", "longest", "--target", compare_files["targets"]], "none of the methods (longest)"),
+        (["--methods", "rds", "--target", compare_files["targets"], "--set", f"rds.target={compare_files['other']}"],
+         "not --set target"),
+        (["--methods", "rds", "--target-task-field", "dataset"], "target_task_field needs target"),
+        (["--methods", "rds,longest=rds"], "is a method's or an arm's name"),
+        (["--methods", "rds", "--target", tmp_path / "missing.jsonl"], "missing.jsonl"),
+    ]  # fmt: skip
+    for extra, says in cases:
+        proc = cli(*base, *extra, check=False)
+        assert proc.returncode == 2, (extra, proc.stderr)
+        assert says in proc.stderr and "Traceback" not in proc.stderr, (extra, proc.stderr)
+    assert not (tmp_path / "o").exists()
+
+
+def test_compare_warns_when_held_out_questions_are_targets(compare_files: dict[str, Path], tmp_path: Path):
+    from instructsift.api import read
+    from instructsift.compare import CompareSpec, warn_target_overlap
+
+    targets = [json.loads(line) for line in compare_files["targets"].read_text().splitlines()]
+    held = tmp_path / "held.json"
+    held.write_text(json.dumps([{"instruction": t["instruction"], "input": "", "output": "x"} for t in targets[:2]]
+                               + json.loads(compare_files["held"].read_text())))  # fmt: skip
+    spec = CompareSpec(data=str(compare_files["pool"]), eval=str(held), budget=4, target=str(compare_files["targets"]))
+    said: list[str] = []
+    warn_target_overlap(compare_files["targets"], spec, [read(held), read(compare_files["held"])], said.append)
+    assert len(said) == 1 and said[0].startswith(f"warning: 2 instructions of {held} are also targets")

@@ -138,7 +138,7 @@ ModelOpt = Annotated[
         "a hub id, a folder or a .gguf [the method's default: embedded; longest: none, counts characters]."
     ),
 ]
-SeedOpt = Annotated[int | None, typer.Option(help="random: the draw's seed [0].")]
+SeedOpt = Annotated[int | None, typer.Option(help="random: the draw's seed; rds: --project's seed [0].")]
 TemplateOpt = Annotated[str | None, typer.Option(help="alpaca, chat, none, or a JSON template file [method default].")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
 MaxLenOpt = Annotated[
@@ -340,6 +340,13 @@ WhitenOpt = Annotated[
     bool, typer.Option("--whiten", help="rds: whiten with the pool's mean and covariance first (CRDS-W).")
 ]
 LayerOpt = Annotated[int | None, typer.Option("--layer", help="rds: the hidden state used (-1: the last) [-1].")]
+LayersOpt = Annotated[
+    str | None,
+    typer.Option("--layers", help="rds: several hidden states, concatenated (CRDS-R): --layers=-4,-3,-2,-1."),
+]
+ProjectOpt = Annotated[
+    int | None, typer.Option("--project", help="rds: a Rademacher projection to this many dimensions (CRDS-R).")
+]
 
 
 BUG_REPORT = (
@@ -488,6 +495,8 @@ def score_cmd(
     aggregate: AggregateOpt = None,
     whiten: WhitenOpt = False,
     layer: LayerOpt = None,
+    layers: LayersOpt = None,
+    project: ProjectOpt = None,
     quiet: QuietOpt = False,
     split: SplitOpt = None,
     subset: SubsetOpt = None,
@@ -608,6 +617,8 @@ def select_cmd(
     aggregate: AggregateOpt = None,
     whiten: WhitenOpt = False,
     layer: LayerOpt = None,
+    layers: LayersOpt = None,
+    project: ProjectOpt = None,
     quiet: QuietOpt = False,
     split: SplitOpt = None,
     subset: SubsetOpt = None,
@@ -708,6 +719,7 @@ METHOD_OPTIONS = {
     "pe_clusters": None, "pe_per_cluster": None, "pe_epochs": None,
     "rule": None, "reward_model": None, "reward_format": None, "unieval": None, "seed": None,
     "target": None, "target_task_field": None, "target_text": None, "aggregate": None, "whiten": False, "layer": None,
+    "layers": None, "project": None,
     "budget_tokens": None, "base": None, "train_max_length": None,
 }  # fmt: skip
 
@@ -1053,7 +1065,10 @@ def compare_cmd(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Folder for results.json, .md, loss.png.")
     ] = None,
-    methods: Annotated[str | None, typer.Option(help="Methods, comma-separated: " + _method_help())] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(help="Methods, comma-separated (LABEL=METHOD: another arm of METHOD): " + _method_help()),
+    ] = None,
     budget: Annotated[str | None, typer.Option(help="Examples per selection: a count (450) or a ratio (0.05).")] = None,
     budget_tokens: Annotated[
         str | None,
@@ -1107,6 +1122,15 @@ def compare_cmd(
     judge_max_tokens: _win(int, "--judge-max-tokens", "tokens the judge may reply with [16].") = None,
     max_new_tokens: _win(int, "--max-new-tokens", "tokens each tuned model may answer with [256].") = None,
     gen_batch_size: _win(int, "--gen-batch-size", "held-out prompts generated at once [8].") = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="Examples of the tasks to select for, given to the target-aware methods (rds): a file, a folder, "
+            "or a hub data set, its split spelled ID[@REVISION][:SUBSET]:SPLIT.",
+        ),
+    ] = None,
+    target_task_field: TargetTaskOpt = None,
     split: SplitOpt = None,
     subset: SubsetOpt = None,
     revision: RevisionOpt = None,
@@ -1123,9 +1147,9 @@ def compare_cmd(
         "--judge-max-tokens": judge_max_tokens, "--max-new-tokens": max_new_tokens, "--gen-batch-size": gen_batch_size,
     })  # fmt: skip
     if Path(input).suffix in (".yaml", ".yml"):
-        if methods or budget or budget_tokens or eval or split or subset or revision:
-            _fail("with a compare recipe, give --methods, --budget (or --budget-tokens), --eval and --split, "
-                  "--subset, --revision in the recipe")  # fmt: skip
+        if methods or budget or budget_tokens or eval or target or target_task_field or split or subset or revision:
+            _fail("with a compare recipe, give --methods, --budget (or --budget-tokens), --eval, --target and "
+                  "--split, --subset, --revision in the recipe")  # fmt: skip
         if judge:
             _fail("with a compare recipe, give the judge in the recipe (judge: {url: ..., model: ...})")
         spec, base_dir = load_spec(input)
@@ -1142,6 +1166,7 @@ def compare_cmd(
             finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,
             on_error=on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
             output=str(output) if output else None, report=str(report) if report else None, judge=judge,
+            target=str(target) if target else None, target_task_field=target_task_field,
         ), "compare")  # fmt: skip
         base_dir = Path.cwd()
     if save_recipe is not None:

@@ -15,6 +15,12 @@ picks come from `numpy.random.default_rng(seed)`, seeds `seed, seed+1, ...` (`ch
 count, or the rows of `permutation` in order until they fill the token budget), the same on every run. All trials go through `train.runner`, cached: a
 killed comparison resumes, and a method added later adds one trial.
 
+`target` (`--target FILE`, with `target_task_field`) gives examples of the tasks to select for to every
+target-aware method (`rds`); the others ignore them. A trial is keyed by its pick's rows (`train.runner`), and
+the targets decide rds's pick (their encoding is cached by content), so other targets train rds's arms again
+where its pick changes, and nothing else. `LABEL=METHOD` in `methods` is another arm of METHOD, with the
+options under LABEL (`rds-white=rds` with `options: {rds-white: {whiten: true}}`).
+
 The output folder holds `results.json` (every number, setting and the machine), `results.md` (the table)
 and `loss.png` (eval loss per method, the random band and the full-data line; needs matplotlib:
 `pip install 'instructsift[plot]'`).
@@ -59,7 +65,9 @@ class CompareSpec(StrictModel):
         description="the held-out set, or several: a loss column per set (the first is the main one); a hub "
         "data set spells its split: ID[@REVISION][:SUBSET]:SPLIT"
     )
-    methods: list[str] = Field(default_factory=list)
+    methods: list[str] = Field(
+        default_factory=list, description="methods by name, or LABEL=METHOD: an arm of METHOD with LABEL's options"
+    )
     budget: int | float | list[int | float] | None = Field(
         None, description="examples per selection: a count, or a ratio of the data set (a list: a curve)"
     )
@@ -82,6 +90,8 @@ class CompareSpec(StrictModel):
     output: str | None = None
     report: str | None = Field(None, description="an HTML report of the comparison (needs instructsift[report])")
     judge: JudgeSpec | None = Field(None, description="a judge server: win rate of each model's answers vs random's")
+    target: str | None = Field(None, description="examples of the target tasks, for the target-aware methods (rds)")
+    target_task_field: str | None = Field(None, description="the target records' task field [each row a task]")
 
     @field_validator("budget", "budget_tokens")
     @classmethod
@@ -127,6 +137,8 @@ class CompareSpec(StrictModel):
     def _one_budget(self) -> CompareSpec:
         if (self.budget is None) == (self.budget_tokens is None):
             raise ValueError("give exactly one of budget (examples) or budget_tokens (trained answer tokens)")
+        if self.target_task_field is not None and self.target is None:
+            raise ValueError("target_task_field needs target")
         return self
 
     def finetune_config(self) -> Any:
@@ -196,12 +208,12 @@ def save_spec(spec: CompareSpec, target: str | os.PathLike, comment: str = "", b
     data = spec.model_dump(exclude_defaults=True)
     folder = Path(target).resolve().parent
 
-    def portable(p: str, key: str) -> str:  # a hub id (data, eval) stays as written
-        if key in ("data", "eval") and isinstance(_data(base_dir or Path.cwd(), p), str):
+    def portable(p: str, key: str) -> str:  # a hub id (data, eval, target) stays as written
+        if key in ("data", "eval", "target") and isinstance(_data(base_dir or Path.cwd(), p), str):
             return p
         return os.path.relpath(_path(base_dir or Path.cwd(), p).resolve(), folder)
 
-    for key in ("data", "eval", "cache_dir", "output", "report"):
+    for key in ("data", "eval", "cache_dir", "output", "report", "target"):
         if data.get(key):
             v = data[key]
             data[key] = [portable(p, key) for p in v] if isinstance(v, list) else portable(v, key)
@@ -270,19 +282,57 @@ class Budget:
                 "of": len(self.each), "of_tokens": sum(self.each)}  # fmt: skip
 
 
-def method_options(spec: CompareSpec, method: str, size: int) -> dict[str, Any]:
-    """The method's options: those under `*` that it takes, its own, and `top` = the budget."""
+def arm(name: str) -> tuple[str, str]:
+    """An entry of `methods`: (its label, the method). `LABEL=METHOD` is an arm of METHOD named LABEL (e.g.
+    `rds-white=rds`, with `options: {rds-white: {whiten: true}}`); a plain name is its own label."""
     from . import registry
 
+    label, eq, method = name.partition("=")
+    label, method = label.strip(), (method if eq else label).strip()
+    if eq:
+        if not label.replace("-", "_").isidentifier():
+            raise UsageError(f"method {name!r}: a label is a plain name like rds-white (letters, digits, - and _)")
+        if (
+            label in registry.names("method")
+            or label in registry.aliases("method")
+            or label == "full"
+            or label.startswith("random-")
+        ):
+            raise UsageError(f"method {name!r}: the label {label!r} is a method's or an arm's name: choose another")
+    registry.get("method", method)  # an unknown method fails here
+    return label, method
+
+
+def method_options(spec: CompareSpec, method: str, size: int) -> dict[str, Any]:
+    """The arm's options: those under `*` that its method takes, its method's, the arm label's (`LABEL=METHOD`),
+    the targets (`target`) when the method takes them, and `top` = the budget."""
+    from . import registry
+
+    label, method = arm(method)
     takes = registry.get("method", method).params.model_fields
     name = registry.get("method", method).name
     opts = {k: v for k, v in spec.options.get(ALL, {}).items() if k in takes}
-    opts.update(spec.options.get(method, {}))
-    opts.update(spec.options.get(name, {}) if name != method else {})
+    for key in dict.fromkeys((method, name, label)):
+        opts.update(spec.options.get(key, {}))
     sized = [k for k in ("ratio", "top", "budget_tokens", "base", "train_max_length") if k in opts]
     if sized:
-        raise UsageError(f"method {method!r}: --budget sets the size, not {sized[0]}")
+        raise UsageError(f"method {label!r}: --budget sets the size, not {sized[0]}")
+    if spec.target is not None and "target" in takes:
+        given = [k for k in ("target", "target_task_field") if k in opts]
+        if given:
+            raise UsageError(f"method {label!r}: --target gives the targets to every method that takes them, "
+                             f"not --set {given[0]}")  # fmt: skip
+        opts["target"] = spec.target
+        if spec.target_task_field is not None:
+            opts["target_task_field"] = spec.target_task_field
     return {**opts, "top": size}
+
+
+def takes_targets(method: str) -> bool:
+    """Whether a method (or `LABEL=METHOD` arm) selects for `--target` examples."""
+    from . import registry
+
+    return "target" in registry.get("method", arm(method)[1]).params.model_fields
 
 
 @dataclass
@@ -301,8 +351,9 @@ def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, datas
     from .pipeline import run
     from .recipe import from_method
 
+    label, name = arm(method)
     recipe = from_method(
-        method,
+        name,
         method_options(spec, method, size),
         input=str(_data(base_dir, spec.data)),
         split=spec.split,
@@ -314,12 +365,31 @@ def select_with(spec: CompareSpec, base_dir: Path, method: str, size: int, datas
         base=base_dir,
     )
     t0 = time.monotonic()
-    result = run(recipe, progress=progress, log=lambda m: log(f"{method}: {m}"))
+    result = run(recipe, progress=progress, log=lambda m: log(f"{label}: {m}"))
     picked = result.picked
     if [ex.content_hash for ex in picked.dataset.examples] != [ex.content_hash for ex in dataset.examples]:
-        raise AssertionError(f"{method}: the pipeline read another data set than the comparison")
+        raise AssertionError(f"{label}: the pipeline read another data set than the comparison")
     steps = [s.as_dict() for s in recipe.steps]
-    return Selected(method, picked.selection.ranked(), time.monotonic() - t0, steps, run=result)
+    return Selected(label, picked.selection.ranked(), time.monotonic() - t0, steps, run=result)
+
+
+def warn_target_overlap(path: Path | str, spec: CompareSpec, sets: Sequence[Any], log: Callable[[str], None]) -> None:
+    """A warning for each held-out set that shares instructions with the targets: selecting for its own
+    questions is not a held-out test. The target file is read as the `targets` step reads it."""
+    from .data.targets import read_targets
+
+    targets = read_targets(path, task_field=spec.target_task_field)
+    asked = {_instruction(ex) for ex in targets.examples}
+    for held in sets:
+        shared = sum(1 for ex in held.examples if _instruction(ex) in asked)
+        if shared:
+            log(f"warning: {shared} instructions of {held.path} are also targets ({path}): the targets should be "
+                "examples of the tasks, not the held-out questions")  # fmt: skip
+
+
+def _instruction(example: Any) -> tuple[str, ...]:
+    """The user turns of an example (what a target without answers holds)."""
+    return tuple(m.text.strip() for m in example.messages if m.role == "user")
 
 
 def _path(base: Path, p: str) -> Path:
@@ -365,14 +435,19 @@ def compare(
     base, out = _folders(spec, output, base_dir)
     if not spec.methods and not spec.random_seeds and not spec.full:
         raise UsageError("nothing to compare: give --methods, --random-seeds or --full")
-    dupes = sorted({m for m in spec.methods if spec.methods.count(m) > 1})
+    labels = [arm(m)[0] for m in spec.methods]
+    dupes = sorted({m for m in labels if labels.count(m) > 1})
     if dupes:
         raise UsageError(f"--methods names {', '.join(dupes)} twice")
+    if spec.target is not None and not any(takes_targets(m) for m in spec.methods):
+        raise UsageError(f"--target: none of the methods ({', '.join(labels) or 'none'}) selects for targets "
+                         "(the target-aware methods: rds)")  # fmt: skip
     data_path, eval_paths = _data(base, spec.data), [_data(base, e) for e in spec.evals]
-    check_inputs([data_path, *eval_paths])
+    target_path = _data(base, spec.target) if spec.target is not None else None
+    check_inputs([data_path, *eval_paths, target_path])
     report = _path(base, spec.report) if spec.report else None
     outputs = [Output(out, "compare", "--output")] + ([Output(report, "report", "--report")] if report else [])
-    check_outputs([data_path, *eval_paths], outputs, overwrite=overwrite)
+    check_outputs([data_path, *eval_paths, *([target_path] if target_path else [])], outputs, overwrite=overwrite)
     if report is not None:
         from .report import plotly_missing
 
@@ -384,7 +459,7 @@ def compare(
     for m in spec.methods:  # unknown methods and options fail now, not after an hour
         from . import registry
 
-        registry.get("method", m).target.expand(method_options(spec, m, 1))
+        registry.get("method", arm(m)[1]).target.expand(method_options(spec, m, 1))
     judge = _judge(spec, base)  # a judge server that does not answer fails now, before any fine-tuning
     t_start = time.monotonic()
     cache_dir = _path(base, spec.cache_dir) if spec.cache_dir else None
@@ -399,6 +474,8 @@ def compare(
         leaked = {ex.content_hash for ex in dataset.examples} & {ex.content_hash for ex in held.examples}
         if leaked:
             log(f"warning: {len(leaked)} examples of {held.path} are also in the data set: their loss is not held out")
+    if target_path is not None:
+        warn_target_overlap(target_path, spec, (held_out, *more_held_out), log)
 
     runner = ExperimentRunner(  # resolves the base model: a bad --base fails before any scoring
         dataset, held_out, spec.base, config, eval_batch_tokens=spec.eval_batch_tokens, eval_dtype=spec.eval_dtype,

@@ -273,8 +273,8 @@ def score(
     tmp = None if use_cache else tempfile.mkdtemp(prefix="instructsift-ray-")
     # The cache root (`cache_dir`, else the one in effect) holds the models and fingerprints, here and on
     # the workers (it travels with each scorer's spec); a run without the cache keeps its scores apart.
-    with use_cache_root(cache_dir) as models_root:
-        root = Path(tmp) if tmp else models_root
+    with use_cache_root(cache_dir) as in_effect:
+        root = Path(tmp) if tmp else in_effect
         try:
             examples, unique, _ = local.unique_examples(dataset.examples, key_column(dataset.examples, "content_hash"))
             index = HashIndex(unique)  # the unique examples' hashes, in their order

