@@ -58,7 +58,7 @@ def test_random_is_numpys_seeded_draw(tmp_path):
     path = tmp_path / "pool.jsonl"
     path.write_text("".join(f'{{"instruction": "question {i}", "output": "answer {i}"}}\n' for i in range(200)))
     first = picked_rows(path, "random", {"top": 30, "seed": 7}, tmp_path)
-    want = sorted(np.random.default_rng(7).choice(200, size=30, replace=False).tolist())
+    want = sorted(np.random.default_rng(7).permutation(200)[:30].tolist())
     assert first == want == random_subset(200, 30, 7)  # the same draw as compare's random arm of seed 7
     assert picked_rows(path, "random", {"top": 30, "seed": 7}, tmp_path) == first
     assert picked_rows(path, "random", {"top": 30, "seed": 8}, tmp_path) != first
@@ -75,7 +75,7 @@ def test_random_draws_among_the_rows_still_kept():
     RandomSample(k=4, seed=1).apply(pa.table({"x": list(range(10))}), sel)
     kept = sel.kept.tolist()
     assert len(kept) == 4 and not set(kept) & {0, 1, 2}
-    assert kept == [3 + i for i in sorted(np.random.default_rng(1).choice(7, size=4, replace=False).tolist())]
+    assert kept == [3 + i for i in sorted(np.random.default_rng(1).permutation(7)[:4].tolist())]
     assert sel.codes.count("not among 4 drawn at random (seed 1)") == 3
 
 

@@ -61,11 +61,11 @@ def test_select_fills_the_token_budget_as_compare_does(method: str, pool: Path, 
                        options={method: opts}, finetune={"max_length": MAX_LENGTH}, random_seeds=0)  # fmt: skip
     b = Budget.of(spec, each)
     assert b.tokens == budget
-    if method == "random":  # compare's random arm of seed 3: the rows of permutation(n) until the budget
+    # compare's arm of the method: its ranking of b.rows, filled in rank order
+    ranked = select_with(spec, Path.cwd(), method, b.rows, read(pool), progress=False, log=lambda m: None)
+    assert kept == sorted(b.take(ranked.positions)[0])
+    if method == "random":  # and compare's random arm of seed 3: the rows of permutation(n) until the budget
         assert kept == sorted(b.random(3))
-    else:  # compare's arm of the method: its ranking of b.rows, filled in rank order
-        ranked = select_with(spec, Path.cwd(), method, b.rows, read(pool), progress=False, log=lambda m: None)
-        assert kept == sorted(b.take(ranked.positions)[0])
     text = "; ".join(result.summary()["shares"])
     assert f"token budget {budget:,} of {sum(each):,} trained answer tokens" in text
     assert f"filled {filled:,} with {len(kept)} rows" in text

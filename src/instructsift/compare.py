@@ -11,9 +11,10 @@ trains them: the base model's tokenizer and template, answer tokens and EOS afte
 prompt tokens do not count. At equal tokens a pick of many short examples takes more optimizer steps: the
 table shows each pick's n, trained tokens and steps. A method whose filters leave less than the budget is an
 error before any training (`allow_short` keeps its smaller pick, shown in the table). `random_seeds` random
-picks come from `numpy.random.default_rng(seed)`, seeds `seed, seed+1, ...` (`choice` of the budget's
-count, or the rows of `permutation` in order until they fill the token budget), the same on every run. All trials go through `train.runner`, cached: a
-killed comparison resumes, and a method added later adds one trial.
+picks come from `numpy.random.default_rng(seed).permutation(n)`, seeds `seed, seed+1, ...` (its first rows: the
+budget's count, or as many as fill the token budget), the same on every run and the same as `select --method
+random --seed S`. All trials go through `train.runner`, cached: a killed comparison resumes, and a method added
+later adds one trial.
 
 `target` (`--target FILE`, with `target_task_field`) gives examples of the tasks to select for to every
 target-aware method (`rds`); the others ignore them. A trial is keyed by its pick's rows (`train.runner`), and
@@ -40,7 +41,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -48,7 +48,7 @@ from .data.errors import OptionError
 from .errors import MissingExtraError, UsageError
 from .registry import StrictModel
 from .selection.budget import fill_tokens, rows_needed, token_count
-from .selection.sample import random_subset
+from .selection.sample import random_order, random_subset
 from .winrate import JudgeSpec
 
 ALL = "*"  # the `options` key whose options go to every method that takes them
@@ -265,11 +265,11 @@ class Budget:
         return rows, len(rows) == len(order) and sum(self.each[i] for i in rows) < self.tokens
 
     def random(self, seed: int) -> list[int]:
-        """The random pick of `seed`: `random_subset` of `rows` examples, or with a token budget the rows of
-        `numpy.random.default_rng(seed).permutation(n)` in that order until they fill it."""
+        """The random pick of `seed`: the first `rows` examples of `random_order(n, seed)`, or with a token
+        budget its rows in that order until they fill it (as `select --method random` ranks them)."""
         if self.tokens is None:
             return random_subset(len(self.each), self.rows, seed)
-        return fill_tokens(np.random.default_rng(seed).permutation(len(self.each)).tolist(), self.each, self.tokens)
+        return fill_tokens(random_order(len(self.each), seed), self.each, self.tokens)
 
     def describe(self) -> str:
         n, total = len(self.each), sum(self.each)

@@ -18,12 +18,18 @@ from .base import Selection
 from .top import count_for
 
 
+def random_order(n: int, seed: int) -> list[int]:
+    """The positions of `n` rows in a seeded random order (`numpy.random.default_rng(seed).permutation(n)`):
+    every random pick of seed `seed` is a prefix of it (k rows for a count, rows until a token budget fills)."""
+    return np.random.default_rng(seed).permutation(n).tolist()
+
+
 def random_subset(n: int, size: int, seed: int) -> list[int]:
-    """`size` distinct positions of `n` in increasing order, the same for the same seed
-    (`numpy.random.default_rng(seed).choice` without replacement)."""
+    """`size` distinct positions of `n` in increasing order, the same for the same seed: the first `size` of
+    `random_order(n, seed)`."""
     if not 0 <= size <= n:
         raise OptionError(f"cannot pick {size} of {n} rows")
-    return sorted(int(i) for i in np.random.default_rng(seed).choice(n, size=size, replace=False))
+    return sorted(random_order(n, seed)[:size])
 
 
 @register("select", "random")
@@ -31,10 +37,9 @@ def random_subset(n: int, size: int, seed: int) -> list[int]:
 class RandomSample:
     """Keep `k` (or `ratio`) rows drawn uniformly at random, seeded, among those still kept.
 
-    `of="all"` takes the ratio of every input row, `of="kept"` of the rows still kept. The draw is
-    `random_subset` over the kept rows, the same draw as `compare`'s random arms for the same seed. A draw of
-    every row (ratio 1) is ranked in the order of `default_rng(seed).permutation`, the order in which
-    `compare`'s random arms fill a token budget (so `select --method random --budget-tokens` fills as they do).
+    `of="all"` takes the ratio of every input row, `of="kept"` of the rows still kept. The draw is the first
+    rows of `random_order` over the kept rows, ranked in that order: the same draw as `compare`'s random arm
+    of that seed, for a count and, filled in rank order, for a token budget.
     """
 
     ratio: float | None = None
@@ -54,10 +59,7 @@ class RandomSample:
     def apply(self, table: Any, selection: Selection) -> None:
         candidates = selection.kept
         n = min(len(candidates), count_for(self.ratio, self.k, table.num_rows if self.of == "all" else len(candidates)))
-        if n == len(candidates):  # every row: ranked as compare's random arms fill a token budget
-            drawn = np.random.default_rng(self.seed).permutation(n).tolist()
-        else:
-            drawn = random_subset(len(candidates), n, self.seed)
+        drawn = random_order(len(candidates), self.seed)[:n]
         for rank, j in enumerate(drawn, start=1):
             selection.rank[int(candidates[j])] = rank
         picked = np.zeros(len(candidates), dtype=bool)
