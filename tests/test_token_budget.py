@@ -23,12 +23,13 @@ def pool(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _costs(pool: Path, model: Path, max_length: int = MAX_LENGTH) -> list[int]:
+def _costs(pool: Path, model: Path, max_length: int = MAX_LENGTH, template: str = "alpaca") -> list[int]:
     """Each row's trained answer tokens as `compare` counts them (`training_costs`)."""
     from instructsift.api import read
     from instructsift.train.finetune import FinetuneConfig, training_costs
 
-    return [c.tokens for c in training_costs(read(pool).examples, str(model), FinetuneConfig(max_length=max_length))]
+    config = FinetuneConfig(max_length=max_length, template=template)
+    return [c.tokens for c in training_costs(read(pool).examples, str(model), config)]
 
 
 @pytest.mark.parametrize("method", ["longest", "superfiltering", "random"])
@@ -167,3 +168,20 @@ def test_a_recipe_method_step_takes_a_token_budget(pool: Path, tiny_bpe_llama: P
         Budget.of(spec, _costs(pool, tiny_bpe_llama)).random(3)
     )
     assert [st.name for st in result.recipe.steps] == ["trained_tokens", "random", "token_budget"]
+
+
+def test_train_template_counts_as_that_template_trains(pool: Path, tiny_bpe_llama: Path, tmp_path: Path) -> None:
+    """--train-template: the tokens are counted with the fine-tune's template (here `none`, whose prompts are
+    shorter than alpaca's, so the cut takes less of the answers), not with alpaca's."""
+    from instructsift.pipeline import run
+    from instructsift.recipe import from_method
+
+    model = str(tiny_bpe_llama)
+    opts = {"budget_tokens": 0.25, "base": model, "train_max_length": 64, "train_template": "none"}
+    result = run(from_method("longest", opts, input=str(pool), output=str(tmp_path / "o.json")), progress=False,
+                 log=lambda m: None)  # fmt: skip
+    counted = result.table.column("trained_tokens").to_pylist()
+    assert counted == _costs(pool, tiny_bpe_llama, 64, "none") != _costs(pool, tiny_bpe_llama, 64)
+    proc = cli("select", pool, "-m", "longest", "--top", 3, "--train-template", "none", "-o", tmp_path / "x.json",
+               check=False)  # fmt: skip
+    assert proc.returncode == 2 and "give --budget-tokens or --with-scores" in proc.stderr

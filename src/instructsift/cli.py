@@ -549,6 +549,14 @@ def select_cmd(
         int | None,
         typer.Option("--train-max-length", help="--budget-tokens, --with-scores: the fine-tune's max length [512]."),
     ] = None,
+    train_template: Annotated[
+        str | None,
+        typer.Option(
+            "--train-template",
+            help="--budget-tokens, --with-scores: the fine-tune's prompt template (alpaca, chat, none, a JSON "
+            "file) [alpaca].",
+        ),
+    ] = None,
     scores: Annotated[Path | None, typer.Option(help="Use this score table instead of scoring.")] = None,
     rescore_changed: Annotated[
         bool, typer.Option("--rescore-changed", help="With --scores: score again the rows whose content changed.")
@@ -641,12 +649,14 @@ def select_cmd(
         given["budget_tokens"] = parse_budget(budget_tokens, "--budget-tokens")
         if isinstance(given["budget_tokens"], list):
             raise UsageError("select takes one --budget-tokens (a list of budgets is for compare)")
-    elif base is not None or train_max_length is not None:
+    elif (base, train_max_length, train_template) != (None, None, None):
         if not with_scores:
             raise UsageError(
-                "--base and --train-max-length count trained tokens: give --budget-tokens or --with-scores"
+                "--base, --train-max-length and --train-template count trained tokens: "
+                "give --budget-tokens or --with-scores"
             )
-        counting = {"base": given.pop("base"), "max_length": given.pop("train_max_length")}
+        counting = {"base": given.pop("base"), "max_length": given.pop("train_max_length"),
+                    "template": given.pop("train_template")}  # fmt: skip
     recipe = from_method(
         method,
         _method_options(given),
@@ -720,7 +730,7 @@ METHOD_OPTIONS = {
     "rule": None, "reward_model": None, "reward_format": None, "unieval": None, "seed": None,
     "target": None, "target_task_field": None, "target_text": None, "aggregate": None, "whiten": False, "layer": None,
     "layers": None, "project": None,
-    "budget_tokens": None, "base": None, "train_max_length": None,
+    "budget_tokens": None, "base": None, "train_max_length": None, "train_template": None,
 }  # fmt: skip
 
 

@@ -314,7 +314,7 @@ def method_options(spec: CompareSpec, method: str, size: int) -> dict[str, Any]:
     opts = {k: v for k, v in spec.options.get(ALL, {}).items() if k in takes}
     for key in dict.fromkeys((method, name, label)):
         opts.update(spec.options.get(key, {}))
-    sized = [k for k in ("ratio", "top", "budget_tokens", "base", "train_max_length") if k in opts]
+    sized = [k for k in ("ratio", "top", "budget_tokens", "base", "train_max_length", "train_template") if k in opts]
     if sized:
         raise UsageError(f"method {label!r}: --budget sets the size, not {sized[0]}")
     if spec.target is not None and "target" in takes:

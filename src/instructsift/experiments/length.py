@@ -65,27 +65,35 @@ def of_run(run: Any, tokens: Sequence[int], picked: Sequence[int] | None = None)
     return length_diagnostic(run.table, built, tokens, kept)
 
 
-def trained_tokens(run: Any, base: str | None = None, max_length: int | None = None) -> tuple[list[int], str]:
+def trained_tokens(
+    run: Any, base: str | None = None, max_length: int | None = None, template: str | None = None
+) -> tuple[list[int], str]:
     """Each pool row's trained answer tokens, as `compare` counts them, and what counted them: the run's
     own `trained_tokens` column (a token-budget run), else the `trained_tokens` scorer for fine-tuning
-    `base` [embedded] at `max_length` [512] (cached like every score)."""
+    `base` [embedded] at `max_length` [512] with `template` [alpaca] (cached like every score)."""
     import numpy as np
 
-    if "trained_tokens" in run.table.column_names and base is None and max_length is None:
+    if "trained_tokens" in run.table.column_names and (base, max_length, template) == (None, None, None):
         tokens = np.nan_to_num(run.table.column("trained_tokens").to_numpy(zero_copy_only=False).astype(float))
         step = next(st for st in run.recipe.steps if st.kind == "score" and st.name == "trained_tokens")
         base, max_length = step.options.get("model", "embedded"), step.options.get("max_length", 512)
-        return tokens.astype(np.int64).tolist(), f"trained answer tokens of {base} at max length {max_length}"
+        template = step.options.get("template") or "alpaca"
+        return tokens.astype(np.int64).tolist(), counted_by(base, max_length, template)
     from ..engine.local import score
     from ..train.costs import TrainedTokens
 
-    scorer = TrainedTokens(model=base or "embedded", max_length=max_length or 512)
+    scorer = TrainedTokens(model=base or "embedded", max_length=max_length or 512, template=template or "alpaca")
     s = run.recipe.settings
     table = score(run.picked.dataset, [scorer], cache_dir=run.recipe.path("cache_dir"), use_cache=s.use_cache,
                   progress=False)  # fmt: skip
-    return table.column(
-        "trained_tokens"
-    ).to_pylist(), f"trained answer tokens of {scorer.model} at max length {scorer.max_length}"
+    return table.column("trained_tokens").to_pylist(), counted_by(scorer.model, scorer.max_length, scorer.template)
+
+
+def counted_by(base: str, max_length: int, template: str) -> str:
+    """What counted the tokens, for the summary line."""
+    return f"trained answer tokens of {base} at max length {max_length}" + (
+        f", {template} template" if template != "alpaca" else ""
+    )
 
 
 def summary_line(d: dict, counted: str) -> str:

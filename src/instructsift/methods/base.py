@@ -17,7 +17,8 @@ from ..registry import StrictModel, step
 
 class Size(StrictModel):
     """How many to keep: a fraction (`ratio`), a count (`top`), or trained answer tokens (`budget_tokens`,
-    counted for fine-tuning `base` at `train_max_length`). Required unless `size_optional`."""
+    counted for fine-tuning `base` at `train_max_length` with `train_template`). Required unless
+    `size_optional`."""
 
     ratio: float | None = Field(None, description="keep this fraction")
     top: int | None = Field(None, ge=0, description="keep this many")
@@ -26,6 +27,9 @@ class Size(StrictModel):
     )
     base: str | None = Field(None, description="budget_tokens: the model to fine-tune; its tokenizer counts [embedded]")
     train_max_length: int | None = Field(None, ge=2, description="budget_tokens: the fine-tune's max length [512]")
+    train_template: str | None = Field(
+        None, description="budget_tokens: the fine-tune's prompt template: alpaca, chat, none or a JSON file [alpaca]"
+    )
 
     size_optional: ClassVar[bool] = False  # True for methods that may decide by a threshold alone
 
@@ -50,8 +54,10 @@ class Size(StrictModel):
         if self.budget_tokens is not None and (self.ratio is not None or self.top is not None):
             given = "--ratio" if self.ratio is not None else "--top"
             raise ValueError(f"--budget-tokens sets the size in trained tokens: give it without {given}")
-        if self.budget_tokens is None and (self.base is not None or self.train_max_length is not None):
-            raise ValueError("--base and --train-max-length say how --budget-tokens counts: give --budget-tokens too")
+        if self.budget_tokens is None and (self.base, self.train_max_length, self.train_template) != (None,) * 3:
+            raise ValueError(
+                "--base, --train-max-length and --train-template say how --budget-tokens counts: give --budget-tokens too"
+            )
         if self.ratio is not None and self.top is not None:
             raise ValueError("needs exactly one of --ratio or --top, not both")
         score_only = bool(info.context and info.context.get("score_only"))
@@ -67,10 +73,11 @@ class Size(StrictModel):
         the same fill as `compare --budget-tokens` (`selection.budget`)."""
         if self.budget_tokens is None:
             return steps(self)
-        ranked = self.model_copy(update={"ratio": 1.0, "budget_tokens": None, "base": None, "train_max_length": None})
+        counted = {"budget_tokens": None, "base": None, "train_max_length": None, "train_template": None}
+        ranked = self.model_copy(update={"ratio": 1.0, **counted})
         trust = getattr(self, "trust_remote_code", False) or None
         count = step("score", "trained_tokens", model=self.base or "embedded", max_length=self.train_max_length,
-                     trust_remote_code=trust)  # fmt: skip
+                     template=self.train_template, trust_remote_code=trust)  # fmt: skip
         return [count, *steps(ranked), step("select", "token_budget", tokens=self.budget_tokens)]
 
 
