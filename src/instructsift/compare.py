@@ -40,10 +40,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .data.errors import OptionError
 from .errors import MissingExtraError, UsageError
+from .experiments.winrate import JudgeSpec
 from .registry import StrictModel
 from .selection.budget import fill_tokens, rows_needed, token_count
 from .selection.sample import random_subset
-from .winrate import JudgeSpec
 
 ALL = "*"  # the `options` key whose options go to every method that takes them
 
@@ -346,10 +346,10 @@ def compare(
     if len(spec.budgets()) > 1:
         return curve(spec, output, base_dir=base_dir, overwrite=overwrite, progress=progress, log=log)
     from .api import read
+    from .experiments.runner import ExperimentRunner
     from .models import use_cache_root
     from .outputs import Output, check_inputs, check_outputs
     from .train.finetune import optimizer_steps, training_costs
-    from .train.runner import ExperimentRunner
 
     log = log or (lambda _m: None)
     base, out = _folders(spec, output, base_dir)
@@ -399,7 +399,7 @@ def compare(
     budget = Budget.of(spec, tokens)
     log(f"budget: {budget.describe()}")
     if judge is not None:
-        from .winrate import Answers
+        from .experiments.winrate import Answers
 
         answers = Answers(runner, spec.judge.max_new_tokens, spec.judge.batch_size, progress=progress, log=log)
         runner.on_model = answers.make  # each new tuned model answers the held-out set before it is deleted
@@ -438,7 +438,7 @@ def compare(
     for row in results["rows"]:
         row["length"] = lengths(by_method[row["name"]], tokens) if row["name"] in by_method else None
     if judge is not None:
-        from .winrate import run as judge_run
+        from .experiments.winrate import run as judge_run
 
         results["judge"] = judge_run(spec, runner, answers, judge, trials, subsets, kinds, progress=progress)
         for row in results["rows"]:

@@ -25,7 +25,7 @@ from .errors import UsageError
 
 KINDS = ("score", "select", "fit", "method")
 KIND_NAMES = {"score": "scorer", "select": "selector", "fit": "fit step", "method": "method"}
-PACKAGES = ("scoring", "selection", "train", "methods")
+PACKAGES = ("scoring", "selection", "train", "methods", "experiments")
 
 
 @dataclass

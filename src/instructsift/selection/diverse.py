@@ -19,7 +19,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection, column, drop_unscored
-from .top import count_for
+from .size import count_for
 from .vectors import kept_vectors, l2_normalise
 
 CHUNK = 1024

@@ -24,7 +24,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection
-from .top import count_for
+from .size import count_for
 from .vectors import kept_vectors, l2_normalise
 
 DENSE_LIMIT = 10_000

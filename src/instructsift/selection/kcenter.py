@@ -27,7 +27,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection
-from .top import count_for
+from .size import count_for
 from .vectors import kept_vectors
 
 CHUNK_ROWS = 16384  # rows per block of distance work: 16384 x 384 float32 = 24 MiB

@@ -15,7 +15,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection
-from .top import count_for
+from .size import count_for
 
 
 def random_subset(n: int, size: int, seed: int) -> list[int]:
