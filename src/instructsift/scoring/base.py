@@ -6,10 +6,17 @@ put into its key everything that changes its numbers (model fingerprint, dtype, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 from ..data.example import Example
+
+Skip = AbstractSet[str]  # the content hashes a scorer is not asked for (cached already)
+Advance = Callable[[float], None] | None  # told how many examples' worth of work is done
+Chunks = Iterator[list[tuple[str, dict[str, Any]]]]  # what `score` yields: (content_hash, {column: value}) lists
 
 
 class Scorer(Protocol):
@@ -31,18 +38,33 @@ class Scorer(Protocol):
     def describe(self) -> str:
         """One line for the log: model, dtype, device, template."""
 
-    def score(
-        self,
-        examples: Sequence[Example],
-        skip: frozenset[str],
-        advance: Callable[[float], None] | None = None,
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip, advance: Advance = None) -> Chunks:
         """Yield lists of (content_hash, {column: value}) for examples whose hash is not in `skip`,
         in deterministic chunks; call `advance(n)` as n examples' worth of work completes.
         A value that cannot be computed is None with a reason in the scorer's reason column.
 
         Optional: `cacheable(row) -> bool`; rows it rejects (e.g. a judge request that got no reply)
         are used in this run but not cached, so the next run scores them again."""
+
+
+def config_hash(config: Any) -> str:
+    """A `cache_key()`: 16 hex digits of the SHA-256 of the configuration as sorted JSON."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_lm(scorer: Any) -> Any:
+    """The causal LM that a scorer's `model`, `dtype`, `device` and `trust_remote_code` name (a `LoadedModel`
+    is used as it is); for a scorer's lazy `load()`."""
+    from ..models import load_causal_lm
+
+    return load_causal_lm(
+        scorer.model, dtype=scorer.dtype, device=scorer.device, trust_remote_code=scorer.trust_remote_code
+    )
+
+
+def lm_config(lm: Any) -> dict[str, str]:
+    """What a loaded model puts into a scorer's cache key: its weights' fingerprint, dtype and device kind."""
+    return {"model": lm.source.fingerprint, "dtype": str(lm.dtype), "device": lm.device.split(":")[0]}
 
 
 def score_reasons(columns: Mapping[str, str | None]) -> dict[str, str]:

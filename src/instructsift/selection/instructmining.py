@@ -34,7 +34,7 @@ from ..data.errors import OptionError
 from ..errors import require
 from ..registry import register
 from .base import Selection, column
-from .size import count_for
+from .size import check_size
 
 PAPER_NOTE = (
     "Cao et al. (arXiv:2307.06290), LLaMA-2-7B: log L = 1.0694 - 0.1498 Rew + 8.257e-5 Len - 0.9350 Knn6. "
@@ -356,10 +356,7 @@ class InstructMiningSelect:
     embedding: str = "embedding"
 
     def __post_init__(self) -> None:
-        if self.of not in ("kept", "all"):
-            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
-        if self.ratio is not None or self.k is not None:
-            count_for(self.ratio, self.k, 0)
+        check_size(self.ratio, self.k, self.of, optional=True)
         # "@NAME" is a fit step's product, known when the step runs (the pipeline builds the selector again)
         self._rule = None if self.rule.startswith("@") else load_rule(self.rule)
 

@@ -25,3 +25,12 @@ def count_for(ratio: float | None, k: int | None, n: int) -> int:
     if not 0 < ratio <= 1:
         raise OptionError(f"ratio must be in (0, 1], got {ratio}")
     return share(ratio, n)
+
+
+def check_size(ratio: float | None, k: int | None, of: str, *, optional: bool = False) -> None:
+    """A sized selector's options, checked when it is built: `of` is kept or all, and exactly one of ratio
+    or k is given (or neither, where the size is `optional`)."""
+    if of not in ("kept", "all"):
+        raise OptionError(f"of must be 'kept' or 'all', got {of!r}")
+    if not optional or ratio is not None or k is not None:
+        count_for(ratio, k, 0)

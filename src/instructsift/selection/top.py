@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection, column, drop_unscored
-from .size import count_for, share  # noqa: F401  (share: re-exported for callers of `top.share`)
+from .size import check_size, count_for, share  # noqa: F401  (count_for, share: also read as top.count_for, top.share)
 
 
 @register("select", "top")
@@ -29,9 +28,7 @@ class Top:
     descending: bool = True
 
     def __post_init__(self) -> None:
-        if self.of not in ("kept", "all"):
-            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
-        count_for(self.ratio, self.k, 0)  # validate early
+        check_size(self.ratio, self.k, self.of)
 
     def ranking(self) -> tuple[str, bool]:
         """The score column this selector ranks by, and whether highest first."""
