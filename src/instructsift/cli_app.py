@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -24,7 +23,7 @@ METAVARS = {
 }
 
 
-def readable_metavars(command: click.Command, ctx: click.Context) -> click.Command:
+def readable_metavars(command: Any, ctx: Any) -> Any:
     """Give each option of `command` that takes a value and has no placeholder of its own a readable one
     (`--ratio NUMBER`, `--set TEXT`) instead of the Python type (`<float>`, `<list[str]>`)."""
     for param in command.params:
@@ -39,7 +38,7 @@ def readable_metavars(command: click.Command, ctx: click.Context) -> click.Comma
 class Commands(TyperGroup):
     """The command group: each command it hands out carries readable placeholders."""
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
         return None if command is None else readable_metavars(command, ctx)
 

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..pipeline import StepRunner, build_selector
-from ..recipe import from_dict
 from ..train.pre_experience import MODEL_NAME, PreExperience
 
 
@@ -31,6 +29,9 @@ def pre_experience(
 ) -> PreExperienceResult:
     """Phase 1 of Cherry LLM on `dataset`: sample by K-Means over instruction embeddings, then fine-tune
     `model` on the sample (the same steps as `cherry --pre-experience`). Returns the model to score IFD with."""
+    from ..pipeline import StepRunner, build_selector  # here: the registry imports this module at start-up
+    from ..recipe import from_dict
+
     settings = settings or PreExperience()
     settings.sizes(len(dataset.examples))  # a clear error for too small a data set
     data = {"input": dataset.path, "steps": settings.steps(model)}
