@@ -24,7 +24,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection
-from .size import check_size
+from .size import check_size, size_text
 from .vectors import kept_vectors, l2_normalise
 
 DENSE_LIMIT = 10_000
@@ -127,7 +127,7 @@ class FacilityLocation:
         check_size(self.ratio, self.k, self.of)
 
     def describe(self) -> str:
-        size = f"{self.k}" if self.k is not None else f"{self.ratio:g} of {self.of}"
+        size = size_text(self.ratio, self.k, self.of)
         return f"facility location (lazy greedy): {size} rows by {self.column}"
 
     def apply(self, table: Any, selection: Selection) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection
-from .size import check_size
+from .size import check_size, size_text
 from .vectors import kept_vectors
 
 CHUNK_ROWS = 16384  # rows per block of distance work: 16384 x 384 float32 = 24 MiB
@@ -232,7 +232,7 @@ class KCenter:
         check_size(self.ratio, self.k, self.of)
 
     def describe(self) -> str:
-        size = f"{self.k}" if self.k is not None else f"{self.ratio:g} of {self.of}"
+        size = size_text(self.ratio, self.k, self.of)
         return f"k-center greedy: {size} rows by {self.column}, starting from {self.init}"
 
     def apply(self, table: Any, selection: Selection) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection
-from .size import check_size, count_for
+from .size import check_size, count_for, size_text
 
 
 def random_subset(n: int, size: int, seed: int) -> list[int]:
@@ -46,7 +46,7 @@ class RandomSample:
         check_size(self.ratio, self.k, self.of)
 
     def describe(self) -> str:
-        size = f"{self.k}" if self.k is not None else f"{self.ratio:g} of {self.of}"
+        size = size_text(self.ratio, self.k, self.of)
         return f"{size} at random (seed {self.seed})"
 
     def apply(self, table: Any, selection: Selection) -> None:

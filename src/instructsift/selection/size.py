@@ -34,3 +34,8 @@ def check_size(ratio: float | None, k: int | None, of: str, *, optional: bool = 
         raise OptionError(f"of must be 'kept' or 'all', got {of!r}")
     if not optional or ratio is not None or k is not None:
         count_for(ratio, k, 0)
+
+
+def size_text(ratio: float | None, k: int | None, of: str) -> str:
+    """A size as a selector's `describe()` says it: `8`, or `0.1 of kept`."""
+    return f"{k}" if k is not None else f"{ratio:g} of {of}"
