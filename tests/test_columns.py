@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from instructsift import registry
 from instructsift.accounting import missing_by_scorer, unscored_mask
-from instructsift.engine.table import scorer_configs, with_configs
-from instructsift.scoring.base import reason_columns, score_reasons
+from instructsift.scoring.base import score_reasons
+from instructsift.scoring.table import reason_columns, scorer_configs, with_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample_alpaca.json"

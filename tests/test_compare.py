@@ -42,7 +42,7 @@ def _config(**kw):
 
 def _runner(rows, tiny_model: Path, cache: Path, **kw):
     from instructsift.data import read
-    from instructsift.train.runner import ExperimentRunner
+    from instructsift.experiments.runner import ExperimentRunner
 
     pool, held = rows
     return ExperimentRunner(
@@ -428,8 +428,8 @@ def test_two_held_out_sets_give_a_loss_column_each(rows, tiny_model: Path, tmp_p
         out / "results.md"
     ).read_text()
     # the second set's loss is what `evaluate` gives the tuned model (kept here to check it)
+    from instructsift.experiments.runner import ExperimentRunner
     from instructsift.train.finetune import FinetuneConfig
-    from instructsift.train.runner import ExperimentRunner
 
     config = FinetuneConfig(**_spec(rows, tiny_model, cache).finetune)
     runner = ExperimentRunner(read(pool), read(held), str(tiny_model), config, eval_dtype="float32",
@@ -635,7 +635,7 @@ def test_answers_of_a_trial_whose_model_was_deleted_are_those_of_a_fresh_run(
 ) -> None:
     """A trial run without a judge deletes its model; its answers then come from fine-tuning again with the
     same seed: the same greedy answers as answering right after the first fine-tune. Cached once made."""
-    from instructsift.winrate import Answers
+    from instructsift.experiments.winrate import Answers
 
     subset = list(range(8))
     fresh = _runner(rows, tiny_model, tmp_path / "a")
@@ -669,9 +669,9 @@ def test_instructmining_joins_compare_with_a_rule_fitted_here(
     from instructsift.cli import app
     from instructsift.data import read
     from instructsift.engine.local import score
+    from instructsift.experiments.mining import fit_rule
     from instructsift.scoring.indicators import MTLD, Lengths
     from instructsift.scoring.reward_standin import RewardStandin
-    from instructsift.train.mining import fit_rule
 
     pool, held = rows
     cache, names = tmp_path / "cache", ["output_tokens", "mtld", "reward_standin"]

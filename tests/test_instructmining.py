@@ -362,9 +362,9 @@ def test_infinite_indicators_are_not_scores(tmp_path):
     reason and writes a null prediction; `mine`'s ranking leaves it out and logs why."""
     import pyarrow as pa
 
+    from instructsift.experiments.mining import ranking
     from instructsift.selection import Selection
     from instructsift.selection.instructmining import InstructMiningSelect
-    from instructsift.train.mining import ranking
 
     rule = InstructMiningRule.from_dict({"indicators": ["reward", "mtld"], "intercept": 1.0,
                                          "coef": {"reward": -0.1, "mtld": -0.01}})  # fmt: skip
@@ -457,7 +457,7 @@ def test_options_the_rule_does_not_use_are_refused(tmp_path):
 def test_subset_means_by_hand():
     import pyarrow as pa
 
-    from instructsift.train.mining import subset_means
+    from instructsift.experiments.mining import subset_means
 
     emb = np.random.default_rng(0).normal(size=(9, 4)).astype(np.float32)
     table = pa.table({
@@ -471,7 +471,7 @@ def test_subset_means_by_hand():
     np.testing.assert_allclose(got[0], [(np.exp(0.5) + np.exp(1.0)) / 2, 20.0, knn[[0, 1, 2]].mean()])
     np.testing.assert_allclose(got[1], [(np.exp(2.0) + np.exp(0.6)) / 2, 65.0, knn[[3, 8]].mean()])
     # the row without loss_cond (and one with an infinite mtld) is counted and logged, not dropped silently
-    from instructsift.train.mining import fit_rule, subset_means_and_missing
+    from instructsift.experiments.mining import fit_rule, subset_means_and_missing
 
     table = table.set_column(3, "mtld", pa.array([10.0, 20, 30, 40, 50, 60, 70, float("inf"), 90]))
     logged: list[str] = []
@@ -559,7 +559,7 @@ def test_design_takes_its_sources_as_arguments(tmp_path):
 
 
 def test_design_keeps_held_out_instructions_out_of_every_subset(shared_data, tmp_path):
-    from instructsift.train.design import load_sources, mixture_design, normalise
+    from instructsift.experiments.design import load_sources, mixture_design, normalise
 
     sources = load_sources(shared_sources(shared_data))
     design = mixture_design(sources, n_subsets=10, size=150, held_out=80, eval_source="gpt4", seed=3)
@@ -587,7 +587,7 @@ def _curve(k: int) -> float:
 
 
 def test_search_finds_the_best_k_caches_and_resumes(tmp_path):
-    from instructsift.train.search import search_size
+    from instructsift.experiments.search import search_size
 
     calls: list[int] = []
     order = list(range(5000))[::-1]
@@ -610,7 +610,7 @@ def test_search_finds_the_best_k_caches_and_resumes(tmp_path):
 
 def test_search_refuses_another_rankings_journal(tmp_path):
     from instructsift.data.errors import OptionError
-    from instructsift.train.search import search_size
+    from instructsift.experiments.search import search_size
 
     journal = tmp_path / "search.jsonl"
     search_size(lambda r: _curve(len(r)), list(range(100)), low=2, high=100, budget=3, journal=journal)
@@ -619,7 +619,7 @@ def test_search_refuses_another_rankings_journal(tmp_path):
 
 
 def test_sweep_reuses_search_trials_and_plots(tmp_path):
-    from instructsift.train.search import even_ks, plot_curve, search_size, sweep
+    from instructsift.experiments.search import even_ks, plot_curve, search_size, sweep
 
     calls: list[int] = []
 
@@ -660,7 +660,7 @@ def test_mine_runs_the_whole_chain_and_resumes(tmp_path):
     loss_of whose subset losses follow a known rule and whose size curve has its minimum at k = 12."""
     import pyarrow.parquet as pq
 
-    from instructsift.train.mining import mine
+    from instructsift.experiments.mining import mine
 
     folder = tmp_path / "design"
     folder.mkdir()

@@ -63,8 +63,8 @@ def test_mine_writes_the_rule_and_curve_and_a_rerun_trains_nothing(design, tmp_p
     # for every k tried (a top k equal to a design subset is one trial)
     import pyarrow.parquet as pq
 
+    from instructsift.experiments.mining import ranking
     from instructsift.selection.instructmining import InstructMiningRule
-    from instructsift.train.mining import ranking
 
     order = ranking(pq.read_table(out / "pool.scores.parquet"), InstructMiningRule.load(out / "rule.json"), print)
     subsets = [s["rows"] for s in json.loads((out / "experiments.json").read_text())["subsets"]]

@@ -8,7 +8,8 @@ import pyarrow as pa
 
 from instructsift.compare import budget_size
 from instructsift.selection import Selection
-from instructsift.selection.top import Top, count_for, share
+from instructsift.selection.size import count_for, share
+from instructsift.selection.top import Top
 
 
 def test_one_rounding_rule_for_every_ratio():

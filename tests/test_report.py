@@ -32,9 +32,9 @@ def write_json(path: Path, obj: object) -> Path:
 
 
 def mine_folder(d: Path) -> Path:
-    """A real InstructMining run (`train.mining.mine`) on the sample: 12 subsets whose losses follow a known
+    """A real InstructMining run (`experiments.mining.mine`) on the sample: 12 subsets whose losses follow a known
     rule of three indicators, then BlendSearch and a sweep over the subset size; its output folder."""
-    from instructsift.train.mining import mine
+    from instructsift.experiments.mining import mine
 
     design = d / "design"
     design.mkdir()

@@ -11,9 +11,9 @@ import pytest
 
 from instructsift.api import read, read_scores, score, write_scores
 from instructsift.data.errors import InputError
-from instructsift.engine.table import configs_of
 from instructsift.scoring.dedup import MinHashSignature
 from instructsift.scoring.rules import Rules
+from instructsift.scoring.table import configs_of
 
 ALPACA = "alpaca/alpaca_random_9k.json"
 

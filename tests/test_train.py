@@ -350,12 +350,13 @@ def test_pre_experience_steps_pick_the_sample_the_papers_phases_compute_by_hand(
 
     from instructsift.data import read
     from instructsift.engine.local import score
+    from instructsift.experiments.pre_experience import pre_experience
     from instructsift.models import load_causal_lm
     from instructsift.scoring.embed import Embed
     from instructsift.scoring.templates import get_template, start_ids, turn_texts
     from instructsift.selection.cluster import kmeans_sample
     from instructsift.selection.vectors import vector_column
-    from instructsift.train.pre_experience import PE_FINETUNE, PreExperience, pre_experience
+    from instructsift.train.pre_experience import PE_FINETUNE, PreExperience
 
     data = tmp_path / "alpaca40.json"
     data.write_text(json.dumps(json.loads((shared_data / ALPACA).read_text(encoding="utf-8"))[100:140]))

@@ -42,7 +42,7 @@ _EXPORTS = {
     "finetune": "instructsift.train.finetune",
     "FinetuneConfig": "instructsift.train.finetune",
     "evaluate": "instructsift.train.evaluate",
-    "pre_experience": "instructsift.train.pre_experience",
+    "pre_experience": "instructsift.experiments.pre_experience",
     "PreExperience": "instructsift.train.pre_experience",
     "get_method": "instructsift.methods",
     "ServerJudge": "instructsift.scoring.judge_client",

@@ -2,7 +2,7 @@
 
 A row is unscored when a score column is missing (null) or its reason column says why. Which columns are
 scores, and which column gives each one's reason, is what each scorer declares (`Scorer.columns`, kept in
-the score table's metadata; `scoring.base.reason_columns`): never guessed from the columns' names. A row
+the score table's metadata; `scoring.table.reason_columns`): never guessed from the columns' names. A row
 an earlier step had dropped was not given to a later scorer: it is unscored (it has no score) but not
 counted as that scorer's miss (`NOT_SCORED`).
 
@@ -30,7 +30,7 @@ def _missing(table: Any) -> list[tuple[str, Any, list[str]]]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .scoring.base import reason_groups
+    from .scoring.table import reason_groups
 
     out = []
     for label, reason, names in reason_groups(table):

@@ -15,7 +15,7 @@ from .data.examples import key_column, take
 from .data.io import STDOUT, Dataset, read, write_stdout
 from .data.io import write as write_records
 from .engine.local import score
-from .engine.table import KEY_COLUMNS, configs_of, scorer_configs
+from .scoring.table import KEY_COLUMNS, configs_of, scorer_configs
 from .selection import Selection
 from .selection import select as run_selectors
 

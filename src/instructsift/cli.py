@@ -5,23 +5,26 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from .cli_app import (
+    CacheOpt,
+    DeviceOpt,
+    QuietOpt,
+    RewardFormatOpt,
+    RewardModelOpt,
+    UnievalOpt,
+    _fail,
+    _guard,
+    _warn,
+    app,
+    err,
+)
 from .errors import UsageError
 from .scoring.judge import JUDGE_OPTIONS
-
-app = typer.Typer(
-    help="Pick the instruction-tuning examples worth fine-tuning on (IFD / Cherry LLM, Superfiltering, ...).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,  # help texts hold literal brackets ([default], 'instructsift[gemma]'): no markup
-)
-err = Console(stderr=True, soft_wrap=True)
 
 
 class OnError(str, Enum):
@@ -144,7 +147,6 @@ DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.
 MaxLenOpt = Annotated[
     int | None, typer.Option("--max-length", help="Tokens per sequence [cherry 512, superfiltering 1024].")
 ]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-tokens", help="Padded tokens per batch [CPU 8192, GPU 65536].")]
 ChunkOpt = Annotated[
     int | None,
@@ -155,12 +157,6 @@ ChunkOpt = Annotated[
 FormatOpt = Annotated[Fmt | None, typer.Option("--format", help="Record format [detected].")]
 OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="fail on a bad row, or skip it to the rejects file.")]
 RejectsOpt = Annotated[Path | None, typer.Option(help="Where skipped rows go [OUTPUT.rejects.jsonl].")]
-CacheOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--cache-dir", help="Every cache: scores, models, fingerprints [$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]."
-    ),
-]
 DroppedOpt = Annotated[
     Path | None, typer.Option("--dropped", help="Write every dropped record with its reason (step, code, detail).")
 ]
@@ -200,9 +196,6 @@ RayAddressOpt = Annotated[
     ),
 ]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run.")]
-QuietOpt = Annotated[
-    bool, typer.Option("--quiet", "-q", help="No progress and no log (score, select, run: only warnings and errors).")
-]
 PreExpOpt = Annotated[
     bool,
     typer.Option(
@@ -256,24 +249,6 @@ RulesOpt = Annotated[
 ]
 RuleOpt = Annotated[
     str | None, typer.Option("--rule", help="instructmining: paper, or a fitted rule's JSON (InstructMiningRule).")
-]
-RewardModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--reward-model",
-        help="instructmining: a reward model (hub id or folder), or standin:PREFERENCE_FILE (offline stand-in).",
-    ),
-]
-RewardFormatOpt = Annotated[
-    str | None, typer.Option("--reward-format", help="instructmining: how the reward model reads a pair [pair].")
-]
-UnievalOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--unieval",
-        help="instructmining: a UniEval evaluator (MingZhong/unieval-dialog or another T5 Boolean-QA checkpoint: "
-        "hub id or folder; not installable offline) for the naturalness, coherence and understandability columns.",
-    ),
 ]
 LanguagesOpt = Annotated[str | None, typer.Option("--languages", help="lima: languages kept, comma-separated [en].")]
 JudgeUrlOpt = Annotated[
@@ -349,21 +324,6 @@ ProjectOpt = Annotated[
 ]
 
 
-BUG_REPORT = (
-    "this is a bug in instructsift: please report it to its developers with the command and the traceback above"
-)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr, the user's text escaped (a `[...]` in it is text, not rich markup); then exit."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
-
-
 def _read(path: str | Path, fmt: Fmt | None, on_error: OnError, **hub: Any) -> Any:
     """`data.read` of a command's DATA (a path or hub id; `hub`: its split, subset, revision)."""
     from .api import read
@@ -415,39 +375,6 @@ def _missing_summary(table: Any) -> None:
             highlight=False,
             markup=False,
         )
-
-
-def _guard(fn: Any) -> Any:
-    """Exit codes: a user error (bad data, option or path: `UserError`) is one line and exit 2; a run that
-    produced nothing usable (`EmptyResultError`) one line and exit 1; a file the system would not read or
-    write (permissions, a full disk) one line and exit 1; Ctrl-C one line and exit 130. Anything else is a
-    bug: its traceback, a line saying so, and exit 70 (EX_SOFTWARE)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .data.errors import UserError
-
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
-            raise
-        except KeyboardInterrupt as e:  # Ctrl-C: one line (how much is cached, from the engine), exit 130
-            why = str(e) or "interrupted: what finished is cached; run the same command again to resume"
-            err.print(why, highlight=False, markup=False)
-            raise typer.Exit(130) from None
-        except UserError as e:
-            _fail(str(e), e.exit_code)
-        except OSError as e:
-            where = f"{e.filename}: " if e.filename else ""
-            _fail(f"{where}{e.strerror or e}", 1)
-        except Exception:
-            import traceback
-
-            traceback.print_exc()
-            _fail(BUG_REPORT, 70)
-
-    return wrapper
 
 
 @app.command("score")
@@ -1148,7 +1075,7 @@ def compare_cmd(
     """Fine-tune on each method's pick, on random picks of the same size and on all the data; compare eval loss
     (and, with --judge-url, a judge's win rate of each tuned model's answers against the random model's)."""
     from .compare import compare, load_spec, parse_budget, parse_sets, save_spec, spec_from
-    from .winrate import from_options
+    from .experiments.winrate import from_options
 
     judge = from_options({
         "--judge-url": judge_url, "--judge-model": judge_model, "--judge-key-env": judge_key_env,
@@ -1293,14 +1220,12 @@ def synthesize_cmd(
     err.print(f"{len(out)} rows, {', '.join(kinds)} answers → {output}", highlight=False, markup=False)
 
 
-from . import cli_mining  # noqa: E402, F401  (registers `design` and `mine`)
+from . import cli_mining  # noqa: E402, F401  (registers `design` and `mine`, listed after these commands)
 
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
 
 
-if __name__ == "__main__":  # python -m instructsift.cli: run the module under its own name (its app has every command)
-    from instructsift.cli import app as _app
-
-    _app()
+if __name__ == "__main__":  # python -m instructsift.cli: the app (in `cli_app`) has every command
+    main()

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .cli import (
+from .cli_app import (
     CacheOpt,
     DeviceOpt,
     QuietOpt,
@@ -52,7 +52,7 @@ def design_cmd(
     and weak answers to the same instructions), and held-out answers of --eval-source whose instructions are
     in no subset."""
     from .data.errors import OptionError, OutputError
-    from .train.design import load_sources, mixture_design, parse_sources
+    from .experiments.design import load_sources, mixture_design, parse_sources
 
     files = parse_sources(sources)
     if eval_source not in files:
@@ -119,8 +119,8 @@ def mine_cmd(
 ) -> None:
     """InstructMining's whole run on a design: score the pool's indicators, fine-tune the base model on every
     subset and evaluate it, fit the rule, search the subset size with BlendSearch and sweep it. Rerun to resume."""
+    from .experiments.mine_run import mine_design, report_lines
     from .train.finetune import FinetuneConfig
-    from .train.mine_run import mine_design, report_lines
 
     config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
                             lora=not full_finetune, device=device)  # fmt: skip

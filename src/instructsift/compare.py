@@ -13,11 +13,11 @@ table shows each pick's n, trained tokens and steps. A method whose filters leav
 error before any training (`allow_short` keeps its smaller pick, shown in the table). `random_seeds` random
 picks come from `numpy.random.default_rng(seed).permutation(n)`, seeds `seed, seed+1, ...` (its first rows: the
 budget's count, or as many as fill the token budget), the same on every run and the same as `select --method
-random --seed S`. All trials go through `train.runner`, cached: a killed comparison resumes, and a method added
+random --seed S`. All trials go through `experiments.runner`, cached: a killed comparison resumes, and a method added
 later adds one trial.
 
 `target` (`--target FILE`, with `target_task_field`) gives examples of the tasks to select for to every
-target-aware method (`rds`); the others ignore them. A trial is keyed by its pick's rows (`train.runner`), and
+target-aware method (`rds`); the others ignore them. A trial is keyed by its pick's rows (`experiments.runner`), and
 the targets decide rds's pick (their encoding is cached by content), so other targets train rds's arms again
 where its pick changes, and nothing else. `LABEL=METHOD` in `methods` is another arm of METHOD, with the
 options under LABEL (`rds-white=rds` with `options: {rds-white: {whiten: true}}`).
@@ -46,10 +46,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .data.errors import OptionError
 from .errors import MissingExtraError, UsageError
+from .experiments.winrate import JudgeSpec
 from .registry import StrictModel
 from .selection.budget import fill_tokens, rows_needed, token_count
 from .selection.sample import random_order, random_subset
-from .winrate import JudgeSpec
 
 ALL = "*"  # the `options` key whose options go to every method that takes them
 
@@ -426,10 +426,10 @@ def compare(
     if len(spec.budgets()) > 1:
         return curve(spec, output, base_dir=base_dir, overwrite=overwrite, progress=progress, log=log)
     from .api import read
+    from .experiments.runner import ExperimentRunner
     from .models import use_cache_root
     from .outputs import Output, check_inputs, check_outputs
     from .train.finetune import optimizer_steps, training_costs
-    from .train.runner import ExperimentRunner
 
     log = log or (lambda _m: None)
     base, out = _folders(spec, output, base_dir)
@@ -487,7 +487,7 @@ def compare(
     budget = Budget.of(spec, tokens)
     log(f"budget: {budget.describe()}")
     if judge is not None:
-        from .winrate import Answers
+        from .experiments.winrate import Answers
 
         answers = Answers(runner, spec.judge.max_new_tokens, spec.judge.batch_size, progress=progress, log=log)
         runner.on_model = answers.make  # each new tuned model answers the held-out set before it is deleted
@@ -526,7 +526,7 @@ def compare(
     for row in results["rows"]:
         row["length"] = lengths(by_method[row["name"]], tokens) if row["name"] in by_method else None
     if judge is not None:
-        from .winrate import run as judge_run
+        from .experiments.winrate import run as judge_run
 
         results["judge"] = judge_run(spec, runner, answers, judge, trials, subsets, kinds, progress=progress)
         for row in results["rows"]:

@@ -2,7 +2,7 @@
 and `isf.run` all come here.
 
 The score table holds `row`, `id`, `content_hash` and every scorer's columns (namespaced ones as
-`NS.column`); its schema metadata records each score step's configuration (`engine.table`). A scorer
+`NS.column`); its schema metadata records each score step's configuration (`scoring.table`). A scorer
 after a selector scores only the rows still kept; the others get nulls in its columns (and "not scored:
 dropped before this step" in its reason column). Every input row ends up kept, dropped (with its step,
 code and detail) or rejected.
@@ -292,7 +292,7 @@ class StepRunner:
 
     def record_config(self, st: Step, scorer: Any) -> None:
         """Keep the step's scorer configuration in the score table's schema metadata."""
-        from .engine.table import scorer_configs, with_configs
+        from .scoring.table import scorer_configs, with_configs
 
         self.configs.append({**scorer_configs([scorer])[0], "namespace": st.namespace})
         self.table = with_configs(self.table, self.configs)
@@ -322,7 +322,7 @@ class StepRunner:
         """The given table was made by this scorer's configuration (Parquet keeps it; JSON Lines does not,
         and is checked by its columns only)."""
         from .data.errors import InputError, Reject
-        from .engine.table import configs_of
+        from .scoring.table import configs_of
 
         have = configs_of(self.given)
         if have is None:
@@ -430,7 +430,7 @@ def _subset(dataset: Any, positions: list[int]) -> Any:
 
 def _namespace_view(table: Any, namespace: str) -> Any:
     """The table where NS.col is also visible as `col` (replacing a bare `col`)."""
-    from .engine.table import configs_of, with_configs
+    from .scoring.table import configs_of, with_configs
 
     prefix = f"{namespace}."
     mine = {c[len(prefix) :]: c for c in table.column_names if c.startswith(prefix)}

@@ -25,7 +25,7 @@ from .errors import UsageError
 
 KINDS = ("score", "select", "fit", "method")
 KIND_NAMES = {"score": "scorer", "select": "selector", "fit": "fit step", "method": "method"}
-PACKAGES = ("scoring", "selection", "train", "methods")
+PACKAGES = ("scoring", "selection", "train", "methods", "experiments")
 
 
 @dataclass
@@ -143,10 +143,26 @@ def load_all() -> None:
                 importlib.import_module(f"instructsift.{package}.{info.name}")
 
 
+def _spelling(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def _canonical(kind: str, name: str) -> str:
+    """The registered name `name` stands for: itself, the name it is an alias of, or the one name or alias it
+    spells in other case or with `_` for `-` (`LTD`, `superfiltering_d`)."""
+    name = _ALIASES.get((kind, name), name)
+    if (kind, name) in _ENTRIES:
+        return name
+    spelled = {_spelling(n): n for k, n in _ENTRIES if k == kind}
+    spelled.update({_spelling(a): n for (k, a), n in _ALIASES.items() if k == kind})
+    return spelled.get(_spelling(name), name)
+
+
 def get(kind: str, name: str) -> Entry:
-    """The entry `name` of `kind`, or a `UsageError` listing the known ones."""
+    """The entry `name` of `kind` (its registered name or an alias, in any case, `_` or `-`), or a
+    `UsageError` listing the known ones."""
     load_all()
-    key = (kind, _ALIASES.get((kind, name), name))
+    key = (kind, _canonical(kind, name))
     if key not in _ENTRIES:
         known = ", ".join(names(kind))
         raise UsageError(f"unknown {KIND_NAMES[kind]} {name!r} (known: {known})")

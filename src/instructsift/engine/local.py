@@ -17,8 +17,8 @@ from typing import Any
 from ..data.examples import ExampleView, key_column
 from ..data.io import Dataset
 from ..scoring.cache import ScoreCache
+from ..scoring.table import KEY_COLUMNS, with_configs
 from .assemble import Assembly, HashIndex
-from .table import KEY_COLUMNS, with_configs
 
 
 def _progress(enabled: bool) -> Any:
@@ -84,7 +84,7 @@ def score(
     Results are cached by (content, scorer config);
     a rerun, or a run resumed after a crash, scores only what is missing. `stats` (if given) receives
     per-scorer counts of cached and newly scored examples. The table's schema metadata records each
-    scorer's configuration (`engine.table`).
+    scorer's configuration (`scoring.table`).
     """
     from ..models import use_cache_root
 

@@ -1,2 +1,3 @@
-"""What runs pipelines many times and judges them: intervals over held-out examples (more to move here:
-the runner, compare, the win rate)."""
+"""What runs pipelines or trainings many times and judges them: the experiment runner (a cached trial per
+subset), InstructMining's design, mining and size search, Cherry LLM's pre-experience run, the win rate,
+intervals over held-out examples and the length check. `compare.py` drives them for `instructsift compare`."""

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_path
+from .cache import cache_root
 
 WEIGHTS = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 NOTES = ("instructsift-source.json",)  # where a converted folder came from: a path, not the weights
@@ -20,8 +21,6 @@ SMALL = (".json", ".txt", ".model", ".jinja", ".tiktoken")  # configs and tokeni
 
 
 def _memo_dir() -> Path:
-    from .loader import cache_root
-
     return cache_root() / "fingerprints"
 
 

@@ -10,7 +10,7 @@ Each takes what other commands write and ignores fields it does not know; a file
   `size`, `examples`), `tokens`, `eval_loss` (or `loss`), `seconds` (or `time`, `time_s`), and `seed`
   when there is one; missing numbers show as blanks. `selections` (method -> {ids}) gives each method's pick. Trials named `random...` form the random band, a
   trial named `full...` the full-data line.
-- `--mining DIR` (what `train.mining.mine` writes): `rule.json` (the fitted rule), `search.jsonl` (the
+- `--mining DIR` (what `experiments.mining.mine` writes): `rule.json` (the fitted rule), `search.jsonl` (the
   size search's journal: the curve), `summary.json` (`best_k`; its `rule` when rule.json is missing) and
   `experiments.json` (the subsets' losses). `--rule` and `--curve` name single files instead.
 - `--rule FILE` (InstructMining's fitted rule, as `InstructMiningRule.save` writes it): `coef` (name ->
@@ -250,7 +250,7 @@ def read_curve(path: Path, best_k: float | None = None) -> Curve:
 
 
 def _journal(path: Path) -> list[dict[str, Any]]:
-    """The trials of a size-search journal (`train/search.py`): a header line, then {k, loss, how} lines; a
+    """The trials of a size-search journal (`experiments/search.py`): a header line, then {k, loss, how} lines; a
     last line cut short by a kill is left out, as the search itself does."""
     if not path.is_file():
         raise MissingFileError(f"{path}: no such file (--curve)")
@@ -279,7 +279,7 @@ class Mining:
 
 
 def read_mining(path: Path) -> Mining:
-    """A folder `train.mining.mine` wrote: rule.json, search.jsonl (the curve), summary.json, experiments.json."""
+    """A folder `experiments.mining.mine` wrote: rule.json, search.jsonl (the curve), summary.json, experiments.json."""
     if not path.is_dir():
         raise MissingFileError(f"{path}: no such folder (--mining: the output folder of InstructMining's mine)")
     summary = path / "summary.json"

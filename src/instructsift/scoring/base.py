@@ -6,10 +6,17 @@ put into its key everything that changes its numbers (model fingerprint, dtype, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 from ..data.example import Example
+
+Skip = AbstractSet[str]  # the content hashes a scorer is not asked for (cached already)
+Advance = Callable[[float], None] | None  # told how many examples' worth of work is done
+Chunks = Iterator[list[tuple[str, dict[str, Any]]]]  # what `score` yields: (content_hash, {column: value}) lists
 
 
 class Scorer(Protocol):
@@ -31,18 +38,33 @@ class Scorer(Protocol):
     def describe(self) -> str:
         """One line for the log: model, dtype, device, template."""
 
-    def score(
-        self,
-        examples: Sequence[Example],
-        skip: frozenset[str],
-        advance: Callable[[float], None] | None = None,
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip, advance: Advance = None) -> Chunks:
         """Yield lists of (content_hash, {column: value}) for examples whose hash is not in `skip`,
         in deterministic chunks; call `advance(n)` as n examples' worth of work completes.
         A value that cannot be computed is None with a reason in the scorer's reason column.
 
         Optional: `cacheable(row) -> bool`; rows it rejects (e.g. a judge request that got no reply)
         are used in this run but not cached, so the next run scores them again."""
+
+
+def config_hash(config: Any) -> str:
+    """A `cache_key()`: 16 hex digits of the SHA-256 of the configuration as sorted JSON."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_lm(scorer: Any) -> Any:
+    """The causal LM that a scorer's `model`, `dtype`, `device` and `trust_remote_code` name (a `LoadedModel`
+    is used as it is); for a scorer's lazy `load()`."""
+    from ..models import load_causal_lm
+
+    return load_causal_lm(
+        scorer.model, dtype=scorer.dtype, device=scorer.device, trust_remote_code=scorer.trust_remote_code
+    )
+
+
+def lm_config(lm: Any) -> dict[str, str]:
+    """What a loaded model puts into a scorer's cache key: its weights' fingerprint, dtype and device kind."""
+    return {"model": lm.source.fingerprint, "dtype": str(lm.dtype), "device": lm.device.split(":")[0]}
 
 
 def score_reasons(columns: Mapping[str, str | None]) -> dict[str, str]:
@@ -55,40 +77,3 @@ def declared_reasons(name: str) -> dict[str, str]:
     from ..registry import get
 
     return score_reasons(getattr(get("score", name).target, "columns", None) or {})
-
-
-def _declared(table: Any) -> list[tuple[str, str, str]]:
-    """(score column, reason column, scorer label) for each declared score column the table holds."""
-    from ..engine.table import configs_of
-    from ..registry import entries
-
-    configs = configs_of(table)
-    declared: list[tuple[str, str, str]] = []
-    if configs is None:
-        for entry in entries("score"):
-            reasons = score_reasons(getattr(entry.target, "columns", None) or {})
-            declared += [(col, why, entry.name) for col, why in reasons.items()]
-    else:
-        for c in configs:
-            prefix = f"{c['namespace']}." if c.get("namespace") else ""
-            reasons = c["reasons"] if "reasons" in c else declared_reasons(c["name"])
-            declared += [(prefix + col, prefix + why, prefix + c["name"]) for col, why in reasons.items()]
-    names = set(table.column_names)
-    return [(col, why, label) for col, why, label in declared if col in names and why in names]
-
-
-def reason_columns(table: Any) -> dict[str, str]:
-    """Each score column of a score table with its reason column, from the declarations of the scorers
-    that made it (kept in the table's metadata, namespaced columns as `NS.column`). A table without
-    them (JSON Lines, or a file from before the declarations) is read with the class-level declaration
-    of every registered scorer."""
-    return {col: why for col, why, _ in _declared(table)}
-
-
-def reason_groups(table: Any) -> list[tuple[str, str, list[str]]]:
-    """The score columns grouped by their reason column: (label, reason column, score columns); the label
-    is the score column when it is alone (`judge`, `embedding`), else its scorer's name (`ifd`, `deita`)."""
-    groups: dict[str, tuple[str, list[str]]] = {}
-    for col, why, label in _declared(table):
-        groups.setdefault(why, (label, []))[1].append(col)
-    return [(cols[0] if len(cols) == 1 else label, why, cols) for why, (label, cols) in groups.items()]

@@ -17,16 +17,16 @@ shingle when there are fewer).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash
 from .text import todo_chunks, whole_text
 
 _WORD = re.compile(r"\w+")
@@ -78,17 +78,12 @@ class MinHashSignature:
             "num_perm": self.num_perm,
             "seed": self.seed,
         }
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         return f"MinHash ({self.num_perm} permutations, seed {self.seed}) of {self.ngram}-word shingles"
 
-    def score(
-        self,
-        examples: Sequence[Example],
-        skip: frozenset[str] = frozenset(),
-        advance: Callable[[float], None] | None = None,
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         for part in todo_chunks(examples, skip, self.chunk_size):
             from datasketch import MinHash  # imports scipy (seconds): only when there is work
 

@@ -24,15 +24,14 @@ models' calls, and the engine caches every row by content and `cache_key()`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash
 from .deita_prompts import (
     COMPLEXITY,
     COMPLEXITY_SCORER,
@@ -139,12 +138,11 @@ class Deita:
                         spec, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
                     )
                     tok = lm.tokenizer
-                    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
                     try:
                         ids = single_token_ids(tok, [str(s) for s in SCORES])
                     except ValueError as e:
                         raise ValueError(f"{lm.source.name}: {e}: it cannot be a DEITA scorer") from None
-                    loaded[key] = _Model(lm, AnswerLoss(lm.model, pad if pad is not None else 0), ids)
+                    loaded[key] = _Model(lm, AnswerLoss.of(lm), ids)
                 return loaded[key]
 
             self._models = (get(self.complexity_model), get(self.quality_model))
@@ -163,7 +161,7 @@ class Deita:
             "min_mass": self.min_mass,
             "max_length": self.max_length,
         }
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         c, q = self.load()
@@ -214,12 +212,7 @@ class Deita:
         return out
 
     # -- scoring -------------------------------------------------------------------------------------
-    def score(
-        self,
-        examples: Sequence[Example],
-        skip: set[str] | frozenset[str] = frozenset(),
-        advance: Callable[[float], None] | None = None,
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         """Yield (content_hash, columns) chunk by chunk (chunks depend only on the examples)."""
         c, q = self.load()
         cuda = c.lm.device.startswith("cuda")

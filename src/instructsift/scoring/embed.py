@@ -16,9 +16,8 @@ or `response` (the last answer). Vectors are stored as `fixed_size_list<float32>
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +27,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash
 
 TEXTS = ("instruction", "instruction+input", "prompt", "whole", "response")
 # Options a method passes through from the CLI / API (see methods.base.pick).
@@ -259,7 +259,7 @@ class Embed:
             "max_length": self._max_length,
             "column": self.column,
         }
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         self._meta()
@@ -328,12 +328,7 @@ class Embed:
             advance(len(batch))
         return out
 
-    def score(
-        self,
-        examples: Sequence[Example],
-        skip: set[str] | frozenset[str] = frozenset(),
-        advance: Callable[[float], None] | None = None,
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         """Yield (content_hash, {column, column_reason}) lists, chunk by chunk, for examples not in `skip`."""
         advance = advance or (lambda _n: None)
         self._meta()

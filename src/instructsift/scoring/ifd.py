@@ -17,17 +17,16 @@ losses are token-weighted means over its turns, and per-turn values are kept.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash, lm_config, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 METHODS = {
@@ -117,14 +116,8 @@ class IFD:
     # -- model ---------------------------------------------------------------------------------------
     def load(self) -> Any:
         if self._lm is None:
-            from ..models import load_causal_lm
-
-            self._lm = load_causal_lm(  # a `LoadedModel` is reused as it is
-                self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
-            )
-            tok = self._lm.tokenizer
-            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-            self._loss = AnswerLoss(self._lm.model, pad if pad is not None else 0)
+            self._lm = load_lm(self)  # a `LoadedModel` is reused as it is
+            self._loss = AnswerLoss.of(self._lm)
         return self._lm
 
     def cache_key(self) -> str:
@@ -132,14 +125,12 @@ class IFD:
         lm = self.load()
         config = {
             "scorer": "ifd/1",
-            "model": lm.source.fingerprint,
-            "dtype": str(lm.dtype),
-            "device": lm.device.split(":")[0],
+            **lm_config(lm),
             "method": self.method,
             "template": self._template.config(),
             "max_length": self.max_length,
         }
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         lm = self.load()
@@ -176,12 +167,7 @@ class IFD:
         return _Turn(Scored(prompt + kept, len(prompt)), direct, len(prompt), len(kept) < len(answer))
 
     # -- scoring -------------------------------------------------------------------------------------
-    def score(
-        self,
-        examples: Sequence[Example],
-        skip: set[str] | frozenset[str] = frozenset(),
-        advance: Callable[[float], None] | None = None,
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         """Yield (content_hash, scores) lists, chunk by chunk. Chunks and batches depend only on the
         examples, so a resumed run recomputes exactly the batches an uninterrupted run would have."""
         lm = self.load()

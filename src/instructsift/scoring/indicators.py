@@ -19,9 +19,7 @@ selector (`selection/instructmining.py`):
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -29,6 +27,7 @@ from ..data.errors import OptionError
 from ..data.example import Example
 from ..errors import require
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash
 from .text import todo_chunks
 
 MTLD_THRESHOLD = 0.72  # McCarthy & Jarvis (2010); lexicalrichness's default
@@ -45,7 +44,7 @@ def output_text(example: Example) -> str:
 
 
 def _key(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    return config_hash(config)
 
 
 @register("score", "lengths")
@@ -99,9 +98,7 @@ class Lengths:
         self.tokenizer()
         return f"tokens of {self._source.name}'s tokenizer, and characters"
 
-    def score(
-        self, examples: Sequence[Example], skip: frozenset[str], advance: Callable[[float], None] | None = None
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip, advance: Advance = None) -> Chunks:
         tok = self.tokenizer() if self.tokens else None
         for part in todo_chunks(examples, skip, self.chunk_size):
             ins, outs = [input_text(ex) for ex in part], [output_text(ex) for ex in part]
@@ -160,9 +157,7 @@ class MTLD:
     def describe(self) -> str:
         return f"MTLD of the response (lexicalrichness, threshold {self.threshold:g})"
 
-    def score(
-        self, examples: Sequence[Example], skip: frozenset[str], advance: Callable[[float], None] | None = None
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip, advance: Advance = None) -> Chunks:
         for part in todo_chunks(examples, skip, self.chunk_size):
             out = []
             for ex in part:

@@ -23,7 +23,6 @@ same prompt to any server that speaks the OpenAI chat API, with the `openai` cli
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import random
@@ -34,7 +33,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..data.errors import OptionError, UserError
 from ..data.example import Example
-from .judge import COLUMN_REASONS, judge_row, judge_schema
+from .base import config_hash
+from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import get_prompt, logprob_score, parse_reply
 
 TOP_LOGPROBS = 20  # OpenAI's maximum; vLLM's default limit
@@ -120,7 +120,7 @@ class ServerJudge:
             "temperature": 0,
             "logprobs": self.logprobs,
         }
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         key = f"key from ${self.key_env}" if self.key_env else "no key option"

@@ -13,15 +13,15 @@ pad), and only the last real position of each prompt goes through the LM head.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from .judge import COLUMN_REASONS, judge_row, judge_schema
+from .base import Advance, Chunks, Skip, config_hash, lm_config, load_lm
+from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
 from .losses import AnswerLoss, batch_tokens_for
 
@@ -73,15 +73,9 @@ class LocalJudge:
 
     def load(self) -> Any:
         if self._lm is None:
-            from ..models import load_causal_lm
-
-            self._lm = load_causal_lm(  # a `LoadedModel` is reused as it is
-                self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
-            )
-            tok = self._lm.tokenizer
-            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-            self._head = AnswerLoss(self._lm.model, pad if pad is not None else 0)
-            self._score_ids = self._find_score_ids(tok)
+            self._lm = load_lm(self)  # a `LoadedModel` is reused as it is
+            self._head = AnswerLoss.of(self._lm)
+            self._score_ids = self._find_score_ids(self._lm.tokenizer)
         return self._lm
 
     def _find_score_ids(self, tok: Any) -> dict[int, list[int]]:
@@ -102,15 +96,13 @@ class LocalJudge:
         lm = self.load()
         config = {
             "scorer": "judge-local/1",
-            "model": lm.source.fingerprint,
-            "dtype": str(lm.dtype),
-            "device": lm.device.split(":")[0],
+            **lm_config(lm),
             "prompt": self._prompt.config(),
             "chat_template": getattr(lm.tokenizer, "chat_template", None),
             "max_length": self.max_length,
             "min_mass": self.min_mass,
         }
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         lm = self.load()
@@ -181,12 +173,7 @@ class LocalJudge:
                     out[i][s] = out[i].get(s, 0.0) + p
         return out
 
-    def score(
-        self,
-        examples: Sequence[Example],
-        skip: set[str] | frozenset[str] = frozenset(),
-        advance: Callable[[float], None] | None = None,
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         """Yield (content_hash, columns) chunk by chunk (chunks depend only on the examples)."""
         lm = self.load()
         cuda = lm.device.startswith("cuda")

@@ -12,14 +12,13 @@ with code blocks removed: short answers such as "Yes" say little, and code is no
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash
 from .text import prose, todo_chunks, whole_text
 
 MIN_LETTERS = 3  # fewer letters than this outside code: no language to identify
@@ -55,7 +54,7 @@ class Language:
         from importlib.metadata import version
 
         config = {"scorer": "language/1", "py3langid": version("py3langid"), "text": "whole-example-prose"}
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         return "py3langid (langid.py naive Bayes, 97 languages) over the example's prose"
@@ -67,12 +66,7 @@ class Language:
         lang, prob = self.load().classify(body)
         return lang, float(prob)
 
-    def score(
-        self,
-        examples: Sequence[Example],
-        skip: frozenset[str] = frozenset(),
-        advance: Callable[[float], None] | None = None,
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         for part in todo_chunks(examples, skip, self.chunk_size):
             out = []
             for ex in part:

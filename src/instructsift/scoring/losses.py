@@ -127,6 +127,13 @@ class AnswerLoss:
         self.logit_scale = getattr(cfg, "logit_scale", None)  # Cohere multiplies
         self.logits_scaling = getattr(cfg, "logits_scaling", None)  # Granite divides
 
+    @classmethod
+    def of(cls, lm: Any) -> AnswerLoss:
+        """The loss of a `LoadedModel`, padding with its tokenizer's pad token (else EOS, else 0)."""
+        tok = lm.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return cls(lm.model, pad if pad is not None else 0)
+
     def _logits(self, hidden: Any) -> Any:
         import torch
 

@@ -8,15 +8,14 @@ instruction in the template) after the first, with the tokenizer's start tokens 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash, lm_config, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 
@@ -57,35 +56,24 @@ class InstructionLoss:
 
     def load(self) -> Any:
         if self._lm is None:
-            from ..models import load_causal_lm
-
-            self._lm = load_causal_lm(  # a `LoadedModel` is reused as it is
-                self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
-            )
+            self._lm = load_lm(self)  # a `LoadedModel` is reused as it is
         return self._lm
 
     def cache_key(self) -> str:
         lm = self.load()
         config = {
             "scorer": "instruction_loss/1",
-            "model": lm.source.fingerprint,
-            "dtype": str(lm.dtype),
-            "device": lm.device.split(":")[0],
+            **lm_config(lm),
             "template": self._template.config(),
             "max_length": self.max_length,
         }
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         lm = self.load()
         return f"{lm.source.name} ({lm.dtype}, {lm.device}), template {self.template}, max_length {self.max_length}"
 
-    def score(
-        self,
-        examples: Sequence[Example],
-        skip: frozenset[str] = frozenset(),
-        advance: Callable[[float], None] | None = None,
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         lm = self.load()
         chunk = self.chunk_size or (8192 if lm.device.startswith("cuda") else 512)
         for lo in range(0, len(examples), chunk):
@@ -116,8 +104,7 @@ def instruction_losses(
     prompts = [turn_texts(ex, template, tok)[0][0] for ex in examples]
     ids = tok(prompts, add_special_tokens=False).input_ids if prompts else []
     seqs = [Scored((start + tuple(p))[:max_length], len(start)) for p in ids]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    loss = AnswerLoss(lm.model, pad if pad is not None else 0)
+    loss = AnswerLoss.of(lm)
     out = [math.nan] * len(seqs)
     for idx, results in loss.run(seqs, batch_tokens_for(lm.device, batch_tokens)):
         for i, (total, n) in zip(idx, results, strict=True):

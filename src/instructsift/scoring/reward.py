@@ -26,16 +26,15 @@ is marked `reward_truncated`.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash
 
 FORMATS = ("pair", "oasst", "chat")
 OASST = "<|prompter|>{prompt}<|endoftext|><|assistant|>{response}<|endoftext|>"
@@ -154,7 +153,7 @@ class Reward:
             "dtype": str(dtype),
             "device": dev.split(":")[0],
         }
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         _, _, source, dtype, dev = self.load()
@@ -172,9 +171,7 @@ class Reward:
         out = tok.apply_chat_template(messages, tokenize=True)
         return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
 
-    def score(
-        self, examples: Sequence[Example], skip: frozenset[str], advance: Callable[[float], None] | None = None
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip, advance: Advance = None) -> Chunks:
         from .text import todo_chunks
 
         for part in todo_chunks(examples, skip, self.chunk_size):

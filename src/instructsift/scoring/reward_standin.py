@@ -22,7 +22,7 @@ import gzip
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +32,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash
 from .text import todo_chunks
 
 _TURN = re.compile(r"\n\n(Human|Assistant): ")
@@ -123,7 +124,7 @@ class RewardStandin:
         emb = self.embedder()
         config = {"head": "reward_standin/2", "data": hashlib.sha256(Path(self.preference).read_bytes()).hexdigest(),
                   "encoder": emb.cache_key(), "limit": self.limit, "C": self.C}  # fmt: skip
-        self._key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        self._key = config_hash(config)
         path = cache_root() / "artifacts" / f"reward-standin-{self._key}.json"
         if path.exists():
             self._w = np.asarray(json.loads(path.read_text())["w"], dtype=np.float64)
@@ -142,9 +143,7 @@ class RewardStandin:
         self.head()
         return f"OFFLINE STAND-IN reward (not the paper's model): Bradley-Terry head on {self.preference}"
 
-    def score(
-        self, examples: Sequence[Example], skip: frozenset[str], advance: Callable[[float], None] | None = None
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip, advance: Advance = None) -> Chunks:
         w, emb = self.head(), self.embedder()
         for part in todo_chunks(examples, skip, self.chunk_size):
             texts = emb.texts(part)

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash
 from .text import answers, prose, snippet, todo_chunks
 
 I_ = re.IGNORECASE
@@ -287,18 +287,13 @@ class Rules:
         """Patterns and tokenizer are hashed; bump the `rules/N` version when the matching code changes."""
         source = self._tokenizer_source()
         config = {"scorer": "rules/1", "rules": _rules_fingerprint(), "tokenizer": source[2] if source else None}
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         tok = f"tokens by the {self.tokenizer} tokenizer" if self.tokenizer else "no token counts"
         return f"length ({tok}) and {', '.join(RULE_NAMES)} rules"
 
-    def score(
-        self,
-        examples: Sequence[Example],
-        skip: frozenset[str] = frozenset(),
-        advance: Callable[[float], None] | None = None,
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         for part in todo_chunks(examples, skip, self.chunk_size):
             texts = [ex.response for ex in part]
             tok = self.load_tokenizer()

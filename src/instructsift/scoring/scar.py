@@ -13,16 +13,15 @@ turns' scores by `turns`: `mean` (default: every answer counts alike), `min` (it
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash
 
 TURNS = ("mean", "min", "first", "last")
 MAX_LENGTH = 512  # tokens per instruction and per answer, as the reference scores
@@ -143,7 +142,7 @@ class Scar:
             "turns": self.turns,
             "max_length": self.max_length,
         }
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         loaded = self.load()
@@ -153,12 +152,7 @@ class Scar:
             f"turns {self.turns}, max_length {self.max_length} -> scar"
         )
 
-    def score(
-        self,
-        examples: Sequence[Example],
-        skip: set[str] | frozenset[str] = frozenset(),
-        advance: Callable[[float], None] | None = None,
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         """Yield (content_hash, {scar, scar_reason}) lists, chunk by chunk, for examples not in `skip`."""
         advance = advance or (lambda _n: None)
         ranker = self.load()

@@ -13,15 +13,14 @@ asked for); an input longer than `max_length` tokens keeps its start and is mark
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import register
+from .base import Advance, Chunks, Skip, config_hash
 from .reward import prompt_and_response
 
 # UniEval's dialogue questions (maszhongming/UniEval, utils.py `add_question`, task "dialogue")
@@ -110,7 +109,7 @@ class UniEval:
             "dtype": str(dtype),
             "device": dev.split(":")[0],
         }
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         _, _, source, dtype, dev, *_ = self.load()
@@ -119,9 +118,7 @@ class UniEval:
             f"P(Yes)/(P(Yes)+P(No)), max_length {self.max_length}"
         )
 
-    def score(
-        self, examples: Sequence[Example], skip: frozenset[str], advance: Callable[[float], None] | None = None
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip, advance: Advance = None) -> Chunks:
         from .text import todo_chunks
 
         for part in todo_chunks(examples, skip, self.chunk_size):

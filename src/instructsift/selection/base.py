@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..data.errors import MissingColumnError
+from .size import count_for
 
 
 @dataclass
@@ -54,8 +55,6 @@ class Selection:
     def size(self, ratio: float | None, k: int | None, n: int, *, of_all: bool, what: str = "top") -> int:
         """How many a sized selector keeps (`count_for`); a ratio also says what it was a share of, in
         `shares` ("top 25% of the 291 rows with ifd <= 1"), for the run's summary line."""
-        from .top import count_for
-
         size = count_for(ratio, k, n)
         if ratio is not None:
             self.shares.append(f"{what} {ratio * 100:g}% of {self._base(n, of_all)}")
@@ -122,7 +121,7 @@ def column(table: Any, name: str) -> np.ndarray:
 
 def drop_unscored(table: Any, selection: Selection, names: Sequence[str]) -> None:
     """Drop rows where a needed score is missing, with the scorer's own reason when it gave one."""
-    from ..scoring.base import reason_columns
+    from ..scoring.table import reason_columns
 
     declared = reason_columns(table)
     for name in names:

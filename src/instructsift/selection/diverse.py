@@ -19,7 +19,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection, column, drop_unscored
-from .top import count_for
+from .size import check_size
 from .vectors import kept_vectors, l2_normalise
 
 CHUNK = 1024
@@ -78,12 +78,9 @@ class DiverseTop:
     descending: bool = True
 
     def __post_init__(self) -> None:
-        if self.of not in ("kept", "all"):
-            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
         if not -1.0 <= self.threshold <= 1.0:
             raise OptionError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
-        if self.ratio is not None or self.k is not None:
-            count_for(self.ratio, self.k, 0)
+        check_size(self.ratio, self.k, self.of, optional=True)
 
     def ranking(self) -> tuple[str, bool]:
         """The score column this selector ranks by, and whether highest first."""

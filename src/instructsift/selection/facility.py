@@ -24,7 +24,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection
-from .top import count_for
+from .size import check_size, size_text
 from .vectors import kept_vectors, l2_normalise
 
 DENSE_LIMIT = 10_000
@@ -122,14 +122,12 @@ class FacilityLocation:
     n_neighbors: int = N_NEIGHBORS
 
     def __post_init__(self) -> None:
-        if self.of not in ("kept", "all"):
-            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
         if self.n_neighbors < 1:
             raise OptionError(f"n_neighbors must be at least 1, got {self.n_neighbors}")
-        count_for(self.ratio, self.k, 0)
+        check_size(self.ratio, self.k, self.of)
 
     def describe(self) -> str:
-        size = f"{self.k}" if self.k is not None else f"{self.ratio:g} of {self.of}"
+        size = size_text(self.ratio, self.k, self.of)
         return f"facility location (lazy greedy): {size} rows by {self.column}"
 
     def apply(self, table: Any, selection: Selection) -> None:

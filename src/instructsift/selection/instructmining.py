@@ -34,7 +34,7 @@ from ..data.errors import OptionError
 from ..errors import require
 from ..registry import register
 from .base import Selection, column
-from .top import count_for
+from .size import check_size
 
 PAPER_NOTE = (
     "Cao et al. (arXiv:2307.06290), LLaMA-2-7B: log L = 1.0694 - 0.1498 Rew + 8.257e-5 Len - 0.9350 Knn6. "
@@ -111,7 +111,7 @@ class InstructMiningRule:
     `bse_`, `pvalues_` (both name -> value, with "const"), `rsquared_`, `rsquared_adj_`, `loo_rsquared_`
     (1 - PRESS / total sum of squares: leave-one-out predictions from the hat matrix), `n_subsets_`,
     `dropped_` (name -> reason), `note_`; `missing_` (subset -> indicator -> rows left out of its mean for
-    lacking a value) when `train.mining.fit_rule` fitted it.
+    lacking a value) when `experiments.mining.fit_rule` fitted it.
     """
 
     def __init__(self, indicators: Sequence[str] | None = None, *, log_loss: bool = True, tol: float = 1e-9):
@@ -356,10 +356,7 @@ class InstructMiningSelect:
     embedding: str = "embedding"
 
     def __post_init__(self) -> None:
-        if self.of not in ("kept", "all"):
-            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
-        if self.ratio is not None or self.k is not None:
-            count_for(self.ratio, self.k, 0)
+        check_size(self.ratio, self.k, self.of, optional=True)
         # "@NAME" is a fit step's product, known when the step runs (the pipeline builds the selector again)
         self._rule = None if self.rule.startswith("@") else load_rule(self.rule)
 

@@ -27,7 +27,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection
-from .top import count_for
+from .size import check_size, size_text
 from .vectors import kept_vectors
 
 CHUNK_ROWS = 16384  # rows per block of distance work: 16384 x 384 float32 = 24 MiB
@@ -225,16 +225,14 @@ class KCenter:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.of not in ("kept", "all"):
-            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
         if self.init not in ("kmeans", "random"):
             raise OptionError(f"init must be 'kmeans' or 'random', got {self.init!r}")
         if self.n_clusters is not None and self.n_clusters < 1:
             raise OptionError(f"n_clusters must be at least 1, got {self.n_clusters}")
-        count_for(self.ratio, self.k, 0)
+        check_size(self.ratio, self.k, self.of)
 
     def describe(self) -> str:
-        size = f"{self.k}" if self.k is not None else f"{self.ratio:g} of {self.of}"
+        size = size_text(self.ratio, self.k, self.of)
         return f"k-center greedy: {size} rows by {self.column}, starting from {self.init}"
 
     def apply(self, table: Any, selection: Selection) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection
-from .top import count_for
+from .size import check_size, count_for, size_text
 
 
 def random_order(n: int, seed: int) -> list[int]:
@@ -48,12 +48,10 @@ class RandomSample:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.of not in ("kept", "all"):
-            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
-        count_for(self.ratio, self.k, 0)  # validate early
+        check_size(self.ratio, self.k, self.of)
 
     def describe(self) -> str:
-        size = f"{self.k}" if self.k is not None else f"{self.ratio:g} of {self.of}"
+        size = size_text(self.ratio, self.k, self.of)
         return f"{size} at random (seed {self.seed})"
 
     def apply(self, table: Any, selection: Selection) -> None:

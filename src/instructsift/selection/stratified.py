@@ -25,7 +25,7 @@ import numpy as np
 from ..data.errors import MissingColumnError, OptionError
 from ..registry import register
 from .base import Selection, column, drop_unscored
-from .top import count_for
+from .size import count_for
 
 
 def _label(value: Any) -> str | None:

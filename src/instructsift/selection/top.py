@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection, column, drop_unscored
-
-
-def share(ratio: float, n: int) -> int:
-    """How many rows a ratio of `n` rows is: the one rounding rule for every ratio a user gives (a
-    selector's `ratio`, `compare --budget 0.05`): half up, so 0.05 of 50 rows is 3 (Python's `round`
-    would give 2), and at least 1 when n > 0."""
-    return min(n, max(1 if n else 0, math.floor(ratio * n + 0.5)))
-
-
-def count_for(ratio: float | None, k: int | None, n: int) -> int:
-    """How many to keep: `k`, or `share(ratio, n)`."""
-    if (ratio is None) == (k is None):
-        raise OptionError("give exactly one of ratio or k")
-    if k is not None:
-        if k < 0:
-            raise OptionError(f"top k must be >= 0, got {k}")
-        return min(k, n)
-    if not 0 < ratio <= 1:
-        raise OptionError(f"ratio must be in (0, 1], got {ratio}")
-    return share(ratio, n)
+from .size import check_size, count_for, share  # noqa: F401  (count_for, share: also read as top.count_for, top.share)
 
 
 @register("select", "top")
@@ -49,9 +28,7 @@ class Top:
     descending: bool = True
 
     def __post_init__(self) -> None:
-        if self.of not in ("kept", "all"):
-            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
-        count_for(self.ratio, self.k, 0)  # validate early
+        check_size(self.ratio, self.k, self.of)
 
     def ranking(self) -> tuple[str, bool]:
         """The score column this selector ranks by, and whether highest first."""

@@ -60,7 +60,7 @@ def kept_vectors(table: Any, selection: Any, name: str) -> tuple[np.ndarray, np.
     vectors, valid = vector_column(table, name)
     missing = np.flatnonzero(selection.keep & ~valid)
     if len(missing):
-        from ..scoring.base import reason_columns
+        from ..scoring.table import reason_columns
 
         reason_col = reason_columns(table).get(name)  # the reason column its scorer declared for it
         why = table.column(reason_col).take(missing).to_pylist() if reason_col else [None] * len(missing)

@@ -1,5 +1,6 @@
-"""Training: supervised fine-tuning (LoRA or full) and answer-loss evaluation, plus Cherry LLM's
-pre-experienced model. Modules import torch lazily."""
+"""Training primitives and fit steps: supervised fine-tuning (LoRA or full), packing, answer-loss
+evaluation, trained-token costs, the SCAR ranker (and its answers' synthesis), and Cherry LLM's
+pre-experience steps. What runs them many times is in `experiments/`. Modules import torch lazily."""
 
 from __future__ import annotations
 

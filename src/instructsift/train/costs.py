@@ -13,15 +13,14 @@ content and configuration (the tokenizer's fingerprint, template, max length, EO
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import register
+from ..scoring.base import Advance, Chunks, Skip, config_hash
 from ..scoring.text import todo_chunks
 
 
@@ -76,7 +75,7 @@ class TrainedTokens:
         self.tokenizer()
         config = {"scorer": "trained_tokens/1", "tokenizer": self._source.fingerprint, "template": self.template,
                   "max_length": self.max_length, "eos": self.eos}  # fmt: skip
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(config)
 
     def describe(self) -> str:
         self.tokenizer()
@@ -85,9 +84,7 @@ class TrainedTokens:
             f"max length {self.max_length}{', EOS' if self.eos else ''}; prompts not counted)"
         )
 
-    def score(
-        self, examples: Sequence[Example], skip: frozenset[str], advance: Callable[[float], None] | None = None
-    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def score(self, examples: Sequence[Example], skip: Skip, advance: Advance = None) -> Chunks:
         from .finetune import costs_with
 
         tok, config = self.tokenizer(), self.config()

@@ -80,8 +80,7 @@ def evaluate(
         else load_causal_lm(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     )
     tok = lm.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    scorer = AnswerLoss(lm.model, pad if pad is not None else 0)
+    scorer = AnswerLoss.of(lm)
     built = build_sequences(examples, template, tok, max_length, eos)
     seqs: list[Scored] = []
     owner: list[int] = []

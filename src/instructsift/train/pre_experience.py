@@ -16,13 +16,13 @@ Phase (1) is four registered steps, each cached like any score or artifact:
       on: [{select: kmeans_sample, with: {column: pe.embedding, score: pe.instruction_loss, ...}}]
     - score: ifd               with: {model: "@pre_experienced"}
 
-`cherry --pre-experience` expands to them; `pre_experience()` runs phase (1) alone. Small data sets are
+`cherry --pre-experience` expands to them; `experiments.pre_experience.pre_experience()` runs phase (1)
+alone. Small data sets are
 scaled down so that the sample is at most half of the data (`kmeans_sample`'s `max_fraction`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -86,45 +86,6 @@ class PreExperience:
         fit["as"] = MODEL_NAME
         fit["on"] = [step("select", "kmeans_sample", **self._sample_options())]
         return [embed, loss, fit]
-
-
-@dataclass
-class PreExperienceResult:
-    model: str  # the pre-experienced model folder
-    sample: list[str]  # ids of the examples it was fine-tuned on
-    clusters: int
-    per_cluster: int
-
-
-def pre_experience(
-    dataset: Any,
-    model: str = "embedded",
-    settings: PreExperience | None = None,
-    *,
-    cache_dir: Any = None,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
-) -> PreExperienceResult:
-    """Phase 1 of Cherry LLM on `dataset`: sample by K-Means over instruction embeddings, then fine-tune
-    `model` on the sample (the same steps as `cherry --pre-experience`). Returns the model to score IFD with."""
-    from ..pipeline import StepRunner, build_selector
-    from ..recipe import from_dict
-
-    settings = settings or PreExperience()
-    settings.sizes(len(dataset.examples))  # a clear error for too small a data set
-    data = {"input": dataset.path, "steps": settings.steps(model)}
-    if cache_dir is not None:
-        data["cache_dir"] = str(cache_dir)
-    recipe = from_dict(data, source="pre-experience")
-    runner = StepRunner(dataset, recipe, progress=progress, log=log or (lambda _m: None), engine_options={})
-    selectors = {id(s): build_selector(s) for st in recipe.steps for s in st.on}
-    for st in recipe.steps:
-        runner.run(st, selectors)
-    fitted = runner.fitted[MODEL_NAME]
-    sampler = selectors[id(recipe.steps[-1].on[0])]
-    return PreExperienceResult(
-        fitted["product"], [dataset.examples[i].id for i in fitted["rows"]], sampler.n_clusters_, sampler.per_cluster_
-    )
 
 
 def pre_experience_steps(p: Any) -> tuple[list[dict[str, Any]], str]:

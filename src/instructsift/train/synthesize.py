@@ -212,7 +212,7 @@ def read_rows(path: str | Path, on_error: str = "fail") -> list[dict[str, Any]]:
                         raise InputError(Reject(str(path), None, n, name, "missing or not a non-empty string"))
                 rows.append(rec)
             return rows
-    from ..api import read
+    from ..data import read
 
     ds = read(path, on_error=on_error)
     rows = []

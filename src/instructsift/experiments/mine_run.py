@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.errors import MissingFileError, OptionError, OutputError
-from .finetune import FinetuneConfig
+from ..train.finetune import FinetuneConfig
 
 SETTINGS = "settings.json"
 WRITES = ("settings.json", "pool.scores.parquet", "experiments.json", "rule.json", "search.jsonl", "curve.png",

@@ -34,8 +34,8 @@ from pydantic import create_model
 
 from ..data.errors import OptionError
 from ..registry import register
-from .finetune import FinetuneConfig
-from .fit import NOT_IN_KEY, FinetuneParams, artifact_key
+from ..train.finetune import FinetuneConfig
+from ..train.fit import NOT_IN_KEY, FinetuneParams, artifact_key
 
 TRIAL_FILE = "trial.json"
 KEY_VERSION = 1  # bump when a change makes cached trials incomparable
@@ -181,8 +181,8 @@ class ExperimentRunner:
         """Fine-tune on `subset` and evaluate, or read the finished trial back."""
         from ..atomic import write_text
         from ..models import use_cache_root
-        from .evaluate import evaluate
-        from .finetune import finetune
+        from ..train.evaluate import evaluate
+        from ..train.finetune import finetune
 
         rows = self.positions(subset)
         done = self.cached(rows, name)
@@ -274,7 +274,7 @@ class ExperimentRunner:
         """The folder of `subset`'s tuned model: the kept one, or fine-tuned again with the same settings
         and seed when it was deleted (deleted again afterwards unless `keep_models`)."""
         from ..models import use_cache_root
-        from .finetune import finetune
+        from ..train.finetune import finetune
 
         rows = self.positions(subset)
         model_dir = self.folder(rows) / "model"

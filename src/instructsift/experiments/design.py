@@ -191,7 +191,7 @@ def mixture_design(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m instructsift.train.design", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m instructsift.experiments.design", description=__doc__.split("\n\n")[0])
     ap.add_argument("sources", nargs="+", help="NAME=FILE (or FILE, named by its stem): the sources to mix")
     ap.add_argument("--eval-source", required=True, help="the source whose held-out answers are the eval set")
     ap.add_argument("--out", "-o", required=True, help="folder for pool.json, eval.json and design.json")

@@ -26,7 +26,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import StrictModel, register
 from ..selection.instructmining import InstructMiningRule, indicator_values, is_knn, unscored_reason
-from . import under_cache_dir
+from ..train import under_cache_dir
 
 DEFAULT_INDICATORS = ("reward", "output_tokens", "input_tokens", "mtld", "ppl", "knn6")
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import Field
 
-from .registry import StrictModel
+from ..registry import StrictModel
 
 GEN_VERSION = 1  # bump when a change makes cached answers incomparable
 
@@ -48,7 +48,7 @@ class JudgeSpec(StrictModel):
 
     def judge(self) -> Any:
         """The server judge these settings ask for (the alpagasus scorer's own factory and checks)."""
-        from .scoring.judge import Judge
+        from ..scoring.judge import Judge
 
         return Judge(
             judge_url=self.url, judge_model=self.model, judge_key_env=self.key_env, judge_dimension=self.dimension,
@@ -79,7 +79,7 @@ def from_options(given: dict[str, Any]) -> dict[str, Any] | None:
     if not set_:
         return None
     if "--judge-url" not in set_:
-        from .data.errors import OptionError
+        from ..data.errors import OptionError
 
         raise OptionError(f"{', '.join(set_)}: only with --judge-url (the win rate's judge server)")
     return {CLI_OPTIONS[k]: v for k, v in set_.items()}
@@ -97,9 +97,9 @@ def generate(model_dir: str | Path, examples: Sequence[Any], settings: dict[str,
     import torch
     from transformers import GenerationConfig
 
-    from .models import load_causal_lm
-    from .progress import progress_bar
-    from .scoring.templates import get_template, start_ids
+    from ..models import load_causal_lm
+    from ..progress import progress_bar
+    from ..scoring.templates import get_template, start_ids
 
     lm = load_causal_lm(str(model_dir), dtype=settings["dtype"], device=settings["device"],
                         trust_remote_code=settings["trust_remote_code"])  # fmt: skip
@@ -174,7 +174,7 @@ class Answers:
 
     def make(self, key: str, model_dir: Path) -> list[dict[str, Any]]:
         """The answers of trial `key`'s model in `model_dir`: cached, or generated now and saved."""
-        from .atomic import write_text
+        from ..atomic import write_text
 
         done = self.cached(key)
         if done is not None:
@@ -199,9 +199,9 @@ def judged(examples: Sequence[Any], answers: dict[str, list[dict[str, Any]]], ju
            cache_dir: Any = None, progress: bool = True) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
     """The judge's columns for every trial's answer to every held-out example (trial name -> rows in order),
     scored through the engine and its cache."""
-    from .data.example import Example, Message
-    from .data.io import Dataset
-    from .engine.local import score
+    from ..data.example import Example, Message
+    from ..data.io import Dataset
+    from ..engine.local import score
 
     rated: list[Example] = []
     for name, rows in answers.items():
@@ -255,7 +255,7 @@ def run(spec: Any, runner: Any, answers: Answers, judge: Any, trials: Sequence[A
         kinds: dict[str, str], *, progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Every trial's answers, the judge's ratings and each trial's win rate against the random model:
     what results.json holds under `judge` (`trials`: name -> win rate and per-instruction verdicts)."""
-    from .models import use_cache_root
+    from ..models import use_cache_root
 
     reference = f"random-{spec.seed}"
     texts = {t.name: answers.of(t, subsets[t.name]) for t in trials}

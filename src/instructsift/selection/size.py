@@ -1,0 +1,41 @@
+"""How many rows a sized selector keeps: a count `k`, or a ratio of `n` rows under one rounding rule."""
+
+from __future__ import annotations
+
+import math
+
+from ..data.errors import OptionError
+
+
+def share(ratio: float, n: int) -> int:
+    """How many rows a ratio of `n` rows is: the one rounding rule for every ratio a user gives (a
+    selector's `ratio`, `compare --budget 0.05`): half up, so 0.05 of 50 rows is 3 (Python's `round`
+    would give 2), and at least 1 when n > 0."""
+    return min(n, max(1 if n else 0, math.floor(ratio * n + 0.5)))
+
+
+def count_for(ratio: float | None, k: int | None, n: int) -> int:
+    """How many to keep: `k`, or `share(ratio, n)`."""
+    if (ratio is None) == (k is None):
+        raise OptionError("give exactly one of ratio or k")
+    if k is not None:
+        if k < 0:
+            raise OptionError(f"top k must be >= 0, got {k}")
+        return min(k, n)
+    if not 0 < ratio <= 1:
+        raise OptionError(f"ratio must be in (0, 1], got {ratio}")
+    return share(ratio, n)
+
+
+def check_size(ratio: float | None, k: int | None, of: str, *, optional: bool = False) -> None:
+    """A sized selector's options, checked when it is built: `of` is kept or all, and exactly one of ratio
+    or k is given (or neither, where the size is `optional`)."""
+    if of not in ("kept", "all"):
+        raise OptionError(f"of must be 'kept' or 'all', got {of!r}")
+    if not optional or ratio is not None or k is not None:
+        count_for(ratio, k, 0)
+
+
+def size_text(ratio: float | None, k: int | None, of: str) -> str:
+    """A size as a selector's `describe()` says it: `8`, or `0.1 of kept`."""
+    return f"{k}" if k is not None else f"{ratio:g} of {of}"

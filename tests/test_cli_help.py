@@ -1,0 +1,61 @@
+"""The command's front door: `-h` beside `--help` on every command, `--version`, readable placeholders
+(`--ratio NUMBER`, not the Python type `<float>`), and `methods NAME` for a name, an alias or a spelling of
+one in other case or with `_`."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from helpers import cli
+from typer.testing import CliRunner
+
+from instructsift import __version__
+from instructsift.cli import app
+from instructsift.cli_app import METAVARS
+
+COMMANDS = ["score", "select", "run", "report", "methods", "finetune", "evaluate", "compare", "train-scar",
+            "synthesize", "design", "mine"]  # fmt: skip
+
+
+def test_version_in_a_subprocess():
+    proc = cli("--version")
+    assert proc.stdout.strip() == f"instructsift {__version__}"
+
+
+def test_h_is_help_everywhere():
+    runner = CliRunner()
+    top = runner.invoke(app, ["-h"])
+    assert top.exit_code == 0 and "-h, --help" in top.output and "--version" in top.output
+    for name in COMMANDS:
+        short, long = runner.invoke(app, [name, "-h"]), runner.invoke(app, [name, "--help"])
+        assert short.exit_code == 0, (name, short.output)
+        assert short.output == long.output and f" {name} [OPTIONS]" in short.output
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_placeholders_are_not_python_types(name):
+    out = CliRunner().invoke(app, [name, "--help"], terminal_width=200).output
+    options = out[out.index("Options:") :]
+    shown = set(re.findall(r"<([^<>|]+)>", options))  # choices (<fail|skip>) name their values: they stay
+    assert not shown & set(METAVARS), (name, shown)
+
+
+def test_placeholders_name_the_kind_of_value():
+    out = CliRunner().invoke(app, ["compare", "--help"], terminal_width=200).output
+    assert re.search(r"--set TEXT\s", out) and re.search(r"--epochs NUMBER\s", out)
+    assert re.search(r"--random-seeds INTEGER\s", out) and re.search(r"--eval PATH\s", out)
+
+
+@pytest.mark.parametrize(("given", "shown"), [("ltd", "ltd"), ("LTD", "ltd"), ("superfiltering_d", "superfiltering-d"),
+                                              ("ifd", "cherry (alias: ifd)"), ("IFD", "cherry (alias: ifd)")])  # fmt: skip
+def test_methods_takes_a_name_an_alias_or_another_spelling(given, shown):
+    res = CliRunner().invoke(app, ["methods", given])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0] == shown
+    assert "options: --" in res.output and "\n\n" not in res.output.strip()  # one method's block only
+
+
+def test_methods_refuses_an_unknown_name_with_the_known_ones():
+    res = CliRunner().invoke(app, ["methods", "nope"])
+    assert res.exit_code == 2 and "unknown method 'nope'" in res.output and "superfiltering-d" in res.output
