@@ -44,7 +44,11 @@ def test_placeholders_are_not_python_types(name):
 def test_placeholders_name_the_kind_of_value():
     out = CliRunner().invoke(app, ["compare", "--help"], terminal_width=200).output
     assert re.search(r"--set TEXT\s", out) and re.search(r"--epochs NUMBER\s", out)
-    assert re.search(r"--random-seeds INTEGER\s", out) and re.search(r"--eval PATH\s", out)
+    assert (
+        re.search(r"--random-seeds INTEGER\s", out)
+        and re.search(r"--output PATH\s", out)
+        and re.search(r"--eval TEXT\s", out)
+    )
 
 
 @pytest.mark.parametrize(("given", "shown"), [("ltd", "ltd"), ("LTD", "ltd"), ("superfiltering_d", "superfiltering-d"),
