@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import cli
+from test_hub import OFFLINE, _jsonl
 
 from instructsift.data import read
 from instructsift.data.errors import InputError, OptionError
@@ -50,12 +51,6 @@ configs:
 ---
 """
 CHAT = [{"messages": [{"role": "user", "content": "Say hello politely."}]}]  # a target without an answer
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def _jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
 @pytest.fixture
