@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from selection_quality import HELD_OUT, POOL, ROOT, SHARED
+from selection_quality import HELD_OUT, POOL, parse_trial_args
 
 ARMS = ["rds", "rds-white=rds", "longest"]
 OPTIONS = {"rds-white": {"whiten": True}}
@@ -69,24 +69,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the split's seed")
     ap.add_argument("--task-field", default="dataset", help="the targets' task field ('' : each target its own)")
     ap.add_argument("--budget-tokens", type=float, default=0.05, help="share of the pool's trained answer tokens")
-    ap.add_argument("--base", default="gemma3-270m", help="the base model fine-tuned on every pick")
     ap.add_argument("--rds-model", default=None, help="the model whose hidden states rds uses [--base: the paper's]")
-    ap.add_argument("--random-seeds", type=int, default=3)
     ap.add_argument("--full", action="store_true", help="also fine-tune on the whole pool")
-    ap.add_argument("--epochs", type=float, default=3.0)
-    ap.add_argument("--max-length", type=int, default=512)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "rds_compare")
-    ap.add_argument("--cache-dir", type=Path, default=None, help="[$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]")
-    ap.add_argument("--smoke", action="store_true", help="a few-minute version: " + json.dumps(SMOKE))
-    args = ap.parse_args()
-    if args.smoke:
-        for k, v in SMOKE.items():
-            setattr(args, k, v)
-        args.out = args.out.with_name(args.out.name + "_smoke")
-    if not POOL.exists() or not HELD_OUT.exists():
-        sys.exit(f"real data not found under {SHARED} (see SOURCES.md in the shared folder)")
+    args = parse_trial_args(ap, "rds_compare", SMOKE, epochs=3.0)
 
     from instructsift.compare import CompareSpec, compare
 

@@ -78,6 +78,28 @@ def inputs(folder: Path, pool: int, eval_n: int) -> tuple[Path, Path]:
     return pool_file, eval_file
 
 
+def parse_trial_args(ap: argparse.ArgumentParser, name: str, smoke: dict, epochs: float) -> argparse.Namespace:
+    """The options every comparison benchmark takes (the base model, random seeds, fine-tuning, output, cache,
+    --smoke), parsed; with --smoke, `smoke`'s settings and an `_smoke` output folder. Exits without the data."""
+    ap.add_argument("--base", default="gemma3-270m", help="the base model fine-tuned on every pick")
+    ap.add_argument("--random-seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=float, default=epochs)
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / name)
+    ap.add_argument("--cache-dir", type=Path, default=None, help="[$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]")
+    ap.add_argument("--smoke", action="store_true", help="a few-minute version: " + json.dumps(smoke))
+    args = ap.parse_args()
+    if args.smoke:
+        for k, v in smoke.items():
+            setattr(args, k, v)
+        args.out = args.out.with_name(args.out.name + "_smoke")
+    if not POOL.exists() or not HELD_OUT.exists():
+        sys.exit(f"real data not found under {SHARED} (see SOURCES.md in the shared folder)")
+    return args
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", type=int, default=500, help="rows of alpaca_random_9k to select from")
@@ -88,23 +110,8 @@ def main() -> None:
     )
     ap.add_argument("--human-n", type=int, default=0, help="a second held-out set of this many human Dolly answers")
     ap.add_argument("--methods", default=METHODS)
-    ap.add_argument("--base", default="gemma3-270m", help="the base model fine-tuned on every pick")
-    ap.add_argument("--random-seeds", type=int, default=3)
     ap.add_argument("--no-full", action="store_true", help="leave out the all-data trial")
-    ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--max-length", type=int, default=512)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "selection_quality")
-    ap.add_argument("--cache-dir", type=Path, default=None, help="[$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]")
-    ap.add_argument("--smoke", action="store_true", help="a few-minute version: " + json.dumps(SMOKE))
-    args = ap.parse_args()
-    if args.smoke:
-        for k, v in SMOKE.items():
-            setattr(args, k, v)
-        args.out = args.out.with_name(args.out.name + "_smoke")
-    if not POOL.exists() or not HELD_OUT.exists():
-        sys.exit(f"real data not found under {SHARED} (see SOURCES.md in the shared folder)")
+    args = parse_trial_args(ap, "selection_quality", SMOKE, epochs=1.0)
 
     from instructsift.compare import CompareSpec, compare, parse_budget
 
