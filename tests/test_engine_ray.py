@@ -50,10 +50,11 @@ def _same_files(a: Path, b: Path) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
-def test_model_scorer_same_bytes(ray_local, tmp_path: Path) -> None:
-    """Superfiltering (IFD with the embedded model, in an actor pool): each engine computes in its own
-    cache; the kept records, the score table and the dropped file are the same bytes."""
-    steps = [{"method": "superfiltering", "with": {"top": 8}}]
+def test_model_scorer_same_bytes(ray_local, tiny_llama: Path, tmp_path: Path) -> None:
+    """Superfiltering (IFD from a causal LM in an actor pool; the tiny random Llama, since the engines'
+    agreement does not depend on the weights): each engine computes in its own cache; the kept records, the
+    score table and the dropped file are the same bytes."""
+    steps = [{"method": "superfiltering", "with": {"top": 8, "model": str(tiny_llama)}}]
     by_local = _run(steps, SAMPLE, tmp_path / "local", "local", cache_dir=str(tmp_path / "l"))
     by_ray = _run(steps, SAMPLE, tmp_path / "ray", "ray", cache_dir=str(tmp_path / "r"))
     assert by_ray.table.column("ifd").null_count < 4 and len(by_ray.picked.rows) == 8
@@ -61,7 +62,11 @@ def test_model_scorer_same_bytes(ray_local, tmp_path: Path) -> None:
     # The ray run's shards are in the local engine's layout: a local run over its cache scores nothing.
     again: dict = {}
     cached = local.score(
-        read(SAMPLE), [IFD(method="superfiltering")], cache_dir=tmp_path / "r", progress=False, stats=again
+        read(SAMPLE),
+        [IFD(method="superfiltering", model=str(tiny_llama))],
+        cache_dir=tmp_path / "r",
+        progress=False,
+        stats=again,
     )
     assert again["ifd"]["scored"] == 0
     assert cached.column("ifd").equals(by_local.table.column("ifd"))
