@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.example import Example
-from ..registry import register
+from ..registry import ModelLike, register
 from .base import Advance, Chunks, Skip, config_hash
 from .deita_prompts import (
     COMPLEXITY,
@@ -97,8 +97,8 @@ class Deita:
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
-    complexity_model: Any = COMPLEXITY_SCORER  # a hub id, folder, .gguf, "embedded", or a `LoadedModel`
-    quality_model: Any = QUALITY_SCORER
+    complexity_model: ModelLike = COMPLEXITY_SCORER  # a hub id, folder, .gguf, "embedded", or a `LoadedModel`
+    quality_model: ModelLike = QUALITY_SCORER
     min_mass: float = MIN_MASS
     max_length: int = MAX_LENGTH
     dtype: str = "auto"

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from ..registry import register
+from ..registry import ModelLike, register
 from .base import Advance, Chunks, Skip, config_hash, lm_config, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
@@ -80,7 +80,7 @@ class IFD:
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
-    model: Any = "embedded"  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
+    model: ModelLike = "embedded"  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
     method: str = "cherry"
     template: str | None = None
     max_length: int | None = None

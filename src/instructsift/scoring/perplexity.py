@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.example import Example
-from ..registry import register
+from ..registry import ModelLike, register
 from .base import Advance, Chunks, Skip, config_hash, lm_config, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
@@ -26,7 +26,7 @@ class InstructionLoss:
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
-    model: Any = "embedded"
+    model: ModelLike = "embedded"
     template: str = "alpaca"
     max_length: int = 512
     dtype: str = "auto"
