@@ -347,13 +347,15 @@ def from_method(
     **settings: Any,
 ) -> Recipe:
     """The recipe `instructsift select --method M` runs: the method's steps plus the run's settings
-    (`score_only`: its scorers and fit steps alone, as `instructsift score` runs them; `dedup_exact`: an
-    `exact_dedup` step first, so that repeated examples are neither scored nor kept twice). The options'
+    (`score_only`: its scorers and fit steps alone, as `instructsift score` runs them; `dedup_exact`: the
+    exact-duplicate selector first, so that repeated examples are neither scored nor kept twice). The options'
     relative paths are relative to `base` [the current folder]."""
     entry = registry.get("method", method)
     raw_steps = entry.target.expand(options, score_only=score_only)
     if dedup_exact and not score_only:
-        raw_steps = [{"select": "exact_dedup"}, *raw_steps]
+        from .selection.dedup import EXACT_DEDUP_STEP
+
+        raw_steps = [dict(EXACT_DEDUP_STEP), *raw_steps]
     steps = [s for i, raw in enumerate(raw_steps) for s in parse_step(raw, ("steps", i))]
     for st in steps:
         st.resolve_paths(Path(base) if base else Path.cwd())
