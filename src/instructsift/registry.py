@@ -90,6 +90,10 @@ FilePath = Annotated[str, Kind.file]
 DataRef = Annotated[str, Kind.data]
 ModelRef = Annotated[str, Kind.model]
 ModelLike = Annotated[Any, Kind.model]  # a model reference, or a loaded model (the Python API passes one)
+# Optional ones: the kind on the whole `str | None`, so that the field's type reads as it did (`str | None`).
+OptionalFilePath = Annotated[str | None, Kind.file]
+OptionalDataRef = Annotated[str | None, Kind.data]
+OptionalModelRef = Annotated[str | None, Kind.model]
 
 
 def kind_of(field_info: Any) -> Kind | None:
@@ -302,6 +306,9 @@ __all__ = [
     "Method",
     "ModelLike",
     "ModelRef",
+    "OptionalDataRef",
+    "OptionalFilePath",
+    "OptionalModelRef",
     "StrictModel",
     "add",
     "aliases",

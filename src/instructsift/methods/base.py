@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..registry import FilePath, ModelRef, StrictModel, step
+from ..registry import ModelRef, OptionalFilePath, OptionalModelRef, StrictModel, step
 
 
 class Size(StrictModel):
@@ -25,7 +25,7 @@ class Size(StrictModel):
     budget_tokens: int | float | None = Field(
         None, description="instead: fill this many trained answer tokens (a count, or a share of the data set's)"
     )
-    base: ModelRef | None = Field(
+    base: OptionalModelRef = Field(
         None, description="budget_tokens: the model to fine-tune; its tokenizer counts [embedded]"
     )
     train_max_length: int | None = Field(None, ge=2, description="budget_tokens: the fine-tune's max length [512]")
@@ -111,7 +111,7 @@ class Judge(StrictModel):
     judge_model: str | None = None
     judge_key_env: str | None = None
     judge_dimension: str | None = None
-    judge_prompt: FilePath | None = None
+    judge_prompt: OptionalFilePath = None
     judge_concurrency: int | None = Field(None, ge=1)
     judge_timeout: float | None = Field(None, gt=0)
     judge_retries: int | None = Field(None, ge=0)

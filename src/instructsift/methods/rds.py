@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..registry import DataRef, Method, ModelRef, register_method, step
+from ..registry import Method, ModelRef, OptionalDataRef, register_method, step
 from .base import Size, given
 
 REP_FIELDS = ("template", "layer", "layers", "project", "seed", "max_length", "dtype", "device", "batch_tokens",
@@ -21,7 +21,7 @@ REP_FIELDS = ("template", "layer", "layers", "project", "seed", "max_length", "d
 
 
 class Params(Size):
-    target: DataRef | None = Field(None, description="examples of the target tasks (any format; answers optional)")
+    target: OptionalDataRef = Field(None, description="examples of the target tasks (any format; answers optional)")
     target_task_field: str | None = Field(None, description="the target records' task field [each row a task]")
     target_text: str = Field("prompt", description="what a target encodes: prompt (instruction) or whole")
     aggregate: str = Field("max", description="a task's score for a row: max (the paper's) or mean over its targets")
