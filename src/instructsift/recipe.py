@@ -18,10 +18,11 @@ Steps run in order. A scorer after a selector scores only the rows still kept. A
 sees NS's columns under their bare names (`ifd` for `sf.ifd`), so a method's selectors can run on its
 namespaced scores. A fit step (`fit: finetune`) trains on the rows its `on:` selectors keep (without
 changing the main selection) and names its product with `as:`; later steps refer to it as `"@NAME"`.
-Relative paths are relative to the recipe file: the top-level ones (input, output, ...) and a step's file
-options (FILE_OPTIONS, e.g. a fit step's `quads`); an option that names a model, encoder or ranker
-(MODEL_OPTIONS) is a path when it starts with ./ or ../ or names something in the recipe's folder, else a
-name (embedded, a hub id) kept as it is. Errors name the recipe's file, line and key.
+Relative paths are relative to the recipe file: the top-level ones (input, output, ...) and a step's
+options whose parameter field declares a kind (`registry.Kind`, e.g. `registry.FilePath`): a file is a
+path; data is a path, or a hub id when no local path has its spelling; a model reference is a path when it
+starts with ./ or ../ or names something in the recipe's folder, else a name (embedded, a hub id) kept as
+it is. Errors name the recipe's file, line and key.
 """
 
 from __future__ import annotations
@@ -39,17 +40,6 @@ from .errors import UsageError
 
 STEP_KEYS = {"as", "with", "on"}
 PATH_KEYS = ("input", "output", "rejects", "dropped", "scores", "from_scores", "cache_dir", "report")
-FILE_OPTIONS = (
-    "quads",
-    "preference",
-    "experiments",
-    "scores",
-    "eval",
-    "judge_prompt",
-    "target",
-)  # step options that are paths
-DATA_OPTIONS = ("target", "eval")  # step options that are data: a path, or a hub id (`data.hub`) kept as written
-MODEL_OPTIONS = ("model", "encoder", "ranker", "complexity_model", "quality_model", "tokenizer", "rule")  # or names
 
 
 class RecipeError(UsageError):
@@ -72,6 +62,10 @@ class Step:
     def label(self) -> str:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
+    def path_options(self) -> dict[str, registry.Kind]:
+        """The options of this step that are paths or may be (declared on its parameter fields)."""
+        return registry.option_kinds(registry.get(self.kind, self.name).params)
+
     def as_dict(self, folder: Path | None = None) -> dict[str, Any]:
         """The step as a recipe writes it; with `folder`, its path options relative to that folder."""
         out: dict[str, Any] = {self.kind: self.name}
@@ -79,29 +73,28 @@ class Step:
             out["as"] = self.namespace
         if self.on:
             out["on"] = [s.as_dict(folder) for s in self.on]
+        paths = self.path_options() if folder else {}
         out["with"] = {
-            k: (_portable(Path(v), folder) if folder and _is_path_option(k) and os.path.isabs(str(v)) else v)
+            k: (_portable(Path(v), folder) if folder and k in paths and os.path.isabs(str(v)) else v)
             for k, v in self.options.items()
         }
         return out
 
     def resolve_paths(self, base: Path) -> None:
         """Make the step's path options absolute, relative to `base` (the recipe's folder)."""
-        for k, v in self.options.items():
-            if not isinstance(v, str) or not v or v.startswith("@") or not _is_path_option(k):
+        Kind = registry.Kind
+        for k, kind in self.path_options().items():
+            v = self.options.get(k)
+            if not isinstance(v, str) or not v or v.startswith("@"):
                 continue
             p = Path(os.path.expanduser(v))
-            if p.is_absolute() or (k in DATA_OPTIONS and isinstance(_data_input(base / p, v), str)):
+            if p.is_absolute() or (kind is Kind.data and isinstance(_data_input(base / p, v), str)):
                 continue
-            explicit = v.startswith(("./", "../", ".\\", "..\\")) or k in FILE_OPTIONS
+            explicit = v.startswith(("./", "../", ".\\", "..\\")) or kind is not Kind.model
             if explicit or (base / p).exists():
                 self.options[k] = os.path.normpath(base / p)
         for sub in self.on:
             sub.resolve_paths(base)
-
-
-def _is_path_option(key: str) -> bool:
-    return key in FILE_OPTIONS or key in MODEL_OPTIONS
 
 
 class Settings(BaseModel):
@@ -354,13 +347,15 @@ def from_method(
     **settings: Any,
 ) -> Recipe:
     """The recipe `instructsift select --method M` runs: the method's steps plus the run's settings
-    (`score_only`: its scorers and fit steps alone, as `instructsift score` runs them; `dedup_exact`: an
-    `exact_dedup` step first, so that repeated examples are neither scored nor kept twice). The options'
+    (`score_only`: its scorers and fit steps alone, as `instructsift score` runs them; `dedup_exact`: the
+    exact-duplicate selector first, so that repeated examples are neither scored nor kept twice). The options'
     relative paths are relative to `base` [the current folder]."""
     entry = registry.get("method", method)
     raw_steps = entry.target.expand(options, score_only=score_only)
     if dedup_exact and not score_only:
-        raw_steps = [{"select": "exact_dedup"}, *raw_steps]
+        from .selection.dedup import EXACT_DEDUP_STEP
+
+        raw_steps = [dict(EXACT_DEDUP_STEP), *raw_steps]
     steps = [s for i, raw in enumerate(raw_steps) for s in parse_step(raw, ("steps", i))]
     for st in steps:
         st.resolve_paths(Path(base) if base else Path.cwd())

@@ -17,7 +17,8 @@ import pkgutil
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -72,6 +73,46 @@ class Entry:
             raise UsageError(f"{KIND_NAMES[self.kind]} {self.name!r}: {e}") from None
 
 
+class Kind(Enum):
+    """What an option's value is, declared on the field (`Annotated[str, Kind.file]`), so that a recipe
+    resolves its relative paths from the step's own declaration.
+
+    `file`: a path, relative to the recipe's folder. `data`: a path, or a hub id (`org/name`) kept as written
+    when no local path of that spelling exists. `model`: a path when it starts with ./ or ../ or names
+    something in the recipe's folder, else a name (embedded, a hub id) kept as it is."""
+
+    file = "file"
+    data = "data"
+    model = "model"
+
+
+FilePath = Annotated[str, Kind.file]
+DataRef = Annotated[str, Kind.data]
+ModelRef = Annotated[str, Kind.model]
+ModelLike = Annotated[Any, Kind.model]  # a model reference, or a loaded model (the Python API passes one)
+# Optional ones: the kind on the whole `str | None`, so that the field's type reads as it did (`str | None`).
+OptionalFilePath = Annotated[str | None, Kind.file]
+OptionalDataRef = Annotated[str | None, Kind.data]
+OptionalModelRef = Annotated[str | None, Kind.model]
+
+
+def kind_of(field_info: Any) -> Kind | None:
+    """The `Kind` a pydantic field declares (in its metadata, or inside an `Annotated` within its type,
+    as in `Annotated[str, Kind.file] | None`), or None."""
+    found = [m for m in getattr(field_info, "metadata", ()) if isinstance(m, Kind)]
+    stack = [getattr(field_info, "annotation", None)]
+    while stack and not found:
+        t = stack.pop()
+        found = [m for m in getattr(t, "__metadata__", ()) if isinstance(m, Kind)]
+        stack += typing.get_args(t)
+    return found[0] if found else None
+
+
+def option_kinds(params: type[BaseModel]) -> dict[str, Kind]:
+    """The options of a parameter model that declare a `Kind`."""
+    return {name: k for name, f in params.model_fields.items() if (k := kind_of(f)) is not None}
+
+
 _ENTRIES: dict[tuple[str, str], Entry] = {}
 _ALIASES: dict[tuple[str, str], str] = {}
 _BY_TARGET: dict[Any, Entry] = {}
@@ -81,7 +122,7 @@ _loaded = False
 def params_of(target: Any) -> type[BaseModel]:
     """A pydantic model of a dataclass's init fields, or of a factory function's keyword parameters
     (names starting with `_` are internal)."""
-    hints = typing.get_type_hints(target)
+    hints = typing.get_type_hints(target, include_extras=True)  # keeps `Annotated` kinds
     fields: dict[str, Any] = {}
     if dataclasses.is_dataclass(target):
         for f in dataclasses.fields(target):
@@ -258,16 +299,26 @@ class StrictModel(BaseModel):
 
 
 __all__ = [
+    "DataRef",
     "Entry",
+    "FilePath",
+    "Kind",
     "Method",
+    "ModelLike",
+    "ModelRef",
+    "OptionalDataRef",
+    "OptionalFilePath",
+    "OptionalModelRef",
     "StrictModel",
     "add",
     "aliases",
     "entries",
     "entry_of",
     "get",
+    "kind_of",
     "load_all",
     "names",
+    "option_kinds",
     "params_of",
     "register",
     "register_method",

@@ -33,10 +33,10 @@ def _keys(strings: Any, width: int | None = None) -> np.ndarray:
             data = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=n * size, offset=int(offsets[0]))
             return data.view(f"S{size}")
     encoded = [s.encode("utf-8") for s in arr.to_pylist()]
-    longest = max(map(len, encoded), default=1) or 1
-    if width is not None and longest > width:
+    widest = max(map(len, encoded), default=1) or 1
+    if width is not None and widest > width:
         return np.array([b"" if len(s) > width else s for s in encoded], dtype=f"S{width}")
-    return np.array(encoded, dtype=f"S{width or longest}")
+    return np.array(encoded, dtype=f"S{width or widest}")
 
 
 class HashIndex:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..data.examples import ExampleView, key_column
 from ..data.io import Dataset
+from ..scoring.base import chunk_for, chunk_option
 from ..scoring.cache import ScoreCache
 from ..scoring.table import KEY_COLUMNS, with_configs
 from .assemble import Assembly, HashIndex
@@ -39,18 +40,29 @@ def persist_step(scorer: Any, n: int) -> int | None:
     """Rows per slice that the engine hands `scorer` when it scores `n` unique rows, each slice cached as
     it finishes; None: all at once (the scorer cuts its own chunks). A small run (at most `SMALL_RUN`
     rows) is sliced in eighths of at least 16 rows, no larger than the scorer's own chunk, so that Ctrl-C
-    keeps most of the work; a `chunk_size` the user set is kept as given. The slices depend only on `n`,
+    keeps most of the work; a chunk size the user set is kept as given. The slices depend only on `n`,
     so a resumed run scores exactly the batches an uninterrupted one would (the same bytes)."""
-    import dataclasses
-
-    size = getattr(scorer, "chunk_size", None)
-    fields = {f.name: f.default for f in dataclasses.fields(scorer)} if dataclasses.is_dataclass(scorer) else {}
-    if size is not None and size != fields.get("chunk_size"):
-        return None
-    if n > SMALL_RUN:
+    size, given = chunk_option(scorer)
+    if given or n > SMALL_RUN:
         return None
     step = max(16, -(-n // 8))
     return step if size is None or step < size else None
+
+
+def chunk_size(scorer: Any, device: str, n: int | None = None) -> int:
+    """Examples per chunk that `scorer` is scored in on `device` ("cpu", "cuda", "cuda:0") for `n` unique
+    rows: the engine's slice of a small run (`persist_step`), else the scorer's own cut (`chunk_for`: its
+    chunk size, or the one it declares for the device's kind); a scorer that declares neither gets all
+    `n` rows at once. The Ray engine ships chunks of this size, so that both score the same batches."""
+    step = persist_step(scorer, n) if n is not None else None
+    if step:
+        return step
+    try:
+        return chunk_for(scorer, device)
+    except AttributeError:
+        if n is None:
+            raise
+        return max(1, n)
 
 
 def unique_examples(examples: Sequence[Any], hashes: Any) -> tuple[Sequence[Any], Any, Any]:

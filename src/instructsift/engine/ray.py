@@ -32,14 +32,12 @@ from ..data.example import Example, Message
 from ..data.examples import key_column
 from ..data.io import Dataset
 from ..errors import MissingExtraError, require
+from ..scoring.base import device_kind
 from ..scoring.cache import ScoreCache
 from . import local
 from .assemble import HashIndex
 
 ADDRESS_ENV = "INSTRUCTSIFT_RAY_ADDRESS"
-# Examples per chunk where a scorer leaves it to its device: (CPU, GPU), as in the scorers' own `score`.
-DEVICE_CHUNKS = {"IFD": (512, 8192), "LocalJudge": (256, 4096)}
-DEFAULT_CHUNK = 1024
 LIGHT_TASK_CPUS = 0.5
 MAX_CPU_SHARE = 0.5  # of a CPU, per actor of a CPU-only pool
 
@@ -220,16 +218,9 @@ def plan_pool(free: dict[str, float], actors: int | None = None, chunks: int | N
 
 
 def chunk_size(scorer: Any, gpu: bool, n: int | None = None) -> int:
-    """The chunk the local engine would hand the scorer for `n` rows (`local.persist_step`), else the one
-    the scorer itself would cut (its `chunk_size`, or its device default)."""
-    step = local.persist_step(scorer, n) if n is not None else None
-    if step:
-        return step
-    size = getattr(scorer, "chunk_size", None)
-    if size:
-        return int(size)
-    cpu_gpu = DEVICE_CHUNKS.get(type(scorer).__name__)
-    return cpu_gpu[int(gpu)] if cpu_gpu else DEFAULT_CHUNK
+    """The chunk the local engine scores `scorer` in for `n` rows (`local.chunk_size`) on the device the
+    scorer runs on where the pool has a GPU (`gpu`) or not: the scorer's declaration, nothing kept here."""
+    return local.chunk_size(scorer, device_kind(scorer, gpu), n)
 
 
 def cached(cache: ScoreCache, index: HashIndex) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import OptionError
-from ..registry import StrictModel, register
+from ..registry import FilePath, StrictModel, register
 from ..selection.instructmining import InstructMiningRule, indicator_values, is_knn, unscored_reason
 from ..train import under_cache_dir
 
@@ -161,8 +161,8 @@ def read_experiments(path: str | Path) -> tuple[list[list[int]], list[float]]:
 
 
 class FitParams(StrictModel):
-    experiments: str
-    scores: str
+    experiments: FilePath
+    scores: FilePath
     indicators: list[str] = list(DEFAULT_INDICATORS)
     embedding: str = "embedding"
 

@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import create_model
 
 from ..data.errors import OptionError
-from ..registry import register
+from ..registry import DataRef, register
 from ..train.finetune import FinetuneConfig
 from ..train.fit import NOT_IN_KEY, FinetuneParams, artifact_key
 
@@ -336,7 +336,7 @@ def table(trials: Sequence[Trial]) -> list[dict[str, Any]]:
 TrialParams = create_model(
     "TrialParams",
     __base__=FinetuneParams,
-    eval=(str, ...),
+    eval=(DataRef, ...),
     eval_batch_tokens=(int | None, None),
 )
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..registry import StrictModel, step
+from ..registry import ModelRef, OptionalFilePath, OptionalModelRef, StrictModel, step
 
 
 class Size(StrictModel):
@@ -25,7 +25,9 @@ class Size(StrictModel):
     budget_tokens: int | float | None = Field(
         None, description="instead: fill this many trained answer tokens (a count, or a share of the data set's)"
     )
-    base: str | None = Field(None, description="budget_tokens: the model to fine-tune; its tokenizer counts [embedded]")
+    base: OptionalModelRef = Field(
+        None, description="budget_tokens: the model to fine-tune; its tokenizer counts [embedded]"
+    )
     train_max_length: int | None = Field(None, ge=2, description="budget_tokens: the fine-tune's max length [512]")
     train_template: str | None = Field(
         None, description="budget_tokens: the fine-tune's prompt template: alpaca, chat, none or a JSON file [alpaca]"
@@ -84,7 +86,7 @@ class Size(StrictModel):
 class LM(StrictModel):
     """A causal language model that scores (IFD, the local judge)."""
 
-    model: str = Field("embedded", description="embedded, gemma3-270m, a hub id, a folder or a .gguf")
+    model: ModelRef = Field("embedded", description="embedded, gemma3-270m, a hub id, a folder or a .gguf")
     template: str | None = Field(None, description="alpaca, chat, none, or a JSON template file")
     max_length: int | None = Field(None, ge=1, description="tokens per sequence")
     dtype: str = "auto"
@@ -97,7 +99,7 @@ class LM(StrictModel):
 class Encoder(StrictModel):
     """An embedding model (diversity selectors)."""
 
-    encoder: str = Field("embedded", description="embedded (all-MiniLM-L6-v2), a folder or hub id, lm or lm:MODEL")
+    encoder: ModelRef = Field("embedded", description="embedded (all-MiniLM-L6-v2), a folder or hub id, lm or lm:MODEL")
     embed_text: str | None = Field(None, description="instruction, instruction+input, prompt, whole, response")
     embed_batch_size: int | None = Field(None, ge=1)
 
@@ -109,7 +111,7 @@ class Judge(StrictModel):
     judge_model: str | None = None
     judge_key_env: str | None = None
     judge_dimension: str | None = None
-    judge_prompt: str | None = None
+    judge_prompt: OptionalFilePath = None
     judge_concurrency: int | None = Field(None, ge=1)
     judge_timeout: float | None = Field(None, gt=0)
     judge_retries: int | None = Field(None, ge=0)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ..registry import Method, register_method, step
+from ..registry import Method, ModelRef, register_method, step
 from ..scoring.deita import MAX_LENGTH, MIN_MASS
 from ..scoring.deita_prompts import COMPLEXITY_SCORER, QUALITY_SCORER
 from .base import Encoder, Size, embed_options, given
@@ -39,12 +39,14 @@ SCORER_FIELDS = (
 
 
 class Params(Size, Encoder):
-    complexity_model: str = Field(COMPLEXITY_SCORER, description="the complexity scorer: a hub id, folder or embedded")
-    quality_model: str = Field(QUALITY_SCORER, description="the quality scorer: a hub id, folder or embedded")
+    complexity_model: ModelRef = Field(
+        COMPLEXITY_SCORER, description="the complexity scorer: a hub id, folder or embedded"
+    )
+    quality_model: ModelRef = Field(QUALITY_SCORER, description="the quality scorer: a hub id, folder or embedded")
     min_mass: float = Field(MIN_MASS, ge=0, le=1, description="least probability on the score digits for a score")
     max_length: int | None = Field(None, ge=64, description=f"tokens per scorer prompt [{MAX_LENGTH}]")
     threshold: float = Field(THRESHOLD, ge=-1, le=1, description="skip a row with cosine > this to a kept one")
-    model: str = Field("embedded", description="the causal LM that embeds with --encoder lm (the model to tune)")
+    model: ModelRef = Field("embedded", description="the causal LM that embeds with --encoder lm (the model to tune)")
     dtype: str = "auto"
     device: str = "auto"
     batch_tokens: int | None = Field(None, ge=1)

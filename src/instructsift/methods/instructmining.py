@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from ..registry import Method, register_method, step
+from ..registry import Method, OptionalModelRef, register_method, step
 from ..selection.instructmining import is_knn
 from .base import LM, Encoder, Size, embed_options, given, lm_options
 
@@ -32,8 +32,8 @@ EMBED_OPTIONS = ("encoder", "embed_text", "embed_batch_size")
 
 
 class Params(Size, LM, Encoder):
-    rule: str | None = Field(None, description="paper (the published LLaMA-2-7B rule) or a fitted rule JSON")
-    reward_model: str | None = Field(
+    rule: OptionalModelRef = Field(None, description="paper (the published LLaMA-2-7B rule) or a fitted rule JSON")
+    reward_model: OptionalModelRef = Field(
         None,
         description="a sequence-classification reward model (hub id or folder), or standin:PREFERENCE_FILE "
         "(an offline stand-in, not the paper's model)",

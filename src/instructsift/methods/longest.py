@@ -13,12 +13,14 @@ from typing import Any
 
 from pydantic import Field
 
-from ..registry import Method, register_method, step
+from ..registry import Method, OptionalModelRef, register_method, step
 from .base import Size
 
 
 class Params(Size):
-    model: str | None = Field(None, description="whose tokenizer counts answer tokens (characters when not given)")
+    model: OptionalModelRef = Field(
+        None, description="whose tokenizer counts answer tokens (characters when not given)"
+    )
     trust_remote_code: bool = False
 
 

@@ -14,12 +14,12 @@ from typing import Any
 
 from pydantic import Field
 
-from ..registry import Method, register_method, step
+from ..registry import Method, ModelRef, register_method, step
 from .base import Encoder, Size, embed_options
 
 
 class Params(Size, Encoder):
-    model: str = Field("embedded", description="the causal LM that embeds with --encoder lm")
+    model: ModelRef = Field("embedded", description="the causal LM that embeds with --encoder lm")
     dtype: str = "auto"
     device: str = "auto"
     trust_remote_code: bool = False

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..registry import Method, register_method, step
+from ..registry import Method, ModelRef, OptionalDataRef, register_method, step
 from .base import Size, given
 
 REP_FIELDS = ("template", "layer", "layers", "project", "seed", "max_length", "dtype", "device", "batch_tokens",
@@ -21,12 +21,14 @@ REP_FIELDS = ("template", "layer", "layers", "project", "seed", "max_length", "d
 
 
 class Params(Size):
-    target: str | None = Field(None, description="examples of the target tasks (any format; answers optional)")
+    target: OptionalDataRef = Field(None, description="examples of the target tasks (any format; answers optional)")
     target_task_field: str | None = Field(None, description="the target records' task field [each row a task]")
     target_text: str = Field("prompt", description="what a target encodes: prompt (instruction) or whole")
     aggregate: str = Field("max", description="a task's score for a row: max (the paper's) or mean over its targets")
     whiten: bool = Field(False, description="whiten with the pool's mean and covariance first (CRDS-W)")
-    model: str = Field("embedded", description="the base model whose hidden states embed (the paper: the one tuned)")
+    model: ModelRef = Field(
+        "embedded", description="the base model whose hidden states embed (the paper: the one tuned)"
+    )
     template: str | None = Field(None, description="tulu (the paper's) or chat")
     layer: int | None = Field(None, description="hidden state used: -1 the last [-1]")
     layers: list[int] | None = Field(None, description="several hidden states, concatenated (CRDS-R): -4,-3,-2,-1")

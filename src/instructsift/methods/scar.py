@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ..registry import Method, register_method, step
+from ..registry import Method, OptionalModelRef, register_method, step
 from ..scoring.scar import MAX_LENGTH
 from .base import Size, given
 
@@ -24,7 +24,7 @@ SCORER_FIELDS = ("max_length", "dtype", "device", "chunk_size")
 
 
 class Params(Size):
-    ranker: str | None = Field(None, description="a folder from train-scar, or a SCAR checkpoint (hub id)")
+    ranker: OptionalModelRef = Field(None, description="a folder from train-scar, or a SCAR checkpoint (hub id)")
     max_length: int | None = Field(None, ge=2, description=f"tokens per instruction and per answer [{MAX_LENGTH}]")
     dtype: str = "float32"
     device: str = "auto"

@@ -27,6 +27,9 @@ class Scorer(Protocol):
     # `column`, `unieval`'s dimensions) sets it per instance. Accounting (what is unscored), selection
     # (the reason a row without a score is dropped) and the engines read it, never a name pattern.
     columns: dict[str, str | None]
+    # Examples per yielded (and cached) chunk: a `chunk_size` field whose default is a number (the same on
+    # every device), or `chunk_size: int | None = None` and a class-level `chunks = (CPU, GPU)`, its chunk
+    # per device kind. `chunk_for(scorer, device)` reads it: the scorer's own `score` and both engines.
 
     @property
     def schema(self) -> Any:
@@ -77,3 +80,33 @@ def declared_reasons(name: str) -> dict[str, str]:
     from ..registry import get
 
     return score_reasons(getattr(get("score", name).target, "columns", None) or {})
+
+
+def chunk_option(scorer: Any) -> tuple[int | None, bool]:
+    """The scorer's `chunk_size` (None: its device's) and whether it differs from its class's default
+    (the user set it)."""
+    import dataclasses
+
+    size = getattr(scorer, "chunk_size", None)
+    defaults = {f.name: f.default for f in dataclasses.fields(scorer)} if dataclasses.is_dataclass(scorer) else {}
+    return size, size is not None and size != defaults.get("chunk_size")
+
+
+def chunk_for(scorer: Any, device: str) -> int:
+    """Examples per chunk `scorer` cuts on `device` (a torch device such as "cuda:0", or its kind: "cpu",
+    "cuda"): its `chunk_size` when set, else its declared `chunks` (CPU, GPU). An `AttributeError` for a
+    scorer that declares neither."""
+    size = getattr(scorer, "chunk_size", None)
+    if size:
+        return int(size)
+    cpu, gpu = scorer.chunks
+    return int(gpu if str(device).startswith("cuda") else cpu)
+
+
+def device_kind(scorer: Any, gpu: bool) -> str:
+    """The device `scorer` runs on where a GPU is (`gpu`) or is not free for it: the device its `device`
+    option names, else cuda or cpu (what "auto" picks)."""
+    device = getattr(scorer, "device", None)
+    if isinstance(device, str) and device not in ("", "auto"):
+        return device
+    return "cuda" if gpu else "cpu"

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.example import Example
-from ..registry import register
-from .base import Advance, Chunks, Skip, config_hash
+from ..registry import ModelLike, register
+from .base import Advance, Chunks, Skip, chunk_for, config_hash
 from .deita_prompts import (
     COMPLEXITY,
     COMPLEXITY_SCORER,
@@ -96,15 +96,16 @@ class Deita:
     their product `deita_score`."""
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    chunks: ClassVar[tuple[int, int]] = (256, 4096)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
-    complexity_model: Any = COMPLEXITY_SCORER  # a hub id, folder, .gguf, "embedded", or a `LoadedModel`
-    quality_model: Any = QUALITY_SCORER
+    complexity_model: ModelLike = COMPLEXITY_SCORER  # a hub id, folder, .gguf, "embedded", or a `LoadedModel`
+    quality_model: ModelLike = QUALITY_SCORER
     min_mass: float = MIN_MASS
     max_length: int = MAX_LENGTH
     dtype: str = "auto"
     device: str = "auto"
     batch_tokens: int | None = None  # padded tokens per batch [CPU 8192, GPU 65536]
-    chunk_size: int | None = None  # examples per yielded (and cached) chunk [CPU 256, GPU 4096]
+    chunk_size: int | None = None  # examples per yielded (and cached) chunk [`chunks`]
     trust_remote_code: bool = False
     columns: ClassVar[dict[str, str | None]] = COLUMN_REASONS
     name: str = field(default="deita", init=False)
@@ -215,9 +216,8 @@ class Deita:
     def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         """Yield (content_hash, columns) chunk by chunk (chunks depend only on the examples)."""
         c, q = self.load()
-        cuda = c.lm.device.startswith("cuda")
         budget = max(batch_tokens_for(c.lm.device, self.batch_tokens), self.max_length)
-        chunk = self.chunk_size or (4096 if cuda else 256)
+        chunk = chunk_for(self, c.lm.device)
         advance = advance or (lambda _n: None)
         todo = [ex for ex in examples if ex.content_hash not in skip]
         for lo in range(0, len(todo), chunk):

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from ..registry import register
+from ..registry import ModelLike, register
 from .base import Advance, Chunks, Skip, config_hash
 
 TEXTS = ("instruction", "instruction+input", "prompt", "whole", "response")
@@ -105,7 +105,7 @@ class Embed:
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
-    encoder: Any = "embedded"  # see the module docstring; or a `models.LoadedModel` to reuse
+    encoder: ModelLike = "embedded"  # see the module docstring; or a `models.LoadedModel` to reuse
     text: str | None = None  # see TEXTS [instruction+input; prompt when a template is given]
     template: str | None = None  # for text="prompt" [alpaca]
     source: str | None = None  # "st" (sentence-transformers) or "lm" (causal LM) [from `encoder`]

@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from ..registry import register
-from .base import Advance, Chunks, Skip, config_hash, lm_config, load_lm
+from ..registry import ModelLike, register
+from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_config, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 METHODS = {
@@ -79,8 +79,9 @@ class IFD:
     max_length 512) or superfiltering (bare template, empty prefix, max_length 1024)."""
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    chunks: ClassVar[tuple[int, int]] = (512, 8192)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
-    model: Any = "embedded"  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
+    model: ModelLike = "embedded"  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
     method: str = "cherry"
     template: str | None = None
     max_length: int | None = None
@@ -171,9 +172,8 @@ class IFD:
         """Yield (content_hash, scores) lists, chunk by chunk. Chunks and batches depend only on the
         examples, so a resumed run recomputes exactly the batches an uninterrupted run would have."""
         lm = self.load()
-        cuda = lm.device.startswith("cuda")
         budget = batch_tokens_for(lm.device, self.batch_tokens)
-        chunk = self.chunk_size or (8192 if cuda else 512)
+        chunk = chunk_for(self, lm.device)
         advance = advance or (lambda _n: None)
         for lo in range(0, len(examples), chunk):
             part = examples[lo : lo + chunk]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..data.errors import OptionError
-from ..registry import register
+from ..registry import ModelLike, OptionalFilePath, register
 from .judge_columns import COLUMN_REASONS, COLUMNS, judge_row, judge_schema
 
 JUDGE_OPTIONS = (
@@ -50,13 +50,13 @@ def Judge(
     judge_model: str | None = None,
     judge_key_env: str | None = None,
     judge_dimension: str = "accuracy",
-    judge_prompt: str | None = None,
+    judge_prompt: OptionalFilePath = None,
     judge_concurrency: int | None = None,
     judge_timeout: float | None = None,
     judge_retries: int | None = None,
     judge_max_tokens: int | None = None,
     judge_min_mass: float | None = None,
-    model: Any = "embedded",
+    model: ModelLike = "embedded",
     dtype: str = "auto",
     device: str = "auto",
     max_length: int | None = None,

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..data.errors import OptionError, UserError
 from ..data.example import Example
-from .base import config_hash
+from .base import chunk_for, config_hash
 from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import get_prompt, logprob_score, parse_reply
 
@@ -94,6 +94,12 @@ class ServerJudge:
         self._api_key()  # fail early on a named but unset variable
         self._use_logprobs = self.logprobs
         self.stats = {"requests": 0, "replies": 0, "no_reply": 0}
+
+    @property
+    def chunks(self) -> tuple[int, int]:
+        """Examples per chunk (`chunk_size` unset): eight requests per concurrent slot, at least 64, on any device."""
+        n = max(64, 8 * self.concurrency)
+        return (n, n)
 
     @property
     def schema(self) -> Any:
@@ -167,7 +173,7 @@ class ServerJudge:
         """Yield (content_hash, columns) chunk by chunk; requests within a chunk run concurrently, and
         `on_row(content_hash, columns)` gets each row the moment its reply is read (the engine journals it)."""
         todo = [ex for ex in examples if ex.content_hash not in skip]
-        chunk = self.chunk_size or max(64, 8 * self.concurrency)
+        chunk = chunk_for(self, "cpu")
         advance = advance or (lambda _n: None)
         for lo in range(0, len(todo), chunk):
             part = todo[lo : lo + chunk]

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from .base import Advance, Chunks, Skip, config_hash, lm_config, load_lm
+from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_config, load_lm
 from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
 from .losses import AnswerLoss, batch_tokens_for
@@ -45,6 +45,7 @@ class LocalJudge:
     """AlpaGasus ratings from a local causal LM, as the expected score over the score tokens."""
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    chunks: ClassVar[tuple[int, int]] = (256, 4096)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
     model: Any = "embedded"  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
     dimension: str = "accuracy"
@@ -176,9 +177,8 @@ class LocalJudge:
     def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         """Yield (content_hash, columns) chunk by chunk (chunks depend only on the examples)."""
         lm = self.load()
-        cuda = lm.device.startswith("cuda")
         budget = max(batch_tokens_for(lm.device, self.batch_tokens), self.max_length)
-        chunk = self.chunk_size or (4096 if cuda else 256)
+        chunk = chunk_for(self, lm.device)
         advance = advance or (lambda _n: None)
         todo = [ex for ex in examples if ex.content_hash not in skip]
         for lo in range(0, len(todo), chunk):

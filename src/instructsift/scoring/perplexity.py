@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data.example import Example
-from ..registry import register
-from .base import Advance, Chunks, Skip, config_hash, lm_config, load_lm
+from ..registry import ModelLike, register
+from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_config, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 
@@ -25,8 +25,9 @@ class InstructionLoss:
     """Adds `instruction_loss` (mean cross-entropy of the templated first prompt) and its `_reason`."""
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    chunks: ClassVar[tuple[int, int]] = (512, 8192)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
-    model: Any = "embedded"
+    model: ModelLike = "embedded"
     template: str = "alpaca"
     max_length: int = 512
     dtype: str = "auto"
@@ -75,7 +76,7 @@ class InstructionLoss:
 
     def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         lm = self.load()
-        chunk = self.chunk_size or (8192 if lm.device.startswith("cuda") else 512)
+        chunk = chunk_for(self, lm.device)
         for lo in range(0, len(examples), chunk):
             part = [ex for ex in examples[lo : lo + chunk] if ex.content_hash not in skip]
             if part:

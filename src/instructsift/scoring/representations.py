@@ -38,7 +38,7 @@ import numpy as np
 
 from ..data.errors import OptionError
 from ..data.example import Example, Message
-from ..registry import StrictModel, register
+from ..registry import DataRef, ModelLike, ModelRef, StrictModel, register
 from .text import todo_chunks
 
 TEXTS = ("whole", "prompt")
@@ -111,7 +111,7 @@ class Representation:
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
-    model: Any = "embedded"  # a causal LM spec (as `load_causal_lm`) or a `LoadedModel`
+    model: ModelLike = "embedded"  # a causal LM spec (as `load_causal_lm`) or a `LoadedModel`
     text: str = "whole"  # whole | prompt
     template: str = "tulu"  # tulu | chat
     layer: int = -1  # which hidden state: -1 the last (after the final norm), 0 the embeddings
@@ -308,11 +308,11 @@ class TargetParams(StrictModel):
     """The `targets` fit step: a target file, its task field, and the representation's settings (those of
     the pool's `representation` step, so that both are in one space)."""
 
-    target: str
+    target: DataRef
     target_task_field: str | None = None
     target_text: str = "prompt"
     format: str | None = None
-    model: str = "embedded"
+    model: ModelRef = "embedded"
     template: str = "tulu"
     layer: int = -1
     layers: list[int] | None = None

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from ..registry import register
+from ..registry import ModelRef, register
 from .base import Advance, Chunks, Skip, config_hash
 
 FORMATS = ("pair", "oasst", "chat")
@@ -97,7 +97,7 @@ class Reward:
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
-    model: str
+    model: ModelRef
     format: str = "pair"
     max_length: int = 1024
     batch_size: int = 16

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from ..registry import register
+from ..registry import FilePath, ModelRef, register
 from .base import Advance, Chunks, Skip, config_hash
 from .text import todo_chunks
 
@@ -80,10 +80,10 @@ class RewardStandin:
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
-    preference: str
+    preference: FilePath
     limit: int | None = None  # pairs used for training (the file's first ones) [all]
     C: float = 1.0  # inverse L2 strength of the logistic regression
-    encoder: str = "embedded"
+    encoder: ModelRef = "embedded"
     batch_size: int = 64
     chunk_size: int = 512
     columns: ClassVar[dict[str, str | None]] = {

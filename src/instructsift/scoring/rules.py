@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..data.example import Example
-from ..registry import register
+from ..registry import OptionalModelRef, register
 from .base import Advance, Chunks, Skip, config_hash
 from .text import answers, prose, snippet, todo_chunks
 
@@ -256,7 +256,7 @@ class Rules:
     columns read every answer. `tokenizer` is a model spec (as `--model`) whose tokenizer counts tokens,
     loaded without the model's weights; None leaves `response_tokens` null."""
 
-    tokenizer: str | None = "embedded"
+    tokenizer: OptionalModelRef = "embedded"
     trust_remote_code: bool = False
     chunk_size: int = 1024
     columns: ClassVar[dict[str, str | None]] = dict.fromkeys(

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from ..registry import register
+from ..registry import ModelLike, register
 from .base import Advance, Chunks, Skip, config_hash
 
 TURNS = ("mean", "min", "first", "last")
@@ -91,7 +91,7 @@ class Scar:
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
-    ranker: Any = None  # a ranker folder or hub id, or a `models.scar.LoadedRanker`
+    ranker: ModelLike = None  # a ranker folder or hub id, or a `models.scar.LoadedRanker`
     turns: str = "mean"  # how a conversation's answer turns combine: mean, min, first, last
     max_length: int = MAX_LENGTH  # tokens per instruction and per answer
     batch_size: int = 32  # pairs per forward pass

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from ..registry import register
+from ..registry import ModelRef, register
 from .base import Advance, Chunks, Skip, config_hash
 from .reward import prompt_and_response
 
@@ -46,7 +46,7 @@ class UniEval:
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
-    model: str  # a UniEval checkpoint, e.g. MingZhong/unieval-dialog (hub id or folder)
+    model: ModelRef  # a UniEval checkpoint, e.g. MingZhong/unieval-dialog (hub id or folder)
     dimensions: list[str] = field(default_factory=lambda: list(DIMENSIONS))
     max_length: int = 1024
     batch_size: int = 8

@@ -131,6 +131,10 @@ class Dedup:
         selection.drop(dropped[:n], "near duplicate", details)
 
 
+# The step `select --dedup-exact` (`recipe.from_method`) puts first: repeats dropped before any scoring.
+EXACT_DEDUP_STEP: dict[str, Any] = {"select": "exact_dedup"}
+
+
 @register("select", "exact_dedup")
 @dataclass
 class ExactDedup:

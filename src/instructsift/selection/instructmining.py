@@ -32,7 +32,7 @@ import numpy as np
 
 from ..data.errors import OptionError
 from ..errors import require
-from ..registry import register
+from ..registry import ModelRef, register
 from .base import Selection, column
 from .size import check_size
 
@@ -348,7 +348,7 @@ class InstructMiningSelect:
     `ratio`). `rule` is `paper` or a fitted rule's JSON. Rows lacking an indicator are dropped with the
     reason. The prediction is added to the score table as `column`, and KNN indicators as `knnK`."""
 
-    rule: str = "paper"
+    rule: ModelRef = "paper"  # a fitted rule's JSON, or the name paper
     ratio: float | None = None
     k: int | None = None
     of: str = "all"

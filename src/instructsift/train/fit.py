@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import create_model
 
-from ..registry import StrictModel, params_of, register
+from ..registry import ModelRef, StrictModel, params_of, register
 from . import under_cache_dir
 from .finetune import FinetuneConfig
 
@@ -27,8 +27,8 @@ NOT_IN_KEY = ("device", "checkpoint_steps")
 FinetuneParams = create_model(
     "FinetuneParams",
     __base__=StrictModel,
-    model=(str, "embedded"),
-    **{name: (f.annotation, f.default) for name, f in params_of(FinetuneConfig).model_fields.items()},
+    model=(ModelRef, "embedded"),
+    **{name: (f.annotation, f) for name, f in params_of(FinetuneConfig).model_fields.items()},
 )
 
 

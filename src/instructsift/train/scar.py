@@ -39,7 +39,7 @@ from pydantic import create_model
 
 from ..data.errors import InputError, MissingFileError, OptionError, Reject
 from ..errors import MissingExtraError
-from ..registry import StrictModel, params_of, register
+from ..registry import FilePath, ModelRef, StrictModel, params_of, register
 from . import under_cache_dir
 
 ROLES = ("human", "referenced", "direct")
@@ -63,7 +63,7 @@ class Quad:
 class ScarTrainConfig:
     """Training settings (the reference's where it has one)."""
 
-    encoder: str = "embedded"  # embedded (all-MiniLM-L6-v2), mpnet, a folder or a hub id
+    encoder: ModelRef = "embedded"  # embedded (all-MiniLM-L6-v2), mpnet, a folder or a hub id
     linear_dim: int = 1024
     epochs: int = 3  # the reference trains 10
     batch_size: int = 4
@@ -523,8 +523,8 @@ def train_scar(
 ScarFitParams = create_model(
     "ScarFitParams",
     __base__=StrictModel,
-    quads=(str, ...),
-    **{name: (f.annotation, f.default) for name, f in params_of(ScarTrainConfig).model_fields.items()},
+    quads=(FilePath, ...),
+    **{name: (f.annotation, f) for name, f in params_of(ScarTrainConfig).model_fields.items()},
 )
 
 
