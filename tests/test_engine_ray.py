@@ -51,13 +51,23 @@ def _same_files(a: Path, b: Path) -> None:
 
 
 def test_model_scorer_same_bytes(ray_local, tiny_llama: Path, tmp_path: Path) -> None:
-    """Superfiltering (IFD from a causal LM in an actor pool; the tiny random Llama, since the engines'
-    agreement does not depend on the weights): each engine computes in its own cache; the kept records, the
-    score table and the dropped file are the same bytes."""
-    steps = [{"method": "superfiltering", "with": {"top": 8, "model": str(tiny_llama)}}]
+    """Two model scorers, each in an actor pool: Superfiltering's IFD and RDS+'s hidden-state vectors (the
+    tiny random Llama: the engines' agreement does not depend on the weights), then RDS+'s pick for four
+    target instructions and the top IFD rows of it. Each engine computes in its own cache; the kept records,
+    the score table (the vectors too) and the dropped file are the same bytes."""
+    targets = tmp_path / "targets.json"
+    asked = ["Write a haiku about the sea.", "Explain photosynthesis.", "Sort 3, 1, 2.", "Name a prime number."]
+    targets.write_text(json.dumps([{"instruction": x} for x in asked]))
+    tiny = str(tiny_llama)
+    steps = [
+        {"score": "ifd", "with": {"method": "superfiltering", "model": tiny}},
+        {"method": "rds", "with": {"top": 16, "target": str(targets), "model": tiny}},
+        {"select": "top", "with": {"column": "ifd_ppl", "k": 8}},
+    ]
     by_local = _run(steps, SAMPLE, tmp_path / "local", "local", cache_dir=str(tmp_path / "l"))
     by_ray = _run(steps, SAMPLE, tmp_path / "ray", "ray", cache_dir=str(tmp_path / "r"))
     assert by_ray.table.column("ifd").null_count < 4 and len(by_ray.picked.rows) == 8
+    assert by_ray.table.column("representation").null_count == 0
     _same_files(tmp_path / "local", tmp_path / "ray")
     # The ray run's shards are in the local engine's layout: a local run over its cache scores nothing.
     again: dict = {}

@@ -115,8 +115,10 @@ def _gguf_read_once() -> Iterator[None]:
     """transformers parses a GGUF file's header (its whole vocabulary) once for the tokenizer, once for the
     config and once more for the weights, and builds gguf's tensor-name map once per module of the model:
     about half of a conversion's minute. Within this block each header is parsed once (callers get their
-    own copy) and each name map built once; transformers' own tqdm bar over the tensors is off, so that the
-    user sees only instructsift's lines, and none with -q."""
+    own copy), the file is read by one `GGUFReader` (gguf reads its fields element by element: for Gemma's
+    262k-token vocabulary that was most of the weights' read), and each name map is built once;
+    transformers' own tqdm bar over the tensors is off, so that the user sees only instructsift's lines,
+    and none with -q."""
     import copy
     import functools
     from unittest import mock
@@ -126,6 +128,7 @@ def _gguf_read_once() -> Iterator[None]:
 
     read = gguf_utils.load_gguf_checkpoint
     headers: dict[str, dict[str, Any]] = {}
+    reader = functools.lru_cache(maxsize=None)(gguf.GGUFReader)  # transformers only reads from it
 
     def load(path: Any, return_tensors: bool = False, **kw: Any) -> dict[str, Any]:
         if return_tensors or kw:
@@ -137,6 +140,7 @@ def _gguf_read_once() -> Iterator[None]:
     with (
         mock.patch.object(gguf_utils, "tqdm", functools.partial(gguf_utils.tqdm, disable=True)),
         mock.patch.object(gguf_utils, "load_gguf_checkpoint", load),
+        mock.patch.object(gguf, "GGUFReader", reader),
         mock.patch.object(gguf, "get_tensor_name_map", functools.lru_cache(maxsize=None)(gguf.get_tensor_name_map)),
     ):
         yield
