@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("python api and recipes", {"api", "recipe"}),
     ("report", {"report"}),
     ("pipeline", {"pipeline"}),
-    ("experiments", {"experiments", "compare"}),
+    ("experiments", {"experiments"}),
     ("command line", {"cli_app", "cli_mining", "cli"}),
 ]
 FACE = "instructsift"  # the package's __init__: it hands names on lazily; importing it is importing the root
