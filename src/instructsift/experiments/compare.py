@@ -56,16 +56,16 @@ def compare(
 ) -> dict[str, Any]:
     """Run the comparison `spec` and write results.json, results.md and loss.png into `output` (or
     `spec.output`); returns the results (what results.json holds). With several budgets, `curve`."""
+    log = log or (lambda _m: None)
+    base, out = _folders(spec, output, base_dir)
     if len(spec.budgets()) > 1:
-        return curve(spec, output, base_dir=base_dir, overwrite=overwrite, progress=progress, log=log)
+        return curve(spec, out, base, overwrite=overwrite, progress=progress, log=log)
     from ..api import read
     from ..models import use_cache_root
     from ..outputs import Output, check_inputs, check_outputs
     from ..train.finetune import optimizer_steps, training_costs
     from .runner import ExperimentRunner
 
-    log = log or (lambda _m: None)
-    base, out = _folders(spec, output, base_dir)
     if not spec.methods and not spec.random_seeds and not spec.full:
         raise UsageError("nothing to compare: give --methods, --random-seeds or --full")
     labels = [arm(m)[0] for m in spec.methods]
@@ -187,22 +187,15 @@ def _folders(
 
 
 def curve(
-    spec: CompareSpec,
-    output: str | os.PathLike | None = None,
-    *,
-    base_dir: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
+    spec: CompareSpec, out: Path, base: Path, *, overwrite: bool, progress: bool, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    """A comparison at each of several budgets: each one's whole comparison in `budget-<value>/` (trials
-    cached as ever, so a budget added later costs its trials alone), and at the top `results.json` (every
-    arm's eval loss, n and trained tokens per budget), `results.md` (the curves as a table) and `curve.png`."""
+    """A comparison at each of several budgets (`compare` with a list of budgets, `base` the folder its
+    paths are read from): each one's whole comparison in `out/budget-<value>/` (trials cached as ever, so a
+    budget added later costs its trials alone), and at the top `results.json` (every arm's eval loss, n and
+    trained tokens per budget), `results.md` (the curves as a table) and `curve.png`."""
     from ..atomic import atomic_path
     from ..outputs import Output, check_outputs
 
-    log = log or (lambda _m: None)
-    base, out = _folders(spec, output, base_dir)
     if spec.report:
         raise UsageError("--report shows one budget: give one budget, or open each budget-*/ folder's results")
     check_outputs([local_path(base, spec.data), *(local_path(base, e) for e in spec.evals)], [Output(out, "compare", "--output")],

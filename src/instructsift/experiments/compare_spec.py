@@ -19,6 +19,18 @@ from .winrate import JudgeSpec
 ALL = "*"  # the `options` key whose options go to every method that takes them
 
 
+def one_or_list(v: Any, empty: str, twice: str) -> Any:
+    """A setting that takes one value or a list: a list of one is that value; an empty list, or one naming a
+    value twice, is an error (`empty`, `twice`: what the error says)."""
+    if not isinstance(v, list):
+        return v
+    if not v:
+        raise ValueError(empty)
+    if len(set(v)) != len(v):
+        raise ValueError(f"{twice}: {v}")
+    return v[0] if len(v) == 1 else v
+
+
 class CompareSpec(StrictModel):
     """A whole comparison (the recipe form: a YAML mapping under `compare:`). Paths are relative to `base_dir`."""
 
@@ -67,24 +79,12 @@ class CompareSpec(StrictModel):
                 raise ValueError(f"a budget in {what} is at least 1, got {b}")
             if isinstance(b, float) and not 0 < b <= 1:
                 raise ValueError(f"a budget ratio is in (0, 1], got {b} (a count is a whole number: 450)")
-        if isinstance(v, list):
-            if not v:
-                raise ValueError("a list of budgets needs at least one")
-            if len(set(v)) != len(v):
-                raise ValueError(f"a budget is listed twice: {v}")
-            return v[0] if len(v) == 1 else v
-        return v
+        return one_or_list(v, "a list of budgets needs at least one", "a budget is listed twice")
 
     @field_validator("eval")
     @classmethod
     def _evals(cls, v: str | list[str]) -> str | list[str]:
-        if isinstance(v, list):
-            if not v:
-                raise ValueError("give at least one held-out set")
-            if len(set(v)) != len(v):
-                raise ValueError(f"a held-out set is named twice: {v}")
-            return v[0] if len(v) == 1 else v
-        return v
+        return one_or_list(v, "give at least one held-out set", "a held-out set is named twice")
 
     @property
     def evals(self) -> list[str]:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import register
-from .base import Advance, Chunks, Skip, config_hash, lm_config, load_lm
+from .base import Advance, Chunks, Skip, lm_cache_key, lm_text, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 METHODS = {
@@ -122,19 +122,12 @@ class IFD:
 
     def cache_key(self) -> str:
         """A hash of everything that changes the numbers: model weights, dtype, device kind, template, prefix."""
-        lm = self.load()
-        config = {
-            "scorer": "ifd/1",
-            **lm_config(lm),
-            "method": self.method,
-            "template": self._template.config(),
-            "max_length": self.max_length,
-        }
-        return config_hash(config)
+        return lm_cache_key(
+            self.load(), "ifd/1", method=self.method, template=self._template.config(), max_length=self.max_length
+        )
 
     def describe(self) -> str:
-        lm = self.load()
-        return f"{lm.source.name} ({lm.dtype}, {lm.device}), template {self.template}, max_length {self.max_length}"
+        return f"{lm_text(self.load())}, template {self.template}, max_length {self.max_length}"
 
     # -- tokenization --------------------------------------------------------------------------------
     def plan(self, examples: Sequence[Example]) -> list[list[_Turn]]:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import register
-from .base import Advance, Chunks, Skip, config_hash, lm_config, load_lm
+from .base import Advance, Chunks, Skip, lm_cache_key, lm_text, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 
@@ -60,18 +60,12 @@ class InstructionLoss:
         return self._lm
 
     def cache_key(self) -> str:
-        lm = self.load()
-        config = {
-            "scorer": "instruction_loss/1",
-            **lm_config(lm),
-            "template": self._template.config(),
-            "max_length": self.max_length,
-        }
-        return config_hash(config)
+        return lm_cache_key(
+            self.load(), "instruction_loss/1", template=self._template.config(), max_length=self.max_length
+        )
 
     def describe(self) -> str:
-        lm = self.load()
-        return f"{lm.source.name} ({lm.dtype}, {lm.device}), template {self.template}, max_length {self.max_length}"
+        return f"{lm_text(self.load())}, template {self.template}, max_length {self.max_length}"
 
     def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         lm = self.load()
