@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..data.errors import OptionError
+from ..data.errors import OptionError, check_at_least
 from ..data.example import Example
 from ..registry import register
 from .base import Advance, Chunks, Skip, lm_cache_key, lm_text, load_lm
@@ -103,8 +103,7 @@ class IFD:
         template, self.use_marker, max_length = METHODS[self.method]
         self.template = self.template or template
         self.max_length = self.max_length or max_length
-        if self.max_length < 2:
-            raise OptionError(f"max_length must be at least 2, got {self.max_length}")
+        check_at_least(self, max_length=2)
         from .templates import get_template
 
         self._template = get_template(self.template)

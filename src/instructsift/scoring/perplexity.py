@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..data.errors import check_at_least
 from ..data.example import Example
 from ..registry import register
 from .base import Advance, Chunks, Skip, lm_cache_key, lm_text, load_lm
@@ -44,8 +45,7 @@ class InstructionLoss:
     def __post_init__(self) -> None:
         from .templates import get_template
 
-        if self.max_length < 2:
-            raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+        check_at_least(self, max_length=2)
         self._template = get_template(self.template)
 
     @property
