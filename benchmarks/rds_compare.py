@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also fine-tune on the whole pool")
     args = parse_trial_args(ap, "rds_compare", SMOKE, epochs=3.0)
 
-    from instructsift.compare import CompareSpec, compare
+    from instructsift.experiments.compare import CompareSpec, compare
 
     pool_file, target_file, eval_file = split(
         args.out.with_name(args.out.name + ".inputs"), args.pool, args.targets_n, args.eval_n, args.seed

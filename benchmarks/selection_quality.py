@@ -113,7 +113,8 @@ def main() -> None:
     ap.add_argument("--no-full", action="store_true", help="leave out the all-data trial")
     args = parse_trial_args(ap, "selection_quality", SMOKE, epochs=1.0)
 
-    from instructsift.compare import CompareSpec, compare, parse_budget
+    from instructsift.experiments.compare import CompareSpec, compare
+    from instructsift.selection.size import parse_budget
 
     folder = args.out.with_name(args.out.name + ".inputs")
     pool_file, eval_file = inputs(folder, args.pool, args.eval_n)

@@ -53,7 +53,7 @@ def test_longest_in_tokens_sums_the_answers_of_a_conversation(shared_data, tmp_p
 
 
 def test_random_is_numpys_seeded_draw(tmp_path):
-    from instructsift.compare import random_subset
+    from instructsift.selection.sample import random_subset
 
     path = tmp_path / "pool.jsonl"
     path.write_text("".join(f'{{"instruction": "question {i}", "output": "answer {i}"}}\n' for i in range(200)))

@@ -108,7 +108,7 @@ def test_loss_function_and_bad_subsets(rows, tiny_model: Path, tmp_path: Path) -
 def test_random_subsets_are_reproducible_by_seed() -> None:
     import numpy as np
 
-    from instructsift.compare import random_subset
+    from instructsift.selection.sample import random_subset
 
     a = random_subset(1000, 50, 3)
     assert a == sorted(np.random.default_rng(3).permutation(1000)[:50].tolist())
@@ -117,7 +117,7 @@ def test_random_subsets_are_reproducible_by_seed() -> None:
 
 
 def _spec(rows, tiny_model: Path, cache: Path, **kw):
-    from instructsift.compare import CompareSpec
+    from instructsift.experiments.compare_spec import CompareSpec
 
     pool, held = rows
     base = dict(
@@ -165,7 +165,7 @@ def _num(text: str) -> float | None:
 def first_compare(rows, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """`compare` of lima against 2 random picks and the full pool, on a fresh cache: (spec, output folder,
     result). Later tests copy its cache, so that they train only the trials it does not have."""
-    from instructsift.compare import compare
+    from instructsift.experiments.compare import compare
 
     folder = tmp_path_factory.mktemp("first-compare")
     spec = _spec(rows, tiny_model, folder / "cache")
@@ -177,8 +177,8 @@ def test_compare_writes_a_table_equal_to_its_json_and_a_new_method_adds_one_tria
 ) -> None:
     import shutil
 
-    from instructsift.compare import compare
     from instructsift.data.errors import OutputError
+    from instructsift.experiments.compare import compare
 
     first_spec, first_out, r = first_compare
     out = tmp_path / "out"  # a copy of the fixture's run: this test adds to it
@@ -238,7 +238,7 @@ def test_compare_report_shows_the_losses_and_each_methods_scores_and_picks(
     from typer.testing import CliRunner
 
     from instructsift.cli import app
-    from instructsift.compare import save_spec
+    from instructsift.experiments.compare_spec import save_spec
 
     shutil.copytree(first_compare[0].cache_dir, tmp_path / "cache")
     spec = _spec(rows, tiny_model, tmp_path / "cache", methods=["lima", "superfiltering"], full=False, plot=False,
@@ -305,7 +305,7 @@ def test_fill_tokens_takes_the_order_until_the_budget_and_the_last_only_when_nea
 def test_a_token_budget_gives_every_pick_the_same_trained_tokens(rows, tiny_model: Path, tmp_path: Path) -> None:
     """longest (few long answers) and random picks fill one token budget, counted as the trainer counts."""
     from instructsift.api import read
-    from instructsift.compare import compare
+    from instructsift.experiments.compare import compare
     from instructsift.train.finetune import FinetuneConfig, training_costs
 
     spec = _spec(rows, tiny_model, tmp_path / "cache", budget=None, budget_tokens=0.3, methods=["longest"],
@@ -364,7 +364,8 @@ def test_a_token_budget_gives_every_pick_the_same_trained_tokens(rows, tiny_mode
 
 
 def test_several_budgets_give_a_curve_and_reuse_their_trials(rows, tiny_model: Path, tmp_path: Path) -> None:
-    from instructsift.compare import compare, parse_budget
+    from instructsift.experiments.compare import compare
+    from instructsift.selection.size import parse_budget
 
     assert parse_budget("4,8") == [4, 8] and parse_budget("0.05, 0.1") == [0.05, 0.1]
     spec = _spec(rows, tiny_model, tmp_path / "cache", budget=[4, 8], methods=["longest"], options={},
@@ -443,8 +444,8 @@ def test_two_held_out_sets_give_a_loss_column_each(rows, tiny_model: Path, tmp_p
 
 
 def test_a_method_short_of_the_budget_fails_before_any_training(rows, tiny_model: Path, tmp_path: Path) -> None:
-    from instructsift.compare import compare
     from instructsift.errors import UsageError
+    from instructsift.experiments.compare import compare
 
     spec = _spec(rows, tiny_model, tmp_path / "cache", options={"*": {"model": str(tiny_model)}})
     with pytest.raises(UsageError, match=r"budget 4 of 24 examples: lima kept 0.*--allow-short"):
@@ -508,8 +509,8 @@ def test_trial_fit_step_in_a_recipe_names_the_trials_json(rows, tiny_model: Path
 
 
 def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path) -> None:
-    from instructsift.compare import _path, load_spec, parse_sets, save_spec, spec_from
     from instructsift.errors import UsageError
+    from instructsift.experiments.compare_spec import load_spec, local_path, parse_sets, save_spec, spec_from
 
     pool, held = rows
     spec = spec_from(
@@ -529,10 +530,13 @@ def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path
     target.parent.mkdir()
     save_spec(spec, target)
     loaded, base = load_spec(target)
-    assert _path(base, loaded.data).resolve() == pool.resolve() and _path(base, loaded.eval).resolve() == held.resolve()
+    assert (
+        local_path(base, loaded.data).resolve() == pool.resolve()
+        and local_path(base, loaded.eval).resolve() == held.resolve()
+    )
     assert loaded.model_dump(exclude={"data", "eval", "judge"}) == spec.model_dump(exclude={"data", "eval", "judge"})
     assert isinstance(loaded.budget, float)
-    assert _path(base, loaded.judge.prompt).resolve() == held.resolve() and loaded.judge.max_new_tokens == 64
+    assert local_path(base, loaded.judge.prompt).resolve() == held.resolve() and loaded.judge.max_new_tokens == 64
     with pytest.raises(UsageError, match=r"judge\.url: Field required"):
         spec_from({"data": "d", "eval": "e", "budget": 4, "judge": {"model": "m"}})
     with pytest.raises(UsageError, match=r"judge\.maxnew: Extra inputs"):
@@ -546,7 +550,7 @@ def test_compare_win_rate_vs_random_from_a_real_judge_server(rows, tiny_model: P
     """Each tuned model answers 3 held-out instructions; the judge rates them: every win rate is what the
     per-instruction verdicts in results.json give, the table prints it, and a rerun neither generates nor
     asks the judge again."""
-    from instructsift.compare import compare
+    from instructsift.experiments.compare import compare
 
     url, model = server.url, server.model
     held = tmp_path / "held3.json"
@@ -605,7 +609,7 @@ def test_compare_with_an_unreachable_judge_fails_before_fine_tuning(
     from typer.testing import CliRunner
 
     from instructsift.cli import app
-    from instructsift.compare import compare
+    from instructsift.experiments.compare import compare
     from instructsift.scoring.judge_client import JudgeServerError
 
     url = f"http://127.0.0.1:{free_port}/v1"  # nothing listens there
@@ -711,8 +715,8 @@ def test_scar_joins_compare_and_picks_the_rankers_top(rows, tiny_model: Path, tm
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from instructsift.compare import compare
     from instructsift.data import read
+    from instructsift.experiments.compare import compare
     from instructsift.models.scar import build_ranker, load_ranker, save_ranker
     from instructsift.scoring.embed import embedded_encoder_path
     from instructsift.scoring.scar import score_pairs

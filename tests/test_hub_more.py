@@ -205,7 +205,7 @@ def test_report_reads_its_data_from_a_hub_split(repo, tmp_path):
 
 # -- compare -----------------------------------------------------------------------------------------------
 def test_compare_with_its_data_split_and_each_evals_own(repo, tmp_path, tiny_bpe_llama):
-    from instructsift.compare import load_spec
+    from instructsift.experiments.compare_spec import load_spec
 
     held = tmp_path / "held.jsonl"
     _jsonl(held, HELD[:1])

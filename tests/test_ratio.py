@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from instructsift.compare import budget_size
 from instructsift.selection import Selection
-from instructsift.selection.size import count_for, share
+from instructsift.selection.size import budget_size, count_for, share
 from instructsift.selection.top import Top
 
 

@@ -365,7 +365,7 @@ def test_compare_gives_the_targets_to_rds_at_equal_tokens(compare_files: dict[st
     """`compare --target`: rds (and a whitened arm, `LABEL=METHOD`) get the targets, longest does not; at
     equal trained tokens rds's pick is `select --method rds --budget-tokens`'s (its round-robin order is
     its rank order); other targets change rds's picks alone, and only changed picks train again."""
-    from instructsift.compare import CompareSpec, compare
+    from instructsift.experiments.compare import CompareSpec, compare
 
     model = str(tiny_bpe_llama)
     spec = CompareSpec(
@@ -425,7 +425,8 @@ def test_compare_target_usage_errors(compare_files: dict[str, Path], tmp_path: P
 
 def test_compare_warns_when_held_out_questions_are_targets(compare_files: dict[str, Path], tmp_path: Path):
     from instructsift.api import read
-    from instructsift.compare import CompareSpec, warn_target_overlap
+    from instructsift.experiments.arms import warn_target_overlap
+    from instructsift.experiments.compare_spec import CompareSpec
 
     targets = [json.loads(line) for line in compare_files["targets"].read_text().splitlines()]
     held = tmp_path / "held.json"

@@ -37,7 +37,8 @@ def test_select_fills_the_token_budget_as_compare_does(method: str, pool: Path, 
     """The pick's trained tokens (after the max-length cut) are within half an example of the budget, and
     its rows are compare's fill for the same method (its random arm of that seed, for random)."""
     from instructsift.api import read
-    from instructsift.compare import Budget, CompareSpec, select_with
+    from instructsift.experiments.arms import Budget, select_with
+    from instructsift.experiments.compare_spec import CompareSpec
     from instructsift.pipeline import run
     from instructsift.recipe import from_method
 
@@ -153,7 +154,8 @@ def test_budget_usage_errors_exit_2(
 
 def test_a_recipe_method_step_takes_a_token_budget(pool: Path, tiny_bpe_llama: Path, tmp_path: Path) -> None:
     """`method: random` with `budget_tokens` in a hand-written recipe: compare's random arm of that seed."""
-    from instructsift.compare import Budget, CompareSpec
+    from instructsift.experiments.arms import Budget
+    from instructsift.experiments.compare_spec import CompareSpec
     from instructsift.pipeline import run
 
     recipe = tmp_path / "recipe.yaml"

@@ -571,7 +571,7 @@ def select_cmd(
     given = dict(locals())
     counting: dict[str, Any] = {}  # how --with-scores' length diagnostic counts, without a budget
     if budget_tokens is not None:
-        from .compare import parse_budget
+        from .selection.size import parse_budget
 
         given["budget_tokens"] = parse_budget(budget_tokens, "--budget-tokens")
         if isinstance(given["budget_tokens"], list):
@@ -1074,8 +1074,9 @@ def compare_cmd(
 ) -> None:
     """Fine-tune on each method's pick, on random picks of the same size and on all the data; compare eval loss
     (and, with --judge-url, a judge's win rate of each tuned model's answers against the random model's)."""
-    from .compare import compare, load_spec, parse_budget, parse_sets, save_spec, spec_from
+    from .experiments.compare import compare, load_spec, parse_sets, save_spec, spec_from
     from .experiments.winrate import from_options
+    from .selection.size import parse_budget
 
     judge = from_options({
         "--judge-url": judge_url, "--judge-model": judge_model, "--judge-key-env": judge_key_env,

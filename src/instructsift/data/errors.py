@@ -56,6 +56,15 @@ class OptionError(UserError):
     """A bad option value, an unknown name, or options that do not go together."""
 
 
+def check_at_least(owner: Any, **bounds: int) -> None:
+    """Each named setting of `owner` (None: not set) is at least its bound, else an `OptionError` naming the
+    first that is not: `check_at_least(self, max_length=2, chunk_size=1)`."""
+    for name, least in bounds.items():
+        value = getattr(owner, name)
+        if value is not None and value < least:
+            raise OptionError(f"{name} must be at least {least}, got {value}")
+
+
 class MissingColumnError(UserError, KeyError):
     """A column or record field that the user named (or a selector needs) is not there."""
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .arrow_rows import rows_of
 from .errors import OptionError, UserError, require
 
 PREFIX = "hf://"
@@ -73,9 +74,7 @@ class HubSource:
                 keys = list(batch)
                 yield from (dict(zip(keys, values, strict=True)) for values in zip(*batch.values(), strict=True))
             return
-        from .io import _rows_of
-
-        yield from _rows_of(loaded.data.table)
+        yield from rows_of(loaded.data.table)
 
 
 @dataclass(frozen=True)

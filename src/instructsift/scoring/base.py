@@ -70,6 +70,17 @@ def lm_config(lm: Any) -> dict[str, str]:
     return {"model": lm.source.fingerprint, "dtype": str(lm.dtype), "device": lm.device.split(":")[0]}
 
 
+def lm_cache_key(lm: Any, scorer: str, **settings: Any) -> str:
+    """A causal-LM scorer's `cache_key()`: its name and version (`ifd/1`), the model (`lm_config`) and the
+    settings that change its numbers."""
+    return config_hash({"scorer": scorer, **lm_config(lm), **settings})
+
+
+def lm_text(lm: Any) -> str:
+    """A loaded model in a scorer's `describe()`: its name, dtype and device."""
+    return f"{lm.source.name} ({lm.dtype}, {lm.device})"
+
+
 def score_reasons(columns: Mapping[str, str | None]) -> dict[str, str]:
     """The score columns of a declaration, each with its reason column."""
     return {c: r for c, r in columns.items() if r}

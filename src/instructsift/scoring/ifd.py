@@ -23,10 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..data.errors import OptionError
+from ..data.errors import OptionError, check_at_least
 from ..data.example import Example
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_config, load_lm
+from .base import Advance, Chunks, Skip, chunk_for, lm_cache_key, lm_text, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 METHODS = {
@@ -104,8 +104,7 @@ class IFD:
         template, self.use_marker, max_length = METHODS[self.method]
         self.template = self.template or template
         self.max_length = self.max_length or max_length
-        if self.max_length < 2:
-            raise OptionError(f"max_length must be at least 2, got {self.max_length}")
+        check_at_least(self, max_length=2)
         from .templates import get_template
 
         self._template = get_template(self.template)
@@ -123,19 +122,12 @@ class IFD:
 
     def cache_key(self) -> str:
         """A hash of everything that changes the numbers: model weights, dtype, device kind, template, prefix."""
-        lm = self.load()
-        config = {
-            "scorer": "ifd/1",
-            **lm_config(lm),
-            "method": self.method,
-            "template": self._template.config(),
-            "max_length": self.max_length,
-        }
-        return config_hash(config)
+        return lm_cache_key(
+            self.load(), "ifd/1", method=self.method, template=self._template.config(), max_length=self.max_length
+        )
 
     def describe(self) -> str:
-        lm = self.load()
-        return f"{lm.source.name} ({lm.dtype}, {lm.device}), template {self.template}, max_length {self.max_length}"
+        return f"{lm_text(self.load())}, template {self.template}, max_length {self.max_length}"
 
     # -- tokenization --------------------------------------------------------------------------------
     def plan(self, examples: Sequence[Example]) -> list[list[_Turn]]:

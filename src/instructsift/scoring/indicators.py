@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..data.errors import OptionError
+from ..data.errors import OptionError, check_at_least
 from ..data.example import Example
 from ..errors import require
 from ..registry import ModelRef, register
@@ -64,8 +64,7 @@ class Lengths:
     _source: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.chunk_size < 1:
-            raise OptionError(f"chunk_size must be at least 1, got {self.chunk_size}")
+        check_at_least(self, chunk_size=1)
         if not self.tokens:  # characters alone: the declaration follows the option
             self.columns = dict.fromkeys(("input_chars", "output_chars"))
 

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..data.errors import check_at_least
 from ..data.example import Example
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_config, load_lm
+from .base import Advance, Chunks, Skip, chunk_for, lm_cache_key, lm_text, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 
@@ -45,8 +46,7 @@ class InstructionLoss:
     def __post_init__(self) -> None:
         from .templates import get_template
 
-        if self.max_length < 2:
-            raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+        check_at_least(self, max_length=2)
         self._template = get_template(self.template)
 
     @property
@@ -61,18 +61,12 @@ class InstructionLoss:
         return self._lm
 
     def cache_key(self) -> str:
-        lm = self.load()
-        config = {
-            "scorer": "instruction_loss/1",
-            **lm_config(lm),
-            "template": self._template.config(),
-            "max_length": self.max_length,
-        }
-        return config_hash(config)
+        return lm_cache_key(
+            self.load(), "instruction_loss/1", template=self._template.config(), max_length=self.max_length
+        )
 
     def describe(self) -> str:
-        lm = self.load()
-        return f"{lm.source.name} ({lm.dtype}, {lm.device}), template {self.template}, max_length {self.max_length}"
+        return f"{lm_text(self.load())}, template {self.template}, max_length {self.max_length}"
 
     def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         lm = self.load()

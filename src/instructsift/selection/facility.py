@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.errors import OptionError
+from ..data.errors import OptionError, check_at_least
 from ..registry import register
 from .base import Selection
 from .size import check_size, size_text
@@ -122,8 +122,7 @@ class FacilityLocation:
     n_neighbors: int = N_NEIGHBORS
 
     def __post_init__(self) -> None:
-        if self.n_neighbors < 1:
-            raise OptionError(f"n_neighbors must be at least 1, got {self.n_neighbors}")
+        check_at_least(self, n_neighbors=1)
         check_size(self.ratio, self.k, self.of)
 
     def describe(self) -> str:

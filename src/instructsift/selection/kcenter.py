@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.errors import OptionError
+from ..data.errors import OptionError, check_at_least
 from ..registry import register
 from .base import Selection
 from .size import check_size, size_text
@@ -227,8 +227,7 @@ class KCenter:
     def __post_init__(self) -> None:
         if self.init not in ("kmeans", "random"):
             raise OptionError(f"init must be 'kmeans' or 'random', got {self.init!r}")
-        if self.n_clusters is not None and self.n_clusters < 1:
-            raise OptionError(f"n_clusters must be at least 1, got {self.n_clusters}")
+        check_at_least(self, n_clusters=1)
         check_size(self.ratio, self.k, self.of)
 
     def describe(self) -> str:

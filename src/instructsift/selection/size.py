@@ -39,3 +39,28 @@ def check_size(ratio: float | None, k: int | None, of: str, *, optional: bool = 
 def size_text(ratio: float | None, k: int | None, of: str) -> str:
     """A size as a selector's `describe()` says it: `8`, or `0.1 of kept`."""
     return f"{k}" if k is not None else f"{ratio:g} of {of}"
+
+
+def parse_budget(text: str, option: str = "--budget") -> int | float | list[int | float]:
+    """`450` -> 450 (examples or tokens); `0.05` -> 5% of the data set's; `0.05,0.1` -> a curve."""
+    if "," in text:
+        return [parse_budget(part.strip(), option) for part in text.split(",")]  # type: ignore[misc]
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise OptionError(
+            f"{option} {text!r}: a count (450), a ratio of the data set (0.05), or a list (0.05,0.1)"
+        ) from None
+
+
+def budget_size(budget: int | float, n: int) -> int:
+    """Rows a budget picks: a count, or a ratio of `n` (rounded as every ratio is: `share`)."""
+    if isinstance(budget, float):
+        return max(1, share(budget, n))
+    if budget > n:
+        raise OptionError(f"--budget {budget} is more than the {n} examples in the data set")
+    return budget

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.errors import MissingColumnError, OptionError
+from ..data.errors import MissingColumnError, OptionError, check_at_least
 from ..registry import register
 from .base import Selection, column, drop_unscored
 from .size import count_for
@@ -57,14 +57,12 @@ class Stratified:
     def __post_init__(self) -> None:
         if self.per is None and self.k is None and self.ratio is None:
             raise OptionError("stratified needs per (rows per stratum) and/or a total (k or ratio)")
-        if self.per is not None and self.per < 1:
-            raise OptionError(f"per must be at least 1, got {self.per}")
+        check_at_least(self, per=1)
         if self._total:
             count_for(self.ratio, self.k, 0)  # validate early
         if self.by is None and self.clusters is None:
             raise OptionError("stratified needs a category column (by=...) or a number of K-Means clusters")
-        if self.clusters is not None and self.clusters < 1:
-            raise OptionError(f"clusters must be at least 1, got {self.clusters}")
+        check_at_least(self, clusters=1)
 
     @property
     def record_fields(self) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..data.errors import OptionError
+from ..data.errors import check_at_least
 from ..data.example import Example
 from ..registry import ModelRef, register
 from ..scoring.base import Advance, Chunks, Skip, config_hash
@@ -42,10 +42,7 @@ class TrainedTokens:
     _source: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.max_length < 2:
-            raise OptionError(f"max_length must be at least 2, got {self.max_length}")
-        if self.chunk_size < 1:
-            raise OptionError(f"chunk_size must be at least 1, got {self.chunk_size}")
+        check_at_least(self, max_length=2, chunk_size=1)
         from ..scoring.templates import get_template
 
         get_template(self.template)  # an unknown template fails now

@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import create_model
 
-from ..data.errors import InputError, MissingFileError, OptionError, Reject
+from ..data.errors import InputError, MissingFileError, OptionError, Reject, check_at_least
 from ..errors import MissingExtraError
 from ..registry import FilePath, ModelRef, StrictModel, params_of, register
 from . import under_cache_dir
@@ -78,9 +78,7 @@ class ScarTrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("linear_dim", "epochs", "batch_size", "eval_batch_size", "save_every"):
-            if getattr(self, name) < 1:
-                raise OptionError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least(self, linear_dim=1, epochs=1, batch_size=1, eval_batch_size=1, save_every=1)
         if not (self.learning_rate > 0 and 0 <= self.warmup < 1 and self.max_length >= 2):
             raise OptionError("learning_rate must be > 0, warmup in [0, 1), max_length >= 2")
 
