@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..data.example import Example
@@ -68,6 +69,64 @@ def load_lm(scorer: Any) -> Any:
 def lm_config(lm: Any) -> dict[str, str]:
     """What a loaded model puts into a scorer's cache key: its weights' fingerprint, dtype and device kind."""
     return {"model": lm.source.fingerprint, "dtype": str(lm.dtype), "device": lm.device.split(":")[0]}
+
+
+def lm_plan(scorer: Any, spec: Any = None) -> Any:
+    """The `LoadedModel` a scorer has loaded (its `_lm`), or the one its `model` (or `spec`) names, or
+    what `load_pretrained` would give it without loading anything: the model's resolved source (its
+    fingerprint), and the dtype and device the loader would choose (a `ModelPlan`, remembered on the
+    scorer). A fully cached run thus computes its cache key and its log line without transformers or
+    the weights."""
+    from ..models import LoadedModel, choose_device, choose_dtype, resolve
+
+    if spec is None:
+        spec = scorer.model
+        loaded = getattr(scorer, "_lm", None)
+        if loaded is not None:
+            return loaded
+    if isinstance(spec, LoadedModel):
+        return spec
+    plans = scorer.__dict__.setdefault("_lm_plans", {})
+    if str(spec) not in plans:
+        device = choose_device(scorer.device)
+        plans[str(spec)] = ModelPlan(resolve(spec), choose_dtype(scorer.dtype, device), device)
+    return plans[str(spec)]
+
+
+def lm_key(scorer: Any, spec: Any = None) -> dict[str, str]:
+    """What a scorer's causal LM puts into its cache key, without loading it: `lm_config` of the model
+    `load_lm(scorer)` gives (the same key, so existing caches stay valid)."""
+    return lm_config(lm_plan(scorer, spec))
+
+
+def lm_about(scorer: Any, spec: Any = None) -> str:
+    """The model part of a scorer's log line, without loading it: "NAME (DTYPE, DEVICE)"."""
+    plan = lm_plan(scorer, spec)
+    return f"{plan.source.name} ({plan.dtype}, {plan.device})"
+
+
+def lm_tokenizer(scorer: Any, spec: Any = None) -> Any:
+    """The tokenizer of the model `lm_plan(scorer, spec)` describes: the loaded model's, or the tokenizer
+    alone as `load_pretrained` loads it (remembered on the scorer), for a key that needs it (a chat
+    template, the score tokens' ids) without the weights."""
+    plan = lm_plan(scorer, spec)
+    if not isinstance(plan, ModelPlan):
+        return plan.tokenizer
+    if getattr(plan, "tokenizer", None) is None:
+        from transformers import AutoTokenizer
+
+        plan.tokenizer = AutoTokenizer.from_pretrained(plan.source.path, trust_remote_code=scorer.trust_remote_code)
+    return plan.tokenizer
+
+
+@dataclass
+class ModelPlan:
+    """What loading a model would give, but the weights and tokenizer: its source, dtype and device."""
+
+    source: Any  # a `models.ModelSource`
+    dtype: Any  # a torch dtype
+    device: str
+    tokenizer: Any = None  # loaded by `lm_tokenizer` where a key needs it
 
 
 def score_reasons(columns: Mapping[str, str | None]) -> dict[str, str]:

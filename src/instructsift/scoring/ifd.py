@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_config, load_lm
+from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_about, lm_key, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 METHODS = {
@@ -123,10 +123,9 @@ class IFD:
 
     def cache_key(self) -> str:
         """A hash of everything that changes the numbers: model weights, dtype, device kind, template, prefix."""
-        lm = self.load()
         config = {
             "scorer": "ifd/1",
-            **lm_config(lm),
+            **lm_key(self),
             "method": self.method,
             "template": self._template.config(),
             "max_length": self.max_length,
@@ -134,8 +133,7 @@ class IFD:
         return config_hash(config)
 
     def describe(self) -> str:
-        lm = self.load()
-        return f"{lm.source.name} ({lm.dtype}, {lm.device}), template {self.template}, max_length {self.max_length}"
+        return f"{lm_about(self)}, template {self.template}, max_length {self.max_length}"
 
     # -- tokenization --------------------------------------------------------------------------------
     def plan(self, examples: Sequence[Example]) -> list[list[_Turn]]:

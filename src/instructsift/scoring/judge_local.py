@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_config, load_lm
+from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_about, lm_key, lm_tokenizer, load_lm
 from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
 from .losses import AnswerLoss, batch_tokens_for
@@ -94,21 +94,21 @@ class LocalJudge:
         return out
 
     def cache_key(self) -> str:
-        lm = self.load()
+        tok = lm_tokenizer(self)
+        self._find_score_ids(tok)  # a tokenizer without a token for each score is an error before any scoring
         config = {
             "scorer": "judge-local/1",
-            **lm_config(lm),
+            **lm_key(self),
             "prompt": self._prompt.config(),
-            "chat_template": getattr(lm.tokenizer, "chat_template", None),
+            "chat_template": getattr(tok, "chat_template", None),
             "max_length": self.max_length,
             "min_mass": self.min_mass,
         }
         return config_hash(config)
 
     def describe(self) -> str:
-        lm = self.load()
         return (
-            f"{lm.source.name} ({lm.dtype}, {lm.device}), expected score over next-token probabilities, "
+            f"{lm_about(self)}, expected score over next-token probabilities, "
             f"prompt {self._prompt.name}, max_length {self.max_length}, "
             f"missing below {self.min_mass:g} of the probability on the score tokens"
         )

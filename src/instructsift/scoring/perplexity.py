@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_config, load_lm
+from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_about, lm_key, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 
@@ -61,18 +61,16 @@ class InstructionLoss:
         return self._lm
 
     def cache_key(self) -> str:
-        lm = self.load()
         config = {
             "scorer": "instruction_loss/1",
-            **lm_config(lm),
+            **lm_key(self),
             "template": self._template.config(),
             "max_length": self.max_length,
         }
         return config_hash(config)
 
     def describe(self) -> str:
-        lm = self.load()
-        return f"{lm.source.name} ({lm.dtype}, {lm.device}), template {self.template}, max_length {self.max_length}"
+        return f"{lm_about(self)}, template {self.template}, max_length {self.max_length}"
 
     def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         lm = self.load()
