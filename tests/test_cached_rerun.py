@@ -122,8 +122,9 @@ def test_lm_key_is_lm_config_of_the_loaded_model(spec, tiny_llama):
 def test_a_fully_cached_rerun_scores_nothing_and_imports_no_transformers(tiny_llama, tmp_path):
     """The CLI rerun of a finished command: "0 scored", the same bytes, and (run in one process) no
     transformers import, so no weights loaded."""
-    cache = tmp_path / "cache"
-    args = ["select", SAMPLE, "-m", "superfiltering", "--model", tiny_llama, "--top", "2", "--cache-dir", cache]
+    cache, data = tmp_path / "cache", tmp_path / "four.json"
+    data.write_text(json.dumps(json.loads(SAMPLE.read_text(encoding="utf-8"))[:4]), encoding="utf-8")
+    args = ["select", data, "-m", "superfiltering", "--model", tiny_llama, "--top", "2", "--cache-dir", cache]
     first = cli(*args, "-o", tmp_path / "a.json")
     assert "0 from cache" in first.stderr + first.stdout
     again = cli(*args, "-o", tmp_path / "b.json")
@@ -140,3 +141,15 @@ def test_a_fully_cached_rerun_scores_nothing_and_imports_no_transformers(tiny_ll
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-1] == "False", out.stdout + out.stderr
     assert (tmp_path / "c.json").read_bytes() == (tmp_path / "a.json").read_bytes()
+
+
+def test_embed_with_a_causal_lm_key_before_and_after_loading(tiny_llama):
+    """`embed` with a causal LM (`lm:PATH`): key, log line and schema without loading == after loading."""
+    from instructsift.scoring.embed import Embed
+
+    before = Embed(encoder=f"lm:{tiny_llama}", dtype="float32")
+    seen = (before.cache_key(), before.describe(), before.schema)
+    assert before._model is None
+    after = Embed(encoder=f"lm:{tiny_llama}", dtype="float32")
+    after.load()
+    assert (after.cache_key(), after.describe(), after.schema) == seen
