@@ -153,3 +153,27 @@ def test_embed_with_a_causal_lm_key_before_and_after_loading(tiny_llama):
     after = Embed(encoder=f"lm:{tiny_llama}", dtype="float32")
     after.load()
     assert (after.cache_key(), after.describe(), after.schema) == seen
+
+
+def test_scar_key_before_and_after_loading(tiny_llama, tmp_path):
+    """`scar`: key and log line from the ranker's config.json without loading == after loading."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from instructsift.models.scar import build_ranker, save_ranker
+    from instructsift.scoring.scar import Scar
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64)  # fmt: skip
+    BertModel(config).save_pretrained(tmp_path / "encoder")
+    tok.save_pretrained(tmp_path / "encoder")
+    model, tok = build_ranker(tmp_path / "encoder", linear_dim=8, pretrained=False)
+    ranker = save_ranker(model, tok, tmp_path / "ranker", "tiny-bert")
+    before = Scar(ranker=str(ranker), dtype="float32")
+    seen = (before.cache_key(), before.describe())
+    assert before._loaded is None
+    after = Scar(ranker=str(ranker), dtype="float32")
+    after.load()
+    assert (after.cache_key(), after.describe()) == seen
