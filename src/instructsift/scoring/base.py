@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..data.example import Example
@@ -70,15 +71,68 @@ def lm_config(lm: Any) -> dict[str, str]:
     return {"model": lm.source.fingerprint, "dtype": str(lm.dtype), "device": lm.device.split(":")[0]}
 
 
-def lm_cache_key(lm: Any, scorer: str, **settings: Any) -> str:
-    """A causal-LM scorer's `cache_key()`: its name and version (`ifd/1`), the model (`lm_config`) and the
-    settings that change its numbers."""
-    return config_hash({"scorer": scorer, **lm_config(lm), **settings})
+def lm_plan(scorer: Any, spec: Any = None) -> Any:
+    """The `LoadedModel` a scorer has loaded (its `_lm`), or the one its `model` (or `spec`) names, or
+    what `load_pretrained` would give it without loading anything: the model's resolved source (its
+    fingerprint), and the dtype and device the loader would choose (a `ModelPlan`, remembered on the
+    scorer). A fully cached run thus computes its cache key and its log line without transformers or
+    the weights."""
+    from ..models import LoadedModel, choose_device, choose_dtype, resolve
+
+    if spec is None:
+        spec = scorer.model
+        loaded = getattr(scorer, "_lm", None)
+        if loaded is not None:
+            return loaded
+    if isinstance(spec, LoadedModel):
+        return spec
+    plans = scorer.__dict__.setdefault("_lm_plans", {})
+    if str(spec) not in plans:
+        device = choose_device(scorer.device)
+        plans[str(spec)] = ModelPlan(resolve(spec), choose_dtype(scorer.dtype, device), device)
+    return plans[str(spec)]
 
 
-def lm_text(lm: Any) -> str:
-    """A loaded model in a scorer's `describe()`: its name, dtype and device."""
-    return f"{lm.source.name} ({lm.dtype}, {lm.device})"
+def lm_key(scorer: Any, spec: Any = None) -> dict[str, str]:
+    """What a scorer's causal LM puts into its cache key, without loading it: `lm_config` of the model
+    `load_lm(scorer)` gives (the same key, so existing caches stay valid)."""
+    return lm_config(lm_plan(scorer, spec))
+
+
+def lm_about(scorer: Any, spec: Any = None) -> str:
+    """The model part of a scorer's log line, without loading it: "NAME (DTYPE, DEVICE)"."""
+    plan = lm_plan(scorer, spec)
+    return f"{plan.source.name} ({plan.dtype}, {plan.device})"
+
+
+def lm_tokenizer(scorer: Any, spec: Any = None) -> Any:
+    """The tokenizer of the model `lm_plan(scorer, spec)` describes: the loaded model's, or the tokenizer
+    alone as `load_pretrained` loads it (remembered on the scorer), for a key that needs it (a chat
+    template, the score tokens' ids) without the weights."""
+    plan = lm_plan(scorer, spec)
+    if not isinstance(plan, ModelPlan):
+        return plan.tokenizer
+    if getattr(plan, "tokenizer", None) is None:
+        from transformers import AutoTokenizer
+
+        plan.tokenizer = AutoTokenizer.from_pretrained(plan.source.path, trust_remote_code=scorer.trust_remote_code)
+    return plan.tokenizer
+
+
+@dataclass
+class ModelPlan:
+    """What loading a model would give, but the weights and tokenizer: its source, dtype and device."""
+
+    source: Any  # a `models.ModelSource`
+    dtype: Any  # a torch dtype
+    device: str
+    tokenizer: Any = None  # loaded by `lm_tokenizer` where a key needs it
+
+
+def lm_cache_key(scorer: Any, name: str, **settings: Any) -> str:
+    """A causal-LM scorer's `cache_key()`: its name and version (`ifd/1`), the model (`lm_key`, without
+    loading it) and the settings that change its numbers."""
+    return config_hash({"scorer": name, **lm_key(scorer), **settings})
 
 
 def score_reasons(columns: Mapping[str, str | None]) -> dict[str, str]:

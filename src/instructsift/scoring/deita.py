@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, chunk_for, config_hash
+from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_key, lm_plan, lm_tokenizer
 from .deita_prompts import (
     COMPLEXITY,
     COMPLEXITY_SCORER,
@@ -149,25 +149,35 @@ class Deita:
             self._models = (get(self.complexity_model), get(self.quality_model))
         return self._models
 
+    def score_ids(self, spec: ModelLike) -> list[int]:
+        """The ids of the tokens '1'..'6' in the tokenizer of `spec` (the model loaded, or its tokenizer alone)."""
+        if self._models is not None:
+            return (self._models[0] if spec is self.complexity_model else self._models[1]).ids
+        tok = lm_tokenizer(self, spec)
+        try:
+            return single_token_ids(tok, [str(s) for s in SCORES])
+        except ValueError as e:
+            raise ValueError(f"{lm_plan(self, spec).source.name}: {e}: it cannot be a DEITA scorer") from None
+
     def cache_key(self) -> str:
-        c, q = self.load()
+        c, q = (lm_key(self, spec) for spec in (self.complexity_model, self.quality_model))
         config = {
             "scorer": "deita/1",
-            "complexity_model": c.lm.source.fingerprint,
-            "quality_model": q.lm.source.fingerprint,
-            "dtype": [str(c.lm.dtype), str(q.lm.dtype)],
-            "device": [c.lm.device.split(":")[0], q.lm.device.split(":")[0]],
+            "complexity_model": c["model"],
+            "quality_model": q["model"],
+            "dtype": [c["dtype"], q["dtype"]],
+            "device": [c["device"], q["device"]],
             "prompts": [COMPLEXITY, QUALITY],
-            "score_tokens": [c.ids, q.ids],
+            "score_tokens": [self.score_ids(self.complexity_model), self.score_ids(self.quality_model)],
             "min_mass": self.min_mass,
             "max_length": self.max_length,
         }
         return config_hash(config)
 
     def describe(self) -> str:
-        c, q = self.load()
+        c, q = (lm_plan(self, spec) for spec in (self.complexity_model, self.quality_model))
         return (
-            f"complexity {c.lm.source.name}, quality {q.lm.source.name} ({c.lm.dtype}, {c.lm.device}), "
+            f"complexity {c.source.name}, quality {q.source.name} ({c.dtype}, {c.device}), "
             f"expected score over the next-token probabilities of '1'..'6' after DEITA's prompts, missing "
             f"below {self.min_mass:g} of the probability on them, max_length {self.max_length}"
         )

@@ -233,9 +233,29 @@ class Embed:
 
         return SentenceTransformer(str(path), device="cpu", trust_remote_code=self.trust_remote_code)
 
+    def _lm_meta(self) -> None:
+        """Source, fingerprint, dimension, max length, device and dtype of a causal-LM encoder, from its
+        config (`lm_plan`): enough for the key and the schema, so a fully cached run never loads it."""
+        if hasattr(self, "_dim"):
+            return
+        from ..models import LoadedModel
+        from .base import lm_plan
+
+        plan = lm_plan(self, self._spec)
+        if isinstance(plan, LoadedModel):
+            cfg = plan.model.config
+        else:
+            from transformers import AutoConfig
+
+            cfg = AutoConfig.from_pretrained(plan.source.path, trust_remote_code=self.trust_remote_code)
+        cfg = getattr(cfg, "get_text_config", lambda: cfg)()
+        self._source, self._fingerprint = f"lm:{plan.source.name}", plan.source.fingerprint
+        self._device, self._dtype = plan.device, str(plan.dtype)
+        self._dim, self._max_length = int(cfg.hidden_size), self.max_length or LM_MAX_LENGTH
+
     def _meta(self) -> None:
         if self.kind == "lm":
-            self.load()
+            self._lm_meta()
         else:
             self._st_meta()
 

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError, check_at_least
 from ..data.example import Example
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, chunk_for, lm_cache_key, lm_text, load_lm
+from .base import Advance, Chunks, Skip, chunk_for, lm_about, lm_cache_key, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 METHODS = {
@@ -123,11 +123,11 @@ class IFD:
     def cache_key(self) -> str:
         """A hash of everything that changes the numbers: model weights, dtype, device kind, template, prefix."""
         return lm_cache_key(
-            self.load(), "ifd/1", method=self.method, template=self._template.config(), max_length=self.max_length
+            self, "ifd/1", method=self.method, template=self._template.config(), max_length=self.max_length
         )
 
     def describe(self) -> str:
-        return f"{lm_text(self.load())}, template {self.template}, max_length {self.max_length}"
+        return f"{lm_about(self)}, template {self.template}, max_length {self.max_length}"
 
     # -- tokenization --------------------------------------------------------------------------------
     def plan(self, examples: Sequence[Example]) -> list[list[_Turn]]:

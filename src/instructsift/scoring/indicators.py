@@ -75,27 +75,30 @@ class Lengths:
         names = tuple(self.columns)
         return pa.schema([(n, pa.int64()) for n in names])
 
+    def source(self) -> Any:
+        """The tokenizer's resolved model (its fingerprint): enough for the key, without loading it."""
+        if self._source is None:
+            from ..models import resolve
+
+            self._source = resolve(self.model)
+        return self._source
+
     def tokenizer(self) -> Any:
         if self._tok is None:
             from transformers import AutoTokenizer
 
-            from ..models import resolve
-
-            self._source = resolve(self.model)
-            self._tok = AutoTokenizer.from_pretrained(self._source.path, trust_remote_code=self.trust_remote_code)
+            self._tok = AutoTokenizer.from_pretrained(self.source().path, trust_remote_code=self.trust_remote_code)
         return self._tok
 
     def cache_key(self) -> str:
         if not self.tokens:
             return _key({"scorer": "lengths/2", "tokenizer": None})
-        self.tokenizer()
-        return _key({"scorer": "lengths/2", "tokenizer": self._source.fingerprint})
+        return _key({"scorer": "lengths/2", "tokenizer": self.source().fingerprint})
 
     def describe(self) -> str:
         if not self.tokens:
             return "characters"
-        self.tokenizer()
-        return f"tokens of {self._source.name}'s tokenizer, and characters"
+        return f"tokens of {self.source().name}'s tokenizer, and characters"
 
     def score(self, examples: Sequence[Example], skip: Skip, advance: Advance = None) -> Chunks:
         tok = self.tokenizer() if self.tokens else None

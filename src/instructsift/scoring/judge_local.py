@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
-from .base import Advance, Chunks, Skip, chunk_for, lm_cache_key, lm_text, load_lm
+from .base import Advance, Chunks, Skip, chunk_for, lm_about, lm_cache_key, lm_tokenizer, load_lm
 from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
 from .losses import AnswerLoss, batch_tokens_for
@@ -94,20 +94,20 @@ class LocalJudge:
         return out
 
     def cache_key(self) -> str:
-        lm = self.load()
+        tok = lm_tokenizer(self)
+        self._find_score_ids(tok)  # a tokenizer without a token for each score is an error before any scoring
         return lm_cache_key(
-            lm,
+            self,
             "judge-local/1",
             prompt=self._prompt.config(),
-            chat_template=getattr(lm.tokenizer, "chat_template", None),
+            chat_template=getattr(tok, "chat_template", None),
             max_length=self.max_length,
             min_mass=self.min_mass,
         )
 
     def describe(self) -> str:
-        lm = self.load()
         return (
-            f"{lm_text(lm)}, expected score over next-token probabilities, "
+            f"{lm_about(self)}, expected score over next-token probabilities, "
             f"prompt {self._prompt.name}, max_length {self.max_length}, "
             f"missing below {self.min_mass:g} of the probability on the score tokens"
         )

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from ..data.errors import check_at_least
 from ..data.example import Example
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, chunk_for, lm_cache_key, lm_text, load_lm
+from .base import Advance, Chunks, Skip, chunk_for, lm_about, lm_cache_key, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 
@@ -61,12 +61,10 @@ class InstructionLoss:
         return self._lm
 
     def cache_key(self) -> str:
-        return lm_cache_key(
-            self.load(), "instruction_loss/1", template=self._template.config(), max_length=self.max_length
-        )
+        return lm_cache_key(self, "instruction_loss/1", template=self._template.config(), max_length=self.max_length)
 
     def describe(self) -> str:
-        return f"{lm_text(self.load())}, template {self.template}, max_length {self.max_length}"
+        return f"{lm_about(self)}, template {self.template}, max_length {self.max_length}"
 
     def score(self, examples: Sequence[Example], skip: Skip = frozenset(), advance: Advance = None) -> Chunks:
         lm = self.load()

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import ModelRef, register
-from .base import Advance, Chunks, Skip, config_hash
+from .base import Advance, Chunks, Skip, config_hash, lm_about, lm_key
 
 FORMATS = ("pair", "oasst", "chat")
 OASST = "<|prompter|>{prompt}<|endoftext|><|assistant|>{response}<|endoftext|>"
@@ -144,20 +144,11 @@ class Reward:
         return self._loaded
 
     def cache_key(self) -> str:
-        _, _, source, dtype, dev = self.load()
-        config = {
-            "scorer": "reward/1",
-            "model": source.fingerprint,
-            "format": self.format,
-            "max_length": self.max_length,
-            "dtype": str(dtype),
-            "device": dev.split(":")[0],
-        }
+        config = {"scorer": "reward/1", **lm_key(self), "format": self.format, "max_length": self.max_length}
         return config_hash(config)
 
     def describe(self) -> str:
-        _, _, source, dtype, dev = self.load()
-        return f"reward model {source.name} ({dtype}, {dev}), format {self.format}, max_length {self.max_length}"
+        return f"reward model {lm_about(self)}, format {self.format}, max_length {self.max_length}"
 
     def encode(self, example: Example) -> list[int]:
         """The token ids the model scores for `example` (before truncation)."""

@@ -128,27 +128,51 @@ class Scar:
 
         return pa.schema([("scar", pa.float64()), ("scar_reason", pa.string())])
 
+    def plan(self) -> tuple[Any, str, Any, Any]:
+        """The ranker's folder, encoder name, dtype and torch device: those of the loaded ranker, or read
+        from its config.json with the dtype and device `load` would choose, without loading it (a folder
+        that is no ranker is loaded, for its error)."""
+        import json
+
+        import torch
+
+        from ..models.device import choose_device, choose_dtype
+        from ..models.scar import MODEL_TYPE, LoadedRanker, ranker_folder
+
+        if self._loaded is None and not isinstance(self.ranker, LoadedRanker):
+            folder = ranker_folder(self.ranker)
+            try:
+                config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                config = {}
+            if config.get("model_type") == MODEL_TYPE:
+                device = choose_device(self.device)
+                where = torch.device(device)
+                if where.type == "cuda" and where.index is None:  # where `.to("cuda")` puts the weights
+                    where = torch.device("cuda", torch.cuda.current_device())
+                return folder, str(config.get("encoder_name", "")), choose_dtype(self.dtype, device), where
+        loaded = self.load()
+        param = next(loaded.model.parameters())
+        return loaded.path, loaded.encoder_name, param.dtype, param.device
+
     def cache_key(self) -> str:
         from ..models.fingerprint import folder_fingerprint
 
-        loaded = self.load()
-        model = loaded.model
-        param = next(model.parameters())
+        path, _, dtype, device = self.plan()
         config = {
             "scorer": "scar/1",
-            "ranker": folder_fingerprint(loaded.path),
-            "dtype": str(param.dtype),
-            "device": param.device.type,
+            "ranker": folder_fingerprint(path),
+            "dtype": str(dtype),
+            "device": device.type,
             "turns": self.turns,
             "max_length": self.max_length,
         }
         return config_hash(config)
 
     def describe(self) -> str:
-        loaded = self.load()
-        param = next(loaded.model.parameters())
+        path, encoder_name, dtype, device = self.plan()
         return (
-            f"SCAR ranker {loaded.path} (encoder {loaded.encoder_name or '?'}, {param.dtype}, {param.device}), "
+            f"SCAR ranker {path} (encoder {encoder_name or '?'}, {dtype}, {device}), "
             f"turns {self.turns}, max_length {self.max_length} -> scar"
         )
 

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import ModelRef, register
-from .base import Advance, Chunks, Skip, config_hash
+from .base import Advance, Chunks, Skip, config_hash, lm_about, lm_key
 from .reward import prompt_and_response
 
 # UniEval's dialogue questions (maszhongming/UniEval, utils.py `add_question`, task "dialogue")
@@ -100,21 +100,17 @@ class UniEval:
         return self._loaded
 
     def cache_key(self) -> str:
-        _, _, source, dtype, dev, *_ = self.load()
         config = {
             "scorer": "unieval/1",
-            "model": source.fingerprint,
+            **lm_key(self),
             "dimensions": sorted(self.dimensions),
             "max_length": self.max_length,
-            "dtype": str(dtype),
-            "device": dev.split(":")[0],
         }
         return config_hash(config)
 
     def describe(self) -> str:
-        _, _, source, dtype, dev, *_ = self.load()
         return (
-            f"UniEval-style evaluator {source.name} ({dtype}, {dev}): {', '.join(self.dimensions)}, "
+            f"UniEval-style evaluator {lm_about(self)}: {', '.join(self.dimensions)}, "
             f"P(Yes)/(P(Yes)+P(No)), max_length {self.max_length}"
         )
 

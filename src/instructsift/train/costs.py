@@ -59,25 +59,29 @@ class TrainedTokens:
 
         return pa.schema([("trained_tokens", pa.int64()), ("trained_sequences", pa.int64())])
 
-    def tokenizer(self) -> Any:
-        if self._tok is None:
+    def source(self) -> Any:
+        """The base model resolved (its fingerprint): enough for the key, without loading the tokenizer."""
+        if self._source is None:
             from ..models import resolve
-            from .finetune import training_tokenizer
 
             self._source = resolve(self.model)
-            self._tok = training_tokenizer(self._source.path, self.trust_remote_code)
+        return self._source
+
+    def tokenizer(self) -> Any:
+        if self._tok is None:
+            from .finetune import training_tokenizer
+
+            self._tok = training_tokenizer(self.source().path, self.trust_remote_code)
         return self._tok
 
     def cache_key(self) -> str:
-        self.tokenizer()
-        config = {"scorer": "trained_tokens/1", "tokenizer": self._source.fingerprint, "template": self.template,
+        config = {"scorer": "trained_tokens/1", "tokenizer": self.source().fingerprint, "template": self.template,
                   "max_length": self.max_length, "eos": self.eos}  # fmt: skip
         return config_hash(config)
 
     def describe(self) -> str:
-        self.tokenizer()
         return (
-            f"trained answer tokens for fine-tuning {self._source.name} ({self.template} template, "
+            f"trained answer tokens for fine-tuning {self.source().name} ({self.template} template, "
             f"max length {self.max_length}{', EOS' if self.eos else ''}; prompts not counted)"
         )
 
