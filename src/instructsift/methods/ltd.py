@@ -24,7 +24,7 @@ class Params(Size, Encoder):
     device: str = "auto"
     trust_remote_code: bool = False
     n_clusters: int | None = Field(None, ge=1, description="K-Means seed clusters [target / 10, 1..100]")
-    seed: int = 0
+    seed: int = Field(0, description="the K-Means seed")
 
 
 def steps(p: Params) -> list[dict[str, Any]]:
