@@ -23,7 +23,7 @@ METAVARS = {
 
 def readable_metavars(command: Any, ctx: Any) -> Any:
     """Give each option of `command` that takes a value and has no placeholder of its own a readable one
-    (`--ratio NUMBER`, `--set TEXT`) instead of the Python type (`<float>`, `<list[str]>`)."""
+    (`--output PATH`, `--set TEXT`) instead of the Python type (`<path>`, `<list[str]>`)."""
     for param in command.params:
         if param.param_type_name != "option" or param.metavar is not None or getattr(param, "is_flag", False):
             continue

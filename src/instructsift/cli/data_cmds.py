@@ -341,7 +341,7 @@ def _notes_summary(notes: dict[str, int]) -> None:
 def methods_cmd(
     name: Annotated[str | None, typer.Argument(metavar="[METHOD]", help="Show this method only.")] = None,
 ) -> None:
-    """List the methods with their papers, what --ratio is a share of, defaults and options (from the
+    """List the methods with their papers, what a ratio is a share of, defaults and options (from the
     registry): a block per method, wrapped to the terminal's width."""
     import shutil
     import textwrap
@@ -360,8 +360,8 @@ def methods_cmd(
         m = entry.target
         also = [a for a, t in aliases.items() if t == m.name]
         lines = [m.name + (f" (alias: {', '.join(also)})" if also else ""), para(m.paper), para(m.summary)]
-        if "ratio" in m.Params.model_fields:
-            lines.append(para(f"--ratio: a share of {m.ratio_of}"))
+        if m.ratio_line():
+            lines.append(para(m.ratio_line()))
         if m.defaults:
             lines.append("  defaults:")
             lines += [para(f"{k}: {v if v != '' else repr(v)}", "    ", "      ") for k, v in m.defaults.items()]

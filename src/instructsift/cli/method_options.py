@@ -158,32 +158,40 @@ def method_options(exclude: Iterable[str] = ()) -> dict[str, MethodOption]:
 
 def with_method_options(exclude: Callable[[], Iterable[str]] = lambda: ()) -> Callable:
     """Decorator of a command function `fn(..., method_options: dict)`: typer sees its own parameters and
-    one option per method option (`method_options()`, less `exclude()`); `fn` gets the method options the
-    user gave, by name, as `method_options`."""
+    one option per method option (`method_options()`, less `exclude()`), read from the registry each time
+    the command is built (a method registered later has its options too); `fn` gets the method options
+    the user gave, by name, as `method_options`."""
+    return functools.partial(WithMethodOptions, exclude=exclude)
 
-    def deco(fn: Callable) -> Callable:
-        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "method_options"]
-        generated = method_options(exclude())
-        clash = sorted(set(generated) & {p.name for p in own})
+
+class WithMethodOptions:
+    """A command function with the method options added to its signature (see `with_method_options`)."""
+
+    def __init__(self, fn: Callable, exclude: Callable[[], Iterable[str]]) -> None:
+        functools.update_wrapper(self, fn)
+        self.__annotations__ = {}  # typer reads the `__signature__` below
+        self.fn, self.exclude = fn, exclude
+        self.own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "method_options"]
+
+    @property
+    def options(self) -> dict[str, MethodOption]:
+        generated = method_options(self.exclude())
+        clash = sorted(set(generated) & {p.name for p in self.own})
         if clash:
-            raise ValueError(f"{fn.__name__}: method options {clash} have the names of the command's own options")
+            raise ValueError(f"{self.fn.__name__}: method options {clash} have the names of its own options")
+        return generated
+
+    @property
+    def __signature__(self) -> inspect.Signature:  # type: ignore[override]
         every = registry.names("method")
         context = inspect.Parameter(CONTEXT, KEYWORD, annotation=typer.Context)
-        params = [*own, *(o.parameter(every) for o in generated.values()), context]
+        return inspect.Signature([*self.own, *(o.parameter(every) for o in self.options.values()), context])
 
-        @functools.wraps(fn)
-        def command(**kwargs: Any) -> Any:
-            ctx = kwargs.pop(CONTEXT)
-            given = {k: kwargs.pop(k) for k in generated if k in kwargs}
-            given = {k: v for k, v in given.items() if _given(ctx.get_parameter_source(k))}
-            return fn(**kwargs, method_options=given)
-
-        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        command.__annotations__ = {}
-        command.method_options = generated  # type: ignore[attr-defined]
-        return command
-
-    return deco
+    def __call__(self, **kwargs: Any) -> Any:
+        ctx = kwargs.pop(CONTEXT)
+        given = {k: kwargs.pop(k) for k in self.options if k in kwargs}
+        given = {k: v for k, v in given.items() if _given(ctx.get_parameter_source(k))}
+        return self.fn(**kwargs, method_options=given)
 
 
 CONTEXT = "_typer_context"
@@ -220,7 +228,7 @@ class MethodCommand(TyperCommand):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         method = _method_named(args)
-        options = getattr(self.callback, "method_options", {})
+        options = method_options()
         every = registry.names("method")
         for param in self.params:
             option = options.get(param.name)

@@ -202,6 +202,6 @@ def _check_paths(inputs: list[Any], outputs: list[tuple[Path | None, str, str]],
 
 
 def _model_input(*models: str | None) -> list[Path]:
-    """The models (--model, --reward-model, --unieval) that name a local file or folder (an output must not
+    """The models a command was given that name a local file or folder (an output must not
     write over them)."""
     return [Path(m) for m in models if m and Path(m).exists()]

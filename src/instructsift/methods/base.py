@@ -113,9 +113,7 @@ class Judge(StrictModel):
     judge_model: str | None = Field(
         None, description="the model name on the judge server (without judge_url: a local model)"
     )
-    judge_key_env: str | None = Field(
-        None, description="the environment variable holding the API key (never printed)"
-    )
+    judge_key_env: str | None = Field(None, description="the environment variable holding the API key (never printed)")
     judge_dimension: str | None = Field(None, description="accuracy (default) or helpfulness")
     judge_prompt: str | None = Field(
         None, description="a custom prompt file (.json, or text with {instruction} {input} {response})"

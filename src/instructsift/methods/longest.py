@@ -19,7 +19,7 @@ from .base import Size
 
 class Params(Size):
     model: str | None = Field(None, description="whose tokenizer counts answer tokens (characters when not given)")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")
 
 
 def steps(p: Params) -> list[dict[str, Any]]:
