@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import sys
 
-from . import data_cmds, experiments, report_cmd, train_cmds  # noqa: F401  (register the commands, in order)
+# isort: off
+from . import data_cmds, report_cmd, train_cmds, experiments  # noqa: F401  (they register the commands, in this order)
+
+# isort: on
 from .core import _guard, app
 
 __all__ = ["_guard", "app", "main"]

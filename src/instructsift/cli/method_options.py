@@ -32,7 +32,7 @@ def number(value: Any) -> int | float:
     if isinstance(value, (int, float)):
         return value
     if "," in value:
-        raise ValueError(f"takes one number, not a list ({value})")
+        raise typer.BadParameter(f"one number, not a list ({value}): a list of budgets is for compare")
     try:
         return int(value)
     except ValueError:
@@ -40,7 +40,7 @@ def number(value: Any) -> int | float:
     try:
         return float(value)
     except ValueError:
-        raise ValueError(f"{value!r} is not a number (a count, 200000, or a share, 0.05)") from None
+        raise typer.BadParameter(f"{value!r} is not a number (a count, 200000, or a share, 0.05)") from None
 
 
 def _kind(annotation: Any) -> str:
