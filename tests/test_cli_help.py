@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from instructsift import __version__
 from instructsift.cli import app
-from instructsift.cli_app import METAVARS
+from instructsift.cli.core import METAVARS
 
 COMMANDS = ["score", "select", "run", "report", "methods", "finetune", "evaluate", "compare", "train-scar",
             "synthesize", "design", "mine"]  # fmt: skip

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("report", {"report"}),
     ("pipeline", {"pipeline"}),
     ("experiments", {"experiments"}),
-    ("command line", {"cli_app", "cli_mining", "cli"}),
+    ("command line", {"cli"}),
 ]
 FACE = "instructsift"  # the package's __init__: it hands names on lazily; importing it is importing the root
 

@@ -138,7 +138,7 @@ def test_longest_is_called_a_length_filter(pool: Path, tiny_bpe_llama: Path, tmp
         ),
         (["--budget-tokens", "0.1", "--ratio", "0.2"], "give it without --ratio"),
         (["--top", "3", "--base", "embedded"], "give --budget-tokens or --with-scores"),
-        (["--budget-tokens", "0.05,0.1"], "select takes one --budget-tokens"),
+        (["--budget-tokens", "0.05,0.1"], "'--budget-tokens': one number, not a list"),
         (["--budget-tokens", "1.5"], "a share is in (0, 1]"),
         (["--budget-tokens", "10000000", "--base", "TINY"], "is more than the"),
     ],

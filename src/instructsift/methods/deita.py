@@ -47,11 +47,13 @@ class Params(Size, Encoder):
     max_length: int | None = Field(None, ge=64, description=f"tokens per scorer prompt [{MAX_LENGTH}]")
     threshold: float = Field(THRESHOLD, ge=-1, le=1, description="skip a row with cosine > this to a kept one")
     model: ModelRef = Field("embedded", description="the causal LM that embeds with --encoder lm (the model to tune)")
-    dtype: str = "auto"
-    device: str = "auto"
-    batch_tokens: int | None = Field(None, ge=1)
-    chunk_size: int | None = Field(None, ge=1)
-    trust_remote_code: bool = False
+    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    batch_tokens: int | None = Field(None, ge=1, description="padded tokens per batch [CPU 8192, GPU 65536]")
+    chunk_size: int | None = Field(
+        None, ge=1, description="examples per cached chunk: a resumed run redoes at most one [CPU 512, GPU 8192]"
+    )
+    trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")
 
 
 def steps(p: Params) -> list[dict[str, Any]]:

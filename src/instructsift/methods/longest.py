@@ -21,7 +21,7 @@ class Params(Size):
     model: OptionalModelRef = Field(
         None, description="whose tokenizer counts answer tokens (characters when not given)"
     )
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")
 
 
 def steps(p: Params) -> list[dict[str, Any]]:

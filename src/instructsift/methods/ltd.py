@@ -20,11 +20,11 @@ from .base import Encoder, Size, embed_options
 
 class Params(Size, Encoder):
     model: ModelRef = Field("embedded", description="the causal LM that embeds with --encoder lm")
-    dtype: str = "auto"
-    device: str = "auto"
-    trust_remote_code: bool = False
+    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")
     n_clusters: int | None = Field(None, ge=1, description="K-Means seed clusters [target / 10, 1..100]")
-    seed: int = 0
+    seed: int = Field(0, description="the K-Means seed")
 
 
 def steps(p: Params) -> list[dict[str, Any]]:

@@ -35,11 +35,13 @@ class Params(Size):
     project: int | None = Field(None, ge=1, description="Rademacher projection to this many dimensions (CRDS-R)")
     seed: int | None = Field(None, description="--project's seed [0]")
     max_length: int | None = Field(None, ge=1, description="tokens per example [2048]")
-    dtype: str = "auto"
-    device: str = "auto"
-    batch_tokens: int | None = Field(None, ge=1)
-    chunk_size: int | None = Field(None, ge=1)
-    trust_remote_code: bool = False
+    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    batch_tokens: int | None = Field(None, ge=1, description="padded tokens per batch [CPU 8192, GPU 65536]")
+    chunk_size: int | None = Field(
+        None, ge=1, description="examples per cached chunk: a resumed run redoes at most one [CPU 512, GPU 8192]"
+    )
+    trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")
 
     @field_validator("layers", mode="before")
     @classmethod

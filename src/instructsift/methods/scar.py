@@ -26,9 +26,11 @@ SCORER_FIELDS = ("max_length", "dtype", "device", "chunk_size")
 class Params(Size):
     ranker: OptionalModelRef = Field(None, description="a folder from train-scar, or a SCAR checkpoint (hub id)")
     max_length: int | None = Field(None, ge=2, description=f"tokens per instruction and per answer [{MAX_LENGTH}]")
-    dtype: str = "float32"
-    device: str = "auto"
-    chunk_size: int | None = Field(None, ge=1)
+    dtype: str = Field("float32", description="auto, float32, bfloat16 or float16")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    chunk_size: int | None = Field(
+        None, ge=1, description="examples per cached chunk: a resumed run redoes at most one [CPU 512, GPU 8192]"
+    )
 
 
 def steps(p: Params) -> list[dict[str, Any]]:

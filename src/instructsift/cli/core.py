@@ -1,10 +1,8 @@
-"""The `instructsift` app and what every command module shares: the error guard (exit codes), the
-one-line error and warning, and the options more than one command module declares. `cli.py` and
-`cli_mining.py` register their commands on `app`; neither imports the other's commands from here."""
+"""The `instructsift` app and what every command module shares: the error guard (exit codes) and the
+one-line error and warning. The command modules of `cli/` register their commands on `app`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -25,7 +23,7 @@ METAVARS = {
 
 def readable_metavars(command: Any, ctx: Any) -> Any:
     """Give each option of `command` that takes a value and has no placeholder of its own a readable one
-    (`--ratio NUMBER`, `--set TEXT`) instead of the Python type (`<float>`, `<list[str]>`)."""
+    (`--output PATH`, `--set TEXT`) instead of the Python type (`<path>`, `<list[str]>`)."""
     for param in command.params:
         if param.param_type_name != "option" or param.metavar is not None or getattr(param, "is_flag", False):
             continue
@@ -56,7 +54,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from . import __version__
+        from .. import __version__
 
         typer.echo(f"instructsift {__version__}")
         raise typer.Exit()
@@ -73,35 +71,6 @@ def _root(
 
 
 err = Console(stderr=True, soft_wrap=True)
-
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-CacheOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--cache-dir", help="Every cache: scores, models, fingerprints [$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]."
-    ),
-]
-QuietOpt = Annotated[
-    bool, typer.Option("--quiet", "-q", help="No progress and no log (score, select, run: only warnings and errors).")
-]
-RewardModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--reward-model",
-        help="instructmining: a reward model (hub id or folder), or standin:PREFERENCE_FILE (offline stand-in).",
-    ),
-]
-RewardFormatOpt = Annotated[
-    str | None, typer.Option("--reward-format", help="instructmining: how the reward model reads a pair [pair].")
-]
-UnievalOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--unieval",
-        help="instructmining: a UniEval evaluator (MingZhong/unieval-dialog or another T5 Boolean-QA checkpoint: "
-        "hub id or folder; not installable offline) for the naturalness, coherence and understandability columns.",
-    ),
-]
 
 BUG_REPORT = (
     "this is a bug in instructsift: please report it to its developers with the command and the traceback above"
@@ -127,7 +96,7 @@ def _guard(fn: Any) -> Any:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .data.errors import UserError
+        from ..data.errors import UserError
 
         try:
             return fn(*args, **kwargs)

@@ -1,0 +1,278 @@
+"""The experiment commands, which run pipelines many times: `compare` (fine-tune on each method's pick),
+`design` and `mine` (InstructMining's experiment design and its whole run). Heavy imports stay inside
+the commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .core import _fail, _guard, app, err
+from .model_options import DeviceOpt, RewardFormatOpt, RewardModelOpt, UnievalOpt
+from .options import (
+    CacheOpt,
+    FormatOpt,
+    OnError,
+    OnErrorOpt,
+    OverwriteOpt,
+    QuietOpt,
+    ReportOpt,
+    RevisionOpt,
+    SplitOpt,
+    SubsetOpt,
+    _method_help,
+)
+
+
+@app.command("design")
+@_guard
+def design_cmd(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SOURCE...",
+            help="The data to mix: NAME=FILE, or FILE (named by its stem); JSON arrays or JSON Lines of alpaca "
+            "records (or LIMA-style conversations).",
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for pool.json, eval.json and design.json.")],
+    eval_source: Annotated[
+        str, typer.Option("--eval-source", help="The source whose held-out answers are the eval set (good answers).")
+    ],
+    subsets: Annotated[int, typer.Option(help="Training subsets (the paper: 129).")] = 24,
+    size: Annotated[int, typer.Option(help="Rows per subset.")] = 200,
+    held_out: Annotated[int, typer.Option("--held-out", help="Held-out rows of --eval-source to evaluate on.")] = 100,
+    per_source: Annotated[
+        int | None, typer.Option("--per-source", help="At most this many pool rows of each source [all].")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Dirichlet concentration of the source proportions.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the draw.")] = 0,
+) -> None:
+    """Make InstructMining's experiment design: subsets mixing the sources at random proportions (e.g. strong
+    and weak answers to the same instructions), and held-out answers of --eval-source whose instructions are
+    in no subset."""
+    from ..data.errors import OptionError, OutputError
+    from ..experiments.design import load_sources, mixture_design, parse_sources
+
+    files = parse_sources(sources)
+    if eval_source not in files:
+        raise OptionError(f"--eval-source {eval_source!r} is not one of the sources ({', '.join(files)})")
+    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not (output / "design.json").exists())):
+        raise OutputError(f"--output {output}: not a new folder nor a design folder")
+    try:
+        design = mixture_design(load_sources(files), n_subsets=subsets, size=size, held_out=held_out,
+                                eval_source=eval_source, alpha=alpha, seed=seed, per_source=per_source)  # fmt: skip
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    path = design.save(output)
+    err.print(
+        f"{len(design.subsets)} subsets of {size} rows from a pool of {len(design.pool)}, {len(design.eval)} "
+        f"held-out rows → {path}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("mine")
+@_guard
+def mine_cmd(
+    design: Annotated[
+        Path, typer.Argument(metavar="DESIGN", help="A design.json (from `instructsift design`) or its folder.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder: rule.json, summary.json, curve.png, search.jsonl, ...")
+    ],
+    base: Annotated[str, typer.Option(help="The base model fine-tuned on every subset (as --model).")] = "embedded",
+    model: Annotated[str, typer.Option(help="The model that scores the ppl and token-length indicators.")] = "embedded",
+    reward_model: RewardModelOpt = None,
+    reward_format: RewardFormatOpt = None,
+    encoder: Annotated[
+        str | None, typer.Option(help="knn indicators: embedded (all-MiniLM-L6-v2), a folder or hub id [embedded].")
+    ] = None,
+    unieval: UnievalOpt = None,
+    indicators: Annotated[
+        str | None,
+        typer.Option(
+            help="Indicators, comma-separated [output_tokens,input_tokens,mtld,ppl,knn6, + reward or "
+            "reward_standin with --reward-model, + naturalness,coherence,understandability with --unieval]."
+        ),
+    ] = None,
+    epochs: Annotated[float, typer.Option(help="Fine-tuning passes over each subset.")] = 1.0,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [LoRA 2e-4].")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per step.")] = 8,
+    max_length: Annotated[
+        int, typer.Option("--max-length", help="Tokens per sequence (fine-tuning, evaluation and the ppl scorer).")
+    ] = 512,
+    seed: Annotated[int, typer.Option(help="Fine-tuning seed.")] = 42,
+    full_finetune: Annotated[
+        bool, typer.Option("--full-finetune", help="Tune every weight instead of a LoRA adapter.")
+    ] = False,
+    device: DeviceOpt = "auto",
+    min_k: Annotated[int, typer.Option("--min-k", help="Smallest subset size the search tries.")] = 10,
+    max_k: Annotated[
+        int | None, typer.Option("--max-k", help="Largest subset size the search tries [the pool].")
+    ] = None,
+    trials: Annotated[int, typer.Option(help="BlendSearch trials (distinct sizes) over k.")] = 20,
+    sweep: Annotated[int, typer.Option(help="Evenly log-spaced sizes for the curve.")] = 8,
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """InstructMining's whole run on a design: score the pool's indicators, fine-tune the base model on every
+    subset and evaluate it, fit the rule, search the subset size with BlendSearch and sweep it. Rerun to resume."""
+    from ..experiments.mine_run import mine_design, report_lines
+    from ..train.finetune import FinetuneConfig
+
+    config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
+                            lora=not full_finetune, device=device)  # fmt: skip
+    options = {"model": model, "max_length": max_length}
+    options |= {k: v for k, v in dict(reward_model=reward_model, reward_format=reward_format, encoder=encoder, unieval=unieval,
+                                      device=None if device == "auto" else device).items() if v is not None}  # fmt: skip
+    names = [n.strip() for n in indicators.split(",") if n.strip()] if indicators else None
+    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    try:
+        summary = mine_design(design, output, base=base, config=config, indicators=names, options=options, low=min_k,
+                              high=max_k, trials=trials, sweep_points=sweep, cache_dir=cache_dir, progress=not quiet,
+                              log=log)  # fmt: skip
+    except KeyboardInterrupt:
+        _fail("interrupted: run the same command again to resume (finished fine-tunings and trials are kept)")
+    print("\n".join(report_lines(summary)))
+    err.print(f"rule, curve and summary → {output}", highlight=False, markup=False)
+
+
+def _win(kind: Any, name: str, help: str) -> Any:
+    """A `compare` option of the judged win rate."""
+    return Annotated[kind | None, typer.Option(name, help=f"win rate: {help}", rich_help_panel="Win rate vs random")]
+
+
+@app.command("compare")
+@_guard
+def compare_cmd(
+    input: Annotated[
+        str,
+        typer.Argument(metavar="DATA", help="Data to select from (a path or hub id), or a compare recipe (.yaml)."),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for results.json, .md, loss.png.")
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(help="Methods, comma-separated (LABEL=METHOD: another arm of METHOD): " + _method_help()),
+    ] = None,
+    budget: Annotated[str | None, typer.Option(help="Examples per selection: a count (450) or a ratio (0.05).")] = None,
+    budget_tokens: Annotated[
+        str | None,
+        typer.Option(
+            "--budget-tokens",
+            help="Instead of --budget: trained answer tokens per selection (after the --max-length cut; prompts do "
+            "not count), a count (200000) or a ratio of the data set's (0.05).",
+        ),
+    ] = None,
+    eval: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--eval",
+            help="Held-out data: each tuned model's answer loss (repeat it: a loss column per set). A hub data set "
+            "spells its own split: ID[@REVISION][:SUBSET]:SPLIT (org/name:test).",
+        ),
+    ] = None,
+    base: Annotated[str, typer.Option(help="The base model fine-tuned on every pick (as --model).")] = "embedded",
+    random_seeds: Annotated[int, typer.Option("--random-seeds", help="Random picks of the same size.")] = 3,
+    full: Annotated[bool, typer.Option("--full", help="Also fine-tune on all the data.")] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="A method option: METHOD.KEY=VALUE, or KEY=VALUE for all.")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help="Fine-tuning passes over each pick [3].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [LoRA 2e-4].")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Sequences per step [8].")] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per sequence [512].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Fine-tuning seed [42].")] = None,
+    device: DeviceOpt = "auto",
+    allow_short: Annotated[
+        bool, typer.Option("--allow-short", help="Compare a method's pick even when its filters keep fewer.")
+    ] = False,
+    no_plot: Annotated[bool, typer.Option("--no-plot", help="No loss.png (it needs matplotlib).")] = False,
+    save_recipe: Annotated[
+        Path | None, typer.Option("--save-recipe", help="Write this comparison as a recipe.")
+    ] = None,
+    report: ReportOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = OnError.fail,
+    cache_dir: CacheOpt = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+    judge_url: _win(str, "--judge-url", "OpenAI-compatible judge server; answers are generated and judged.") = None,
+    judge_model: _win(str, "--judge-model", "model name on the judge server.") = None,
+    judge_key_env: _win(str, "--judge-key-env", "environment variable holding the API key (never printed).") = None,
+    judge_dimension: _win(str, "--judge-dimension", "accuracy (default) or helpfulness.") = None,
+    judge_prompt: _win(Path, "--judge-prompt", "custom AlpaGasus-style prompt file.") = None,
+    judge_concurrency: _win(int, "--judge-concurrency", "judge requests in flight at once [8].") = None,
+    judge_timeout: _win(float, "--judge-timeout", "seconds per judge request [60].") = None,
+    judge_retries: _win(int, "--judge-retries", "retries on timeouts, 429 and 5xx [4].") = None,
+    judge_max_tokens: _win(int, "--judge-max-tokens", "tokens the judge may reply with [16].") = None,
+    max_new_tokens: _win(int, "--max-new-tokens", "tokens each tuned model may answer with [256].") = None,
+    gen_batch_size: _win(int, "--gen-batch-size", "held-out prompts generated at once [8].") = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="Examples of the tasks to select for, given to the target-aware methods (rds): a file, a folder, "
+            "or a hub data set, its split spelled ID[@REVISION][:SUBSET]:SPLIT.",
+        ),
+    ] = None,
+    target_task_field: Annotated[
+        str | None,
+        typer.Option("--target-task-field", help="--target: the target records' task field [each row a task]."),
+    ] = None,
+    split: SplitOpt = None,
+    subset: SubsetOpt = None,
+    revision: RevisionOpt = None,
+) -> None:
+    """Fine-tune on each method's pick, on random picks of the same size and on all the data; compare eval loss
+    (and, with --judge-url, a judge's win rate of each tuned model's answers against the random model's)."""
+    from ..experiments.compare import compare, load_spec, parse_sets, save_spec, spec_from
+    from ..experiments.winrate import from_options
+    from ..selection.size import parse_budget
+
+    judge = from_options({
+        "--judge-url": judge_url, "--judge-model": judge_model, "--judge-key-env": judge_key_env,
+        "--judge-dimension": judge_dimension, "--judge-prompt": str(judge_prompt) if judge_prompt else None,
+        "--judge-concurrency": judge_concurrency, "--judge-timeout": judge_timeout, "--judge-retries": judge_retries,
+        "--judge-max-tokens": judge_max_tokens, "--max-new-tokens": max_new_tokens, "--gen-batch-size": gen_batch_size,
+    })  # fmt: skip
+    if Path(input).suffix in (".yaml", ".yml"):
+        if methods or budget or budget_tokens or eval or target or target_task_field or split or subset or revision:
+            _fail("with a compare recipe, give --methods, --budget (or --budget-tokens), --eval, --target and "
+                  "--split, --subset, --revision in the recipe")  # fmt: skip
+        if judge:
+            _fail("with a compare recipe, give the judge in the recipe (judge: {url: ..., model: ...})")
+        spec, base_dir = load_spec(input)
+        spec = spec.model_copy(update={"report": str(report.resolve())}) if report else spec
+    else:
+        if (budget is None) == (budget_tokens is None) or not eval:
+            _fail("compare needs --eval and one of --budget or --budget-tokens (or a compare recipe)")
+        tune = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
+        tune = {k: v for k, v in tune.items() if v is not None} | ({"device": device} if device != "auto" else {})
+        spec = spec_from(dict(
+            data=str(input), split=split, subset=subset, revision=revision, eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
+            budget=parse_budget(budget) if budget else None,
+            budget_tokens=parse_budget(budget_tokens, "--budget-tokens") if budget_tokens else None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
+            finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,
+            on_error=on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
+            output=str(output) if output else None, report=str(report) if report else None, judge=judge,
+            target=str(target) if target else None, target_task_field=target_task_field,
+        ), "compare")  # fmt: skip
+        base_dir = Path.cwd()
+    if save_recipe is not None:
+        from ..outputs import Output, check_outputs
+
+        check_outputs([Path(input)], [Output(save_recipe, "recipe", "--save-recipe")], overwrite=overwrite)
+        save_spec(spec, save_recipe, comment="instructsift " + " ".join(sys.argv[1:]), base_dir=base_dir)
+    log = lambda m: err.print(m, style="dim", highlight=False, markup=False)  # noqa: E731
+    r = compare(spec, output, base_dir=base_dir, overwrite=overwrite, progress=not quiet, log=log)
+    out = output or base_dir / (spec.output or "")  # a recipe's output is relative to its folder
+    print((out / "results.md").read_text(encoding="utf-8"))
+    shown = f" (report: {base_dir / spec.report})" if spec.report else ""
+    err.print(f"{len(r['trials'])} trials ({r['trained_now']} run now) → {out}{shown}", highlight=False, markup=False)

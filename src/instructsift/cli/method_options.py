@@ -1,0 +1,252 @@
+"""The method options of `score` and `select`, generated from the registry: one option per field of every
+method's `Params` (their union), its help from the field's description, its type from its annotation, its
+value "unset" until given. Only the options the user gave reach the method, whose `Params` refuses one it
+does not take (naming the options it takes). Adding a method or an option touches no file of `cli/`.
+
+`select --method M --help` shows M's options apart from the common ones (the others hidden); the plain
+`--help` groups the method options by the methods that take them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+from .. import registry
+
+PANEL = "Options of "
+
+
+def number(value: Any) -> int | float:
+    """A count or a share: `200000` is an int, `0.05` a float (for a field typed `int | float`)."""
+    if isinstance(value, (int, float)):
+        return value
+    if "," in value:
+        raise typer.BadParameter(f"one number, not a list ({value}): a list of budgets is for compare")
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a number (a count, 200000, or a share, 0.05)") from None
+
+
+def _kind(annotation: Any) -> str:
+    """How the command line reads a field: flag, int, float, number (int or float), path or text (the
+    method's `Params` parses the text: lists are comma-separated)."""
+    if typing.get_origin(annotation) is Annotated:
+        return _kind(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = {_kind(a) for a in typing.get_args(annotation) if a is not type(None)}
+        if len(kinds) == 1:
+            return kinds.pop()
+        return "number" if kinds <= {"int", "float"} else "text"
+    if annotation is bool:
+        return "flag"
+    if annotation is int:
+        return "int"
+    if annotation is float:
+        return "float"
+    if isinstance(annotation, type) and issubclass(annotation, PurePath):
+        return "path"
+    return "text"
+
+
+def _default(field: Any) -> Any:
+    from pydantic_core import PydanticUndefined
+
+    value = field.get_default(call_default_factory=True)
+    return None if value is PydanticUndefined else value
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+@dataclass
+class MethodOption:
+    """One command-line option: a field name and, for each method that takes it, that method's field."""
+
+    name: str
+    fields: dict[str, Any]  # method name -> pydantic FieldInfo
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def kind(self) -> str:
+        kinds = {_kind(f.annotation) for f in self.fields.values()}
+        if len(kinds) == 1:
+            return kinds.pop()
+        return "number" if kinds <= {"int", "float", "number"} else "text"
+
+    def help(self, method: str | None = None) -> str:
+        """The field's description (each method's where they differ); with `method`, that method's own and
+        its default."""
+        if method is not None:
+            field = self.fields[method]
+            text, default = (field.description or "").rstrip("."), _default(field)
+            if default not in (None, False, "") and "[" not in text and self.kind != "flag":
+                text += f" [{_shown(default)}]"
+            return text + "." if text else ""
+        said: dict[str, list[str]] = {}
+        for name, field in self.fields.items():
+            if field.description:
+                said.setdefault(field.description.rstrip("."), []).append(name)
+        if len(said) == 1:
+            (text,) = said
+            return text + "."
+        return "; ".join(f"{', '.join(names)}: {text}" for text, names in said.items()) + ("." if said else "")
+
+    def panel(self, every: list[str]) -> str:
+        """The help section of this option: the methods that take it."""
+        takes = [m for m in every if m in self.fields]
+        if len(takes) == len(every):
+            return PANEL + "every method"
+        rest = [m for m in every if m not in self.fields]
+        if len(rest) < len(takes) and len(rest) <= 3:
+            return PANEL + "every method but " + ", ".join(rest)
+        return PANEL + ", ".join(takes)
+
+    def parameter(self, every: list[str]) -> inspect.Parameter:
+        """The command function's parameter: typer reads its `Annotated[..., typer.Option(...)]`."""
+        kind, panel = self.kind, self.panel(every)
+        if kind == "flag":
+            takes_true = any(_default(f) is True for f in self.fields.values())
+            decl = f"{self.flag}/--no-{self.flag[2:]}" if takes_true else self.flag
+            option = typer.Option(decl, help=self.help(), rich_help_panel=panel)
+            return inspect.Parameter(self.name, KEYWORD, default=False, annotation=Annotated[bool, option])
+        types_ = {"int": int, "float": float, "path": str, "text": str, "number": Any}
+        extra: dict[str, Any] = {"parser": number, "metavar": "NUMBER"} if kind == "number" else {}
+        if kind == "path":
+            extra["metavar"] = "PATH"
+        option = typer.Option(self.flag, help=self.help(), rich_help_panel=panel, show_default=False, **extra)
+        annotation = Annotated[types_[kind] | None if kind != "number" else Any, option]  # type: ignore[operator]
+        return inspect.Parameter(self.name, KEYWORD, default=None, annotation=annotation)
+
+
+KEYWORD = inspect.Parameter.KEYWORD_ONLY
+
+
+def method_options(exclude: Iterable[str] = ()) -> dict[str, MethodOption]:
+    """The union of every registered method's option fields (less `exclude`), by name, in first-seen order."""
+    out: dict[str, MethodOption] = {}
+    skip = set(exclude)
+    for entry in registry.entries("method"):
+        for name, field in entry.params.model_fields.items():
+            if name not in skip:
+                out.setdefault(name, MethodOption(name, {})).fields[entry.name] = field
+    return dict(sorted(out.items(), key=lambda kv: -len(kv[1].fields)))  # the most shared first
+
+
+def with_method_options(exclude: Callable[[], Iterable[str]] = lambda: ()) -> Callable:
+    """Decorator of a command function `fn(..., method_options: dict)`: typer sees its own parameters and
+    one option per method option (`method_options()`, less `exclude()`), read from the registry each time
+    the command is built (a method registered later has its options too); `fn` gets the method options
+    the user gave, by name, as `method_options`."""
+    return functools.partial(WithMethodOptions, exclude=exclude)
+
+
+class WithMethodOptions:
+    """A command function with the method options added to its signature (see `with_method_options`)."""
+
+    def __init__(self, fn: Callable, exclude: Callable[[], Iterable[str]]) -> None:
+        functools.update_wrapper(self, fn)
+        self.__annotations__ = {}  # typer reads the `__signature__` below
+        self.fn, self.exclude = fn, exclude
+        self.own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "method_options"]
+
+    @property
+    def options(self) -> dict[str, MethodOption]:
+        generated = method_options(self.exclude())
+        clash = sorted(set(generated) & {p.name for p in self.own})
+        if clash:
+            raise ValueError(f"{self.fn.__name__}: method options {clash} have the names of its own options")
+        return generated
+
+    @property
+    def __signature__(self) -> inspect.Signature:  # type: ignore[override]
+        every = registry.names("method")
+        context = inspect.Parameter(CONTEXT, KEYWORD, annotation=typer.Context)
+        return inspect.Signature([*self.own, *(o.parameter(every) for o in self.options.values()), context])
+
+    def __call__(self, **kwargs: Any) -> Any:
+        ctx = kwargs.pop(CONTEXT)
+        given = {k: kwargs.pop(k) for k in self.options if k in kwargs}
+        given = {k: v for k, v in given.items() if _given(ctx.get_parameter_source(k))}
+        return self.fn(**kwargs, method_options=given)
+
+
+CONTEXT = "_typer_context"
+
+
+def _given(source: Any) -> bool:
+    """Whether an option's value came from the command line (or the environment), not its default."""
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _method_named(args: list[str]) -> str | None:
+    """The registered name of the method `--method` / `-m` names in `args`, or None (none, or unknown)."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        value = None
+        if arg in ("--method", "-m") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--method="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith("-m") and not arg.startswith("--") and len(arg) > 2:
+            value = arg[2:]
+        if value is not None:
+            try:
+                return registry.get("method", value).name
+            except Exception:
+                return None
+    return None
+
+
+class MethodCommand(TyperCommand):
+    """`score` and `select`: the help shows the options in sections (`rich_help_panel`); with `--method M`
+    it shows M's own options (their help M's) and hides the other methods'."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        method = _method_named(args)
+        options = method_options()
+        every = registry.names("method")
+        for param in self.params:
+            option = options.get(param.name)
+            if option is None:
+                continue
+            if method is None:
+                param.hidden, param.help = False, option.help()
+                param.rich_help_panel = option.panel(every)  # type: ignore[attr-defined]
+            else:
+                param.hidden = method not in option.fields
+                param.help = option.help(method) if not param.hidden else param.help
+                param.rich_help_panel = PANEL + method  # type: ignore[attr-defined]
+        return super().parse_args(ctx, args)
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                title = "Arguments" if param.param_type_name == "argument" else "Options"
+                sections.setdefault(getattr(param, "rich_help_panel", None) or title, []).append(record)
+        for title, records in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(records)

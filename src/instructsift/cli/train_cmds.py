@@ -1,0 +1,260 @@
+"""The training commands: `finetune`, `evaluate`, `train-scar` and `synthesize` (SCAR's answers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from .core import _fail, _guard, _warn, app, err
+from .model_options import BatchOpt, DeviceOpt, DtypeOpt, ModelOpt, TrustOpt
+from .options import (
+    CacheOpt,
+    DataArg,
+    FormatOpt,
+    Input,
+    OnError,
+    OnErrorOpt,
+    OverwriteOpt,
+    QuietOpt,
+    RevisionOpt,
+    SplitOpt,
+    SubsetOpt,
+    _check_paths,
+    _model_input,
+    _read,
+)
+
+
+@app.command("finetune")
+@_guard
+def finetune_cmd(
+    input: DataArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned model (or adapter).")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the model folder an earlier finetune wrote at --output.")
+    ] = False,
+    model: ModelOpt = "embedded",
+    full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 3.0,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [LoRA 2e-4, full 2e-5].")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per step.")] = 8,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Steps accumulated per update.")] = 1,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per sequence.")] = 512,
+    template: Annotated[str, typer.Option(help="alpaca, chat, none, or a JSON template file.")] = "alpaca",
+    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.")] = 16,
+    lora_alpha: Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")] = 32,
+    save: Annotated[str, typer.Option(help="merged (a model folder) or adapter (LoRA weights only).")] = "merged",
+    checkpoint_steps: Annotated[int, typer.Option("--checkpoint-steps", help="Save a checkpoint every N steps.")] = 100,
+    no_eos: Annotated[bool, typer.Option("--no-eos", help="Do not append EOS to each answer.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    dtype: Annotated[str, typer.Option(help="Mixed precision: auto, float32, bfloat16 or float16.")] = "auto",
+    device: DeviceOpt = "auto",
+    restart: Annotated[bool, typer.Option("--restart", help="Ignore checkpoints of an interrupted run.")] = False,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = OnError.fail,
+    trust_remote_code: TrustOpt = False,
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+    split: SplitOpt = None,
+    subset: SubsetOpt = None,
+    revision: RevisionOpt = None,
+) -> None:
+    """Fine-tune a causal LM on DATA (loss on answer tokens only; LoRA unless --full). Rerun to resume."""
+    from ..models import use_cache_root
+    from ..train.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(
+        template=template,
+        max_length=max_length,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lora=not full,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        eos=not no_eos,
+        seed=seed,
+        dtype=dtype,
+        device=device,
+        save=save,
+        checkpoint_steps=checkpoint_steps,
+        trust_remote_code=trust_remote_code,
+    )
+    _check_paths([input, *_model_input(model)], [(output, "model", "--output")], overwrite)
+    dataset = _read(input, format, on_error, split=split, subset=subset, revision=revision)
+    try:
+        with use_cache_root(cache_dir):
+            r = finetune(dataset, model, output, config, progress=not quiet, resume=not restart)
+    except KeyboardInterrupt:
+        _fail("interrupted: run the same command again to resume from the last checkpoint")
+    for ex_id, why in r.skipped[:5]:
+        err.print(f"[yellow]skipped[/] {escape(f'{ex_id}: {why}')}", highlight=False)
+    loss = f"{r.train_loss:.4f}" if r.train_loss is not None else "-"
+    err.print(
+        f"trained on {r.sequences} sequences ({r.examples - len(r.skipped)} examples, {len(r.skipped)} skipped) · "
+        f"{r.steps} steps · train loss {loss} · {r.tokens_per_second:,.0f} tok/s"
+        + (f" · resumed from {Path(r.resumed_from).name}" if r.resumed_from else "")
+        + f" → {output}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("evaluate")
+@_guard
+def evaluate_cmd(
+    input: DataArg,
+    model: ModelOpt = "embedded",
+    template: Annotated[str, typer.Option(help="alpaca, chat, none, or a JSON template file.")] = "alpaca",
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per sequence.")] = 512,
+    no_eos: Annotated[bool, typer.Option("--no-eos", help="Do not score an EOS after each answer.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the result as JSON.")] = None,
+    overwrite: OverwriteOpt = False,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    batch_tokens: BatchOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = OnError.fail,
+    trust_remote_code: TrustOpt = False,
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+    split: SplitOpt = None,
+    subset: SubsetOpt = None,
+    revision: RevisionOpt = None,
+) -> None:
+    """Mean answer loss of a model on held-out DATA (InstructMining's quality proxy); prints JSON."""
+    import json
+
+    from ..atomic import write_text
+    from ..models import use_cache_root
+    from ..train.evaluate import evaluate
+
+    _check_paths([input, *_model_input(model)], [(output, "json", "--output")], overwrite)
+    dataset = _read(input, format, on_error, split=split, subset=subset, revision=revision)
+    with use_cache_root(cache_dir):
+        r = evaluate(
+            dataset,
+            model,
+            template=template,
+            max_length=max_length,
+            eos=not no_eos,
+            dtype=dtype,
+            device=device,
+            batch_tokens=batch_tokens,
+            trust_remote_code=trust_remote_code,
+            progress=not quiet,
+        )
+    text = json.dumps(r.as_dict(), indent=2)
+    if output:
+        write_text(output, text + "\n")
+    print(text)
+    err.print(
+        f"loss {r.loss:.4f} · ppl {r.ppl:.3f} · {r.scored} of {r.examples} examples · {r.tokens:,} answer tokens",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("train-scar")
+@_guard
+def train_scar_cmd(
+    quads: Annotated[
+        Path,
+        typer.Argument(metavar="QUADS", help="JSON Lines: instruction, input?, human, referenced?, direct, *_score?."),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the ranker.")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a ranker folder written here before.")
+    ] = False,
+    encoder: Annotated[
+        str, typer.Option(help="embedded (all-MiniLM-L6-v2), mpnet (all-mpnet-base-v2), a folder or hub id.")
+    ] = "embedded",
+    epochs: Annotated[int, typer.Option(help="Passes over the training split (the reference: 10).")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Quads per step.")] = 4,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-5,
+    linear_dim: Annotated[int, typer.Option("--linear-dim", help="Width of the two MLPs' hidden layer.")] = 1024,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per instruction and per answer.")] = 512,
+    quality_min: Annotated[
+        float, typer.Option("--quality-min", help="A pair counts when both quality scores are above this.")
+    ] = 5.0,
+    quality_max: Annotated[float, typer.Option("--quality-max", help="... and below this.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Split, initialisation and shuffling seed.")] = 42,
+    device: DeviceOpt = "auto",
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a SCAR style-consistency ranker on QUADS (80/10/10 split, best epoch by validation accuracy). Rerun to resume."""
+    from ..models import use_cache_root
+    from ..train.scar import ScarTrainConfig, read_quads, train_scar
+
+    config = ScarTrainConfig(
+        encoder=encoder, epochs=epochs, batch_size=batch_size, learning_rate=lr, linear_dim=linear_dim,
+        max_length=max_length, quality_min=quality_min, quality_max=quality_max, seed=seed, device=device,
+    )  # fmt: skip
+    _check_paths([quads], [(output, "model", "--output")], overwrite)
+    rows = read_quads(quads)
+    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    try:
+        with use_cache_root(cache_dir):
+            r = train_scar(rows, output, config, progress=not quiet, log=log)
+    except KeyboardInterrupt:
+        _fail("interrupted: run the same command again to resume from the last checkpoint")
+    err.print(
+        f"trained on {r['rows']['train']} quads · best validation accuracy {r['best_validation']:.4f} · "
+        f"test accuracy {r['test']['all']:.4f} → {output}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("synthesize")
+@_guard
+def synthesize_cmd(
+    input: Input,
+    output: Annotated[Path, typer.Option("--output", "-o", help="QUADS.jsonl: the rows with the LLM answers added.")],
+    kind: Annotated[
+        str, typer.Option(help="direct (the LLM answers), referenced (it rewrites the human answer), or both.")
+    ] = "both",
+    model: Annotated[
+        str,
+        typer.Option(help="The LLM: a model name on --url's server, else a local model (embedded, hub id, folder)."),
+    ] = "embedded",
+    url: Annotated[str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
+    key_env: Annotated[
+        str | None, typer.Option("--key-env", help="Environment variable holding the server's API key.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="New tokens per answer.")] = 1024,
+    concurrency: Annotated[int, typer.Option(help="Server: requests at a time.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Local model: prompts per generate call.")] = 8,
+    device: DeviceOpt = "auto",
+    overwrite: OverwriteOpt = False,
+    on_error: OnErrorOpt = OnError.fail,
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Add SCAR's LLM answers (direct, referenced) to DATA's rows, as a quads file for train-scar. Cached; rerun to resume."""
+    import json
+
+    from ..atomic import write_text
+    from ..data.errors import OptionError
+    from ..models import use_cache_root
+    from ..train.synthesize import KINDS, Generator, read_rows, synthesize
+
+    if kind not in (*KINDS, "both"):
+        raise OptionError(f"--kind {kind!r}: expected direct, referenced or both")
+    kinds = list(KINDS) if kind == "both" else [kind]
+    _check_paths([input], [(output, "rejects", "--output")], overwrite)
+    rows = read_rows(input, on_error.value)
+    gen = Generator(model=model, url=url, key_env=key_env, max_tokens=max_tokens, concurrency=concurrency,
+                    batch_size=batch_size, device=device)  # fmt: skip
+    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    with use_cache_root(cache_dir):
+        out, failed = synthesize(rows, kinds, gen, progress=not quiet, log=log)
+    write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
+    if failed:
+        _warn(f"{failed} answers could not be generated (reasons above); rerun to ask for them again")
+    err.print(f"{len(out)} rows, {', '.join(kinds)} answers → {output}", highlight=False, markup=False)

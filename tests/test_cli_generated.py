@@ -1,0 +1,166 @@
+"""The CLI is generated from the registry: `score` and `select` take every registered method's options (one
+flag per `Params` field, its help the field's description), `select --method M --help` shows M's own, a
+method registered later gets its flags without a change to `cli/`, and no file of `cli/` names a method's
+option."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import Field
+from typer.testing import CliRunner
+
+from instructsift import registry
+from instructsift.cli import app
+from instructsift.registry import Method, StrictModel
+
+CLI_DIR = Path(__file__).resolve().parents[1] / "src" / "instructsift" / "cli"
+# Modules of commands whose own options share a name with a method's (finetune's --max-length, compare's
+# --target, report's --rule, mine's --reward-model): they are not method options, so the rule does not
+# read them.
+OWN_OPTIONS = {"train_cmds.py", "experiments.py", "report_cmd.py", "model_options.py"}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def help_of(*args: str) -> str:
+    res = CliRunner().invoke(app, [*args, "--help"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def sections(text: str) -> dict[str, str]:
+    """The help's sections by title ("Options", "Options of deita", ...)."""
+    parts = re.split(r"^(\S[^\n]*):\n", text, flags=re.MULTILINE)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+def test_every_method_option_is_a_flag_of_select_and_its_own_help_shows_it():
+    plain = help_of("select")
+    for entry in registry.entries("method"):
+        own = sections(help_of("select", "--method", entry.name))
+        shown = own[f"Options of {entry.name}"]
+        for name, field in entry.params.model_fields.items():
+            assert re.search(rf"{flag(name)}(?![\w-])", plain), (entry.name, name)
+            assert re.search(rf"{flag(name)}(?![\w-])", shown), (entry.name, name)
+            if field.description:  # the method's own description, not another method's
+                words = " ".join(field.description.split()[:3])
+                assert words in " ".join(shown.split()), (entry.name, name, shown)
+        others = {n for e in registry.entries("method") for n in e.params.model_fields} - set(entry.params.model_fields)
+        text = "\n".join(own.values())
+        assert not [n for n in others if re.search(rf"{flag(n)}(?![\w-])", text)], entry.name
+        assert "--output" in own["Options"] and "--split" in own["Data source and export"]
+
+
+def test_plain_help_groups_the_method_options_by_the_methods_that_take_them():
+    parts = sections(help_of("select"))
+    assert "--complexity-model" in parts["Options of deita"] and "--whiten" in parts["Options of rds"]
+    assert "--ratio" in parts["Options of every method"] and "--threshold" in parts["Options of alpagasus, deita"]
+    assert "--complexity-model" not in parts["Options"] and "--ratio" not in parts["Options"]
+    # two meanings of --threshold, each its method's
+    threshold = " ".join(parts["Options of alpagasus, deita"].split())
+    assert "alpagasus: keep judge >= this" in threshold and "deita: skip a row with cosine" in threshold
+
+
+def test_score_takes_no_size_and_says_the_methods_own_defaults():
+    text = help_of("score", "--method", "deita")
+    assert "--ratio" not in text and "--top" not in text and "--budget-tokens" not in text
+    assert re.search(r"--complexity-model TEXT\s+the complexity scorer.*\[hkust-nlp/deita-complexity-scorer\]",
+                     " ".join(text.split()))  # fmt: skip
+
+
+def test_an_option_set_on_the_command_line_reaches_the_method(tmp_path):
+    """DEITA's --min-mass could not be set from `select` before; an option the method does not take is
+    refused with the options it takes."""
+    rows = [{"instruction": f"task {i}", "input": "", "output": "x" * (i + 1)} for i in range(8)]
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(rows))
+    res = CliRunner().invoke(app, ["select", str(data), "-m", "deita", "--min-mass", "2", "--top", "2",
+                                   "-o", str(tmp_path / "out.json")])  # fmt: skip
+    assert res.exit_code == 2 and "min_mass" in res.output and "less than or equal to 1" in res.output
+    res = CliRunner().invoke(app, ["select", str(data), "-m", "longest", "--whiten", "--top", "2",
+                                   "-o", str(tmp_path / "out.json")])  # fmt: skip
+    assert res.exit_code == 2 and "method 'longest' does not take 'whiten'" in res.output
+    res = CliRunner().invoke(app, ["select", str(data), "-m", "longest", "--top", "2", "-o", str(tmp_path / "o.json")])
+    assert res.exit_code == 0, res.output
+    assert {r["output"] for r in json.loads((tmp_path / "o.json").read_text())} == {"x" * 8, "x" * 7}
+
+
+class FrobParams(StrictModel):
+    top: int = Field(ge=1, description="keep this many")
+    frobnicate: int | None = Field(None, description="the draw's seed, frobnicated")
+    sparkle: bool = Field(False, description="sparkle first")
+
+
+def _frob_steps(p: FrobParams) -> list[dict]:
+    return [registry.step("select", "random", k=p.top, seed=(p.frobnicate or 0) + (7 if p.sparkle else 0))]
+
+
+@pytest.fixture
+def frob(monkeypatch):
+    """A throwaway method with new options, registered for one test and unregistered after it."""
+    registry.load_all()
+    method = Method(name="frob", paper="none", summary="a throwaway method", Params=FrobParams, steps=_frob_steps)
+    entry = registry.Entry("method", "frob", method, FrobParams, (), method.summary)
+    monkeypatch.setitem(registry._ENTRIES, ("method", "frob"), entry)
+    monkeypatch.setitem(registry._BY_TARGET, method, entry)
+    return method
+
+
+def test_a_method_registered_later_has_its_flags_without_a_cli_change(frob, monkeypatch, tmp_path):
+    own = sections(help_of("select", "--method", "frob"))["Options of frob"]
+    assert re.search(r"--frobnicate INTEGER\s+the draw's seed, frobnicated\.", own) and "--sparkle" in own
+    assert "--whiten" not in own and "--top" in own
+    assert "--frobnicate" in sections(help_of("select"))["Options of frob"]
+    rows = [{"instruction": f"task {i}", "input": "", "output": f"answer {i}"} for i in range(10)]
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(rows))
+    picks = []
+    for extra in (["--frobnicate", "3"], ["--frobnicate", "3"], ["--frobnicate", "3", "--sparkle"]):
+        out = tmp_path / f"out{len(picks)}.json"
+        res = CliRunner().invoke(app, ["select", str(data), "-m", "frob", "--top", "4", *extra, "-o", str(out), "-q"])
+        assert res.exit_code == 0, res.output
+        picks.append([r["instruction"] for r in json.loads(out.read_text())])
+    assert len(picks[0]) == 4 and picks[0] == picks[1] and picks[0] != picks[2]
+    monkeypatch.undo()  # unregistered: its flags are gone
+    assert "frob" not in registry.names("method") and "--frobnicate" not in help_of("select")
+
+
+def named_options(path: Path, names: set[str]) -> set[str]:
+    """The method options a module's string literals (docstrings too) name: a flag (`--min-mass`), a
+    field name with `_` (`judge_url`) anywhere, or a one-word name (`seed`) as a whole string."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            words = set(re.findall(r"--[a-z][a-z-]*|\b[a-z][a-z_]*\b", node.value))
+            found |= {n for n in names if flag(n) in words or node.value == n or ("_" in n and n in words)}
+    return found
+
+
+def test_no_method_option_is_named_in_the_cli():
+    """The rule: `cli/` names no registered method's option (its field name or flag) outside the modules of
+    commands that have options of their own; the method options come from the registry."""
+    names = {n for e in registry.entries("method") for n in e.params.model_fields}
+    modules = [p for p in sorted(CLI_DIR.glob("*.py")) if p.name not in OWN_OPTIONS]
+    assert {p.name for p in modules} >= {"__init__.py", "core.py", "options.py", "method_options.py", "data_cmds.py"}
+    found = {(p.name, n) for p in modules for n in named_options(p, names)}
+    assert not found, found
+
+
+def test_the_rule_sees_a_named_option(tmp_path):
+    path = tmp_path / "x.py"
+    path.write_text('OPT = typer.Option("--complexity-model")\nKEYS = {"judge_url": None, "seed": 0}\n"""a seed"""\n')
+    names = {"complexity_model", "judge_url", "seed", "whiten"}
+    assert named_options(path, names) == {"complexity_model", "judge_url", "seed"}
+
+
+def test_every_method_option_has_a_description_for_its_help():
+    missing = [(e.name, n) for e in registry.entries("method") for n, f in e.params.model_fields.items()
+               if not f.description]  # fmt: skip
+    assert not missing, missing
