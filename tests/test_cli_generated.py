@@ -164,3 +164,19 @@ def test_every_method_option_has_a_description_for_its_help():
     missing = [(e.name, n) for e in registry.entries("method") for n, f in e.params.model_fields.items()
                if not f.description]  # fmt: skip
     assert not missing, missing
+
+
+def test_score_refuses_an_option_that_only_chooses_rows(tmp_path):
+    """`score` runs a method's scorers alone: an option that changes only its selectors (read from the
+    method's steps) is an error, exit 2; one that changes a scorer is taken."""
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([{"instruction": "Say hi.", "input": "", "output": "Hi."}]))
+    out = str(tmp_path / "s.parquet")
+    for args, flag_ in ((["-m", "lima", "--per-category", "3"], "--per-category"),
+                        (["-m", "alpagasus", "--threshold", "4"], "--threshold"),
+                        (["-m", "deita", "--threshold", "0.8"], "--threshold")):  # fmt: skip
+        res = CliRunner().invoke(app, ["score", str(data), *args, "-o", out])
+        assert res.exit_code == 2, res.output
+        assert f"{flag_} only chooses rows" in res.output and "give it to `select`" in res.output
+    superfiltering = registry.get("method", "superfiltering").target
+    assert superfiltering.expand({"max_length": 256}, score_only=True) != superfiltering.expand({}, score_only=True)

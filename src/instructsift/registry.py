@@ -257,11 +257,39 @@ class Method:
         try:
             budget_steps = getattr(params, "budget_steps", None)  # a size in tokens (methods.base.Size)
             steps = budget_steps(self.steps) if budget_steps else self.steps(params)
-            return [s for s in steps if "select" not in s or _adds_columns_only(s)] if score_only else steps
+            if not score_only:
+                return steps
+            idle = self._selection_only(options or {})
+            if idle:
+                flags = ", ".join("--" + k.replace("_", "-") for k in idle)
+                raise UsageError(
+                    f"method {self.name!r}: {flags} only choose{'s' if len(idle) == 1 else ''} rows, and a "
+                    "score-only run chooses none: give it to `select`"
+                )
+            return [s for s in steps if "select" not in s or _adds_columns_only(s)]
         except ValueError as e:
             if isinstance(e, UsageError):
                 raise
             raise UsageError(f"method {self.name!r}: {e}") from None
+
+    def _selection_only(self, options: Mapping[str, Any]) -> list[str]:
+        """The given options that change the method's selectors and nothing that a score-only run keeps
+        (found by expanding the method without each of them: read from its `steps`, never from a list)."""
+
+        def expanded(opts: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            steps = self.steps(get("method", self.name).validate(opts, {"score_only": True}))
+            return [s for s in steps if "select" not in s or _adds_columns_only(s)], steps
+
+        kept, every = expanded(options)
+        idle = []
+        for name in options:
+            try:
+                kept_without, every_without = expanded({k: v for k, v in options.items() if k != name})
+            except (ValueError, UsageError):  # another option needs this one: it is not idle
+                continue
+            if kept_without == kept and every_without != every:
+                idle.append(name)
+        return idle
 
     def scorers(self, **options: Any) -> list[Any]:
         """The method's scorers, built (Python API; a recipe also runs its fit steps)."""
