@@ -209,14 +209,23 @@ def test_ctrl_c_says_what_is_cached_and_a_rerun_gives_the_same_bytes(tmp_path):
 
     whole = subprocess.run(cmd("cache_a", "a.parquet"), capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
-    proc = subprocess.Popen(cmd("cache_b", "b.parquet"), stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    # An earlier test in this worker may leave SIGINT ignored or blocked here, and a child inherits both (Python
+    # then installs no KeyboardInterrupt handler: the run ignored Ctrl-C once and exited 0). Start the command
+    # as a shell starts it: SIGINT at its default, not blocked.
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        proc = subprocess.Popen(cmd("cache_b", "b.parquet"), stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     deadline = time.monotonic() + 600
     while not list((tmp_path / "cache_b").glob("scores/*/part-*.parquet")) and proc.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, f"{err} (SIGINT here before: {handler}, blocked: {signal.SIGINT in mask})"
     assert "Traceback" not in err and err.splitlines()[-1].startswith("interrupted during ifd: "), err
     held = int(err.splitlines()[-1].split(": ")[1].split(" of ")[0])
     assert 16 <= held < 48 and err.splitlines()[-1].endswith(

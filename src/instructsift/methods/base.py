@@ -83,7 +83,19 @@ class Size(StrictModel):
         return [count, *steps(ranked), step("select", "token_budget", tokens=self.budget_tokens)]
 
 
-class LM(StrictModel):
+class Runtime(StrictModel):
+    """How a model runs: its dtype and device, padded batches, cached chunks, a hub model's own code."""
+
+    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    batch_tokens: int | None = Field(None, ge=1, description="padded tokens per batch [CPU 8192, GPU 65536]")
+    chunk_size: int | None = Field(
+        None, ge=1, description="examples per cached chunk: a resumed run redoes at most one [CPU 512, GPU 8192]"
+    )
+    trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")
+
+
+class LM(Runtime):
     """A causal language model that scores (IFD, the local judge)."""
 
     model: ModelRef = Field(
@@ -93,13 +105,6 @@ class LM(StrictModel):
     )
     template: str | None = Field(None, description="alpaca, chat, none, or a JSON template file [method default]")
     max_length: int | None = Field(None, ge=1, description="tokens per sequence")
-    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    batch_tokens: int | None = Field(None, ge=1, description="padded tokens per batch [CPU 8192, GPU 65536]")
-    chunk_size: int | None = Field(
-        None, ge=1, description="examples per cached chunk: a resumed run redoes at most one [CPU 512, GPU 8192]"
-    )
-    trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")
 
 
 class Encoder(StrictModel):

@@ -24,7 +24,7 @@ from pydantic import Field
 from ..registry import Method, ModelRef, register_method, step
 from ..scoring.deita import MAX_LENGTH, MIN_MASS
 from ..scoring.deita_prompts import COMPLEXITY_SCORER, QUALITY_SCORER
-from .base import Encoder, Size, embed_options, given
+from .base import Encoder, Runtime, Size, embed_options, given
 
 THRESHOLD = 0.9
 SCORER_FIELDS = (
@@ -38,7 +38,7 @@ SCORER_FIELDS = (
 )
 
 
-class Params(Size, Encoder):
+class Params(Size, Encoder, Runtime):
     complexity_model: ModelRef = Field(
         COMPLEXITY_SCORER, description="the complexity scorer: a hub id, folder or embedded"
     )
@@ -47,13 +47,6 @@ class Params(Size, Encoder):
     max_length: int | None = Field(None, ge=64, description=f"tokens per scorer prompt [{MAX_LENGTH}]")
     threshold: float = Field(THRESHOLD, ge=-1, le=1, description="skip a row with cosine > this to a kept one")
     model: ModelRef = Field("embedded", description="the causal LM that embeds with --encoder lm (the model to tune)")
-    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    batch_tokens: int | None = Field(None, ge=1, description="padded tokens per batch [CPU 8192, GPU 65536]")
-    chunk_size: int | None = Field(
-        None, ge=1, description="examples per cached chunk: a resumed run redoes at most one [CPU 512, GPU 8192]"
-    )
-    trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")
 
 
 def steps(p: Params) -> list[dict[str, Any]]:

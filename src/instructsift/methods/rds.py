@@ -14,13 +14,13 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..registry import Method, ModelRef, OptionalDataRef, register_method, step
-from .base import Size, given
+from .base import Runtime, Size, given
 
 REP_FIELDS = ("template", "layer", "layers", "project", "seed", "max_length", "dtype", "device", "batch_tokens",
               "trust_remote_code")  # fmt: skip
 
 
-class Params(Size):
+class Params(Size, Runtime):
     target: OptionalDataRef = Field(None, description="examples of the target tasks (any format; answers optional)")
     target_task_field: str | None = Field(None, description="the target records' task field [each row a task]")
     target_text: str = Field("prompt", description="what a target encodes: prompt (instruction) or whole")
@@ -35,13 +35,6 @@ class Params(Size):
     project: int | None = Field(None, ge=1, description="Rademacher projection to this many dimensions (CRDS-R)")
     seed: int | None = Field(None, description="--project's seed [0]")
     max_length: int | None = Field(None, ge=1, description="tokens per example [2048]")
-    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    batch_tokens: int | None = Field(None, ge=1, description="padded tokens per batch [CPU 8192, GPU 65536]")
-    chunk_size: int | None = Field(
-        None, ge=1, description="examples per cached chunk: a resumed run redoes at most one [CPU 512, GPU 8192]"
-    )
-    trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")
 
     @field_validator("layers", mode="before")
     @classmethod
