@@ -21,10 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-from selection_quality import HELD_OUT, POOL, parse_trial_args
+from selection_quality import HELD_OUT, POOL, parse_trial_args, run_compare, trial_settings
 
 ARMS = ["rds", "rds-white=rds", "longest"]
 OPTIONS = {"rds-white": {"whiten": True}}
@@ -73,7 +72,7 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also fine-tune on the whole pool")
     args = parse_trial_args(ap, "rds_compare", SMOKE, epochs=3.0)
 
-    from instructsift.experiments.compare import CompareSpec, compare
+    from instructsift.experiments.compare import CompareSpec
 
     pool_file, target_file, eval_file = split(
         args.out.with_name(args.out.name + ".inputs"), args.pool, args.targets_n, args.eval_n, args.seed
@@ -84,25 +83,14 @@ def main() -> None:
         eval=str(eval_file),
         methods=ARMS,
         budget_tokens=args.budget_tokens,
-        base=args.base,
-        random_seeds=args.random_seeds,
         full=args.full,
         target=str(target_file),
         target_task_field=args.task_field or None,
         options={"rds": {"model": rds_model}, **OPTIONS},
-        finetune={
-            "epochs": args.epochs,
-            "max_length": args.max_length,
-            "batch_size": args.batch_size,
-            "device": args.device,
-        },  # fmt: skip
-        cache_dir=str(args.cache_dir) if args.cache_dir else None,
+        **trial_settings(args),
     )
-    t0 = time.monotonic()
-    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    r = compare(spec, args.out, overwrite=True, log=log)
-    print((args.out / "results.md").read_text(encoding="utf-8"))
-    print(f"{len(r['trials'])} trials ({r['trained_now']} trained now), {time.monotonic() - t0:.0f} s -> {args.out}")
+    r, seconds = run_compare(spec, args.out)
+    print(f"{len(r['trials'])} trials ({r['trained_now']} trained now), {seconds:.0f} s -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,24 @@ def parse_trial_args(ap: argparse.ArgumentParser, name: str, smoke: dict, epochs
     return args
 
 
+def trial_settings(args: argparse.Namespace) -> dict:
+    """The `CompareSpec` fields that `parse_trial_args`' options set: base, random seeds, fine-tuning, cache."""
+    finetune = {"epochs": args.epochs, "max_length": args.max_length, "batch_size": args.batch_size,
+                "device": args.device}  # fmt: skip
+    return {"base": args.base, "random_seeds": args.random_seeds, "finetune": finetune,
+            "cache_dir": str(args.cache_dir) if args.cache_dir else None}  # fmt: skip
+
+
+def run_compare(spec: object, out: Path) -> tuple[dict, float]:
+    """`compare` with its log on stderr, then its results.md printed; the result and the seconds it took."""
+    from instructsift.experiments.compare import compare
+
+    t0 = time.monotonic()
+    r = compare(spec, out, overwrite=True, log=lambda m: print(m, file=sys.stderr, flush=True))
+    print((out / "results.md").read_text(encoding="utf-8"))
+    return r, time.monotonic() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", type=int, default=500, help="rows of alpaca_random_9k to select from")
@@ -113,7 +131,7 @@ def main() -> None:
     ap.add_argument("--no-full", action="store_true", help="leave out the all-data trial")
     args = parse_trial_args(ap, "selection_quality", SMOKE, epochs=1.0)
 
-    from instructsift.experiments.compare import CompareSpec, compare
+    from instructsift.experiments.compare import CompareSpec
     from instructsift.selection.size import parse_budget
 
     folder = args.out.with_name(args.out.name + ".inputs")
@@ -127,25 +145,14 @@ def main() -> None:
         methods=[m for m in args.methods.split(",") if m],
         budget=None if tokens else budget,
         budget_tokens=tokens,
-        base=args.base,
-        random_seeds=args.random_seeds,
         full=not args.no_full,
         options={m: o for m, o in OPTIONS.items() if m in args.methods.split(",")},
-        finetune={
-            "epochs": args.epochs,
-            "max_length": args.max_length,
-            "batch_size": args.batch_size,
-            "device": args.device,
-        },  # fmt: skip
-        cache_dir=str(args.cache_dir) if args.cache_dir else None,
+        **trial_settings(args),
     )
-    t0 = time.monotonic()
-    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    r = compare(spec, args.out, overwrite=True, log=log)
-    print((args.out / "results.md").read_text())
+    r, seconds = run_compare(spec, args.out)
     points = r.get("points") or [r]
     trials = sum(len(p.get("trials", p.get("rows", []))) for p in points)
-    print(f"{trials} trials over {len(points)} budget(s), {time.monotonic() - t0:.0f} s -> {args.out}")
+    print(f"{trials} trials over {len(points)} budget(s), {seconds:.0f} s -> {args.out}")
 
 
 if __name__ == "__main__":
