@@ -102,8 +102,9 @@ def parse_trial_args(ap: argparse.ArgumentParser, name: str, smoke: dict, epochs
 
 def trial_settings(args: argparse.Namespace) -> dict:
     """The `CompareSpec` fields that `parse_trial_args`' options set: base, random seeds, fine-tuning, cache."""
+    # A checkpoint every 10 steps (not in the trial's key): a trial stopped midway resumes near where it was.
     finetune = {"epochs": args.epochs, "max_length": args.max_length, "batch_size": args.batch_size,
-                "device": args.device}  # fmt: skip
+                "device": args.device, "checkpoint_steps": 10}  # fmt: skip
     return {"base": args.base, "random_seeds": args.random_seeds, "finetune": finetune,
             "cache_dir": str(args.cache_dir) if args.cache_dir else None}  # fmt: skip
 
