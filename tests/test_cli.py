@@ -157,31 +157,54 @@ def test_methods_lists_papers(monkeypatch):
     assert "cherry" in out and "superfiltering" in out and "NAACL 2024" in out
 
 
-def test_resume_after_kill_is_byte_identical(shared_data, tmp_path):
-    """A run killed with SIGKILL resumes from its cache without rescoring finished chunks."""
-    ds = read(shared_data / "alpaca" / "alpaca_random_9k.json", on_error="skip")
-    rows = [ex.record for ex in ds.examples if len(ex.response) < 200][:32]
-    data = tmp_path / "rows.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    args = ["score", data, "--method", "superfiltering", "--chunk-size", "8"]
+def started(cmd: list[str]) -> subprocess.Popen:
+    """`cmd` started as a shell starts it: SIGINT at its default and not blocked. An earlier test in this
+    worker may leave SIGINT ignored or blocked here, and a child inherits both (Python then installs no
+    KeyboardInterrupt handler: a run once ignored Ctrl-C and exited 0)."""
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
-    cli(*args, "--cache-dir", tmp_path / "cache_a", "-o", tmp_path / "a.parquet")
 
-    cache_b = tmp_path / "cache_b"
-    cmd = cli_command(*args, "--cache-dir", cache_b, "-o", tmp_path / "b.parquet")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while (
-        len(list(cache_b.glob("scores/*/part-*.parquet"))) < 2 and proc.poll() is None and time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+def stopped_after_a_step(cache: Path, sig: signal.Signals) -> subprocess.Popen:
+    """`score SAMPLE -m superfiltering`, sent `sig` once its first step of rows is cached. Its 32 rows are
+    cached in steps of 16 (a small data set is persisted in eighths of at least 16 rows; the default chunk of
+    512 would keep nothing), so the run is still scoring its second step."""
+    out = cache / "out.parquet"
+    proc = started(cli_command("score", SAMPLE, "-m", "superfiltering", "-q", "--cache-dir", cache, "-o", out))
+    deadline = time.monotonic() + 600
+    while not list(cache.glob("scores/*/part-*.parquet")) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    return proc
+
+
+def test_ctrl_c_says_what_is_cached_and_a_rerun_gives_the_same_bytes(sample_scores, tmp_path):
+    """Ctrl-C: one line, exit 130; the finished rows stay cached, and a rerun writes what an uninterrupted
+    run wrote (`sample_scores`), byte for byte."""
+    proc = stopped_after_a_step(tmp_path, signal.SIGINT)
+    _, err = proc.communicate()
+    assert proc.returncode == 130, err
+    last = err.splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("interrupted during ifd: "), err
+    assert last.endswith(" of 32 rows are cached; run the same command again to resume"), err
+    assert 16 <= int(last.split(": ")[1].split(" of ")[0]) < 32
+    cli("score", SAMPLE, "-m", "superfiltering", "-q", "--cache-dir", tmp_path, "-o", tmp_path / "out.parquet")
+    assert (tmp_path / "out.parquet").read_bytes() == sample_scores.read_bytes()
+
+
+def test_resume_after_kill_is_byte_identical(sample_scores, tmp_path):
+    """A run killed with SIGKILL resumes from its cache without rescoring the finished step."""
+    proc = stopped_after_a_step(tmp_path, signal.SIGKILL)
+    proc.communicate()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not (tmp_path / "b.parquet").exists()
-
-    resumed = cli(*args, "--cache-dir", cache_b, "-o", tmp_path / "b.parquet")
-    m = re.search(r"ifd: (\d+) scored, (\d+) from cache", resumed.stderr)
-    scored, cached = int(m.group(1)), int(m.group(2))
+    assert not (tmp_path / "out.parquet").exists()
+    resumed = cli("score", SAMPLE, "-m", "superfiltering", "--cache-dir", tmp_path, "-o", tmp_path / "out.parquet")
+    scored, cached = map(int, re.search(r"ifd: (\d+) scored, (\d+) from cache", resumed.stderr).groups())
     assert cached >= 16 and scored + cached == 32 and scored < 32
-    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    assert (tmp_path / "out.parquet").read_bytes() == sample_scores.read_bytes()

@@ -1,6 +1,6 @@
 """What a new user meets first, through the real command in-process (typer's runner): a missing optional
 package, `-o -`, an empty input with --allow-empty, a ratio above 1, --top above the rows there are, an
-unreachable hub model, Ctrl-C. Each error is one `error:` line, exit 2, without a traceback."""
+unreachable hub model (Ctrl-C: tests/test_cli.py). Each error is one `error:` line, exit 2, without a traceback."""
 
 from __future__ import annotations
 
@@ -187,53 +187,6 @@ def test_top_above_the_rows_left_after_rules_says_so(small):
     r = run("select", small, "-m", "lima", "--top", "3", "--min-chars", "25", "-o", "o.json", "-q")
     assert r.exit_code == 0, r.stderr
     assert r.stderr == "warning: --top 3: the method's rules left only 1 to choose from; kept them all\n"
-
-
-# -- Ctrl-C: one line, exit 130; a small run keeps its finished rows and resumes to the same bytes --------
-def test_ctrl_c_says_what_is_cached_and_a_rerun_gives_the_same_bytes(tmp_path):
-    import json
-    import os
-    import signal
-    import subprocess
-    import time
-
-    rows = json.loads(SAMPLE.read_text())
-    data = tmp_path / "r48.json"  # 48 rows: cached in steps of 16 (the default chunk of 512 would keep nothing)
-    data.write_text(
-        json.dumps([dict(r, instruction=r["instruction"] + s) for s in ("", " Be brief.") for r in rows][:48])
-    )
-
-    def cmd(cache: str, out: str) -> list[str]:
-        args = ["score", data, "-m", "superfiltering", "-q", "--cache-dir", tmp_path / cache, "-o", tmp_path / out]
-        return [sys.executable, "-m", "instructsift.cli", *map(str, args)]
-
-    whole = subprocess.run(cmd("cache_a", "a.parquet"), capture_output=True, text=True)
-    assert whole.returncode == 0, whole.stderr
-    # An earlier test in this worker may leave SIGINT ignored or blocked here, and a child inherits both (Python
-    # then installs no KeyboardInterrupt handler: the run ignored Ctrl-C once and exited 0). Start the command
-    # as a shell starts it: SIGINT at its default, not blocked.
-    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    try:
-        proc = subprocess.Popen(cmd("cache_b", "b.parquet"), stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-    finally:
-        signal.signal(signal.SIGINT, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    deadline = time.monotonic() + 600
-    while not list((tmp_path / "cache_b").glob("scores/*/part-*.parquet")) and proc.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate()
-    assert proc.returncode == 130, f"{err} (SIGINT here before: {handler}, blocked: {signal.SIGINT in mask})"
-    assert "Traceback" not in err and err.splitlines()[-1].startswith("interrupted during ifd: "), err
-    held = int(err.splitlines()[-1].split(": ")[1].split(" of ")[0])
-    assert 16 <= held < 48 and err.splitlines()[-1].endswith(
-        " of 48 rows are cached; run the same command again to resume"
-    )
-    again = subprocess.run(cmd("cache_b", "b.parquet"), capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr
-    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
 
 
 # -- the report: cut-off labels apart; the columns the selection decided on, bookkeeping on request -------
