@@ -1,6 +1,6 @@
 """Shared fixtures: the real data in ../shared/data, one model cache for the whole session, the tiny random
 Llamas (built once per session), and a real OpenAI-compatible server on loopback (`transformers serve`,
-transformers[serving]) with the embedded model. Helpers that are not fixtures (the `cli()` subprocess, the
+transformers[serving]) with the embedded model. Helpers that are not fixtures (the `cli()` command, the
 tiny model builders) are in helpers.py; numeric tolerances in tolerances.py."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import cli
+from helpers import cli_subprocess
 from typer.testing import CliRunner
 
 from instructsift import __version__
@@ -19,7 +19,7 @@ COMMANDS = ["score", "select", "run", "report", "methods", "finetune", "evaluate
 
 
 def test_version_in_a_subprocess():
-    proc = cli("--version")
+    proc = cli_subprocess("--version")
     assert proc.stdout.strip() == f"instructsift {__version__}"
 
 
