@@ -166,6 +166,18 @@ def test_quiet_uncached_model_run_prints_nothing_and_no_library_warning(small):
     assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
 
 
+def test_lora_finetune_prints_no_library_warning(small, tiny_llama):
+    """peft reads a property transformers deprecated (`is_gradient_checkpointing`): its FutureWarning is not
+    the user's to act on."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = run("finetune", small, "--model", tiny_llama, "-o", "ft", "--epochs", "1", "--max-length", "64", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+
+
 def test_quiet_still_warns_when_nothing_is_kept(small):
     r = run("select", small, "-m", "superfiltering", "--top", "0", "-o", "none.json", "-q")
     assert r.exit_code == 0 and r.stderr.startswith("warning: the selection kept no rows"), r.stderr

@@ -161,9 +161,17 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     return out
 
 
+def _bars_off() -> None:
+    """transformers' own progress bars (loading, writing shards) off: the user sees instructsift's lines."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _convert(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _bars_off()
     with _gguf_read_once():
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -197,6 +205,7 @@ def merged_adapter(path: Path) -> ModelSource:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        _bars_off()
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base.path), str(path)).merge_and_unload()
         tokenizer = AutoTokenizer.from_pretrained(path if (path / "tokenizer_config.json").exists() else base.path)
         with atomic_path(out, directory=True) as tmp:
@@ -289,9 +298,8 @@ def load_pretrained(
     if isinstance(spec, LoadedModel):
         return spec
     import transformers
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    _bars_off()
     source = resolve(spec)
     dev = choose_device(device)
     torch_dtype = choose_dtype(dtype, dev)
