@@ -9,6 +9,7 @@ is a bug in instructsift and keeps its traceback. `UserError` is a `ValueError`,
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -52,8 +53,63 @@ class UserError(ValueError):
     exit_code = 2
 
 
+_UNSET: Any = object()
+
+
+class Placeholder(str):
+    """A value that stands for what the user gives (`MODEL`, `N`): shown as it is, never quoted."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def python_option(name: str, value: Any = _UNSET) -> str:
+    """An option as the Python API takes it: `ratio=`, or with its value, `min_chars=10`."""
+    return f"{name}=" if value is _UNSET else f"{name}={value!r}"
+
+
 class OptionError(UserError):
-    """A bad option value, an unknown name, or options that do not go together."""
+    """A bad option value, an unknown name, or options that do not go together.
+
+    The message names the options it is about by their field names, as `{name}` placeholders: those
+    listed after it bare, those given as keywords with their value.
+    `OptionError("needs exactly one of {ratio} or {top}", "ratio", "top")` reads `needs exactly one of
+    ratio= or top=` (the Python API's spelling, `str(e)`), and `render(spell)` spells them another way:
+    the CLI's `--ratio` (`cli.core`). A message with no options is plain text (braces and all)."""
+
+    def __init__(self, message: str = "", *options: str, **values: Any):
+        self.template, self.options, self.values = message, options, values
+        super().__init__(message)
+
+    def render(self, spell: Callable[..., str] = python_option) -> str:
+        """The message with its options spelled by `spell(name)` or `spell(name, value)`."""
+        if not self.options and not self.values:
+            return self.template
+        names = {n: spell(n) for n in self.options} | {n: spell(n, v) for n, v in self.values.items()}
+        return self.template.format_map(names)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __reduce__(self) -> Any:  # pickles whatever its subclass's constructor takes (Ray sends errors on)
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type, args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    e = Exception.__new__(cls)
+    e.args = args
+    e.__dict__.update(state)
+    return e
+
+
+def with_prefix(prefix: str, error: Exception, cls: type[OptionError] | None = None) -> OptionError:
+    """`error` as an `OptionError` (`cls`, default `UsageError`-like `OptionError`) whose message starts
+    with `prefix` (the step it is about), its options kept so that each front end spells them its way."""
+    cls = cls or OptionError
+    if isinstance(error, OptionError) and (error.options or error.values):
+        escaped = prefix.replace("{", "{{").replace("}", "}}")
+        return cls(escaped + error.template, *error.options, **error.values)
+    return cls(prefix + str(error))
 
 
 def check_at_least(owner: Any, **bounds: int) -> None:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ..data.errors import OptionError
 from ..registry import ModelRef, OptionalFilePath, OptionalModelRef, StrictModel, step
 
 
@@ -39,7 +40,7 @@ class Size(StrictModel):
     @classmethod
     def _share(cls, ratio: float | None) -> float | None:
         if ratio is not None and not 0 < ratio <= 1:
-            raise ValueError(f"{ratio:g} is not a share between 0 and 1 (0.05 for 5%); use --top for a count")
+            raise OptionError(f"{ratio:g} is not a share between 0 and 1 (0.05 for 5%); use {{top}} for a count", "top")
         return ratio
 
     @field_validator("budget_tokens", mode="before")
@@ -54,18 +55,25 @@ class Size(StrictModel):
     @model_validator(mode="after")
     def _one_size(self, info: ValidationInfo) -> Size:
         if self.budget_tokens is not None and (self.ratio is not None or self.top is not None):
-            given = "--ratio" if self.ratio is not None else "--top"
-            raise ValueError(f"--budget-tokens sets the size in trained tokens: give it without {given}")
+            given = "ratio" if self.ratio is not None else "top"
+            raise OptionError(
+                f"{{budget_tokens}} sets the size in trained tokens: give it without {{{given}}}",
+                "budget_tokens",
+                given,
+            )
         if self.budget_tokens is None and (self.base, self.train_max_length, self.train_template) != (None,) * 3:
-            raise ValueError(
-                "--base, --train-max-length and --train-template say how --budget-tokens counts: give --budget-tokens too"
+            raise OptionError(
+                "{base}, {train_max_length} and {train_template} say how {budget_tokens} counts: give {budget_tokens} too",
+                *("base", "train_max_length", "train_template", "budget_tokens"),
             )
         if self.ratio is not None and self.top is not None:
-            raise ValueError("needs exactly one of --ratio or --top, not both")
+            raise OptionError("needs exactly one of {ratio} or {top}, not both", "ratio", "top")
         score_only = bool(info.context and info.context.get("score_only"))
         sized = self.ratio is not None or self.top is not None or self.budget_tokens is not None
         if not (self.size_optional or score_only or sized):
-            raise ValueError("needs exactly one of --ratio or --top (or --budget-tokens)")
+            raise OptionError(
+                "needs exactly one of {ratio} or {top} (or {budget_tokens})", "ratio", "top", "budget_tokens"
+            )
         return self
 
     def budget_steps(self, steps: Callable[[Any], list[dict[str, Any]]]) -> list[dict[str, Any]]:

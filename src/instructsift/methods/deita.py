@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import Field
 
+from ..data.errors import OptionError
 from ..registry import Method, ModelRef, register_method, step
 from ..scoring.deita import MAX_LENGTH, MIN_MASS
 from ..scoring.deita_prompts import COMPLEXITY_SCORER, QUALITY_SCORER
@@ -51,8 +52,10 @@ class Params(Size, Encoder, Runtime):
 
 def steps(p: Params) -> list[dict[str, Any]]:
     if "model" in p.model_fields_set and not p.encoder.startswith("lm"):
-        raise ValueError(
-            "--model is the model that embeds with --encoder lm; the scorers are --complexity-model and --quality-model"
+        raise OptionError(
+            "{model} is the model that embeds with {encoder}; the scorers are {complexity_model} and {quality_model}",
+            *("model", "complexity_model", "quality_model"),
+            encoder="lm",
         )
     return [
         step(

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ..data.errors import OptionError, Placeholder
 from ..registry import Method, ModelRef, OptionalDataRef, register_method, step
 from .base import Runtime, Size, given
 
@@ -43,8 +44,8 @@ class Params(Size, Runtime):
             try:
                 return [int(x) for x in v.split(",") if x.strip()]
             except ValueError:
-                raise ValueError(
-                    f"--layers {v!r}: hidden states as whole numbers, comma-separated (-4,-3,-2,-1)"
+                raise OptionError(
+                    "{layers}: hidden states as whole numbers, comma-separated (-4,-3,-2,-1)", layers=v
                 ) from None
         return v
 
@@ -52,13 +53,13 @@ class Params(Size, Runtime):
     def _needs_target(self, info: ValidationInfo) -> Params:
         score_only = bool(info.context and info.context.get("score_only"))
         if self.target is None and not score_only:
-            raise ValueError("needs --target FILE: examples of the tasks to select for")
+            raise OptionError("needs {target}: examples of the tasks to select for", target=Placeholder("FILE"))
         if self.target_task_field is not None and self.target is None:
-            raise ValueError("--target-task-field needs --target")
+            raise OptionError("{target_task_field} needs {target}", "target_task_field", "target")
         if self.layers is not None and self.layer is not None:
-            raise ValueError("give --layer (one hidden state) or --layers (several), not both")
+            raise OptionError("give {layer} (one hidden state) or {layers} (several), not both", "layer", "layers")
         if self.seed is not None and self.project is None:
-            raise ValueError("--seed is --project's seed: give --project too")
+            raise OptionError("{seed} is {project}'s seed: give {project} too", "seed", "project")
         return self
 
 

@@ -362,7 +362,7 @@ def finetune(
     source = resolve(model)
     device = choose_device(config.device)
     if device.startswith("cuda:") and device != "cuda:0":
-        raise OptionError(f"device {device}: pick the GPU with CUDA_VISIBLE_DEVICES and pass --device cuda")
+        raise OptionError("{device}: pick the GPU with CUDA_VISIBLE_DEVICES and give it as cuda", device=device)
     mixed = mixed_precision(config.dtype, device)
     tokenizer = training_tokenizer(source.path, config.trust_remote_code)
 
