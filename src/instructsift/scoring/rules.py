@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..data.example import Example
+from ..models.embedded import EMBEDDED
 from ..registry import OptionalModelRef, register
 from .base import Advance, Chunks, Skip, config_hash
 from .text import answers, prose, snippet, todo_chunks
@@ -219,10 +220,10 @@ def tokenizer_source(spec: str) -> tuple[str, dict[str, Any], str]:
     The embedded model and `.gguf` files are read straight from the GGUF file (no conversion of the
     weights); folders and hub ids go through `models.resolve`.
     """
-    from ..models.loader import EMBEDDED, embedded_gguf, resolve
+    from ..models.loader import EMBEDDED_FILES, embedded_gguf, resolve
 
     gguf: Path | None = None
-    if spec in EMBEDDED:
+    if spec in EMBEDDED_FILES:
         gguf = embedded_gguf(spec)
     elif spec.endswith(".gguf") and Path(spec).expanduser().is_file():
         gguf = Path(spec).expanduser()
@@ -256,7 +257,7 @@ class Rules:
     columns read every answer. `tokenizer` is a model spec (as `--model`) whose tokenizer counts tokens,
     loaded without the model's weights; None leaves `response_tokens` null."""
 
-    tokenizer: OptionalModelRef = "embedded"
+    tokenizer: OptionalModelRef = EMBEDDED
     trust_remote_code: bool = False
     chunk_size: int = 1024
     columns: ClassVar[dict[str, str | None]] = dict.fromkeys(

@@ -32,6 +32,7 @@ from typing import Any
 from ..atomic import atomic_path, write_text
 from ..data.errors import OptionError
 from ..data.example import Example
+from ..models.embedded import EMBEDDED
 
 MODEL_INFO = "instructsift-model.json"  # written into every saved model; part of its fingerprint
 SAVE_MODES = ("merged", "adapter")
@@ -334,7 +335,7 @@ def _progress_callback(bar: Any, tokens_per_step: float) -> Any:
 
 def finetune(
     data: Sequence[Example] | Any,
-    model: str = "embedded",
+    model: str = EMBEDDED,
     output: str | os.PathLike = "finetuned",
     config: FinetuneConfig | None = None,
     *,

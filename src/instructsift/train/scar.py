@@ -39,6 +39,7 @@ from pydantic import create_model
 
 from ..data.errors import InputError, MissingFileError, OptionError, Reject, check_at_least
 from ..errors import MissingExtraError
+from ..models.embedded import EMBEDDED
 from ..registry import FilePath, ModelRef, StrictModel, params_of, register
 from . import under_cache_dir
 
@@ -63,7 +64,7 @@ class Quad:
 class ScarTrainConfig:
     """Training settings (the reference's where it has one)."""
 
-    encoder: ModelRef = "embedded"  # embedded (all-MiniLM-L6-v2), mpnet, a folder or a hub id
+    encoder: ModelRef = EMBEDDED  # embedded (all-MiniLM-L6-v2), mpnet, a folder or a hub id
     linear_dim: int = 1024
     epochs: int = 3  # the reference trains 10
     batch_size: int = 4
@@ -258,7 +259,7 @@ def pairwise_accuracy(model: Any, tokenizer: Any, quads: Sequence[Quad], config:
 # -- encoders -------------------------------------------------------------------------------------
 def encoder_path(spec: str) -> tuple[Path, str]:
     """(folder, name recorded in the ranker's config) for `embedded`, `mpnet`, a folder or a hub id."""
-    if spec == "embedded":
+    if spec == EMBEDDED:
         from ..scoring.embed import embedded_encoder_path
 
         return embedded_encoder_path(), "sentence-transformers/all-MiniLM-L6-v2"
