@@ -166,23 +166,35 @@ class MissingExtraError(OptionError, ImportError):
     'instructsift[EXTRA]'` for an extra of instructsift, else `install` (a package published outside the
     extras, such as the embedded model's)."""
 
-    def __init__(self, what: str, package: str, *, extra: str | None = None, install: str | None = None):
+    def __init__(self, what: str, package: str, *, extra: str | None = None, install: str | None = None, **values: Any):
         if (extra is None) == (install is None):
             raise TypeError("give exactly one of extra or install")
         self.what, self.package, self.extra = what, package, extra
         self.install = install or f"pip install 'instructsift[{extra}]'"
-        super().__init__(f"{what} needs {package}, which is not installed: {self.install}")
+        if not values:
+            super().__init__(f"{what} needs {package}, which is not installed: {self.install}")
+            return
+        # `what` names an option, as `{model}` with `model=` its value: the rest is text, braces and all
+        text = f" needs {package}, which is not installed: {self.install}".replace("{", "{{").replace("}", "}}")
+        super().__init__(what + text, **values)
 
 
 def require(
-    module: str, what: str, *, extra: str | None = None, install: str | None = None, package: str | None = None
+    module: str,
+    what: str,
+    *,
+    extra: str | None = None,
+    install: str | None = None,
+    package: str | None = None,
+    **values: Any,
 ) -> ModuleType:
     """`import module`, or a `MissingExtraError` saying that `what` needs it and how to install it. The
     package named is `package` (a distribution whose name differs from its module's), else the module that
-    could not be found, which may be one that `module` imports."""
+    could not be found, which may be one that `module` imports. `what` may name an option, as
+    `OptionError` does: `require(m, "{encoder}", ..., encoder="mpnet")`."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
         missing = (e.name or module).split(".")[0]
         name = package if package and missing == module.split(".")[0] else missing
-        raise MissingExtraError(what, name, extra=extra, install=install) from None
+        raise MissingExtraError(what, name, extra=extra, install=install, **values) from None

