@@ -126,3 +126,21 @@ def test_a_missing_input_is_exit_2_on_the_command_line(tmp_path):
     ):
         proc = cli(*args, check=False)
         assert proc.returncode == 2 and "missing." in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_token_budget_names_its_option_each_way():
+    with pytest.raises(UsageError) as e:
+        isf.get_method("cherry").expand({"budget_tokens": 1.5})
+    assert str(e.value).endswith("budget_tokens=1.5: a share is in (0, 1] (a count is a whole number: 200000)")
+    assert cli_message(e.value).endswith(
+        "--budget-tokens 1.5: a share is in (0, 1] (a count is a whole number: 200000)"
+    )
+    from instructsift.selection.budget import token_count
+
+    with pytest.raises(OptionError) as e:  # words, not an option: the same either way
+        token_count(10**7, 1234, option="the token budget")
+    assert (
+        str(e.value)
+        == cli_message(e.value)
+        == ("the token budget 10,000,000 is more than the 1,234 trained answer tokens of the data set")
+    )

@@ -63,6 +63,12 @@ class Placeholder(str):
         return str(self)
 
 
+def literal(text: str) -> str:
+    """`text` (a value, a path, a pip line) for the message of an `OptionError` that names options: its
+    braces stay text, not placeholders."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def python_option(name: str, value: Any = _UNSET) -> str:
     """An option as the Python API takes it: `ratio=`, or with its value, `min_chars=10`."""
     return f"{name}=" if value is _UNSET else f"{name}={value!r}"
@@ -107,8 +113,7 @@ def with_prefix(prefix: str, error: Exception, cls: type[OptionError] | None = N
     with `prefix` (the step it is about), its options kept so that each front end spells them its way."""
     cls = cls or OptionError
     if isinstance(error, OptionError) and (error.options or error.values):
-        escaped = prefix.replace("{", "{{").replace("}", "}}")
-        return cls(escaped + error.template, *error.options, **error.values)
+        return cls(literal(prefix) + error.template, *error.options, **error.values)
     return cls(prefix + str(error))
 
 
@@ -175,8 +180,7 @@ class MissingExtraError(OptionError, ImportError):
             super().__init__(f"{what} needs {package}, which is not installed: {self.install}")
             return
         # `what` names an option, as `{model}` with `model=` its value: the rest is text, braces and all
-        text = f" needs {package}, which is not installed: {self.install}".replace("{", "{{").replace("}", "}}")
-        super().__init__(what + text, **values)
+        super().__init__(what + literal(f" needs {package}, which is not installed: {self.install}"), **values)
 
 
 def require(
