@@ -144,3 +144,19 @@ def test_a_token_budget_names_its_option_each_way():
         == cli_message(e.value)
         == ("the token budget 10,000,000 is more than the 1,234 trained answer tokens of the data set")
     )
+
+
+def test_any_user_error_may_name_options_a_switch_included(tmp_path):
+    from instructsift.accounting import check_not_empty
+    from instructsift.data.errors import EmptyResultError
+
+    bad = tmp_path / "all{bad}.jsonl"  # braces in user text stay text
+    bad.write_text('{"instruction": 1}\n')
+    ds = isf.read(bad, on_error="skip")
+    with pytest.raises(EmptyResultError) as e:
+        check_not_empty(ds)
+    assert str(e.value).startswith(f"{bad}: nothing could be read: all 1 rows were rejected")
+    assert str(e.value).endswith("see the rejects file, or pass allow_empty=True to write an empty result")
+    assert cli_message(e.value).endswith("see the rejects file, or pass --allow-empty to write an empty result")
+    assert e.value.exit_code == 1
+    assert cli_message(OptionError("{quiet}, {cache}", quiet=True, cache=False)) == "--quiet, --no-cache"

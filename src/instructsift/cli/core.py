@@ -88,18 +88,21 @@ def _warn(message: str) -> None:
 
 
 def cli_option(name: str, *value: Any) -> str:
-    """An option as the command line takes it: `--some-name`, or with its value, `--some-name VALUE`."""
+    """An option as the command line takes it: `--some-name`, or with its value, `--some-name VALUE`
+    (a switch: `--some-name` for True, `--no-some-name` for False)."""
     from ..registry import flag
 
+    if value and isinstance(value[0], bool):
+        return flag(name) if value[0] else "--no-" + flag(name)[2:]
     return " ".join([flag(name), *map(str, value)])
 
 
 def cli_message(error: Exception) -> str:
     """A user error's message, the options it names spelled as this command line's flags (`--some-name`,
     where the Python API's `str(error)` says `some_name=`)."""
-    from ..data.errors import OptionError
+    from ..data.errors import UserError
 
-    return error.render(cli_option) if isinstance(error, OptionError) else str(error)
+    return error.render(cli_option) if isinstance(error, UserError) else str(error)
 
 
 def _guard(fn: Any) -> Any:

@@ -47,12 +47,6 @@ class Reject:
         }
 
 
-class UserError(ValueError):
-    """A mistake in the user's data, options or paths: one clear line, never a traceback."""
-
-    exit_code = 2
-
-
 _UNSET: Any = object()
 
 
@@ -64,7 +58,7 @@ class Placeholder(str):
 
 
 def literal(text: str) -> str:
-    """`text` (a value, a path, a pip line) for the message of an `OptionError` that names options: its
+    """`text` (a value, a path, a pip line) for the message of a `UserError` that names options: its
     braces stay text, not placeholders."""
     return text.replace("{", "{{").replace("}", "}}")
 
@@ -74,14 +68,17 @@ def python_option(name: str, value: Any = _UNSET) -> str:
     return f"{name}=" if value is _UNSET else f"{name}={value!r}"
 
 
-class OptionError(UserError):
-    """A bad option value, an unknown name, or options that do not go together.
+class UserError(ValueError):
+    """A mistake in the user's data, options or paths: one clear line, never a traceback.
 
-    The message names the options it is about by their field names, as `{name}` placeholders: those
+    The message may name the options it is about by their field names, as `{name}` placeholders: those
     listed after it bare, those given as keywords with their value.
     `OptionError("needs exactly one of {ratio} or {top}", "ratio", "top")` reads `needs exactly one of
     ratio= or top=` (the Python API's spelling, `str(e)`), and `render(spell)` spells them another way:
-    the CLI's `--ratio` (`cli.core`). A message with no options is plain text (braces and all)."""
+    the CLI's `--ratio` (`cli.core.cli_message`). A message that names no options is plain text, braces
+    and all; in one that does, user text goes through `literal`."""
+
+    exit_code = 2
 
     def __init__(self, message: str = "", *options: str, **values: Any):
         self.template, self.options, self.values = message, options, values
@@ -101,18 +98,25 @@ class OptionError(UserError):
         return (_rebuild, (type(self), self.args, self.__dict__))
 
 
+class OptionError(UserError):
+    """A bad option value, an unknown name, or options that do not go together."""
+
+
 def _rebuild(cls: type, args: tuple[Any, ...], state: dict[str, Any]) -> Any:
-    e = Exception.__new__(cls)
+    """A pickled user error back, its constructor not called (a subclass's may take other arguments); made
+    by the built-in exception whose layout it has (OSError for a `MissingFileError`)."""
+    base = max((b for b in cls.__mro__ if b.__module__ == "builtins"), key=lambda b: b.__basicsize__)
+    e = base.__new__(cls, *args)
     e.args = args
     e.__dict__.update(state)
     return e
 
 
 def with_prefix(prefix: str, error: Exception, cls: type[OptionError] | None = None) -> OptionError:
-    """`error` as an `OptionError` (`cls`, default `UsageError`-like `OptionError`) whose message starts
-    with `prefix` (the step it is about), its options kept so that each front end spells them its way."""
+    """`error` as an `OptionError` (`cls`, default `OptionError`) whose message starts with `prefix` (the
+    step it is about), the options it names kept so that each front end spells them its way."""
     cls = cls or OptionError
-    if isinstance(error, OptionError) and (error.options or error.values):
+    if isinstance(error, UserError) and (error.options or error.values):
         return cls(literal(prefix) + error.template, *error.options, **error.values)
     return cls(prefix + str(error))
 
