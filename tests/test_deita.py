@@ -188,9 +188,9 @@ def test_method_options_are_checked() -> None:
     from instructsift.methods import get_method
 
     deita = get_method("deita")
-    with pytest.raises(UsageError, match="needs exactly one of --ratio or --top"):
+    with pytest.raises(UsageError, match="needs exactly one of ratio= or top="):
         deita.expand({})
-    with pytest.raises(UsageError, match="embeds with --encoder lm"):
+    with pytest.raises(UsageError, match="embeds with encoder=.lm."):
         deita.expand({"top": 5, "model": "embedded"})
     score, embed, select = deita.expand({"ratio": 0.1, "encoder": "lm", "model": "embedded", "min_mass": 0.2})
     assert score["with"] == {"complexity_model": COMPLEXITY_SCORER, "quality_model": QUALITY_SCORER, "min_mass": 0.2}

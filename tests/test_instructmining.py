@@ -323,9 +323,9 @@ def test_paper_rule_on_hand_made_rows(tmp_path):
     assert sorted(selection.kept.tolist()) == [0, 3, 5]  # the three lowest: rows 0 (-0.608), 3 (-0.502), 5 (-0.403)
     assert selection.reasons[4] == "not scored (no reward)"
     # refusals: no reward model, the offline stand-in, another reward model without its format
-    for options, message in [({}, "the rule uses `reward`: give --reward-model"),
+    for options, message in [({}, "the rule uses `reward`: give reward_model="),
                              ({"reward_model": "standin:x.json"}, "serves only a rule fitted on `reward_standin`"),
-                             ({"reward_model": "my/rm"}, "give --reward-format")]:  # fmt: skip
+                             ({"reward_model": "my/rm"}, "give reward_format=")]:  # fmt: skip
         with pytest.raises(UsageError, match=re.escape(message)):
             from_method("instructmining", {"rule": "paper", "top": 3, **options}, input=str(SAMPLE))
 
@@ -418,9 +418,9 @@ def test_paper_rule_refuses_the_offline_stand_in():
     from instructsift.errors import UsageError
     from instructsift.recipe import from_method
 
-    with pytest.raises(UsageError, match="reward-model"):
+    with pytest.raises(UsageError, match="reward_model="):
         from_method("instructmining", {"rule": "paper", "reward_model": "standin:x.json", "top": 3}, input=str(SAMPLE))
-    with pytest.raises(UsageError, match="needs --rule"):
+    with pytest.raises(UsageError, match="needs rule="):
         from_method("instructmining", {"top": 3}, input=str(SAMPLE))
 
 
@@ -449,7 +449,7 @@ def test_options_the_rule_does_not_use_are_refused(tmp_path):
 
     assert reward_step(reward_model="OpenAssistant/oasst-rm-2.1-pythia-1.4b-epoch-2.5")["format"] == "oasst"
     assert reward_step(reward_model="some/rm", reward_format="pair")["format"] == "pair"
-    with pytest.raises(UsageError, match="give --reward-format"):
+    with pytest.raises(UsageError, match="give reward_format="):
         reward_step(reward_model="some/rm")
 
 
@@ -770,7 +770,7 @@ def test_unieval_indicators_need_an_evaluator():
     from instructsift.methods.instructmining import Params, indicators_for, scoring_steps
     from instructsift.scoring.unieval import UniEval
 
-    with pytest.raises(ValueError, match="give --unieval"):
+    with pytest.raises(ValueError, match="give unieval=MODEL"):
         scoring_steps(["naturalness", "mtld"], Params())
     steps = scoring_steps(["coherence"], Params(unieval="MingZhong/unieval-dialog"))
     assert steps == [{"score": "unieval", "with": {"model": "MingZhong/unieval-dialog", "dimensions": ["coherence"]}}]

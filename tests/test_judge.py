@@ -580,7 +580,7 @@ def test_wrong_model_or_key_stops_the_run(alpaca_file, tmp_path, monkeypatch) ->
     assert srv.requests and all(r["auth"] == "Bearer no-key" for r in srv.requests)
     with pytest.raises(ValueError, match="ISF_UNSET_KEY"):
         server_judge("http://127.0.0.1:9/v1", key_env="ISF_UNSET_KEY")
-    with pytest.raises(ValueError, match="needs --judge-model"):
+    with pytest.raises(ValueError, match="judge_url= needs judge_model="):
         Judge(judge_url="http://127.0.0.1:9/v1")
 
 

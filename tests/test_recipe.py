@@ -46,9 +46,9 @@ def test_a_method_refuses_options_it_does_not_take() -> None:
         isf.get_method("ltd").expand({"ratio": 0.1, "max_length": 99, "template": "alpaca"})
     with pytest.raises(UsageError, match=r"method 'cherry' does not take 'per_category', 'rules'"):
         isf.get_method("cherry").selectors(ratio=0.1, per_category=5, rules="bogus")
-    with pytest.raises(UsageError, match="exactly one of --ratio or --top"):
+    with pytest.raises(UsageError, match="exactly one of ratio= or top="):
         isf.get_method("cherry").expand({})
-    with pytest.raises(UsageError, match="only apply with --rank-by judge"):
+    with pytest.raises(UsageError, match="only apply with rank_by=.judge."):
         isf.get_method("lima").expand({"judge_url": "http://127.0.0.1:1/v1"})
 
 

@@ -361,7 +361,7 @@ def test_bad_rankers_and_options_are_clear_errors(tmp_path) -> None:
     from instructsift.methods import get_method
 
     scar = get_method("scar")
-    with pytest.raises(UsageError, match="needs --ranker"):
+    with pytest.raises(UsageError, match="needs ranker="):
         scar.expand({"ratio": 0.1})
     score, top = scar.expand({"ratio": 0.1, "ranker": "r/", "max_length": 256})
     assert score == {"score": "scar", "with": {"ranker": "r/", "max_length": 256}}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .data.errors import EmptyResultError
+from .data.errors import EmptyResultError, literal
 
 NOT_SCORED = "not scored: dropped before this step"  # the reason of a row a scorer was not given
 
@@ -80,15 +80,18 @@ def check_not_empty(dataset: Any, table: Any | None = None, *, allow_empty: bool
     if allow_empty:
         return
     if not dataset.examples:
+        first = dataset.rejects[0] if dataset.rejects else None
         raise EmptyResultError(
-            f"{dataset.path}: nothing could be read: all {dataset.n_read} rows were rejected "
-            f"(first: {dataset.rejects[0].where()}: {dataset.rejects[0].reason}); "
-            "see the rejects file, or pass --allow-empty to write an empty result"
-            if dataset.rejects
-            else f"{dataset.path}: no rows to use; pass --allow-empty to write an empty result"
-        )
+            literal(f"{dataset.path}: nothing could be read: all {dataset.n_read} rows were rejected "
+                    f"(first: {first.where()}: {first.reason}); ")
+            + "see the rejects file, or pass {allow_empty} to write an empty result"
+            if first
+            else literal(f"{dataset.path}: no rows to use; ") + "pass {allow_empty} to write an empty result",
+            allow_empty=True,
+        )  # fmt: skip
     if table is not None and table.num_rows and all(unscored_mask(table)):
         raise EmptyResultError(
-            f"{dataset.path}: no row could be scored ({missing_reasons(table)}); "
-            "nothing was written; pass --allow-empty to write an empty result"
+            literal(f"{dataset.path}: no row could be scored ({missing_reasons(table)}); ")
+            + "nothing was written; pass {allow_empty} to write an empty result",
+            allow_empty=True,
         )

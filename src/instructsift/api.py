@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_path
-from .data.errors import InputError, MissingColumnError, Reject
+from .data.errors import InputError, MissingColumnError, MissingFileError, Reject
 from .data.examples import key_column, take
-from .data.io import STDOUT, Dataset, read, write_stdout
+from .data.io import STDOUT, Dataset, as_dataset, read, write_stdout
 from .data.io import write as write_records
 from .engine.local import score
 from .scoring.table import KEY_COLUMNS, configs_of, scorer_configs
@@ -49,9 +49,11 @@ class Picked:
         }
 
 
-def select(dataset: Dataset, scores: Any, *selectors: Any) -> Picked:
-    """Apply selectors, in order, to the score table of `dataset`. Record fields a selector reads
-    (its `record_fields`, e.g. Dolly's `category` for `Stratified`) are added to the table it sees."""
+def select(dataset: Dataset | str | os.PathLike[str], scores: Any, *selectors: Any) -> Picked:
+    """Apply selectors, in order, to the score table of `dataset` (a `Dataset`, or a path to read).
+    Record fields a selector reads (its `record_fields`, e.g. Dolly's `category` for `Stratified`) are
+    added to the table it sees."""
+    dataset = as_dataset(dataset)
     if scores.num_rows != len(dataset.examples):
         raise ValueError(f"the score table has {scores.num_rows} rows but the data set has {len(dataset.examples)}")
     fields = [f for s in selectors for f in getattr(s, "record_fields", ())]
@@ -173,6 +175,8 @@ def _read_score_file(p: Path) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if not p.is_file():
+        raise MissingFileError(f"{p}: no such score table")
     if p.suffix == ".parquet":
         return pq.read_table(p)
     return pa.Table.from_pylist([json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()])

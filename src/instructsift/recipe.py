@@ -36,6 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import registry
+from .data.errors import MissingFileError, with_prefix
 from .errors import UsageError
 
 STEP_KEYS = {"as", "with", "on"}
@@ -239,7 +240,7 @@ def load(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Re
     `--input`, `--output`, ... relative to the current folder)."""
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"{path}: no such recipe file")
+        raise MissingFileError(f"{path}: no such recipe file")
     text = p.read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text)
@@ -318,7 +319,7 @@ def parse_step(raw: Any, path: tuple[Any, ...], where: Any = None, *, inside_fit
         else:
             entry.validate(_unref(options))
     except UsageError as e:
-        raise RecipeError(f"{at}: {e}") from None
+        raise with_prefix(f"{at}: ", e, RecipeError) from None
     if kind == "method":
         out = []
         for j, s in enumerate(expanded):

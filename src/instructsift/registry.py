@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from .data.errors import OptionError, with_prefix
 from .errors import UsageError
 
 KINDS = ("score", "select", "fit", "method")
@@ -56,9 +57,10 @@ class Entry:
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(x) for x in first["loc"])
-            msg = first["msg"].removeprefix("Value error, ")
             at = f", option {where!r}" if where else ""
-            raise UsageError(f"{KIND_NAMES[self.kind]} {self.name!r}{at}: {msg}") from None
+            raised = (first.get("ctx") or {}).get("error")  # a validator's own error keeps its options
+            why = raised if isinstance(raised, OptionError) else first["msg"].removeprefix("Value error, ")
+            raise with_prefix(f"{KIND_NAMES[self.kind]} {self.name!r}{at}: ", why, UsageError) from None
 
     def build(self, options: Mapping[str, Any] | None = None) -> Any:
         """A scorer or selector object from its options (only the ones given are passed, so the class's
@@ -70,7 +72,7 @@ class Entry:
         except (ValueError, TypeError) as e:
             if isinstance(e, UsageError):
                 raise
-            raise UsageError(f"{KIND_NAMES[self.kind]} {self.name!r}: {e}") from None
+            raise with_prefix(f"{KIND_NAMES[self.kind]} {self.name!r}: ", e, UsageError) from None
 
 
 class Kind(Enum):
@@ -247,7 +249,7 @@ class Method:
 
     def ratio_line(self) -> str | None:
         """What `--ratio` is a share of, for `instructsift methods` (None for a method without a ratio)."""
-        return f"--ratio: a share of {self.ratio_of}" if "ratio" in self.Params.model_fields else None
+        return f"{flag('ratio')}: a share of {self.ratio_of}" if "ratio" in self.Params.model_fields else None
 
     def expand(self, options: Mapping[str, Any] | None = None, *, score_only: bool = False) -> list[dict[str, Any]]:
         """The recipe steps of this method with `options` (checked against `Params`); `score_only` leaves
@@ -261,16 +263,17 @@ class Method:
                 return steps
             idle = self._selection_only(options or {})
             if idle:
-                flags = ", ".join("--" + k.replace("_", "-") for k in idle)
+                named = ", ".join("{" + k + "}" for k in idle)
                 raise UsageError(
-                    f"method {self.name!r}: {flags} only choose{'s' if len(idle) == 1 else ''} rows, and a "
-                    "score-only run chooses none: give it to `select`"
+                    f"method {self.name!r}: {named} only choose{'s' if len(idle) == 1 else ''} rows, and a "
+                    "score-only run chooses none: give it to `select`",
+                    *idle,
                 )
             return [s for s in steps if "select" not in s or _adds_columns_only(s)]
         except ValueError as e:
             if isinstance(e, UsageError):
                 raise
-            raise UsageError(f"method {self.name!r}: {e}") from None
+            raise with_prefix(f"method {self.name!r}: ", e, UsageError) from None
 
     def _selection_only(self, options: Mapping[str, Any]) -> list[str]:
         """The given options that change the method's selectors and nothing that a score-only run keeps
@@ -319,6 +322,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def flag(name: str) -> str:
+    """The command line's spelling of an option (a field of a step's parameter model): `--name-with-dashes`."""
+    return "--" + name.replace("_", "-")
+
+
 def step(kind: str, name: str, **options: Any) -> dict[str, Any]:
     """One recipe step as a method writes it: `{kind: name, "with": {options that are set}}`."""
     return {kind: name, "with": {k: _plain(v) for k, v in options.items() if v is not None}}
@@ -346,6 +354,7 @@ __all__ = [
     "aliases",
     "entries",
     "entry_of",
+    "flag",
     "get",
     "kind_of",
     "load_all",

@@ -87,6 +87,24 @@ def _warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
+def cli_option(name: str, *value: Any) -> str:
+    """An option as the command line takes it: `--some-name`, or with its value, `--some-name VALUE`
+    (a switch: `--some-name` for True, `--no-some-name` for False)."""
+    from ..registry import flag
+
+    if value and isinstance(value[0], bool):
+        return flag(name) if value[0] else "--no-" + flag(name)[2:]
+    return " ".join([flag(name), *map(str, value)])
+
+
+def cli_message(error: Exception) -> str:
+    """A user error's message, the options it names spelled as this command line's flags (`--some-name`,
+    where the Python API's `str(error)` says `some_name=`)."""
+    from ..data.errors import UserError
+
+    return error.render(cli_option) if isinstance(error, UserError) else str(error)
+
+
 def _guard(fn: Any) -> Any:
     """Exit codes: a user error (bad data, option or path: `UserError`) is one line and exit 2; a run that
     produced nothing usable (`EmptyResultError`) one line and exit 1; a file the system would not read or
@@ -107,7 +125,7 @@ def _guard(fn: Any) -> Any:
             err.print(why, highlight=False, markup=False)
             raise typer.Exit(130) from None
         except UserError as e:
-            _fail(str(e), e.exit_code)
+            _fail(cli_message(e), e.exit_code)
         except OSError as e:
             where = f"{e.filename}: " if e.filename else ""
             _fail(f"{where}{e.strerror or e}", 1)

@@ -84,7 +84,9 @@ class MethodOption:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        from ..registry import flag
+
+        return flag(self.name)
 
     @property
     def kind(self) -> str:

@@ -9,6 +9,7 @@ is a bug in instructsift and keeps its traceback. `UserError` is a `ValueError`,
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -46,14 +47,78 @@ class Reject:
         }
 
 
+_UNSET: Any = object()
+
+
+class Placeholder(str):
+    """A value that stands for what the user gives (`MODEL`, `N`): shown as it is, never quoted."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def literal(text: str) -> str:
+    """`text` (a value, a path, a pip line) for the message of a `UserError` that names options: its
+    braces stay text, not placeholders."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def python_option(name: str, value: Any = _UNSET) -> str:
+    """An option as the Python API takes it: `ratio=`, or with its value, `min_chars=10`."""
+    return f"{name}=" if value is _UNSET else f"{name}={value!r}"
+
+
 class UserError(ValueError):
-    """A mistake in the user's data, options or paths: one clear line, never a traceback."""
+    """A mistake in the user's data, options or paths: one clear line, never a traceback.
+
+    The message may name the options it is about by their field names, as `{name}` placeholders: those
+    listed after it bare, those given as keywords with their value.
+    `OptionError("needs exactly one of {ratio} or {top}", "ratio", "top")` reads `needs exactly one of
+    ratio= or top=` (the Python API's spelling, `str(e)`), and `render(spell)` spells them another way:
+    the CLI's `--ratio` (`cli.core.cli_message`). A message that names no options is plain text, braces
+    and all; in one that does, user text goes through `literal`."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *options: str, **values: Any):
+        self.template, self.options, self.values = message, options, values
+        super().__init__(message)
+
+    def render(self, spell: Callable[..., str] = python_option) -> str:
+        """The message with its options spelled by `spell(name)` or `spell(name, value)`."""
+        if not self.options and not self.values:
+            return self.template
+        names = {n: spell(n) for n in self.options} | {n: spell(n, v) for n, v in self.values.items()}
+        return self.template.format_map(names)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __reduce__(self) -> Any:  # pickles whatever its subclass's constructor takes (Ray sends errors on)
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class OptionError(UserError):
     """A bad option value, an unknown name, or options that do not go together."""
+
+
+def _rebuild(cls: type, args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """A pickled user error back, its constructor not called (a subclass's may take other arguments); made
+    by the built-in exception whose layout it has (OSError for a `MissingFileError`)."""
+    base = max((b for b in cls.__mro__ if b.__module__ == "builtins"), key=lambda b: b.__basicsize__)
+    e = base.__new__(cls, *args)
+    e.args = args
+    e.__dict__.update(state)
+    return e
+
+
+def with_prefix(prefix: str, error: Exception, cls: type[OptionError] | None = None) -> OptionError:
+    """`error` as an `OptionError` (`cls`, default `OptionError`) whose message starts with `prefix` (the
+    step it is about), the options it names kept so that each front end spells them its way."""
+    cls = cls or OptionError
+    if isinstance(error, UserError) and (error.options or error.values):
+        return cls(literal(prefix) + error.template, *error.options, **error.values)
+    return cls(prefix + str(error))
 
 
 def check_at_least(owner: Any, **bounds: int) -> None:
@@ -110,23 +175,34 @@ class MissingExtraError(OptionError, ImportError):
     'instructsift[EXTRA]'` for an extra of instructsift, else `install` (a package published outside the
     extras, such as the embedded model's)."""
 
-    def __init__(self, what: str, package: str, *, extra: str | None = None, install: str | None = None):
+    def __init__(self, what: str, package: str, *, extra: str | None = None, install: str | None = None, **values: Any):
         if (extra is None) == (install is None):
             raise TypeError("give exactly one of extra or install")
         self.what, self.package, self.extra = what, package, extra
         self.install = install or f"pip install 'instructsift[{extra}]'"
-        super().__init__(f"{what} needs {package}, which is not installed: {self.install}")
+        if not values:
+            super().__init__(f"{what} needs {package}, which is not installed: {self.install}")
+            return
+        # `what` names an option, as `{model}` with `model=` its value: the rest is text, braces and all
+        super().__init__(what + literal(f" needs {package}, which is not installed: {self.install}"), **values)
 
 
 def require(
-    module: str, what: str, *, extra: str | None = None, install: str | None = None, package: str | None = None
+    module: str,
+    what: str,
+    *,
+    extra: str | None = None,
+    install: str | None = None,
+    package: str | None = None,
+    **values: Any,
 ) -> ModuleType:
     """`import module`, or a `MissingExtraError` saying that `what` needs it and how to install it. The
     package named is `package` (a distribution whose name differs from its module's), else the module that
-    could not be found, which may be one that `module` imports."""
+    could not be found, which may be one that `module` imports. `what` may name an option, as
+    `OptionError` does: `require(m, "{encoder}", ..., encoder="mpnet")`."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
         missing = (e.name or module).split(".")[0]
         name = package if package and missing == module.split(".")[0] else missing
-        raise MissingExtraError(what, name, extra=extra, install=install) from None
+        raise MissingExtraError(what, name, extra=extra, install=install, **values) from None

@@ -12,6 +12,7 @@ import functools
 import gzip
 import itertools
 import json
+import os
 import re
 import struct
 import zlib
@@ -484,6 +485,16 @@ def read(
         origin,
         fields,
     )
+
+
+def as_dataset(data: Dataset | str | os.PathLike[str]) -> Dataset:
+    """A data set as the Python API's `score` and `select` take it: a `Dataset` as it is, or a path (or hub
+    id) read with `read`'s defaults, so that a missing file is a `MissingFileError` (a FileNotFoundError)."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return read(data)
+    raise TypeError(f"expected a Dataset (isf.read(path)) or a path, got {type(data).__name__}")
 
 
 def parse_record(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.examples import ExampleView, key_column
-from ..data.io import Dataset
+from ..data.io import Dataset, as_dataset
 from ..scoring.base import chunk_for, chunk_option
 from ..scoring.cache import ScoreCache
 from ..scoring.table import KEY_COLUMNS, with_configs
@@ -80,7 +80,7 @@ def unique_examples(examples: Sequence[Any], hashes: Any) -> tuple[Sequence[Any]
 
 
 def score(
-    dataset: Dataset,
+    dataset: Dataset | str | os.PathLike[str],
     scorers: Sequence[Any],
     *,
     cache_dir: str | os.PathLike | None = None,
@@ -89,7 +89,8 @@ def score(
     flush_seconds: float = 0.0,
     stats: dict[str, Any] | None = None,
 ) -> Any:
-    """Score every example with every scorer and return the score table (a pyarrow Table).
+    """Score every example of `dataset` (a `Dataset`, or a path to read) with every scorer and return the
+    score table (a pyarrow Table).
 
     `cache_dir` is the cache root for the call (default: `models.cache_root()`): the scores, and the
     models the scorers convert and the fingerprints they remember, all go under it.
@@ -100,6 +101,7 @@ def score(
     """
     from ..models import use_cache_root
 
+    dataset = as_dataset(dataset)
     with use_cache_root(cache_dir) as root:
         return _score(dataset, scorers, root, use_cache, progress, flush_seconds, stats)
 

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..data.errors import OptionError
+from ..data.errors import OptionError, literal
 from ..errors import UsageError
 from .arms import Budget, arm, method_options, select_with, takes_targets, warn_target_overlap
 from .compare_spec import CompareSpec, data_input, load_spec, local_path, parse_sets, save_spec, spec_from
@@ -67,14 +67,16 @@ def compare(
     from .runner import ExperimentRunner
 
     if not spec.methods and not spec.random_seeds and not spec.full:
-        raise UsageError("nothing to compare: give --methods, --random-seeds or --full")
+        raise UsageError(
+            "nothing to compare: give {methods}, {random_seeds} or {full}", "methods", "random_seeds", "full"
+        )
     labels = [arm(m)[0] for m in spec.methods]
     dupes = sorted({m for m in labels if labels.count(m) > 1})
     if dupes:
-        raise UsageError(f"--methods names {', '.join(dupes)} twice")
+        raise UsageError(f"{{methods}} names {literal(', '.join(dupes))} twice", "methods")
     if spec.target is not None and not any(takes_targets(m) for m in spec.methods):
-        raise UsageError(f"--target: none of the methods ({', '.join(labels) or 'none'}) selects for targets "
-                         "(the target-aware methods: rds)")  # fmt: skip
+        raise UsageError(f"{{target}}: none of the methods ({literal(', '.join(labels)) or 'none'}) selects for targets "
+                         "(the target-aware methods: rds)", "target")  # fmt: skip
     data_path, eval_paths = data_input(base, spec.data), [data_input(base, e) for e in spec.evals]
     target_path = data_input(base, spec.target) if spec.target is not None else None
     check_inputs([data_path, *eval_paths, target_path])

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..data.errors import OptionError
 from ..errors import UsageError
+from ..models.embedded import EMBEDDED
 from ..registry import StrictModel
 from .winrate import JudgeSpec
 
@@ -51,7 +52,7 @@ class CompareSpec(StrictModel):
     budget_tokens: int | float | list[int | float] | None = Field(
         None, description="trained answer tokens per selection: a count, or a ratio of the data set's (a list: a curve)"
     )
-    base: str = "embedded"
+    base: str = EMBEDDED
     random_seeds: int = Field(3, ge=0)
     seed: int = 0
     full: bool = False

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..models.embedded import EMBEDDED
+
 LENGTH_FILTER = 0.8  # ρ above this: mostly a length filter
 
 
@@ -97,13 +99,13 @@ def trained_tokens(
     if "trained_tokens" in run.table.column_names and (base, max_length, template) == (None, None, None):
         tokens = np.nan_to_num(run.table.column("trained_tokens").to_numpy(zero_copy_only=False).astype(float))
         step = next(st for st in run.recipe.steps if st.kind == "score" and st.name == "trained_tokens")
-        base, max_length = step.options.get("model", "embedded"), step.options.get("max_length", 512)
+        base, max_length = step.options.get("model", EMBEDDED), step.options.get("max_length", 512)
         template = step.options.get("template") or "alpaca"
         return tokens.astype(np.int64).tolist(), counted_by(base, max_length, template)
     from ..engine.local import score
     from ..train.costs import TrainedTokens
 
-    scorer = TrainedTokens(model=base or "embedded", max_length=max_length or 512, template=template or "alpaca")
+    scorer = TrainedTokens(model=base or EMBEDDED, max_length=max_length or 512, template=template or "alpaca")
     s = run.recipe.settings
     table = score(run.picked.dataset, [scorer], cache_dir=run.recipe.path("cache_dir"), use_cache=s.use_cache,
                   progress=False)  # fmt: skip

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.errors import MissingFileError, OptionError, OutputError
+from ..models.embedded import EMBEDDED
 from ..train.finetune import FinetuneConfig
 
 SETTINGS = "settings.json"
@@ -108,7 +109,7 @@ def mine_design(
     design: str | Path,
     out: str | Path,
     *,
-    base: str = "embedded",
+    base: str = EMBEDDED,
     config: FinetuneConfig | None = None,
     indicators: Sequence[str] | None = None,
     options: dict[str, Any] | None = None,

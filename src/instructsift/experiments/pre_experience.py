@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..models.embedded import EMBEDDED
 from ..train.pre_experience import MODEL_NAME, PreExperience
 
 
@@ -20,7 +21,7 @@ class PreExperienceResult:
 
 def pre_experience(
     dataset: Any,
-    model: str = "embedded",
+    model: str = EMBEDDED,
     settings: PreExperience | None = None,
     *,
     cache_dir: Any = None,

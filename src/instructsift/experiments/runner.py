@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import create_model
 
 from ..data.errors import OptionError
+from ..models.embedded import EMBEDDED
 from ..registry import DataRef, register
 from ..train.finetune import FinetuneConfig
 from ..train.fit import NOT_IN_KEY, FinetuneParams, artifact_key
@@ -98,7 +99,7 @@ class ExperimentRunner:
         self,
         data: Any,
         eval_data: Any,
-        base: str = "embedded",
+        base: str = EMBEDDED,
         config: FinetuneConfig | None = None,
         *,
         eval_batch_tokens: int | None = None,

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from ..data.errors import OptionError
 from ..registry import Method, register_method, step
 from .base import JUDGE_FIELDS, LM, LM_FIELDS, Judge, Size, given
 
@@ -36,7 +37,9 @@ def judge_step(p: Any) -> dict[str, Any]:
     """The `judge` scorer with the options set (a server judge takes none of the local model's)."""
     local = tuple(k for k in LM_FIELDS if k != "template")
     if "template" in p.model_fields_set:
-        raise ValueError("the judge has its own prompt: --template does not apply (use --judge-prompt)")
+        raise OptionError(
+            "the judge has its own prompt: {template} does not apply (use {judge_prompt})", "template", "judge_prompt"
+        )
     return step("score", "judge", **given(p, JUDGE_FIELDS), **given(p, local))
 
 

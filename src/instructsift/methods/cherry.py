@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
+from ..data.errors import OptionError
 from ..registry import Method, register_method, step
 from .base import LM, Size, lm_options
 
@@ -38,7 +39,10 @@ def steps(p: Params) -> list[dict[str, Any]]:
         out += pe
         scoring["model"] = model
     elif any(k in p.model_fields_set for k in PE_FIELDS):
-        raise ValueError("--pe-clusters, --pe-per-cluster and --pe-epochs need --pre-experience")
+        raise OptionError(
+            "{pe_clusters}, {pe_per_cluster} and {pe_epochs} need {pre_experience}",
+            *("pe_clusters", "pe_per_cluster", "pe_epochs", "pre_experience"),
+        )
     return [
         *out,
         step("score", "ifd", method="cherry", **scoring),

@@ -21,6 +21,8 @@ from typing import Any
 
 from pydantic import Field
 
+from ..data.errors import OptionError
+from ..models.embedded import EMBEDDED
 from ..registry import Method, ModelRef, register_method, step
 from ..scoring.deita import MAX_LENGTH, MIN_MASS
 from ..scoring.deita_prompts import COMPLEXITY_SCORER, QUALITY_SCORER
@@ -46,13 +48,15 @@ class Params(Size, Encoder, Runtime):
     min_mass: float = Field(MIN_MASS, ge=0, le=1, description="least probability on the score digits for a score")
     max_length: int | None = Field(None, ge=64, description=f"tokens per scorer prompt [{MAX_LENGTH}]")
     threshold: float = Field(THRESHOLD, ge=-1, le=1, description="skip a row with cosine > this to a kept one")
-    model: ModelRef = Field("embedded", description="the causal LM that embeds with --encoder lm (the model to tune)")
+    model: ModelRef = Field(EMBEDDED, description="the causal LM that embeds with --encoder lm (the model to tune)")
 
 
 def steps(p: Params) -> list[dict[str, Any]]:
     if "model" in p.model_fields_set and not p.encoder.startswith("lm"):
-        raise ValueError(
-            "--model is the model that embeds with --encoder lm; the scorers are --complexity-model and --quality-model"
+        raise OptionError(
+            "{model} is the model that embeds with {encoder}; the scorers are {complexity_model} and {quality_model}",
+            *("model", "complexity_model", "quality_model"),
+            encoder="lm",
         )
     return [
         step(

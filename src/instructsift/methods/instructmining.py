@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from ..data.errors import OptionError, Placeholder
 from ..registry import Method, OptionalModelRef, register_method, step
 from ..selection.instructmining import is_knn
 from .base import LM, Encoder, Size, embed_options, given, lm_options
@@ -64,15 +65,18 @@ def indicators_for(p: Params) -> list[str]:
 
 def steps(p: Params) -> list[dict[str, Any]]:
     if p.rule is None and (p.ratio is not None or p.top is not None):
-        raise ValueError("selecting needs --rule: paper, or a rule JSON that `instructsift` fitted")
+        raise OptionError("selecting needs {rule}: paper, or a rule JSON that `instructsift` fitted", "rule")
     names = indicators_for(p)
     unused(names, p, "the rule's indicators" if p.rule is not None else "the indicators")
     standin = bool(p.reward_model and p.reward_model.startswith(STANDIN))  # refused below, with its own reason
     if p.rule == "paper" and "reward" in names and p.reward_model and not standin and p.reward_format is None:
         if p.reward_model != PAPER_REWARD_MODEL:
-            raise ValueError(
-                f"--rule paper with --reward-model {p.reward_model}: give --reward-format (pair, oasst or chat) for "
-                f"this model; the paper's {PAPER_REWARD_MODEL} reads the oasst format"
+            raise OptionError(
+                "{rule} with {reward_model}: give {reward_format} (pair, oasst or chat) for this model; the "
+                f"paper's {PAPER_REWARD_MODEL} reads the oasst format",
+                "reward_format",
+                rule="paper",
+                reward_model=p.reward_model,
             )
         p = p.model_copy(update={"reward_format": "oasst"})
     out = scoring_steps(names, p)
@@ -107,22 +111,27 @@ def scoring_steps(names: list[str], p: Params) -> list[dict[str, Any]]:
     standin = bool(p.reward_model and p.reward_model.startswith(STANDIN))
     if "reward" in names:
         if not p.reward_model or standin:
-            raise ValueError(
-                "the rule uses `reward`: give --reward-model (a sequence-classification reward model, hub id or "
-                "folder); the offline stand-in (standin:FILE) serves only a rule fitted on `reward_standin`"
+            raise OptionError(
+                "the rule uses `reward`: give {reward_model} (a sequence-classification reward model, hub id or "
+                "folder); the offline stand-in (standin:FILE) serves only a rule fitted on `reward_standin`",
+                "reward_model",
             )
         fmt = {"format": p.reward_format} if p.reward_format else {}
         out.append(step("score", "reward", model=p.reward_model, **fmt, **given(p, ("dtype", "device"))))
     if "reward_standin" in names:
         if not standin:
-            raise ValueError("the rule uses `reward_standin`: give --reward-model standin:PREFERENCE_FILE")
+            raise OptionError(
+                "the rule uses `reward_standin`: give {reward_model}",
+                reward_model=Placeholder("standin:PREFERENCE_FILE"),
+            )
         out.append(step("score", "reward_standin", preference=p.reward_model[len(STANDIN) :]))
     asked = [n for n in UNIEVAL if n in names]
     if asked:
         if not p.unieval:
-            raise ValueError(
-                f"the rule uses {', '.join(asked)}: give --unieval MODEL (option `unieval`: a UniEval evaluator such "
-                "as MingZhong/unieval-dialog, hub id or folder; it does not install offline)"
+            raise OptionError(
+                f"the rule uses {', '.join(asked)}: give {{unieval}} (option `unieval`: a UniEval evaluator such "
+                "as MingZhong/unieval-dialog, hub id or folder; it does not install offline)",
+                unieval=Placeholder("MODEL"),
             )
         out.append(step("score", "unieval", model=p.unieval, dimensions=asked, **given(p, ("dtype", "device"))))
     if any(n in LENGTHS for n in names):

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from ..data.errors import OptionError, Placeholder
 from ..registry import Method, register_method, step
 from ..scoring.rules import RULE_NAMES
 from .alpagasus import judge_step
@@ -51,22 +52,23 @@ class Params(Size, LM, Judge, Encoder):
     rank_by: str = Field(RANK_BY, description="score column ranking rows, highest first (ifd, judge add scorers)")
 
 
-def _unused(p: Params, names: tuple[str, ...], why: str) -> None:
+def _unused(p: Params, names: tuple[str, ...], why: str, *options: str, **values: Any) -> None:
+    """Refuse the options `names` that were set: they only apply `why` (naming `options`, `values`)."""
     stray = [n for n in names if n in p.model_fields_set]
     if stray:
-        raise ValueError(f"{', '.join(stray)} only apply {why}")
+        raise OptionError(f"{', '.join(stray)} only apply {why}", *options, **values)
 
 
 def steps(p: Params) -> list[dict[str, Any]]:
     if p.min_chars > p.max_chars:
-        raise ValueError(f"--min-chars {p.min_chars} is above --max-chars {p.max_chars}")
+        raise OptionError("{min_chars} is above {max_chars}", min_chars=p.min_chars, max_chars=p.max_chars)
     scoring = tuple(k for k in LM_FIELDS if k not in ("model", "trust_remote_code"))
     if p.rank_by not in IFD_COLUMNS and p.rank_by != "judge":
-        _unused(p, scoring, "with --rank-by ifd or judge")
+        _unused(p, scoring, "with {rank_by} or judge", rank_by="ifd")
     if p.rank_by != "judge":
-        _unused(p, JUDGE_FIELDS, "with --rank-by judge")
+        _unused(p, JUDGE_FIELDS, "with {rank_by}", rank_by="judge")
     if p.clusters is None:
-        _unused(p, tuple(Encoder.model_fields), "with --clusters")
+        _unused(p, tuple(Encoder.model_fields), "with {clusters}", "clusters")
     out = [
         step("score", "rules", tokenizer=p.model, trust_remote_code=p.trust_remote_code or None),
         step("score", "language"),
@@ -94,7 +96,11 @@ def steps(p: Params) -> list[dict[str, Any]]:
         stratified["with"]["by"] = by  # None (clusters instead) must be written, not left to the default
         out.append(stratified)
     elif p.clusters is not None:
-        raise ValueError("--clusters needs --per-category N or --top/--ratio: how many to keep")
+        raise OptionError(
+            "{clusters} needs {per_category} or {top}/{ratio}: how many to keep",
+            *("clusters", "top", "ratio"),
+            per_category=Placeholder("N"),
+        )
     elif sized:
         out.append(step("select", "top", column=p.rank_by, ratio=p.ratio, k=p.top, of="kept"))
     return out

@@ -14,12 +14,13 @@ from typing import Any
 
 from pydantic import Field
 
+from ..models.embedded import EMBEDDED
 from ..registry import Method, ModelRef, register_method, step
 from .base import Encoder, Size, embed_options
 
 
 class Params(Size, Encoder):
-    model: ModelRef = Field("embedded", description="the causal LM that embeds with --encoder lm")
+    model: ModelRef = Field(EMBEDDED, description="the causal LM that embeds with --encoder lm")
     dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ..data.errors import OptionError, Placeholder
+from ..models.embedded import EMBEDDED
 from ..registry import Method, ModelRef, OptionalDataRef, register_method, step
 from .base import Runtime, Size, given
 
@@ -26,9 +28,7 @@ class Params(Size, Runtime):
     target_text: str = Field("prompt", description="what a target encodes: prompt (instruction) or whole")
     aggregate: str = Field("max", description="a task's score for a row: max (the paper's) or mean over its targets")
     whiten: bool = Field(False, description="whiten with the pool's mean and covariance first (CRDS-W)")
-    model: ModelRef = Field(
-        "embedded", description="the base model whose hidden states embed (the paper: the one tuned)"
-    )
+    model: ModelRef = Field(EMBEDDED, description="the base model whose hidden states embed (the paper: the one tuned)")
     template: str | None = Field(None, description="tulu (the paper's) or chat")
     layer: int | None = Field(None, description="hidden state used: -1 the last [-1]")
     layers: list[int] | None = Field(None, description="several hidden states, concatenated (CRDS-R): -4,-3,-2,-1")
@@ -43,8 +43,8 @@ class Params(Size, Runtime):
             try:
                 return [int(x) for x in v.split(",") if x.strip()]
             except ValueError:
-                raise ValueError(
-                    f"--layers {v!r}: hidden states as whole numbers, comma-separated (-4,-3,-2,-1)"
+                raise OptionError(
+                    "{layers}: hidden states as whole numbers, comma-separated (-4,-3,-2,-1)", layers=v
                 ) from None
         return v
 
@@ -52,13 +52,13 @@ class Params(Size, Runtime):
     def _needs_target(self, info: ValidationInfo) -> Params:
         score_only = bool(info.context and info.context.get("score_only"))
         if self.target is None and not score_only:
-            raise ValueError("needs --target FILE: examples of the tasks to select for")
+            raise OptionError("needs {target}: examples of the tasks to select for", target=Placeholder("FILE"))
         if self.target_task_field is not None and self.target is None:
-            raise ValueError("--target-task-field needs --target")
+            raise OptionError("{target_task_field} needs {target}", "target_task_field", "target")
         if self.layers is not None and self.layer is not None:
-            raise ValueError("give --layer (one hidden state) or --layers (several), not both")
+            raise OptionError("give {layer} (one hidden state) or {layers} (several), not both", "layer", "layers")
         if self.seed is not None and self.project is None:
-            raise ValueError("--seed is --project's seed: give --project too")
+            raise OptionError("{seed} is {project}'s seed: give {project} too", "seed", "project")
         return self
 
 

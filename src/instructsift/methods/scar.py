@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
+from ..data.errors import OptionError
 from ..registry import Method, OptionalModelRef, register_method, step
 from ..scoring.scar import MAX_LENGTH
 from .base import Size, given
@@ -35,7 +36,9 @@ class Params(Size):
 
 def steps(p: Params) -> list[dict[str, Any]]:
     if not p.ranker:
-        raise ValueError("needs --ranker: a folder from train-scar, or a SCAR checkpoint (lizhuang144/scar-gte-base)")
+        raise OptionError(
+            "needs {ranker}: a folder from train-scar, or a SCAR checkpoint (lizhuang144/scar-gte-base)", "ranker"
+        )
     return [
         step("score", "scar", ranker=p.ranker, **given(p, SCORER_FIELDS)),
         step("select", "top", column="scar", ratio=p.ratio, k=p.top, of="all"),

@@ -27,7 +27,7 @@ def choose_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise OptionError(f"--device {device}: CUDA is not available on this machine")
+        raise OptionError("{device}: CUDA is not available on this machine", device=device)
     return device
 
 

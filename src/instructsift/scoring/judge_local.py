@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import OptionError
 from ..data.example import Example
+from ..models.embedded import EMBEDDED
 from .base import Advance, Chunks, Skip, chunk_for, lm_about, lm_cache_key, lm_tokenizer, load_lm
 from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
@@ -47,7 +48,7 @@ class LocalJudge:
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
     chunks: ClassVar[tuple[int, int]] = (256, 4096)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
-    model: Any = "embedded"  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
+    model: Any = EMBEDDED  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
     dimension: str = "accuracy"
     prompt: str | None = None
     max_length: int = 2048

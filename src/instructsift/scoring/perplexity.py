@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import check_at_least
 from ..data.example import Example
+from ..models.embedded import EMBEDDED
 from ..registry import ModelLike, register
 from .base import Advance, Chunks, Skip, chunk_for, lm_about, lm_cache_key, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
@@ -28,7 +29,7 @@ class InstructionLoss:
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
     chunks: ClassVar[tuple[int, int]] = (512, 8192)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
-    model: ModelLike = "embedded"
+    model: ModelLike = EMBEDDED
     template: str = "alpaca"
     max_length: int = 512
     dtype: str = "auto"

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..data.errors import OptionError
 from ..data.example import Example, Message
+from ..models.embedded import EMBEDDED
 from ..registry import DataRef, ModelLike, ModelRef, StrictModel, register
 from .text import todo_chunks
 
@@ -111,7 +112,7 @@ class Representation:
 
     uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
 
-    model: ModelLike = "embedded"  # a causal LM spec (as `load_causal_lm`) or a `LoadedModel`
+    model: ModelLike = EMBEDDED  # a causal LM spec (as `load_causal_lm`) or a `LoadedModel`
     text: str = "whole"  # whole | prompt
     template: str = "tulu"  # tulu | chat
     layer: int = -1  # which hidden state: -1 the last (after the final norm), 0 the embeddings
@@ -312,7 +313,7 @@ class TargetParams(StrictModel):
     target_task_field: str | None = None
     target_text: str = "prompt"
     format: str | None = None
-    model: ModelRef = "embedded"
+    model: ModelRef = EMBEDDED
     template: str = "tulu"
     layer: int = -1
     layers: list[int] | None = None

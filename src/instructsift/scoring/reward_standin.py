@@ -31,6 +31,7 @@ import numpy as np
 
 from ..data.errors import OptionError
 from ..data.example import Example
+from ..models.embedded import EMBEDDED
 from ..registry import FilePath, ModelRef, register
 from .base import Advance, Chunks, Skip, config_hash
 from .text import todo_chunks
@@ -83,7 +84,7 @@ class RewardStandin:
     preference: FilePath
     limit: int | None = None  # pairs used for training (the file's first ones) [all]
     C: float = 1.0  # inverse L2 strength of the logistic regression
-    encoder: ModelRef = "embedded"
+    encoder: ModelRef = EMBEDDED
     batch_size: int = 64
     chunk_size: int = 512
     columns: ClassVar[dict[str, str | None]] = {

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..data.example import Example
+from ..models.embedded import EMBEDDED
 from ..registry import OptionalModelRef, register
 from .base import Advance, Chunks, Skip, config_hash
 from .text import answers, prose, snippet, todo_chunks
@@ -219,11 +220,12 @@ def tokenizer_source(spec: str) -> tuple[str, dict[str, Any], str]:
     The embedded model and `.gguf` files are read straight from the GGUF file (no conversion of the
     weights); folders and hub ids go through `models.resolve`.
     """
-    from ..models.loader import EMBEDDED, embedded_gguf, resolve
+    from ..models.embedded import gguf_path, lm_source
+    from ..models.loader import resolve
 
     gguf: Path | None = None
-    if spec in EMBEDDED:
-        gguf = embedded_gguf(spec)
+    if (embedded := lm_source(spec)) is not None and not embedded.parts:  # a split one goes through resolve
+        gguf = gguf_path(spec)
     elif spec.endswith(".gguf") and Path(spec).expanduser().is_file():
         gguf = Path(spec).expanduser()
     if gguf is not None:
@@ -256,7 +258,7 @@ class Rules:
     columns read every answer. `tokenizer` is a model spec (as `--model`) whose tokenizer counts tokens,
     loaded without the model's weights; None leaves `response_tokens` null."""
 
-    tokenizer: OptionalModelRef = "embedded"
+    tokenizer: OptionalModelRef = EMBEDDED
     trust_remote_code: bool = False
     chunk_size: int = 1024
     columns: ClassVar[dict[str, str | None]] = dict.fromkeys(

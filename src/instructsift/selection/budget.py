@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.errors import OptionError
+from ..data.errors import OptionError, Placeholder, literal
 from ..registry import register
 from .base import Selection, column, drop_unscored
 
@@ -58,19 +58,27 @@ def rows_needed(tokens: Sequence[int], budget: int) -> int:
     return len(tokens)
 
 
-def token_count(budget: int | float, total: int, option: str = "--budget-tokens") -> int:
+def token_count(budget: int | float, total: int, option: str = "budget_tokens") -> int:
     """The tokens a budget is: a count, or a share of the data set's `total` trained answer tokens
-    (rounded, at least 1); more than `total` is an error."""
+    (rounded, at least 1); more than `total` is an error naming `option`: the field that set the budget
+    (spelled by each front end: `budget_tokens=`, `--budget-tokens`), or words for it."""
+
+    def error(text: str, value: str | None = None) -> OptionError:
+        if not option.isidentifier():
+            return OptionError(option + ("" if value is None else f" {value}") + text)
+        template = "{" + option + "}" + literal(text)
+        return OptionError(template, option) if value is None else OptionError(template, **{option: Placeholder(value)})
+
     if isinstance(budget, bool) or not isinstance(budget, (int, float)):
-        raise OptionError(f"{option} is a count of tokens or a share in (0, 1], got {budget!r}")
+        raise error(f" is a count of tokens or a share in (0, 1], got {budget!r}")
     if isinstance(budget, float):
         if not 0 < budget <= 1:
-            raise OptionError(f"{option} {budget:g}: a share is in (0, 1] (a count is a whole number: 200000)")
+            raise error(": a share is in (0, 1] (a count is a whole number: 200000)", f"{budget:g}")
         return max(1, round(budget * total))
     if budget < 1:
-        raise OptionError(f"{option} is at least 1 token, got {budget}")
+        raise error(f" is at least 1 token, got {budget}")
     if budget > total:
-        raise OptionError(f"{option} {budget:,} is more than the {total:,} trained answer tokens of the data set")
+        raise error(f" is more than the {total:,} trained answer tokens of the data set", f"{budget:,}")
     return budget
 
 

@@ -62,5 +62,5 @@ def budget_size(budget: int | float, n: int) -> int:
     if isinstance(budget, float):
         return max(1, share(budget, n))
     if budget > n:
-        raise OptionError(f"--budget {budget} is more than the {n} examples in the data set")
+        raise OptionError(f"{{budget}} is more than the {n} examples in the data set", budget=budget)
     return budget

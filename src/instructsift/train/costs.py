@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from ..data.errors import check_at_least
 from ..data.example import Example
+from ..models.embedded import EMBEDDED
 from ..registry import ModelRef, register
 from ..scoring.base import Advance, Chunks, Skip, config_hash
 from ..scoring.text import todo_chunks
@@ -29,7 +30,7 @@ from ..scoring.text import todo_chunks
 class TrainedTokens:
     """Trained answer tokens (and training sequences) of each example for fine-tuning `model`."""
 
-    model: ModelRef = "embedded"  # the base model to be fine-tuned: its tokenizer counts
+    model: ModelRef = EMBEDDED  # the base model to be fine-tuned: its tokenizer counts
     max_length: int = 512  # the fine-tune's tokens per sequence (its cut)
     template: str = "alpaca"  # the fine-tune's prompt template
     eos: bool = True  # an EOS after each answer, trained as an answer token

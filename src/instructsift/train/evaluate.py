@@ -17,6 +17,7 @@ from typing import Any
 
 from ..data.errors import EmptyResultError
 from ..data.example import Example
+from ..models.embedded import EMBEDDED
 
 
 @dataclass
@@ -55,7 +56,7 @@ class EvalResult:
 
 def evaluate(
     data: Sequence[Example] | Any,
-    model: str | Any = "embedded",
+    model: str | Any = EMBEDDED,
     *,
     template: str = "alpaca",
     max_length: int = 512,

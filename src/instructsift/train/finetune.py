@@ -33,6 +33,7 @@ from typing import Any
 from ..atomic import atomic_path, write_text
 from ..data.errors import OptionError
 from ..data.example import Example
+from ..models.embedded import EMBEDDED
 
 MODEL_INFO = "instructsift-model.json"  # written into every saved model; part of its fingerprint
 SAVE_MODES = ("merged", "adapter")
@@ -335,7 +336,7 @@ def _progress_callback(bar: Any, tokens_per_step: float) -> Any:
 
 def finetune(
     data: Sequence[Example] | Any,
-    model: str = "embedded",
+    model: str = EMBEDDED,
     output: str | os.PathLike = "finetuned",
     config: FinetuneConfig | None = None,
     *,
@@ -363,7 +364,7 @@ def finetune(
     source = resolve(model)
     device = choose_device(config.device)
     if device.startswith("cuda:") and device != "cuda:0":
-        raise OptionError(f"device {device}: pick the GPU with CUDA_VISIBLE_DEVICES and pass --device cuda")
+        raise OptionError("{device}: pick the GPU with CUDA_VISIBLE_DEVICES and give it as cuda", device=device)
     mixed = mixed_precision(config.dtype, device)
     tokenizer = training_tokenizer(source.path, config.trust_remote_code)
 

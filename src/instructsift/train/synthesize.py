@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.errors import InputError, OptionError, Reject
+from ..models.embedded import EMBEDDED
 
 KINDS = ("direct", "referenced")
 PROBE_TIMEOUT = 10.0  # seconds for the first request that checks the server is there
@@ -62,7 +63,7 @@ def prompt_for(kind: str, instruction: str, human: str) -> str:
 class Generator:
     """One back end: a server (`url` set) or a local model; `max_tokens` new tokens per answer."""
 
-    model: str = "embedded"
+    model: str = EMBEDDED
     url: str | None = None
     key_env: str | None = None
     max_tokens: int = 1024

