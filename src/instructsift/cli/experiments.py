@@ -4,6 +4,7 @@ the commands."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,15 +16,14 @@ from .model_options import DeviceOpt, RewardFormatOpt, RewardModelOpt, UnievalOp
 from .options import (
     CacheOpt,
     FormatOpt,
+    Hub,
     OnError,
     OnErrorOpt,
     OverwriteOpt,
     QuietOpt,
     ReportOpt,
-    RevisionOpt,
-    SplitOpt,
-    SubsetOpt,
     _method_help,
+    option_groups,
 )
 
 
@@ -149,6 +149,7 @@ def _win(kind: Any, name: str, help: str) -> Any:
 
 @app.command("compare")
 @_guard
+@option_groups
 def compare_cmd(
     input: Annotated[
         str,
@@ -226,9 +227,8 @@ def compare_cmd(
         str | None,
         typer.Option("--target-task-field", help="--target: the target records' task field [each row a task]."),
     ] = None,
-    split: SplitOpt = None,
-    subset: SubsetOpt = None,
-    revision: RevisionOpt = None,
+    *,
+    hub: Hub,
 ) -> None:
     """Fine-tune on each method's pick, on random picks of the same size and on all the data; compare eval loss
     (and, with --judge-url, a judge's win rate of each tuned model's answers against the random model's)."""
@@ -243,7 +243,7 @@ def compare_cmd(
         "--judge-max-tokens": judge_max_tokens, "--max-new-tokens": max_new_tokens, "--gen-batch-size": gen_batch_size,
     })  # fmt: skip
     if Path(input).suffix in (".yaml", ".yml"):
-        if methods or budget or budget_tokens or eval or target or target_task_field or split or subset or revision:
+        if methods or budget or budget_tokens or eval or target or target_task_field or any(dataclasses.astuple(hub)):
             _fail("with a compare recipe, give --methods, --budget (or --budget-tokens), --eval, --target and "
                   "--split, --subset, --revision in the recipe")  # fmt: skip
         if judge:
@@ -256,7 +256,7 @@ def compare_cmd(
         tune = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
         tune = {k: v for k, v in tune.items() if v is not None} | ({"device": device} if device != "auto" else {})
         spec = spec_from(dict(
-            data=str(input), split=split, subset=subset, revision=revision, eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
+            data=str(input), **dataclasses.asdict(hub), eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
             budget=parse_budget(budget) if budget else None,
             budget_tokens=parse_budget(budget_tokens, "--budget-tokens") if budget_tokens else None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
             finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,

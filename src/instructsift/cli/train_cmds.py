@@ -14,22 +14,22 @@ from .options import (
     CacheOpt,
     DataArg,
     FormatOpt,
+    Hub,
     Input,
     OnError,
     OnErrorOpt,
     OverwriteOpt,
     QuietOpt,
-    RevisionOpt,
-    SplitOpt,
-    SubsetOpt,
     _check_paths,
     _model_input,
     _read,
+    option_groups,
 )
 
 
 @app.command("finetune")
 @_guard
+@option_groups
 def finetune_cmd(
     input: DataArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned model (or adapter).")],
@@ -58,9 +58,8 @@ def finetune_cmd(
     trust_remote_code: TrustOpt = False,
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
-    split: SplitOpt = None,
-    subset: SubsetOpt = None,
-    revision: RevisionOpt = None,
+    *,
+    hub: Hub,
 ) -> None:
     """Fine-tune a causal LM on DATA (loss on answer tokens only; LoRA unless --full). Rerun to resume."""
     from ..models import use_cache_root
@@ -85,7 +84,7 @@ def finetune_cmd(
         trust_remote_code=trust_remote_code,
     )
     _check_paths([input, *_model_input(model)], [(output, "model", "--output")], overwrite)
-    dataset = _read(input, format, on_error, split=split, subset=subset, revision=revision)
+    dataset = _read(input, format, on_error, hub)
     try:
         with use_cache_root(cache_dir):
             r = finetune(dataset, model, output, config, progress=not quiet, resume=not restart)
@@ -106,6 +105,7 @@ def finetune_cmd(
 
 @app.command("evaluate")
 @_guard
+@option_groups
 def evaluate_cmd(
     input: DataArg,
     model: ModelOpt = "embedded",
@@ -122,9 +122,8 @@ def evaluate_cmd(
     trust_remote_code: TrustOpt = False,
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
-    split: SplitOpt = None,
-    subset: SubsetOpt = None,
-    revision: RevisionOpt = None,
+    *,
+    hub: Hub,
 ) -> None:
     """Mean answer loss of a model on held-out DATA (InstructMining's quality proxy); prints JSON."""
     import json
@@ -134,7 +133,7 @@ def evaluate_cmd(
     from ..train.evaluate import evaluate
 
     _check_paths([input, *_model_input(model)], [(output, "json", "--output")], overwrite)
-    dataset = _read(input, format, on_error, split=split, subset=subset, revision=revision)
+    dataset = _read(input, format, on_error, hub)
     with use_cache_root(cache_dir):
         r = evaluate(
             dataset,
