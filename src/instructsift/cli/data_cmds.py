@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .core import _guard, _warn, app, err
+from .core import _guard, _say, _warn, app
 from .method_options import MethodCommand, with_method_options
 from .options import (
     AllowEmptyOpt,
@@ -39,12 +39,10 @@ def _missing_summary(table: Any) -> None:
         n = sum(reasons.values())
         why = "; ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) + ("; ..." if len(reasons) > 3 else "")
         left = table.num_rows - given
-        err.print(
+        _say(
             f"{label}: {given - n} scored, {n} missing"
             + (f" ({why})" if n else "")
-            + (f"; {left} dropped before this step" if left else ""),
-            highlight=False,
-            markup=False,
+            + (f"; {left} dropped before this step" if left else "")
         )
 
 
@@ -221,7 +219,7 @@ def _save_recipe(recipe: Any, target: Path, overwrite: bool) -> None:
 
     check_outputs([recipe.path("input")], [Output(target, "recipe", "--save-recipe")], overwrite=overwrite)
     recipe.save(target, comment="instructsift " + " ".join(sys.argv[1:]))
-    err.print(f"recipe → {target}", highlight=False, markup=False)
+    _say(f"recipe → {target}")
 
 
 def _run(recipe: Any, overwrite: bool, quiet: bool, protect: Iterable[Path] = ()) -> Any:
@@ -232,7 +230,7 @@ def _run(recipe: Any, overwrite: bool, quiet: bool, protect: Iterable[Path] = ()
         progress=not quiet,
         overwrite=overwrite,
         protect=list(protect),
-        log=(lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False)),
+        log=(lambda m: None) if quiet else (lambda m: _say(m, "dim")),
         warn=_warn,
     )
 
@@ -248,7 +246,7 @@ def _score_summary(result: Any, output: Any, quiet: bool = False) -> None:
     unscored = sum(unscored_mask(table))
     rej = result.written.get("rejects")
     line = f"read {dataset.n_read} · scored {table.num_rows - unscored} · unscored {unscored} · rejected {len(dataset.rejects)}"
-    err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False, markup=False)
+    _say(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""))
     _notes_summary(dict(dataset.notes.most_common()))
 
 
@@ -264,7 +262,7 @@ def _select_summary(result: Any, quiet: bool = False, counting: dict[str, Any] |
         return
     why = ", ".join(f"{k}: {v}" for k, v in s["dropped_by"].items())
     rej, dropped = result.written.get("rejects"), result.written.get("dropped")
-    err.print(
+    _say(
         f"read {s['read']} · kept {s['kept']}"
         + (f" ({'; '.join(s['shares'])})" if s["shares"] else "")
         + f" · dropped {s['dropped']}"
@@ -272,22 +270,20 @@ def _select_summary(result: Any, quiet: bool = False, counting: dict[str, Any] |
         + f" · rejected {s['rejected']} → {result.written.get('output')}"
         + (f" (rejects: {rej})" if rej else "")
         + (f" (dropped: {dropped})" if dropped else "")
-        + (f" (report: {result.written['report']})" if result.written.get("report") else ""),
-        highlight=False,
-        markup=False,
+        + (f" (report: {result.written['report']})" if result.written.get("report") else "")
     )
     _notes_summary(s["notes"])
     if result.recipe.settings.with_scores and result.picked.dataset.examples:
         from ..experiments.length import of_run, summary_line, trained_tokens
 
         tokens, counted = trained_tokens(result, **(counting or {}))
-        err.print(summary_line(of_run(result, tokens), counted), highlight=False, markup=False)
+        _say(summary_line(of_run(result, tokens), counted))
 
 
 def _notes_summary(notes: dict[str, int]) -> None:
     """What reading noticed but kept (trailing turns, exact duplicates), so that users can act on it."""
     if notes:
-        err.print("noticed: " + ", ".join(f"{k}: {v}" for k, v in notes.items()), highlight=False, markup=False)
+        _say("noticed: " + ", ".join(f"{k}: {v}" for k, v in notes.items()))
 
 
 @app.command("methods")
@@ -325,4 +321,4 @@ def methods_cmd(
     typer.echo("\n\n".join(blocks))
     if not name:
         steps = "; ".join(f"{k}: {', '.join(registry.names(k))}" for k in ("score", "select", "fit"))
-        err.print(para(f"steps for recipes: {steps}", "", "  "), highlight=False, markup=False)
+        _say(para(f"steps for recipes: {steps}", "", "  "))

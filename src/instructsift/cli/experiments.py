@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .core import _fail, _guard, app, err
+from .core import _fail, _guard, _say, app
 from .model_options import DeviceOpt, RewardFormatOpt, RewardModelOpt, UnievalOpt
 from .options import (
     CacheOpt,
@@ -68,11 +68,9 @@ def design_cmd(
     except ValueError as e:
         raise OptionError(str(e)) from None
     path = design.save(output)
-    err.print(
+    _say(
         f"{len(design.subsets)} subsets of {size} rows from a pool of {len(design.pool)}, {len(design.eval)} "
-        f"held-out rows → {path}",
-        highlight=False,
-        markup=False,
+        f"held-out rows → {path}"
     )
 
 
@@ -131,7 +129,7 @@ def mine_cmd(
     options |= {k: v for k, v in dict(reward_model=reward_model, reward_format=reward_format, encoder=encoder, unieval=unieval,
                                       device=None if device == "auto" else device).items() if v is not None}  # fmt: skip
     names = [n.strip() for n in indicators.split(",") if n.strip()] if indicators else None
-    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    log = (lambda m: None) if quiet else (lambda m: _say(m, "dim"))
     try:
         summary = mine_design(design, output, base=base, config=config, indicators=names, options=options, low=min_k,
                               high=max_k, trials=trials, sweep_points=sweep, cache_dir=cache_dir, progress=not quiet,
@@ -139,7 +137,7 @@ def mine_cmd(
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to resume (finished fine-tunings and trials are kept)")
     print("\n".join(report_lines(summary)))
-    err.print(f"rule, curve and summary → {output}", highlight=False, markup=False)
+    _say(f"rule, curve and summary → {output}")
 
 
 def _win(kind: Any, name: str, help: str) -> Any:
@@ -270,9 +268,9 @@ def compare_cmd(
 
         check_outputs([Path(input)], [Output(save_recipe, "recipe", "--save-recipe")], overwrite=overwrite)
         save_spec(spec, save_recipe, comment="instructsift " + " ".join(sys.argv[1:]), base_dir=base_dir)
-    log = lambda m: err.print(m, style="dim", highlight=False, markup=False)  # noqa: E731
+    log = lambda m: _say(m, "dim")  # noqa: E731
     r = compare(spec, output, base_dir=base_dir, overwrite=overwrite, progress=not quiet, log=log)
     out = output or base_dir / (spec.output or "")  # a recipe's output is relative to its folder
     print((out / "results.md").read_text(encoding="utf-8"))
     shown = f" (report: {base_dir / spec.report})" if spec.report else ""
-    err.print(f"{len(r['trials'])} trials ({r['trained_now']} run now) → {out}{shown}", highlight=False, markup=False)
+    _say(f"{len(r['trials'])} trials ({r['trained_now']} run now) → {out}{shown}")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from .core import _fail, _guard, app, err
+from .core import _fail, _guard, _say, app
 from .options import FormatOpt, Hub, OverwriteOpt, _check_paths, option_groups
 
 
@@ -64,4 +64,4 @@ def report_cmd(
                         curve=curve, mining=mining, title=title, format=format.value if format else None,
                         **dataclasses.asdict(hub))  # fmt: skip
     write_report(report, output, max_points=map_points, color_by=color_by, bookkeeping=bookkeeping)
-    err.print(f"report of {report.n} rows → {output}", highlight=False, markup=False)
+    _say(f"report of {report.n} rows → {output}")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from .core import _fail, _guard, _warn, app, err
+from .core import _fail, _guard, _say, _warn, app, err
 from .model_options import BatchOpt, DeviceOpt, DtypeOpt, ModelOpt, TrustOpt
 from .options import (
     CacheOpt,
@@ -93,13 +93,11 @@ def finetune_cmd(
     for ex_id, why in r.skipped[:5]:
         err.print(f"[yellow]skipped[/] {escape(f'{ex_id}: {why}')}", highlight=False)
     loss = f"{r.train_loss:.4f}" if r.train_loss is not None else "-"
-    err.print(
+    _say(
         f"trained on {r.sequences} sequences ({r.examples - len(r.skipped)} examples, {len(r.skipped)} skipped) · "
         f"{r.steps} steps · train loss {loss} · {r.tokens_per_second:,.0f} tok/s"
         + (f" · resumed from {Path(r.resumed_from).name}" if r.resumed_from else "")
-        + f" → {output}",
-        highlight=False,
-        markup=False,
+        + f" → {output}"
     )
 
 
@@ -151,11 +149,7 @@ def evaluate_cmd(
     if output:
         write_text(output, text + "\n")
     print(text)
-    err.print(
-        f"loss {r.loss:.4f} · ppl {r.ppl:.3f} · {r.scored} of {r.examples} examples · {r.tokens:,} answer tokens",
-        highlight=False,
-        markup=False,
-    )
+    _say(f"loss {r.loss:.4f} · ppl {r.ppl:.3f} · {r.scored} of {r.examples} examples · {r.tokens:,} answer tokens")
 
 
 @app.command("train-scar")
@@ -196,17 +190,15 @@ def train_scar_cmd(
     )  # fmt: skip
     _check_paths([quads], [(output, "model", "--output")], overwrite)
     rows = read_quads(quads)
-    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    log = (lambda m: None) if quiet else (lambda m: _say(m, "dim"))
     try:
         with use_cache_root(cache_dir):
             r = train_scar(rows, output, config, progress=not quiet, log=log)
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to resume from the last checkpoint")
-    err.print(
+    _say(
         f"trained on {r['rows']['train']} quads · best validation accuracy {r['best_validation']:.4f} · "
-        f"test accuracy {r['test']['all']:.4f} → {output}",
-        highlight=False,
-        markup=False,
+        f"test accuracy {r['test']['all']:.4f} → {output}"
     )
 
 
@@ -250,10 +242,10 @@ def synthesize_cmd(
     rows = read_rows(input, on_error.value)
     gen = Generator(model=model, url=url, key_env=key_env, max_tokens=max_tokens, concurrency=concurrency,
                     batch_size=batch_size, device=device)  # fmt: skip
-    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    log = (lambda m: None) if quiet else (lambda m: _say(m, "dim"))
     with use_cache_root(cache_dir):
         out, failed = synthesize(rows, kinds, gen, progress=not quiet, log=log)
     write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
     if failed:
         _warn(f"{failed} answers could not be generated (reasons above); rerun to ask for them again")
-    err.print(f"{len(out)} rows, {', '.join(kinds)} answers → {output}", highlight=False, markup=False)
+    _say(f"{len(out)} rows, {', '.join(kinds)} answers → {output}")
