@@ -15,12 +15,10 @@ from .core import _fail, _guard, _say, app
 from .model_options import DeviceOpt, RewardFormatOpt, RewardModelOpt, UnievalOpt
 from .options import (
     CacheOpt,
-    FormatOpt,
     Hub,
-    OnError,
-    OnErrorOpt,
     OverwriteOpt,
     QuietOpt,
+    Reading,
     ReportOpt,
     _method_help,
     option_groups,
@@ -197,8 +195,8 @@ def compare_cmd(
         Path | None, typer.Option("--save-recipe", help="Write this comparison as a recipe.")
     ] = None,
     report: ReportOpt = None,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = OnError.fail,
+    *,
+    reading: Reading,
     cache_dir: CacheOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
@@ -225,7 +223,6 @@ def compare_cmd(
         str | None,
         typer.Option("--target-task-field", help="--target: the target records' task field [each row a task]."),
     ] = None,
-    *,
     hub: Hub,
 ) -> None:
     """Fine-tune on each method's pick, on random picks of the same size and on all the data; compare eval loss
@@ -257,8 +254,8 @@ def compare_cmd(
             data=str(input), **dataclasses.asdict(hub), eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
             budget=parse_budget(budget) if budget else None,
             budget_tokens=parse_budget(budget_tokens, "--budget-tokens") if budget_tokens else None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
-            finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,
-            on_error=on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
+            finetune=tune, allow_short=allow_short, plot=not no_plot, format=reading.format.value if reading.format else None,
+            on_error=reading.on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
             output=str(output) if output else None, report=str(report) if report else None, judge=judge,
             target=str(target) if target else None, target_task_field=target_task_field,
         ), "compare")  # fmt: skip

@@ -246,11 +246,18 @@ class Runner:
 
 
 @dataclass(frozen=True)
-class Run:
-    """How `score` and `select` read DATA (its format, bad rows), cache scores and run scorers."""
+class Reading:
+    """How DATA's records are read: their format, and what a bad row does."""
 
     format: FormatOpt = None
     on_error: OnErrorOpt = OnError.fail
+
+
+@dataclass(frozen=True)
+class Run:
+    """How `score` and `select` read DATA (its format, bad rows), cache scores and run scorers."""
+
+    reading: Reading = Reading()
     rejects: RejectsOpt = None
     cache_dir: CacheOpt = None
     no_cache: NoCacheOpt = False
@@ -273,11 +280,12 @@ def _data_options(*groups: Source | Export) -> dict[str, Any]:
     return out
 
 
-def _read(path: str | Path, fmt: Fmt | None, on_error: OnError, hub: Hub) -> Any:
+def _read(path: str | Path, reading: Reading, hub: Hub) -> Any:
     """`data.read` of a command's DATA (a path or hub id, read at `hub`'s split, subset, revision)."""
     from ..api import read
 
-    return read(path, format=fmt.value if fmt else None, on_error=on_error.value, **dataclasses.asdict(hub))
+    fmt = reading.format.value if reading.format else None
+    return read(path, format=fmt, on_error=reading.on_error.value, **dataclasses.asdict(hub))
 
 
 def _local(spec: str | Path | None) -> Path | None:

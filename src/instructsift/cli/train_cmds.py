@@ -13,13 +13,13 @@ from .model_options import BatchOpt, DeviceOpt, DtypeOpt, ModelOpt, TrustOpt
 from .options import (
     CacheOpt,
     DataArg,
-    FormatOpt,
     Hub,
     Input,
     OnError,
     OnErrorOpt,
     OverwriteOpt,
     QuietOpt,
+    Reading,
     _check_paths,
     _model_input,
     _read,
@@ -53,12 +53,11 @@ def finetune_cmd(
     dtype: Annotated[str, typer.Option(help="Mixed precision: auto, float32, bfloat16 or float16.")] = "auto",
     device: DeviceOpt = "auto",
     restart: Annotated[bool, typer.Option("--restart", help="Ignore checkpoints of an interrupted run.")] = False,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = OnError.fail,
+    *,
+    reading: Reading,
     trust_remote_code: TrustOpt = False,
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
-    *,
     hub: Hub,
 ) -> None:
     """Fine-tune a causal LM on DATA (loss on answer tokens only; LoRA unless --full). Rerun to resume."""
@@ -84,7 +83,7 @@ def finetune_cmd(
         trust_remote_code=trust_remote_code,
     )
     _check_paths([input, *_model_input(model)], [(output, "model", "--output")], overwrite)
-    dataset = _read(input, format, on_error, hub)
+    dataset = _read(input, reading, hub)
     try:
         with use_cache_root(cache_dir):
             r = finetune(dataset, model, output, config, progress=not quiet, resume=not restart)
@@ -115,12 +114,11 @@ def evaluate_cmd(
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
     batch_tokens: BatchOpt = None,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = OnError.fail,
+    *,
+    reading: Reading,
     trust_remote_code: TrustOpt = False,
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
-    *,
     hub: Hub,
 ) -> None:
     """Mean answer loss of a model on held-out DATA (InstructMining's quality proxy); prints JSON."""
@@ -131,7 +129,7 @@ def evaluate_cmd(
     from ..train.evaluate import evaluate
 
     _check_paths([input, *_model_input(model)], [(output, "json", "--output")], overwrite)
-    dataset = _read(input, format, on_error, hub)
+    dataset = _read(input, reading, hub)
     with use_cache_root(cache_dir):
         r = evaluate(
             dataset,
