@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import UsageError
+from .model_options import TrustOpt
 
 
 class OnError(str, Enum):
@@ -251,6 +252,17 @@ class Reading:
 
     format: FormatOpt = None
     on_error: OnErrorOpt = OnError.fail
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """How `finetune` and `evaluate` read DATA, load the model (its own code) and cache, and what they say."""
+
+    reading: Reading = Reading()
+    trust_remote_code: TrustOpt = False
+    cache_dir: CacheOpt = None
+    quiet: QuietOpt = False
+    hub: Hub = Hub()
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,16 @@ import typer
 from rich.markup import escape
 
 from .core import _fail, _guard, _say, _warn, app, err
-from .model_options import BatchOpt, DeviceOpt, DtypeOpt, ModelOpt, TrustOpt
+from .model_options import BatchOpt, DeviceOpt, DtypeOpt, ModelOpt
 from .options import (
     CacheOpt,
     DataArg,
-    Hub,
     Input,
+    ModelRun,
     OnError,
     OnErrorOpt,
     OverwriteOpt,
     QuietOpt,
-    Reading,
     _check_paths,
     _model_input,
     _read,
@@ -54,39 +53,22 @@ def finetune_cmd(
     device: DeviceOpt = "auto",
     restart: Annotated[bool, typer.Option("--restart", help="Ignore checkpoints of an interrupted run.")] = False,
     *,
-    reading: Reading,
-    trust_remote_code: TrustOpt = False,
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
-    hub: Hub,
+    run: ModelRun,
 ) -> None:
     """Fine-tune a causal LM on DATA (loss on answer tokens only; LoRA unless --full). Rerun to resume."""
     from ..models import use_cache_root
     from ..train.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(
-        template=template,
-        max_length=max_length,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        lora=not full,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        eos=not no_eos,
-        seed=seed,
-        dtype=dtype,
-        device=device,
-        save=save,
-        checkpoint_steps=checkpoint_steps,
-        trust_remote_code=trust_remote_code,
-    )
+        template=template, max_length=max_length, epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
+        lora=not full, lora_r=lora_r, lora_alpha=lora_alpha, eos=not no_eos, seed=seed, dtype=dtype, device=device,
+        save=save, checkpoint_steps=checkpoint_steps, trust_remote_code=run.trust_remote_code,
+    )  # fmt: skip
     _check_paths([input, *_model_input(model)], [(output, "model", "--output")], overwrite)
-    dataset = _read(input, reading, hub)
+    dataset = _read(input, run.reading, run.hub)
     try:
-        with use_cache_root(cache_dir):
-            r = finetune(dataset, model, output, config, progress=not quiet, resume=not restart)
+        with use_cache_root(run.cache_dir):
+            r = finetune(dataset, model, output, config, progress=not run.quiet, resume=not restart)
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to resume from the last checkpoint")
     for ex_id, why in r.skipped[:5]:
@@ -115,11 +97,7 @@ def evaluate_cmd(
     device: DeviceOpt = "auto",
     batch_tokens: BatchOpt = None,
     *,
-    reading: Reading,
-    trust_remote_code: TrustOpt = False,
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
-    hub: Hub,
+    run: ModelRun,
 ) -> None:
     """Mean answer loss of a model on held-out DATA (InstructMining's quality proxy); prints JSON."""
     import json
@@ -129,20 +107,12 @@ def evaluate_cmd(
     from ..train.evaluate import evaluate
 
     _check_paths([input, *_model_input(model)], [(output, "json", "--output")], overwrite)
-    dataset = _read(input, reading, hub)
-    with use_cache_root(cache_dir):
+    dataset = _read(input, run.reading, run.hub)
+    with use_cache_root(run.cache_dir):
         r = evaluate(
-            dataset,
-            model,
-            template=template,
-            max_length=max_length,
-            eos=not no_eos,
-            dtype=dtype,
-            device=device,
-            batch_tokens=batch_tokens,
-            trust_remote_code=trust_remote_code,
-            progress=not quiet,
-        )
+            dataset, model, template=template, max_length=max_length, eos=not no_eos, dtype=dtype, device=device,
+            batch_tokens=batch_tokens, trust_remote_code=run.trust_remote_code, progress=not run.quiet,
+        )  # fmt: skip
     text = json.dumps(r.as_dict(), indent=2)
     if output:
         write_text(output, text + "\n")
