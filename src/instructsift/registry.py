@@ -313,6 +313,29 @@ def register_method(method: Method) -> Method:
     return method
 
 
+def method(
+    paper: str,
+    summary: str,
+    *,
+    ratio_of: str = "all rows",
+    defaults: dict[str, Any] | None = None,
+    aliases: tuple[str, ...] = (),
+    name: str | None = None,
+) -> Callable:
+    """Decorator: register a method's `steps(p: Params)` with its paper, summary and defaults (said by
+    `instructsift methods`). Its name is its module's (`_` as `-`) unless given; its options are the
+    `Params` model its parameter is annotated with, so the function declares the method whole."""
+
+    def deco(steps: Callable[[Any], list[dict[str, Any]]]) -> Callable[[Any], list[dict[str, Any]]]:
+        first = next(iter(inspect.signature(steps).parameters))
+        params = typing.get_type_hints(steps)[first]
+        named = name or steps.__module__.rsplit(".", 1)[-1].replace("_", "-")
+        register_method(Method(named, paper, summary, params, steps, defaults or {}, aliases, ratio_of))
+        return steps
+
+    return deco
+
+
 def _plain(value: Any) -> Any:
     """YAML-friendly: tuples as lists."""
     if isinstance(value, (tuple, list)):
@@ -358,6 +381,7 @@ __all__ = [
     "get",
     "kind_of",
     "load_all",
+    "method",
     "names",
     "option_kinds",
     "params_of",

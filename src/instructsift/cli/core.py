@@ -83,6 +83,11 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _say(text: str, style: str | None = None) -> None:
+    """A line on stderr as it is written (no rich markup, no highlighting)."""
+    err.print(text, style=style, highlight=False, markup=False)
+
+
 def _warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
@@ -122,7 +127,7 @@ def _guard(fn: Any) -> Any:
             raise
         except KeyboardInterrupt as e:  # Ctrl-C: one line (how much is cached, from the engine), exit 130
             why = str(e) or "interrupted: what finished is cached; run the same command again to resume"
-            err.print(why, highlight=False, markup=False)
+            _say(why)
             raise typer.Exit(130) from None
         except UserError as e:
             _fail(cli_message(e), e.exit_code)

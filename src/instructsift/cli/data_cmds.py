@@ -10,37 +10,23 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import UsageError
-from .core import _guard, _warn, app, err
+from .core import _guard, _say, _warn, app
 from .method_options import MethodCommand, with_method_options
 from .options import (
     AllowEmptyOpt,
-    CacheOpt,
-    CardOpt,
     DataArg,
     DroppedOpt,
-    Engine,
-    EngineOpt,
-    FieldsOpt,
-    FormatOpt,
+    Export,
     MethodOpt,
-    NoCacheOpt,
-    OnError,
-    OnErrorOpt,
     OverwriteOpt,
-    PrivateOpt,
-    PushOpt,
     QuietOpt,
-    RayAddressOpt,
-    RejectsOpt,
     ReportOpt,
-    RevisionOpt,
-    SplitOpt,
-    StreamingOpt,
-    SubsetOpt,
-    ToOpt,
+    Run,
+    Runner,
+    Source,
     _data_options,
     _local,
+    option_groups,
 )
 
 
@@ -53,12 +39,10 @@ def _missing_summary(table: Any) -> None:
         n = sum(reasons.values())
         why = "; ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) + ("; ..." if len(reasons) > 3 else "")
         left = table.num_rows - given
-        err.print(
+        _say(
             f"{label}: {given - n} scored, {n} missing"
             + (f" ({why})" if n else "")
-            + (f"; {left} dropped before this step" if left else ""),
-            highlight=False,
-            markup=False,
+            + (f"; {left} dropped before this step" if left else "")
         )
 
 
@@ -72,25 +56,16 @@ def _score_exclude() -> Iterable[str]:
 @app.command("score", cls=MethodCommand)
 @_guard
 @with_method_options(exclude=_score_exclude)
+@option_groups
 def score_cmd(
     input: DataArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="SCORES.parquet or .jsonl: one row per example.")],
     method: MethodOpt = "cherry",
     overwrite: OverwriteOpt = False,
     allow_empty: AllowEmptyOpt = False,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = OnError.fail,
-    rejects: RejectsOpt = None,
-    cache_dir: CacheOpt = None,
-    no_cache: NoCacheOpt = False,
-    engine: EngineOpt = None,
-    ray_address: RayAddressOpt = None,
-    quiet: QuietOpt = False,
-    split: SplitOpt = None,
-    subset: SubsetOpt = None,
-    revision: RevisionOpt = None,
-    streaming: StreamingOpt = False,
-    fields: FieldsOpt = None,
+    *,
+    run: Run,
+    source: Source,
     method_options: dict[str, Any] | None = None,
 ) -> None:
     """Score every example; write the score table (row, id, content_hash, then the method's columns).
@@ -102,17 +77,18 @@ def score_cmd(
         method,
         options,
         score_only=True,
-        **_settings(input, None, format, on_error, rejects, cache_dir, no_cache, allow_empty, engine, ray_address),
-        **_data_options(locals()),
+        **_settings(input, None, run, allow_empty),
+        **_data_options(source),
         scores=str(output),
     )
-    result = _run(recipe, overwrite, quiet, protect=_local_paths(options))
-    _score_summary(result, output, quiet)
+    result = _run(recipe, overwrite, run.quiet, protect=_local_paths(options))
+    _score_summary(result, output, run.quiet)
 
 
 @app.command("select", cls=MethodCommand)
 @_guard
 @with_method_options()
+@option_groups
 def select_cmd(
     input: DataArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Selected records (format: the input's, or --to).")],
@@ -141,23 +117,10 @@ def select_cmd(
     save_recipe: Annotated[
         Path | None, typer.Option("--save-recipe", help="Write this run as a recipe (.yaml) that `run` repeats.")
     ] = None,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = OnError.fail,
-    rejects: RejectsOpt = None,
-    cache_dir: CacheOpt = None,
-    no_cache: NoCacheOpt = False,
-    engine: EngineOpt = None,
-    ray_address: RayAddressOpt = None,
-    quiet: QuietOpt = False,
-    split: SplitOpt = None,
-    subset: SubsetOpt = None,
-    revision: RevisionOpt = None,
-    streaming: StreamingOpt = False,
-    fields: FieldsOpt = None,
-    to: ToOpt = None,
-    card: CardOpt = False,
-    push_to_hub: PushOpt = None,
-    private: PrivateOpt = False,
+    *,
+    run: Run,
+    source: Source,
+    export: Export,
     method_options: dict[str, Any] | None = None,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records.
@@ -170,8 +133,8 @@ def select_cmd(
     recipe = from_method(
         method,
         options,
-        **_settings(input, output, format, on_error, rejects, cache_dir, no_cache, allow_empty, engine, ray_address),
-        **_data_options(locals()),
+        **_settings(input, output, run, allow_empty),
+        **_data_options(source, export),
         scores=str(save_scores) if save_scores else None,
         from_scores=str(scores) if scores else None,
         rescore_changed=rescore_changed,
@@ -182,8 +145,8 @@ def select_cmd(
     )
     if save_recipe is not None:
         _save_recipe(recipe, save_recipe, overwrite)
-    result = _run(recipe, overwrite, quiet, protect=_local_paths({**options, **counting}))
-    _select_summary(result, quiet, counting)
+    result = _run(recipe, overwrite, run.quiet, protect=_local_paths({**options, **counting}))
+    _select_summary(result, run.quiet, counting)
 
 
 def _plain(options: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +168,7 @@ def _local_paths(options: dict[str, Any]) -> list[Path]:
 
 @app.command("run")
 @_guard
+@option_groups
 def run_cmd(
     recipe_file: Annotated[Path, typer.Argument(metavar="RECIPE", help="A recipe (.yaml): input, steps, outputs.")],
     input: Annotated[
@@ -212,30 +176,22 @@ def run_cmd(
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Replace the recipe's output.")] = None,
     dropped: DroppedOpt = None,
-    engine: EngineOpt = None,
-    ray_address: RayAddressOpt = None,
+    *,
+    runner: Runner,
     report: ReportOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
-    split: SplitOpt = None,
-    subset: SubsetOpt = None,
-    revision: RevisionOpt = None,
-    streaming: StreamingOpt = False,
-    fields: FieldsOpt = None,
-    to: ToOpt = None,
-    card: CardOpt = False,
-    push_to_hub: PushOpt = None,
-    private: PrivateOpt = False,
+    source: Source,
+    export: Export,
 ) -> None:
     """Run a recipe: read its input, run its steps in order (score, select, fit), write its outputs. The data
     options replace the recipe's."""
     from ..recipe import load
 
-    if ray_address and engine is not Engine.ray:
-        raise UsageError("--ray-address is an option of --engine ray")
-    overrides = {"input": input, "output": output, "dropped": dropped, "report": report, "ray_address": ray_address,
-                 **_data_options(locals())}  # fmt: skip
-    recipe = load(recipe_file, {**overrides, "engine": engine.value if engine else None})
+    engine = runner.settings()
+    overrides = {"input": input, "output": output, "dropped": dropped, "report": report,
+                 "ray_address": engine["ray_address"], **_data_options(source, export)}  # fmt: skip
+    recipe = load(recipe_file, {**overrides, "engine": engine["engine"]})
     result = _run(recipe, overwrite, quiet)
     if recipe.settings.output is None:
         _score_summary(result, recipe.path("scores"), quiet)
@@ -243,21 +199,17 @@ def run_cmd(
         _select_summary(result, quiet)
 
 
-def _settings(input: str | Path, output: Path | None, format: Any, on_error: OnError, rejects: Path | None,
-              cache_dir: Path | None, no_cache: bool, allow_empty: bool, engine: Engine | None = None,
-              ray_address: str | None = None) -> dict[str, Any]:  # fmt: skip
-    if ray_address and engine is not Engine.ray:
-        raise UsageError("--ray-address is an option of --engine ray")
+def _settings(input: str | Path, output: Path | None, run: Run, allow_empty: bool) -> dict[str, Any]:
+    """The recipe settings of `score` and `select`."""
     return dict(
-        engine=engine.value if engine else None,
-        ray_address=ray_address,
+        **run.runner.settings(),
         input=str(input),
         output=str(output) if output else None,
-        format=format.value if format else None,
-        on_error=on_error.value,
-        rejects=str(rejects) if rejects else None,
-        cache_dir=str(cache_dir) if cache_dir else None,
-        use_cache=not no_cache,
+        format=run.reading.format.value if run.reading.format else None,
+        on_error=run.reading.on_error.value,
+        rejects=str(run.rejects) if run.rejects else None,
+        cache_dir=str(run.cache_dir) if run.cache_dir else None,
+        use_cache=not run.no_cache,
         allow_empty=allow_empty,
     )
 
@@ -267,7 +219,7 @@ def _save_recipe(recipe: Any, target: Path, overwrite: bool) -> None:
 
     check_outputs([recipe.path("input")], [Output(target, "recipe", "--save-recipe")], overwrite=overwrite)
     recipe.save(target, comment="instructsift " + " ".join(sys.argv[1:]))
-    err.print(f"recipe → {target}", highlight=False, markup=False)
+    _say(f"recipe → {target}")
 
 
 def _run(recipe: Any, overwrite: bool, quiet: bool, protect: Iterable[Path] = ()) -> Any:
@@ -278,7 +230,7 @@ def _run(recipe: Any, overwrite: bool, quiet: bool, protect: Iterable[Path] = ()
         progress=not quiet,
         overwrite=overwrite,
         protect=list(protect),
-        log=(lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False)),
+        log=(lambda m: None) if quiet else (lambda m: _say(m, "dim")),
         warn=_warn,
     )
 
@@ -294,7 +246,7 @@ def _score_summary(result: Any, output: Any, quiet: bool = False) -> None:
     unscored = sum(unscored_mask(table))
     rej = result.written.get("rejects")
     line = f"read {dataset.n_read} · scored {table.num_rows - unscored} · unscored {unscored} · rejected {len(dataset.rejects)}"
-    err.print(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""), highlight=False, markup=False)
+    _say(f"{line} → {output}" + (f" (rejects: {rej})" if rej else ""))
     _notes_summary(dict(dataset.notes.most_common()))
 
 
@@ -310,7 +262,7 @@ def _select_summary(result: Any, quiet: bool = False, counting: dict[str, Any] |
         return
     why = ", ".join(f"{k}: {v}" for k, v in s["dropped_by"].items())
     rej, dropped = result.written.get("rejects"), result.written.get("dropped")
-    err.print(
+    _say(
         f"read {s['read']} · kept {s['kept']}"
         + (f" ({'; '.join(s['shares'])})" if s["shares"] else "")
         + f" · dropped {s['dropped']}"
@@ -318,22 +270,20 @@ def _select_summary(result: Any, quiet: bool = False, counting: dict[str, Any] |
         + f" · rejected {s['rejected']} → {result.written.get('output')}"
         + (f" (rejects: {rej})" if rej else "")
         + (f" (dropped: {dropped})" if dropped else "")
-        + (f" (report: {result.written['report']})" if result.written.get("report") else ""),
-        highlight=False,
-        markup=False,
+        + (f" (report: {result.written['report']})" if result.written.get("report") else "")
     )
     _notes_summary(s["notes"])
     if result.recipe.settings.with_scores and result.picked.dataset.examples:
         from ..experiments.length import of_run, summary_line, trained_tokens
 
         tokens, counted = trained_tokens(result, **(counting or {}))
-        err.print(summary_line(of_run(result, tokens), counted), highlight=False, markup=False)
+        _say(summary_line(of_run(result, tokens), counted))
 
 
 def _notes_summary(notes: dict[str, int]) -> None:
     """What reading noticed but kept (trailing turns, exact duplicates), so that users can act on it."""
     if notes:
-        err.print("noticed: " + ", ".join(f"{k}: {v}" for k, v in notes.items()), highlight=False, markup=False)
+        _say("noticed: " + ", ".join(f"{k}: {v}" for k, v in notes.items()))
 
 
 @app.command("methods")
@@ -371,4 +321,4 @@ def methods_cmd(
     typer.echo("\n\n".join(blocks))
     if not name:
         steps = "; ".join(f"{k}: {', '.join(registry.names(k))}" for k in ("score", "select", "fit"))
-        err.print(para(f"steps for recipes: {steps}", "", "  "), highlight=False, markup=False)
+        _say(para(f"steps for recipes: {steps}", "", "  "))

@@ -4,26 +4,24 @@ the commands."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .core import _fail, _guard, app, err
+from .core import _fail, _guard, _say, app
 from .model_options import DeviceOpt, RewardFormatOpt, RewardModelOpt, UnievalOpt
 from .options import (
     CacheOpt,
-    FormatOpt,
-    OnError,
-    OnErrorOpt,
+    Hub,
     OverwriteOpt,
     QuietOpt,
+    Reading,
     ReportOpt,
-    RevisionOpt,
-    SplitOpt,
-    SubsetOpt,
     _method_help,
+    option_groups,
 )
 
 
@@ -68,11 +66,9 @@ def design_cmd(
     except ValueError as e:
         raise OptionError(str(e)) from None
     path = design.save(output)
-    err.print(
+    _say(
         f"{len(design.subsets)} subsets of {size} rows from a pool of {len(design.pool)}, {len(design.eval)} "
-        f"held-out rows → {path}",
-        highlight=False,
-        markup=False,
+        f"held-out rows → {path}"
     )
 
 
@@ -131,7 +127,7 @@ def mine_cmd(
     options |= {k: v for k, v in dict(reward_model=reward_model, reward_format=reward_format, encoder=encoder, unieval=unieval,
                                       device=None if device == "auto" else device).items() if v is not None}  # fmt: skip
     names = [n.strip() for n in indicators.split(",") if n.strip()] if indicators else None
-    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    log = (lambda m: None) if quiet else (lambda m: _say(m, "dim"))
     try:
         summary = mine_design(design, output, base=base, config=config, indicators=names, options=options, low=min_k,
                               high=max_k, trials=trials, sweep_points=sweep, cache_dir=cache_dir, progress=not quiet,
@@ -139,7 +135,7 @@ def mine_cmd(
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to resume (finished fine-tunings and trials are kept)")
     print("\n".join(report_lines(summary)))
-    err.print(f"rule, curve and summary → {output}", highlight=False, markup=False)
+    _say(f"rule, curve and summary → {output}")
 
 
 def _win(kind: Any, name: str, help: str) -> Any:
@@ -149,6 +145,7 @@ def _win(kind: Any, name: str, help: str) -> Any:
 
 @app.command("compare")
 @_guard
+@option_groups
 def compare_cmd(
     input: Annotated[
         str,
@@ -198,8 +195,8 @@ def compare_cmd(
         Path | None, typer.Option("--save-recipe", help="Write this comparison as a recipe.")
     ] = None,
     report: ReportOpt = None,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = OnError.fail,
+    *,
+    reading: Reading,
     cache_dir: CacheOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
@@ -226,9 +223,7 @@ def compare_cmd(
         str | None,
         typer.Option("--target-task-field", help="--target: the target records' task field [each row a task]."),
     ] = None,
-    split: SplitOpt = None,
-    subset: SubsetOpt = None,
-    revision: RevisionOpt = None,
+    hub: Hub,
 ) -> None:
     """Fine-tune on each method's pick, on random picks of the same size and on all the data; compare eval loss
     (and, with --judge-url, a judge's win rate of each tuned model's answers against the random model's)."""
@@ -243,7 +238,7 @@ def compare_cmd(
         "--judge-max-tokens": judge_max_tokens, "--max-new-tokens": max_new_tokens, "--gen-batch-size": gen_batch_size,
     })  # fmt: skip
     if Path(input).suffix in (".yaml", ".yml"):
-        if methods or budget or budget_tokens or eval or target or target_task_field or split or subset or revision:
+        if methods or budget or budget_tokens or eval or target or target_task_field or any(dataclasses.astuple(hub)):
             _fail("with a compare recipe, give --methods, --budget (or --budget-tokens), --eval, --target and "
                   "--split, --subset, --revision in the recipe")  # fmt: skip
         if judge:
@@ -256,11 +251,11 @@ def compare_cmd(
         tune = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
         tune = {k: v for k, v in tune.items() if v is not None} | ({"device": device} if device != "auto" else {})
         spec = spec_from(dict(
-            data=str(input), split=split, subset=subset, revision=revision, eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
+            data=str(input), **dataclasses.asdict(hub), eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
             budget=parse_budget(budget) if budget else None,
             budget_tokens=parse_budget(budget_tokens, "--budget-tokens") if budget_tokens else None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
-            finetune=tune, allow_short=allow_short, plot=not no_plot, format=format.value if format else None,
-            on_error=on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
+            finetune=tune, allow_short=allow_short, plot=not no_plot, format=reading.format.value if reading.format else None,
+            on_error=reading.on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
             output=str(output) if output else None, report=str(report) if report else None, judge=judge,
             target=str(target) if target else None, target_task_field=target_task_field,
         ), "compare")  # fmt: skip
@@ -270,9 +265,9 @@ def compare_cmd(
 
         check_outputs([Path(input)], [Output(save_recipe, "recipe", "--save-recipe")], overwrite=overwrite)
         save_spec(spec, save_recipe, comment="instructsift " + " ".join(sys.argv[1:]), base_dir=base_dir)
-    log = lambda m: err.print(m, style="dim", highlight=False, markup=False)  # noqa: E731
+    log = lambda m: _say(m, "dim")  # noqa: E731
     r = compare(spec, output, base_dir=base_dir, overwrite=overwrite, progress=not quiet, log=log)
     out = output or base_dir / (spec.output or "")  # a recipe's output is relative to its folder
     print((out / "results.md").read_text(encoding="utf-8"))
     shown = f" (report: {base_dir / spec.report})" if spec.report else ""
-    err.print(f"{len(r['trials'])} trials ({r['trained_now']} run now) → {out}{shown}", highlight=False, markup=False)
+    _say(f"{len(r['trials'])} trials ({r['trained_now']} run now) → {out}{shown}")

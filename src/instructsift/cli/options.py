@@ -3,6 +3,12 @@ a selection is written, the engine, the cache, and the checks of input and outpu
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import UsageError
+from .model_options import TrustOpt
 
 
 class OnError(str, Enum):
@@ -43,9 +50,8 @@ DataArg = Annotated[
         "a local path of the same name wins).",
     ),
 ]
-# The data options every command that reads DATA and writes a selection shares (declared once here;
-# `_data_options` gathers those a command was given). SOURCE: how DATA is read; EXPORT: how the selection
-# is written.
+# The data options every command that reads DATA and writes a selection shares, declared once here and
+# gathered in option groups (`Hub`, `Source`, `Export`, below): how DATA is read, and how the selection is written.
 DATA_PANEL = "Data source and export"
 SplitOpt = Annotated[
     str | None, typer.Option("--split", help="Hub data: the split [train].", rich_help_panel=DATA_PANEL)
@@ -97,22 +103,6 @@ PushOpt = Annotated[
 PrivateOpt = Annotated[
     bool, typer.Option("--private", help="--push-to-hub: a private data set.", rich_help_panel=DATA_PANEL)
 ]
-SOURCE_OPTIONS = {"split": None, "subset": None, "revision": None, "streaming": False, "fields": None}
-EXPORT_OPTIONS = {"to": None, "card": False, "push_to_hub": None, "private": False}
-
-
-def _data_options(given: dict[str, Any]) -> dict[str, Any]:
-    """The shared data options (SOURCE_OPTIONS, EXPORT_OPTIONS) a command was given, as recipe settings."""
-    from ..data.records import parse_fields
-
-    out = {k: given[k] for k, unset in (SOURCE_OPTIONS | EXPORT_OPTIONS).items() if k in given and given[k] != unset}
-    if "fields" in out:
-        out["fields"] = parse_fields(out["fields"])
-    if "to" in out:
-        out["to"] = out["to"].value
-    if given.get("private") and not given.get("push_to_hub"):
-        raise UsageError("--private is an option of --push-to-hub")
-    return out
 
 
 MethodOpt = Annotated[
@@ -172,11 +162,142 @@ QuietOpt = Annotated[
 ]
 
 
-def _read(path: str | Path, fmt: Fmt | None, on_error: OnError, **hub: Any) -> Any:
-    """`data.read` of a command's DATA (a path or hub id; `hub`: its split, subset, revision)."""
+def option_groups(fn: Callable) -> Callable:
+    """Decorator of a command function: a parameter annotated with an option group (a dataclass of typer
+    options, such as `Hub`) stands for the group's options in the command's signature, in its place (a
+    group's field that is a group: its options); `fn` gets them as one object of that class."""
+    return OptionGroups(fn)
+
+
+class OptionGroups:
+    """A command function with its option groups spread into its signature (see `option_groups`)."""
+
+    def __init__(self, fn: Callable) -> None:
+        functools.update_wrapper(self, fn)
+        self.__annotations__ = {}  # typer reads the `__signature__` below
+        self.fn, self.own = fn, list(inspect.signature(fn, eval_str=True).parameters.values())
+        self.groups = {p.name: p.annotation for p in self.own if dataclasses.is_dataclass(p.annotation)}
+
+    @property
+    def __signature__(self) -> inspect.Signature:  # type: ignore[override]
+        return inspect.Signature([q for p in self.own for q in _spread(p.name, p.annotation, p.default)])
+
+    def __call__(self, **given: Any) -> Any:
+        groups = {name: _gather(group, given) for name, group in self.groups.items()}  # takes their options out
+        return self.fn(**groups, **given)
+
+
+def _spread(name: str, annotation: Any, default: Any) -> list[inspect.Parameter]:
+    """A parameter, or the options of the group it is annotated with, as keyword parameters."""
+    if not dataclasses.is_dataclass(annotation):
+        return [inspect.Parameter(name, KEYWORD, default=default, annotation=annotation)]
+    hints = typing.get_type_hints(annotation, include_extras=True)
+    return [p for f in dataclasses.fields(annotation) for p in _spread(f.name, hints[f.name], f.default)]
+
+
+def _gather(group: Any, given: dict[str, Any]) -> Any:
+    """The `group` object of its options, taken out of `given`."""
+    hints = typing.get_type_hints(group)
+    return group(**{f.name: _gather(hints[f.name], given) if dataclasses.is_dataclass(hints[f.name])
+                    else given.pop(f.name) for f in dataclasses.fields(group)})  # fmt: skip
+
+
+KEYWORD = inspect.Parameter.KEYWORD_ONLY
+
+
+@dataclass(frozen=True)
+class Hub:
+    """Hub data: the split, subset and revision DATA is read at."""
+
+    split: SplitOpt = None
+    subset: SubsetOpt = None
+    revision: RevisionOpt = None
+
+
+@dataclass(frozen=True)
+class Source(Hub):
+    """How DATA is read: a hub data set's split, subset and revision, streamed or not; the data's field names."""
+
+    streaming: StreamingOpt = False
+    fields: FieldsOpt = None
+
+
+@dataclass(frozen=True)
+class Export:
+    """How the selection is written: its format, a data set card, an upload to the hub."""
+
+    to: ToOpt = None
+    card: CardOpt = False
+    push_to_hub: PushOpt = None
+    private: PrivateOpt = False
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Where scorers run: in this process, or on a Ray cluster."""
+
+    engine: EngineOpt = None
+    ray_address: RayAddressOpt = None
+
+    def settings(self) -> dict[str, Any]:
+        """As recipe settings."""
+        if self.ray_address and self.engine is not Engine.ray:
+            raise UsageError("--ray-address is an option of --engine ray")
+        return {"engine": self.engine.value if self.engine else None, "ray_address": self.ray_address}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How DATA's records are read: their format, and what a bad row does."""
+
+    format: FormatOpt = None
+    on_error: OnErrorOpt = OnError.fail
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """How `finetune` and `evaluate` read DATA, load the model (its own code) and cache, and what they say."""
+
+    reading: Reading = Reading()
+    trust_remote_code: TrustOpt = False
+    cache_dir: CacheOpt = None
+    quiet: QuietOpt = False
+    hub: Hub = Hub()
+
+
+@dataclass(frozen=True)
+class Run:
+    """How `score` and `select` read DATA (its format, bad rows), cache scores and run scorers."""
+
+    reading: Reading = Reading()
+    rejects: RejectsOpt = None
+    cache_dir: CacheOpt = None
+    no_cache: NoCacheOpt = False
+    runner: Runner = Runner()
+    quiet: QuietOpt = False
+
+
+def _data_options(*groups: Source | Export) -> dict[str, Any]:
+    """The options of these groups a command was given (not at their defaults), as recipe settings."""
+    from ..data.records import parse_fields
+
+    given = {f.name: getattr(g, f.name) for g in groups for f in dataclasses.fields(g)}
+    out = {f.name: given[f.name] for g in groups for f in dataclasses.fields(g) if given[f.name] != f.default}
+    if "fields" in out:
+        out["fields"] = parse_fields(out["fields"])
+    if "to" in out:
+        out["to"] = out["to"].value
+    if given.get("private") and not given.get("push_to_hub"):
+        raise UsageError("--private is an option of --push-to-hub")
+    return out
+
+
+def _read(path: str | Path, reading: Reading, hub: Hub) -> Any:
+    """`data.read` of a command's DATA (a path or hub id, read at `hub`'s split, subset, revision)."""
     from ..api import read
 
-    return read(path, format=fmt.value if fmt else None, on_error=on_error.value, **hub)
+    fmt = reading.format.value if reading.format else None
+    return read(path, format=fmt, on_error=reading.on_error.value, **dataclasses.asdict(hub))
 
 
 def _local(spec: str | Path | None) -> Path | None:

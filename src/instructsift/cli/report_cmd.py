@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..errors import UsageError
-from .core import _fail, _guard, app, err
-from .options import FormatOpt, OverwriteOpt, RevisionOpt, SplitOpt, SubsetOpt, _check_paths
+from .core import _fail, _guard, _say, app
+from .options import FormatOpt, Hub, OverwriteOpt, _check_paths, option_groups
 
 
 @app.command("report")
 @_guard
+@option_groups
 def report_cmd(
     scores: Annotated[
         Path, typer.Argument(metavar="SCORES", help="A score table (.parquet or .jsonl) from score or --save-scores.")
@@ -46,9 +48,8 @@ def report_cmd(
     ] = False,
     format: FormatOpt = None,
     overwrite: OverwriteOpt = False,
-    split: SplitOpt = None,
-    subset: SubsetOpt = None,
-    revision: RevisionOpt = None,
+    *,
+    hub: Hub,
 ) -> None:
     """Write one HTML page: counts, score histograms with cut-offs, examples, correlations, overlaps, a map."""
     from ..report import from_files, plotly_missing, write_report
@@ -57,10 +58,10 @@ def report_cmd(
         _fail(why)
     extra = [data, dropped, *(selection or []), compare, rule, curve, mining]
     _check_paths([scores, *extra], [(output, "report", "--output")], overwrite)
-    if data is None and (split or subset or revision):
+    if data is None and any(dataclasses.astuple(hub)):
         raise UsageError("--split, --subset and --revision are --data's: give --data")
     report = from_files(scores, data=data, dropped=dropped, selections=selection or [], compare=compare, rule=rule,
                         curve=curve, mining=mining, title=title, format=format.value if format else None,
-                        split=split, subset=subset, revision=revision)  # fmt: skip
+                        **dataclasses.asdict(hub))  # fmt: skip
     write_report(report, output, max_points=map_points, color_by=color_by, bookkeeping=bookkeeping)
-    err.print(f"report of {report.n} rows → {output}", highlight=False, markup=False)
+    _say(f"report of {report.n} rows → {output}")

@@ -8,28 +8,27 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from .core import _fail, _guard, _warn, app, err
-from .model_options import BatchOpt, DeviceOpt, DtypeOpt, ModelOpt, TrustOpt
+from .core import _fail, _guard, _say, _warn, app, err
+from .model_options import BatchOpt, DeviceOpt, DtypeOpt, ModelOpt
 from .options import (
     CacheOpt,
     DataArg,
-    FormatOpt,
     Input,
+    ModelRun,
     OnError,
     OnErrorOpt,
     OverwriteOpt,
     QuietOpt,
-    RevisionOpt,
-    SplitOpt,
-    SubsetOpt,
     _check_paths,
     _model_input,
     _read,
+    option_groups,
 )
 
 
 @app.command("finetune")
 @_guard
+@option_groups
 def finetune_cmd(
     input: DataArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned model (or adapter).")],
@@ -53,59 +52,39 @@ def finetune_cmd(
     dtype: Annotated[str, typer.Option(help="Mixed precision: auto, float32, bfloat16 or float16.")] = "auto",
     device: DeviceOpt = "auto",
     restart: Annotated[bool, typer.Option("--restart", help="Ignore checkpoints of an interrupted run.")] = False,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = OnError.fail,
-    trust_remote_code: TrustOpt = False,
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
-    split: SplitOpt = None,
-    subset: SubsetOpt = None,
-    revision: RevisionOpt = None,
+    *,
+    run: ModelRun,
 ) -> None:
     """Fine-tune a causal LM on DATA (loss on answer tokens only; LoRA unless --full). Rerun to resume."""
     from ..models import use_cache_root
     from ..train.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(
-        template=template,
-        max_length=max_length,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        lora=not full,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        eos=not no_eos,
-        seed=seed,
-        dtype=dtype,
-        device=device,
-        save=save,
-        checkpoint_steps=checkpoint_steps,
-        trust_remote_code=trust_remote_code,
-    )
+        template=template, max_length=max_length, epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
+        lora=not full, lora_r=lora_r, lora_alpha=lora_alpha, eos=not no_eos, seed=seed, dtype=dtype, device=device,
+        save=save, checkpoint_steps=checkpoint_steps, trust_remote_code=run.trust_remote_code,
+    )  # fmt: skip
     _check_paths([input, *_model_input(model)], [(output, "model", "--output")], overwrite)
-    dataset = _read(input, format, on_error, split=split, subset=subset, revision=revision)
+    dataset = _read(input, run.reading, run.hub)
     try:
-        with use_cache_root(cache_dir):
-            r = finetune(dataset, model, output, config, progress=not quiet, resume=not restart)
+        with use_cache_root(run.cache_dir):
+            r = finetune(dataset, model, output, config, progress=not run.quiet, resume=not restart)
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to resume from the last checkpoint")
     for ex_id, why in r.skipped[:5]:
         err.print(f"[yellow]skipped[/] {escape(f'{ex_id}: {why}')}", highlight=False)
     loss = f"{r.train_loss:.4f}" if r.train_loss is not None else "-"
-    err.print(
+    _say(
         f"trained on {r.sequences} sequences ({r.examples - len(r.skipped)} examples, {len(r.skipped)} skipped) · "
         f"{r.steps} steps · train loss {loss} · {r.tokens_per_second:,.0f} tok/s"
         + (f" · resumed from {Path(r.resumed_from).name}" if r.resumed_from else "")
-        + f" → {output}",
-        highlight=False,
-        markup=False,
+        + f" → {output}"
     )
 
 
 @app.command("evaluate")
 @_guard
+@option_groups
 def evaluate_cmd(
     input: DataArg,
     model: ModelOpt = "embedded",
@@ -117,14 +96,8 @@ def evaluate_cmd(
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
     batch_tokens: BatchOpt = None,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = OnError.fail,
-    trust_remote_code: TrustOpt = False,
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
-    split: SplitOpt = None,
-    subset: SubsetOpt = None,
-    revision: RevisionOpt = None,
+    *,
+    run: ModelRun,
 ) -> None:
     """Mean answer loss of a model on held-out DATA (InstructMining's quality proxy); prints JSON."""
     import json
@@ -134,29 +107,17 @@ def evaluate_cmd(
     from ..train.evaluate import evaluate
 
     _check_paths([input, *_model_input(model)], [(output, "json", "--output")], overwrite)
-    dataset = _read(input, format, on_error, split=split, subset=subset, revision=revision)
-    with use_cache_root(cache_dir):
+    dataset = _read(input, run.reading, run.hub)
+    with use_cache_root(run.cache_dir):
         r = evaluate(
-            dataset,
-            model,
-            template=template,
-            max_length=max_length,
-            eos=not no_eos,
-            dtype=dtype,
-            device=device,
-            batch_tokens=batch_tokens,
-            trust_remote_code=trust_remote_code,
-            progress=not quiet,
-        )
+            dataset, model, template=template, max_length=max_length, eos=not no_eos, dtype=dtype, device=device,
+            batch_tokens=batch_tokens, trust_remote_code=run.trust_remote_code, progress=not run.quiet,
+        )  # fmt: skip
     text = json.dumps(r.as_dict(), indent=2)
     if output:
         write_text(output, text + "\n")
     print(text)
-    err.print(
-        f"loss {r.loss:.4f} · ppl {r.ppl:.3f} · {r.scored} of {r.examples} examples · {r.tokens:,} answer tokens",
-        highlight=False,
-        markup=False,
-    )
+    _say(f"loss {r.loss:.4f} · ppl {r.ppl:.3f} · {r.scored} of {r.examples} examples · {r.tokens:,} answer tokens")
 
 
 @app.command("train-scar")
@@ -197,17 +158,15 @@ def train_scar_cmd(
     )  # fmt: skip
     _check_paths([quads], [(output, "model", "--output")], overwrite)
     rows = read_quads(quads)
-    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    log = (lambda m: None) if quiet else (lambda m: _say(m, "dim"))
     try:
         with use_cache_root(cache_dir):
             r = train_scar(rows, output, config, progress=not quiet, log=log)
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to resume from the last checkpoint")
-    err.print(
+    _say(
         f"trained on {r['rows']['train']} quads · best validation accuracy {r['best_validation']:.4f} · "
-        f"test accuracy {r['test']['all']:.4f} → {output}",
-        highlight=False,
-        markup=False,
+        f"test accuracy {r['test']['all']:.4f} → {output}"
     )
 
 
@@ -251,10 +210,10 @@ def synthesize_cmd(
     rows = read_rows(input, on_error.value)
     gen = Generator(model=model, url=url, key_env=key_env, max_tokens=max_tokens, concurrency=concurrency,
                     batch_size=batch_size, device=device)  # fmt: skip
-    log = (lambda m: None) if quiet else (lambda m: err.print(m, style="dim", highlight=False, markup=False))
+    log = (lambda m: None) if quiet else (lambda m: _say(m, "dim"))
     with use_cache_root(cache_dir):
         out, failed = synthesize(rows, kinds, gen, progress=not quiet, log=log)
     write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
     if failed:
         _warn(f"{failed} answers could not be generated (reasons above); rerun to ask for them again")
-    err.print(f"{len(out)} rows, {', '.join(kinds)} answers → {output}", highlight=False, markup=False)
+    _say(f"{len(out)} rows, {', '.join(kinds)} answers → {output}")

@@ -137,7 +137,25 @@ class _Store(Sequence[Any]):
         return [b.column(name) for b in self._keys]
 
 
-class ExampleTable(Sequence[Example]):
+class _Examples(Sequence[Example]):
+    """A sequence of examples made when asked for: one by its index (`_one`), a slice as a list."""
+
+    def _one(self, i: int) -> Example:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, i: int) -> Example: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Example]: ...
+
+    def __getitem__(self, i: int | slice) -> Example | list[Example]:
+        if isinstance(i, slice):
+            return [self._one(j) for j in range(*i.indices(len(self)))]
+        return self._one(i)
+
+
+class ExampleTable(_Examples):
     """Examples as Arrow record batches of `CHUNK` rows (the last may hold fewer), plus their raw records
     (a list, or None when they are not held)."""
 
@@ -176,15 +194,7 @@ class ExampleTable(Sequence[Example]):
         self._made = (k, made)
         return made
 
-    @overload
-    def __getitem__(self, i: int) -> Example: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[Example]: ...
-
-    def __getitem__(self, i: int | slice) -> Example | list[Example]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self._n))]
+    def _one(self, i: int) -> Example:
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:
@@ -262,7 +272,7 @@ class ExampleTable(Sequence[Example]):
         return self._batches.spilled
 
 
-class ExampleView(Sequence[Example]):
+class ExampleView(_Examples):
     """The examples of a sequence at `positions`, made when asked for (nothing is copied)."""
 
     def __init__(self, base: Sequence[Example], positions: Sequence[int]):
@@ -271,15 +281,7 @@ class ExampleView(Sequence[Example]):
     def __len__(self) -> int:
         return len(self._at)
 
-    @overload
-    def __getitem__(self, i: int) -> Example: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[Example]: ...
-
-    def __getitem__(self, i: int | slice) -> Example | list[Example]:
-        if isinstance(i, slice):
-            return [self._base[j] for j in self._at[i]]
+    def _one(self, i: int) -> Example:
         return self._base[self._at[i]]
 
     def __iter__(self) -> Iterator[Example]:

@@ -31,18 +31,6 @@ from ..train import under_cache_dir
 DEFAULT_INDICATORS = ("reward", "output_tokens", "input_tokens", "mtld", "ppl", "knn6")
 
 
-def subset_means(
-    table: Any,
-    subsets: Sequence[Sequence[int]],
-    indicators: Sequence[str],
-    embedding: str = "embedding",
-    log: Callable[[str], None] | None = None,
-) -> np.ndarray:
-    """(len(subsets), len(indicators)) mean indicator values of each subset of table rows; rows without a
-    finite value are left out of that mean, and each subset that has some is logged with their count."""
-    return subset_means_and_missing(table, subsets, indicators, embedding, log)[0]
-
-
 def subset_means_and_missing(
     table: Any,
     subsets: Sequence[Sequence[int]],
@@ -73,6 +61,13 @@ def subset_means_and_missing(
                 counts = ", ".join(f"{name} {n}" for name, n in lacking.items())
                 log(f"subset {s}: rows without a value, left out of its mean ({len(idx)} rows): {counts}")
     return out, missing
+
+
+def subset_means(*args: Any, **kwargs: Any) -> np.ndarray:
+    """(len(subsets), len(indicators)) mean indicator values of each subset of table rows; rows without a
+    finite value are left out of that mean, and each subset that has some is logged with their count (the
+    arguments: `subset_means_and_missing`'s)."""
+    return subset_means_and_missing(*args, **kwargs)[0]
 
 
 def fit_rule(

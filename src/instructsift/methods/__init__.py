@@ -1,5 +1,5 @@
 """The papers as recipes over scoring and selection: one module per method, each registered by name
-(`registry.register_method`); `instructsift methods` lists them."""
+(`@registry.method` on its `steps`); `instructsift methods` lists them."""
 
 from __future__ import annotations
 

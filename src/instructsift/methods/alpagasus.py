@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ..data.errors import OptionError
-from ..registry import Method, register_method, step
+from ..registry import method, step
 from .base import JUDGE_FIELDS, LM, LM_FIELDS, Judge, Size, given
 
 THRESHOLD = 4.5
@@ -43,26 +43,19 @@ def judge_step(p: Any) -> dict[str, Any]:
     return step("score", "judge", **given(p, JUDGE_FIELDS), **given(p, local))
 
 
+@method(
+    paper="Chen et al., ICLR 2024, AlpaGasus: Training a Better Alpaca with Fewer Data",
+    summary="an LLM judge rates each (instruction, input, response) 0-5 for accuracy; keep judge >= 4.5",
+    ratio_of="the rows with judge >= the threshold",
+    defaults={
+        "judge": "--judge-url server, or the local model (expected score)",
+        "dimension": "accuracy",
+        "keep": f"judge >= {THRESHOLD}",
+        "rank": "judge (with --ratio/--top)",
+    },
+)
 def steps(p: Params) -> list[dict[str, Any]]:
     out = [judge_step(p), step("select", "threshold", where=f"judge >= {float(p.threshold)!r}")]
     if p.ratio is not None or p.top is not None:
         out.append(step("select", "top", column="judge", ratio=p.ratio, k=p.top, of="kept"))
     return out
-
-
-ALPAGASUS = register_method(
-    Method(
-        name="alpagasus",
-        paper="Chen et al., ICLR 2024, AlpaGasus: Training a Better Alpaca with Fewer Data",
-        ratio_of="the rows with judge >= the threshold",
-        summary="an LLM judge rates each (instruction, input, response) 0-5 for accuracy; keep judge >= 4.5",
-        Params=Params,
-        steps=steps,
-        defaults={
-            "judge": "--judge-url server, or the local model (expected score)",
-            "dimension": "accuracy",
-            "keep": f"judge >= {THRESHOLD}",
-            "rank": "judge (with --ratio/--top)",
-        },
-    )
-)

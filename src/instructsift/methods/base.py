@@ -1,6 +1,6 @@
 """What methods share: typed option groups for their `Params` models, and helpers to write their steps.
 
-A method is a paper's recipe registered with `registry.register_method`: a pydantic `Params` model (the
+A method is a paper's recipe registered with `@registry.method`: a pydantic `Params` model (the
 options it takes, nothing else) and `steps(params)`, the recipe steps it expands to. An option a method
 does not take is an error, never ignored.
 """

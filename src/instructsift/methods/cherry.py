@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from ..data.errors import OptionError
-from ..registry import Method, register_method, step
+from ..registry import method, step
 from .base import LM, Size, lm_options
 
 
@@ -29,6 +29,20 @@ class Params(Size, LM):
 PE_FIELDS = ("pe_clusters", "pe_per_cluster", "pe_epochs")
 
 
+@method(
+    paper="Li et al., NAACL 2024, From Quantity to Quality (Cherry LLM)",
+    summary="IFD = loss(answer | prompt) / loss(answer); drop IFD > 1, keep the top ratio of the rest",
+    ratio_of="the rows with ifd <= 1, as Cherry LLM's data_by_IFD.py",
+    aliases=("ifd",),
+    defaults={
+        "template": "alpaca",
+        "max_length": 512,
+        "prefix": "### Response:",
+        "keep": "ifd <= 1",
+        "rank": "ifd",
+        "pre_experience": "off (on: K-Means 100 x 10, full fine-tuning 1 epoch)",
+    },
+)
 def steps(p: Params) -> list[dict[str, Any]]:
     scoring = lm_options(p)
     out: list[dict[str, Any]] = []
@@ -49,24 +63,3 @@ def steps(p: Params) -> list[dict[str, Any]]:
         step("select", "threshold", where="ifd <= 1"),
         step("select", "top", column="ifd", ratio=p.ratio, k=p.top, of="kept"),
     ]
-
-
-CHERRY = register_method(
-    Method(
-        name="cherry",
-        paper="Li et al., NAACL 2024, From Quantity to Quality (Cherry LLM)",
-        ratio_of="the rows with ifd <= 1, as Cherry LLM's data_by_IFD.py",
-        summary="IFD = loss(answer | prompt) / loss(answer); drop IFD > 1, keep the top ratio of the rest",
-        Params=Params,
-        steps=steps,
-        aliases=("ifd",),
-        defaults={
-            "template": "alpaca",
-            "max_length": 512,
-            "prefix": "### Response:",
-            "keep": "ifd <= 1",
-            "rank": "ifd",
-            "pre_experience": "off (on: K-Means 100 x 10, full fine-tuning 1 epoch)",
-        },
-    )
-)

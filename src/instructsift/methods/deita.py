@@ -23,7 +23,7 @@ from pydantic import Field
 
 from ..data.errors import OptionError
 from ..models.embedded import EMBEDDED
-from ..registry import Method, ModelRef, register_method, step
+from ..registry import ModelRef, method, step
 from ..scoring.deita import MAX_LENGTH, MIN_MASS
 from ..scoring.deita_prompts import COMPLEXITY_SCORER, QUALITY_SCORER
 from .base import Encoder, Runtime, Size, embed_options, given
@@ -51,6 +51,20 @@ class Params(Size, Encoder, Runtime):
     model: ModelRef = Field(EMBEDDED, description="the causal LM that embeds with --encoder lm (the model to tune)")
 
 
+@method(
+    paper="Liu et al., ICLR 2024, What Makes Good Data for Alignment? (DEITA)",
+    summary="complexity x quality from two scorer models (expected score over the digits 1-6); walk by "
+    "score, skip rows within cosine 0.9 of a kept one",
+    defaults={
+        "complexity_model": COMPLEXITY_SCORER,
+        "quality_model": QUALITY_SCORER,
+        "score": "sum over turns of complexity x quality",
+        "min_mass": f"{MIN_MASS} (below: missing, never 3.0)",
+        "encoder": "embedded (all-MiniLM-L6-v2); the paper: the tuned model (--encoder lm)",
+        "embed_text": "whole",
+        "threshold": f"cosine > {THRESHOLD} to a kept row is skipped",
+    },
+)
 def steps(p: Params) -> list[dict[str, Any]]:
     if "model" in p.model_fields_set and not p.encoder.startswith("lm"):
         raise OptionError(
@@ -78,25 +92,3 @@ def steps(p: Params) -> list[dict[str, Any]]:
             of="all",
         ),
     ]
-
-
-DEITA = register_method(
-    Method(
-        name="deita",
-        paper="Liu et al., ICLR 2024, What Makes Good Data for Alignment? (DEITA)",
-        ratio_of="all rows",
-        summary="complexity x quality from two scorer models (expected score over the digits 1-6); walk by "
-        "score, skip rows within cosine 0.9 of a kept one",
-        Params=Params,
-        steps=steps,
-        defaults={
-            "complexity_model": COMPLEXITY_SCORER,
-            "quality_model": QUALITY_SCORER,
-            "score": "sum over turns of complexity x quality",
-            "min_mass": f"{MIN_MASS} (below: missing, never 3.0)",
-            "encoder": "embedded (all-MiniLM-L6-v2); the paper: the tuned model (--encoder lm)",
-            "embed_text": "whole",
-            "threshold": f"cosine > {THRESHOLD} to a kept row is skipped",
-        },
-    )
-)

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ..data.errors import OptionError, Placeholder
-from ..registry import Method, OptionalModelRef, register_method, step
+from ..registry import OptionalModelRef, method, step
 from ..selection.instructmining import is_knn
 from .base import LM, Encoder, Size, embed_options, given, lm_options
 
@@ -63,6 +63,18 @@ def indicators_for(p: Params) -> list[str]:
     return names
 
 
+@method(
+    paper="Cao et al., 2023, Instruction Mining (arXiv:2307.06290)",
+    summary="a linear rule over quality indicators (reward, lengths, perplexity, MTLD, KNN-6) predicts "
+    "log eval loss; keep the lowest",
+    defaults={
+        "rule": "paper: log L = 1.0694 - 0.1498 reward + 8.257e-5 output_tokens - 0.9350 knn6 (LLaMA-2-7B; "
+        "the paper's indicator models only)",
+        "knn6": "mean Euclidean distance to 6 nearest neighbours, L2-normalised all-MiniLM-L6-v2 vectors",
+        "ppl": "exp(loss_cond), IFD scorer (alpaca template)",
+        "reward_model": "none; standin:FILE = an offline Bradley-Terry head on MiniLM (not the paper's model)",
+    },
+)
 def steps(p: Params) -> list[dict[str, Any]]:
     if p.rule is None and (p.ratio is not None or p.top is not None):
         raise OptionError("selecting needs {rule}: paper, or a rule JSON that `instructsift` fitted", "rule")
@@ -147,23 +159,3 @@ def scoring_steps(names: list[str], p: Params) -> list[dict[str, Any]]:
     if unknown:
         raise ValueError(f"no scorer of this method makes the indicators {', '.join(unknown)}")
     return out
-
-
-INSTRUCTMINING = register_method(
-    Method(
-        name="instructmining",
-        paper="Cao et al., 2023, Instruction Mining (arXiv:2307.06290)",
-        ratio_of="all rows",
-        summary="a linear rule over quality indicators (reward, lengths, perplexity, MTLD, KNN-6) predicts "
-        "log eval loss; keep the lowest",
-        Params=Params,
-        steps=steps,
-        defaults={
-            "rule": "paper: log L = 1.0694 - 0.1498 reward + 8.257e-5 output_tokens - 0.9350 knn6 (LLaMA-2-7B; "
-            "the paper's indicator models only)",
-            "knn6": "mean Euclidean distance to 6 nearest neighbours, L2-normalised all-MiniLM-L6-v2 vectors",
-            "ppl": "exp(loss_cond), IFD scorer (alpaca template)",
-            "reward_model": "none; standin:FILE = an offline Bradley-Terry head on MiniLM (not the paper's model)",
-        },
-    )
-)

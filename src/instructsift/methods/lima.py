@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ..data.errors import OptionError, Placeholder
-from ..registry import Method, register_method, step
+from ..registry import method, step
 from ..scoring.rules import RULE_NAMES
 from .alpagasus import judge_step
 from .base import JUDGE_FIELDS, LM, LM_FIELDS, Encoder, Judge, Size, embed_options, lm_options
@@ -59,6 +59,20 @@ def _unused(p: Params, names: tuple[str, ...], why: str, *options: str, **values
         raise OptionError(f"{', '.join(stray)} only apply {why}", *options, **values)
 
 
+@method(
+    paper="Zhou et al., NeurIPS 2023, LIMA: Less Is More for Alignment",
+    summary="length window, first-person / other-answer / HTML / refusal rules, language, MinHash dedup; "
+    "then up to N per category, best first",
+    ratio_of="the rows left after its length, rule, language and de-duplication filters (and ifd <= 1 with --rank-by ifd)",
+    defaults={
+        "keep": f"{MIN_CHARS} <= response_chars <= {MAX_CHARS}",
+        "rules": ", ".join(RULE_NAMES),
+        "languages": "en (drop others with p >= 0.9)",
+        "dedup": "exact + MinHash near (Jaccard >= 0.7), keep first",
+        "category_field": CATEGORY_FIELD,
+        "rank": RANK_BY,
+    },
+)
 def steps(p: Params) -> list[dict[str, Any]]:
     if p.min_chars > p.max_chars:
         raise OptionError("{min_chars} is above {max_chars}", min_chars=p.min_chars, max_chars=p.max_chars)
@@ -104,24 +118,3 @@ def steps(p: Params) -> list[dict[str, Any]]:
     elif sized:
         out.append(step("select", "top", column=p.rank_by, ratio=p.ratio, k=p.top, of="kept"))
     return out
-
-
-LIMA = register_method(
-    Method(
-        name="lima",
-        paper="Zhou et al., NeurIPS 2023, LIMA: Less Is More for Alignment",
-        ratio_of="the rows left after its length, rule, language and de-duplication filters (and ifd <= 1 with --rank-by ifd)",
-        summary="length window, first-person / other-answer / HTML / refusal rules, language, MinHash dedup; "
-        "then up to N per category, best first",
-        Params=Params,
-        steps=steps,
-        defaults={
-            "keep": f"{MIN_CHARS} <= response_chars <= {MAX_CHARS}",
-            "rules": ", ".join(RULE_NAMES),
-            "languages": "en (drop others with p >= 0.9)",
-            "dedup": "exact + MinHash near (Jaccard >= 0.7), keep first",
-            "category_field": CATEGORY_FIELD,
-            "rank": RANK_BY,
-        },
-    )
-)

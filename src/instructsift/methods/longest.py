@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ..registry import Method, OptionalModelRef, register_method, step
+from ..registry import OptionalModelRef, method, step
 from .base import Size
 
 
@@ -24,21 +24,14 @@ class Params(Size):
     trust_remote_code: bool = Field(False, description="allow a hub model's own code to run")
 
 
+@method(
+    paper="Zhao et al., ICML 2024, Long Is More for Alignment",
+    summary="the longest answers (tokens of --model's tokenizer, else characters); the ratio is of all rows",
+    defaults={"rank": "output_tokens with --model, else output_chars"},
+)
 def steps(p: Params) -> list[dict[str, Any]]:
     tokens = p.model is not None
     return [
         step("score", "lengths", model=p.model, tokens=tokens, trust_remote_code=p.trust_remote_code or None),
         step("select", "top", column="output_tokens" if tokens else "output_chars", ratio=p.ratio, k=p.top, of="all"),
     ]
-
-
-LONGEST = register_method(
-    Method(
-        name="longest",
-        paper="Zhao et al., ICML 2024, Long Is More for Alignment",
-        summary="the longest answers (tokens of --model's tokenizer, else characters); the ratio is of all rows",
-        Params=Params,
-        steps=steps,
-        defaults={"rank": "output_tokens with --model, else output_chars"},
-    )
-)

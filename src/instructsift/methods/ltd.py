@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from ..models.embedded import EMBEDDED
-from ..registry import Method, ModelRef, register_method, step
+from ..registry import ModelRef, method, step
 from .base import Encoder, Size, embed_options
 
 
@@ -28,6 +28,16 @@ class Params(Size, Encoder):
     seed: int = Field(0, description="the K-Means seed")
 
 
+@method(
+    paper="Chen et al., 2023, Maybe Only 0.5% Data is Needed (LTD), arXiv:2305.09246",
+    summary="embed each example; greedy k-center coreset of the target size, seeded by K-Means cluster centres",
+    defaults={
+        "encoder": "embedded (all-MiniLM-L6-v2); the paper: the tuned model (--encoder lm)",
+        "embed_text": "instruction+input",
+        "init": "kmeans, clusters = target / 10 (1..100)",
+        "distance": "Euclidean on unit vectors",
+    },
+)
 def steps(p: Params) -> list[dict[str, Any]]:
     return [
         step("score", "embed", **embed_options(p)),
@@ -43,21 +53,3 @@ def steps(p: Params) -> list[dict[str, Any]]:
             seed=p.seed,
         ),
     ]
-
-
-LTD = register_method(
-    Method(
-        name="ltd",
-        paper="Chen et al., 2023, Maybe Only 0.5% Data is Needed (LTD), arXiv:2305.09246",
-        ratio_of="all rows",
-        summary="embed each example; greedy k-center coreset of the target size, seeded by K-Means cluster centres",
-        Params=Params,
-        steps=steps,
-        defaults={
-            "encoder": "embedded (all-MiniLM-L6-v2); the paper: the tuned model (--encoder lm)",
-            "embed_text": "instruction+input",
-            "init": "kmeans, clusters = target / 10 (1..100)",
-            "distance": "Euclidean on unit vectors",
-        },
-    )
-)

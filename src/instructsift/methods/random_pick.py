@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ..registry import Method, register_method, step
+from ..registry import method, step
 from .base import Size
 
 
@@ -20,17 +20,11 @@ class Params(Size):
     seed: int = Field(0, description="the draw's seed")
 
 
+@method(
+    name="random",
+    paper="Xia et al., arXiv 2410.09335, Random Selection is Almost All You Need",
+    summary="a seeded uniform random pick, no scores; the ratio is of all rows",
+    defaults={"seed": 0},
+)
 def steps(p: Params) -> list[dict[str, Any]]:
     return [step("select", "random", ratio=p.ratio, k=p.top, seed=p.seed, of="all")]
-
-
-RANDOM = register_method(
-    Method(
-        name="random",
-        paper="Xia et al., arXiv 2410.09335, Random Selection is Almost All You Need",
-        summary="a seeded uniform random pick, no scores; the ratio is of all rows",
-        Params=Params,
-        steps=steps,
-        defaults={"seed": 0},
-    )
-)

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..data.errors import OptionError, Placeholder
 from ..models.embedded import EMBEDDED
-from ..registry import Method, ModelRef, OptionalDataRef, register_method, step
+from ..registry import ModelRef, OptionalDataRef, method, step
 from .base import Runtime, Size, given
 
 REP_FIELDS = ("template", "layer", "layers", "project", "seed", "max_length", "dtype", "device", "batch_tokens",
@@ -62,6 +62,17 @@ class Params(Size, Runtime):
         return self
 
 
+@method(
+    paper="Ivison et al., 2025, Large-Scale Data Selection for Instruction Tuning (RDS+), arXiv 2503.01807",
+    summary="the rows most similar to --target examples (base-model hidden states), round-robin over tasks",
+    defaults={
+        "model": "embedded (the paper: the base model being tuned)",
+        "representation": "position-weighted mean of the last hidden states, Tulu format, unit length",
+        "pool text": "whole (instruction and answer)",
+        "target text": "prompt (instruction only; --target-text whole to add answers, as the paper)",
+        "aggregate": "max over a task's targets; round-robin over tasks",
+    },
+)
 def steps(p: Params) -> list[dict[str, Any]]:
     rep = {"model": p.model, **given(p, REP_FIELDS)}
     out = []
@@ -74,22 +85,3 @@ def steps(p: Params) -> list[dict[str, Any]]:
         out.append(step("select", "rds", targets="@targets", column="representation", ratio=p.ratio, k=p.top,
                         of="all", aggregate=p.aggregate, whiten=p.whiten or None))  # fmt: skip
     return out
-
-
-RDS = register_method(
-    Method(
-        name="rds",
-        paper="Ivison et al., 2025, Large-Scale Data Selection for Instruction Tuning (RDS+), arXiv 2503.01807",
-        ratio_of="all rows",
-        summary="the rows most similar to --target examples (base-model hidden states), round-robin over tasks",
-        Params=Params,
-        steps=steps,
-        defaults={
-            "model": "embedded (the paper: the base model being tuned)",
-            "representation": "position-weighted mean of the last hidden states, Tulu format, unit length",
-            "pool text": "whole (instruction and answer)",
-            "target text": "prompt (instruction only; --target-text whole to add answers, as the paper)",
-            "aggregate": "max over a task's targets; round-robin over tasks",
-        },
-    )
-)

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from ..data.errors import OptionError
-from ..registry import Method, OptionalModelRef, register_method, step
+from ..registry import OptionalModelRef, method, step
 from ..scoring.scar import MAX_LENGTH
 from .base import Size, given
 
@@ -34,6 +34,16 @@ class Params(Size):
     )
 
 
+@method(
+    paper="Li et al., 2024, SCAR: Style Consistency-Aware Response Ranking (arXiv 2406.10882)",
+    summary="a trained style-consistency ranker scores each (instruction, answer); keep the highest",
+    defaults={
+        "ranker": "required: train-scar's folder or lizhuang144/scar-gte-base",
+        "turns": "mean over answer turns",
+        "max_length": MAX_LENGTH,
+        "rank": "scar, highest first, ratio of all rows",
+    },
+)
 def steps(p: Params) -> list[dict[str, Any]]:
     if not p.ranker:
         raise OptionError(
@@ -43,21 +53,3 @@ def steps(p: Params) -> list[dict[str, Any]]:
         step("score", "scar", ranker=p.ranker, **given(p, SCORER_FIELDS)),
         step("select", "top", column="scar", ratio=p.ratio, k=p.top, of="all"),
     ]
-
-
-SCAR = register_method(
-    Method(
-        name="scar",
-        paper="Li et al., 2024, SCAR: Style Consistency-Aware Response Ranking (arXiv 2406.10882)",
-        ratio_of="all rows",
-        summary="a trained style-consistency ranker scores each (instruction, answer); keep the highest",
-        Params=Params,
-        steps=steps,
-        defaults={
-            "ranker": "required: train-scar's folder or lizhuang144/scar-gte-base",
-            "turns": "mean over answer turns",
-            "max_length": MAX_LENGTH,
-            "rank": "scar, highest first, ratio of all rows",
-        },
-    )
-)

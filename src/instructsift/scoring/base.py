@@ -51,6 +51,19 @@ class Scorer(Protocol):
         are used in this run but not cached, so the next run scores them again."""
 
 
+class ResolvesModel:
+    """Mixin of a step that names a model (`model`) and keys its cache on the model's fingerprint:
+    `source()` resolves it once (kept in the step's `_source` field), without loading it."""
+
+    def source(self) -> Any:
+        """The model resolved (its fingerprint): enough for the key, without loading it."""
+        if self._source is None:  # type: ignore[attr-defined]
+            from ..models import resolve
+
+            self._source = resolve(self.model)  # type: ignore[attr-defined]
+        return self._source  # type: ignore[attr-defined]
+
+
 def config_hash(config: Any) -> str:
     """A `cache_key()`: 16 hex digits of the SHA-256 of the configuration as sorted JSON."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

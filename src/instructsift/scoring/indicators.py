@@ -28,7 +28,7 @@ from ..data.example import Example
 from ..errors import require
 from ..models.embedded import EMBEDDED
 from ..registry import ModelRef, register
-from .base import Advance, Chunks, Skip, config_hash
+from .base import Advance, Chunks, ResolvesModel, Skip, config_hash
 from .text import todo_chunks
 
 MTLD_THRESHOLD = 0.72  # McCarthy & Jarvis (2010); lexicalrichness's default
@@ -50,7 +50,7 @@ def _key(config: dict[str, Any]) -> str:
 
 @register("score", "lengths")
 @dataclass
-class Lengths:
+class Lengths(ResolvesModel):
     """Input and output length in tokens of `model`'s tokenizer and in characters."""
 
     model: ModelRef = EMBEDDED  # whose tokenizer counts tokens: embedded, a folder, a hub id or a .gguf
@@ -75,14 +75,6 @@ class Lengths:
 
         names = tuple(self.columns)
         return pa.schema([(n, pa.int64()) for n in names])
-
-    def source(self) -> Any:
-        """The tokenizer's resolved model (its fingerprint): enough for the key, without loading it."""
-        if self._source is None:
-            from ..models import resolve
-
-            self._source = resolve(self.model)
-        return self._source
 
     def tokenizer(self) -> Any:
         if self._tok is None:

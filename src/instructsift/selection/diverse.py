@@ -80,7 +80,7 @@ class DiverseTop:
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold <= 1.0:
             raise OptionError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
-        check_size(self.ratio, self.k, self.of, optional=True)
+        check_size(self, optional=True)
 
     def ranking(self) -> tuple[str, bool]:
         """The score column this selector ranks by, and whether highest first."""

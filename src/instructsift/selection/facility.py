@@ -25,7 +25,7 @@ from ..data.errors import OptionError, check_at_least
 from ..registry import register
 from .base import Selection
 from .size import check_size, size_text
-from .vectors import kept_vectors, l2_normalise
+from .vectors import check_choice, kept_vectors, l2_normalise
 
 DENSE_LIMIT = 10_000
 N_NEIGHBORS = 64
@@ -57,11 +57,7 @@ def facility_location(
 ) -> np.ndarray:
     """Indices of k rows chosen by lazy greedy on the facility-location function, in the order chosen."""
     X = np.asarray(vectors, dtype=np.float32)
-    if X.ndim != 2:
-        raise OptionError(f"vectors must be a 2-d array (rows x dimensions), got shape {X.shape}")
-    n = len(X)
-    if not 1 <= k <= n:
-        raise OptionError(f"cannot choose {k} rows from {n}: k must be between 1 and the number of rows")
+    check_choice(X, k)
     return lazy_greedy(similarity_graph(X, dense_limit, n_neighbors), k)
 
 
@@ -123,11 +119,10 @@ class FacilityLocation:
 
     def __post_init__(self) -> None:
         check_at_least(self, n_neighbors=1)
-        check_size(self.ratio, self.k, self.of)
+        check_size(self)
 
     def describe(self) -> str:
-        size = size_text(self.ratio, self.k, self.of)
-        return f"facility location (lazy greedy): {size} rows by {self.column}"
+        return f"facility location (lazy greedy): {size_text(self)} rows by {self.column}"
 
     def apply(self, table: Any, selection: Selection) -> None:
         rows, X = kept_vectors(table, selection, self.column)

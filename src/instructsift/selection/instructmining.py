@@ -356,7 +356,7 @@ class InstructMiningSelect:
     embedding: str = "embedding"
 
     def __post_init__(self) -> None:
-        check_size(self.ratio, self.k, self.of, optional=True)
+        check_size(self, optional=True)
         # "@NAME" is a fit step's product, known when the step runs (the pipeline builds the selector again)
         self._rule = None if self.rule.startswith("@") else load_rule(self.rule)
 

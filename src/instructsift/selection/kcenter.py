@@ -28,7 +28,7 @@ from ..data.errors import OptionError, check_at_least
 from ..registry import register
 from .base import Selection
 from .size import check_size, size_text
-from .vectors import kept_vectors
+from .vectors import check_choice, kept_vectors
 
 CHUNK_ROWS = 16384  # rows per block of distance work: 16384 x 384 float32 = 24 MiB
 # |x|^2 + |c|^2 - 2 x.c in float32 leaves ~1e-7 x (|x|^2 + |c|^2) of noise: a squared distance below
@@ -137,11 +137,7 @@ def kcenter_greedy(vectors: np.ndarray, k: int, init: Sequence[int] | np.ndarray
     coincides with a chosen one, the remaining rows are taken in index order.
     """
     X = np.ascontiguousarray(vectors, dtype=np.float32)
-    if X.ndim != 2:
-        raise OptionError(f"vectors must be a 2-d array (rows x dimensions), got shape {X.shape}")
-    n = len(X)
-    if not 1 <= k <= n:
-        raise OptionError(f"cannot choose {k} centres from {n} rows: k must be between 1 and the number of rows")
+    n = check_choice(X, k, "centres from {n} rows")
     start = np.asarray([0] if init is None else init, dtype=np.int64).ravel()
     if len(start) == 0:
         start = np.zeros(1, dtype=np.int64)
@@ -228,11 +224,10 @@ class KCenter:
         if self.init not in ("kmeans", "random"):
             raise OptionError(f"init must be 'kmeans' or 'random', got {self.init!r}")
         check_at_least(self, n_clusters=1)
-        check_size(self.ratio, self.k, self.of)
+        check_size(self)
 
     def describe(self) -> str:
-        size = size_text(self.ratio, self.k, self.of)
-        return f"k-center greedy: {size} rows by {self.column}, starting from {self.init}"
+        return f"k-center greedy: {size_text(self)} rows by {self.column}, starting from {self.init}"
 
     def apply(self, table: Any, selection: Selection) -> None:
         n_all = table.num_rows

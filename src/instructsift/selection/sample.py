@@ -48,11 +48,10 @@ class RandomSample:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_size(self.ratio, self.k, self.of)
+        check_size(self)
 
     def describe(self) -> str:
-        size = size_text(self.ratio, self.k, self.of)
-        return f"{size} at random (seed {self.seed})"
+        return f"{size_text(self)} at random (seed {self.seed})"
 
     def apply(self, table: Any, selection: Selection) -> None:
         candidates = selection.kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ..data.errors import OptionError
 
@@ -27,18 +28,19 @@ def count_for(ratio: float | None, k: int | None, n: int) -> int:
     return share(ratio, n)
 
 
-def check_size(ratio: float | None, k: int | None, of: str, *, optional: bool = False) -> None:
-    """A sized selector's options, checked when it is built: `of` is kept or all, and exactly one of ratio
-    or k is given (or neither, where the size is `optional`)."""
+def check_size(selector: Any, *, optional: bool = False) -> None:
+    """A sized selector's options (its `ratio`, `k` and `of`), checked when it is built: `of` is kept or all,
+    and exactly one of ratio or k is given (or neither, where the size is `optional`)."""
+    ratio, k, of = selector.ratio, selector.k, selector.of
     if of not in ("kept", "all"):
         raise OptionError(f"of must be 'kept' or 'all', got {of!r}")
     if not optional or ratio is not None or k is not None:
         count_for(ratio, k, 0)
 
 
-def size_text(ratio: float | None, k: int | None, of: str) -> str:
-    """A size as a selector's `describe()` says it: `8`, or `0.1 of kept`."""
-    return f"{k}" if k is not None else f"{ratio:g} of {of}"
+def size_text(selector: Any) -> str:
+    """A sized selector's size as its `describe()` says it: `8`, or `0.1 of kept`."""
+    return f"{selector.k}" if selector.k is not None else f"{selector.ratio:g} of {selector.of}"
 
 
 def parse_budget(text: str, option: str = "--budget") -> int | float | list[int | float]:

@@ -28,7 +28,7 @@ class Top:
     descending: bool = True
 
     def __post_init__(self) -> None:
-        check_size(self.ratio, self.k, self.of)
+        check_size(self)
 
     def ranking(self) -> tuple[str, bool]:
         """The score column this selector ranks by, and whether highest first."""

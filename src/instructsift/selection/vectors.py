@@ -54,6 +54,17 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
 
 
+def check_choice(X: np.ndarray, k: int, chosen: str = "rows from {n}") -> int:
+    """The number of rows of `X`, a (rows x dimensions) array to choose `k` of them from (a clear error
+    if it is not one, or k is not between 1 and that; `chosen` says what is chosen from {n} rows)."""
+    if X.ndim != 2:
+        raise OptionError(f"vectors must be a 2-d array (rows x dimensions), got shape {X.shape}")
+    n = len(X)
+    if not 1 <= k <= n:
+        raise OptionError(f"cannot choose {k} {chosen.format(n=n)}: k must be between 1 and the number of rows")
+    return n
+
+
 def kept_vectors(table: Any, selection: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     """`(rows, vectors)` of the rows still kept, after dropping those without a vector (with the
     scorer's reason where it gave one)."""

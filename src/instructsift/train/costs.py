@@ -21,13 +21,13 @@ from ..data.errors import check_at_least
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
 from ..registry import ModelRef, register
-from ..scoring.base import Advance, Chunks, Skip, config_hash
+from ..scoring.base import Advance, Chunks, ResolvesModel, Skip, config_hash
 from ..scoring.text import todo_chunks
 
 
 @register("score", "trained_tokens")
 @dataclass
-class TrainedTokens:
+class TrainedTokens(ResolvesModel):
     """Trained answer tokens (and training sequences) of each example for fine-tuning `model`."""
 
     model: ModelRef = EMBEDDED  # the base model to be fine-tuned: its tokenizer counts
@@ -59,14 +59,6 @@ class TrainedTokens:
         import pyarrow as pa
 
         return pa.schema([("trained_tokens", pa.int64()), ("trained_sequences", pa.int64())])
-
-    def source(self) -> Any:
-        """The base model resolved (its fingerprint): enough for the key, without loading the tokenizer."""
-        if self._source is None:
-            from ..models import resolve
-
-            self._source = resolve(self.model)
-        return self._source
 
     def tokenizer(self) -> Any:
         if self._tok is None:
