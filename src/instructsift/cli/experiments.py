@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..models.embedded import EMBEDDED
 from .core import _fail, _guard, _say, app
 from .model_options import DeviceOpt, RewardFormatOpt, RewardModelOpt, UnievalOpt
 from .options import (
@@ -81,8 +82,8 @@ def mine_cmd(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder: rule.json, summary.json, curve.png, search.jsonl, ...")
     ],
-    base: Annotated[str, typer.Option(help="The base model fine-tuned on every subset (as --model).")] = "embedded",
-    model: Annotated[str, typer.Option(help="The model that scores the ppl and token-length indicators.")] = "embedded",
+    base: Annotated[str, typer.Option(help="The base model fine-tuned on every subset (as --model).")] = EMBEDDED,
+    model: Annotated[str, typer.Option(help="The model that scores the ppl and token-length indicators.")] = EMBEDDED,
     reward_model: RewardModelOpt = None,
     reward_format: RewardFormatOpt = None,
     encoder: Annotated[
@@ -175,7 +176,7 @@ def compare_cmd(
             "spells its own split: ID[@REVISION][:SUBSET]:SPLIT (org/name:test).",
         ),
     ] = None,
-    base: Annotated[str, typer.Option(help="The base model fine-tuned on every pick (as --model).")] = "embedded",
+    base: Annotated[str, typer.Option(help="The base model fine-tuned on every pick (as --model).")] = EMBEDDED,
     random_seeds: Annotated[int, typer.Option("--random-seeds", help="Random picks of the same size.")] = 3,
     full: Annotated[bool, typer.Option("--full", help="Also fine-tune on all the data.")] = False,
     set_: Annotated[

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from ..models.embedded import EMBEDDED
 from .core import _fail, _guard, _say, _warn, app, err
 from .model_options import BatchOpt, DeviceOpt, DtypeOpt, ModelOpt
 from .options import (
@@ -35,7 +36,7 @@ def finetune_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the model folder an earlier finetune wrote at --output.")
     ] = False,
-    model: ModelOpt = "embedded",
+    model: ModelOpt = EMBEDDED,
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
     epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 3.0,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate [LoRA 2e-4, full 2e-5].")] = None,
@@ -87,7 +88,7 @@ def finetune_cmd(
 @option_groups
 def evaluate_cmd(
     input: DataArg,
-    model: ModelOpt = "embedded",
+    model: ModelOpt = EMBEDDED,
     template: Annotated[str, typer.Option(help="alpaca, chat, none, or a JSON template file.")] = "alpaca",
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per sequence.")] = 512,
     no_eos: Annotated[bool, typer.Option("--no-eos", help="Do not score an EOS after each answer.")] = False,
@@ -133,7 +134,7 @@ def train_scar_cmd(
     ] = False,
     encoder: Annotated[
         str, typer.Option(help="embedded (all-MiniLM-L6-v2), mpnet (all-mpnet-base-v2), a folder or hub id.")
-    ] = "embedded",
+    ] = EMBEDDED,
     epochs: Annotated[int, typer.Option(help="Passes over the training split (the reference: 10).")] = 3,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Quads per step.")] = 4,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-5,
@@ -181,7 +182,7 @@ def synthesize_cmd(
     model: Annotated[
         str,
         typer.Option(help="The LLM: a model name on --url's server, else a local model (embedded, hub id, folder)."),
-    ] = "embedded",
+    ] = EMBEDDED,
     url: Annotated[str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
     key_env: Annotated[
         str | None, typer.Option("--key-env", help="Environment variable holding the server's API key.")
