@@ -126,8 +126,8 @@ def params_of(target: Any) -> type[BaseModel]:
     (names starting with `_` are internal)."""
     hints = typing.get_type_hints(target, include_extras=True)  # keeps `Annotated` kinds
     fields: dict[str, Any] = {}
-    if dataclasses.is_dataclass(target):
-        for f in dataclasses.fields(target):
+    if dataclasses.is_dataclass(target):  # in the constructor's order: keyword-only fields (a base's) last
+        for f in sorted(dataclasses.fields(target), key=lambda f: f.kw_only is True):
             if not f.init or f.name.startswith("_"):
                 continue
             if f.default is not dataclasses.MISSING:

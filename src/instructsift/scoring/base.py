@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ..data.example import Example
 
@@ -49,6 +49,22 @@ class Scorer(Protocol):
 
         Optional: `cacheable(row) -> bool`; rows it rejects (e.g. a judge request that got no reply)
         are used in this run but not cached, so the next run scores them again."""
+
+
+@dataclass(kw_only=True)
+class ModelRuntime:
+    """Where and how a model scorer's model runs, declared once for the scorers that take all of it (IFD,
+    instruction loss, the local judge, DEITA). Keyword-only, so a scorer's own fields keep their places
+    in its constructor and in the options it lists."""
+
+    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    chunks: ClassVar[tuple[int, int]] = (512, 8192)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
+
+    dtype: str = "auto"
+    device: str = "auto"
+    batch_tokens: int | None = None  # padded tokens per batch [CPU 8192, GPU 65536]
+    chunk_size: int | None = None  # examples per yielded (and cached) chunk [`chunks`]
+    trust_remote_code: bool = False
 
 
 class ResolvesModel:

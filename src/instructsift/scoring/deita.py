@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, chunk_for, config_hash, lm_key, lm_plan, lm_tokenizer
+from .base import Advance, Chunks, ModelRuntime, Skip, chunk_for, config_hash, lm_key, lm_plan, lm_tokenizer
 from .deita_prompts import (
     COMPLEXITY,
     COMPLEXITY_SCORER,
@@ -91,22 +91,16 @@ class _Prompt:
 
 @register("score", "deita")
 @dataclass
-class Deita:
+class Deita(ModelRuntime):
     """DEITA complexity (of the instruction) and quality (of the response) from the scorer models, and
     their product `deita_score`."""
 
-    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
     chunks: ClassVar[tuple[int, int]] = (256, 4096)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
     complexity_model: ModelLike = COMPLEXITY_SCORER  # a hub id, folder, .gguf, "embedded", or a `LoadedModel`
     quality_model: ModelLike = QUALITY_SCORER
     min_mass: float = MIN_MASS
     max_length: int = MAX_LENGTH
-    dtype: str = "auto"
-    device: str = "auto"
-    batch_tokens: int | None = None  # padded tokens per batch [CPU 8192, GPU 65536]
-    chunk_size: int | None = None  # examples per yielded (and cached) chunk [`chunks`]
-    trust_remote_code: bool = False
     columns: ClassVar[dict[str, str | None]] = COLUMN_REASONS
     name: str = field(default="deita", init=False)
     _models: tuple[_Model, _Model] | None = field(default=None, init=False, repr=False)

@@ -27,7 +27,7 @@ from ..data.errors import OptionError, check_at_least
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, chunk_for, lm_about, lm_cache_key, load_lm
+from .base import Advance, Chunks, ModelRuntime, Skip, chunk_for, lm_about, lm_cache_key, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 METHODS = {
@@ -75,22 +75,14 @@ def _schema() -> Any:
 
 @register("score", "ifd")
 @dataclass
-class IFD:
+class IFD(ModelRuntime):
     """IFD scorer. `method` picks the papers' defaults: cherry (alpaca template, response-marker prefix,
     max_length 512) or superfiltering (bare template, empty prefix, max_length 1024)."""
-
-    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
-    chunks: ClassVar[tuple[int, int]] = (512, 8192)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
     model: ModelLike = EMBEDDED  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
     method: str = "cherry"
     template: str | None = None
     max_length: int | None = None
-    dtype: str = "auto"
-    device: str = "auto"
-    batch_tokens: int | None = None
-    chunk_size: int | None = None
-    trust_remote_code: bool = False
     columns: ClassVar[dict[str, str | None]] = {
         **dict.fromkeys(("loss_cond", "loss_direct", "ifd", "ifd_ppl"), "reason"),
         **dict.fromkeys(("prompt_tokens", "answer_tokens", "n_turns", "turns_scored", "truncated")),

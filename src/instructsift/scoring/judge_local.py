@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
-from .base import Advance, Chunks, Skip, chunk_for, lm_about, lm_cache_key, lm_tokenizer, load_lm
+from .base import Advance, Chunks, ModelRuntime, Skip, chunk_for, lm_about, lm_cache_key, lm_tokenizer, load_lm
 from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
 from .losses import AnswerLoss, batch_tokens_for
@@ -42,21 +42,15 @@ class _Prompt:
 
 
 @dataclass
-class LocalJudge:
+class LocalJudge(ModelRuntime):
     """AlpaGasus ratings from a local causal LM, as the expected score over the score tokens."""
 
-    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
     chunks: ClassVar[tuple[int, int]] = (256, 4096)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
     model: Any = EMBEDDED  # a name/path/hub id for `models.load_causal_lm`, or a `LoadedModel`
     dimension: str = "accuracy"
     prompt: str | None = None
     max_length: int = 2048
-    dtype: str = "auto"
-    device: str = "auto"
-    batch_tokens: int | None = None
-    chunk_size: int | None = None
-    trust_remote_code: bool = False
     min_mass: float = MIN_MASS
     columns: ClassVar[dict[str, str | None]] = COLUMN_REASONS
     name: str = field(default="judge", init=False)

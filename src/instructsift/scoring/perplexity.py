@@ -17,26 +17,18 @@ from ..data.errors import check_at_least
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, chunk_for, lm_about, lm_cache_key, load_lm
+from .base import Advance, Chunks, ModelRuntime, Skip, chunk_for, lm_about, lm_cache_key, load_lm
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 
 @register("score", "instruction_loss")
 @dataclass
-class InstructionLoss:
+class InstructionLoss(ModelRuntime):
     """Adds `instruction_loss` (mean cross-entropy of the templated first prompt) and its `_reason`."""
-
-    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
-    chunks: ClassVar[tuple[int, int]] = (512, 8192)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
     model: ModelLike = EMBEDDED
     template: str = "alpaca"
     max_length: int = 512
-    dtype: str = "auto"
-    device: str = "auto"
-    batch_tokens: int | None = None
-    chunk_size: int | None = None
-    trust_remote_code: bool = False
     columns: ClassVar[dict[str, str | None]] = {
         "instruction_loss": "instruction_loss_reason",
         "instruction_loss_reason": None,
