@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,15 @@ def _convert(gguf: Path, out: Path) -> None:
         (tmp / "instructsift-source.json").write_text(json.dumps({"gguf": str(gguf)}))
 
 
+@contextlib.contextmanager
+def peft_quietly() -> Iterator[None]:
+    """peft reads a property that transformers deprecated (`is_gradient_checkpointing`) when it wraps or
+    loads an adapter: its FutureWarning is not the user's to act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
+
+
 def merged_adapter(path: Path) -> ModelSource:
     """A LoRA adapter folder, merged into its base model once under the cache. The base is the spec that
     `train.finetune` recorded in instructsift-model.json, else the adapter's `base_model_name_or_path`."""
@@ -137,7 +147,9 @@ def merged_adapter(path: Path) -> ModelSource:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         _bars_off()
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base.path), str(path)).merge_and_unload()
+        with peft_quietly():
+            model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base.path), str(path))
+        model = model.merge_and_unload()
         tokenizer = AutoTokenizer.from_pretrained(path if (path / "tokenizer_config.json").exists() else base.path)
         with atomic_path(out, directory=True) as tmp:
             model.save_pretrained(tmp)

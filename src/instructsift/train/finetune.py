@@ -24,7 +24,6 @@ import math
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -402,8 +401,9 @@ def finetune(
     if config.lora:
         from peft import get_peft_model
 
-        with warnings.catch_warnings():  # peft reads a property transformers deprecated: not the user's to act on
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        from ..models.loader import peft_quietly
+
+        with peft_quietly():
             lm = get_peft_model(lm, _lora_config(config))
         if mixed != "float32":
             frozen_dtype = getattr(torch, mixed)
