@@ -160,3 +160,64 @@ def test_any_user_error_may_name_options_a_switch_included(tmp_path):
     assert cli_message(e.value).endswith("see the rejects file, or pass --allow-empty to write an empty result")
     assert e.value.exit_code == 1
     assert cli_message(OptionError("{quiet}, {cache}", quiet=True, cache=False)) == "--quiet, --no-cache"
+
+
+# (the judge's options in a recipe, the Python message's tail, the CLI message's tail): the judge scorer checks
+# them itself, so that neither front end sees the message of the class behind it (`ServerJudge(concurrency=)`)
+SERVER = {"judge_url": "http://127.0.0.1:9/v1", "judge_model": "m"}
+JUDGE_CASES = [
+    (
+        SERVER | {"judge_concurrency": 0},
+        "judge_concurrency= must be at least 1, got 0",
+        "--judge-concurrency must be at least 1, got 0",
+    ),
+    (
+        SERVER | {"judge_key_env": "ISF_TEST_UNSET_KEY"},
+        "judge_key_env='ISF_TEST_UNSET_KEY': that environment variable is not set",
+        "--judge-key-env ISF_TEST_UNSET_KEY: that environment variable is not set",
+    ),
+    (
+        {"judge_min_mass": 2.0},
+        "judge_min_mass= must be between 0 and 1, got 2.0",
+        "--judge-min-mass must be between 0 and 1, got 2.0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "python", "command_line"), JUDGE_CASES)
+def test_the_judge_names_its_options_each_way(options, python, command_line, tmp_path, monkeypatch):
+    import json
+
+    from instructsift.scoring.judge import Judge
+
+    monkeypatch.delenv("ISF_TEST_UNSET_KEY", raising=False)
+    with pytest.raises(OptionError) as e:
+        Judge(**options)
+    assert str(e.value) == python and cli_message(e.value) == command_line
+    recipe = tmp_path / "judge.yaml"  # a recipe: the one way the command line reaches the scorer's own checks
+    steps = [{"score": "judge", "with": options}, {"select": "top", "with": {"column": "judge", "k": 1}}]
+    recipe.write_text(json.dumps({"input": str(SAMPLE), "output": str(tmp_path / "o.json"), "steps": steps}))
+    with pytest.raises(UsageError) as e:
+        isf.run(recipe, progress=False)
+    assert str(e.value).endswith(python)
+    proc = cli("run", recipe, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(command_line), proc.stderr
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_the_judge_classes_name_their_own_fields(monkeypatch):
+    from instructsift.scoring.judge_client import ServerJudge
+    from instructsift.scoring.judge_local import LocalJudge
+
+    monkeypatch.delenv("ISF_TEST_UNSET_KEY", raising=False)
+    for make, message in [
+        (lambda: ServerJudge(url="http://127.0.0.1:9/v1", model="m", concurrency=0), "concurrency= must be at least 1"),
+        (
+            lambda: ServerJudge(url="http://127.0.0.1:9/v1", model="m", key_env="ISF_TEST_UNSET_KEY"),
+            "key_env='ISF_TEST_UNSET_KEY': that environment variable is not set",
+        ),
+        (lambda: LocalJudge(min_mass=-0.5), "min_mass= must be between 0 and 1, got -0.5"),
+    ]:
+        with pytest.raises(OptionError) as e:
+            make()
+        assert str(e.value).startswith(message) and "--" not in str(e.value)

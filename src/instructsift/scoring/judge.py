@@ -17,6 +17,7 @@ probabilities for the local back end), `judge_reason` (why `judge` is missing), 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..data.errors import OptionError
@@ -80,6 +81,11 @@ def Judge(
                 "{judge_min_mass} applies to the local judge (next-token probabilities): drop {judge_url}",
                 *("judge_min_mass", "judge_url"),
             )
+        # checked here, not only by `ServerJudge`, so that each front end names its own option
+        if judge_concurrency is not None and judge_concurrency < 1:
+            raise OptionError(f"{{judge_concurrency}} must be at least 1, got {judge_concurrency}", "judge_concurrency")
+        if judge_key_env and not os.environ.get(judge_key_env):
+            raise OptionError("{judge_key_env}: that environment variable is not set", judge_key_env=judge_key_env)
         server: dict[str, Any] = {
             "concurrency": judge_concurrency,
             "timeout": judge_timeout,
@@ -106,6 +112,8 @@ def Judge(
     if stray:
         named = ", ".join("{" + k + "}" for k in stray)
         raise OptionError(f"{named} only apply to a judge server: add {{judge_url}}", *stray, "judge_url")
+    if judge_min_mass is not None and not 0.0 <= judge_min_mass <= 1.0:  # as above: not only `LocalJudge`'s
+        raise OptionError(f"{{judge_min_mass}} must be between 0 and 1, got {judge_min_mass}", "judge_min_mass")
     from .judge_local import LocalJudge
 
     return LocalJudge(

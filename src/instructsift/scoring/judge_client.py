@@ -88,7 +88,7 @@ class ServerJudge:
         self.url = base_url(self.url)
         self._prompt = get_prompt(self.dimension, self.prompt)
         if self.concurrency < 1:
-            raise OptionError(f"--judge-concurrency must be at least 1, got {self.concurrency}")
+            raise OptionError(f"concurrency= must be at least 1, got {self.concurrency}")
         if self.retries < 0 or self.timeout <= 0 or self.max_tokens < 1:
             raise OptionError("judge retries must be >= 0, timeout > 0 and max_tokens >= 1")
         self._api_key()  # fail early on a named but unset variable
@@ -109,7 +109,7 @@ class ServerJudge:
         if self.key_env:
             key = os.environ.get(self.key_env)
             if not key:
-                raise OptionError(f"--judge-key-env {self.key_env}: that environment variable is not set")
+                raise OptionError(f"key_env={self.key_env!r}: that environment variable is not set")
             return key
         # No key option: send a placeholder (local servers take any; the client needs one), never a key
         # the user did not name for this server, such as $OPENAI_API_KEY.

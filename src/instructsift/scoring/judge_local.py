@@ -61,7 +61,7 @@ class LocalJudge(ModelRuntime):
         if self.max_length < 64:
             raise OptionError(f"the local judge needs max_length >= 64, got {self.max_length}")
         if not 0.0 <= self.min_mass <= 1.0:
-            raise OptionError(f"--judge-min-mass must be between 0 and 1, got {self.min_mass}")
+            raise OptionError(f"min_mass= must be between 0 and 1, got {self.min_mass}")
 
     @property
     def schema(self) -> Any:
