@@ -221,3 +221,26 @@ def test_the_judge_classes_name_their_own_fields(monkeypatch):
         with pytest.raises(OptionError) as e:
             make()
         assert str(e.value).startswith(message) and "--" not in str(e.value)
+
+
+def test_a_tokenizer_without_eos_names_the_switch_each_way(tiny_llama, tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from instructsift.train.evaluate import evaluate
+
+    model = tmp_path / "no-eos"
+    shutil.copytree(tiny_llama, model)
+    tok = AutoTokenizer.from_pretrained(model)
+    tok.eos_token = None
+    tok.save_pretrained(model)
+    data = isf.read(SAMPLE).examples[:2]
+    with pytest.raises(OptionError) as e:
+        evaluate(data, str(model), progress=False, device="cpu")
+    assert str(e.value) == "the tokenizer has no EOS token: turn EOS off (eos=False)"
+    proc = cli("evaluate", SAMPLE, "--model", model, "--device", "cpu", check=False)
+    assert (
+        proc.returncode == 2 and proc.stderr.strip() == "error: the tokenizer has no EOS token: turn EOS off (--no-eos)"
+    )
+    assert evaluate(data, str(model), eos=False, progress=False, device="cpu").examples == 2  # off: it runs

@@ -79,7 +79,7 @@ def build_sequences(
         raise OptionError(f"max_length must be at least 2, got {max_length}")
     eos_id = tokenizer.eos_token_id if eos else None
     if eos and eos_id is None:
-        raise OptionError("the tokenizer has no EOS token: turn EOS off (eos=False / --no-eos)")
+        raise OptionError("the tokenizer has no EOS token: turn EOS off ({eos})", eos=False)
     eos_text = (tokenizer.eos_token or "") if eos else ""
     start = start_ids(tokenizer)
     plans: list[list[list[tuple[str, bool]]]] = []
