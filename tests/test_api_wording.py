@@ -244,3 +244,19 @@ def test_a_tokenizer_without_eos_names_the_switch_each_way(tiny_llama, tmp_path)
         proc.returncode == 2 and proc.stderr.strip() == "error: the tokenizer has no EOS token: turn EOS off (--no-eos)"
     )
     assert evaluate(data, str(model), eos=False, progress=False, device="cpu").examples == 2  # off: it runs
+
+
+def test_an_unset_key_variable_names_the_option_each_way(tmp_path, monkeypatch):
+    from instructsift.train.synthesize import Generator
+
+    monkeypatch.delenv("ISF_TEST_UNSET_KEY", raising=False)
+    gen = Generator(model="m", url="http://127.0.0.1:9/v1", key_env="ISF_TEST_UNSET_KEY")
+    with pytest.raises(OptionError) as e:
+        gen.generate(["Say hi."], lambda *answer: None)
+    assert str(e.value) == "key_env='ISF_TEST_UNSET_KEY': that environment variable is not set"
+    out = tmp_path / "quads.jsonl"
+    args = ["--url", "http://127.0.0.1:9/v1", "--model", "m", "--key-env", "ISF_TEST_UNSET_KEY"]
+    proc = cli("synthesize", SAMPLE, "-o", out, *args, "--cache-dir", tmp_path / "cache", "-q", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().endswith("error: --key-env ISF_TEST_UNSET_KEY: that environment variable is not set")
+    assert not out.exists()

@@ -113,7 +113,7 @@ class Generator:
         if self.key_env:
             key = os.environ.get(self.key_env) or ""
             if not key:
-                raise OptionError(f"--key-env {self.key_env}: that environment variable is not set")
+                raise OptionError("{key_env}: that environment variable is not set", key_env=self.key_env)
         client = AsyncOpenAI(base_url=self.url, api_key=key, timeout=self.timeout, max_retries=0)
         gate = asyncio.Semaphore(self.concurrency)
         try:  # one cheap request first: a server that is not there is one clear error, not a failure per row
