@@ -260,3 +260,24 @@ def test_an_unset_key_variable_names_the_option_each_way(tmp_path, monkeypatch):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().endswith("error: --key-env ISF_TEST_UNSET_KEY: that environment variable is not set")
     assert not out.exists()
+
+
+def test_a_bad_field_map_names_the_option_each_way(tmp_path):
+    import json
+
+    known = "is no field of a format (known: instruction, input, output, system, history, messages, conversations)"
+    recipe = tmp_path / "fields.yaml"  # a recipe's field map: read by the Python API and the command line alike
+    steps = [{"score": "lengths"}, {"select": "top", "with": {"column": "output_chars", "k": 1}}]
+    spec = {"input": str(SAMPLE), "output": str(tmp_path / "o.json"), "fields": {"instr": "prompt"}, "steps": steps}
+    recipe.write_text(json.dumps(spec))
+    with pytest.raises(OptionError) as e:
+        isf.run(recipe, progress=False)
+    assert str(e.value) == f"fields=: 'instr' {known}"
+    proc = cli("run", recipe, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: --fields: 'instr' {known}", proc.stderr
+    args = ["select", SAMPLE, "--method", "longest", "--top", "1", "-o", tmp_path / "o.json"]
+    proc = cli(*args, "--fields", "instruction prompt", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().endswith("--fields 'instruction prompt': expected FIELD=NAME pairs, e.g. "
+                                        "instruction=prompt,output=completion")  # fmt: skip
+    assert not (tmp_path / "o.json").exists()

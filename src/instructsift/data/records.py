@@ -61,7 +61,7 @@ ANSWER_NAMES = ("completion", "answer", "response", "output", "solution", "chose
 def parse_fields(spec: str | Mapping[str, str] | None) -> dict[str, str] | None:
     """`instruction=prompt,output=completion` (or a mapping, as a recipe gives it) as {format field: data
     field}; an `OptionError` naming what is wrong."""
-    from .errors import OptionError
+    from .errors import OptionError, Placeholder, literal
 
     if spec is None or spec == "" or spec == {}:
         return None
@@ -69,7 +69,8 @@ def parse_fields(spec: str | Mapping[str, str] | None) -> dict[str, str] | None:
         pairs = [p.strip() for p in spec.split(",") if p.strip()]
         if any(p.count("=") != 1 for p in pairs):
             raise OptionError(
-                f"--fields {spec!r}: expected FIELD=NAME pairs, e.g. instruction=prompt,output=completion"
+                "{fields}: expected FIELD=NAME pairs, e.g. instruction=prompt,output=completion",
+                fields=Placeholder(repr(spec)),
             )
         spec = dict(tuple(x.strip() for x in p.split("=")) for p in pairs)
     if not isinstance(spec, Mapping):
@@ -77,9 +78,10 @@ def parse_fields(spec: str | Mapping[str, str] | None) -> dict[str, str] | None:
     out = {str(k): str(v) for k, v in spec.items()}
     bad = [k for k in out if k not in FIELD_KEYS]
     if bad:
-        raise OptionError(f"--fields: {bad[0]!r} is no field of a format (known: {', '.join(FIELD_KEYS)})")
+        known = literal(f"{bad[0]!r} is no field of a format (known: {', '.join(FIELD_KEYS)})")
+        raise OptionError("{fields}: " + known, "fields")
     if any(not v for v in out.values()):
-        raise OptionError("--fields: every FIELD=NAME needs a NAME")
+        raise OptionError("{fields}: every FIELD=NAME needs a NAME", "fields")
     return out
 
 
