@@ -281,3 +281,15 @@ def test_a_bad_field_map_names_the_option_each_way(tmp_path):
     assert proc.stderr.strip().endswith("--fields 'instruction prompt': expected FIELD=NAME pairs, e.g. "
                                         "instruction=prompt,output=completion")  # fmt: skip
     assert not (tmp_path / "o.json").exists()
+
+
+def test_an_unknown_output_format_names_the_option_each_way(tmp_path):
+    known = "unknown format (known: alpaca, sharegpt, openai)"
+    with pytest.raises(OptionError) as e:
+        isf.write(isf.read(SAMPLE), tmp_path / "o.json", to="csv")
+    assert str(e.value) == f"to='csv': {known}" and cli_message(e.value) == f"--to 'csv': {known}"
+    assert not (tmp_path / "o.json").exists()
+    # the command line checks --to (and a recipe its `to:`) against the formats before this check is reached
+    args = ["select", SAMPLE, "--method", "longest", "--top", "1", "-o", tmp_path / "o.json", "--to", "csv"]
+    proc = cli(*args, check=False)
+    assert proc.returncode == 2 and "'csv' is not one of 'alpaca', 'sharegpt', 'openai'" in proc.stderr, proc.stderr

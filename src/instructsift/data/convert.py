@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .errors import FieldError, OptionError, UserError
+from .errors import FieldError, OptionError, Placeholder, UserError, literal
 from .example import Message
 from .records import ALPACA_ALIASES, FORMATS, PARSERS
 
@@ -91,7 +91,8 @@ def convert(record: Mapping[str, Any], fmt: str, to: str, fields: Mapping[str, s
 
 def check_to(to: str | None) -> None:
     if to is not None and to not in FORMATS:
-        raise OptionError(f"--to {to!r}: unknown format (known: {', '.join(FORMATS)})")
+        known = literal(f"unknown format (known: {', '.join(FORMATS)})")
+        raise OptionError("{to}: " + known, to=Placeholder(repr(to)))
 
 
 def check(examples: Iterable[Any], to: str | None, path: str) -> None:
