@@ -293,3 +293,20 @@ def test_an_unknown_output_format_names_the_option_each_way(tmp_path):
     args = ["select", SAMPLE, "--method", "longest", "--top", "1", "-o", tmp_path / "o.json", "--to", "csv"]
     proc = cli(*args, check=False)
     assert proc.returncode == 2 and "'csv' is not one of 'alpaca', 'sharegpt', 'openai'" in proc.stderr, proc.stderr
+
+
+def test_a_bad_server_url_names_the_option_each_way(tmp_path):
+    from instructsift.scoring.judge import Judge
+    from instructsift.train.synthesize import Generator
+
+    expected = "'127.0.0.1:8000': expected http(s)://host[:port][/path], e.g. http://127.0.0.1:8000/v1"
+    with pytest.raises(OptionError) as e:
+        Judge(judge_url="127.0.0.1:8000", judge_model="m")
+    assert str(e.value) == f"judge_url={expected}"
+    with pytest.raises(OptionError) as e:
+        Generator(url="127.0.0.1:8000")
+    assert str(e.value) == f"url={expected}" and cli_message(e.value) == f"--url {expected}"
+    args = ["--judge-url", "127.0.0.1:8000", "--judge-model", "m", "-o", tmp_path / "o.json"]
+    proc = cli("select", SAMPLE, "--method", "alpagasus", *args, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(f"--judge-url {expected}"), proc.stderr
+    assert not (tmp_path / "o.json").exists()

@@ -25,6 +25,7 @@ from helpers import cli_command
 from tolerances import expected_score, ratio
 
 import instructsift as isf
+from instructsift.cli.core import cli_message
 from instructsift.data import Example, read
 from instructsift.scoring.judge import Judge
 from instructsift.scoring.judge_client import JudgeServerError, ServerJudge
@@ -572,11 +573,13 @@ def test_wrong_model_or_key_stops_the_run(alpaca_file, tmp_path, monkeypatch) ->
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # not named by --judge-key-env: never sent
     with FaultServer(lambda p, n, b: error(401)) as srv:
-        with pytest.raises(JudgeServerError, match="injected 401.*--judge-key-env"):
+        with pytest.raises(JudgeServerError, match="injected 401.*judge_key_env=") as e:  # Python: its keyword
             run(server_judge(srv.url), read(alpaca_file))
+        assert "--" not in str(e.value) and cli_message(e.value).endswith("with --judge-key-env)")
         args = ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), "-m", "alpagasus", "--judge-url", srv.url]
         res = CliRunner().invoke(app, [*args, "--judge-model", "judge", "--cache-dir", str(tmp_path), "-q"])
     assert res.exit_code == 2 and "error:" in res.output and "injected 401" in res.output, res.output
+    assert "with --judge-key-env)" in res.output, res.output  # the command line: its flag
     assert srv.requests and all(r["auth"] == "Bearer no-key" for r in srv.requests)
     with pytest.raises(ValueError, match="ISF_UNSET_KEY"):
         server_judge("http://127.0.0.1:9/v1", key_env="ISF_UNSET_KEY")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from ..data.errors import OptionError, UserError
+from ..data.errors import OptionError, Placeholder, UserError, literal
 from ..data.example import Example
 from .base import chunk_for, config_hash
 from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
@@ -47,12 +47,24 @@ class JudgeServerError(UserError):
     A `UserError`, like other bad options, so the CLI reports it in one line."""
 
 
-def base_url(url: str, option: str = "--judge-url") -> str:
-    """`http://host:port` -> `http://host:port/v1`; a URL with a path is used as it is. An error names `option`."""
+def _refused(text: str, hint: bool) -> JudgeServerError:
+    """A refused request: `text`, with a hint (`hint`: no key was named) naming the judge's option for a key
+    its own way (`judge_key_env=`, `--judge-key-env`)."""
+    if not hint:
+        return JudgeServerError(text)
+    return JudgeServerError(
+        literal(text) + " (name the key's environment variable with {judge_key_env})", "judge_key_env"
+    )
+
+
+def base_url(url: str, option: str = "judge_url") -> str:
+    """`http://host:port` -> `http://host:port/v1`; a URL with a path is used as it is. An error names `option`
+    (a field name: `judge_url=` in Python, `--judge-url` on the command line)."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise OptionError(
-            f"{option} {shown_url(url)!r}: expected http(s)://host[:port][/path], e.g. http://127.0.0.1:8000/v1"
+            "{" + option + "}: expected http(s)://host[:port][/path], e.g. http://127.0.0.1:8000/v1",
+            **{option: Placeholder(repr(shown_url(url)))},
         )
     path = parts.path.rstrip("/") or "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
@@ -153,10 +165,11 @@ class ServerJudge:
         try:
             client.models.list()
         except (openai.APIConnectionError, openai.APITimeoutError) as e:
-            raise JudgeServerError(f"{where} does not answer ({_brief(e)}): start it, or fix --judge-url") from None
+            raise JudgeServerError(
+                literal(f"{where} does not answer ({_brief(e)})") + ": start it, or fix {judge_url}", "judge_url"
+            ) from None
         except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-            hint = "" if self.key_env else " (name the key's environment variable with --judge-key-env)"
-            raise JudgeServerError(f"{where}: {_brief(e)}{hint}") from None
+            raise _refused(f"{where}: {_brief(e)}", not self.key_env) from None
         except (openai.APIStatusError, openai.APIResponseValidationError):
             pass
         finally:
@@ -228,11 +241,8 @@ class ServerJudge:
                     judge_row(reason=f"the server refused the request: {_brief(e)}", attempts=attempt + 1), attempt + 1
                 )
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
-                hint = " (name the key's environment variable with --judge-key-env)" if not self.key_env else ""
-                hint = hint if isinstance(e, openai.AuthenticationError) else ""
-                raise JudgeServerError(
-                    f"judge server {shown_url(self.url)}, model {self.model!r}: {_brief(e)}{hint}"
-                ) from None
+                hint = not self.key_env and isinstance(e, openai.AuthenticationError)
+                raise _refused(f"judge server {shown_url(self.url)}, model {self.model!r}: {_brief(e)}", hint) from None
             except openai.APITimeoutError:
                 last = f"timed out after {self.timeout:g}s"
             except openai.APIConnectionError as e:
