@@ -36,10 +36,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..data.errors import OptionError
+from ..data.errors import OptionError, check_at_least
 from ..data.example import Example, Message
 from ..models.embedded import EMBEDDED
 from ..registry import DataRef, ModelLike, ModelRef, StrictModel, register
+from .base import ModelRuntime, chunk_for
 from .text import todo_chunks
 
 TEXTS = ("whole", "prompt")
@@ -106,11 +107,11 @@ def weighted_mean(hidden: Any, lengths: Any) -> Any:
 
 @register("score", "representation")
 @dataclass
-class Representation:
+class Representation(ModelRuntime):
     """RDS+ representations: adds `column` (position-weighted mean of a layer's hidden states, unit
     length) and `<column>_reason`."""
 
-    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    chunks: ClassVar[tuple[int, int]] = (512, 512)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
     model: ModelLike = EMBEDDED  # a causal LM spec (as `load_causal_lm`) or a `LoadedModel`
     text: str = "whole"  # whole | prompt
@@ -121,11 +122,6 @@ class Representation:
     seed: int = 0  # the projection's seed
     column: str = "representation"
     max_length: int | None = None  # tokens per example [2048]
-    batch_tokens: int | None = None  # padded tokens per batch [CPU 8192, GPU 65536]
-    dtype: str = "auto"
-    device: str = "auto"
-    trust_remote_code: bool = False
-    chunk_size: int = 512  # examples per yielded (and cached) chunk
     columns: ClassVar[dict[str, str | None]] = {
         "representation": "representation_reason",
         "representation_reason": None,
@@ -138,8 +134,7 @@ class Representation:
             raise OptionError(f"representation text must be one of {', '.join(TEXTS)}, got {self.text!r}")
         if self.template not in TEMPLATES:
             raise OptionError(f"representation template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
-        if self.chunk_size < 1 or (self.max_length is not None and self.max_length < 1):
-            raise OptionError("chunk_size and max_length must be at least 1")
+        check_at_least(self, chunk_size=1, max_length=1)
         if not self.column.isidentifier():
             raise OptionError(f"column must be a plain name, got {self.column!r}")
         if self.layers is not None:
@@ -299,7 +294,7 @@ class Representation:
         """Yield (content_hash, {column, column_reason}) lists, chunk by chunk, for examples not in `skip`."""
         advance = advance or (lambda _n: None)
         reason = f"{self.column}_reason"
-        for part in todo_chunks(examples, skip, self.chunk_size):
+        for part in todo_chunks(examples, skip, chunk_for(self, self.load().device)):
             vecs = self.encode([self.text_of(ex) for ex in part], advance)
             yield [(ex.content_hash, {self.column: v.tolist(), reason: None}) for ex, v in zip(part, vecs, strict=True)]
 
