@@ -33,6 +33,7 @@ from ..atomic import atomic_path, write_text
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
+from ..models.loader import peft_quietly
 
 MODEL_INFO = "instructsift-model.json"  # written into every saved model; part of its fingerprint
 SAVE_MODES = ("merged", "adapter")
@@ -292,7 +293,8 @@ def _reload_with_adapter(model: Any, base_path: str, config: FinetuneConfig) -> 
     base = AutoModelForCausalLM.from_pretrained(
         base_path, dtype=torch.float32, trust_remote_code=config.trust_remote_code
     )
-    fresh = get_peft_model(base, _lora_config(config))
+    with peft_quietly():
+        fresh = get_peft_model(base, _lora_config(config))
     set_peft_model_state_dict(fresh, state)
     return fresh
 
@@ -400,8 +402,6 @@ def finetune(
     frozen_dtype = None
     if config.lora:
         from peft import get_peft_model
-
-        from ..models.loader import peft_quietly
 
         with peft_quietly():
             lm = get_peft_model(lm, _lora_config(config))
