@@ -12,8 +12,9 @@ row. The pool is the first `--pool` rows with a non-empty answer of ../shared/da
 (a uniform random sample of Alpaca 52k; one of its first 2,000 rows has an empty answer). The arms: `rds` (RDS+ on the base model's
 hidden states), `rds-white` (CRDS-W: whitened first), `longest` and `--random-seeds` random picks, each filling
 the same `--budget-tokens` share of the pool's trained answer tokens (5%). Every trial goes through
-`instructsift compare` (cached: a killed run resumes; run again, it trains nothing). Inputs are written to
-`<out>.inputs/`, the comparison to `<out>/` (results.json, results.md, loss.png).
+`instructsift compare` (cached, and kept in benchmarks/trials/: a killed run resumes, here or on another
+machine; run again, it trains nothing). Inputs are written to `<out>.inputs/`, the comparison to `<out>/`
+(results.json, results.md, loss.png).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ The pool is the first `--pool` rows of ../shared/data/alpaca/alpaca_random_9k.js
 sample of Stanford Alpaca 52k, so its first rows are one too); the held-out set is `--eval-n` rows of
 ../shared/data/alpaca_eval/gpt4.json (GPT-4's answers to AlpacaEval's instructions) drawn with
 `numpy.random.default_rng(0)`. Both are written to `<out>.inputs/` and the comparison to `<out>/`
-(results.json, results.md, loss.png); every trial is cached, so a killed run resumes where it stopped.
+(results.json, results.md, loss.png); every trial is cached, and each finished one is kept in benchmarks/trials/
+(committed; `--trials-dir`), so a killed run resumes where it stopped, on this machine or on another.
 `--human-n N` adds a second held-out set: N human-written Dolly answers (../shared/data/dolly/dolly_3k.json,
 drawn with seed 0; none is in the Alpaca pool). `--budget-tokens` makes every pick fill the same trained
 answer tokens (a list: a curve), instead of `--budget`'s equal example counts.
@@ -42,6 +43,9 @@ SHARED = ROOT.parent / "shared" / "data"
 POOL = SHARED / "alpaca" / "alpaca_random_9k.json"
 HELD_OUT = SHARED / "alpaca_eval" / "gpt4.json"
 HUMAN = SHARED / "dolly" / "dolly_3k.json"
+# The docs' runs fine-tune for hours: each finished trial is kept here (committed), so that a run stopped on one
+# machine resumes on another, which has not the cache (`compare --trials-dir`).
+TRIALS = ROOT / "benchmarks" / "trials"
 METHODS = "superfiltering,cherry,alpagasus,ltd,lima"
 OPTIONS = {"alpagasus": {"judge_min_mass": 0, "threshold": 0}, "lima": {"min_chars": 0}}
 # A few minutes on an idle 2-core CPU: a tiny pool and held-out set, two cheap methods, the embedded model;
@@ -89,12 +93,16 @@ def parse_trial_args(ap: argparse.ArgumentParser, name: str, smoke: dict, epochs
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / name)
     ap.add_argument("--cache-dir", type=Path, default=None, help="[$INSTRUCTSIFT_CACHE or ~/.cache/instructsift]")
+    ap.add_argument(
+        "--trials-dir", type=Path, default=TRIALS, help="finished trials kept in git, so a run resumes on any machine"
+    )
     ap.add_argument("--smoke", action="store_true", help="a few-minute version: " + json.dumps(smoke))
     args = ap.parse_args()
     if args.smoke:
         for k, v in smoke.items():
             setattr(args, k, v)
         args.out = args.out.with_name(args.out.name + "_smoke")
+        args.trials_dir = None if args.trials_dir == TRIALS else args.trials_dir  # smoke trials stay in the cache
     if not POOL.exists() or not HELD_OUT.exists():
         sys.exit(f"real data not found under {SHARED} (see SOURCES.md in the shared folder)")
     return args
@@ -106,7 +114,8 @@ def trial_settings(args: argparse.Namespace) -> dict:
     finetune = {"epochs": args.epochs, "max_length": args.max_length, "batch_size": args.batch_size,
                 "device": args.device, "checkpoint_steps": 10}  # fmt: skip
     return {"base": args.base, "random_seeds": args.random_seeds, "finetune": finetune,
-            "cache_dir": str(args.cache_dir) if args.cache_dir else None}  # fmt: skip
+            "cache_dir": str(args.cache_dir) if args.cache_dir else None,
+            "trials_dir": str(args.trials_dir) if args.trials_dir else None}  # fmt: skip
 
 
 def run_compare(spec: object, out: Path) -> tuple[dict, float]:

@@ -93,6 +93,27 @@ def test_runner_caches_and_a_killed_comparison_resumes(rows, tiny_model: Path, t
     assert other.key(subsets["a"]) != third.key(subsets["a"])
 
 
+def test_trials_in_a_shared_folder_resume_a_run_on_a_machine_without_the_cache(
+    rows, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A trial finished on one machine (its own cache) is written to `trials_dir`; a runner on another with an
+    empty cache reads it back instead of fine-tuning, while one without `trials_dir` fine-tunes again."""
+    shared = tmp_path / "trials"
+    first = _runner(rows, tiny_model, tmp_path / "cache-a", trials_dir=shared)
+    done = first.trial("a", [0, 1, 2, 3])
+    assert first.trained == [done.key]
+    assert sorted(p.name for p in shared.iterdir()) == [f"{done.key}.json"]
+
+    elsewhere = _runner(rows, tiny_model, tmp_path / "cache-b", trials_dir=shared)
+    back = elsewhere.trial("again", [3, 2, 1, 0])
+    assert elsewhere.trained == [] and back.cached and back.name == "again"
+    assert (back.eval_loss, back.eval_losses, back.steps) == (done.eval_loss, done.eval_losses, done.steps)
+
+    alone = _runner(rows, tiny_model, tmp_path / "cache-b")
+    assert alone.cached([0, 1, 2, 3]) is None
+    assert alone.trial("a", [0, 1, 2, 3]).cached is False and alone.trained == [done.key]
+
+
 def test_loss_function_and_bad_subsets(rows, tiny_model: Path, tmp_path: Path) -> None:
     from instructsift.data.errors import OptionError
 
@@ -523,6 +544,7 @@ def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path
             options=parse_sets(["lima.min_chars=0", "model=gemma3-270m", "alpagasus.threshold=4"]),
             finetune={"epochs": 1.0},
             judge={"url": "http://127.0.0.1:8000/v1", "model": "m", "prompt": str(held), "max_new_tokens": 64},
+            trials_dir=str(tmp_path / "trials"),
         )  # fmt: skip
     )
     assert spec.options == {"lima": {"min_chars": 0}, "*": {"model": "gemma3-270m"}, "alpagasus": {"threshold": 4}}
@@ -534,7 +556,10 @@ def test_compare_recipe_round_trip_keeps_paths_and_settings(rows, tmp_path: Path
         local_path(base, loaded.data).resolve() == pool.resolve()
         and local_path(base, loaded.eval).resolve() == held.resolve()
     )
-    assert loaded.model_dump(exclude={"data", "eval", "judge"}) == spec.model_dump(exclude={"data", "eval", "judge"})
+    assert local_path(base, loaded.trials_dir).resolve() == (tmp_path / "trials").resolve()
+    assert loaded.trials_dir == "../trials"  # relative to the recipe's folder
+    same = {"data", "eval", "judge", "trials_dir"}
+    assert loaded.model_dump(exclude=same) == spec.model_dump(exclude=same)
     assert isinstance(loaded.budget, float)
     assert local_path(base, loaded.judge.prompt).resolve() == held.resolve() and loaded.judge.max_new_tokens == 64
     with pytest.raises(UsageError, match=r"judge\.url: Field required"):

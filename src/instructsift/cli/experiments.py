@@ -191,6 +191,14 @@ def compare_cmd(
     allow_short: Annotated[
         bool, typer.Option("--allow-short", help="Compare a method's pick even when its filters keep fewer.")
     ] = False,
+    trials_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--trials-dir",
+            help="Also keep each finished trial here, and read trials back from here: a folder in git or on a "
+            "shared disk lets a comparison spread over machines resume.",
+        ),
+    ] = None,
     no_plot: Annotated[bool, typer.Option("--no-plot", help="No loss.png (it needs matplotlib).")] = False,
     save_recipe: Annotated[
         Path | None, typer.Option("--save-recipe", help="Write this comparison as a recipe.")
@@ -246,6 +254,7 @@ def compare_cmd(
             _fail("with a compare recipe, give the judge in the recipe (judge: {url: ..., model: ...})")
         spec, base_dir = load_spec(input)
         spec = spec.model_copy(update={"report": str(report.resolve())}) if report else spec
+        spec = spec.model_copy(update={"trials_dir": str(trials_dir.resolve())}) if trials_dir else spec
     else:
         if (budget is None) == (budget_tokens is None) or not eval:
             _fail("compare needs --eval and one of --budget or --budget-tokens (or a compare recipe)")
@@ -259,6 +268,7 @@ def compare_cmd(
             on_error=reading.on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
             output=str(output) if output else None, report=str(report) if report else None, judge=judge,
             target=str(target) if target else None, target_task_field=target_task_field,
+            trials_dir=str(trials_dir) if trials_dir else None,
         ), "compare")  # fmt: skip
         base_dir = Path.cwd()
     if save_recipe is not None:

@@ -115,6 +115,7 @@ def compare(
     runner = ExperimentRunner(  # resolves the base model: a bad --base fails before any scoring
         dataset, held_out, spec.base, config, eval_batch_tokens=spec.eval_batch_tokens, eval_dtype=spec.eval_dtype,
         cache_dir=cache_dir, progress=progress, log=log, more_evals=more_held_out,
+        trials_dir=local_path(base, spec.trials_dir) if spec.trials_dir else None,
     )  # fmt: skip
     with use_cache_root(cache_dir):
         costs = training_costs(dataset.examples, spec.base, config)

@@ -63,6 +63,9 @@ class CompareSpec(StrictModel):
     format: str | None = None
     on_error: str = "fail"
     cache_dir: str | None = None
+    trials_dir: str | None = Field(
+        None, description="finished trials shared between machines (a folder in git, a network disk): read and written"
+    )
     allow_short: bool = False
     plot: bool = True
     output: str | None = None
@@ -163,7 +166,7 @@ def save_spec(spec: CompareSpec, target: str | os.PathLike, comment: str = "", b
             return p
         return os.path.relpath(local_path(base_dir or Path.cwd(), p).resolve(), folder)
 
-    for key in ("data", "eval", "cache_dir", "output", "report", "target"):
+    for key in ("data", "eval", "cache_dir", "trials_dir", "output", "report", "target"):
         if data.get(key):
             v = data[key]
             data[key] = [portable(p, key) for p in v] if isinstance(v, list) else portable(v, key)

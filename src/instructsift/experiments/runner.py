@@ -8,6 +8,11 @@ content and evaluation settings. A comparison that was killed resumes: finished 
 interrupted one resumes from its last fine-tuning checkpoint (`train.finetune`), and a new subset adds one
 trial. The name of a subset is not part of the key: two names for one subset are one trial.
 
+`trials_dir` is a second home for finished trials, `<trials_dir>/<key>.json`, shared between machines (a
+folder kept in git, a network disk): a trial found there is read back like a cached one, and every trial
+this runner finishes is written there too. A comparison spread over machines that do not share a cache (a
+cluster's preemptible nodes, fresh CI machines) thus resumes with the trials any of them finished.
+
     runner = ExperimentRunner(data, held_out, base="gemma3-270m", config=FinetuneConfig(epochs=1))
     table = runner.run({"superfiltering": rows_a, "random-0": rows_b})   # -> [Trial, ...]
     loss = runner.loss(rows_c)                  # or runner(rows_c): any subset -> its eval loss
@@ -93,7 +98,8 @@ class ExperimentRunner:
     (the template, max length and EOS are the fine-tuning's). `keep_models` keeps each tuned model beside
     its trial (else it is deleted once evaluated; a new held-out set then fine-tunes again). `on_model(key,
     folder)` sees each tuned model a trial makes, after its trial is saved and before the model is deleted
-    (`compare` generates the held-out answers there); `tuned_model` gives a finished trial's model back."""
+    (`compare` generates the held-out answers there); `tuned_model` gives a finished trial's model back.
+    `trials_dir`: finished trials shared between machines (see the module docstring)."""
 
     def __init__(
         self,
@@ -111,6 +117,7 @@ class ExperimentRunner:
         callbacks: Sequence[Any] = (),
         on_model: Callable[[str, Path], None] | None = None,
         more_evals: Sequence[Any] = (),
+        trials_dir: str | os.PathLike | None = None,
     ):
         from ..models import cache_root, resolve, use_cache_root
 
@@ -126,6 +133,7 @@ class ExperimentRunner:
         with use_cache_root(self.cache_dir):
             self.root = cache_root() / "experiments"
             self.source = resolve(base)
+        self.trials_dir = Path(trials_dir) if trials_dir else None
         self.keep_models = keep_models
         self.progress = progress
         self.log = log or (lambda _m: None)
@@ -171,11 +179,12 @@ class ExperimentRunner:
         return self.root / self.key(subset)
 
     def cached(self, subset: Sequence[int], name: str = "") -> Trial | None:
-        """The finished trial of `subset`, or None."""
-        f = self.folder(subset) / TRIAL_FILE
-        if not f.is_file():
-            return None
-        return Trial.from_dict(json.loads(f.read_text()), name=name, cached=True)
+        """The finished trial of `subset` (from the cache, else from `trials_dir`), or None."""
+        key = self.key(subset)
+        for f in (self.root / key / TRIAL_FILE, *([self.trials_dir / f"{key}.json"] if self.trials_dir else [])):
+            if f.is_file():
+                return Trial.from_dict(json.loads(f.read_text()), name=name, cached=True)
+        return None
 
     # -- running -------------------------------------------------------------------------------------------
     def trial(self, name: str, subset: Sequence[int]) -> Trial:
@@ -263,7 +272,11 @@ class ExperimentRunner:
                 "eval_skipped": len(ev.skipped),
             },
         )
-        write_text(folder / TRIAL_FILE, json.dumps({**trial.as_dict(), "name": None}, indent=2))
+        saved = json.dumps({**trial.as_dict(), "name": None}, indent=2)
+        write_text(folder / TRIAL_FILE, saved)
+        if self.trials_dir is not None:
+            self.trials_dir.mkdir(parents=True, exist_ok=True)
+            write_text(self.trials_dir / f"{key}.json", saved)
         if self.on_model is not None:
             self.on_model(key, model_dir)  # if it fails, the model stays for the next run
         if not self.keep_models:
