@@ -9,7 +9,7 @@ The 805 AlpacaEval instructions (../shared/data/alpaca_eval/gpt4.json) are shuff
 AlpacaEval subset, `dataset`, as the task field: five tasks; their answers are not written, so not used), the
 next `--eval-n` the held-out set (GPT-4's answers: each tuned model's answer loss). The two splits share no
 row. The pool is the first `--pool` rows with a non-empty answer of ../shared/data/alpaca/alpaca_random_9k.json
-(a uniform random sample of Alpaca 52k; one of its first 2,000 rows has an empty answer). The arms: `rds` (RDS+ on the base model's
+(a uniform random sample of Alpaca 52k; a row with an empty answer, as row 1461, is skipped). The arms: `rds` (RDS+ on the base model's
 hidden states), `rds-white` (CRDS-W: whitened first), `longest` and `--random-seeds` random picks, each filling
 the same `--budget-tokens` share of the pool's trained answer tokens (5%). Every trial goes through
 `instructsift compare` (cached, and kept in benchmarks/trials/: a killed run resumes, here or on another
@@ -63,7 +63,7 @@ def split(folder: Path, pool: int, targets_n: int, eval_n: int, seed: int) -> tu
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pool", type=int, default=2000, help="rows of alpaca_random_9k to select from")
+    ap.add_argument("--pool", type=int, default=1000, help="rows of alpaca_random_9k to select from")
     ap.add_argument("--targets-n", type=int, default=200, help="AlpacaEval instructions used as targets")
     ap.add_argument("--eval-n", type=int, default=100, help="other AlpacaEval rows held out (GPT-4's answers)")
     ap.add_argument("--seed", type=int, default=0, help="the split's seed")
