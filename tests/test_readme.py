@@ -47,6 +47,12 @@ def test_readme_is_short_and_names_the_make_commands():
     assert not re.search(r"\b20\d\d-\d\d-\d\d\b", README), "no dates in the README: they belong to benchmark outputs"
 
 
+def test_the_docs_state_no_dates_they_belong_to_benchmark_outputs():
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        found = re.search(r"\b20\d\d-\d\d-\d\d\b", page.read_text(encoding="utf-8"))
+        assert not found, f"{page.relative_to(ROOT)}: {found.group(0)}: dates belong to benchmark outputs"
+
+
 def test_readme_links_resolve_inside_the_repository():
     links = _links(README)
     assert "docs/design.md" in links  # the design, in the repository (it pointed to ../shared/DESIGN.md)
