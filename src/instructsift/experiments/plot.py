@@ -6,15 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingExtraError
+from ..errors import require
 from .tables import budget_text, curve_arms
 
 
 def require_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise MissingExtraError("the plot (loss.png; or pass --no-plot)", "matplotlib", extra="plot") from None
+    require("matplotlib", "the plot (loss.png; or pass --no-plot)", extra="plot")
 
 
 def plot_loss(results: dict[str, Any], target: Path) -> None:

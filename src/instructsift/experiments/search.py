@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.errors import OptionError
-from ..errors import MissingExtraError, require
+from ..errors import require
 
 KIND = "instructmining-size-search/1"
 
@@ -204,10 +204,7 @@ def sweep(
 def plot_curve(trials: Sequence[Trial], path: str | os.PathLike, *, best_k: int | None = None, title: str = "") -> Path:
     """Eval loss against k (log scale): the sweep as a line, search trials as points, the best k marked.
     Written atomically as a PNG (needs matplotlib: the `plot` extra)."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise MissingExtraError("the plot of the subset-size search", "matplotlib", extra="plot") from None
+    matplotlib = require("matplotlib", "the plot of the subset-size search", extra="plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
