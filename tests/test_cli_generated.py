@@ -82,6 +82,16 @@ def test_plain_help_is_short_shows_what_every_method_takes_and_says_how_to_see_o
         assert "skip a row with cosine" in " ".join(help_of("select", "-m", "deita").split())
 
 
+@pytest.mark.parametrize("command", ["score", "select"])
+def test_the_method_is_required_the_cli_names_no_default_method(command, tmp_path):
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([{"instruction": "Say hi.", "input": "", "output": "Hi."}]))
+    res = CliRunner().invoke(app, [command, str(data), "-o", str(tmp_path / "out.parquet")])
+    assert res.exit_code == 2 and "Missing option '--method'" in res.output, res.output
+    method = re.search(r"-m, --method TEXT(.*?)\n  -", help_of(command), flags=re.DOTALL)
+    assert method and "[required]" in method.group(1), help_of(command)
+
+
 def test_score_takes_no_size_and_says_the_methods_own_defaults():
     text = help_of("score", "--method", "deita")
     assert "--ratio" not in text and "--top" not in text and "--budget-tokens" not in text
