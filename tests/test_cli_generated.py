@@ -204,3 +204,21 @@ def test_score_refuses_an_option_that_only_chooses_rows(tmp_path):
         assert f"{flag_} only chooses rows" in res.output and "give it to `select`" in res.output
     superfiltering = registry.get("method", "superfiltering").target
     assert superfiltering.expand({"max_length": 256}, score_only=True) != superfiltering.expand({}, score_only=True)
+
+
+def test_the_command_line_is_parsed_in_cli_only():
+    """One front end: no module of the package outside `cli/` parses a command line of its own (argparse,
+    click, typer, or a `__main__` block): `instructsift design` is InstructMining's design, not a second
+    `python -m instructsift.experiments.design`."""
+    found = []
+    for path in sorted(CLI_DIR.parent.rglob("*.py")):
+        if CLI_DIR in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if {n.split(".")[0] for n in names} & {"argparse", "click", "typer"}:
+                found.append((path.name, names))
+            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "__name__":
+                found.append((path.name, "__main__"))
+    assert not found, found
