@@ -162,8 +162,9 @@ def test_any_user_error_may_name_options_a_switch_included(tmp_path):
     assert cli_message(OptionError("{quiet}, {cache}", quiet=True, cache=False)) == "--quiet, --no-cache"
 
 
-# (the judge's options in a recipe, the Python message's tail, the CLI message's tail): the judge scorer checks
-# them itself, so that neither front end sees the message of the class behind it (`ServerJudge(concurrency=)`)
+# (the judge's options in a recipe, the Python message's tail, the CLI message's tail): the classes behind the
+# judge scorer check their own fields (`ServerJudge(concurrency=)`), and the scorer renames the options their
+# errors name to its own (`judge_concurrency=`), so that neither front end sees the class's field names
 SERVER = {"judge_url": "http://127.0.0.1:9/v1", "judge_model": "m"}
 JUDGE_CASES = [
     (
@@ -175,6 +176,11 @@ JUDGE_CASES = [
         SERVER | {"judge_key_env": "ISF_TEST_UNSET_KEY"},
         "judge_key_env='ISF_TEST_UNSET_KEY': that environment variable is not set",
         "--judge-key-env ISF_TEST_UNSET_KEY: that environment variable is not set",
+    ),
+    (
+        SERVER | {"judge_retries": -1},
+        "judge_retries= must be at least 0, got -1",
+        "--judge-retries must be at least 0, got -1",
     ),
     (
         {"judge_min_mass": 2.0},
@@ -203,6 +209,27 @@ def test_the_judge_names_its_options_each_way(options, python, command_line, tmp
     proc = cli("run", recipe, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().endswith(command_line), proc.stderr
     assert not (tmp_path / "o.json").exists()
+
+
+def test_a_factory_renames_the_fields_a_class_names():
+    from instructsift.data.errors import renamed
+    from instructsift.scoring.judge import FIELDS, Judge
+    from instructsift.scoring.judge_client import ServerJudge
+
+    e = OptionError("{concurrency} of {{braces}} or {top}", "top", concurrency=3)
+    back = renamed(e, FIELDS)
+    assert type(back) is OptionError and str(back) == "judge_concurrency=3 of {braces} or top="
+    assert (
+        cli_message(back) == "--judge-concurrency 3 of {braces} or --top"
+        and str(e) == "concurrency=3 of {braces} or top="
+    )
+    with pytest.raises(OptionError) as e:  # the class's own check, as the factory's option
+        ServerJudge(url="http://127.0.0.1:9/v1", model="m", timeout=0)
+    assert str(e.value) == "timeout= must be above 0 seconds, got 0"
+    with pytest.raises(OptionError) as e:
+        Judge(**SERVER, judge_timeout=0)
+    assert str(e.value) == "judge_timeout= must be above 0 seconds, got 0"
+    assert cli_message(e.value) == "--judge-timeout must be above 0 seconds, got 0"
 
 
 def test_the_judge_classes_name_their_own_fields(monkeypatch):

@@ -42,13 +42,16 @@ def sections(text: str) -> dict[str, str]:
 
 
 def test_every_method_option_is_a_flag_of_select_and_its_own_help_shows_it():
+    every = registry.names("method")
     plain = help_of("select")
     for entry in registry.entries("method"):
         own = sections(help_of("select", "--method", entry.name))
         shown = own[f"Options of {entry.name}"]
         for name, field in entry.params.model_fields.items():
-            assert re.search(rf"{flag(name)}(?![\w-])", plain), (entry.name, name)
             assert re.search(rf"{flag(name)}(?![\w-])", shown), (entry.name, name)
+            takers = [e.name for e in registry.entries("method") if name in e.params.model_fields]
+            in_plain = re.search(rf"{flag(name)}(?![\w-])", plain) is not None
+            assert in_plain == (takers == every), (entry.name, name)  # the plain help: every method's only
             if field.description:  # the method's own description, not another method's
                 words = " ".join(field.description.split()[:3])
                 assert words in " ".join(shown.split()), (entry.name, name, shown)
@@ -58,14 +61,35 @@ def test_every_method_option_is_a_flag_of_select_and_its_own_help_shows_it():
         assert "--output" in own["Options"] and "--split" in own["Data source and export"]
 
 
-def test_plain_help_groups_the_method_options_by_the_methods_that_take_them():
-    parts = sections(help_of("select"))
-    assert "--complexity-model" in parts["Options of deita"] and "--whiten" in parts["Options of rds"]
-    assert "--ratio" in parts["Options of every method"] and "--threshold" in parts["Options of alpagasus, deita"]
-    assert "--complexity-model" not in parts["Options"] and "--ratio" not in parts["Options"]
-    # two meanings of --threshold, each its method's
-    threshold = " ".join(parts["Options of alpagasus, deita"].split())
-    assert "alpagasus: keep judge >= this" in threshold and "deita: skip a row with cosine" in threshold
+@pytest.mark.parametrize("command", ["select", "score"])
+def test_plain_help_is_short_shows_what_every_method_takes_and_says_how_to_see_one_method(command):
+    text = CliRunner().invoke(app, [command, "--help"], terminal_width=80).output
+    assert len(text.splitlines()) <= 100, len(text.splitlines())
+    assert f"{command} --method M --help shows the options of method M." in text
+    parts = sections(text)
+    assert [t for t in parts if t.startswith("Options of")] == (
+        ["Options of every method"] if command == "select" else []
+    )
+    for one in ("--complexity-model", "--whiten", "--threshold", "--dtype", "--model"):  # some methods' own
+        assert one not in text, one
+        assert one in help_of(command, "--method", "deita" if one != "--whiten" else "rds")
+    own = CliRunner().invoke(app, [command, "--method", "deita", "--help"], terminal_width=80).output
+    assert "shows the options of method M." not in own
+    if command == "select":
+        assert "--ratio" in parts["Options of every method"] and "--ratio" not in parts["Options"]
+        # two meanings of --threshold, each its method's
+        assert "keep judge >= this" in " ".join(help_of("select", "-m", "alpagasus").split())
+        assert "skip a row with cosine" in " ".join(help_of("select", "-m", "deita").split())
+
+
+@pytest.mark.parametrize("command", ["score", "select"])
+def test_the_method_is_required_the_cli_names_no_default_method(command, tmp_path):
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([{"instruction": "Say hi.", "input": "", "output": "Hi."}]))
+    res = CliRunner().invoke(app, [command, str(data), "-o", str(tmp_path / "out.parquet")])
+    assert res.exit_code == 2 and "Missing option '--method'" in res.output, res.output
+    method = re.search(r"-m, --method TEXT(.*?)\n  -", help_of(command), flags=re.DOTALL)
+    assert method and "[required]" in method.group(1), help_of(command)
 
 
 def test_score_takes_no_size_and_says_the_methods_own_defaults():
@@ -117,7 +141,7 @@ def test_a_method_registered_later_has_its_flags_without_a_cli_change(frob, monk
     own = sections(help_of("select", "--method", "frob"))["Options of frob"]
     assert re.search(r"--frobnicate INTEGER\s+the draw's seed, frobnicated\.", own) and "--sparkle" in own
     assert "--whiten" not in own and "--top" in own
-    assert "--frobnicate" in sections(help_of("select"))["Options of frob"]
+    assert "--frobnicate" not in help_of("select")  # frob's own: `select --method frob --help`
     rows = [{"instruction": f"task {i}", "input": "", "output": f"answer {i}"} for i in range(10)]
     data = tmp_path / "data.json"
     data.write_text(json.dumps(rows))
@@ -180,3 +204,21 @@ def test_score_refuses_an_option_that_only_chooses_rows(tmp_path):
         assert f"{flag_} only chooses rows" in res.output and "give it to `select`" in res.output
     superfiltering = registry.get("method", "superfiltering").target
     assert superfiltering.expand({"max_length": 256}, score_only=True) != superfiltering.expand({}, score_only=True)
+
+
+def test_the_command_line_is_parsed_in_cli_only():
+    """One front end: no module of the package outside `cli/` parses a command line of its own (argparse,
+    click, typer, or a `__main__` block): `instructsift design` is InstructMining's design, not a second
+    `python -m instructsift.experiments.design`."""
+    found = []
+    for path in sorted(CLI_DIR.parent.rglob("*.py")):
+        if CLI_DIR in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if {n.split(".")[0] for n in names} & {"argparse", "click", "typer"}:
+                found.append((path.name, names))
+            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "__name__":
+                found.append((path.name, "__main__"))
+    assert not found, found

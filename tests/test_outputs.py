@@ -222,7 +222,7 @@ def test_a_bug_keeps_its_traceback_and_says_it_is_a_bug(capsys):
 
 def test_help_shows_bracketed_text_and_no_bool_metavar():
     env = {**os.environ, "COLUMNS": "300"}
-    out = cli("select", "--help", env=env).stdout
+    out = cli("select", "--method", "cherry", "--help", env=env).stdout
     for text in ("[CPU 8192, GPU 65536]", "'instructsift[gemma]'", "[method default]", "--overwrite", "--allow-empty"):
         assert text in " ".join(out.split()), text
     assert "<bool>" not in out

@@ -436,3 +436,25 @@ def test_compare_warns_when_held_out_questions_are_targets(compare_files: dict[s
     said: list[str] = []
     warn_target_overlap(compare_files["targets"], spec, [read(held), read(compare_files["held"])], said.append)
     assert len(said) == 1 and said[0].startswith(f"warning: 2 instructions of {held} are also targets")
+
+
+def test_compare_target_without_a_target_aware_method_names_those_the_registry_has(monkeypatch, tmp_path: Path):
+    """The methods that take targets come from the registry (a `target` parameter), not from a list."""
+    from pydantic import Field
+
+    from instructsift import registry
+    from instructsift.errors import UsageError
+    from instructsift.experiments.compare import CompareSpec, compare
+    from instructsift.registry import Method, StrictModel
+
+    class AimParams(StrictModel):
+        target: str | None = Field(None, description="examples of the tasks to aim at")
+
+    registry.load_all()
+    aim = Method(
+        name="aim", paper="none", summary="a throwaway target-aware method", Params=AimParams, steps=lambda p: []
+    )
+    monkeypatch.setitem(registry._ENTRIES, ("method", "aim"), registry.Entry("method", "aim", aim, AimParams))
+    spec = CompareSpec(data="pool.json", eval="held.json", methods=["longest"], target="t.json", budget_tokens=0.3)
+    with pytest.raises(UsageError, match=r"target-aware methods: .*\baim\b.*rds|rds.*\baim\b"):
+        compare(spec, tmp_path / "out", progress=False)

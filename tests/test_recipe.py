@@ -78,6 +78,57 @@ def test_recipe_errors_name_the_file_line_and_key(tmp_path: Path, text: str, lin
     assert str(path) in str(e.value) and f"line {line}" in str(e.value) and message in str(e.value)
 
 
+def test_a_column_no_step_writes_is_an_error_before_any_work(tmp_path: Path) -> None:
+    """`select: top, with: {column: ifd_pp}` fails when the recipe is read, naming the line and the
+    columns the steps before it write: no model is loaded, no score cache made."""
+    text = (
+        f"input: {SAMPLE}\ncache_dir: cache\nsteps:\n  - score: ifd\n    with: {{method: superfiltering}}\n"
+        "  - select: top\n    with: {column: ifd_pp, k: 3}\n"
+    )
+    path = _recipe(tmp_path, text)
+    with pytest.raises(recipes.RecipeError) as e:
+        run(path, progress=False, log=_quiet)
+    message = str(e.value)
+    assert f"{path}, line 6" in message and "'ifd_pp'" in message, message
+    assert "ifd_ppl" in message and "loss_cond" in message  # the columns there are (ifd's declaration)
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    ("steps", "line"),
+    [
+        # a namespaced scorer's columns are NS.column; a selector without `as` sees them so
+        ("  - score: rules\n    as: r\n  - select: top\n    with: {column: response_tokens, k: 3}\n", 5),
+        # a threshold's condition names columns too
+        ("  - score: rules\n  - select: threshold\n    with: {where: response_chars >= 4 and respons_tokens > 1}\n", 4),
+        # a fit step's `on` selectors are checked as well
+        (
+            '  - score: rules\n  - fit: finetune\n    as: ft\n    "on":\n      - select: top\n'
+            "        with: {column: nope, k: 3}\n",
+            7,
+        ),
+    ],
+)
+def test_columns_are_checked_through_namespaces_conditions_and_fit_steps(tmp_path: Path, steps: str, line: int) -> None:
+    path = _recipe(tmp_path, f"input: d.json\nsteps:\n{steps}")
+    with pytest.raises(recipes.RecipeError, match=rf"line {line}, .* reads the column"):
+        recipes.load(path)
+
+
+def test_columns_a_step_writes_under_a_namespace_or_adds_are_known() -> None:
+    steps = [
+        {"score": "rules", "as": "r"},
+        {"select": "top", "as": "r", "with": {"column": "response_tokens", "k": 5}},  # r.response_tokens as seen
+        {"select": "top", "with": {"column": "r.response_tokens", "k": 4}},
+        {"score": "instruction_loss"},
+        {"select": "indicators", "with": {"names": ["ppl"]}},  # adds ppl
+        {"select": "threshold", "with": {"where": "ppl > 0"}},
+    ]
+    recipes.from_dict({"input": "d.json", "steps": steps})
+    for f in sorted((ROOT / "examples" / "recipes").glob("*.yaml")):  # every example recipe still loads
+        recipes.load(f)
+
+
 def test_a_method_step_expands_into_its_papers_steps() -> None:
     r = recipes.from_dict({"input": "d.json", "steps": [{"method": "superfiltering", "with": {"top": 3}}]})
     assert [(s.kind, s.name) for s in r.steps] == [("score", "ifd"), ("select", "threshold"), ("select", "top")]

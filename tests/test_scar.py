@@ -384,3 +384,20 @@ def test_bad_rankers_and_options_are_clear_errors(tmp_path) -> None:
         (tmp_path / "cfg").mkdir()
         (tmp_path / "cfg" / "config.json").write_text('{"model_type": "bert"}')
         load_ranker(tmp_path / "cfg")
+
+
+def test_loading_a_model_turns_the_hub_bars_off(tiny_encoder) -> None:
+    """transformers' own progress bars (loading, writing shards) are off wherever instructsift loads a model
+    (`models.hf_bars_off`): the ranker's encoder, and a sentence-transformers encoder."""
+    from transformers.utils import logging as hf_logging
+
+    from instructsift.scoring.embed import Embed
+
+    was = hf_logging.is_progress_bar_enabled()
+    try:
+        for load in (lambda: build_ranker(tiny_encoder, linear_dim=16), lambda: Embed(device="cpu").load()):
+            hf_logging.enable_progress_bar()
+            load()
+            assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()

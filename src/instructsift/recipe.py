@@ -65,7 +65,8 @@ class Step:
 
     def path_options(self) -> dict[str, registry.Kind]:
         """The options of this step that are paths or may be (declared on its parameter fields)."""
-        return registry.option_kinds(registry.get(self.kind, self.name).params)
+        kinds = registry.option_kinds(registry.get(self.kind, self.name).params)
+        return {k: kind for k, kind in kinds.items() if kind in registry.PATH_KINDS}
 
     def as_dict(self, folder: Path | None = None) -> dict[str, Any]:
         """The step as a recipe writes it; with `folder`, its path options relative to that folder."""
@@ -285,7 +286,71 @@ def from_dict(
     base = Path(base) if base else Path.cwd()
     for st in steps:
         st.resolve_paths(base)
+    check_columns(steps)
     return Recipe(settings, steps, source, base)
+
+
+def check_columns(steps: list[Step]) -> None:
+    """Before any work: each score column a selector reads (its `registry.ColumnRef` fields, or its own
+    `reads()`) is written by a step before it, from the columns each scorer declares (`Scorer.columns`,
+    namespaced as `NS.column`) and those a selector adds (its `writes()`). A column that none writes is a
+    `RecipeError` naming the step's file and line and the columns there are. Checked while the columns are
+    fully known: from a step whose columns cannot be told without running it (a scorer or selector that
+    cannot be built before its fit step has run), on, the run itself finds a missing column."""
+    from .scoring.table import KEY_COLUMNS
+
+    known: list[str] | None = list(KEY_COLUMNS)
+    for st in steps:
+        if known is None:
+            return
+        if st.kind == "score":
+            written = _built(st)
+            cols = None if written is None else list(getattr(written, "columns", None) or {})
+            known = None if not cols else known + [f"{st.namespace}." * bool(st.namespace) + c for c in cols]
+        elif st.kind == "fit":
+            for sub in st.on:
+                _check_reads(sub, _built(sub), known)
+        elif st.kind == "select":
+            selector = _built(st)
+            _check_reads(st, selector, known)
+            if selector is None:
+                known = None
+            elif callable(getattr(selector, "columns", None)):  # a selector that adds columns
+                adds = selector.writes() if hasattr(selector, "writes") else None
+                known = None if adds is None else known + [f"{st.namespace}." * bool(st.namespace) + c for c in adds]
+
+
+def _built(st: Step) -> Any:
+    """The step's scorer or selector, or None when it cannot be built yet (a fit's product, a bad option:
+    the run says why)."""
+    try:
+        return registry.get(st.kind, st.name).build(_unref(st.options))
+    except Exception:
+        return None
+
+
+def _check_reads(st: Step, selector: Any, known: list[str]) -> None:
+    """Raise when `selector` (step `st`) reads a column not in `known` (as its namespace shows them)."""
+    import difflib
+
+    if selector is None:
+        return
+    if hasattr(selector, "reads"):
+        reads = list(selector.reads())
+    else:
+        kinds = registry.option_kinds(registry.get(st.kind, st.name).params)
+        values = [getattr(selector, k, None) for k, kind in kinds.items() if kind is registry.Kind.column]
+        reads = [v for v in values if isinstance(v, str) and not v.startswith("@")]
+    prefix = f"{st.namespace}." if st.namespace else ""
+    visible = [*known, *(c[len(prefix) :] for c in known if prefix and c.startswith(prefix))]
+    for name in reads:
+        if name not in visible:
+            near = difflib.get_close_matches(name, visible, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise RecipeError(
+                f"{st.where}: {st.kind} {st.label} reads the column {name!r}, which no step before it writes "
+                f"(columns there: {', '.join(dict.fromkeys(visible))}){hint}"
+            )
 
 
 def parse_step(raw: Any, path: tuple[Any, ...], where: Any = None, *, inside_fit: bool = False) -> list[Step]:

@@ -81,11 +81,14 @@ class Kind(Enum):
 
     `file`: a path, relative to the recipe's folder. `data`: a path, or a hub id (`org/name`) kept as written
     when no local path of that spelling exists. `model`: a path when it starts with ./ or ../ or names
-    something in the recipe's folder, else a name (embedded, a hub id) kept as it is."""
+    something in the recipe's folder, else a name (embedded, a hub id) kept as it is. `column`: the name of a
+    score-table column the step reads (not a path): a recipe checks, before any work, that a step before it
+    writes that column."""
 
     file = "file"
     data = "data"
     model = "model"
+    column = "column"
 
 
 FilePath = Annotated[str, Kind.file]
@@ -96,6 +99,9 @@ ModelLike = Annotated[Any, Kind.model]  # a model reference, or a loaded model (
 OptionalFilePath = Annotated[str | None, Kind.file]
 OptionalDataRef = Annotated[str | None, Kind.data]
 OptionalModelRef = Annotated[str | None, Kind.model]
+ColumnRef = Annotated[str, Kind.column]  # a score column a selector reads
+OptionalColumnRef = Annotated[str | None, Kind.column]
+PATH_KINDS = (Kind.file, Kind.data, Kind.model)
 
 
 def kind_of(field_info: Any) -> Kind | None:

@@ -23,14 +23,23 @@ METAVARS = {
 
 def readable_metavars(command: Any, ctx: Any) -> Any:
     """Give each option of `command` that takes a value and has no placeholder of its own a readable one
-    (`--output PATH`, `--set TEXT`) instead of the Python type (`<path>`, `<list[str]>`)."""
+    (`--output PATH`, `--set TEXT`) instead of the Python type (`<path>`, `<list[str]>`); an argument's
+    name is its placeholder (`DATA`, `SOURCE...`): it shows no type."""
     for param in command.params:
+        if param.param_type_name == "argument":
+            param.display_type_rich = _no_type  # typer writes `DATA <str>` from it
+            continue
         if param.param_type_name != "option" or param.metavar is not None or getattr(param, "is_flag", False):
             continue
         shown = param.display_type(ctx) if hasattr(param, "display_type") else None
         if isinstance(shown, str) and shown.strip("<>") in METAVARS:
             param.metavar = METAVARS[shown.strip("<>")]
     return command
+
+
+def _no_type(ctx: Any = None) -> None:
+    """An argument's type in its help line: none."""
+    return None
 
 
 class Commands(TyperGroup):

@@ -60,7 +60,7 @@ def _score_exclude() -> Iterable[str]:
 def score_cmd(
     input: DataArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="SCORES.parquet or .jsonl: one row per example.")],
-    method: MethodOpt = "cherry",
+    method: MethodOpt,
     overwrite: OverwriteOpt = False,
     allow_empty: AllowEmptyOpt = False,
     *,

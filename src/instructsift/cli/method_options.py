@@ -4,7 +4,7 @@ value "unset" until given. Only the options the user gave reach the method, whos
 does not take (naming the options it takes). Adding a method or an option touches no file of `cli/`.
 
 `select --method M --help` shows M's options apart from the common ones (the others hidden); the plain
-`--help` groups the method options by the methods that take them.
+`--help` shows the method options that every method takes and a line saying so.
 """
 
 from __future__ import annotations
@@ -221,8 +221,9 @@ def _method_named(args: list[str]) -> str | None:
 
 
 class MethodCommand(TyperCommand):
-    """`score` and `select`: the help shows the options in sections (`rich_help_panel`); with `--method M`
-    it shows M's own options (their help M's) and hides the other methods'."""
+    """`score` and `select`: the help shows the options in sections (`rich_help_panel`). Without `--method`
+    it shows the method options every method takes and a line saying how to see one method's; with
+    `--method M`, M's own options (their help M's) and not the other methods'."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         method = _method_named(args)
@@ -233,12 +234,14 @@ class MethodCommand(TyperCommand):
             if option is None:
                 continue
             if method is None:
-                param.hidden, param.help = False, option.help()
+                param.hidden = len(option.fields) < len(every)  # one method's or a few: `--method M --help`
+                param.help = option.help()
                 param.rich_help_panel = option.panel(every)  # type: ignore[attr-defined]
             else:
                 param.hidden = method not in option.fields
                 param.help = option.help(method) if not param.hidden else param.help
                 param.rich_help_panel = PANEL + method  # type: ignore[attr-defined]
+        ctx.meta[ONE_METHOD] = method
         return super().parse_args(ctx, args)
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
@@ -251,3 +254,9 @@ class MethodCommand(TyperCommand):
         for title, records in sections.items():
             with formatter.section(title):
                 formatter.write_dl(records)
+        if ctx.meta.get(ONE_METHOD) is None:
+            formatter.write_paragraph()
+            formatter.write_text(f"{ctx.info_name} --method M --help shows the options of method M.")
+
+
+ONE_METHOD = "instructsift.method_options.method"  # ctx.meta: the method `--method` named, or None

@@ -8,8 +8,11 @@ is a bug in instructsift and keeps its traceback. `UserError` is a `ValueError`,
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib
-from collections.abc import Callable
+import string
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -119,6 +122,36 @@ def with_prefix(prefix: str, error: Exception, cls: type[OptionError] | None = N
     if isinstance(error, UserError) and (error.options or error.values):
         return cls(literal(prefix) + error.template, *error.options, **error.values)
     return cls(prefix + str(error))
+
+
+def renamed(error: UserError, names: Mapping[str, str]) -> UserError:
+    """`error` (of its own class) naming its options by `names` (a field of a class -> the option a front
+    end takes for it: `concurrency` -> `judge_concurrency`); options not in `names` and the rest of the
+    message stay as they were."""
+    if not (error.options or error.values):
+        return error
+    parts = []
+    for text, name, spec, conversion in string.Formatter().parse(error.template):
+        parts.append(literal(text))
+        if name is not None:
+            field = names.get(name, name) + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            parts.append("{" + field + "}")
+    out = copy.copy(error)
+    out.template, out.args = "".join(parts), ("".join(parts),)
+    out.options = tuple(names.get(n, n) for n in error.options)
+    out.values = {names.get(n, n): v for n, v in error.values.items()}
+    return out
+
+
+@contextlib.contextmanager
+def options_named(names: Mapping[str, str]) -> Iterator[None]:
+    """Inside it, a `UserError` names its options by `names` (see `renamed`): a factory that builds a class
+    from options of other names (`judge_concurrency=` for `ServerJudge(concurrency=)`) lets the class
+    check its own fields, and the user reads the options they gave."""
+    try:
+        yield
+    except UserError as e:
+        raise renamed(e, names) from None
 
 
 def check_at_least(owner: Any, **bounds: int) -> None:

@@ -75,8 +75,11 @@ def compare(
     if dupes:
         raise UsageError(f"{{methods}} names {literal(', '.join(dupes))} twice", "methods")
     if spec.target is not None and not any(takes_targets(m) for m in spec.methods):
+        from .. import registry
+
+        aware = ", ".join(e.name for e in registry.entries("method") if takes_targets(e.name))
         raise UsageError(f"{{target}}: none of the methods ({literal(', '.join(labels)) or 'none'}) selects for targets "
-                         "(the target-aware methods: rds)", "target")  # fmt: skip
+                         f"(the target-aware methods: {literal(aware)})", "target")  # fmt: skip
     data_path, eval_paths = data_input(base, spec.data), [data_input(base, e) for e in spec.evals]
     target_path = data_input(base, spec.target) if spec.target is not None else None
     check_inputs([data_path, *eval_paths, target_path])

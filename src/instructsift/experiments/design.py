@@ -18,7 +18,6 @@ design JSON that names every subset's pool positions; a runner's `loss_of(positi
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -188,27 +187,3 @@ def mixture_design(
                 "alpha": alpha, "seed": seed, "per_source": per_source,
                 "sources": {n: len(v) for n, v in by_source.items()}}  # fmt: skip
     return Design(pool, eval_rows, subsets, mixes, settings)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m instructsift.experiments.design", description=__doc__.split("\n\n")[0])
-    ap.add_argument("sources", nargs="+", help="NAME=FILE (or FILE, named by its stem): the sources to mix")
-    ap.add_argument("--eval-source", required=True, help="the source whose held-out answers are the eval set")
-    ap.add_argument("--out", "-o", required=True, help="folder for pool.json, eval.json and design.json")
-    ap.add_argument("--subsets", type=int, default=24)
-    ap.add_argument("--size", type=int, default=200)
-    ap.add_argument("--held-out", type=int, default=100)
-    ap.add_argument("--alpha", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--per-source", type=int, default=None, help="at most this many pool rows of each source")
-    a = ap.parse_args(argv)
-    design = mixture_design(load_sources(parse_sources(a.sources)), n_subsets=a.subsets, size=a.size,
-                            held_out=a.held_out, eval_source=a.eval_source, alpha=a.alpha, seed=a.seed,
-                            per_source=a.per_source)  # fmt: skip
-    path = design.save(a.out)
-    print(f"{len(design.subsets)} subsets of {a.size} rows from a pool of {len(design.pool)}, {len(design.eval)} "
-          f"held-out rows -> {path}")  # fmt: skip
-
-
-if __name__ == "__main__":
-    main()

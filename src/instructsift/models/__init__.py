@@ -5,6 +5,7 @@ from .device import choose_device, choose_dtype
 from .loader import (
     LoadedModel,
     ModelSource,
+    hf_bars_off,
     load_causal_lm,
     load_pretrained,
     resolve,
@@ -16,6 +17,7 @@ __all__ = [
     "cache_root",
     "choose_device",
     "choose_dtype",
+    "hf_bars_off",
     "load_causal_lm",
     "load_pretrained",
     "models_root",

@@ -93,8 +93,9 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     return out
 
 
-def _bars_off() -> None:
-    """transformers' own progress bars (loading, writing shards) off: the user sees instructsift's lines."""
+def hf_bars_off() -> None:
+    """transformers' own progress bars (loading, writing shards) off: the user sees instructsift's lines.
+    Every place that loads or saves with transformers calls it first."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -103,7 +104,7 @@ def _bars_off() -> None:
 def _convert(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _bars_off()
+    hf_bars_off()
     with _gguf_read_once():
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -146,7 +147,7 @@ def merged_adapter(path: Path) -> ModelSource:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        _bars_off()
+        hf_bars_off()
         with peft_quietly():
             model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base.path), str(path))
         model = model.merge_and_unload()
@@ -242,7 +243,7 @@ def load_pretrained(
         return spec
     import transformers
 
-    _bars_off()
+    hf_bars_off()
     source = resolve(spec)
     dev = choose_device(device)
     torch_dtype = choose_dtype(dtype, dev)

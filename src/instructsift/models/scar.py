@@ -96,9 +96,10 @@ def build_ranker(
 ) -> tuple[ScarRanker, Any]:
     """A new ranker over an encoder folder (its weights when `pretrained`), and the encoder's tokenizer."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    from .loader import hf_bars_off
+
+    hf_bars_off()
     enc_config = AutoConfig.from_pretrained(str(encoder_spec), trust_remote_code=False)
     if pretrained:
         encoder = AutoModel.from_pretrained(str(encoder_spec), trust_remote_code=False)

@@ -176,9 +176,10 @@ class Embed:
             return lm
         import torch
         from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+        from ..models import hf_bars_off
+
+        hf_bars_off()
         self._st_meta()
         model = SentenceTransformer(str(self._path), device=self._device, trust_remote_code=self.trust_remote_code)
         if self._dtype != "torch.float32":

@@ -17,10 +17,9 @@ probabilities for the local back end), `judge_reason` (why `judge` is missing), 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from ..data.errors import OptionError
+from ..data.errors import OptionError, options_named
 from ..models.embedded import EMBEDDED
 from ..registry import ModelLike, OptionalFilePath, register
 from .judge_columns import COLUMN_REASONS, COLUMNS, judge_row, judge_schema
@@ -44,6 +43,21 @@ JUDGE_OPTIONS = (
     "chunk_size",
     "trust_remote_code",
 )
+
+
+# the fields of `ServerJudge` and `LocalJudge` that this scorer takes as options of other names: an error
+# of either class names the option the user gave (`judge_concurrency=`, `--judge-concurrency`)
+FIELDS = {
+    "url": "judge_url",
+    "key_env": "judge_key_env",
+    "dimension": "judge_dimension",
+    "prompt": "judge_prompt",
+    "concurrency": "judge_concurrency",
+    "timeout": "judge_timeout",
+    "retries": "judge_retries",
+    "max_tokens": "judge_max_tokens",
+    "min_mass": "judge_min_mass",
+}
 
 
 @register("score", "judge")
@@ -81,26 +95,20 @@ def Judge(
                 "{judge_min_mass} applies to the local judge (next-token probabilities): drop {judge_url}",
                 *("judge_min_mass", "judge_url"),
             )
-        # checked here, not only by `ServerJudge`, so that each front end names its own option
-        if judge_concurrency is not None and judge_concurrency < 1:
-            raise OptionError(f"{{judge_concurrency}} must be at least 1, got {judge_concurrency}", "judge_concurrency")
-        if judge_key_env and not os.environ.get(judge_key_env):
-            raise OptionError("{judge_key_env}: that environment variable is not set", judge_key_env=judge_key_env)
         server: dict[str, Any] = {
+            "url": judge_url,
+            "model": judge_model,
+            "key_env": judge_key_env,
+            "dimension": judge_dimension,
+            "prompt": judge_prompt,
             "concurrency": judge_concurrency,
             "timeout": judge_timeout,
             "retries": judge_retries,
             "max_tokens": judge_max_tokens,
             "chunk_size": chunk_size,
         }
-        return ServerJudge(
-            url=judge_url,
-            model=judge_model,
-            key_env=judge_key_env,
-            dimension=judge_dimension,
-            prompt=judge_prompt,
-            **{k: v for k, v in server.items() if v is not None},
-        )
+        with options_named(FIELDS):  # the class checks its fields; the user reads the options they gave
+            return ServerJudge(**{k: v for k, v in server.items() if v is not None})
     given = {
         "judge_key_env": judge_key_env,
         "judge_concurrency": judge_concurrency,
@@ -112,22 +120,21 @@ def Judge(
     if stray:
         named = ", ".join("{" + k + "}" for k in stray)
         raise OptionError(f"{named} only apply to a judge server: add {{judge_url}}", *stray, "judge_url")
-    if judge_min_mass is not None and not 0.0 <= judge_min_mass <= 1.0:  # as above: not only `LocalJudge`'s
-        raise OptionError(f"{{judge_min_mass}} must be between 0 and 1, got {judge_min_mass}", "judge_min_mass")
     from .judge_local import LocalJudge
 
-    return LocalJudge(
-        model=judge_model or model,
-        dimension=judge_dimension,
-        prompt=judge_prompt,
-        dtype=dtype,
-        device=device,
-        max_length=max_length or 2048,
-        batch_tokens=batch_tokens,
-        chunk_size=chunk_size,
-        trust_remote_code=trust_remote_code,
-        **({} if judge_min_mass is None else {"min_mass": judge_min_mass}),
-    )
+    with options_named(FIELDS):
+        return LocalJudge(
+            model=judge_model or model,
+            dimension=judge_dimension,
+            prompt=judge_prompt,
+            dtype=dtype,
+            device=device,
+            max_length=max_length or 2048,
+            batch_tokens=batch_tokens,
+            chunk_size=chunk_size,
+            trust_remote_code=trust_remote_code,
+            **({} if judge_min_mass is None else {"min_mass": judge_min_mass}),
+        )
 
 
 Judge.columns = COLUMN_REASONS  # type: ignore[attr-defined]  # the declaration both back ends share

@@ -57,9 +57,9 @@ def _refused(text: str, hint: bool) -> JudgeServerError:
     )
 
 
-def base_url(url: str, option: str = "judge_url") -> str:
+def base_url(url: str, option: str = "url") -> str:
     """`http://host:port` -> `http://host:port/v1`; a URL with a path is used as it is. An error names `option`
-    (a field name: `judge_url=` in Python, `--judge-url` on the command line)."""
+    (a field name: `url=` in Python, `--url` on the command line)."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise OptionError(
@@ -99,10 +99,11 @@ class ServerJudge:
     def __post_init__(self) -> None:
         self.url = base_url(self.url)
         self._prompt = get_prompt(self.dimension, self.prompt)
-        if self.concurrency < 1:
-            raise OptionError(f"concurrency= must be at least 1, got {self.concurrency}")
-        if self.retries < 0 or self.timeout <= 0 or self.max_tokens < 1:
-            raise OptionError("judge retries must be >= 0, timeout > 0 and max_tokens >= 1")
+        for name, least in (("concurrency", 1), ("retries", 0), ("max_tokens", 1)):
+            if getattr(self, name) < least:
+                raise OptionError(f"{{{name}}} must be at least {least}, got {getattr(self, name)}", name)
+        if self.timeout <= 0:
+            raise OptionError(f"{{timeout}} must be above 0 seconds, got {self.timeout:g}", "timeout")
         self._api_key()  # fail early on a named but unset variable
         self._use_logprobs = self.logprobs
         self.stats = {"requests": 0, "replies": 0, "no_reply": 0}
@@ -121,7 +122,7 @@ class ServerJudge:
         if self.key_env:
             key = os.environ.get(self.key_env)
             if not key:
-                raise OptionError(f"key_env={self.key_env!r}: that environment variable is not set")
+                raise OptionError("{key_env}: that environment variable is not set", key_env=self.key_env)
             return key
         # No key option: send a placeholder (local servers take any; the client needs one), never a key
         # the user did not name for this server, such as $OPENAI_API_KEY.

@@ -59,9 +59,11 @@ class LocalJudge(ModelRuntime):
     def __post_init__(self) -> None:
         self._prompt: JudgePrompt = get_prompt(self.dimension, self.prompt)
         if self.max_length < 64:
-            raise OptionError(f"the local judge needs max_length >= 64, got {self.max_length}")
+            raise OptionError(
+                f"{{max_length}} must be at least 64 for the local judge, got {self.max_length}", "max_length"
+            )
         if not 0.0 <= self.min_mass <= 1.0:
-            raise OptionError(f"min_mass= must be between 0 and 1, got {self.min_mass}")
+            raise OptionError(f"{{min_mass}} must be between 0 and 1, got {self.min_mass}", "min_mass")
 
     @property
     def schema(self) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import OptionError
-from ..registry import register
+from ..registry import ColumnRef, OptionalColumnRef, register
 from .base import Selection, column
 from .vectors import kept_vectors
 
@@ -125,10 +125,10 @@ class KMeansSample:
     n_clusters x per_cluster. `n_clusters` larger than the rows left is an error.
     """
 
-    column: str = "embedding"
+    column: ColumnRef = "embedding"
     n_clusters: int = 100
     per_cluster: int = 10
-    score: str | None = None
+    score: OptionalColumnRef = None
     band: tuple[float, float] = (1.0, 99.0)
     seed: int = 0
     max_fraction: float | None = None  # scale clusters x per_cluster down to at most this share of the rows

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import OptionError
-from ..registry import register
+from ..registry import ColumnRef, register
 from .base import Selection, column, drop_unscored
 from .size import check_size
 from .vectors import kept_vectors, l2_normalise
@@ -69,8 +69,8 @@ class DiverseTop:
     cosine similarity on `column` to a row kept earlier exceeds `threshold`; stop at `k` (or `ratio`),
     or keep every row that passes when neither is given. Ties go to the earlier row."""
 
-    score: str
-    column: str = "embedding"
+    score: ColumnRef
+    column: ColumnRef = "embedding"
     threshold: float = 0.9
     ratio: float | None = None
     k: int | None = None

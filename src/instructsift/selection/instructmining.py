@@ -327,6 +327,10 @@ class Indicators:
         if bad or not self.names:
             raise OptionError(f"indicators derives ppl and knnK (e.g. knn6), not {', '.join(bad) or 'nothing'}")
 
+    def writes(self) -> list[str]:
+        """The columns `columns` adds (a recipe's later steps may read them)."""
+        return list(self.names)
+
     def describe(self) -> str:
         return f"derived indicators {', '.join(self.names)} (ppl = exp(loss_cond); knnK among the rows kept)"
 
@@ -363,6 +367,13 @@ class InstructMiningSelect:
     def ranking(self) -> tuple[str, bool]:
         """The score column this selector ranks by (the predicted log loss), and whether highest first."""
         return self.column, False
+
+    def writes(self) -> list[str] | None:
+        """The columns `columns` adds: the prediction and the rule's KNN indicators (None while the rule is a
+        fit step's product, not known before it runs)."""
+        if self._rule is None:
+            return None
+        return [*(n for n in self._rule.indicators_ if is_knn(n)), self.column]
 
     def describe(self) -> str:
         size = "" if self.ratio is None and self.k is None else f", keep {self.k or f'{self.ratio:g} of {self.of}'}"

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import OptionError, check_at_least
-from ..registry import register
+from ..registry import ColumnRef, register
 from .base import Selection
 from .size import check_size, size_text
 from .vectors import check_choice, kept_vectors
@@ -212,7 +212,7 @@ class KCenter:
     The greedy order becomes the rank.
     """
 
-    column: str = "embedding"
+    column: ColumnRef = "embedding"
     ratio: float | None = None
     k: int | None = None
     of: str = "kept"

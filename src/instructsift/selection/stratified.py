@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import MissingColumnError, OptionError, check_at_least
-from ..registry import register
+from ..registry import OptionalColumnRef, register
 from .base import Selection, column, drop_unscored
 from .size import count_for
 
@@ -46,7 +46,7 @@ class Stratified:
 
     per: int | None = None
     by: str | None = "category"
-    rank: str | None = None
+    rank: OptionalColumnRef = None
     descending: bool = True
     clusters: int | None = None
     on: str = "embedding"

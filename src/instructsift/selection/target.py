@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import OptionError
-from ..registry import register
+from ..registry import ColumnRef, register
 from .base import Selection
 from .top import count_for
 
@@ -254,7 +254,7 @@ class RDS:
     """
 
     targets: str
-    column: str = "representation"
+    column: ColumnRef = "representation"
     ratio: float | None = None
     k: int | None = None
     of: str = "kept"

@@ -42,6 +42,10 @@ class Threshold:
     def __post_init__(self) -> None:
         self.clauses = parse_where(self.where)
 
+    def reads(self) -> list[str]:
+        """The score columns `where` names (a recipe checks that a step before it writes them)."""
+        return [c for c, _, _ in self.clauses]
+
     def describe(self) -> str:
         return f"keep {self.where}"
 

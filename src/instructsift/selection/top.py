@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import register
+from ..registry import ColumnRef, register
 from .base import Selection, column, drop_unscored
 from .size import check_size, count_for, share  # noqa: F401  (count_for, share: also read as top.count_for, top.share)
 
@@ -21,7 +21,7 @@ class Top:
     `of="all"` takes it of every input row (Superfiltering). Ties go to the earlier row.
     """
 
-    column: str
+    column: ColumnRef
     ratio: float | None = None
     k: int | None = None
     of: str = "kept"

@@ -354,14 +354,14 @@ def finetune(
     from transformers import AutoModelForCausalLM, PrinterCallback, TrainingArguments, set_seed
     from transformers.utils import logging as hf_logging
 
-    from ..models import choose_device, resolve
+    from ..models import choose_device, hf_bars_off, resolve
     from ..progress import progress_bar as _progress
     from .packing import accepts_logits_to_keep, answer_trainer, pack, use_packed_attention
 
     config = config or FinetuneConfig()
     examples = list(getattr(data, "examples", data))
     output = Path(output)
-    hf_logging.disable_progress_bar()
+    hf_bars_off()
     source = resolve(model)
     device = choose_device(config.device)
     if device.startswith("cuda:") and device != "cuda:0":

@@ -77,7 +77,7 @@ class Generator:
         if self.url:
             from ..scoring.judge_client import base_url
 
-            self.url = base_url(self.url, "url")
+            self.url = base_url(self.url)
         if self.max_tokens < 1 or self.concurrency < 1 or self.batch_size < 1 or self.retries < 0:
             raise OptionError("max_tokens, concurrency and batch_size must be at least 1, retries at least 0")
         self._lm: Any = None
