@@ -45,7 +45,7 @@ def number(value: Any) -> int | float:
 
 
 def _kind(annotation: Any) -> str:
-    """How the command line reads a field: flag, int, float, number (int or float), path or text (the
+    """How the command line reads a field: flag, int, float, number (int or float), path or str (the
     method's `Params` parses the text: lists are comma-separated)."""
     if typing.get_origin(annotation) is Annotated:
         return _kind(typing.get_args(annotation)[0])
@@ -53,7 +53,7 @@ def _kind(annotation: Any) -> str:
         kinds = {_kind(a) for a in typing.get_args(annotation) if a is not type(None)}
         if len(kinds) == 1:
             return kinds.pop()
-        return "number" if kinds <= {"int", "float"} else "text"
+        return "number" if kinds <= {"int", "float"} else "str"
     if annotation is bool:
         return "flag"
     if annotation is int:
@@ -62,7 +62,7 @@ def _kind(annotation: Any) -> str:
         return "float"
     if isinstance(annotation, type) and issubclass(annotation, PurePath):
         return "path"
-    return "text"
+    return "str"
 
 
 def _default(field: Any) -> Any:
@@ -96,7 +96,7 @@ class MethodOption:
         kinds = {_kind(f.annotation) for f in self.fields.values()}
         if len(kinds) == 1:
             return kinds.pop()
-        return "number" if kinds <= {"int", "float", "number"} else "text"
+        return "number" if kinds <= {"int", "float", "number"} else "str"
 
     def help(self, method: str | None = None) -> str:
         """The field's description (each method's where they differ); with `method`, that method's own and
@@ -148,7 +148,7 @@ class MethodOption:
             decl = f"{self.flag}/--{off}" if off else f"{self.flag}/--no-{self.flag[2:]}" if takes_true else self.flag
             option = typer.Option(decl, help=help, rich_help_panel=panel, show_default=False)
             return inspect.Parameter(self.name, KEYWORD, default=False, annotation=Annotated[bool, option])
-        types_ = {"int": int, "float": float, "path": str, "text": str, "number": Any}
+        types_ = {"int": int, "float": float, "path": str, "str": str, "number": Any}
         extra: dict[str, Any] = {"parser": number, "metavar": "NUMBER"} if kind == "number" else {}
         if kind == "path":
             extra["metavar"] = "PATH"
@@ -171,10 +171,10 @@ def method_options(exclude: Iterable[str] = ()) -> dict[str, MethodOption]:
     return dict(sorted(out.items(), key=lambda kv: -len(kv[1].fields)))  # the most shared first
 
 
-def params_options(params: type[BaseModel], owner: str, exclude: Iterable[str] = ()) -> dict[str, MethodOption]:
-    """One option per field of the pydantic model `params` (less `exclude`), in its order; `owner` names
-    whose fields they are (a step's name)."""
-    return {n: MethodOption(n, {owner: f}) for n, f in params.model_fields.items() if n not in set(exclude)}
+def params_options(params: type[BaseModel], owner: str) -> dict[str, MethodOption]:
+    """One option per field of the pydantic model `params`, in its order; `owner` names whose fields they
+    are (a step's name)."""
+    return {n: MethodOption(n, {owner: f}) for n, f in params.model_fields.items()}
 
 
 def with_method_options(exclude: Callable[[], Iterable[str]] = lambda: ()) -> Callable:
@@ -195,16 +195,16 @@ def with_method_options(exclude: Callable[[], Iterable[str]] = lambda: ()) -> Ca
     )
 
 
-def with_params_options(
-    params: Callable[[], type[BaseModel]], owner: str, exclude: Iterable[str] = (), into: str = "settings"
-) -> Callable:
+def with_params_options(params: Callable[[], type[BaseModel]], owner: str, into: str = "settings") -> Callable:
     """Decorator of a command function `fn(..., <into>: dict)`: typer sees its own parameters and one option
-    per field of the pydantic model `params()` (less `exclude`), its help the field's description and
-    default, among the command's own options; `fn` gets the ones the user gave, by name, as `<into>` (the
-    model's defaults are the rest). Adding a field to the model adds its option: no file of `cli/` changes."""
+    per field of the pydantic model `params()` that is not one of them (the command's own option of that
+    name serves for such a field), its help the field's description and default, after the command's own options;
+    `fn` gets the ones the user gave, by name, as `<into>` (the model's defaults are the rest). Adding a
+    field to the model adds its option: no file of `cli/` changes."""
     return functools.partial(
         WithOptions,
-        options=lambda: params_options(params(), owner, exclude),
+        options=lambda: params_options(params(), owner),
+        own_win=True,
         panel=lambda option: None,
         help=lambda option: option.help(),
         default=lambda option: _default(option.fields[owner]),
@@ -224,17 +224,20 @@ class WithOptions:
         help: Callable[[MethodOption], str],
         into: str,
         default: Callable[[MethodOption], Any] = lambda option: None,
+        own_win: bool = False,
     ) -> None:
         functools.update_wrapper(self, fn)
         self.__annotations__ = {}  # typer reads the `__signature__` below
         self.fn, self.generate, self.panel, self.help, self.into = fn, options, panel, help, into
-        self.default = default
+        self.default, self.own_win = default, own_win
         self.own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != into]
 
     @property
     def options(self) -> dict[str, MethodOption]:
         generated = self.generate()
         clash = sorted(set(generated) & {p.name for p in self.own})
+        if self.own_win:  # the command's own option of that name serves
+            return {k: v for k, v in generated.items() if k not in clash}
         if clash:
             raise ValueError(f"{self.fn.__name__}: generated options {clash} have the names of its own options")
         return generated

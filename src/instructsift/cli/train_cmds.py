@@ -38,7 +38,7 @@ def _finetune_params() -> Any:
 
 @app.command("finetune")
 @_guard
-@with_params_options(_finetune_params, "finetune", exclude=("model", "trust_remote_code"))
+@with_params_options(_finetune_params, "finetune")  # --model and --trust-remote-code: its own
 @option_groups
 def finetune_cmd(
     input: DataArg,
