@@ -5,6 +5,9 @@ does not take (naming the options it takes). Adding a method or an option touche
 
 `select --method M --help` shows M's options apart from the common ones (the others hidden); the plain
 `--help` shows the method options that every method takes and a line saying so.
+
+The same mechanism gives a command the options of one step's parameter model (`with_params_options`:
+`finetune`'s training settings are the `finetune` fit step's fields).
 """
 
 from __future__ import annotations
