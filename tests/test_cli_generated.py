@@ -222,3 +222,42 @@ def test_the_command_line_is_parsed_in_cli_only():
             if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "__name__":
                 found.append((path.name, "__main__"))
     assert not found, found
+
+
+# -- finetune: its training options are generated from the `finetune` fit step's parameter model -------------
+def test_every_training_setting_is_a_finetune_flag_with_its_description_and_default():
+    text = " ".join(help_of("finetune").split())
+    params = registry.get("fit", "finetune").params
+    for name, field in params.model_fields.items():
+        if name in ("model", "trust_remote_code"):  # --model and --trust-remote-code: the command's own
+            continue
+        assert flag(name) in text, name
+        assert field.description and field.description.rstrip(".") in text, name
+        if not isinstance(field.default, bool) and field.default is not None:
+            assert f"{field.description.rstrip('.')}. [default: {field.default}]" in text, name
+    # the flags and defaults the command had before its options were generated
+    for shown in ("--lora / --full", "--eos / --no-eos", "--epochs NUMBER", "[default: 3.0]", "--lr NUMBER",
+                  "--batch-size INTEGER", "--save TEXT", "[default: merged]", "--model TEXT", "--restart"):  # fmt: skip
+        assert shown in text, shown
+
+
+def test_a_field_added_to_the_finetune_settings_is_a_flag_without_a_cli_change(monkeypatch):
+    from pydantic import create_model
+
+    entry = registry.get("fit", "finetune")
+    params = create_model("P", __base__=entry.params, frobnicate=(int, Field(7, description="the frob count")))
+    monkeypatch.setattr(entry, "params", params)
+    assert re.search(r"--frobnicate INTEGER\s+the frob count\.\s+\[default: 7\]", help_of("finetune"))
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--full", "--save", "adapter"], "save='adapter' needs LoRA"),  # --full is lora=False
+        (["--batch-size", "0"], "batch_size must be positive"),
+        (["--dtype", "float8"], "dtype must be one of auto, float32, bfloat16, float16"),
+    ],
+)
+def test_finetune_hands_the_given_settings_to_its_config(args, said, tmp_path):
+    res = CliRunner().invoke(app, ["finetune", "nowhere.json", "-o", str(tmp_path / "m"), *args])
+    assert res.exit_code == 2 and said in res.output, res.output

@@ -18,7 +18,8 @@ from instructsift.scoring.base import chunk_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "instructsift"
-CHECKED = [PACKAGE / "recipe.py", PACKAGE / "accounting.py", *sorted((PACKAGE / "engine").glob("*.py"))]
+CLI = sorted((PACKAGE / "cli").glob("*.py"))
+CHECKED = [PACKAGE / "recipe.py", PACKAGE / "accounting.py", *sorted((PACKAGE / "engine").glob("*.py")), *CLI]
 SAMPLE = ROOT / "examples" / "sample_alpaca.json"
 
 # Words that are both a step's option and the recipe's own syntax or settings, allowed in recipe.py only
@@ -27,6 +28,29 @@ RECIPE_WORDS = {
     "on": "a fit step's `on:` (its selectors), one of the recipe's step keys",
     "method": "the step kind `method: NAME`, one of the recipe's step keys",
     "scores": "the recipe setting `scores:` (where the score table is written)",
+}
+
+
+# Words of `cli/` that are a step's name or option but name something else there, by module (the command
+# line's own vocabulary); anywhere else they are a module naming a step.
+CLI_WORDS = {
+    ("data_cmds.py", "score"): "the command `score`, and the registry's kind `score` (scorers)",
+    ("data_cmds.py", "method"): "the registry's kind `method` (`methods` lists them)",
+    ("options.py", "method"): "the registry's kind `method` (--method's help names them)",
+    ("method_options.py", "method"): "the registry's kind `method` (their options are generated)",
+    ("data_cmds.py", "scores"): "the recipe setting `scores:` (the score table select writes or reads)",
+    ("data_cmds.py", "trained_tokens"): "experiments.length's count of a run's trained tokens (the summary line)",
+    ("train_cmds.py", "finetune"): "the command `finetune`, whose options the fit step of that name generates",
+    ("train_cmds.py", "model"): "an output's kind for `_check_paths`: a model folder (instructsift.outputs)",
+    # Left hand-declared (issue 23): `compare`'s judge and fine-tuning options (its own section of
+    # experiments.py) and `mine`'s indicator options are not generated from the steps' parameter models yet.
+    ("experiments.py", "judge"): "compare: the judge scorer's options, hand-declared",
+    ("experiments.py", "device"): "compare: the fine-tuning device, hand-declared",
+    ("experiments.py", "finetune"): "compare: its fine-tuning settings, hand-declared",
+    ("experiments.py", "unieval"): "mine: the indicators' UniEval option, hand-declared",
+    ("experiments.py", "indicators"): "mine: the indicators selector's option, hand-declared",
+    ("experiments.py", "model"): "mine: the indicator scorers' model option, hand-declared",
+    ("experiments.py", "max_length"): "mine: the indicator scorers' max_length option, hand-declared",
 }
 
 
@@ -59,7 +83,10 @@ def violations(source: str, filename: str) -> list[str]:
     steps, options = declared_names()
     tree = ast.parse(source, filename)
     exported = _exported(tree)
-    allowed = set(RECIPE_WORDS) if Path(filename).name == "recipe.py" else set()
+    name = Path(filename).name
+    allowed = set(RECIPE_WORDS) if name == "recipe.py" else set()
+    if Path(filename).parent.name == "cli":
+        allowed = {word for (module, word) in CLI_WORDS if module == name}
     found = []
     for node in ast.walk(tree):
         literal = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
@@ -74,7 +101,7 @@ def violations(source: str, filename: str) -> list[str]:
         at = f"{filename}:{getattr(node, 'lineno', '?')}"
         if literal is not None and id(node) in exported:
             continue
-        for word in {literal, ident} - {None}:
+        for word in {literal, ident} - {None} - allowed:
             if word in steps:
                 found.append(f"{at}: {word!r} is {steps[word]}")
         if literal in options and literal not in allowed:
@@ -83,8 +110,19 @@ def violations(source: str, filename: str) -> list[str]:
 
 
 @pytest.mark.parametrize("path", CHECKED, ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_recipe_engines_and_accounting_name_no_step_class_or_option(path: Path) -> None:
+def test_recipe_engines_accounting_and_cli_name_no_step_class_or_option(path: Path) -> None:
     assert violations(path.read_text(encoding="utf-8"), str(path)) == []
+
+
+def test_the_cli_allowlist_is_used() -> None:
+    """Every allowed word of `cli/` still appears in its module (a stale entry would hide a violation)."""
+    steps, options = declared_names()
+    for module, word in CLI_WORDS:
+        assert word in steps or word in options, (module, word)
+        path = PACKAGE / "cli" / module
+        assert word in path.read_text(encoding="utf-8"), (module, word)
+        found = violations(path.read_text(encoding="utf-8"), str(path.with_name("elsewhere.py")))
+        assert [v for v in found if repr(word) in v], (module, word)
 
 
 def test_the_check_finds_a_planted_violation() -> None:

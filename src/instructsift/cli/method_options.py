@@ -5,6 +5,9 @@ does not take (naming the options it takes). Adding a method or an option touche
 
 `select --method M --help` shows M's options apart from the common ones (the others hidden); the plain
 `--help` shows the method options that every method takes and a line saying so.
+
+The same mechanism gives a command the options of one step's parameter model (`with_params_options`:
+`finetune`'s training settings are the `finetune` fit step's fields).
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
 from .. import registry
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 PANEL = "Options of "
 
@@ -42,7 +48,7 @@ def number(value: Any) -> int | float:
 
 
 def _kind(annotation: Any) -> str:
-    """How the command line reads a field: flag, int, float, number (int or float), path or text (the
+    """How the command line reads a field: flag, int, float, number (int or float), path or str (the
     method's `Params` parses the text: lists are comma-separated)."""
     if typing.get_origin(annotation) is Annotated:
         return _kind(typing.get_args(annotation)[0])
@@ -50,7 +56,7 @@ def _kind(annotation: Any) -> str:
         kinds = {_kind(a) for a in typing.get_args(annotation) if a is not type(None)}
         if len(kinds) == 1:
             return kinds.pop()
-        return "number" if kinds <= {"int", "float"} else "text"
+        return "number" if kinds <= {"int", "float"} else "str"
     if annotation is bool:
         return "flag"
     if annotation is int:
@@ -59,7 +65,7 @@ def _kind(annotation: Any) -> str:
         return "float"
     if isinstance(annotation, type) and issubclass(annotation, PurePath):
         return "path"
-    return "text"
+    return "str"
 
 
 def _default(field: Any) -> Any:
@@ -93,7 +99,7 @@ class MethodOption:
         kinds = {_kind(f.annotation) for f in self.fields.values()}
         if len(kinds) == 1:
             return kinds.pop()
-        return "number" if kinds <= {"int", "float", "number"} else "text"
+        return "number" if kinds <= {"int", "float", "number"} else "str"
 
     def help(self, method: str | None = None) -> str:
         """The field's description (each method's where they differ); with `method`, that method's own and
@@ -123,21 +129,35 @@ class MethodOption:
             return PANEL + "every method but " + ", ".join(rest)
         return PANEL + ", ".join(takes)
 
-    def parameter(self, every: list[str]) -> inspect.Parameter:
-        """The command function's parameter: typer reads its `Annotated[..., typer.Option(...)]`."""
-        kind, panel = self.kind, self.panel(every)
+    @property
+    def off_switch(self) -> str | None:
+        """The name of a switch's `False` flag where its field declares one (`json_schema_extra={"off":
+        "full"}`: `--lora/--full`), else None (`--name/--no-name`)."""
+        offs = {
+            (f.json_schema_extra or {}).get("off")
+            for f in self.fields.values()
+            if isinstance(f.json_schema_extra, dict)
+        }
+        return next(iter(offs - {None}), None)
+
+    def parameter(self, panel: str | None, help: str, default: Any = None) -> inspect.Parameter:
+        """The command function's parameter: typer reads its `Annotated[..., typer.Option(...)]`; a
+        `default` is shown in the help (`[default: 3.0]`). Which options were given is read from the
+        command line, not from their values (see `WithOptions`)."""
+        kind = self.kind
         if kind == "flag":
             takes_true = any(_default(f) is True for f in self.fields.values())
-            decl = f"{self.flag}/--no-{self.flag[2:]}" if takes_true else self.flag
-            option = typer.Option(decl, help=self.help(), rich_help_panel=panel)
+            off = self.off_switch
+            decl = f"{self.flag}/--{off}" if off else f"{self.flag}/--no-{self.flag[2:]}" if takes_true else self.flag
+            option = typer.Option(decl, help=help, rich_help_panel=panel, show_default=False)
             return inspect.Parameter(self.name, KEYWORD, default=False, annotation=Annotated[bool, option])
-        types_ = {"int": int, "float": float, "path": str, "text": str, "number": Any}
+        types_ = {"int": int, "float": float, "path": str, "str": str, "number": Any}
         extra: dict[str, Any] = {"parser": number, "metavar": "NUMBER"} if kind == "number" else {}
         if kind == "path":
             extra["metavar"] = "PATH"
-        option = typer.Option(self.flag, help=self.help(), rich_help_panel=panel, show_default=False, **extra)
+        option = typer.Option(self.flag, help=help, rich_help_panel=panel, show_default=default is not None, **extra)
         annotation = Annotated[types_[kind] | None if kind != "number" else Any, option]  # type: ignore[operator]
-        return inspect.Parameter(self.name, KEYWORD, default=None, annotation=annotation)
+        return inspect.Parameter(self.name, KEYWORD, default=default, annotation=annotation)
 
 
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -154,42 +174,91 @@ def method_options(exclude: Iterable[str] = ()) -> dict[str, MethodOption]:
     return dict(sorted(out.items(), key=lambda kv: -len(kv[1].fields)))  # the most shared first
 
 
+def params_options(params: type[BaseModel], owner: str) -> dict[str, MethodOption]:
+    """One option per field of the pydantic model `params`, in its order; `owner` names whose fields they
+    are (a step's name)."""
+    return {n: MethodOption(n, {owner: f}) for n, f in params.model_fields.items()}
+
+
 def with_method_options(exclude: Callable[[], Iterable[str]] = lambda: ()) -> Callable:
     """Decorator of a command function `fn(..., method_options: dict)`: typer sees its own parameters and
     one option per method option (`method_options()`, less `exclude()`), read from the registry each time
     the command is built (a method registered later has its options too); `fn` gets the method options
-    the user gave, by name, as `method_options`."""
-    return functools.partial(WithMethodOptions, exclude=exclude)
+    the user gave, by name, as `method_options`. Their help sections name the methods that take them."""
+
+    def panel(option: MethodOption) -> str:
+        return option.panel(registry.names("method"))
+
+    return functools.partial(
+        WithOptions,
+        options=lambda: method_options(exclude()),
+        panel=panel,
+        help=MethodOption.help,
+        into="method_options",
+    )
 
 
-class WithMethodOptions:
-    """A command function with the method options added to its signature (see `with_method_options`)."""
+def with_params_options(params: Callable[[], type[BaseModel]], owner: str, into: str = "settings") -> Callable:
+    """Decorator of a command function `fn(..., <into>: dict)`: typer sees its own parameters and one option
+    per field of the pydantic model `params()` that is not one of them (the command's own option of that
+    name serves for such a field), its help the field's description and default, after the command's own options;
+    `fn` gets the ones the user gave, by name, as `<into>` (the model's defaults are the rest). Adding a
+    field to the model adds its option: no file of `cli/` changes."""
+    return functools.partial(
+        WithOptions,
+        options=lambda: params_options(params(), owner),
+        own_win=True,
+        panel=lambda option: None,
+        help=lambda option: option.help(),
+        default=lambda option: _default(option.fields[owner]),
+        into=into,
+    )
 
-    def __init__(self, fn: Callable, exclude: Callable[[], Iterable[str]]) -> None:
+
+class WithOptions:
+    """A command function with generated options added to its signature (see `with_method_options` and
+    `with_params_options`)."""
+
+    def __init__(
+        self,
+        fn: Callable,
+        options: Callable[[], dict[str, MethodOption]],
+        panel: Callable[[MethodOption], str | None],
+        help: Callable[[MethodOption], str],
+        into: str,
+        default: Callable[[MethodOption], Any] = lambda option: None,
+        own_win: bool = False,
+    ) -> None:
         functools.update_wrapper(self, fn)
         self.__annotations__ = {}  # typer reads the `__signature__` below
-        self.fn, self.exclude = fn, exclude
-        self.own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "method_options"]
+        self.fn, self.generate, self.panel, self.help, self.into = fn, options, panel, help, into
+        self.default, self.own_win = default, own_win
+        self.own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != into]
 
     @property
     def options(self) -> dict[str, MethodOption]:
-        generated = method_options(self.exclude())
+        generated = self.generate()
         clash = sorted(set(generated) & {p.name for p in self.own})
+        if self.own_win:  # the command's own option of that name serves
+            return {k: v for k, v in generated.items() if k not in clash}
         if clash:
-            raise ValueError(f"{self.fn.__name__}: method options {clash} have the names of its own options")
+            raise ValueError(f"{self.fn.__name__}: generated options {clash} have the names of its own options")
         return generated
 
     @property
     def __signature__(self) -> inspect.Signature:  # type: ignore[override]
-        every = registry.names("method")
         context = inspect.Parameter(CONTEXT, KEYWORD, annotation=typer.Context)
-        return inspect.Signature([*self.own, *(o.parameter(every) for o in self.options.values()), context])
+        generated = [o.parameter(self.panel(o), self.help(o), self.default(o)) for o in self.options.values()]
+        # the generated options after the function's own and before those of its option groups (`Run`, ...)
+        direct = set(inspect.signature(inspect.unwrap(self.fn)).parameters)
+        at = next((i for i, p in enumerate(self.own) if p.name not in direct), len(self.own))
+        return inspect.Signature([*self.own[:at], *generated, *self.own[at:], context])
 
     def __call__(self, **kwargs: Any) -> Any:
         ctx = kwargs.pop(CONTEXT)
         given = {k: kwargs.pop(k) for k in self.options if k in kwargs}
         given = {k: v for k, v in given.items() if _given(ctx.get_parameter_source(k))}
-        return self.fn(**kwargs, method_options=given)
+        return self.fn(**kwargs, **{self.into: given})
 
 
 CONTEXT = "_typer_context"
@@ -251,7 +320,7 @@ class MethodCommand(TyperCommand):
             if record is not None:
                 title = "Arguments" if param.param_type_name == "argument" else "Options"
                 sections.setdefault(getattr(param, "rich_help_panel", None) or title, []).append(record)
-        for title, records in sections.items():
+        for title, records in sorted(sections.items(), key=lambda kv: kv[0].startswith(PANEL)):  # methods' last
             with formatter.section(title):
                 formatter.write_dl(records)
         if ctx.meta.get(ONE_METHOD) is None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from ..models.embedded import EMBEDDED
 from .core import _fail, _guard, _say, _warn, app, err
+from .method_options import with_params_options
 from .model_options import BatchOpt, DeviceOpt, DtypeOpt, ModelOpt
 from .options import (
     CacheOpt,
@@ -27,8 +28,17 @@ from .options import (
 )
 
 
+def _finetune_params() -> Any:
+    """The `finetune` fit step's parameter model (its training settings, generated from `FinetuneConfig`):
+    the command's training options are generated from it."""
+    from .. import registry
+
+    return registry.get("fit", "finetune").params
+
+
 @app.command("finetune")
 @_guard
+@with_params_options(_finetune_params, "finetune")  # --model and --trust-remote-code: its own
 @option_groups
 def finetune_cmd(
     input: DataArg,
@@ -37,34 +47,16 @@ def finetune_cmd(
         bool, typer.Option("--overwrite", help="Replace the model folder an earlier finetune wrote at --output.")
     ] = False,
     model: ModelOpt = EMBEDDED,
-    full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
-    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 3.0,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate [LoRA 2e-4, full 2e-5].")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per step.")] = 8,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Steps accumulated per update.")] = 1,
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per sequence.")] = 512,
-    template: Annotated[str, typer.Option(help="alpaca, chat, none, or a JSON template file.")] = "alpaca",
-    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.")] = 16,
-    lora_alpha: Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")] = 32,
-    save: Annotated[str, typer.Option(help="merged (a model folder) or adapter (LoRA weights only).")] = "merged",
-    checkpoint_steps: Annotated[int, typer.Option("--checkpoint-steps", help="Save a checkpoint every N steps.")] = 100,
-    no_eos: Annotated[bool, typer.Option("--no-eos", help="Do not append EOS to each answer.")] = False,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-    dtype: Annotated[str, typer.Option(help="Mixed precision: auto, float32, bfloat16 or float16.")] = "auto",
-    device: DeviceOpt = "auto",
     restart: Annotated[bool, typer.Option("--restart", help="Ignore checkpoints of an interrupted run.")] = False,
     *,
     run: ModelRun,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     """Fine-tune a causal LM on DATA (loss on answer tokens only; LoRA unless --full). Rerun to resume."""
     from ..models import use_cache_root
     from ..train.finetune import FinetuneConfig, finetune
 
-    config = FinetuneConfig(
-        template=template, max_length=max_length, epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-        lora=not full, lora_r=lora_r, lora_alpha=lora_alpha, eos=not no_eos, seed=seed, dtype=dtype, device=device,
-        save=save, checkpoint_steps=checkpoint_steps, trust_remote_code=run.trust_remote_code,
-    )  # fmt: skip
+    config = FinetuneConfig(**(settings or {}), trust_remote_code=run.trust_remote_code)
     _check_paths([input, *_model_input(model)], [(output, "model", "--output")], overwrite)
     dataset = _read(input, run.reading, run.hub)
     try:

@@ -27,7 +27,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from ..atomic import atomic_path, write_text
 from ..data.errors import OptionError
@@ -177,27 +179,37 @@ def optimizer_steps(sequences: int, config: FinetuneConfig) -> int:
 class FinetuneConfig:
     """Training settings. `lr` defaults to 2e-4 for LoRA and 2e-5 for full fine-tuning (Alpaca's)."""
 
-    template: str = "alpaca"
-    max_length: int = 512
-    epochs: float = 3.0
-    lr: float | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_ratio: float = 0.03
-    scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    lora: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_targets: str = "all-linear"
-    eos: bool = True
-    seed: int = 42
-    dtype: str = "auto"  # mixed precision: auto = bf16 where the hardware is fast at it, else fp32
-    device: str = "auto"  # auto, cpu or cuda (one GPU: pick it with CUDA_VISIBLE_DEVICES)
-    save: str = "merged"
-    checkpoint_steps: int = 100
-    trust_remote_code: bool = False
+    template: Annotated[str, Field(description="alpaca, chat, none, or a JSON template file")] = "alpaca"
+    max_length: Annotated[int, Field(description="Tokens per sequence")] = 512
+    epochs: Annotated[float, Field(description="Passes over the data")] = 3.0
+    lr: Annotated[float | None, Field(description="Peak learning rate [LoRA 2e-4, full 2e-5]")] = None
+    batch_size: Annotated[int, Field(description="Sequences per step")] = 8
+    grad_accum: Annotated[int, Field(description="Steps accumulated per update")] = 1
+    warmup_ratio: Annotated[float, Field(description="Share of the steps that warm the learning rate up")] = 0.03
+    scheduler: Annotated[str, Field(description="Learning-rate schedule (transformers' name: cosine, linear, ...)")] = (
+        "cosine"
+    )
+    weight_decay: Annotated[float, Field(description="AdamW weight decay")] = 0.0
+    lora: Annotated[
+        bool,
+        Field(
+            description="Fine-tune LoRA adapters, or (off: --full) the whole model",
+            json_schema_extra={"off": "full"},  # the command line's switch for False: --full
+        ),
+    ] = True
+    lora_r: Annotated[int, Field(description="LoRA rank")] = 16
+    lora_alpha: Annotated[int, Field(description="LoRA alpha")] = 32
+    lora_dropout: Annotated[float, Field(description="LoRA dropout")] = 0.05
+    lora_targets: Annotated[str, Field(description="The modules LoRA adapts (peft's target_modules)")] = "all-linear"
+    eos: Annotated[bool, Field(description="Append EOS to each answer")] = True
+    seed: Annotated[int, Field(description="Random seed")] = 42
+    # mixed precision: auto = bf16 where the hardware is fast at it, else fp32
+    dtype: Annotated[str, Field(description="Mixed precision: auto, float32, bfloat16 or float16")] = "auto"
+    # one GPU: pick it with CUDA_VISIBLE_DEVICES
+    device: Annotated[str, Field(description="auto, cpu, cuda or cuda:N")] = "auto"
+    save: Annotated[str, Field(description="merged (a model folder) or adapter (LoRA weights only)")] = "merged"
+    checkpoint_steps: Annotated[int, Field(description="Save a checkpoint every N steps")] = 100
+    trust_remote_code: Annotated[bool, Field(description="Allow a hub model's own code to run")] = False
 
     def __post_init__(self) -> None:
         if self.save not in SAVE_MODES:
