@@ -303,11 +303,7 @@ def check_columns(steps: list[Step]) -> None:
     for st in steps:
         if known is None:
             return
-        if st.kind == "score":
-            written = _built(st)
-            cols = None if written is None else list(getattr(written, "columns", None) or {})
-            known = None if not cols else known + [f"{st.namespace}." * bool(st.namespace) + c for c in cols]
-        elif st.kind == "fit":
+        if st.kind == "fit":
             for sub in st.on:
                 _check_reads(sub, _built(sub), known)
         elif st.kind == "select":
@@ -318,6 +314,10 @@ def check_columns(steps: list[Step]) -> None:
             elif callable(getattr(selector, "columns", None)):  # a selector that adds columns
                 adds = selector.writes() if hasattr(selector, "writes") else None
                 known = None if adds is None else known + [f"{st.namespace}." * bool(st.namespace) + c for c in adds]
+        else:  # a scorer (methods are expanded): the columns it declares
+            written = _built(st)
+            cols = None if written is None else list(getattr(written, "columns", None) or {})
+            known = None if not cols else known + [f"{st.namespace}." * bool(st.namespace) + c for c in cols]
 
 
 def _built(st: Step) -> Any:
