@@ -415,8 +415,7 @@ class StepRunner:
         self.log(f"{st.label}: {st.name} on {len(rows)} rows")
         product = fit.target(
             _subset(self.dataset, rows),
-            params,
-            cache_dir=self.recipe.path("cache_dir"),
+            params,  # under the run's cache root (`use_cache_root` in `run`, `pre_experience`)
             progress=self.progress,
             log=lambda m: self.log(f"{st.label}: {m}"),
         )
