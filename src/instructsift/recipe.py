@@ -22,7 +22,9 @@ Relative paths are relative to the recipe file: the top-level ones (input, outpu
 options whose parameter field declares a kind (`registry.Kind`, e.g. `registry.FilePath`): a file is a
 path; data is a path, or a hub id when no local path has its spelling; a model reference is a path when it
 starts with ./ or ../ or names something in the recipe's folder, else a name (embedded, a hub id) kept as
-it is. Errors name the recipe's file, line and key.
+it is. Errors name the recipe's file, line and key. A selector's score column (a field declared
+`registry.ColumnRef`, or what its `reads()` names) that no step before it writes is such an error, raised
+when the recipe is read (`check_columns`), before any work.
 """
 
 from __future__ import annotations
