@@ -43,3 +43,16 @@ def test_converted_models_go_under_the_cache_root_unless_instructsift_models_is_
     monkeypatch.setenv("INSTRUCTSIFT_MODELS", str(tmp_path / "m"))
     with use_cache_root(tmp_path / "a"):
         assert models_root() == tmp_path / "m"
+
+
+def test_fit_steps_take_the_cache_root_they_run_under():
+    """A fit step's artifacts go under the root it runs under (`under_cache_dir` sets its `cache_dir`, a
+    recipe run its `cache_dir`): no fit step defaults the root again itself."""
+    import inspect
+
+    from instructsift import registry
+
+    registry.load_all()
+    for entry in registry.entries("fit"):
+        source = inspect.getsource(inspect.unwrap(entry.target))
+        assert "if cache_dir else" not in source, entry.name

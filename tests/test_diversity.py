@@ -319,7 +319,8 @@ def test_lm_encoder_is_the_mean_pooled_last_hidden_state(alpaca, tiny_llama):
 
 
 def test_embed_options_are_checked():
-    from instructsift.scoring.embed import Embed, embed_options
+    from instructsift.methods import get_method
+    from instructsift.scoring.embed import Embed
 
     with pytest.raises(ValueError, match="embed text must be one of"):
         Embed(text="title")
@@ -327,7 +328,8 @@ def test_embed_options_are_checked():
         Embed(encoder="lm:")
     with pytest.raises(ValueError, match="only applies to text='prompt'"):
         Embed(text="whole", template="alpaca")
-    assert embed_options({"encoder": "lm", "model": "some/model", "max_length": 99}) == {"encoder": "lm:some/model"}
+    steps = get_method("ltd").expand({"ratio": 0.1, "encoder": "lm", "model": "some/model"})  # the model tuned
+    assert [s["with"] for s in steps if s.get("score") == "embed"] == [{"encoder": "lm:some/model"}]
 
 
 # -- methods -----------------------------------------------------------------------------------------

@@ -184,6 +184,18 @@ def test_top_above_the_rows_read_keeps_them_and_says_so_first(small, method):
     assert len(json.loads(Path("o.json").read_text())) == 3
 
 
+def test_the_python_api_hears_the_same_warning_in_its_own_spelling(small):
+    """`pipeline.run`'s warning names the method's option as the Python API takes it (`top=10`); the CLI
+    spells the same warning `--top 10` (above)."""
+    from instructsift import recipe as recipes
+    from instructsift.pipeline import run as run_recipe
+
+    heard: list[str] = []
+    r = recipes.from_method("longest", {"top": 10}, input=str(small))
+    run_recipe(r, progress=False, log=lambda _m: None, warn=lambda m: heard.append(str(m)))
+    assert heard == ["top=10 is more than the 3 rows read: keeping what the method keeps"]
+
+
 def test_top_above_the_rows_left_after_rules_says_so(small):
     r = cli("select", small, "-m", "lima", "--top", "3", "--min-chars", "25", "-o", "o.json", "-q")
     assert r.stderr == "warning: --top 3: the method's rules left only 1 to choose from; kept them all\n"

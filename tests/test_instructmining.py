@@ -520,6 +520,7 @@ def test_fit_step_and_selector_in_one_recipe(tmp_path):
     )  # fmt: skip
     result = pipeline.run(recipe, progress=False, log=lambda _m: None)
     rule = InstructMiningRule.load(result.artifacts["mined"])
+    assert Path(result.artifacts["mined"]).parent == cache / "artifacts"  # under the run's one cache root
     assert rule.intercept_ == pytest.approx(0.9, abs=1e-8)
     assert rule.coef_ == pytest.approx({"output_tokens": 0.002, "mtld": -0.01}, abs=1e-10)
     pred = pq.read_table(tmp_path / "all.parquet").column("instructmining").to_pylist()

@@ -386,3 +386,4 @@ def test_pre_experience_steps_pick_the_sample_the_papers_phases_compute_by_hand(
     assert (result.clusters, result.per_cluster) == (3, 4)
     info = json.loads((Path(result.model) / "instructsift-model.json").read_text())
     assert info["examples"] == len(result.sample) and info["mode"] == "full"
+    assert Path(result.model).is_relative_to(tmp_path / "cache" / "artifacts")  # under the cache_dir it was given

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import registry
 from .accounting import NOT_SCORED
+from .data.errors import OptionError
 from .data.examples import key_column, take
 from .data.records import parse_fields
 from .errors import UsageError, require
@@ -57,17 +58,18 @@ def run(
     log: Callable[[str], None] | None = None,
     engine_options: dict[str, Any] | None = None,
     protect: Sequence[Path] = (),
-    warn: Callable[[str], None] | None = None,
+    warn: Callable[[Any], None] | None = None,
 ) -> RunResult:
     """Run a recipe (a `Recipe` or a YAML file): read, run its steps in order, write its outputs. `warn`
-    (default: `log`) hears what the user should know even with -q, such as a --top above the rows there are."""
+    (default: `log`) hears what the user should know even with -q, such as a top above the rows there are:
+    an `OptionError` where it names options (`str()` spells them as the Python API does, the CLI as flags)."""
     from . import recipe as recipes
     from .api import Picked, read
 
     if not isinstance(recipe, Recipe):
         recipe = recipes.load(recipe)
     log = log or _log_default
-    warn = warn or log
+    warn = warn or (lambda message: log(str(message)))
     s = recipe.settings
     output = recipe.path("output")
     rejects = recipe.path("rejects")
@@ -115,7 +117,8 @@ def run(
         check_not_empty(dataset, allow_empty=s.allow_empty)
         top = _final_k(recipe)
         if top is not None and top > len(dataset.examples):  # before any work
-            warn(f"--top {top} is more than the {len(dataset.examples)} rows read: keeping what the method keeps")
+            n = len(dataset.examples)
+            warn(OptionError(f"{{top}} is more than the {n} rows read: keeping what the method keeps", top=top))
         runner = StepRunner(dataset, recipe, progress=progress, log=log, engine_options=engine_options or {})
         for st in recipe.steps:
             try:
@@ -130,7 +133,7 @@ def run(
     picked = Picked(dataset, runner.table, runner.selection)
     kept = len(runner.selection.kept)
     if top is not None and kept < top <= len(dataset.examples):
-        warn(f"--top {top}: the method's rules left only {kept} to choose from; kept them all")
+        warn(OptionError(f"{{top}}: the method's rules left only {kept} to choose from; kept them all", top=top))
     result = RunResult(recipe, picked, runner.artifacts)
     _write(result, outputs)
     return result
@@ -181,7 +184,7 @@ def check_outputs(
 
 
 def _final_k(recipe: Recipe) -> int | None:
-    """The count the last sizing select step asks for (a method's --top), or None."""
+    """The count the last sizing select step asks for (a method's `top`), or None."""
     ks = [st.options["k"] for st in recipe.steps if st.kind == "select" and st.options.get("k") is not None]
     return ks[-1] if ks else None
 
@@ -412,8 +415,7 @@ class StepRunner:
         self.log(f"{st.label}: {st.name} on {len(rows)} rows")
         product = fit.target(
             _subset(self.dataset, rows),
-            params,
-            cache_dir=self.recipe.path("cache_dir"),
+            params,  # under the run's cache root (`use_cache_root` in `run`, `pre_experience`)
             progress=self.progress,
             log=lambda m: self.log(f"{st.label}: {m}"),
         )

@@ -22,7 +22,9 @@ Relative paths are relative to the recipe file: the top-level ones (input, outpu
 options whose parameter field declares a kind (`registry.Kind`, e.g. `registry.FilePath`): a file is a
 path; data is a path, or a hub id when no local path has its spelling; a model reference is a path when it
 starts with ./ or ../ or names something in the recipe's folder, else a name (embedded, a hub id) kept as
-it is. Errors name the recipe's file, line and key.
+it is. Errors name the recipe's file, line and key. A selector's score column (a field declared
+`registry.ColumnRef`, or what its `reads()` names) that no step before it writes is such an error, raised
+when the recipe is read (`check_columns`), before any work.
 """
 
 from __future__ import annotations
@@ -303,11 +305,7 @@ def check_columns(steps: list[Step]) -> None:
     for st in steps:
         if known is None:
             return
-        if st.kind == "score":
-            written = _built(st)
-            cols = None if written is None else list(getattr(written, "columns", None) or {})
-            known = None if not cols else known + [f"{st.namespace}." * bool(st.namespace) + c for c in cols]
-        elif st.kind == "fit":
+        if st.kind == "fit":
             for sub in st.on:
                 _check_reads(sub, _built(sub), known)
         elif st.kind == "select":
@@ -318,6 +316,10 @@ def check_columns(steps: list[Step]) -> None:
             elif callable(getattr(selector, "columns", None)):  # a selector that adds columns
                 adds = selector.writes() if hasattr(selector, "writes") else None
                 known = None if adds is None else known + [f"{st.namespace}." * bool(st.namespace) + c for c in adds]
+        else:  # a scorer (methods are expanded): the columns it declares
+            written = _built(st)
+            cols = None if written is None else list(getattr(written, "columns", None) or {})
+            known = None if not cols else known + [f"{st.namespace}." * bool(st.namespace) + c for c in cols]
 
 
 def _built(st: Step) -> Any:

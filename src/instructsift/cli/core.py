@@ -97,8 +97,8 @@ def _say(text: str, style: str | None = None) -> None:
     err.print(text, style=style, highlight=False, markup=False)
 
 
-def _warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+def _warn(message: Any) -> None:
+    err.print(f"[yellow]warning:[/] {escape(cli_message(message))}", highlight=False)
 
 
 def cli_option(name: str, *value: Any) -> str:

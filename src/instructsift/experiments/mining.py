@@ -185,7 +185,7 @@ def fit_instructmining(
     h = hashlib.sha256(Path(params.experiments).read_bytes())
     h.update(Path(params.scores).read_bytes())
     h.update(json.dumps([params.indicators, params.embedding]).encode())
-    out = (Path(cache_dir) if cache_dir else cache_root()) / "artifacts" / f"instructmining-{h.hexdigest()[:16]}.json"
+    out = cache_root() / "artifacts" / f"instructmining-{h.hexdigest()[:16]}.json"
     if out.exists():
         log(f"rule: cached ({out})")
         return str(out)

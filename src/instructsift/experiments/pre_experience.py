@@ -30,6 +30,7 @@ def pre_experience(
 ) -> PreExperienceResult:
     """Phase 1 of Cherry LLM on `dataset`: sample by K-Means over instruction embeddings, then fine-tune
     `model` on the sample (the same steps as `cherry --pre-experience`). Returns the model to score IFD with."""
+    from ..models import use_cache_root
     from ..pipeline import StepRunner, build_selector  # here: the registry imports this module at start-up
     from ..recipe import from_dict
 
@@ -41,8 +42,9 @@ def pre_experience(
     recipe = from_dict(data, source="pre-experience")
     runner = StepRunner(dataset, recipe, progress=progress, log=log or (lambda _m: None), engine_options={})
     selectors = {id(s): build_selector(s) for st in recipe.steps for s in st.on}
-    for st in recipe.steps:
-        runner.run(st, selectors)
+    with use_cache_root(recipe.path("cache_dir")):  # the root its fit steps' artifacts go under
+        for st in recipe.steps:
+            runner.run(st, selectors)
     fitted = runner.fitted[MODEL_NAME]
     sampler = selectors[id(recipe.steps[-1].on[0])]
     return PreExperienceResult(

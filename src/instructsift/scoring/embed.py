@@ -31,20 +31,7 @@ from ..registry import ModelLike, register
 from .base import Advance, Chunks, Skip, config_hash
 
 TEXTS = ("instruction", "instruction+input", "prompt", "whole", "response")
-# Options a method passes through from the CLI / API (see methods.base.pick).
-EMBED_OPTIONS = ("encoder", "embed_text", "dtype", "device", "trust_remote_code", "embed_batch_size")
 LM_MAX_LENGTH = 512
-
-
-def embed_options(options: dict[str, Any], **defaults: Any) -> dict[str, Any]:
-    """`Embed` keyword arguments out of every option the user set: `encoder="lm"` becomes `lm:<model>`."""
-    out = {**defaults}
-    for key in EMBED_OPTIONS:
-        if options.get(key) is not None:
-            out[{"embed_text": "text", "embed_batch_size": "batch_size"}.get(key, key)] = options[key]
-    if out.get("encoder") == "lm":
-        out["encoder"] = f"lm:{options.get('model') or EMBEDDED}"
-    return out
 
 
 def embedded_encoder_path() -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import OptionError, Placeholder, literal
-from ..registry import ColumnRef, register
+from ..registry import register
 from .base import Selection, column, drop_unscored
 
 
@@ -94,7 +94,7 @@ class TokenBudget:
     """
 
     tokens: int | float
-    column: ColumnRef = "trained_tokens"
+    column: str = "trained_tokens"
 
     def __post_init__(self) -> None:
         token_count(self.tokens, 2**62, option="the token budget")  # validate early

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pydantic import create_model
@@ -59,7 +58,7 @@ def fit_finetune(
     base = resolve(params.model)
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_IN_KEY}
     key = artifact_key("finetune", [ex.content_hash for ex in dataset.examples], base.fingerprint, settings)
-    root = Path(cache_dir) if cache_dir else cache_root()
+    root = cache_root()  # `cache_dir`, where given (`under_cache_dir`)
     folder = root / "artifacts" / f"finetune-{key}" / "model"
     if (folder / "config.json").exists():
         log(f"fine-tuned model on {len(dataset.examples)} rows: cached ({folder})")

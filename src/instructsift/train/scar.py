@@ -484,7 +484,7 @@ def fit_scar_ranker(
 
     log = log or (lambda _m: None)
     config = ScarTrainConfig(**params.model_dump(exclude={"quads"}))
-    root = Path(cache_dir) if cache_dir else cache_root()
+    root = cache_root()  # `cache_dir`, where given (`under_cache_dir`)
     probe = Trainer(read_quads(params.quads), root / "artifacts" / "scar" / "ranker", config)
     folder = root / "artifacts" / f"scar-{probe.key}" / "ranker"
     if (folder / "config.json").exists():
