@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..data.errors import OptionError, Placeholder, literal
+from ..data.errors import OptionError, Placeholder
 
 Unit = Literal["rows", "tokens"]
 TOTALS = {"rows": "examples", "tokens": "trained answer tokens"}  # what a total of each unit is, in words
@@ -36,26 +36,23 @@ def number(text: str | int | float, name: str = "budget") -> int | float:
                 return kind(text.strip())
             except ValueError:
                 pass
-    raise _error(name, f"is not a number: a count ({EXAMPLE['rows']}) or a share of the data set (0.05)", repr(text))
+    raise _error(name, repr(text), f"is not a number: a count ({EXAMPLE['rows']}) or a share of the data set (0.05)")
 
 
-def _error(name: str, text: str, value: str, *others: str) -> OptionError:
+def _error(name: str, value: str, text: str, *others: str) -> OptionError:
     """The error about option `name` given `value` (`ratio=5`, `--ratio 5`): `name` is a field name, spelled
-    by each front end, or words ("the token budget"); `text` says what is wrong, naming `others` options as
-    `{top}` placeholders (its other braces are text)."""
+    by each front end, or words ("the token budget"); `text` says what is wrong (no user text: that goes in
+    `value`), naming the options `others` as `{top}`."""
     if not name.isidentifier():
         return OptionError(f"{name} {value} {text}")
-    template = "{" + name + "} " + literal(text)
-    for other in others:
-        template = template.replace(literal("{" + other + "}"), "{" + other + "}")
-    return OptionError(template, *others, **{name: Placeholder(value)})
+    return OptionError("{" + name + "} " + text, *others, **{name: Placeholder(value)})
 
 
 @dataclass(frozen=True)
 class Amount:
-    """How much a selection takes: `value` rows or tokens (`unit`), a count (an int, at least `least`: 1, or 0 for a selector's `k`) or a
-    share of the total (a float in (0, 1]). `name` is the option that gave it, named by its errors; `count`
-    is the option to use for a count where that is another one (`top` beside `ratio`)."""
+    """How much a selection takes: `value` rows or tokens (`unit`), a count (an int, at least `least`: 1, or
+    0 for a selector's `k`) or a share of the total (a float in (0, 1]). `name` is the option that gave it,
+    named by its errors; `count` is the option for a count where that is another one (`top` beside `ratio`)."""
 
     value: int | float
     unit: Unit = "rows"
@@ -68,7 +65,7 @@ class Amount:
         if self.unit not in TOTALS:
             raise ValueError(f"an amount is of rows or tokens, not {self.unit!r}")
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise _error(name, f"is not a count of {self.unit} or a share in (0, 1]", repr(v))
+            raise _error(name, repr(v), f"is not a count of {self.unit} or a share in (0, 1]")
         if isinstance(v, float) and not 0 < v <= 1:
             hint = (
                 f"use {{{self.count}}} for a count"
@@ -76,9 +73,9 @@ class Amount:
                 else f"a count is a whole number: {EXAMPLE[self.unit]}"
             )
             others = (self.count,) if self.count else ()
-            raise _error(name, f"is not a share between 0 and 1 (0.05 for 5%); {hint}", f"{v:g}", *others)
+            raise _error(name, f"{v:g}", f"is not a share between 0 and 1 (0.05 for 5%); {hint}", *others)
         if isinstance(v, int) and v < self.least:
-            raise _error(name, f"is too small: a count of {self.unit} is at least {self.least}", f"{v:,}")
+            raise _error(name, f"{v:,}", f"is too small: a count of {self.unit} is at least {self.least}")
 
     @classmethod
     def parse(cls, text: str | int | float, unit: Unit = "rows", name: str = "budget", **kw: Any) -> Amount:
@@ -96,7 +93,7 @@ class Amount:
             return share(self.value, total)
         if self.value > total and not clamp:
             raise _error(
-                self.name, f"is more than the {total:,} {TOTALS[self.unit]} of the data set", f"{self.value:,}"
+                self.name, f"{self.value:,}", f"is more than the {total:,} {TOTALS[self.unit]} of the data set"
             )
         return min(int(self.value), total)
 
