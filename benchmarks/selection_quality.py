@@ -148,7 +148,7 @@ def main() -> None:
     pool_file, eval_file = inputs(folder, args.pool, args.eval_n)
     evals = [str(eval_file)] + ([str(human_inputs(folder, args.human_n))] if args.human_n else [])
     budget = int(args.budget) if args.budget >= 1 else args.budget
-    tokens = parse_budget(args.budget_tokens, "--budget-tokens") if args.budget_tokens else None
+    tokens = parse_budget(args.budget_tokens, "budget_tokens", "tokens") if args.budget_tokens else None
     spec = CompareSpec(
         data=str(pool_file),
         eval=evals,

@@ -131,14 +131,13 @@ def test_a_missing_input_is_exit_2_on_the_command_line(tmp_path):
 def test_a_token_budget_names_its_option_each_way():
     with pytest.raises(UsageError) as e:
         isf.get_method("cherry").expand({"budget_tokens": 1.5})
-    assert str(e.value).endswith("budget_tokens=1.5: a share is in (0, 1] (a count is a whole number: 200000)")
-    assert cli_message(e.value).endswith(
-        "--budget-tokens 1.5: a share is in (0, 1] (a count is a whole number: 200000)"
-    )
-    from instructsift.selection.budget import token_count
+    why = "1.5 is not a share between 0 and 1 (0.05 for 5%); a count is a whole number: 200000"
+    assert str(e.value).endswith(f"budget_tokens={why}")
+    assert cli_message(e.value).endswith(f"--budget-tokens {why}")
+    from instructsift.selection.size import Amount
 
     with pytest.raises(OptionError) as e:  # words, not an option: the same either way
-        token_count(10**7, 1234, option="the token budget")
+        Amount(10**7, "tokens", "the token budget").resolve(1234)
     assert (
         str(e.value)
         == cli_message(e.value)

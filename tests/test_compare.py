@@ -327,6 +327,7 @@ def test_a_token_budget_gives_every_pick_the_same_trained_tokens(rows, tiny_mode
     """longest (few long answers) and random picks fill one token budget, counted as the trainer counts."""
     from instructsift.api import read
     from instructsift.experiments.compare import compare
+    from instructsift.selection.size import share
     from instructsift.train.finetune import FinetuneConfig, training_costs
 
     spec = _spec(rows, tiny_model, tmp_path / "cache", budget=None, budget_tokens=0.3, methods=["longest"],
@@ -335,7 +336,7 @@ def test_a_token_budget_gives_every_pick_the_same_trained_tokens(rows, tiny_mode
     costs = training_costs(read(rows[0]).examples, str(tiny_model), FinetuneConfig(**spec.finetune))
     each = [c.tokens for c in costs]
     budget = r["budget"]["tokens"]
-    assert budget == round(0.3 * sum(each)) and r["budget"]["of_tokens"] == sum(each)
+    assert budget == share(0.3, sum(each)) and r["budget"]["of_tokens"] == sum(each)
     picks = {t["name"]: t for t in r["trials"]}
     assert len(r["selections"]["longest"]["ids"]) == picks["longest"]["n"]
     largest = max(each)
@@ -482,10 +483,10 @@ def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> Non
     pool, held = rows
     judge = ["--judge-url", "http://127.0.0.1:1", "--judge-model", "m"]
     cases = [
-        (["--budget", "five", "--eval", held], "a count (450), a ratio of the data set (0.05), or a list"),
+        (["--budget", "five", "--eval", held], "--budget 'five' is not a number: a count (450) or a share"),
         (["--budget", "4,4", "--eval", held], "a budget is listed twice"),
         (["--budget", "4", "--budget-tokens", "100", "--eval", held], "one of --budget or --budget-tokens"),
-        (["--budget", "1.5", "--eval", held], "a budget ratio is in (0, 1]"),
+        (["--budget", "1.5", "--eval", held], "--budget 1.5 is not a share between 0 and 1"),
         (["--budget", "4"], "needs --eval and one of --budget or --budget-tokens"),
         (["--budget", "4", "--eval", held, "--methods", "nosuch"], "unknown method 'nosuch'"),
         (["--budget", "4", "--eval", held, "--methods", "lima", "--set", "lima.ratio=0.1"], "--budget sets the size"),

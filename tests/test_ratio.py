@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from instructsift.selection import Selection
-from instructsift.selection.size import budget_size, count_for, share
+from instructsift.selection.size import Amount, share
 from instructsift.selection.top import Top
 
 
@@ -18,11 +18,11 @@ def test_one_rounding_rule_for_every_ratio():
     for n in (1, 2, 3, 10, 50, 99, 291, 400):
         for ratio in (0.001, 0.01, 0.05, 0.1, 0.25, 0.3, 0.5, 0.75, 1.0):
             want = share(ratio, n)
-            assert budget_size(ratio, n) == count_for(ratio, None, n) == want, (ratio, n)
+            assert Amount(ratio).resolve(n) == Amount(ratio, "tokens").resolve(n) == want, (ratio, n)
             sel = Selection.all(n)
             Top("x", ratio=ratio).apply(pa.table({"x": np.arange(n, dtype=float)}), sel)
             assert len(sel.kept) == want, (ratio, n)
-    assert budget_size(0.05, 50) == 3  # was 2
+    assert Amount(0.05, "rows", "budget").resolve(50) == 3  # was 2
 
 
 def _ifd_table(n: int = 400, above: int = 109) -> pa.Table:

@@ -41,6 +41,6 @@ def test_a_sized_selector_checks_of_and_its_size_when_built(name):
     target = registry.get("select", name).target
     with pytest.raises(OptionError, match="of must be 'kept' or 'all', got 'some'"):
         target(**SIZED[name], k=3, of="some")
-    with pytest.raises(OptionError, match="give exactly one of ratio or k"):
+    with pytest.raises(OptionError, match="needs exactly one of ratio= or k=, not both"):
         target(**SIZED[name], k=3, ratio=0.5)
     target(**SIZED[name], k=3, of="all")

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import cli
 
+from instructsift.selection.size import share
+
 ALPACA = "alpaca/alpaca_random_9k.json"
 MAX_LENGTH = 256  # the cut matters: some of these answers are longer (in the tiny BPE tokenizer)
 
@@ -54,7 +56,7 @@ def test_select_fills_the_token_budget_as_compare_does(method: str, pool: Path, 
     each = _costs(pool, tiny_bpe_llama)
     assert result.table.column("trained_tokens").to_pylist() == each  # the trainer's own count, cut included
     assert each != _costs(pool, tiny_bpe_llama, 4096)  # the cut bites on this pool
-    budget = round(0.25 * sum(each))
+    budget = share(0.25, sum(each))  # the one rounding rule: half up (834.5 -> 835)
     filled = sum(each[i] for i in kept)
     assert abs(filled - budget) <= max(each[i] for i in kept) / 2  # within half an example
     assert len(json.loads((tmp_path / "out.json").read_text())) == len(kept)
@@ -134,12 +136,12 @@ def test_longest_is_called_a_length_filter(pool: Path, tiny_bpe_llama: Path, tmp
     [
         (
             ["--budget-tokens", "300", "--top", "3"],
-            "--budget-tokens sets the size in trained tokens: give it without --top",
+            "needs exactly one of --top or --budget-tokens, not both",
         ),
-        (["--budget-tokens", "0.1", "--ratio", "0.2"], "give it without --ratio"),
+        (["--budget-tokens", "0.1", "--ratio", "0.2"], "needs exactly one of --ratio or --budget-tokens, not both"),
         (["--top", "3", "--base", "embedded"], "give --budget-tokens or --with-scores"),
         (["--budget-tokens", "0.05,0.1"], "'--budget-tokens': one number, not a list"),
-        (["--budget-tokens", "1.5"], "a share is in (0, 1]"),
+        (["--budget-tokens", "1.5"], "--budget-tokens 1.5 is not a share between 0 and 1"),
         (["--budget-tokens", "10000000", "--base", "TINY"], "is more than the"),
     ],
 )

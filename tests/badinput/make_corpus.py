@@ -299,7 +299,7 @@ CASES: list[Case] = [
         "ratio_a_percent",
         ["select", "{d}/good.json", "-m", "superfiltering", "--ratio", "5", "-o", "{d}/o.json"],
         2,
-        "option 'ratio': 5 is not a share between 0 and 1 (0.05 for 5%); use --top for a count",
+        "--ratio 5 is not a share between 0 and 1 (0.05 for 5%); use --top for a count",
         {"good.json": _json(GOOD)},
     ),
     Case(

@@ -256,14 +256,14 @@ def compare_cmd(
         spec = spec.model_copy(update={"report": str(report.resolve())}) if report else spec
         spec = spec.model_copy(update={"trials_dir": str(trials_dir.resolve())}) if trials_dir else spec
     else:
-        if (budget is None) == (budget_tokens is None) or not eval:
+        if not eval:  # one of --budget or --budget-tokens: checked with the spec (`size.one_of`)
             _fail("compare needs --eval and one of --budget or --budget-tokens (or a compare recipe)")
         tune = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
         tune = {k: v for k, v in tune.items() if v is not None} | ({"device": device} if device != "auto" else {})
         spec = spec_from(dict(
             data=str(input), **dataclasses.asdict(hub), eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
             budget=parse_budget(budget) if budget else None,
-            budget_tokens=parse_budget(budget_tokens, "--budget-tokens") if budget_tokens else None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
+            budget_tokens=parse_budget(budget_tokens, "budget_tokens", "tokens") if budget_tokens else None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
             finetune=tune, allow_short=allow_short, plot=not no_plot, format=reading.format.value if reading.format else None,
             on_error=reading.on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
             output=str(output) if output else None, report=str(report) if report else None, judge=judge,

@@ -35,14 +35,14 @@ PANEL = "Options of "
 def number(value: Any) -> int | float:
     """A count or a share: `200000` is an int, `0.05` a float (for a field typed `int | float`)."""
     from ..data.errors import OptionError
-    from ..selection.size import parse_budget
+    from ..selection.size import number as read
 
     if isinstance(value, (int, float)):
         return value
     if "," in value:
         raise typer.BadParameter(f"one number, not a list ({value}): a list of budgets is for compare")
     try:
-        return parse_budget(value)  # an int when it reads as one, else a float
+        return read(value)  # an int when it reads as one, else a float
     except OptionError:
         raise typer.BadParameter(f"{value!r} is not a number (a count, 200000, or a share, 0.05)") from None
 

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..selection.budget import fill_tokens, rows_needed, token_count
+from ..selection.budget import fill_tokens, rows_needed
 from ..selection.sample import random_order, random_subset
-from ..selection.size import budget_size
 from .compare_spec import ALL, CompareSpec, data_input, local_path
 
 
@@ -29,10 +28,11 @@ class Budget:
 
     @classmethod
     def of(cls, spec: CompareSpec, each: list[int]) -> Budget:
-        if spec.budget_tokens is None:
-            return cls(each, budget_size(spec.budget, len(each)), None, spec.budget)
-        b = token_count(spec.budget_tokens, sum(each))
-        return cls(each, rows_needed(each, b), b, spec.budget_tokens)
+        amount = spec.amount()
+        if amount.unit == "rows":
+            return cls(each, amount.resolve(len(each)), None, amount.value)
+        b = amount.resolve(sum(each))
+        return cls(each, rows_needed(each, b), b, amount.value)
 
     def take(self, order: Sequence[int]) -> tuple[list[int], bool]:
         """A method's pick from its rank order, and whether the order ran out before the budget."""

@@ -11,10 +11,11 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ..data.errors import OptionError
+from ..data.errors import OptionError, with_prefix
 from ..errors import UsageError
 from ..models.embedded import EMBEDDED
 from ..registry import StrictModel
+from ..selection.size import Amount, one_of
 from .winrate import JudgeSpec
 
 ALL = "*"  # the `options` key whose options go to every method that takes them
@@ -77,12 +78,8 @@ class CompareSpec(StrictModel):
     @field_validator("budget", "budget_tokens")
     @classmethod
     def _budget(cls, v: Any, info: Any) -> Any:
-        what = "examples" if info.field_name == "budget" else "tokens"
         for b in v if isinstance(v, list) else [] if v is None else [v]:
-            if isinstance(b, bool) or (isinstance(b, int) and b < 1):
-                raise ValueError(f"a budget in {what} is at least 1, got {b}")
-            if isinstance(b, float) and not 0 < b <= 1:
-                raise ValueError(f"a budget ratio is in (0, 1], got {b} (a count is a whole number: 450)")
+            Amount(b, "rows" if info.field_name == "budget" else "tokens", info.field_name)
         return one_or_list(v, "a list of budgets needs at least one", "a budget is listed twice")
 
     @field_validator("eval")
@@ -94,6 +91,12 @@ class CompareSpec(StrictModel):
     def evals(self) -> list[str]:
         return self.eval if isinstance(self.eval, list) else [self.eval]
 
+    def amount(self) -> Amount:
+        """This spec's one budget (of a curve: `budgets()` first), as an `Amount` of rows or tokens."""
+        if self.budget is not None:
+            return Amount(self.budget, "rows", "budget")  # type: ignore[arg-type]
+        return Amount(self.budget_tokens, "tokens", "budget_tokens")  # type: ignore[arg-type]
+
     def budgets(self) -> list[CompareSpec]:
         """One spec per budget of a curve (itself for one budget)."""
         key = "budget" if self.budget is not None else "budget_tokens"
@@ -104,8 +107,7 @@ class CompareSpec(StrictModel):
 
     @model_validator(mode="after")
     def _one_budget(self) -> CompareSpec:
-        if (self.budget is None) == (self.budget_tokens is None):
-            raise ValueError("give exactly one of budget (examples) or budget_tokens (trained answer tokens)")
+        one_of({"budget": self.budget, "budget_tokens": self.budget_tokens})
         if self.target_task_field is not None and self.target is None:
             raise ValueError("target_task_field needs target")
         return self
@@ -151,7 +153,10 @@ def spec_from(data: dict[str, Any], source: str = "compare") -> CompareSpec:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
-        raise UsageError(f"{source}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+        where += ": " if where else ""
+        raised = (first.get("ctx") or {}).get("error")  # a validator's own error keeps the options it names
+        why = raised if isinstance(raised, OptionError) else first["msg"].removeprefix("Value error, ")
+        raise with_prefix(f"{source}: {where}", why, UsageError) from None
 
 
 def save_spec(spec: CompareSpec, target: str | os.PathLike, comment: str = "", base_dir: Path | None = None) -> None:

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from ..data.errors import OptionError
 from ..models.embedded import EMBEDDED
 from ..registry import ModelRef, OptionalFilePath, OptionalModelRef, StrictModel, step
+from ..selection.size import Amount, count_of, one_of, ratio_of
 
 
 class Size(StrictModel):
@@ -23,7 +24,7 @@ class Size(StrictModel):
     `size_optional`."""
 
     ratio: float | None = Field(None, description="keep this fraction")
-    top: int | None = Field(None, ge=0, description="keep this many")
+    top: int | None = Field(None, description="keep this many")
     budget_tokens: int | float | None = Field(
         None, description="instead: fill this many trained answer tokens (a count, or a share of the data set's)"
     )
@@ -37,43 +38,24 @@ class Size(StrictModel):
 
     size_optional: ClassVar[bool] = False  # True for methods that may decide by a threshold alone
 
-    @field_validator("ratio")
-    @classmethod
-    def _share(cls, ratio: float | None) -> float | None:
-        if ratio is not None and not 0 < ratio <= 1:
-            raise OptionError(f"{ratio:g} is not a share between 0 and 1 (0.05 for 5%); use {{top}} for a count", "top")
-        return ratio
-
     @field_validator("budget_tokens", mode="before")
     @classmethod
-    def _tokens(cls, b: Any) -> Any:
-        if b is not None:  # the data set's total is not known yet: its bound is checked when selecting
-            from ..selection.budget import token_count
-
-            token_count(b, 2**62)
-        return b
+    def _tokens(cls, b: Any) -> Any:  # before pydantic reads `true` or text as a number
+        return b if b is None else Amount(b, "tokens", "budget_tokens").value
 
     @model_validator(mode="after")
     def _one_size(self, info: ValidationInfo) -> Size:
-        if self.budget_tokens is not None and (self.ratio is not None or self.top is not None):
-            given = "ratio" if self.ratio is not None else "top"
-            raise OptionError(
-                f"{{budget_tokens}} sets the size in trained tokens: give it without {{{given}}}",
-                "budget_tokens",
-                given,
-            )
+        """Exactly one of ratio, top and budget_tokens (or none: a threshold alone, or scores only), each
+        checked as an `Amount` (the data set's total is not known yet: a count's bound is checked when
+        selecting)."""
+        score_only = bool(info.context and info.context.get("score_only"))
+        tokens = None if self.budget_tokens is None else Amount(self.budget_tokens, "tokens", "budget_tokens")
+        sizes = {"ratio": ratio_of(self.ratio, "top"), "top": count_of(self.top, "top"), "budget_tokens": tokens}
+        one_of(sizes, optional=self.size_optional or score_only)
         if self.budget_tokens is None and (self.base, self.train_max_length, self.train_template) != (None,) * 3:
             raise OptionError(
                 "{base}, {train_max_length} and {train_template} say how {budget_tokens} counts: give {budget_tokens} too",
                 *("base", "train_max_length", "train_template", "budget_tokens"),
-            )
-        if self.ratio is not None and self.top is not None:
-            raise OptionError("needs exactly one of {ratio} or {top}, not both", "ratio", "top")
-        score_only = bool(info.context and info.context.get("score_only"))
-        sized = self.ratio is not None or self.top is not None or self.budget_tokens is not None
-        if not (self.size_optional or score_only or sized):
-            raise OptionError(
-                "needs exactly one of {ratio} or {top} (or {budget_tokens})", "ratio", "top", "budget_tokens"
             )
         return self
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..data.errors import MissingColumnError
-from .size import count_for
+from .size import Amount
 
 
 @dataclass
@@ -52,12 +52,13 @@ class Selection:
                 self.details[i] = detail if one else detail[j]
                 self.steps[i] = self.step
 
-    def size(self, ratio: float | None, k: int | None, n: int, *, of_all: bool, what: str = "top") -> int:
-        """How many a sized selector keeps (`count_for`); a ratio also says what it was a share of, in
-        `shares` ("top 25% of the 291 rows with ifd <= 1"), for the run's summary line."""
-        size = count_for(ratio, k, n)
-        if ratio is not None:
-            self.shares.append(f"{what} {ratio * 100:g}% of {self._base(n, of_all)}")
+    def size(self, amount: Amount, n: int, *, of_all: bool, what: str = "top") -> int:
+        """How many of `n` rows a sized selector keeps (`amount` resolved, at most `n`); a share also says
+        what it was a share of, in `shares` ("top 25% of the 291 rows with ifd <= 1"), for the run's summary
+        line."""
+        size = amount.resolve(n, clamp=True)
+        if amount.is_share:
+            self.shares.append(f"{what} {amount.value * 100:g}% of {self._base(n, of_all)}")
         return size
 
     def _base(self, n: int, of_all: bool) -> str:

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data.errors import OptionError, Placeholder, literal
 from ..registry import register
 from .base import Selection, column, drop_unscored
+from .size import Amount
 
 
 def fill_tokens(order: Iterable[int], tokens: Sequence[int], budget: int) -> list[int]:
@@ -58,30 +58,6 @@ def rows_needed(tokens: Sequence[int], budget: int) -> int:
     return len(tokens)
 
 
-def token_count(budget: int | float, total: int, option: str = "budget_tokens") -> int:
-    """The tokens a budget is: a count, or a share of the data set's `total` trained answer tokens
-    (rounded, at least 1); more than `total` is an error naming `option`: the field that set the budget
-    (spelled by each front end: `budget_tokens=`, `--budget-tokens`), or words for it."""
-
-    def error(text: str, value: str | None = None) -> OptionError:
-        if not option.isidentifier():
-            return OptionError(option + ("" if value is None else f" {value}") + text)
-        template = "{" + option + "}" + literal(text)
-        return OptionError(template, option) if value is None else OptionError(template, **{option: Placeholder(value)})
-
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
-        raise error(f" is a count of tokens or a share in (0, 1], got {budget!r}")
-    if isinstance(budget, float):
-        if not 0 < budget <= 1:
-            raise error(": a share is in (0, 1] (a count is a whole number: 200000)", f"{budget:g}")
-        return max(1, round(budget * total))
-    if budget < 1:
-        raise error(f" is at least 1 token, got {budget}")
-    if budget > total:
-        raise error(f" is more than the {total:,} trained answer tokens of the data set", f"{budget:,}")
-    return budget
-
-
 @register("select", "token_budget")
 @dataclass
 class TokenBudget:
@@ -97,18 +73,23 @@ class TokenBudget:
     column: str = "trained_tokens"
 
     def __post_init__(self) -> None:
-        token_count(self.tokens, 2**62, option="the token budget")  # validate early
+        _ = self.amount  # checked when built
+
+    @property
+    def amount(self) -> Amount:
+        """`tokens` as an amount (its errors say "the token budget": the selector is reached from a method's
+        `budget_tokens` and from `select --budget-tokens`)."""
+        return Amount(self.tokens, "tokens", "the token budget")
 
     def describe(self) -> str:
-        size = f"{self.tokens:,}" if isinstance(self.tokens, int) else f"{self.tokens:g} of all"
-        return f"rows in rank order until {size} tokens by {self.column}"
+        return f"rows in rank order until {self.amount.describe()} by {self.column}"
 
     def apply(self, table: Any, selection: Selection) -> None:
         values = column(table, self.column)
         drop_unscored(table, selection, [self.column])
         each = np.nan_to_num(values, nan=0.0).astype(np.int64).tolist()
         total = sum(each)
-        budget = token_count(self.tokens, total, option="the token budget")
+        budget = self.amount.resolve(total)
         order = selection.ranked()
         picked = fill_tokens(order, each, budget)
         filled = sum(each[i] for i in picked)

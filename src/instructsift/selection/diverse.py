@@ -19,7 +19,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import ColumnRef, register
 from .base import Selection, column, drop_unscored
-from .size import check_size
+from .size import size_of
 from .vectors import kept_vectors, l2_normalise
 
 CHUNK = 1024
@@ -80,24 +80,23 @@ class DiverseTop:
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold <= 1.0:
             raise OptionError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
-        check_size(self, optional=True)
+        size_of(self, optional=True)
 
     def ranking(self) -> tuple[str, bool]:
         """The score column this selector ranks by, and whether highest first."""
         return self.score, self.descending
 
     def describe(self) -> str:
-        size = "" if self.ratio is None and self.k is None else f", up to {self.k or f'{self.ratio:g} of {self.of}'}"
+        size = "" if (a := size_of(self, optional=True)) is None else f", up to {a.describe(self.of)}"
         return f"diverse-top by {self.score}: skip cosine > {self.threshold:g} to a kept row ({self.column}){size}"
 
     def apply(self, table: Any, selection: Selection) -> None:
         drop_unscored(table, selection, [self.score])
         rows, X = kept_vectors(table, selection, self.column)
         k = None
-        if self.ratio is not None or self.k is not None:
+        if (amount := size_of(self, optional=True)) is not None:
             k = selection.size(
-                self.ratio,
-                self.k,
+                amount,
                 table.num_rows if self.of == "all" else len(rows),
                 of_all=self.of == "all",
                 what="diverse top",

@@ -34,7 +34,7 @@ from ..data.errors import OptionError
 from ..errors import require
 from ..registry import ModelRef, register
 from .base import Selection, column
-from .size import check_size
+from .size import size_of
 
 PAPER_NOTE = (
     "Cao et al. (arXiv:2307.06290), LLaMA-2-7B: log L = 1.0694 - 0.1498 Rew + 8.257e-5 Len - 0.9350 Knn6. "
@@ -360,7 +360,7 @@ class InstructMiningSelect:
     embedding: str = "embedding"
 
     def __post_init__(self) -> None:
-        check_size(self, optional=True)
+        size_of(self, optional=True)
         # "@NAME" is a fit step's product, known when the step runs (the pipeline builds the selector again)
         self._rule = None if self.rule.startswith("@") else load_rule(self.rule)
 
@@ -376,7 +376,7 @@ class InstructMiningSelect:
         return [*(n for n in self._rule.indicators_ if is_knn(n)), self.column]
 
     def describe(self) -> str:
-        size = "" if self.ratio is None and self.k is None else f", keep {self.k or f'{self.ratio:g} of {self.of}'}"
+        size = "" if (a := size_of(self, optional=True)) is None else f", keep {a.describe(self.of)}"
         what = self._rule.summary() if self._rule is not None else self.rule
         note = f". {PAPER_NOTE}" if self.rule == "paper" else ""
         return f"InstructMining rule {what} (lowest first){size}{note}"
@@ -409,13 +409,14 @@ class InstructMiningSelect:
         why = [unscored_reason(self._rule.indicators_, M[i], pred[i]) for i in np.flatnonzero(missing)]
         selection.drop(rows[missing], "not scored", why)
         rows, pred = rows[~missing], pred[~missing]
-        if self.ratio is None and self.k is None:
+        amount = size_of(self, optional=True)
+        if amount is None:
             order = np.lexsort((rows, pred))
             for rank, i in enumerate(rows[order].tolist(), start=1):
                 selection.rank[i] = rank
             return
         base = table.num_rows if self.of == "all" else len(rows) + int(missing.sum())
-        n = selection.size(self.ratio, self.k, base, of_all=self.of == "all", what="top by the rule")
+        n = selection.size(amount, base, of_all=self.of == "all", what="top by the rule")
         order = np.lexsort((rows, pred))
         ranked = rows[order]
         for rank, i in enumerate(ranked[:n].tolist(), start=1):

@@ -15,7 +15,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection
-from .size import check_size, count_for, size_text
+from .size import size_of
 
 
 def random_order(n: int, seed: int) -> list[int]:
@@ -48,14 +48,16 @@ class RandomSample:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_size(self)
+        size_of(self)
 
     def describe(self) -> str:
-        return f"{size_text(self)} at random (seed {self.seed})"
+        return f"{size_of(self).describe(self.of)} at random (seed {self.seed})"
 
     def apply(self, table: Any, selection: Selection) -> None:
         candidates = selection.kept
-        n = min(len(candidates), count_for(self.ratio, self.k, table.num_rows if self.of == "all" else len(candidates)))
+        n = min(
+            len(candidates), size_of(self).resolve(table.num_rows if self.of == "all" else len(candidates), clamp=True)
+        )
         drawn = random_order(len(candidates), self.seed)[:n]
         for rank, j in enumerate(drawn, start=1):
             selection.rank[int(candidates[j])] = rank

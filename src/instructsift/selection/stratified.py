@@ -25,7 +25,7 @@ import numpy as np
 from ..data.errors import MissingColumnError, OptionError, check_at_least
 from ..registry import OptionalColumnRef, register
 from .base import Selection, column, drop_unscored
-from .size import count_for
+from .size import Amount, rows
 
 
 def _label(value: Any) -> str | None:
@@ -58,8 +58,7 @@ class Stratified:
         if self.per is None and self.k is None and self.ratio is None:
             raise OptionError("stratified needs per (rows per stratum) and/or a total (k or ratio)")
         check_at_least(self, per=1)
-        if self._total:
-            count_for(self.ratio, self.k, 0)  # validate early
+        rows(self.ratio, self.k, optional=True)  # validate early
         if self.by is None and self.clusters is None:
             raise OptionError("stratified needs a category column (by=...) or a number of K-Means clusters")
         check_at_least(self, clusters=1)
@@ -70,9 +69,9 @@ class Stratified:
         return (self.by,) if self.by else ()
 
     @property
-    def _total(self) -> bool:
-        """Whether a total (`k` or `ratio`) is spread over the strata."""
-        return self.k is not None or self.ratio is not None
+    def _amount(self) -> Amount | None:
+        """The total (`k` or `ratio` of the kept rows) spread over the strata, if any."""
+        return rows(self.ratio, self.k, optional=True)
 
     @property
     def _stratum(self) -> str:
@@ -86,8 +85,8 @@ class Stratified:
         what = f"each {self.by}" if self.by else f"each of {self.clusters} K-Means clusters of {self.on}"
         how = f"by {self.rank} ({'highest' if self.descending else 'lowest'} first)" if self.rank else "at random"
         size = [f"up to {self.per} from {what}"] if self.per else []
-        if self._total:
-            total = f"{self.k}" if self.k is not None else f"{self.ratio:g} of the kept rows"
+        if (amount := self._amount) is not None:
+            total = amount.describe("the kept rows")
             size.append(f"{total} in all, spread evenly over {what.removeprefix('each ')}")
         return ", ".join(size) + f", {how}"
 
@@ -144,9 +143,9 @@ class Stratified:
             else:
                 details = [f"{where}, {self.rank} = {values[i]:.4g}" for i in rest.tolist()]
                 selection.drop(rest, f"not in the top {per} per {self._stratum} by {self.rank}", details)
-        if self._total:
+        if (amount := self._amount) is not None:
             total = sum(len(m) for m in groups.values())
-            n = min(selection.size(self.ratio, self.k, total, of_all=False, what="stratified"), len(place))
+            n = min(selection.size(amount, total, of_all=False, what="stratified"), len(place))
             self._spread(n, place, labels, values, selection, rng)
 
     def _spread(self, n: int, place: dict[int, int], labels: list, values: Any, selection: Selection, rng: Any) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import ColumnRef, register
 from .base import Selection
-from .top import count_for
+from .size import size_of
 
 AGGREGATES = ("max", "mean")
 BLOCK_FLOATS = 1 << 24  # floats per similarity block (64 MiB of float32)
@@ -263,14 +263,12 @@ class RDS:
     _whitening: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.of not in ("kept", "all"):
-            raise OptionError(f"of must be 'kept' or 'all', got {self.of!r}")
+        size_of(self)
         if self.aggregate not in AGGREGATES:
             raise OptionError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
-        count_for(self.ratio, self.k, 0)
 
     def describe(self) -> str:
-        size = f"{self.k}" if self.k is not None else f"{self.ratio:g} of {self.of}"
+        size = size_of(self).describe(self.of)
         white = ", whitened" if self.whiten else ""
         return f"rds: {size} rows by {self.column} similarity to the targets ({self.aggregate} per task{white})"
 
@@ -285,7 +283,7 @@ class RDS:
                 f"the targets are {queries.shape[1]}-d but {self.column!r} is {X.shape[1]}-d: encode both with one model"
             )
         n_all = table.num_rows
-        k = selection.size(self.ratio, self.k, n_all if self.of == "all" else len(rows), of_all=self.of == "all",
+        k = selection.size(size_of(self), n_all if self.of == "all" else len(rows), of_all=self.of == "all",
                            what="rds")  # fmt: skip
         k = min(k, len(rows))
         transform = None

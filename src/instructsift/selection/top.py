@@ -9,7 +9,7 @@ import numpy as np
 
 from ..registry import ColumnRef, register
 from .base import Selection, column, drop_unscored
-from .size import check_size, count_for, share  # noqa: F401  (count_for, share: also read as top.count_for, top.share)
+from .size import size_of
 
 
 @register("select", "top")
@@ -28,21 +28,20 @@ class Top:
     descending: bool = True
 
     def __post_init__(self) -> None:
-        check_size(self)
+        size_of(self)
 
     def ranking(self) -> tuple[str, bool]:
         """The score column this selector ranks by, and whether highest first."""
         return self.column, self.descending
 
     def describe(self) -> str:
-        size = f"top {self.k}" if self.k is not None else f"top {self.ratio:g} of {self.of}"
-        return f"{size} by {self.column} ({'highest' if self.descending else 'lowest'} first)"
+        return f"top {size_of(self).describe(self.of)} by {self.column} ({'highest' if self.descending else 'lowest'} first)"
 
     def apply(self, table: Any, selection: Selection) -> None:
         n_all = table.num_rows
         drop_unscored(table, selection, [self.column])
         candidates = selection.kept
-        n = selection.size(self.ratio, self.k, n_all if self.of == "all" else len(candidates), of_all=self.of == "all")
+        n = selection.size(size_of(self), n_all if self.of == "all" else len(candidates), of_all=self.of == "all")
         values = column(table, self.column)[candidates]
         order = np.lexsort((candidates, -values if self.descending else values))
         ranked = candidates[order]
