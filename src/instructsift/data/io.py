@@ -24,7 +24,7 @@ from typing import Any
 
 from ..atomic import atomic_path
 from .arrow_rows import rows_of
-from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError, require
+from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError, literal, require
 from .example import Example, Message
 from .examples import CHUNK, Builder
 from .hub import HubSource, hub_id, source_of
@@ -414,7 +414,8 @@ def read(
     if not head:
         if not allow_empty:
             raise InputError(
-                Reject(str(path), None, None, None, "no records; pass --allow-empty to write an empty result")
+                Reject(str(path), None, None, None, "no records; pass {allow_empty} to write an empty result"),
+                allow_empty=True,
             )
         return Dataset(str(path), format or "unknown", container, Builder().finish(), table=source.table,
                        json_indent=source.indent, encoding=source.encoding, records_held=keep_records, stamp=stamp,
@@ -428,15 +429,13 @@ def read(
             raise InputError(
                 Reject(str(path), 0, line, None, f"a record must be an object, got {type(first).__name__}")
             )
-        keys = sorted(map(str, first))
+        names = sorted(map(str, first))
+        keys = literal(str(names))
         if answer_optional:  # an instruction is all such a row needs: say which field is missing
-            hint = fields_hint(keys).split(",")[0]  # --fields instruction=NAME
-            raise InputError(Reject(str(path), 0, line, "instruction",
-                                    f"no instruction field (fields: {keys}); pass --format, or name it with {hint}"))  # fmt: skip
-        raise InputError(
-            Reject(str(path), 0, line, None, f"cannot tell the format from the fields {keys}; pass --format, or "
-                   f"name the fields with {fields_hint(keys)}")
-        )  # fmt: skip
+            why = f"no instruction field (fields: {keys}); pass {{format}}, or name it with {{fields}}"
+            raise InputError(Reject(str(path), 0, line, "instruction", why), "format", fields=fields_hint(names, False))
+        why = f"cannot tell the format from the fields {keys}; pass {{format}}, or name the fields with {{fields}}"
+        raise InputError(Reject(str(path), 0, line, None, why), "format", fields=fields_hint(names))
     parser = PARSERS[fmt]
     if answer_optional:
         parser = functools.partial(parser, answer_optional=True) if fmt == "alpaca" else parser

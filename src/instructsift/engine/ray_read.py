@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.errors import FieldError, InputError, Reject, UserError
+from ..data.errors import FieldError, InputError, Reject, UserError, literal
 from ..data.example import Example, Message
 from ..data.io import Dataset, Unreadable, _assign_ids, _raw_records, container_of, notes_of, parse_record
 from ..data.records import FORMATS, PARSERS, detect_format
@@ -99,9 +99,8 @@ def read_shards(
             raise InputError(Reject(str(files[0]), None, None, None, "no records"))
         line, rec = first[0]
         keys = sorted(rec) if isinstance(rec, Mapping) else type(rec).__name__
-        raise InputError(
-            Reject(str(files[0]), 0, line, None, f"cannot tell the format from the fields {keys}; pass --format")
-        )
+        why = f"cannot tell the format from the fields {literal(str(keys))}; pass {{format}}"
+        raise InputError(Reject(str(files[0]), 0, line, None, why), "format")
     del first
     ray = init(address)
     items = [{"shard": i, "path": str(p)} for i, p in enumerate(files)]
