@@ -12,7 +12,7 @@ from helpers import cli
 
 import instructsift as isf
 from instructsift.cli.core import cli_message
-from instructsift.data.errors import MissingFileError, OptionError, Placeholder, with_prefix
+from instructsift.data.errors import MissingFileError, OptionError, Placeholder, UserError, with_prefix
 from instructsift.errors import UsageError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample_alpaca.json"
@@ -336,3 +336,77 @@ def test_a_bad_server_url_names_the_option_each_way(tmp_path):
     proc = cli("select", SAMPLE, "--method", "alpagasus", *args, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().endswith(f"--judge-url {expected}"), proc.stderr
     assert not (tmp_path / "o.json").exists()
+
+
+def _data_errors(tmp_path):
+    """(a call that fails on bad data or a file it reads, the tail of its Python message, the same as the CLI
+    prints it)."""
+    import json
+
+    from instructsift.data import convert
+    from instructsift.data.targets import read_targets
+    from instructsift.report.readers import read_dropped, read_rule
+
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n")
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "rule.json").write_text('{"r2": 1}')
+    chat = {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
+                         {"role": "assistant", "content": "c"}]}  # fmt: skip
+    return [
+        (
+            lambda: isf.read(unknown),
+            "pass format=, or name the fields with fields={'instruction': 'prompt', 'output': 'completion'}",
+            "pass --format, or name the fields with --fields instruction=prompt,output=completion",
+        ),
+        (
+            lambda: isf.read(unknown, answer_optional=True),
+            "pass format=, or name it with fields={'instruction': 'prompt'}",
+            "pass --format, or name it with --fields instruction=prompt",
+        ),
+        (
+            lambda: isf.read(tmp_path / "empty.jsonl"),
+            "no records; pass allow_empty=True to write an empty result",
+            "no records; pass --allow-empty to write an empty result",
+        ),
+        (
+            lambda: read_targets(SAMPLE, task_field="category"),
+            "field 'category': missing: target_task_field= names it",
+            "field 'category': missing: --target-task-field names it",
+        ),
+        (
+            lambda: list(convert.records([chat], "openai", "alpaca", None, "chat.jsonl")),
+            "(write it to='openai' or sharegpt)",
+            "(write it --to openai or sharegpt)",
+        ),
+        (
+            lambda: read_dropped(tmp_path / "d.jsonl"),
+            "d.jsonl: no such file (dropped=)",
+            "d.jsonl: no such file (--dropped)",
+        ),
+        (
+            lambda: read_rule(tmp_path / "rule.json"),
+            "no coefficients found (rule= expects InstructMining's fitted rule JSON, with `coef`)",
+            "no coefficients found (--rule expects InstructMining's fitted rule JSON, with `coef`)",
+        ),
+    ]
+
+
+def test_data_and_report_errors_name_options_each_way(tmp_path):
+    for call, python, command_line in _data_errors(tmp_path):
+        with pytest.raises(UserError) as e:
+            call()
+        assert str(e.value).endswith(python) and "--" not in str(e.value), str(e.value)
+        assert cli_message(e.value).endswith(command_line), cli_message(e.value)
+
+
+def test_mine_names_its_output_as_python_and_as_the_command_line_take_it(tmp_path):
+    from instructsift.data.errors import renamed
+    from instructsift.experiments.mine_run import check_output
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError) as e:
+        check_output(tmp_path, {"pool": 3})
+    why = ": a folder of other files (no settings.json); give a new or empty folder"
+    assert str(e.value) == f"out={str(tmp_path)!r}{why}"  # `mine_design(design, out)`
+    assert cli_message(renamed(e.value, {"out": "output"})) == f"--output {tmp_path}{why}"  # as `mine` renames it

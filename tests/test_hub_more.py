@@ -119,7 +119,7 @@ def test_targets_from_a_hub_layout_folder(repo, tmp_path):
     assert [ex.content_hash for ex in read_targets(plain).examples] == [ex.content_hash for ex in by_split.examples]
     chat = read_targets(repo, subset="chat")
     assert chat.examples[0].messages == by_split.examples[1].messages and chat.tasks == ["target row 0"]
-    with pytest.raises(InputError, match=r"row 0, field 'topic'.*--target-task-field"):
+    with pytest.raises(InputError, match=r"row 0, field 'topic': missing: target_task_field= names it"):
         read_targets(f"{repo}:targets:train", task_field="topic")
 
 

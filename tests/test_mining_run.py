@@ -125,3 +125,9 @@ def test_mine_refuses_a_bad_design_naming_file_and_field(design, tmp_path: Path)
     r = _mine(folder, model, tmp_path / "o", tmp_path / "c", "--reward-model", "standin:x.json")
     assert r.exit_code == 2 and "reward_model: not used by the indicators (output_tokens, mtld, ppl)" in r.output
     assert not (tmp_path / "o").exists()
+    # mine_design's names for them (`low=`, `high=`, `out=`) read as the command's flags
+    r = _mine(folder, model, tmp_path / "o", tmp_path / "c", "--min-k", 40)
+    assert r.exit_code == 2 and "the subset sizes need --min-k 40 below --max-k 30, both from 1 to 30" in r.output
+    (tmp_path / "file").write_text("x")
+    r = _mine(folder, model, tmp_path / "file", tmp_path / "c")
+    assert r.exit_code == 2 and f"--output {tmp_path / 'file'}: is a file, but this output is a folder" in r.output

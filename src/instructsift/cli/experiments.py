@@ -119,6 +119,7 @@ def mine_cmd(
 ) -> None:
     """InstructMining's whole run on a design: score the pool's indicators, fine-tune the base model on every
     subset and evaluate it, fit the rule, search the subset size with BlendSearch and sweep it. Rerun to resume."""
+    from ..data.errors import options_named
     from ..experiments.mine_run import mine_design, report_lines
     from ..train.finetune import FinetuneConfig
 
@@ -130,9 +131,10 @@ def mine_cmd(
     names = [n.strip() for n in indicators.split(",") if n.strip()] if indicators else None
     log = (lambda m: None) if quiet else (lambda m: _say(m, "dim"))
     try:
-        summary = mine_design(design, output, base=base, config=config, indicators=names, options=options, low=min_k,
-                              high=max_k, trials=trials, sweep_points=sweep, cache_dir=cache_dir, progress=not quiet,
-                              log=log)  # fmt: skip
+        with options_named({"out": "output", "low": "min_k", "high": "max_k"}):  # mine_design's names of these flags
+            summary = mine_design(design, output, base=base, config=config, indicators=names, options=options,
+                                  low=min_k, high=max_k, trials=trials, sweep_points=sweep, cache_dir=cache_dir,
+                                  progress=not quiet, log=log)  # fmt: skip
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to resume (finished fine-tunings and trials are kept)")
     print("\n".join(report_lines(summary)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .errors import FieldError, OptionError, Placeholder, UserError, literal
+from .errors import FieldError, OptionError, Placeholder, literal
 from .example import Message
 from .records import ALPACA_ALIASES, FORMATS, PARSERS
 
@@ -64,7 +64,9 @@ def from_messages(messages: Sequence[Message], to: str) -> dict[str, Any]:
         return out
     why = alpaca_problem(messages)
     if why:
-        raise FieldError(None, f"cannot be written as alpaca: {why} (write it --to openai or sharegpt)")
+        raise FieldError(
+            None, f"cannot be written as alpaca: {literal(why)} (write it {{to}} or sharegpt)", to="openai"
+        )
     turns = list(messages)
     out = {}
     if turns[0].role == "system":
@@ -85,7 +87,7 @@ def convert(record: Mapping[str, Any], fmt: str, to: str, fields: Mapping[str, s
     rest = {k: v for k, v in record.items() if k not in used}
     clash = [k for k in rest if k in made]
     if clash:
-        raise FieldError(clash[0], f"is a field of the {to} format too: rename it before writing --to {to}")
+        raise FieldError(clash[0], f"is a field of the {to} format too: rename it before writing {{to}}", to=to)
     return made | rest
 
 
@@ -105,11 +107,8 @@ def check(examples: Iterable[Any], to: str | None, path: str) -> None:
     for ex in examples:
         why = alpaca_problem(ex.messages)
         if why:
-            raise InputError(
-                Reject(
-                    path, ex.row, ex.line, None, f"cannot be written --to alpaca: {why}; use --to openai or sharegpt"
-                )
-            )
+            why = f"cannot be written {{to}}: {literal(why)}; write openai or sharegpt instead"
+            raise InputError(Reject(path, ex.row, ex.line, None, why), to="alpaca")
 
 
 def records(records: Iterable[Any], fmt: str, to: str, fields: Mapping[str, str] | None, path: str) -> Iterator[Any]:
@@ -119,4 +118,4 @@ def records(records: Iterable[Any], fmt: str, to: str, fields: Mapping[str, str]
             yield convert(record, fmt, to, fields)
         except FieldError as e:
             where = f"{path}, written record {i}" + (f", field {e.field!r}" if e.field else "")
-            raise UserError(f"{where}: {e.reason}") from None
+            raise e.at(where) from None

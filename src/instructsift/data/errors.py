@@ -115,9 +115,9 @@ def _rebuild(cls: type, args: tuple[Any, ...], state: dict[str, Any]) -> Any:
     return e
 
 
-def with_prefix(prefix: str, error: Exception, cls: type[OptionError] | None = None) -> OptionError:
-    """`error` as an `OptionError` (`cls`, default `OptionError`) whose message starts with `prefix` (the
-    step it is about), the options it names kept so that each front end spells them its way."""
+def with_prefix(prefix: str, error: Exception, cls: type[UserError] | None = None) -> UserError:
+    """`error` as a `cls` (default `OptionError`) whose message starts with `prefix` (the step or the place
+    it is about), the options it names kept so that each front end spells them its way."""
     cls = cls or OptionError
     if isinstance(error, UserError) and (error.options or error.values):
         return cls(literal(prefix) + error.template, *error.options, **error.values)
@@ -186,20 +186,30 @@ class EmptyResultError(UserError):
 
 
 class InputError(UserError):
-    """Raised for bad input when the user did not ask to skip it."""
+    """Raised for bad input when the user did not ask to skip it. `reject.reason` may name options, as a
+    `UserError`'s message does, listed after it: `InputError(reject, allow_empty=True)` for a reason that
+    says `pass {allow_empty}`."""
 
-    def __init__(self, reject: Reject):
+    def __init__(self, reject: Reject, *options: str, **values: Any):
         self.reject = reject
-        super().__init__(f"{reject.where()}: {reject.reason}")
+        where = literal(reject.where()) if options or values else reject.where()
+        super().__init__(f"{where}: {reject.reason}", *options, **values)
 
 
 class FieldError(ValueError):
-    """Raised while parsing one record; the reader adds the file, line and row."""
+    """Raised while parsing or converting one record; the reader adds the file, line and row. `reason` may
+    name options, as a `UserError`'s message does: `self.reason` spells them as Python does (a rejects
+    file's text), `at(where)` keeps them for each front end to spell."""
 
-    def __init__(self, field: str | None, reason: str):
+    def __init__(self, field: str | None, reason: str, *options: str, **values: Any):
         self.field = field
-        self.reason = reason
-        super().__init__(reason)
+        self.error = UserError(reason, *options, **values)
+        self.reason = str(self.error)
+        super().__init__(self.reason)
+
+    def at(self, where: str) -> UserError:
+        """This error as a `UserError` whose message starts with `where` (the file, record and field)."""
+        return with_prefix(f"{where}: ", self.error, UserError)
 
 
 class MissingExtraError(OptionError, ImportError):

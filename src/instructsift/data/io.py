@@ -24,7 +24,7 @@ from typing import Any
 
 from ..atomic import atomic_path
 from .arrow_rows import rows_of
-from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError, require
+from .errors import FieldError, InputError, MissingFileError, OptionError, Reject, UserError, literal, require
 from .example import Example, Message
 from .examples import CHUNK, Builder
 from .hub import HubSource, hub_id, source_of
@@ -358,6 +358,22 @@ def _jsonl_rows(lines: Iterator[bytes]) -> Iterator[tuple[int | None, Any]]:
             yield i, Unreadable(text, f"invalid JSON: {e.msg} (column {e.colno})")
 
 
+def format_unknown(path: str, line: int | None, first: Any, *, answer_optional: bool = False) -> InputError:
+    """The error for a file whose format cannot be told from its first record (`first`, at `line`): what
+    that record is, and the options that name the format or its fields."""
+    if isinstance(first, Unreadable):
+        return InputError(Reject(path, 0, line, None, first.reason))
+    if not isinstance(first, Mapping):
+        return InputError(Reject(path, 0, line, None, f"a record must be an object, got {type(first).__name__}"))
+    names = sorted(map(str, first))
+    keys = literal(str(names))
+    if answer_optional:  # an instruction is all such a row needs: say which field is missing
+        why = f"no instruction field (fields: {keys}); pass {{format}}, or name it with {{fields}}"
+        return InputError(Reject(path, 0, line, "instruction", why), "format", fields=fields_hint(names, False))
+    why = f"cannot tell the format from the fields {keys}; pass {{format}}, or name the fields with {{fields}}"
+    return InputError(Reject(path, 0, line, None, why), "format", fields=fields_hint(names))
+
+
 def read(
     path: str | Path,
     *,
@@ -414,29 +430,15 @@ def read(
     if not head:
         if not allow_empty:
             raise InputError(
-                Reject(str(path), None, None, None, "no records; pass --allow-empty to write an empty result")
+                Reject(str(path), None, None, None, "no records; pass {allow_empty} to write an empty result"),
+                allow_empty=True,
             )
         return Dataset(str(path), format or "unknown", container, Builder().finish(), table=source.table,
                        json_indent=source.indent, encoding=source.encoding, records_held=keep_records, stamp=stamp,
                        hub=hub, origin=origin, fields=fields)  # fmt: skip
     fmt = format or next((f for _, r in head if (f := detect_format(r, fields))), None)
     if fmt is None:
-        line, first = head[0]
-        if isinstance(first, Unreadable):
-            raise InputError(Reject(str(path), 0, line, None, first.reason))
-        if not isinstance(first, Mapping):
-            raise InputError(
-                Reject(str(path), 0, line, None, f"a record must be an object, got {type(first).__name__}")
-            )
-        keys = sorted(map(str, first))
-        if answer_optional:  # an instruction is all such a row needs: say which field is missing
-            hint = fields_hint(keys).split(",")[0]  # --fields instruction=NAME
-            raise InputError(Reject(str(path), 0, line, "instruction",
-                                    f"no instruction field (fields: {keys}); pass --format, or name it with {hint}"))  # fmt: skip
-        raise InputError(
-            Reject(str(path), 0, line, None, f"cannot tell the format from the fields {keys}; pass --format, or "
-                   f"name the fields with {fields_hint(keys)}")
-        )  # fmt: skip
+        raise format_unknown(str(path), *head[0], answer_optional=answer_optional)
     parser = PARSERS[fmt]
     if answer_optional:
         parser = functools.partial(parser, answer_optional=True) if fmt == "alpaca" else parser

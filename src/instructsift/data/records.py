@@ -85,11 +85,22 @@ def parse_fields(spec: str | Mapping[str, str] | None) -> dict[str, str] | None:
     return out
 
 
-def fields_hint(keys: list[str]) -> str:
-    """A `--fields` suggestion for a record with these field names (the likeliest instruction and answer)."""
+class FieldMap(dict):
+    """A `fields` mapping that prints as the command line takes it (`instruction=prompt,output=answer`); its
+    repr is the dict's, as Python takes it."""
+
+    def __str__(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.items())
+
+
+def fields_hint(keys: list[str], answer: bool = True) -> FieldMap:
+    """A `fields` suggestion for a record with these field names: the likeliest instruction field, and with
+    `answer` the likeliest answer field. A message names it as `{fields}` with `fields=` the hint."""
     prompt = next((k for n in PROMPT_NAMES for k in keys if k.lower() == n), "PROMPT_FIELD")
-    answer = next((k for n in ANSWER_NAMES for k in keys if k.lower() == n and k != prompt), "ANSWER_FIELD")
-    return f"--fields instruction={prompt},output={answer}"
+    out = FieldMap(instruction=prompt)
+    if answer:
+        out["output"] = next((k for n in ANSWER_NAMES for k in keys if k.lower() == n and k != prompt), "ANSWER_FIELD")
+    return out
 
 
 def parse_alpaca(

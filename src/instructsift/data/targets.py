@@ -53,8 +53,8 @@ def read_targets(
         if task_field is not None:
             task = ex.record.get(task_field)
             if task is None or isinstance(task, (dict, list)) or str(task) == "":
-                why = "missing: --target-task-field names it"
-                raise InputError(Reject(data.path, ex.row, ex.line, task_field, why))
+                why = "missing: {target_task_field} names it"
+                raise InputError(Reject(data.path, ex.row, ex.line, task_field, why), "target_task_field")
             tasks.append(str(task))
         else:
             tasks.append(f"target row {ex.row}")

@@ -19,7 +19,16 @@ from typing import Any
 
 from ..data.errors import FieldError, InputError, Reject, UserError
 from ..data.example import Example, Message
-from ..data.io import Dataset, Unreadable, _assign_ids, _raw_records, container_of, notes_of, parse_record
+from ..data.io import (
+    Dataset,
+    Unreadable,
+    _assign_ids,
+    _raw_records,
+    container_of,
+    format_unknown,
+    notes_of,
+    parse_record,
+)
 from ..data.records import FORMATS, PARSERS, detect_format
 from .ray import LIGHT_TASK_CPUS, init
 
@@ -97,11 +106,7 @@ def read_shards(
     if fmt is None:
         if not first:
             raise InputError(Reject(str(files[0]), None, None, None, "no records"))
-        line, rec = first[0]
-        keys = sorted(rec) if isinstance(rec, Mapping) else type(rec).__name__
-        raise InputError(
-            Reject(str(files[0]), 0, line, None, f"cannot tell the format from the fields {keys}; pass --format")
-        )
+        raise format_unknown(str(files[0]), *first[0])
     del first
     ray = init(address)
     items = [{"shard": i, "path": str(p)} for i, p in enumerate(files)]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.errors import MissingFileError, OptionError, OutputError
+from ..data.errors import MissingFileError, OptionError, OutputError, literal
 from ..models.embedded import EMBEDDED
 from ..train.finetune import FinetuneConfig
 
@@ -85,23 +85,25 @@ def check_held_out(pool: Any, held: Any) -> None:
 
 
 def check_output(out: Path, stamp: dict[str, Any]) -> None:
-    """`out` is new, empty, or a folder of an earlier `mine` run with the same settings."""
+    """`out` is new, empty, or a folder of an earlier `mine` run with the same settings (an error names it as
+    `mine_design`'s `out=`)."""
     if out.exists() and not out.is_dir():
-        raise OutputError(f"--output {out}: is a file, but this output is a folder")
+        raise OutputError("{out}: is a file, but this output is a folder", out=str(out))
     if not out.is_dir() or not any(out.iterdir()):
         return
     f = out / SETTINGS
     if not f.is_file():
-        raise OutputError(f"--output {out}: a folder of other files (no {SETTINGS}); give a new or empty folder")
+        why = f"a folder of other files (no {SETTINGS}); give a new or empty folder"
+        raise OutputError("{out}: " + literal(why), out=str(out))
     try:
         old = json.loads(f.read_text(encoding="utf-8"))
     except ValueError:
         raise OutputError(f"{f}: not valid JSON; give a new folder") from None
     if old != stamp:
         changed = sorted(k for k in {*old, *stamp} if old.get(k) != stamp.get(k))
+        why = f"written by a mine run with other settings ({', '.join(changed)}); give a new folder"
         raise OutputError(
-            f"--output {out}: written by a mine run with other settings ({', '.join(changed)}); give a new folder "
-            "(the fine-tunings stay cached), or delete this one"
+            "{out}: " + literal(why) + " (the fine-tunings stay cached), or delete this one", out=str(out)
         )
 
 
@@ -160,7 +162,9 @@ def mine_design(
                               cache_dir=cache_dir, progress=progress, log=log)  # fmt: skip
     high = min(high or n, n)
     if not 1 <= low < high:
-        raise OptionError(f"the size bounds need 1 <= --min-k < --max-k <= {n} (the pool), got {low}, {high}")
+        raise OptionError(
+            f"the subset sizes need {{low}} below {{high}}, both from 1 to {n} (the pool)", low=low, high=high
+        )
     target = Path(out)
     stamp = {
         "design": hashlib.sha256(path.read_bytes()).hexdigest()[:16],

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.errors import UserError
+from ..data.errors import UserError, literal
 from ..errors import MissingExtraError, require
 from . import figures
 from .data import ACCOUNTING, Cut, ReportData, cutoffs
@@ -68,7 +68,8 @@ def build(
     cuts = {**cutoffs(data), **data.cuts}
     every = sorted(data.score_columns(), key=lambda n: n not in cuts)  # the columns that selected first
     if color_by is not None and color_by not in every:
-        raise UserError(f"--color-by {color_by}: no such score column (columns: {', '.join(every) or 'none'})")
+        known = literal(f"no such score column (columns: {', '.join(every) or 'none'})")
+        raise UserError("{color_by}: " + known, color_by=color_by)
     names = every if bookkeeping else decided(every, cuts)
     if color_by is not None and color_by not in names:
         names.append(color_by)

@@ -31,18 +31,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.errors import MissingFileError, UserError
+from ..data.errors import MissingFileError, UserError, literal
 
 
-def _load_json(path: Path, what: str) -> Any:
+def _error(where: Path | str, why: str, option: str, cls: type[UserError] = UserError) -> UserError:
+    """`where: why`, `why` naming the report's `option` that gave the file as `{option}` (`compare=` in
+    Python, `--compare` on the command line); `where` is text, braces and all."""
+    return cls(f"{literal(str(where))}: {why}", option)
+
+
+def _load_json(path: Path, option: str) -> Any:
+    """The JSON file that the report's `option` names."""
     if not path.is_file():
-        raise MissingFileError(f"{path}: no such file ({what})")
+        raise _error(path, f"no such file ({{{option}}})", option, MissingFileError)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({what}): {e.reason}") from None
+        raise _error(path, f"not UTF-8 text ({{{option}}}): {literal(e.reason)}", option) from None
     except json.JSONDecodeError as e:
-        raise UserError(f"{path}, line {e.lineno}: not valid JSON ({what}): {e.msg}") from None
+        raise _error(f"{path}, line {e.lineno}", f"not valid JSON ({{{option}}}): {literal(e.msg)}", option) from None
 
 
 def _pick(obj: dict[str, Any], *names: str) -> Any:
@@ -72,7 +79,7 @@ def _entries(data: Any, keys: tuple[str, ...]) -> list[dict[str, Any]] | None:
 def read_dropped(path: Path) -> list[dict[str, Any]]:
     """The dropped file's lines as {row, id, step, code, detail} (the record is not kept)."""
     if not path.is_file():
-        raise MissingFileError(f"{path}: no such file (--dropped)")
+        raise _error(path, "no such file ({dropped})", "dropped", MissingFileError)
     out = []
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
@@ -81,11 +88,12 @@ def read_dropped(path: Path) -> list[dict[str, Any]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise UserError(f"{path}, line {n}: not valid JSON (--dropped): {e.msg}") from None
+                raise _error(
+                    f"{path}, line {n}", f"not valid JSON ({{dropped}}): {literal(e.msg)}", "dropped"
+                ) from None
             if not isinstance(obj, dict) or not isinstance(obj.get("row"), int) or not obj.get("code"):
-                raise UserError(
-                    f"{path}, line {n}: not a dropped row (needs `row` and `code`, as `--dropped` writes them)"
-                )
+                why = "not a dropped row (needs `row` and `code`, as {dropped} writes them)"
+                raise _error(f"{path}, line {n}", why, "dropped")
             out.append({k: obj.get(k) for k in ("row", "id", "step", "code", "detail")} | {"line": n})
     return out
 
@@ -126,16 +134,20 @@ def read_compare(path: Path) -> CompareResults:
     """`compare`'s results.json, given as the folder or the file."""
     file = path / "results.json" if path.is_dir() else path
     if path.is_dir() and not file.is_file():
-        raise MissingFileError(f"{path}: no results.json in this folder (--compare: a folder `compare` wrote)")
-    data = _load_json(file, "--compare")
+        raise _error(
+            path, "no results.json in this folder ({compare}: a folder `compare` wrote)", "compare", MissingFileError
+        )
+    data = _load_json(file, "compare")
     items = _entries(data, ("trials", "results", "runs")) if isinstance(data, dict | list) else None
     if not items:
-        raise UserError(f"{file}: no trials found (--compare expects a `trials` list of {{name, n, eval_loss, ...}})")
+        raise _error(
+            file, "no trials found ({compare} expects a `trials` list of {{name, n, eval_loss, ...}})", "compare"
+        )
     trials = []
     for i, t in enumerate(items):
         name = _pick(t, "name", "method", "label", "subset")
         if name is None:
-            raise UserError(f"{file}: trial {i + 1} has no `name` (--compare)")
+            raise _error(file, f"trial {i + 1} has no `name` ({{compare}})", "compare")
         trials.append(
             Trial(
                 name=str(name),
@@ -171,11 +183,11 @@ class Rule:
 
 def read_rule(path: Path) -> Rule:
     """InstructMining's fitted rule (rule.json), or the `rule` inside mine's summary.json."""
-    data = _load_json(path, "--rule")
+    data = _load_json(path, "rule")
     if isinstance(data, dict) and isinstance(data.get("rule"), dict):
         data = data["rule"]
     if not isinstance(data, dict):
-        raise UserError(f"{path}: not a JSON object (--rule expects InstructMining's fitted rule JSON)")
+        raise _error(path, "not a JSON object ({rule} expects InstructMining's fitted rule JSON)", "rule")
     coefs = data.get("coefficients", data.get("coef"))
     bse = data.get("bse") if isinstance(data.get("bse"), dict) else {}
     pvalues = data.get("pvalues") if isinstance(data.get("pvalues"), dict) else {}
@@ -192,8 +204,8 @@ def read_rule(path: Path) -> Rule:
             if isinstance(c, dict) and c.get("name") is not None:
                 rows.append({"name": str(c["name"]), **_coef_fields(c)})
     if not rows:
-        raise UserError(
-            f"{path}: no coefficients found (--rule expects InstructMining's fitted rule JSON, with `coef`)"
+        raise _error(
+            path, "no coefficients found ({rule} expects InstructMining's fitted rule JSON, with `coef`)", "rule"
         )
     dropped = data.get("dropped") or data.get("collinear") or []
     if isinstance(dropped, dict):
@@ -234,7 +246,7 @@ def read_curve(path: Path, best_k: float | None = None) -> Curve:
     if path.suffix == ".jsonl":
         items, best = _journal(path), None
     else:
-        data = _load_json(path, "--curve")
+        data = _load_json(path, "curve")
         if isinstance(data, dict) and isinstance(data.get("search"), dict):  # mine's summary.json
             data = {"best_k": data.get("best_k"), **data["search"]}
         items = _entries(data, ("trials", "curve", "points", "results")) if isinstance(data, dict | list) else None
@@ -245,7 +257,7 @@ def read_curve(path: Path, best_k: float | None = None) -> Curve:
         if k is not None and loss is not None:
             points.append({"k": k, "eval_loss": loss, "kind": str(_pick(t, "kind", "how", "source") or "trial")})
     if not points:
-        raise UserError(f"{path}: no points found (--curve expects search.jsonl or a `trials` list of {{k, loss}})")
+        raise _error(path, "no points found ({curve} expects search.jsonl or a `trials` list of {{k, loss}})", "curve")
     return Curve(path, sorted(points, key=lambda p: p["k"]), best_k if best_k is not None else best)
 
 
@@ -253,7 +265,7 @@ def _journal(path: Path) -> list[dict[str, Any]]:
     """The trials of a size-search journal (`experiments/search.py`): a header line, then {k, loss, how} lines; a
     last line cut short by a kill is left out, as the search itself does."""
     if not path.is_file():
-        raise MissingFileError(f"{path}: no such file (--curve)")
+        raise _error(path, "no such file ({curve})", "curve", MissingFileError)
     lines = [x for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
     out = []
     for n, line in enumerate(lines, start=1):
@@ -262,7 +274,7 @@ def _journal(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as e:
             if n == len(lines) and n > 1:
                 break
-            raise UserError(f"{path}, line {n}: not valid JSON (--curve): {e.msg}") from None
+            raise _error(f"{path}, line {n}", f"not valid JSON ({{curve}}): {literal(e.msg)}", "curve") from None
         if isinstance(obj, dict) and "k" in obj:
             out.append(obj)
     return out
@@ -281,11 +293,12 @@ class Mining:
 def read_mining(path: Path) -> Mining:
     """A folder `experiments.mining.mine` wrote: rule.json, search.jsonl (the curve), summary.json, experiments.json."""
     if not path.is_dir():
-        raise MissingFileError(f"{path}: no such folder (--mining: the output folder of InstructMining's mine)")
+        why = "no such folder ({mining}: the output folder of InstructMining's mine)"
+        raise _error(path, why, "mining", MissingFileError)
     summary = path / "summary.json"
     best = None
     if summary.is_file():
-        data = _load_json(summary, "--mining")
+        data = _load_json(summary, "mining")
         best = _number(data.get("best_k")) if isinstance(data, dict) else None
     rule_file = path / "rule.json" if (path / "rule.json").is_file() else summary if summary.is_file() else None
     rule = read_rule(rule_file) if rule_file else None
@@ -293,9 +306,11 @@ def read_mining(path: Path) -> Mining:
     curve = read_curve(journal, best) if journal.is_file() else read_curve(summary, best) if summary.is_file() else None
     losses: list[float] = []
     if (path / "experiments.json").is_file():
-        data = _load_json(path / "experiments.json", "--mining")
+        data = _load_json(path / "experiments.json", "mining")
         items = _entries(data, ("subsets",)) if isinstance(data, dict | list) else None
         losses = [x for x in (_number(s.get("loss")) for s in items or []) if x is not None]
     if rule is None and curve is None:
-        raise UserError(f"{path}: neither rule.json nor search.jsonl nor summary.json (--mining: a folder mine wrote)")
+        raise _error(
+            path, "neither rule.json nor search.jsonl nor summary.json ({mining}: a folder mine wrote)", "mining"
+        )
     return Mining(path, rule, curve, losses)

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from ..data.example import Example
@@ -65,6 +65,18 @@ class ModelRuntime:
     batch_tokens: int | None = None  # padded tokens per batch [CPU 8192, GPU 65536]
     chunk_size: int | None = None  # examples per yielded (and cached) chunk [`chunks`]
     trust_remote_code: bool = False
+    _lm: Any = field(default=None, init=False, repr=False)  # the causal LM, once `load()` loaded it
+
+    def load(self) -> Any:
+        """The scorer's causal LM (`load_lm`: a `LoadedModel` is reused as it is), loaded once; then
+        `_prepare(lm)` sets up what the scorer derives from it."""
+        if self._lm is None:
+            self._lm = load_lm(self)
+            self._prepare(self._lm)
+        return self._lm
+
+    def _prepare(self, lm: Any) -> None:
+        """What a scorer derives from its model once loaded (a loss head, token ids): nothing by default."""
 
 
 class ResolvesModel:

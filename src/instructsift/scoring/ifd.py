@@ -27,7 +27,7 @@ from ..data.errors import OptionError, check_at_least
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, ModelRuntime, Skip, chunk_for, lm_about, lm_cache_key, load_lm
+from .base import Advance, Chunks, ModelRuntime, Skip, chunk_for, lm_about, lm_cache_key
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 METHODS = {
@@ -89,7 +89,6 @@ class IFD(ModelRuntime):
         **dict.fromkeys(("turn_loss_cond", "turn_loss_direct", "turn_ifd", "reason")),
     }
     name: str = field(default="ifd", init=False)
-    _lm: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -107,11 +106,8 @@ class IFD(ModelRuntime):
         return _schema()
 
     # -- model ---------------------------------------------------------------------------------------
-    def load(self) -> Any:
-        if self._lm is None:
-            self._lm = load_lm(self)  # a `LoadedModel` is reused as it is
-            self._loss = AnswerLoss.of(self._lm)
-        return self._lm
+    def _prepare(self, lm: Any) -> None:
+        self._loss = AnswerLoss.of(lm)
 
     def cache_key(self) -> str:
         """A hash of everything that changes the numbers: model weights, dtype, device kind, template, prefix."""

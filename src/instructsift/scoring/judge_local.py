@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
-from .base import Advance, Chunks, ModelRuntime, Skip, chunk_for, lm_about, lm_cache_key, lm_tokenizer, load_lm
+from .base import Advance, Chunks, ModelRuntime, Skip, chunk_for, lm_about, lm_cache_key, lm_tokenizer
 from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import JudgePrompt, expected_score, get_prompt
 from .losses import AnswerLoss, batch_tokens_for
@@ -54,7 +54,6 @@ class LocalJudge(ModelRuntime):
     min_mass: float = MIN_MASS
     columns: ClassVar[dict[str, str | None]] = COLUMN_REASONS
     name: str = field(default="judge", init=False)
-    _lm: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._prompt: JudgePrompt = get_prompt(self.dimension, self.prompt)
@@ -69,12 +68,9 @@ class LocalJudge(ModelRuntime):
     def schema(self) -> Any:
         return judge_schema()
 
-    def load(self) -> Any:
-        if self._lm is None:
-            self._lm = load_lm(self)  # a `LoadedModel` is reused as it is
-            self._head = AnswerLoss.of(self._lm)
-            self._score_ids = self._find_score_ids(self._lm.tokenizer)
-        return self._lm
+    def _prepare(self, lm: Any) -> None:
+        self._head = AnswerLoss.of(lm)
+        self._score_ids = self._find_score_ids(lm.tokenizer)
 
     def _find_score_ids(self, tok: Any) -> dict[int, list[int]]:
         """Token ids that spell each score on their own ("4", and " 4" where it is another token)."""

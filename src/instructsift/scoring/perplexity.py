@@ -17,7 +17,7 @@ from ..data.errors import check_at_least
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, ModelRuntime, Skip, chunk_for, lm_about, lm_cache_key, load_lm
+from .base import Advance, Chunks, ModelRuntime, Skip, chunk_for, lm_about, lm_cache_key
 from .losses import AnswerLoss, Scored, batch_tokens_for
 
 
@@ -34,7 +34,6 @@ class InstructionLoss(ModelRuntime):
         "instruction_loss_reason": None,
     }
     name: str = field(default="instruction_loss", init=False)
-    _lm: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         from .templates import get_template
@@ -47,11 +46,6 @@ class InstructionLoss(ModelRuntime):
         import pyarrow as pa
 
         return pa.schema([("instruction_loss", pa.float64()), ("instruction_loss_reason", pa.string())])
-
-    def load(self) -> Any:
-        if self._lm is None:
-            self._lm = load_lm(self)  # a `LoadedModel` is reused as it is
-        return self._lm
 
     def cache_key(self) -> str:
         return lm_cache_key(self, "instruction_loss/1", template=self._template.config(), max_length=self.max_length)

@@ -127,7 +127,6 @@ class Representation(ModelRuntime):
         "representation_reason": None,
     }  # per instance: `column`
     name: str = field(default="representation", init=False)
-    _lm: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.text not in TEXTS:
@@ -184,13 +183,8 @@ class Representation(ModelRuntime):
 
     def load(self) -> Any:
         if self._lm is None:
-            from ..models import load_causal_lm
-
             self._meta()
-            self._lm = load_causal_lm(
-                self.model, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
-            )
-        return self._lm
+        return super().load()
 
     @property
     def schema(self) -> Any:
