@@ -110,11 +110,11 @@ def real(limit: int) -> np.ndarray | None:
         return np.load(path)
     from sentence_transformers import SentenceTransformer
 
-    from instructsift.scoring.embed import embedded_encoder_path
+    from instructsift.models import resolve_encoder
 
     print(f"embedding {len(texts):,} real texts once (cached at {path}) ...", file=sys.stderr, flush=True)
     t = time.perf_counter()
-    model = SentenceTransformer(str(embedded_encoder_path()), device="cpu")
+    model = SentenceTransformer(str(resolve_encoder("embedded")[0]), device="cpu")
     X = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
     print(f"  {time.perf_counter() - t:.0f} s", file=sys.stderr)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -62,8 +62,8 @@ def main() -> None:
     if not DATA.exists():
         raise SystemExit(f"{DATA}: not found (see ../shared/data/SOURCES.md)")
 
+    from instructsift.models import resolve_encoder
     from instructsift.models.scar import build_ranker
-    from instructsift.scoring.embed import embedded_encoder_path
     from instructsift.scoring.scar import score_pairs
     from instructsift.train.scar import Quad, ScarTrainConfig, train_scar
 
@@ -90,7 +90,7 @@ def main() -> None:
     import torch
 
     torch.manual_seed(config.seed)
-    fresh, tok = build_ranker(embedded_encoder_path(), config.linear_dim)
+    fresh, tok = build_ranker(resolve_encoder("embedded")[0], config.linear_dim)
     s = score_pairs(type(ranker)(fresh.eval(), tok, out, ""), d_pairs + h_pairs, max_length=args.max_length)
     results.append(("SCAR ranker, untrained", accuracy(s[: len(held)], s[len(held) :])))
     results.append(

@@ -743,8 +743,8 @@ def test_scar_joins_compare_and_picks_the_rankers_top(rows, tiny_model: Path, tm
 
     from instructsift.data import read
     from instructsift.experiments.compare import compare
+    from instructsift.models import resolve_encoder
     from instructsift.models.scar import build_ranker, load_ranker, save_ranker
-    from instructsift.scoring.embed import embedded_encoder_path
     from instructsift.scoring.scar import score_pairs
 
     torch.manual_seed(0)
@@ -752,7 +752,7 @@ def test_scar_joins_compare_and_picks_the_rankers_top(rows, tiny_model: Path, tm
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64)  # fmt: skip
     BertModel(config).save_pretrained(encoder)
-    AutoTokenizer.from_pretrained(str(embedded_encoder_path())).save_pretrained(encoder)
+    AutoTokenizer.from_pretrained(str(resolve_encoder("embedded")[0])).save_pretrained(encoder)
     model, tok = build_ranker(encoder, linear_dim=16)
     model.eval()
     ranker = save_ranker(model, tok, tmp_path / "ranker", "tiny")

@@ -273,7 +273,8 @@ def test_embed_gives_unit_vectors_and_caches(alpaca, tmp_path):
 
     from instructsift.data.io import Dataset
     from instructsift.engine.local import score
-    from instructsift.scoring.embed import Embed, embedded_encoder_path
+    from instructsift.models import resolve_encoder
+    from instructsift.scoring.embed import Embed
 
     ds = Dataset(alpaca.path, alpaca.format, alpaca.container, alpaca.examples[:40])
     stats: dict = {}
@@ -283,7 +284,7 @@ def test_embed_gives_unit_vectors_and_caches(alpaca, tmp_path):
     X, valid = vector_column(table, "embedding")
     assert valid.all()
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
-    direct = SentenceTransformer(str(embedded_encoder_path()), device="cpu").encode(
+    direct = SentenceTransformer(str(resolve_encoder("embedded")[0]), device="cpu").encode(
         [ex.instruction for ex in ds.examples], normalize_embeddings=True
     )
     np.testing.assert_allclose(X, direct, atol=UNIT_ABS)  # unit vectors, other batches: tests/tolerances.py

@@ -36,7 +36,7 @@ def tiny_encoder(tmp_path_factory) -> Path:
     """A random 2-layer, 32-d BERT with all-MiniLM-L6-v2's tokenizer, saved as a model folder."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from instructsift.scoring.embed import embedded_encoder_path
+    from instructsift.models import resolve_encoder
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-encoder")
@@ -44,7 +44,7 @@ def tiny_encoder(tmp_path_factory) -> Path:
         vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
     )
     BertModel(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(str(embedded_encoder_path())).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(resolve_encoder("embedded")[0])).save_pretrained(folder)
     return folder
 
 

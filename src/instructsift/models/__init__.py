@@ -9,6 +9,8 @@ from .loader import (
     load_causal_lm,
     load_pretrained,
     resolve,
+    resolve_encoder,
+    resolve_tokenizer,
 )
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "load_pretrained",
     "models_root",
     "resolve",
+    "resolve_encoder",
+    "resolve_tokenizer",
     "set_cache_root",
     "use_cache_root",
 ]

