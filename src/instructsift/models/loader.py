@@ -20,7 +20,7 @@ from ..atomic import atomic_path
 from ..data.errors import MissingFileError, UserError
 from .cache import models_root
 from .device import choose_device, choose_dtype
-from .embedded import EMBEDDED, encoder_path, encoder_source, gguf_path, lm_source
+from .embedded import encoder_path, encoder_source, gguf_path, lm_source
 from .fingerprint import file_digest, folder_fingerprint
 
 
@@ -288,7 +288,7 @@ def load_pretrained(
 
 
 def load_causal_lm(
-    spec: str | LoadedModel = EMBEDDED,
+    spec: str | LoadedModel,
     *,
     dtype: str = "auto",
     device: str = "auto",
