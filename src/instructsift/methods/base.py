@@ -101,7 +101,10 @@ class LM(Runtime):
 class Encoder(StrictModel):
     """An embedding model (diversity selectors)."""
 
-    encoder: ModelRef = Field(EMBEDDED, description="embedded (all-MiniLM-L6-v2), a folder or hub id, lm or lm:MODEL")
+    encoder: ModelRef = Field(
+        EMBEDDED,
+        description="embedded (all-MiniLM-L6-v2), mpnet (all-mpnet-base-v2), a folder or hub id, lm or lm:MODEL",
+    )
     embed_text: str | None = Field(None, description="instruction, instruction+input, prompt, whole, response")
     embed_batch_size: int | None = Field(None, ge=1, description="texts embedded at once")
 
