@@ -135,6 +135,17 @@ def parse_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def command_spec(settings: dict[str, Any], tuning: dict[str, Any], judged: dict[str, Any] | None) -> CompareSpec:
+    """The spec of `compare`'s command line: its own `settings` (the budgets as written: `450`, `0.05`,
+    `0.05,0.1`), the fine-tuning settings given (`tuning`: FinetuneConfig's defaults are the rest) and the
+    win rate's judge (`judged`: None for none)."""
+    from ..selection.size import parse_budget
+
+    budgets = {k: parse_budget(v, k, "rows" if k == "budget" else "tokens") for k in ("budget", "budget_tokens")
+               if (v := settings.get(k)) is not None}  # fmt: skip
+    return spec_from({**settings, **budgets, "finetune": tuning, "judge": judged}, "compare")
+
+
 def load_spec(path: str | os.PathLike) -> tuple[CompareSpec, Path]:
     """A compare recipe: `compare: {data, eval, methods, budget, ...}`; returns it and its folder."""
     p = Path(path)
