@@ -289,3 +289,18 @@ def test_a_field_added_to_the_judge_settings_is_a_compare_flag_without_a_cli_cha
     extra = Field(0.5, description="the judge's temperature", json_schema_extra={"flag": "judge-temperature"})
     monkeypatch.setattr(winrate, "JudgeSpec", create_model("J", __base__=winrate.JudgeSpec, temperature=(float, extra)))
     assert re.search(r"--judge-temperature NUMBER\s+win rate: the judge's temperature \[0\.5\]\.", help_of("compare"))
+
+
+# -- compare: its fine-tuning options are FinetuneConfig's fields that `compare_spec.COMMAND_TUNING` offers ----
+def test_compare_fine_tuning_flags_are_finetune_settings_with_their_descriptions_and_defaults(monkeypatch):
+    from instructsift.experiments import compare_spec
+    from instructsift.train.finetune import FinetuneConfig
+
+    fields = registry.params_of(FinetuneConfig).model_fields
+    text = " ".join(help_of("compare").split())
+    for name in compare_spec.COMMAND_TUNING:
+        default = "" if fields[name].default is None else f" [default: {fields[name].default}]"
+        assert f"{flag(name)} " in text and f"{fields[name].description.rstrip('.')}.{default}" in text, name
+    assert "--grad-accum" not in text and "--lora" not in text  # not offered (`--full` is compare's own)
+    monkeypatch.setattr(compare_spec, "COMMAND_TUNING", (*compare_spec.COMMAND_TUNING, "grad_accum"))
+    assert re.search(r"--grad-accum INTEGER\s+Steps accumulated per update\.\s+\[default: 1\]", help_of("compare"))

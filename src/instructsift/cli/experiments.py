@@ -150,10 +150,19 @@ def _win_rate() -> Any:
     return JudgeSpec
 
 
+def _tuning() -> Any:
+    """`compare`'s fine-tuning settings (FinetuneConfig's, those `compare_spec.COMMAND_TUNING` offers): its
+    fine-tuning options are generated from them."""
+    from ..experiments.compare_spec import tuning_params
+
+    return tuning_params()
+
+
 @app.command("compare")
 @_guard
 @with_params_options(_win_rate, "win rate", "win_rate", panel="Win rate vs random", prefix="win rate: ",
                      show_default=False)  # fmt: skip
+@with_params_options(_tuning, "compare", "tuning")
 @option_groups
 def compare_cmd(
     input: Annotated[
@@ -190,12 +199,7 @@ def compare_cmd(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="A method option: METHOD.KEY=VALUE, or KEY=VALUE for all.")
     ] = None,
-    epochs: Annotated[float | None, typer.Option(help="Fine-tuning passes over each pick [3].")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate [LoRA 2e-4].")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Sequences per step [8].")] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per sequence [512].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Fine-tuning seed [42].")] = None,
-    device: DeviceOpt = "auto",
+    tuning: dict[str, Any] | None = None,  # the fine-tuning options stand here
     allow_short: Annotated[
         bool, typer.Option("--allow-short", help="Compare a method's pick even when its filters keep fewer.")
     ] = False,
@@ -251,8 +255,6 @@ def compare_cmd(
     else:
         if not eval:  # one of --budget or --budget-tokens: checked with the spec (`size.one_of`)
             _fail("compare needs --eval and one of --budget or --budget-tokens (or a compare recipe)")
-        tune = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
-        tune = {k: v for k, v in tune.items() if v is not None} | ({"device": device} if device != "auto" else {})
         spec = command_spec(dict(
             data=str(input), **dataclasses.asdict(hub), eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
             budget=budget or None, budget_tokens=budget_tokens or None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
@@ -261,7 +263,7 @@ def compare_cmd(
             output=str(output) if output else None, report=str(report) if report else None,
             target=str(target) if target else None, target_task_field=target_task_field,
             trials_dir=str(trials_dir) if trials_dir else None,
-        ), tune, judged)  # fmt: skip
+        ), tuning or {}, judged)  # fmt: skip
         base_dir = Path.cwd()
     if save_recipe is not None:
         from ..outputs import Output, check_outputs

@@ -256,12 +256,21 @@ class WithOptions:
         self.__annotations__ = {}  # typer reads the `__signature__` below
         self.fn, self.generate, self.panel, self.help, self.into = fn, options, panel, help, into
         self.default, self.own_win = default, own_win
-        every = list(inspect.signature(fn, eval_str=True).parameters.values())
-        self.passes_context = any(p.name == CONTEXT for p in every)  # an inner `WithOptions` reads it too
-        self.own = [p for p in every if p.name not in (into, CONTEXT)]
-        # the generated options stand where `into` does (at the end when the function does not declare it)
-        names = [p.name for p in every if p.name != CONTEXT]
-        self.at = names.index(into) if into in names else len(self.own)
+
+    @property
+    def own(self) -> list[inspect.Parameter]:
+        """The function's parameters but `into` (read each time: an inner `WithOptions` generates its own)."""
+        return [
+            p
+            for p in inspect.signature(self.fn, eval_str=True).parameters.values()
+            if p.name not in (self.into, CONTEXT)
+        ]
+
+    @property
+    def at(self) -> int:
+        """Where the generated options stand among `own`: where `into` does (else at the end)."""
+        names = [p for p in inspect.signature(self.fn, eval_str=True).parameters if p != CONTEXT]
+        return names.index(self.into) if self.into in names else len(names)
 
     @property
     def options(self) -> dict[str, MethodOption]:
@@ -278,14 +287,16 @@ class WithOptions:
     def __signature__(self) -> inspect.Signature:  # type: ignore[override]
         context = inspect.Parameter(CONTEXT, KEYWORD, annotation=typer.Context)
         generated = [o.parameter(self.panel(o), self.help(o), self.default(o)) for o in self.options.values()]
-        return inspect.Signature([*self.own[: self.at], *generated, *self.own[self.at :], context])
+        own, at = self.own, self.at
+        return inspect.Signature([*own[:at], *generated, *own[at:], context])
 
     def __call__(self, **kwargs: Any) -> Any:
         ctx = kwargs.pop(CONTEXT)
         options = self.options
         given = {k: kwargs.pop(k) for k in options if k in kwargs}
         given = {options[k].name: v for k, v in given.items() if _given(ctx.get_parameter_source(k))}
-        return self.fn(**kwargs, **{self.into: given}, **({CONTEXT: ctx} if self.passes_context else {}))
+        inner = CONTEXT in inspect.signature(self.fn).parameters  # a `WithOptions` inside reads it too
+        return self.fn(**kwargs, **{self.into: given}, **({CONTEXT: ctx} if inner else {}))
 
 
 CONTEXT = "_typer_context"
