@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+import typer
 from pydantic import Field
 from typer.testing import CliRunner
 
@@ -261,3 +262,45 @@ def test_a_field_added_to_the_finetune_settings_is_a_flag_without_a_cli_change(m
 def test_finetune_hands_the_given_settings_to_its_config(args, said, tmp_path):
     res = CliRunner().invoke(app, ["finetune", "nowhere.json", "-o", str(tmp_path / "m"), *args])
     assert res.exit_code == 2 and said in res.output, res.output
+
+
+# -- compare: its win-rate options are generated from the judge's settings (`JudgeSpec`) ---------------------
+def test_every_judge_setting_is_a_compare_flag_in_the_win_rate_section():
+    from instructsift.experiments.winrate import JudgeSpec
+
+    text = " ".join(help_of("compare").split())
+    flags = [registry.flag(n, f) for n, f in JudgeSpec.model_fields.items()]
+    assert flags == ["--judge-url", "--judge-model", "--judge-key-env", "--judge-dimension", "--judge-prompt",
+                     "--judge-concurrency", "--judge-timeout", "--judge-retries", "--judge-max-tokens",
+                     "--max-new-tokens", "--gen-batch-size"]  # fmt: skip  # the flags compare always had
+    for name, field in JudgeSpec.model_fields.items():
+        assert f"{registry.flag(name, field)} " in text and f"win rate: {field.description}" in text, name
+    assert "--judge-prompt PATH" in text and "tokens each tuned model may answer with [256]." in text
+    command = typer.main.get_command(app).commands["compare"]
+    panels = {p.name: getattr(p, "rich_help_panel", None) for p in command.params}
+    assert panels["gen_batch_size"] == panels["judge_url"] == "Win rate vs random" and panels["batch_size"] is None
+
+
+def test_a_field_added_to_the_judge_settings_is_a_compare_flag_without_a_cli_change(monkeypatch):
+    from pydantic import create_model
+
+    from instructsift.experiments import winrate
+
+    extra = Field(0.5, description="the judge's temperature", json_schema_extra={"flag": "judge-temperature"})
+    monkeypatch.setattr(winrate, "JudgeSpec", create_model("J", __base__=winrate.JudgeSpec, temperature=(float, extra)))
+    assert re.search(r"--judge-temperature NUMBER\s+win rate: the judge's temperature \[0\.5\]\.", help_of("compare"))
+
+
+# -- compare: its fine-tuning options are FinetuneConfig's fields that `compare_spec.COMMAND_TUNING` offers ----
+def test_compare_fine_tuning_flags_are_finetune_settings_with_their_descriptions_and_defaults(monkeypatch):
+    from instructsift.experiments import compare_spec
+    from instructsift.train.finetune import FinetuneConfig
+
+    fields = registry.params_of(FinetuneConfig).model_fields
+    text = " ".join(help_of("compare").split())
+    for name in compare_spec.COMMAND_TUNING:
+        default = "" if fields[name].default is None else f" [default: {fields[name].default}]"
+        assert f"{flag(name)} " in text and f"{fields[name].description.rstrip('.')}.{default}" in text, name
+    assert "--grad-accum" not in text and "--lora" not in text  # not offered (`--full` is compare's own)
+    monkeypatch.setattr(compare_spec, "COMMAND_TUNING", (*compare_spec.COMMAND_TUNING, "grad_accum"))
+    assert re.search(r"--grad-accum INTEGER\s+Steps accumulated per update\.\s+\[default: 1\]", help_of("compare"))

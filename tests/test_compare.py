@@ -660,6 +660,31 @@ def test_compare_with_an_unreachable_judge_fails_before_fine_tuning(
     assert not (tmp_path / "cache" / "experiments").exists()
 
 
+def test_compare_win_rate_and_tuning_flags_reach_the_recipe_by_field(rows, free_port: int, tmp_path: Path) -> None:
+    """The win-rate options are `JudgeSpec`'s fields under the flags they declare: --gen-batch-size is the
+    judge's `batch_size` (--batch-size the fine-tuning's), --judge-prompt its `prompt`; an option not given
+    keeps the field's default, FinetuneConfig's for the fine-tuning (the saved recipe, written before the
+    unreachable judge stops the run)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from instructsift.cli import app
+
+    pool, held = rows
+    url, prompt, saved = f"http://127.0.0.1:{free_port}/v1", tmp_path / "prompt.txt", tmp_path / "r.yaml"
+    prompt.write_text("Rate it: {instruction} {response}")
+    args = ["compare", str(pool), "--budget", "4", "--eval", str(held), "--no-plot", "-o", str(tmp_path / "o"),
+            "--cache-dir", str(tmp_path / "cache"), "--save-recipe", str(saved), "--judge-url", url,
+            "--judge-model", "m", "--judge-retries", "0", "--gen-batch-size", "3", "--judge-prompt", str(prompt),
+            "--max-new-tokens", "9", "--judge-dimension", "helpfulness", "--batch-size", "2", "--device", "cpu"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "does not answer" in res.output, res.output
+    spec = yaml.safe_load(saved.read_text())["compare"]
+    assert spec["judge"] == {"url": url, "model": "m", "retries": 0, "batch_size": 3, "prompt": "prompt.txt",
+                             "max_new_tokens": 9, "dimension": "helpfulness"}  # fmt: skip
+    assert spec["finetune"] == {"batch_size": 2, "device": "cpu"}  # the others: FinetuneConfig's defaults
+
+
 def test_answers_of_a_trial_whose_model_was_deleted_are_those_of_a_fresh_run(
     rows, tiny_model: Path, tmp_path: Path
 ) -> None:

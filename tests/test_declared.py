@@ -42,11 +42,8 @@ CLI_WORDS = {
     ("data_cmds.py", "trained_tokens"): "experiments.length's count of a run's trained tokens (the summary line)",
     ("train_cmds.py", "finetune"): "the command `finetune`, whose options the fit step of that name generates",
     ("train_cmds.py", "model"): "an output's kind for `_check_paths`: a model folder (instructsift.outputs)",
-    # Left hand-declared (issue 23): `compare`'s judge and fine-tuning options (its own section of
-    # experiments.py) and `mine`'s indicator options are not generated from the steps' parameter models yet.
-    ("experiments.py", "judge"): "compare: the judge scorer's options, hand-declared",
-    ("experiments.py", "device"): "compare: the fine-tuning device, hand-declared",
-    ("experiments.py", "finetune"): "compare: its fine-tuning settings, hand-declared",
+    # Left hand-declared (issue 23): `mine`'s indicator options are not generated from the steps' parameter
+    # models yet.
     ("experiments.py", "unieval"): "mine: the indicators' UniEval option, hand-declared",
     ("experiments.py", "indicators"): "mine: the indicators selector's option, hand-declared",
     ("experiments.py", "model"): "mine: the indicator scorers' model option, hand-declared",

@@ -351,9 +351,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def flag(name: str) -> str:
-    """The command line's spelling of an option (a field of a step's parameter model): `--name-with-dashes`."""
-    return "--" + name.replace("_", "-")
+def flag(name: str, field: Any = None) -> str:
+    """The command line's spelling of an option (a field of a step's parameter model): `--name-with-dashes`,
+    or the name its pydantic `field` declares (`json_schema_extra={"flag": "gen-batch-size"}`)."""
+    extra = getattr(field, "json_schema_extra", None)
+    declared = extra.get("flag") if isinstance(extra, dict) else None
+    return "--" + str(declared or name).replace("_", "-")
 
 
 def step(kind: str, name: str, **options: Any) -> dict[str, Any]:

@@ -64,9 +64,9 @@ def score_cmd(
     overwrite: OverwriteOpt = False,
     allow_empty: AllowEmptyOpt = False,
     *,
+    method_options: dict[str, Any] | None = None,  # the method options stand here
     run: Run,
     source: Source,
-    method_options: dict[str, Any] | None = None,
 ) -> None:
     """Score every example; write the score table (row, id, content_hash, then the method's columns).
     `score --method M --help` shows M's options."""
@@ -118,10 +118,10 @@ def select_cmd(
         Path | None, typer.Option("--save-recipe", help="Write this run as a recipe (.yaml) that `run` repeats.")
     ] = None,
     *,
+    method_options: dict[str, Any] | None = None,  # the method options stand here
     run: Run,
     source: Source,
     export: Export,
-    method_options: dict[str, Any] | None = None,
 ) -> None:
     """Score (or load scores), select with a method's rules, and write the kept records.
     `select --method M --help` shows M's options."""

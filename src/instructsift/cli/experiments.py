@@ -13,6 +13,7 @@ import typer
 
 from ..models.embedded import EMBEDDED
 from .core import _fail, _guard, _say, app
+from .method_options import with_params_options
 from .model_options import DeviceOpt, RewardFormatOpt, RewardModelOpt, UnievalOpt
 from .options import (
     CacheOpt,
@@ -141,13 +142,27 @@ def mine_cmd(
     _say(f"rule, curve and summary → {output}")
 
 
-def _win(kind: Any, name: str, help: str) -> Any:
-    """A `compare` option of the judged win rate."""
-    return Annotated[kind | None, typer.Option(name, help=f"win rate: {help}", rich_help_panel="Win rate vs random")]
+def _win_rate() -> Any:
+    """The judged win rate's settings (a compare recipe's judge mapping): `compare`'s win-rate options are
+    generated from them, each flag declared on its field."""
+    from ..experiments.winrate import JudgeSpec
+
+    return JudgeSpec
+
+
+def _tuning() -> Any:
+    """`compare`'s fine-tuning settings (FinetuneConfig's, those `compare_spec.COMMAND_TUNING` offers): its
+    fine-tuning options are generated from them."""
+    from ..experiments.compare_spec import tuning_params
+
+    return tuning_params()
 
 
 @app.command("compare")
 @_guard
+@with_params_options(_win_rate, "win rate", "win_rate", panel="Win rate vs random", prefix="win rate: ",
+                     show_default=False)  # fmt: skip
+@with_params_options(_tuning, "compare", "tuning")
 @option_groups
 def compare_cmd(
     input: Annotated[
@@ -184,12 +199,7 @@ def compare_cmd(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="A method option: METHOD.KEY=VALUE, or KEY=VALUE for all.")
     ] = None,
-    epochs: Annotated[float | None, typer.Option(help="Fine-tuning passes over each pick [3].")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate [LoRA 2e-4].")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Sequences per step [8].")] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per sequence [512].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Fine-tuning seed [42].")] = None,
-    device: DeviceOpt = "auto",
+    tuning: dict[str, Any] | None = None,  # the fine-tuning options stand here
     allow_short: Annotated[
         bool, typer.Option("--allow-short", help="Compare a method's pick even when its filters keep fewer.")
     ] = False,
@@ -211,17 +221,7 @@ def compare_cmd(
     cache_dir: CacheOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
-    judge_url: _win(str, "--judge-url", "OpenAI-compatible judge server; answers are generated and judged.") = None,
-    judge_model: _win(str, "--judge-model", "model name on the judge server.") = None,
-    judge_key_env: _win(str, "--judge-key-env", "environment variable holding the API key (never printed).") = None,
-    judge_dimension: _win(str, "--judge-dimension", "accuracy (default) or helpfulness.") = None,
-    judge_prompt: _win(Path, "--judge-prompt", "custom AlpaGasus-style prompt file.") = None,
-    judge_concurrency: _win(int, "--judge-concurrency", "judge requests in flight at once [8].") = None,
-    judge_timeout: _win(float, "--judge-timeout", "seconds per judge request [60].") = None,
-    judge_retries: _win(int, "--judge-retries", "retries on timeouts, 429 and 5xx [4].") = None,
-    judge_max_tokens: _win(int, "--judge-max-tokens", "tokens the judge may reply with [16].") = None,
-    max_new_tokens: _win(int, "--max-new-tokens", "tokens each tuned model may answer with [256].") = None,
-    gen_batch_size: _win(int, "--gen-batch-size", "held-out prompts generated at once [8].") = None,
+    win_rate: dict[str, Any] | None = None,  # the win-rate options stand here
     target: Annotated[
         str | None,
         typer.Option(
@@ -238,21 +238,16 @@ def compare_cmd(
 ) -> None:
     """Fine-tune on each method's pick, on random picks of the same size and on all the data; compare eval loss
     (and, with --judge-url, a judge's win rate of each tuned model's answers against the random model's)."""
-    from ..experiments.compare import compare, load_spec, parse_sets, save_spec, spec_from
+    from ..experiments.compare import compare, load_spec, parse_sets, save_spec
+    from ..experiments.compare_spec import command_spec
     from ..experiments.winrate import from_options
-    from ..selection.size import parse_budget
 
-    judge = from_options({
-        "--judge-url": judge_url, "--judge-model": judge_model, "--judge-key-env": judge_key_env,
-        "--judge-dimension": judge_dimension, "--judge-prompt": str(judge_prompt) if judge_prompt else None,
-        "--judge-concurrency": judge_concurrency, "--judge-timeout": judge_timeout, "--judge-retries": judge_retries,
-        "--judge-max-tokens": judge_max_tokens, "--max-new-tokens": max_new_tokens, "--gen-batch-size": gen_batch_size,
-    })  # fmt: skip
+    judged = from_options(win_rate or {})
     if Path(input).suffix in (".yaml", ".yml"):
         if methods or budget or budget_tokens or eval or target or target_task_field or any(dataclasses.astuple(hub)):
             _fail("with a compare recipe, give --methods, --budget (or --budget-tokens), --eval, --target and "
                   "--split, --subset, --revision in the recipe")  # fmt: skip
-        if judge:
+        if judged:
             _fail("with a compare recipe, give the judge in the recipe (judge: {url: ..., model: ...})")
         spec, base_dir = load_spec(input)
         spec = spec.model_copy(update={"report": str(report.resolve())}) if report else spec
@@ -260,18 +255,15 @@ def compare_cmd(
     else:
         if not eval:  # one of --budget or --budget-tokens: checked with the spec (`size.one_of`)
             _fail("compare needs --eval and one of --budget or --budget-tokens (or a compare recipe)")
-        tune = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
-        tune = {k: v for k, v in tune.items() if v is not None} | ({"device": device} if device != "auto" else {})
-        spec = spec_from(dict(
+        spec = command_spec(dict(
             data=str(input), **dataclasses.asdict(hub), eval=[str(e) for e in eval], methods=[m.strip() for m in (methods or "").split(",") if m.strip()],
-            budget=parse_budget(budget) if budget else None,
-            budget_tokens=parse_budget(budget_tokens, "budget_tokens", "tokens") if budget_tokens else None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
-            finetune=tune, allow_short=allow_short, plot=not no_plot, format=reading.format.value if reading.format else None,
+            budget=budget or None, budget_tokens=budget_tokens or None, base=base, random_seeds=random_seeds, full=full, options=parse_sets(set_ or []),
+            allow_short=allow_short, plot=not no_plot, format=reading.format.value if reading.format else None,
             on_error=reading.on_error.value, cache_dir=str(cache_dir) if cache_dir else None,
-            output=str(output) if output else None, report=str(report) if report else None, judge=judge,
+            output=str(output) if output else None, report=str(report) if report else None,
             target=str(target) if target else None, target_task_field=target_task_field,
             trials_dir=str(trials_dir) if trials_dir else None,
-        ), "compare")  # fmt: skip
+        ), tuning or {}, judged)  # fmt: skip
         base_dir = Path.cwd()
     if save_recipe is not None:
         from ..outputs import Output, check_outputs

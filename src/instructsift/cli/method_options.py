@@ -90,13 +90,21 @@ class MethodOption:
 
     @property
     def flag(self) -> str:
-        from ..registry import flag
+        """`--name-with-dashes`, or the flag its field declares (`json_schema_extra={"flag": ...}`)."""
+        flags = {registry.flag(self.name, f) for f in self.fields.values()}
+        return flags.pop() if len(flags) == 1 else registry.flag(self.name)
 
-        return flag(self.name)
+    @property
+    def param(self) -> str:
+        """The command function's parameter of this option: its flag as an identifier."""
+        return self.flag[2:].replace("-", "_")
 
     @property
     def kind(self) -> str:
-        kinds = {_kind(f.annotation) for f in self.fields.values()}
+        """How the command line reads it (`_kind`); a field that declares a file (`registry.FilePath`) is a path."""
+        kinds = {
+            "path" if registry.kind_of(f) is registry.Kind.file else _kind(f.annotation) for f in self.fields.values()
+        }
         if len(kinds) == 1:
             return kinds.pop()
         return "number" if kinds <= {"int", "float", "number"} else "str"
@@ -150,14 +158,14 @@ class MethodOption:
             off = self.off_switch
             decl = f"{self.flag}/--{off}" if off else f"{self.flag}/--no-{self.flag[2:]}" if takes_true else self.flag
             option = typer.Option(decl, help=help, rich_help_panel=panel, show_default=False)
-            return inspect.Parameter(self.name, KEYWORD, default=False, annotation=Annotated[bool, option])
+            return inspect.Parameter(self.param, KEYWORD, default=False, annotation=Annotated[bool, option])
         types_ = {"int": int, "float": float, "path": str, "str": str, "number": Any}
         extra: dict[str, Any] = {"parser": number, "metavar": "NUMBER"} if kind == "number" else {}
         if kind == "path":
             extra["metavar"] = "PATH"
         option = typer.Option(self.flag, help=help, rich_help_panel=panel, show_default=default is not None, **extra)
         annotation = Annotated[types_[kind] | None if kind != "number" else Any, option]  # type: ignore[operator]
-        return inspect.Parameter(self.name, KEYWORD, default=default, annotation=annotation)
+        return inspect.Parameter(self.param, KEYWORD, default=default, annotation=annotation)
 
 
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -198,19 +206,34 @@ def with_method_options(exclude: Callable[[], Iterable[str]] = lambda: ()) -> Ca
     )
 
 
-def with_params_options(params: Callable[[], type[BaseModel]], owner: str, into: str = "settings") -> Callable:
+def with_params_options(
+    params: Callable[[], type[BaseModel]],
+    owner: str,
+    into: str = "settings",
+    *,
+    panel: str | None = None,
+    prefix: str = "",
+    show_default: bool = True,
+) -> Callable:
     """Decorator of a command function `fn(..., <into>: dict)`: typer sees its own parameters and one option
     per field of the pydantic model `params()` that is not one of them (the command's own option of that
-    name serves for such a field), its help the field's description and default, after the command's own options;
-    `fn` gets the ones the user gave, by name, as `<into>` (the model's defaults are the rest). Adding a
-    field to the model adds its option: no file of `cli/` changes."""
+    name serves for such a field), where `<into>` stands, its flag the one the field declares (else its name),
+    its help `prefix` and the field's description, in the help section `panel`; `fn` gets the ones the user
+    gave, by field name, as `<into>` (the model's defaults are the rest). The default shows as typer's
+    `[default: ...]`, or with `show_default=False` in the help text (`[256]`; the option's value stays unset
+    until given). Adding a field to the model adds its option: no file of `cli/` changes. Several of these
+    decorators stack (each `into` its own)."""
+
+    def help(option: MethodOption) -> str:
+        return prefix + (option.help() if show_default else option.help(owner))
+
     return functools.partial(
         WithOptions,
         options=lambda: params_options(params(), owner),
         own_win=True,
-        panel=lambda option: None,
-        help=lambda option: option.help(),
-        default=lambda option: _default(option.fields[owner]),
+        panel=lambda option: panel,
+        help=help,
+        default=lambda option: _default(option.fields[owner]) if show_default else None,
         into=into,
     )
 
@@ -233,11 +256,26 @@ class WithOptions:
         self.__annotations__ = {}  # typer reads the `__signature__` below
         self.fn, self.generate, self.panel, self.help, self.into = fn, options, panel, help, into
         self.default, self.own_win = default, own_win
-        self.own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != into]
+
+    @property
+    def own(self) -> list[inspect.Parameter]:
+        """The function's parameters but `into` (read each time: an inner `WithOptions` generates its own)."""
+        return [
+            p
+            for p in inspect.signature(self.fn, eval_str=True).parameters.values()
+            if p.name not in (self.into, CONTEXT)
+        ]
+
+    @property
+    def at(self) -> int:
+        """Where the generated options stand among `own`: where `into` does (else at the end)."""
+        names = [p for p in inspect.signature(self.fn, eval_str=True).parameters if p != CONTEXT]
+        return names.index(self.into) if self.into in names else len(names)
 
     @property
     def options(self) -> dict[str, MethodOption]:
-        generated = self.generate()
+        """The generated options by their parameter's name (`MethodOption.param`)."""
+        generated = {o.param: o for o in self.generate().values()}
         clash = sorted(set(generated) & {p.name for p in self.own})
         if self.own_win:  # the command's own option of that name serves
             return {k: v for k, v in generated.items() if k not in clash}
@@ -249,16 +287,16 @@ class WithOptions:
     def __signature__(self) -> inspect.Signature:  # type: ignore[override]
         context = inspect.Parameter(CONTEXT, KEYWORD, annotation=typer.Context)
         generated = [o.parameter(self.panel(o), self.help(o), self.default(o)) for o in self.options.values()]
-        # the generated options after the function's own and before those of its option groups (`Run`, ...)
-        direct = set(inspect.signature(inspect.unwrap(self.fn)).parameters)
-        at = next((i for i, p in enumerate(self.own) if p.name not in direct), len(self.own))
-        return inspect.Signature([*self.own[:at], *generated, *self.own[at:], context])
+        own, at = self.own, self.at
+        return inspect.Signature([*own[:at], *generated, *own[at:], context])
 
     def __call__(self, **kwargs: Any) -> Any:
         ctx = kwargs.pop(CONTEXT)
-        given = {k: kwargs.pop(k) for k in self.options if k in kwargs}
-        given = {k: v for k, v in given.items() if _given(ctx.get_parameter_source(k))}
-        return self.fn(**kwargs, **{self.into: given})
+        options = self.options
+        given = {k: kwargs.pop(k) for k in options if k in kwargs}
+        given = {options[k].name: v for k, v in given.items() if _given(ctx.get_parameter_source(k))}
+        inner = CONTEXT in inspect.signature(self.fn).parameters  # a `WithOptions` inside reads it too
+        return self.fn(**kwargs, **{self.into: given}, **({CONTEXT: ctx} if inner else {}))
 
 
 CONTEXT = "_typer_context"
@@ -296,7 +334,7 @@ class MethodCommand(TyperCommand):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         method = _method_named(args)
-        options = method_options()
+        options = {o.param: o for o in method_options().values()}
         every = registry.names("method")
         for param in self.params:
             option = options.get(param.name)

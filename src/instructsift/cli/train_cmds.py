@@ -49,8 +49,8 @@ def finetune_cmd(
     model: ModelOpt = EMBEDDED,
     restart: Annotated[bool, typer.Option("--restart", help="Ignore checkpoints of an interrupted run.")] = False,
     *,
+    settings: dict[str, Any] | None = None,  # the training options stand here
     run: ModelRun,
-    settings: dict[str, Any] | None = None,
 ) -> None:
     """Fine-tune a causal LM on DATA (loss on answer tokens only; LoRA unless --full). Rerun to resume."""
     from ..models import use_cache_root

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
 from ..data.errors import OptionError, with_prefix
 from ..errors import UsageError
@@ -133,6 +133,34 @@ def parse_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
         method, dot, name = key.rpartition(".")
         out.setdefault(method if dot else ALL, {})[name.replace("-", "_")] = yaml.safe_load(value)
     return out
+
+
+# The fine-tuning settings `compare`'s command line offers, in its order (a recipe's `finetune:` takes every
+# FinetuneConfig setting).
+COMMAND_TUNING = ("epochs", "lr", "batch_size", "max_length", "seed", "device")
+
+
+def tuning_params() -> type[BaseModel]:
+    """The parameter model of `compare`'s fine-tuning options: FinetuneConfig's fields `COMMAND_TUNING`, with
+    their descriptions and defaults (an option not given is FinetuneConfig's default)."""
+    from ..registry import params_of
+    from ..train.finetune import FinetuneConfig
+
+    fields = params_of(FinetuneConfig).model_fields
+    return create_model(
+        "CompareTuning", __base__=StrictModel, **{n: (fields[n].annotation, fields[n]) for n in COMMAND_TUNING}
+    )
+
+
+def command_spec(settings: dict[str, Any], tuning: dict[str, Any], judged: dict[str, Any] | None) -> CompareSpec:
+    """The spec of `compare`'s command line: its own `settings` (the budgets as written: `450`, `0.05`,
+    `0.05,0.1`), the fine-tuning settings given (`tuning`: FinetuneConfig's defaults are the rest) and the
+    win rate's judge (`judged`: None for none)."""
+    from ..selection.size import parse_budget
+
+    budgets = {k: parse_budget(v, k, "rows" if k == "budget" else "tokens") for k in ("budget", "budget_tokens")
+               if (v := settings.get(k)) is not None}  # fmt: skip
+    return spec_from({**settings, **budgets, "finetune": tuning, "judge": judged}, "compare")
 
 
 def load_spec(path: str | os.PathLike) -> tuple[CompareSpec, Path]:

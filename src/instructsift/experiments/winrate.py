@@ -26,25 +26,52 @@ from typing import Any
 
 from pydantic import Field
 
-from ..registry import StrictModel
+from ..registry import OptionalFilePath, StrictModel, flag
 
 GEN_VERSION = 1  # bump when a change makes cached answers incomparable
 
 
-class JudgeSpec(StrictModel):
-    """The recipe's `judge:` mapping (the CLI's --judge-* options, --max-new-tokens, --gen-batch-size)."""
+def _flag(name: str) -> dict[str, str]:
+    """A field's command-line flag (`compare --judge-url`), where it is not the field's name."""
+    return {"flag": name}
 
-    url: str = Field(description="OpenAI-compatible judge server (--judge-url)")
-    model: str = Field(description="model name on the server (--judge-model)")
-    key_env: str | None = None
-    dimension: str = "accuracy"
-    prompt: str | None = None
-    concurrency: int | None = Field(None, ge=1)
-    timeout: float | None = Field(None, gt=0)
-    retries: int | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=1)
+
+class JudgeSpec(StrictModel):
+    """The recipe's `judge:` mapping; `compare`'s win-rate options are generated from it (each field's
+    flag declared on it: --judge-url, ..., --max-new-tokens, --gen-batch-size)."""
+
+    url: str = Field(
+        description="OpenAI-compatible judge server; answers are generated and judged",
+        json_schema_extra=_flag("judge-url"),
+    )
+    model: str = Field(description="model name on the judge server", json_schema_extra=_flag("judge-model"))
+    key_env: str | None = Field(
+        None,
+        description="environment variable holding the API key (never printed)",
+        json_schema_extra=_flag("judge-key-env"),
+    )
+    dimension: str = Field(
+        "accuracy", description="accuracy or helpfulness", json_schema_extra=_flag("judge-dimension")
+    )
+    prompt: OptionalFilePath = Field(
+        None, description="custom AlpaGasus-style prompt file", json_schema_extra=_flag("judge-prompt")
+    )
+    concurrency: int | None = Field(
+        None, ge=1, description="judge requests in flight at once [8]", json_schema_extra=_flag("judge-concurrency")
+    )
+    timeout: float | None = Field(
+        None, gt=0, description="seconds per judge request [60]", json_schema_extra=_flag("judge-timeout")
+    )
+    retries: int | None = Field(
+        None, ge=0, description="retries on timeouts, 429 and 5xx [4]", json_schema_extra=_flag("judge-retries")
+    )
+    max_tokens: int | None = Field(
+        None, ge=1, description="tokens the judge may reply with [16]", json_schema_extra=_flag("judge-max-tokens")
+    )
     max_new_tokens: int = Field(256, ge=1, description="tokens each tuned model may answer with")
-    batch_size: int = Field(8, ge=1, description="held-out prompts generated at once")
+    batch_size: int = Field(
+        8, ge=1, description="held-out prompts generated at once", json_schema_extra=_flag("gen-batch-size")
+    )
 
     def judge(self) -> Any:
         """The server judge these settings ask for (the alpagasus scorer's own factory and checks)."""
@@ -57,32 +84,19 @@ class JudgeSpec(StrictModel):
         )  # fmt: skip
 
 
-CLI_OPTIONS = {  # CLI option -> judge: key (for errors and the recipe)
-    "--judge-url": "url",
-    "--judge-model": "model",
-    "--judge-key-env": "key_env",
-    "--judge-dimension": "dimension",
-    "--judge-prompt": "prompt",
-    "--judge-concurrency": "concurrency",
-    "--judge-timeout": "timeout",
-    "--judge-retries": "retries",
-    "--judge-max-tokens": "max_tokens",
-    "--max-new-tokens": "max_new_tokens",
-    "--gen-batch-size": "batch_size",
-}
-
-
 def from_options(given: dict[str, Any]) -> dict[str, Any] | None:
-    """The `judge:` mapping from CLI options (option name -> value, None when not given); an option
-    without --judge-url is an error, as no answers are generated or judged without a judge."""
-    set_ = {k: v for k, v in given.items() if v is not None}
-    if not set_:
+    """The `judge:` mapping of the win-rate options given on the command line (field name -> value), None
+    when none is; any of them without the server's url is an error naming their flags, as no answers are
+    generated or judged without a judge."""
+    if not given:
         return None
-    if "--judge-url" not in set_:
+    if "url" not in given:
         from ..data.errors import OptionError
 
-        raise OptionError(f"{', '.join(set_)}: only with --judge-url (the win rate's judge server)")
-    return {CLI_OPTIONS[k]: v for k, v in set_.items()}
+        fields = JudgeSpec.model_fields
+        named = ", ".join(flag(k, fields[k]) for k in given)
+        raise OptionError(f"{named}: only with {flag('url', fields['url'])} (the win rate's judge server)")
+    return dict(given)
 
 
 def _template_prompt(example: Any, template: Any, tokenizer: Any) -> tuple[int, str]:
