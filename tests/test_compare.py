@@ -501,6 +501,12 @@ def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> Non
         r = CliRunner().invoke(app, ["compare", str(pool), "-o", str(tmp_path / "o"), *map(str, args), "--no-plot"])
         assert r.exit_code == 2, (args, r.output)
         assert message in r.output, (args, r.output)
+    # with a compare recipe, what the recipe holds is not taken from the command line (it would be ignored)
+    recipe = tmp_path / "compare.yaml"
+    recipe.write_text(f"compare: {{data: {pool}, eval: {held}, budget: 4}}\n")
+    for args in (["--epochs", "2"], ["--set", "lima.min_chars=0"], ["--full"], ["--allow-short"]):
+        r = CliRunner().invoke(app, ["compare", str(recipe), "-o", str(tmp_path / "o"), *args])
+        assert r.exit_code == 2 and "with a compare recipe, give the fine-tuning settings" in r.output, (args, r.output)
 
 
 def test_trial_fit_step_in_a_recipe_names_the_trials_json(rows, tiny_model: Path, tmp_path: Path) -> None:

@@ -249,6 +249,9 @@ def compare_cmd(
                   "--split, --subset, --revision in the recipe")  # fmt: skip
         if judged:
             _fail("with a compare recipe, give the judge in the recipe (judge: {url: ..., model: ...})")
+        if tuning or set_ or full or allow_short:  # a recipe holds them: an option given here would be ignored
+            _fail("with a compare recipe, give the fine-tuning settings (finetune: {epochs: ...}), --set (options:), "
+                  "--full and --allow-short in the recipe")  # fmt: skip
         spec, base_dir = load_spec(input)
         spec = spec.model_copy(update={"report": str(report.resolve())}) if report else spec
         spec = spec.model_copy(update={"trials_dir": str(trials_dir.resolve())}) if trials_dir else spec
