@@ -217,8 +217,8 @@ class StepRunner:
         self.changed: list[int] = []  # positions whose content changed since `from_scores` was made
         given = recipe.path("from_scores")
         if given is not None:
-            from .api import changed_message, match_scores
             from .data.errors import InputError, Reject
+            from .scoring.table import changed_message, match_scores
 
             if any(st.kind == "fit" for st in recipe.steps):
                 raise UsageError("a run that takes its scores from a table cannot also run fit steps")

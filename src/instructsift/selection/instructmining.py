@@ -111,7 +111,7 @@ class InstructMiningRule:
     `bse_`, `pvalues_` (both name -> value, with "const"), `rsquared_`, `rsquared_adj_`, `loo_rsquared_`
     (1 - PRESS / total sum of squares: leave-one-out predictions from the hat matrix), `n_subsets_`,
     `dropped_` (name -> reason), `note_`; `missing_` (subset -> indicator -> rows left out of its mean for
-    lacking a value) when `experiments.mining.fit_rule` fitted it.
+    lacking a value) when `train.instructmining.fit_rule` fitted it.
     """
 
     def __init__(self, indicators: Sequence[str] | None = None, *, log_loss: bool = True, tol: float = 1e-9):
