@@ -77,8 +77,8 @@ class TokenBudget:
 
     @property
     def amount(self) -> Amount:
-        """`tokens` as an amount (its errors say "the token budget": the selector is reached from a method's
-        `budget_tokens` and from `select --budget-tokens`)."""
+        """Its declared size: `tokens` as an amount of tokens (its errors say "the token budget": the selector
+        is reached from a method's `budget_tokens` and from `select --budget-tokens`)."""
         return Amount(self.tokens, "tokens", "the token budget")
 
     def describe(self) -> str:
