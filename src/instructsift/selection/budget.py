@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import register
+from ..registry import ColumnRef, register
 from .base import Selection, column, drop_unscored
 from .size import Amount
 
@@ -70,7 +70,7 @@ class TokenBudget:
     """
 
     tokens: int | float
-    column: str = "trained_tokens"
+    column: ColumnRef = "trained_tokens"
 
     def __post_init__(self) -> None:
         _ = self.amount  # checked when built
