@@ -730,9 +730,9 @@ def test_instructmining_joins_compare_with_a_rule_fitted_here(
     from instructsift.cli import app
     from instructsift.data import read
     from instructsift.engine.local import score
-    from instructsift.experiments.mining import fit_rule
     from instructsift.scoring.indicators import MTLD, Lengths
     from instructsift.scoring.reward_standin import RewardStandin
+    from instructsift.train.instructmining import fit_rule
 
     pool, held = rows
     cache, names = tmp_path / "cache", ["output_tokens", "mtld", "reward_standin"]

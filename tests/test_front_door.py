@@ -196,6 +196,24 @@ def test_the_python_api_hears_the_same_warning_in_its_own_spelling(small):
     assert heard == ["top=10 is more than the 3 rows read: keeping what the method keeps"]
 
 
+def test_the_final_count_is_the_last_sized_steps_declared_size(small):
+    """The warnings read the size the last sized selector declares (its `amount`), not an option named `k`:
+    a count of rows warns, a later share or token budget decides the final size instead and does not."""
+    from instructsift import recipe as recipes
+    from instructsift.pipeline import run as run_recipe
+
+    def heard(*steps: dict) -> list[str]:
+        out: list[str] = []
+        r = recipes.from_dict({"input": str(small), "steps": list(steps)})
+        run_recipe(r, progress=False, log=lambda _m: None, warn=lambda m: out.append(str(m)))
+        return out
+
+    ten = {"select": "random", "with": {"k": 10}}
+    assert heard(ten) == ["top=10 is more than the 3 rows read: keeping what the method keeps"]
+    assert heard(ten, {"select": "random", "with": {"ratio": 0.5}}) == []
+    assert heard({"select": "stratified", "with": {"by": "instruction", "k": 10}})[0].startswith("top=10 is more")
+
+
 def test_top_above_the_rows_left_after_rules_says_so(small):
     r = cli("select", small, "-m", "lima", "--top", "3", "--min-chars", "25", "-o", "o.json", "-q")
     assert r.stderr == "warning: --top 3: the method's rules left only 1 to choose from; kept them all\n"

@@ -457,7 +457,7 @@ def test_options_the_rule_does_not_use_are_refused(tmp_path):
 def test_subset_means_by_hand():
     import pyarrow as pa
 
-    from instructsift.experiments.mining import subset_means
+    from instructsift.train.instructmining import subset_means
 
     emb = np.random.default_rng(0).normal(size=(9, 4)).astype(np.float32)
     table = pa.table({
@@ -471,7 +471,7 @@ def test_subset_means_by_hand():
     np.testing.assert_allclose(got[0], [(np.exp(0.5) + np.exp(1.0)) / 2, 20.0, knn[[0, 1, 2]].mean()])
     np.testing.assert_allclose(got[1], [(np.exp(2.0) + np.exp(0.6)) / 2, 65.0, knn[[3, 8]].mean()])
     # the row without loss_cond (and one with an infinite mtld) is counted and logged, not dropped silently
-    from instructsift.experiments.mining import fit_rule, subset_means_and_missing
+    from instructsift.train.instructmining import fit_rule, subset_means_and_missing
 
     table = table.set_column(3, "mtld", pa.array([10.0, 20, 30, 40, 50, 60, 70, float("inf"), 90]))
     logged: list[str] = []

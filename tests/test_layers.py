@@ -26,6 +26,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("experiments", {"experiments"}),
     ("command line", {"cli"}),
 ]
+# Packages on one side of the layers that must not import each other although the layers alone would allow
+# it (DESIGN.md): a method writes recipe steps and names a fit step by its registry name, it never imports
+# the trainer; nor does it reach the experiments above it.
+NEVER: list[tuple[str, str]] = [("methods", "train"), ("methods", "experiments"), ("train", "experiments")]
 FACE = "instructsift"  # the package's __init__: it hands names on lazily; importing it is importing the root
 
 
@@ -170,6 +174,34 @@ def test_no_import_cycle_between_packages(edges):
 def test_imports_run_downwards(edges):
     found = upward(edges)
     assert not found, "imports from a lower layer to a higher one:\n" + "\n".join(found)
+
+
+def test_methods_never_import_train_or_experiments(edges):
+    """`methods/` writes recipes: it names the `finetune` fit step (Cherry's pre-experience) by its registry
+    name and imports neither `train/` nor `experiments/`, lazily or not; `train/` never imports
+    `experiments/`."""
+    found = [f"{a} -> {b}" for a, targets in sorted(edges.items()) for b in sorted(targets)
+             if (unit(a), unit(b)) in NEVER]  # fmt: skip
+    assert not found, "imports DESIGN.md rules out:\n" + "\n".join(found)
+
+
+def test_the_registry_loads_steps_only_from_below_the_recipes():
+    """`registry.load_all` imports every module of `registry.PACKAGES` (an import the graph above cannot
+    see): each of them stands below the layers that name steps (recipes, the pipeline), so no fit step is
+    registered from `experiments/` or higher."""
+    from instructsift import registry
+
+    names = [name for name, _ in LAYERS]
+    recipes = names.index("python api and recipes")
+    above = [p for p in registry.PACKAGES if (i := layer_of(f"instructsift.{p}")) is None or i >= recipes]
+    assert not above, f"registry.PACKAGES loads steps from a layer at or above the recipes: {above}"
+    registry.load_all()
+    for kind in ("score", "select", "fit", "method"):
+        for entry in registry.entries(kind):
+            home = getattr(entry.target, "__module__", None) or type(entry.target).__module__
+            if kind == "method":
+                home = entry.target.steps.__module__
+            assert unit(home) in registry.PACKAGES, f"{kind} {entry.name!r} is registered from {home}"
 
 
 def test_the_checks_see_a_violation(tmp_path):

@@ -101,6 +101,8 @@ def test_a_column_no_step_writes_is_an_error_before_any_work(tmp_path: Path) -> 
         ("  - score: rules\n    as: r\n  - select: top\n    with: {column: response_tokens, k: 3}\n", 5),
         # a threshold's condition names columns too
         ("  - score: rules\n  - select: threshold\n    with: {where: response_chars >= 4 and respons_tokens > 1}\n", 4),
+        # token_budget counts the trained_tokens scorer's column (a ColumnRef): no such scorer before it
+        ("  - score: rules\n  - select: token_budget\n    with: {tokens: 100}\n", 4),
         # a fit step's `on` selectors are checked as well
         (
             '  - score: rules\n  - fit: finetune\n    as: ft\n    "on":\n      - select: top\n'

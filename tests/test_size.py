@@ -127,6 +127,26 @@ def test_every_front_end_checks_through_the_one_type():
     assert str(e.value) == "compare: needs exactly one of budget= or budget_tokens="
 
 
+def test_every_sized_selector_declares_its_size():
+    """A selector with a `ratio` / `k` declares its size as `amount` (one `Amount` of rows, whatever the
+    options are called); `token_budget` declares tokens; a filter declares none. `pipeline` reads the
+    declaration, not an option name."""
+    sized = [e for e in registry.entries("select") if {"ratio", "k"} <= set(e.params.model_fields)]
+    assert {e.name for e in sized} >= {"top", "kcenter", "random", "facility_location", "rds", "diverse_top",
+                                       "instructmining", "stratified"}  # fmt: skip
+    needs = {
+        "top": {"column": "x"},
+        "diverse_top": {"score": "x"},
+        "stratified": {"by": "c"},
+        "rds": {"targets": "t.npz"},
+    }
+    for e in sized:
+        assert e.build({**needs.get(e.name, {}), "k": 7}).amount == Amount(7), e.name
+        assert e.build({**needs.get(e.name, {}), "ratio": 0.25}).amount == Amount(0.25), e.name
+    assert registry.get("select", "token_budget").build({"tokens": 500}).amount == Amount(500, "tokens")
+    assert getattr(registry.get("select", "threshold").build({"where": "x > 1"}), "amount", None) is None
+
+
 def test_compare_resolves_its_budget_as_a_selector_would():
     spec = spec_from({"data": "d.json", "eval": "e.json", "budget": 0.05})
     assert spec.amount() == Amount(0.05) and Budget.of(spec, [1] * 50).rows == 3

@@ -174,6 +174,25 @@ def test_a_recipe_method_step_takes_a_token_budget(pool: Path, tiny_bpe_llama: P
     assert [st.name for st in result.recipe.steps] == ["trained_tokens", "random", "token_budget"]
 
 
+def test_a_token_budget_reads_a_column_a_step_before_it_writes(tmp_path: Path) -> None:
+    """`token_budget`'s `column` is a `registry.ColumnRef`: a recipe checks it before any work, so a method's
+    `budget_tokens` (the trained_tokens scorer first) loads, and a hand-written budget over a column no step
+    writes is an error naming its line."""
+    from instructsift import recipe as recipes
+    from instructsift import registry
+
+    assert registry.option_kinds(registry.get("select", "token_budget").params) == {"column": registry.Kind.column}
+    r = recipes.from_dict({"input": "d.json", "steps": [{"method": "longest", "with": {"budget_tokens": 1000}}]})
+    assert [st.name for st in r.steps][-1] == "token_budget"
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "input: d.json\nsteps:\n  - score: trained_tokens\n    as: t\n"
+        "  - select: token_budget\n    with: {tokens: 100, column: trained_token}\n"
+    )
+    with pytest.raises(recipes.RecipeError, match=r"line 5, .* reads the column 'trained_token'.*t\.trained_tokens"):
+        recipes.load(path)
+
+
 def test_train_template_counts_as_that_template_trains(pool: Path, tiny_bpe_llama: Path, tmp_path: Path) -> None:
     """--train-template: the tokens are counted with the fine-tune's template (here `none`, whose prompts are
     shorter than alpaca's, so the cut takes less of the answers), not with alpaca's."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -286,7 +285,7 @@ def test_evaluate_agrees_with_a_direct_forward(tiny_llama: Path, alpaca) -> None
 
 # -- Cherry LLM, whole ------------------------------------------------------------------------------------
 def test_pre_experience_sizes_scale_down_for_small_data() -> None:
-    from instructsift.train.pre_experience import PreExperience
+    from instructsift.methods.cherry import PreExperience
 
     pe = PreExperience()
     assert pe.sizes(52_002) == (100, 10) and pe.sizes(9_225) == (100, 10)
@@ -353,17 +352,17 @@ def test_pre_experience_steps_pick_the_sample_the_papers_phases_compute_by_hand(
     from instructsift.data import read
     from instructsift.engine.local import score
     from instructsift.experiments.pre_experience import pre_experience
+    from instructsift.methods.cherry import PreExperience
     from instructsift.models import load_causal_lm
     from instructsift.scoring.embed import Embed
     from instructsift.scoring.templates import get_template, start_ids, turn_texts
     from instructsift.selection.cluster import kmeans_sample
     from instructsift.selection.vectors import vector_column
-    from instructsift.train.pre_experience import PE_FINETUNE, PreExperience
 
     data = tmp_path / "alpaca40.json"
     data.write_text(json.dumps(json.loads((shared_data / ALPACA).read_text(encoding="utf-8"))[100:140]))
     ds = read(data, on_error="skip")
-    settings = PreExperience(n_clusters=3, per_cluster=4, finetune=replace(PE_FINETUNE, dtype="float32"))
+    settings = PreExperience(n_clusters=3, per_cluster=4, dtype="float32")
     result = pre_experience(ds, str(tiny_llama), settings, progress=False, cache_dir=tmp_path / "cache")
 
     lm = load_causal_lm(str(tiny_llama), dtype="float32")

@@ -43,7 +43,7 @@ _EXPORTS = {
     "FinetuneConfig": "instructsift.train.finetune",
     "evaluate": "instructsift.train.evaluate",
     "pre_experience": "instructsift.experiments.pre_experience",
-    "PreExperience": "instructsift.train.pre_experience",
+    "PreExperience": "instructsift.methods.cherry",
     "get_method": "instructsift.methods",
     "ServerJudge": "instructsift.scoring.judge_client",
     "LocalJudge": "instructsift.scoring.judge_local",

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_path
-from .data.errors import InputError, MissingColumnError, MissingFileError, Reject
+from .data.errors import InputError, MissingColumnError, Reject
 from .data.examples import key_column, take
 from .data.io import STDOUT, Dataset, as_dataset, read, write_stdout
 from .data.io import write as write_records
 from .engine.local import score
-from .scoring.table import KEY_COLUMNS, configs_of, scorer_configs
+from .scoring.table import KEY_COLUMNS, changed_message, configs_of, match_scores, scorer_configs
 from .selection import Selection
 from .selection import select as run_selectors
 
@@ -124,76 +124,6 @@ def read_scores(
     if scorers is None:
         raise ValueError("re-scoring the changed rows needs the scorers that made the score table")
     return _rescore(table, dataset, changed, scorers, cache_dir=cache_dir, use_cache=use_cache, progress=progress)
-
-
-def match_scores(path: Path, dataset: Dataset) -> tuple[Any, list[int]]:
-    """The score table at `path` in `dataset`'s order, and the positions of the rows whose content changed
-    since it was scored. A row missing, or with another id and the same content, is an error."""
-    import pyarrow as pa
-
-    table = _read_score_file(path)
-    for name in ("row", "id"):
-        if name not in table.column_names:
-            raise InputError(
-                Reject(str(path), None, None, name, "missing: not a score table from `instructsift score`")
-            )
-    if "content_hash" not in table.column_names:
-        raise InputError(
-            Reject(
-                str(path),
-                None,
-                None,
-                "content_hash",
-                "missing: this score table comes from an older instructsift that did not record what each row's "
-                "scores were computed from; score the data again",
-            )
-        )
-    by_row = dict(zip(table.column("row").to_pylist(), range(table.num_rows), strict=True))
-    ids = table.column("id").to_pylist()
-    stored = table.column("content_hash").to_pylist()
-    take, changed = [], []
-    for k, ex in enumerate(dataset.examples):
-        i = by_row.get(ex.row)
-        if i is not None and stored[i] != ex.content_hash:
-            changed.append(k)  # its id may have changed with it, when the id is derived from the content
-        elif i is None or ids[i] != ex.id:
-            found = "no such row" if i is None else f"id {ids[i]!r}"
-            raise InputError(
-                Reject(
-                    str(path),
-                    ex.row,
-                    None,
-                    "id",
-                    f"does not match {dataset.path}: row {ex.row} is {ex.id!r}, scores have {found}",
-                )
-            )
-        take.append(i)
-    return table.take(pa.array(take, pa.int64())), changed
-
-
-def _read_score_file(p: Path) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not p.is_file():
-        raise MissingFileError(f"{p}: no such score table")
-    if p.suffix == ".parquet":
-        return pq.read_table(p)
-    return pa.Table.from_pylist([json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()])
-
-
-def changed_message(dataset: Dataset, changed: Sequence[int], show: int = 5) -> str:
-    def where(ex: Any) -> str:
-        line = f"line {ex.line}, " if ex.line is not None else ""
-        return f"row {ex.row} ({line}id {ex.id!r})"
-
-    first = "; ".join(where(dataset.examples[i]) for i in changed[:show])
-    more = f" and {len(changed) - show} more" if len(changed) > show else ""
-    n = len(changed)
-    return (
-        f"{n} row{'s' if n != 1 else ''} of {dataset.path} changed since these scores were computed: {first}{more}; "
-        "score again, or re-score only the changed rows (--rescore-changed)"
-    )
 
 
 def check_configs(p: Path, table: Any, scorers: Sequence[Any]) -> None:

@@ -115,7 +115,7 @@ def run(
         if s.on_error == "skip" and rejects is not None:  # before any work, so that an empty run still shows them
             write_rejects(dataset.rejects, rejects)
         check_not_empty(dataset, allow_empty=s.allow_empty)
-        top = _final_k(recipe)
+        top = _final_k(recipe, selectors)
         if top is not None and top > len(dataset.examples):  # before any work
             n = len(dataset.examples)
             warn(OptionError(f"{{top}} is more than the {n} rows read: keeping what the method keeps", top=top))
@@ -183,10 +183,14 @@ def check_outputs(
     check([*(Path(p) for p in inputs if p), *protect], outs, overwrite=overwrite)
 
 
-def _final_k(recipe: Recipe) -> int | None:
-    """The count the last sizing select step asks for (a method's `top`), or None."""
-    ks = [st.options["k"] for st in recipe.steps if st.kind == "select" and st.options.get("k") is not None]
-    return ks[-1] if ks else None
+def _final_k(recipe: Recipe, selectors: dict[int, Any]) -> int | None:
+    """The count of rows the last sized select step keeps (a method's `top`), read from the size its selector
+    declares (`amount`, see `selection.size.Sized`); None when that size is a share or tokens, or no step is
+    sized."""
+    sizes = [getattr(selectors[id(st)], "amount", None) for st in recipe.steps if st.kind == "select"]
+    sizes = [a for a in sizes if a is not None]
+    last = sizes[-1] if sizes else None
+    return int(last.value) if last is not None and last.unit == "rows" and not last.is_share else None
 
 
 def _all_steps(steps: Sequence[Step]) -> list[Step]:
@@ -217,8 +221,8 @@ class StepRunner:
         self.changed: list[int] = []  # positions whose content changed since `from_scores` was made
         given = recipe.path("from_scores")
         if given is not None:
-            from .api import changed_message, match_scores
             from .data.errors import InputError, Reject
+            from .scoring.table import changed_message, match_scores
 
             if any(st.kind == "fit" for st in recipe.steps):
                 raise UsageError("a run that takes its scores from a table cannot also run fit steps")

@@ -27,7 +27,7 @@ from .errors import UsageError
 
 KINDS = ("score", "select", "fit", "method")
 KIND_NAMES = {"score": "scorer", "select": "selector", "fit": "fit step", "method": "method"}
-PACKAGES = ("scoring", "selection", "train", "methods", "experiments")
+PACKAGES = ("scoring", "selection", "train", "methods")  # the step layers, below the recipes that name them
 
 
 @dataclass

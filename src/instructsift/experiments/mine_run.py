@@ -125,7 +125,7 @@ def mine_design(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run `train.mining.mine` on `design` with an ExperimentRunner as its loss; returns summary.json's
+    """Run `experiments.mining.mine` on `design` with an ExperimentRunner as its loss; returns summary.json's
     content (the rule, the search, best k, and how many fine-tunings ran now)."""
     from ..api import read
     from ..atomic import write_text

@@ -1,5 +1,5 @@
-"""Cherry LLM's phase (1) run alone: the pre-experienced model's steps (`train.pre_experience`) run as a
-pipeline on a data set, without scoring IFD after them (Li et al., NAACL 2024, section 2.1)."""
+"""Cherry LLM's phase (1) run alone: the pre-experienced model's steps (`methods.cherry.PreExperience`) run as
+a pipeline on a data set, without scoring IFD after them (Li et al., NAACL 2024, section 2.1)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..methods.cherry import MODEL_NAME, PreExperience
 from ..models.embedded import EMBEDDED
-from ..train.pre_experience import MODEL_NAME, PreExperience
 
 
 @dataclass

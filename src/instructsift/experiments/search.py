@@ -3,7 +3,7 @@
 Cao et al., 2023 (arXiv:2307.06290) saw double descent in eval loss against the number of selected
 examples and picked the size with FLAML's BlendSearch (2,532 of 100,000). Here a trial is
 `loss_of(order[:k])`: `order` is the pool ranked by the rule (best first) and `loss_of` a runner that
-fine-tunes on those rows and evaluates (`train/runner.py`; `instructsift mine` wires it in). k is searched on a log
+fine-tunes on those rows and evaluates (`experiments/runner.py`; `instructsift mine` wires it in). k is searched on a log
 scale between `low` and `high` (`flaml.tune.lograndint`) for `budget` trials.
 
 Every evaluated k goes to a journal (JSON Lines, each line flushed and fsync'd as it completes), so an

@@ -4,7 +4,7 @@ Cao et al., 2023, "Instruction Mining: Instruction Data Selection for Tuning Lar
 (arXiv:2307.06290). Each indicator is a scorer's column (`scoring/indicators.py`, `scoring/reward.py`),
 `ppl` is exp(loss_cond) of the IFD scorer, `knn6` the mean distance to the 6 nearest neighbours in
 embedding space; the rule (`--rule`: `paper`, or a JSON fitted by `InstructMiningRule`, see
-`experiments/mining.py`) predicts each example's log eval loss and the lowest are kept.
+`train/instructmining.py`) predicts each example's log eval loss and the lowest are kept.
 
 The paper's reward model (OpenAssistant's Pythia 1.4B reward model) is any `--reward-model` (hub id or
 folder). Offline, `--reward-model standin:PREFERENCE_FILE` scores with an OFFLINE STAND-IN, not the paper's

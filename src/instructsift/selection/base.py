@@ -108,6 +108,9 @@ class Selection:
 
 
 class Selector(Protocol):
+    """What every selector has. A sized one also declares its size as `amount` (a `size.Amount` of rows or
+    tokens, or None): `size.Sized` for a `ratio` / `k`, `TokenBudget` for tokens."""
+
     def apply(self, table: Any, selection: Selection) -> None: ...
 
     def describe(self) -> str: ...

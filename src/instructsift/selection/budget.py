@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import register
+from ..registry import ColumnRef, register
 from .base import Selection, column, drop_unscored
 from .size import Amount
 
@@ -70,15 +70,15 @@ class TokenBudget:
     """
 
     tokens: int | float
-    column: str = "trained_tokens"
+    column: ColumnRef = "trained_tokens"
 
     def __post_init__(self) -> None:
         _ = self.amount  # checked when built
 
     @property
     def amount(self) -> Amount:
-        """`tokens` as an amount (its errors say "the token budget": the selector is reached from a method's
-        `budget_tokens` and from `select --budget-tokens`)."""
+        """Its declared size: `tokens` as an amount of tokens (its errors say "the token budget": the selector
+        is reached from a method's `budget_tokens` and from `select --budget-tokens`)."""
         return Amount(self.tokens, "tokens", "the token budget")
 
     def describe(self) -> str:

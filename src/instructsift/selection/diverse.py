@@ -12,14 +12,14 @@ everything kept before it, and only the rows that pass it are checked against ea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..data.errors import OptionError
 from ..registry import ColumnRef, register
 from .base import Selection, column, drop_unscored
-from .size import size_of
+from .size import Sized
 from .vectors import kept_vectors, l2_normalise
 
 CHUNK = 1024
@@ -64,10 +64,12 @@ def diverse_top(vectors: np.ndarray, order: np.ndarray, threshold: float = 0.9, 
 
 @register("select", "diverse_top")
 @dataclass
-class DiverseTop:
+class DiverseTop(Sized):
     """Walk the kept rows by `score` (highest first unless `descending=False`), keeping one unless its
     cosine similarity on `column` to a row kept earlier exceeds `threshold`; stop at `k` (or `ratio`),
     or keep every row that passes when neither is given. Ties go to the earlier row."""
+
+    size_optional: ClassVar[bool] = True  # no size: keep every row it ranks
 
     score: ColumnRef
     column: ColumnRef = "embedding"
@@ -80,21 +82,21 @@ class DiverseTop:
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold <= 1.0:
             raise OptionError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
-        size_of(self, optional=True)
+        _ = self.amount  # checked when built
 
     def ranking(self) -> tuple[str, bool]:
         """The score column this selector ranks by, and whether highest first."""
         return self.score, self.descending
 
     def describe(self) -> str:
-        size = "" if (a := size_of(self, optional=True)) is None else f", up to {a.describe(self.of)}"
+        size = "" if (a := self.amount) is None else f", up to {a.describe(self.of)}"
         return f"diverse-top by {self.score}: skip cosine > {self.threshold:g} to a kept row ({self.column}){size}"
 
     def apply(self, table: Any, selection: Selection) -> None:
         drop_unscored(table, selection, [self.score])
         rows, X = kept_vectors(table, selection, self.column)
         k = None
-        if (amount := size_of(self, optional=True)) is not None:
+        if (amount := self.amount) is not None:
             k = selection.size(
                 amount,
                 table.num_rows if self.of == "all" else len(rows),

@@ -24,7 +24,7 @@ import numpy as np
 from ..data.errors import OptionError, check_at_least
 from ..registry import ColumnRef, register
 from .base import Selection
-from .size import size_of
+from .size import Sized
 from .vectors import check_choice, kept_vectors, l2_normalise
 
 DENSE_LIMIT = 10_000
@@ -103,7 +103,7 @@ def objective(S: Any, chosen: np.ndarray) -> float:
 
 @register("select", "facility_location")
 @dataclass
-class FacilityLocation:
+class FacilityLocation(Sized):
     """Keep `k` (or `ratio`) of the kept rows by facility location on an embedding column.
 
     Dense similarities up to `dense_limit` kept rows, a sparse `n_neighbors`-NN graph beyond. `of` is
@@ -119,17 +119,17 @@ class FacilityLocation:
 
     def __post_init__(self) -> None:
         check_at_least(self, n_neighbors=1)
-        size_of(self)
+        _ = self.amount  # checked when built
 
     def describe(self) -> str:
-        return f"facility location (lazy greedy): {size_of(self).describe(self.of)} rows by {self.column}"
+        return f"facility location (lazy greedy): {self.amount.describe(self.of)} rows by {self.column}"
 
     def apply(self, table: Any, selection: Selection) -> None:
         rows, X = kept_vectors(table, selection, self.column)
         if self.k is not None and self.k > len(rows):
             raise OptionError(f"facility location: asked for {self.k} rows but only {len(rows)} are left")
         n = table.num_rows if self.of == "all" else len(rows)
-        k = min(len(rows), selection.size(size_of(self), n, of_all=self.of == "all", what="facility location"))
+        k = min(len(rows), selection.size(self.amount, n, of_all=self.of == "all", what="facility location"))
         if k == 0:
             selection.drop(rows, "not chosen by facility location", "nothing to choose")
             return

@@ -34,7 +34,7 @@ from ..data.errors import OptionError
 from ..errors import require
 from ..registry import ModelRef, register
 from .base import Selection, column
-from .size import size_of
+from .size import Sized
 
 PAPER_NOTE = (
     "Cao et al. (arXiv:2307.06290), LLaMA-2-7B: log L = 1.0694 - 0.1498 Rew + 8.257e-5 Len - 0.9350 Knn6. "
@@ -111,7 +111,7 @@ class InstructMiningRule:
     `bse_`, `pvalues_` (both name -> value, with "const"), `rsquared_`, `rsquared_adj_`, `loo_rsquared_`
     (1 - PRESS / total sum of squares: leave-one-out predictions from the hat matrix), `n_subsets_`,
     `dropped_` (name -> reason), `note_`; `missing_` (subset -> indicator -> rows left out of its mean for
-    lacking a value) when `experiments.mining.fit_rule` fitted it.
+    lacking a value) when `train.instructmining.fit_rule` fitted it.
     """
 
     def __init__(self, indicators: Sequence[str] | None = None, *, log_loss: bool = True, tol: float = 1e-9):
@@ -347,10 +347,12 @@ class Indicators:
 
 @register("select", "instructmining")
 @dataclass
-class InstructMiningSelect:
+class InstructMiningSelect(Sized):
     """Rank the kept rows by an InstructMining rule's predicted log loss (lowest first) and keep `k` (or
     `ratio`). `rule` is `paper` or a fitted rule's JSON. Rows lacking an indicator are dropped with the
     reason. The prediction is added to the score table as `column`, and KNN indicators as `knnK`."""
+
+    size_optional: ClassVar[bool] = True  # no size: keep every row it ranks
 
     rule: ModelRef = "paper"  # a fitted rule's JSON, or the name paper
     ratio: float | None = None
@@ -360,7 +362,7 @@ class InstructMiningSelect:
     embedding: str = "embedding"
 
     def __post_init__(self) -> None:
-        size_of(self, optional=True)
+        _ = self.amount  # checked when built
         # "@NAME" is a fit step's product, known when the step runs (the pipeline builds the selector again)
         self._rule = None if self.rule.startswith("@") else load_rule(self.rule)
 
@@ -376,7 +378,7 @@ class InstructMiningSelect:
         return [*(n for n in self._rule.indicators_ if is_knn(n)), self.column]
 
     def describe(self) -> str:
-        size = "" if (a := size_of(self, optional=True)) is None else f", keep {a.describe(self.of)}"
+        size = "" if (a := self.amount) is None else f", keep {a.describe(self.of)}"
         what = self._rule.summary() if self._rule is not None else self.rule
         note = f". {PAPER_NOTE}" if self.rule == "paper" else ""
         return f"InstructMining rule {what} (lowest first){size}{note}"
@@ -409,7 +411,7 @@ class InstructMiningSelect:
         why = [unscored_reason(self._rule.indicators_, M[i], pred[i]) for i in np.flatnonzero(missing)]
         selection.drop(rows[missing], "not scored", why)
         rows, pred = rows[~missing], pred[~missing]
-        amount = size_of(self, optional=True)
+        amount = self.amount
         if amount is None:
             order = np.lexsort((rows, pred))
             for rank, i in enumerate(rows[order].tolist(), start=1):

@@ -27,7 +27,7 @@ import numpy as np
 from ..data.errors import OptionError, check_at_least
 from ..registry import ColumnRef, register
 from .base import Selection
-from .size import size_of
+from .size import Sized
 from .vectors import check_choice, kept_vectors
 
 CHUNK_ROWS = 16384  # rows per block of distance work: 16384 x 384 float32 = 24 MiB
@@ -204,7 +204,7 @@ def default_clusters(k: int) -> int:
 
 @register("select", "kcenter")
 @dataclass
-class KCenter:
+class KCenter(Sized):
     """Keep `k` (or `ratio`) rows chosen by greedy k-center on an embedding column (LTD).
 
     `init="kmeans"` starts from the rows nearest the centres of `n_clusters` K-Means clusters (default:
@@ -224,16 +224,16 @@ class KCenter:
         if self.init not in ("kmeans", "random"):
             raise OptionError(f"init must be 'kmeans' or 'random', got {self.init!r}")
         check_at_least(self, n_clusters=1)
-        size_of(self)
+        _ = self.amount  # checked when built
 
     def describe(self) -> str:
-        return f"k-center greedy: {size_of(self).describe(self.of)} rows by {self.column}, starting from {self.init}"
+        return f"k-center greedy: {self.amount.describe(self.of)} rows by {self.column}, starting from {self.init}"
 
     def apply(self, table: Any, selection: Selection) -> None:
         n_all = table.num_rows
         rows, X = kept_vectors(table, selection, self.column)
         k = selection.size(
-            size_of(self), n_all if self.of == "all" else len(rows), of_all=self.of == "all", what="k-center"
+            self.amount, n_all if self.of == "all" else len(rows), of_all=self.of == "all", what="k-center"
         )
         k = min(k, len(rows))
         if k == 0:

@@ -15,7 +15,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import register
 from .base import Selection
-from .size import size_of
+from .size import Sized
 
 
 def random_order(n: int, seed: int) -> list[int]:
@@ -34,7 +34,7 @@ def random_subset(n: int, size: int, seed: int) -> list[int]:
 
 @register("select", "random")
 @dataclass
-class RandomSample:
+class RandomSample(Sized):
     """Keep `k` (or `ratio`) rows drawn uniformly at random, seeded, among those still kept.
 
     `of="all"` takes the ratio of every input row, `of="kept"` of the rows still kept. The draw is the first
@@ -48,15 +48,15 @@ class RandomSample:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        size_of(self)
+        _ = self.amount  # checked when built
 
     def describe(self) -> str:
-        return f"{size_of(self).describe(self.of)} at random (seed {self.seed})"
+        return f"{self.amount.describe(self.of)} at random (seed {self.seed})"
 
     def apply(self, table: Any, selection: Selection) -> None:
         candidates = selection.kept
         n = min(
-            len(candidates), size_of(self).resolve(table.num_rows if self.of == "all" else len(candidates), clamp=True)
+            len(candidates), self.amount.resolve(table.num_rows if self.of == "all" else len(candidates), clamp=True)
         )
         drawn = random_order(len(candidates), self.seed)[:n]
         for rank, j in enumerate(drawn, start=1):

@@ -1,16 +1,16 @@
 """A selection's size, one type for all its spellings: `Amount`, rows or tokens, a count or a share.
 
-A selector's `ratio` / `k`, a method's `ratio` / `top` / `budget_tokens`, the `token_budget` selector's
-`tokens` and `compare`'s `budget` / `budget_tokens` are each an `Amount`: parsed by one `parse`, checked by
-one validation (whose errors name the option that gave it), resolved to a number by one rounding rule
-(`share`), said by one `describe`.
+A selector's `ratio` / `k` (its declared `amount`: `Sized`), a method's `ratio` / `top` / `budget_tokens`,
+the `token_budget` selector's `tokens` and `compare`'s `budget` / `budget_tokens` are each an `Amount`:
+parsed by one `parse`, checked by one validation (whose errors name the option that gave it), resolved to a
+number by one rounding rule (`share`), said by one `describe`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ..data.errors import OptionError, Placeholder
 
@@ -140,6 +140,20 @@ def size_of(selector: Any, *, optional: bool = False) -> Amount | None:
     if getattr(selector, "of", "kept") not in ("kept", "all"):
         raise OptionError(f"of must be 'kept' or 'all', got {selector.of!r}")
     return rows(selector.ratio, selector.k, optional=optional)
+
+
+class Sized:
+    """A selector sized by its `ratio` or `k` (a share of the rows still kept, or of all with `of="all"`). It
+    declares its size as `amount`, which whoever needs the size reads (`pipeline` warns from the last sized
+    step's count); a selector with another kind of size (`token_budget`'s tokens, `stratified`'s total)
+    declares its own `amount`. `size_optional`: it may have no size (it keeps every row it ranks)."""
+
+    size_optional: ClassVar[bool] = False
+
+    @property
+    def amount(self) -> Amount | None:
+        """This selector's size: an `Amount` of rows, checked (None: no size, where `size_optional`)."""
+        return size_of(self, optional=self.size_optional)
 
 
 def parse_budget(text: str, name: str = "budget", unit: Unit = "rows") -> int | float | list[int | float]:

@@ -69,7 +69,7 @@ class Stratified:
         return (self.by,) if self.by else ()
 
     @property
-    def _amount(self) -> Amount | None:
+    def amount(self) -> Amount | None:
         """The total (`k` or `ratio` of the kept rows) spread over the strata, if any."""
         return rows(self.ratio, self.k, optional=True)
 
@@ -85,7 +85,7 @@ class Stratified:
         what = f"each {self.by}" if self.by else f"each of {self.clusters} K-Means clusters of {self.on}"
         how = f"by {self.rank} ({'highest' if self.descending else 'lowest'} first)" if self.rank else "at random"
         size = [f"up to {self.per} from {what}"] if self.per else []
-        if (amount := self._amount) is not None:
+        if (amount := self.amount) is not None:
             total = amount.describe("the kept rows")
             size.append(f"{total} in all, spread evenly over {what.removeprefix('each ')}")
         return ", ".join(size) + f", {how}"
@@ -143,7 +143,7 @@ class Stratified:
             else:
                 details = [f"{where}, {self.rank} = {values[i]:.4g}" for i in rest.tolist()]
                 selection.drop(rest, f"not in the top {per} per {self._stratum} by {self.rank}", details)
-        if (amount := self._amount) is not None:
+        if (amount := self.amount) is not None:
             total = sum(len(m) for m in groups.values())
             n = min(selection.size(amount, total, of_all=False, what="stratified"), len(place))
             self._spread(n, place, labels, values, selection, rng)

@@ -29,7 +29,7 @@ import numpy as np
 from ..data.errors import OptionError
 from ..registry import ColumnRef, register
 from .base import Selection
-from .size import size_of
+from .size import Sized
 
 AGGREGATES = ("max", "mean")
 BLOCK_FLOATS = 1 << 24  # floats per similarity block (64 MiB of float32)
@@ -244,7 +244,7 @@ def rds_pick(
 
 @register("select", "rds")
 @dataclass
-class RDS:
+class RDS(Sized):
     """Keep `k` (or `ratio`) rows most similar to the targets, round-robin over the target tasks (RDS+).
 
     `targets` is a `targets` fit step's artifact (.npz of vectors and tasks, `"@NAME"` in a recipe);
@@ -263,12 +263,12 @@ class RDS:
     _whitening: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        size_of(self)
+        _ = self.amount  # checked when built
         if self.aggregate not in AGGREGATES:
             raise OptionError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
 
     def describe(self) -> str:
-        size = size_of(self).describe(self.of)
+        size = self.amount.describe(self.of)
         white = ", whitened" if self.whiten else ""
         return f"rds: {size} rows by {self.column} similarity to the targets ({self.aggregate} per task{white})"
 
@@ -283,7 +283,7 @@ class RDS:
                 f"the targets are {queries.shape[1]}-d but {self.column!r} is {X.shape[1]}-d: encode both with one model"
             )
         n_all = table.num_rows
-        k = selection.size(size_of(self), n_all if self.of == "all" else len(rows), of_all=self.of == "all",
+        k = selection.size(self.amount, n_all if self.of == "all" else len(rows), of_all=self.of == "all",
                            what="rds")  # fmt: skip
         k = min(k, len(rows))
         transform = None

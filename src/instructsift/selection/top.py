@@ -9,12 +9,12 @@ import numpy as np
 
 from ..registry import ColumnRef, register
 from .base import Selection, column, drop_unscored
-from .size import size_of
+from .size import Sized
 
 
 @register("select", "top")
 @dataclass
-class Top:
+class Top(Sized):
     """Keep the `k` (or `ratio`) highest rows by `column` among those still kept.
 
     `of="kept"` takes the ratio of the rows still kept (Cherry LLM: after dropping IFD > 1);
@@ -28,20 +28,22 @@ class Top:
     descending: bool = True
 
     def __post_init__(self) -> None:
-        size_of(self)
+        _ = self.amount  # checked when built
 
     def ranking(self) -> tuple[str, bool]:
         """The score column this selector ranks by, and whether highest first."""
         return self.column, self.descending
 
     def describe(self) -> str:
-        return f"top {size_of(self).describe(self.of)} by {self.column} ({'highest' if self.descending else 'lowest'} first)"
+        return (
+            f"top {self.amount.describe(self.of)} by {self.column} ({'highest' if self.descending else 'lowest'} first)"
+        )
 
     def apply(self, table: Any, selection: Selection) -> None:
         n_all = table.num_rows
         drop_unscored(table, selection, [self.column])
         candidates = selection.kept
-        n = selection.size(size_of(self), n_all if self.of == "all" else len(candidates), of_all=self.of == "all")
+        n = selection.size(self.amount, n_all if self.of == "all" else len(candidates), of_all=self.of == "all")
         values = column(table, self.column)[candidates]
         order = np.lexsort((candidates, -values if self.descending else values))
         ranked = candidates[order]

@@ -1,6 +1,6 @@
 """Training primitives and fit steps: supervised fine-tuning (LoRA or full), packing, answer-loss
-evaluation, trained-token costs, the SCAR ranker (and its answers' synthesis), and Cherry LLM's
-pre-experience steps. What runs them many times is in `experiments/`. Modules import torch lazily."""
+evaluation, trained-token costs, the SCAR ranker (and its answers' synthesis). What runs them many times is
+in `experiments/`. Modules import torch lazily."""
 
 from __future__ import annotations
 
