@@ -1,13 +1,14 @@
 """The Ray engine: the local engine's `score`, with the scoring spread over a Ray cluster by Ray Data.
 
 For each scorer, the unique examples whose results are not in the score cache are cut into the same
-chunks the local engine would give the scorer, and each chunk is scored on the cluster: model scorers
-(those with `uses_model`: IFD, Embed, the local judge, DEITA, ...) in an actor pool, where each actor builds its scorer once (one actor per GPU
-where the cluster has GPUs, fractional CPUs otherwise, sized from the free resources); light scorers
-(rules, language, MinHash, an API judge) as plain tasks. Each chunk's results come back to the driver,
-which writes them as one Parquet shard into the same cache layout the local engine reads
-(`<root>/scores/<scorer>-<key>/part-*.parquet`), so a run resumes after a crash and shares its results
-with the local engine. The score table is then assembled by the local engine from the cache: one
+chunks the local engine would give the scorer, and each chunk is scored on the cluster as the scorer's
+declared `Resources` ask (`scoring.base.resources_of`): a scorer that holds a model (IFD, Embed, the local
+judge, DEITA, ...) in an actor pool, where each actor builds its scorer once (its GPU share per actor where
+the cluster has GPUs, fractional CPUs otherwise, sized from the free resources); a light one (rules,
+language, MinHash, an API judge) as plain tasks of its declared CPUs. The engine decides nothing about a
+scorer by its kind. Each chunk's results come back to the driver, which writes them as one Parquet shard
+into the same cache layout the local engine reads (`<root>/scores/<scorer>-<key>/part-*.parquet`), so a
+run resumes after a crash and shares its results with the local engine. The score table is then assembled by the local engine from the cache: one
 assembly path, so the two engines give the same bytes.
 
 A chunk is shipped whole, with the hashes already cached as the scorer's `skip` set, exactly as the local
@@ -32,13 +33,12 @@ from ..data.example import Example, Message
 from ..data.examples import key_column
 from ..data.io import Dataset
 from ..errors import MissingExtraError, require
-from ..scoring.base import device_kind
+from ..scoring.base import Resources, device_kind, resources_of
 from ..scoring.cache import ScoreCache
 from . import local
 from .assemble import HashIndex
 
 ADDRESS_ENV = "INSTRUCTSIFT_RAY_ADDRESS"
-LIGHT_TASK_CPUS = 0.5
 MAX_CPU_SHARE = 0.5  # of a CPU, per actor of a CPU-only pool
 
 
@@ -204,14 +204,21 @@ class Pool:
         return f"{self.size} actor{'s' if self.size > 1 else ''} ({self.num_cpus:g} CPU{gpu} each)"
 
 
-def plan_pool(free: dict[str, float], actors: int | None = None, chunks: int | None = None) -> Pool:
-    """One actor per free GPU; without GPUs, one per free CPU (at most one per chunk), each asking Ray
-    for half a CPU or less, so that the tasks feeding the pool still get scheduled (an actor holding a
-    whole CPU of a 2-CPU node starves them and the run hangs), and running torch on its share of CPUs."""
-    gpus, cpus = int(free.get("GPU", 0)), float(free.get("CPU", 0))
+def plan_pool(
+    free: dict[str, float], resources: Resources, actors: int | None = None, chunks: int | None = None
+) -> Pool:
+    """The actor pool of a scorer that declares `resources` (a model): one actor per GPU share it declares
+    (`resources.gpus`) that the free GPUs hold; without GPUs (or a scorer that declares none), one per free
+    CPU; at most one per chunk. A CPU actor asks Ray for half a CPU or less, so that the tasks feeding the
+    pool still get scheduled (an actor holding a whole CPU of a 2-CPU node starves them and the run hangs),
+    and runs torch on its share of CPUs."""
+    if not resources.model:
+        raise ValueError("a scorer without a model runs as plain tasks, not in an actor pool")
+    cpus, per_actor = float(free.get("CPU", 0)), resources.gpus
+    gpus = int(free.get("GPU", 0) / per_actor + 1e-9) if per_actor else 0  # actors the free GPUs hold
     if gpus >= 1:
         size = max(1, min(actors or gpus, gpus, chunks or gpus))
-        return Pool(size, round(max(0.1, min(1.0, cpus / (size + 1))), 2), 1.0)
+        return Pool(size, round(max(0.1, min(1.0, cpus / (size + 1))), 2), per_actor)
     size = max(1, min(actors or int(cpus) or 1, chunks or sys.maxsize))
     share = round(max(0.1, min(MAX_CPU_SHARE, 0.75 * cpus / size)), 2)
     return Pool(size, share, 0.0, max(1, round(cpus / size)))
@@ -292,9 +299,10 @@ def _score_one(
     import pyarrow as pa
 
     spec = scorer_spec(scorer)
-    model = bool(getattr(scorer, "uses_model", False))
+    needs = resources_of(scorer)  # what the scorer declares: an actor pool (and its GPU share) or tasks
+    model = needs.model
     free = ray.available_resources()
-    pool = plan_pool(free, actors) if model else None
+    pool = plan_pool(free, needs, actors) if model else None
     if pool is not None:  # the key (device, dtype) is the actors' own: ask where they run
         probe = ray.remote(num_cpus=pool.num_cpus, num_gpus=pool.num_gpus)(_probe)
         key, schema, about = ray.get(probe.remote(spec))
@@ -315,7 +323,7 @@ def _score_one(
     if stats is not None:
         stats[scorer.name] = {"cached": len(examples) - missing, "scored": missing, "unique": len(examples)}
     if items:
-        pool = plan_pool(free, actors, len(items)) if model else None
+        pool = plan_pool(free, needs, actors, len(items)) if model else None
         ds = ray.data.from_arrow_refs(items)
         if pool is not None:
             ds = ds.map_batches(
@@ -332,13 +340,15 @@ def _score_one(
                 fn_kwargs={"spec": spec, "name": scorer.name, "key": key, "schema": cache.schema},
                 batch_size=1,
                 batch_format="pyarrow",
-                num_cpus=LIGHT_TASK_CPUS,
+                num_cpus=needs.cpus,
             )
-        _collect(ds, cache, scorer.name, missing, progress, about, pool)
+        _collect(ds, cache, scorer.name, missing, progress, about, pool, needs)
     return _Cached(scorer.name, key, schema, about, dict(scorer.columns)) if model else scorer
 
 
-def _collect(ds: Any, cache: ScoreCache, name: str, total: int, progress: bool, about: str, pool: Pool | None) -> None:
+def _collect(
+    ds: Any, cache: ScoreCache, name: str, total: int, progress: bool, about: str, pool: Pool | None, needs: Resources
+) -> None:
     """Write each chunk's results as one cache shard as they arrive; a bar with rows/s, then one line."""
     from ..progress import progress_bar
 
@@ -354,7 +364,7 @@ def _collect(ds: Any, cache: ScoreCache, name: str, total: int, progress: bool, 
             bar.update(task, completed=scored, rate=f"{scored / elapsed:.1f} rows/s" if elapsed else "")
     if progress:
         elapsed = time.monotonic() - start
-        where = pool.describe() if pool else f"tasks ({LIGHT_TASK_CPUS:g} CPU each)"
+        where = pool.describe() if pool else f"tasks ({needs.cpus:g} CPU each)"
         print(
             f"{name}: {scored} rows in {elapsed:.1f} s ({scored / max(elapsed, 1e-9):.1f} rows/s) on {where}; {about}",
             file=sys.stderr,

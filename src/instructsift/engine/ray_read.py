@@ -30,9 +30,10 @@ from ..data.io import (
     parse_record,
 )
 from ..data.records import FORMATS, PARSERS, detect_format
-from .ray import LIGHT_TASK_CPUS, init
+from .ray import init
 
 SHARD_CONTAINERS = ("jsonl", "parquet")
+PARSE_TASK_CPUS = 0.5  # CPUs per shard-parsing task
 
 
 def _kind(path: Path) -> str | None:
@@ -115,7 +116,7 @@ def read_shards(
         fn_kwargs={"fmt": fmt, "fields": dict(fields) if fields else None},
         batch_size=1,
         batch_format="pyarrow",
-        num_cpus=LIGHT_TASK_CPUS,
+        num_cpus=PARSE_TASK_CPUS,
     )
     by_shard: dict[int, Any] = {}
     for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):

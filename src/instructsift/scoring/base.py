@@ -20,6 +20,40 @@ Advance = Callable[[float], None] | None  # told how many examples' worth of wor
 Chunks = Iterator[list[tuple[str, dict[str, Any]]]]  # what `score` yields: (content_hash, {column: value}) lists
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What a scorer asks of the machine it runs on (as data-juicer's ops carry accelerator and batch hints),
+    declared by its class as `resources` and read by the engines, never decided there. A scorer that holds a
+    model (`model`) is run where the model is loaded once: the Ray engine gives it an actor pool, each actor
+    taking `gpus` of a GPU where the cluster has GPUs (0: its actors run on CPUs only), else a share of the
+    free CPUs; any other scorer runs as plain Ray tasks of `cpus` CPUs each. The default is a light scorer.
+    (An optional package a step needs is its class's `requires`, which a run checks before any work.)"""
+
+    model: bool = False  # holds a model, loaded once per worker: an actor pool, not plain tasks
+    gpus: float = 0.0  # GPU share per actor where the cluster has GPUs: a fraction, or a whole number
+    cpus: float = 0.5  # CPUs per plain task (a model's actors are sized from the free CPUs instead)
+
+    def __post_init__(self) -> None:
+        if self.gpus < 0 or (self.gpus > 1 and self.gpus != int(self.gpus)):
+            raise ValueError(f"gpus={self.gpus}: a share of one GPU (0 to 1) or a whole number of GPUs")
+        if self.gpus and not self.model:
+            raise ValueError("a GPU share is for a scorer that holds a model (model=True)")
+        if self.cpus <= 0:
+            raise ValueError(f"cpus={self.cpus}: a plain task needs some CPU")
+
+
+LIGHT = Resources()  # rules, language, MinHash, an API judge: plain tasks of half a CPU
+MODEL = Resources(model=True, gpus=1.0)  # a model scorer: an actor pool, one GPU per actor where there are GPUs
+
+
+def resources_of(scorer: Any) -> Resources:
+    """What `scorer` declares it needs (its `resources`); a scorer that declares nothing is light."""
+    declared = getattr(scorer, "resources", LIGHT)
+    if not isinstance(declared, Resources):
+        raise TypeError(f"{type(scorer).__name__}.resources: a scoring.base.Resources, not {declared!r}")
+    return declared
+
+
 class Scorer(Protocol):
     name: str  # also the cache folder's prefix
     # Every column the scorer writes, each mapped to the column that says why its value is missing; None
@@ -31,6 +65,9 @@ class Scorer(Protocol):
     # Examples per yielded (and cached) chunk: a `chunk_size` field whose default is a number (the same on
     # every device), or `chunk_size: int | None = None` and a class-level `chunks = (CPU, GPU)`, its chunk
     # per device kind. `chunk_for(scorer, device)` reads it: the scorer's own `score` and both engines.
+    # What it asks of the machine (a class-level `Resources`: a model held in an actor pool, its GPU share,
+    # a plain task's CPUs); `resources_of(scorer)` reads it, and the Ray engine plans from nothing else.
+    resources: Resources
 
     @property
     def schema(self) -> Any:
@@ -57,7 +94,7 @@ class ModelRuntime:
     instruction loss, the local judge, DEITA). Keyword-only, so a scorer's own fields keep their places
     in its constructor and in the options it lists."""
 
-    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    resources: ClassVar[Resources] = MODEL  # its model loaded once per Ray actor, a GPU each where there are GPUs
     chunks: ClassVar[tuple[int, int]] = (512, 8192)  # examples per chunk on a CPU, a GPU (`chunk_size` unset)
 
     dtype: str = "auto"

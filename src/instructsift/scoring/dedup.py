@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import register
-from .base import Advance, Chunks, Skip, config_hash
+from .base import LIGHT, Advance, Chunks, Resources, Skip, config_hash
 from .text import todo_chunks, whole_text
 
 _WORD = re.compile(r"\w+")
@@ -54,6 +54,7 @@ class MinHashSignature:
     num_perm: int = 128
     seed: int = 1
     chunk_size: int = 1024
+    resources: ClassVar[Resources] = LIGHT  # no model: plain Ray tasks
     columns: ClassVar[dict[str, str | None]] = {"text_hash": None, "minhash": None}
     name: str = field(default="minhash", init=False)
 

@@ -30,7 +30,7 @@ from ..data.errors import OptionError
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, config_hash
+from .base import MODEL, Advance, Chunks, Resources, Skip, config_hash
 
 TEXTS = ("instruction", "instruction+input", "prompt", "whole", "response")
 LM_MAX_LENGTH = 512
@@ -81,7 +81,7 @@ def text_of(example: Example, text: str, template: Any = None, tokenizer: Any = 
 class Embed:
     """Embedding scorer: adds `column` (unit vectors) and `<column>_reason` (why a row has none)."""
 
-    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    resources: ClassVar[Resources] = MODEL  # its model loaded once per Ray actor, a GPU each where there are GPUs
 
     encoder: ModelLike = EMBEDDED  # see the module docstring; or a `models.LoadedModel` to reuse
     text: str | None = None  # see TEXTS [instruction+input; prompt when a template is given]

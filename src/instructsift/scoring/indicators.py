@@ -28,7 +28,7 @@ from ..data.example import Example
 from ..errors import require
 from ..models.embedded import EMBEDDED
 from ..registry import ModelRef, register
-from .base import Advance, Chunks, ResolvesModel, Skip, config_hash
+from .base import LIGHT, Advance, Chunks, ResolvesModel, Resources, Skip, config_hash
 from .text import todo_chunks
 
 MTLD_THRESHOLD = 0.72  # McCarthy & Jarvis (2010); lexicalrichness's default
@@ -57,6 +57,7 @@ class Lengths(ResolvesModel):
     tokens: bool = True  # False: characters alone, no tokenizer
     trust_remote_code: bool = False
     chunk_size: int = 1024
+    resources: ClassVar[Resources] = LIGHT  # a tokenizer only, no model: plain Ray tasks
     columns: ClassVar[dict[str, str | None]] = dict.fromkeys(
         ("input_tokens", "output_tokens", "input_chars", "output_chars")
     )
@@ -130,6 +131,7 @@ class MTLD:
 
     threshold: float = MTLD_THRESHOLD
     chunk_size: int = 512
+    resources: ClassVar[Resources] = LIGHT  # no model: plain Ray tasks
     columns: ClassVar[dict[str, str | None]] = {"mtld": "mtld_reason", "mtld_reason": None}
     name: str = field(default="mtld", init=False)
     requires: ClassVar = (("lexicalrichness", "mining"),)  # (module, extra): checked before any step runs

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..data.errors import OptionError, Placeholder, UserError, literal
 from ..data.example import Example
-from .base import chunk_for, config_hash
+from .base import LIGHT, Resources, chunk_for, config_hash
 from .judge_columns import COLUMN_REASONS, judge_row, judge_schema
 from .judge_prompts import get_prompt, logprob_score, parse_reply
 
@@ -92,6 +92,7 @@ class ServerJudge:
     max_tokens: int = 16  # the score comes first; the explanation after it is not needed
     logprobs: bool = True
     chunk_size: int | None = None
+    resources: ClassVar[Resources] = LIGHT  # the server holds the model: plain Ray tasks
     columns: ClassVar[dict[str, str | None]] = COLUMN_REASONS
     name: str = field(default="judge", init=False)
     stats: dict[str, int] = field(default_factory=dict, init=False, repr=False)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from ..data.example import Example
 from ..registry import register
-from .base import Advance, Chunks, Skip, config_hash
+from .base import LIGHT, Advance, Chunks, Resources, Skip, config_hash
 from .text import prose, todo_chunks, whole_text
 
 MIN_LETTERS = 3  # fewer letters than this outside code: no language to identify
@@ -30,6 +30,7 @@ class Language:
     """Columns `lang` (ISO 639-1 code, null when the text has no letters) and `lang_prob`."""
 
     chunk_size: int = 1024
+    resources: ClassVar[Resources] = LIGHT  # no model to load once: plain Ray tasks
     columns: ClassVar[dict[str, str | None]] = {
         "lang": None,
         "lang_prob": None,

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import ModelRef, register
-from .base import Advance, Chunks, Skip, config_hash, lm_about, lm_key
+from .base import MODEL, Advance, Chunks, Resources, Skip, config_hash, lm_about, lm_key
 
 FORMATS = ("pair", "oasst", "chat")
 OASST = "<|prompter|>{prompt}<|endoftext|><|assistant|>{response}<|endoftext|>"
@@ -95,7 +95,7 @@ def register_oasst_reward() -> None:
 class Reward:
     """Reward score (`reward`) from a sequence-classification model with one label, by hub id or folder."""
 
-    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    resources: ClassVar[Resources] = MODEL  # its model loaded once per Ray actor, a GPU each where there are GPUs
 
     model: ModelRef
     format: str = "pair"

@@ -33,7 +33,7 @@ from ..data.errors import OptionError
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
 from ..registry import FilePath, ModelRef, register
-from .base import Advance, Chunks, Skip, config_hash
+from .base import MODEL, Advance, Chunks, Resources, Skip, config_hash
 from .text import todo_chunks
 
 _TURN = re.compile(r"\n\n(Human|Assistant): ")
@@ -79,7 +79,7 @@ class RewardStandin:
     """OFFLINE STAND-IN, not the paper's reward model: w . embedding of the response, w a Bradley-Terry
     head trained on the preference pairs in `preference` (column `reward_standin`)."""
 
-    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    resources: ClassVar[Resources] = MODEL  # its model loaded once per Ray actor, a GPU each where there are GPUs
 
     preference: FilePath
     limit: int | None = None  # pairs used for training (the file's first ones) [all]

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
 from ..registry import OptionalModelRef, register
-from .base import Advance, Chunks, Skip, config_hash
+from .base import LIGHT, Advance, Chunks, Resources, Skip, config_hash
 from .text import answers, prose, snippet, todo_chunks
 
 I_ = re.IGNORECASE
@@ -240,6 +240,7 @@ class Rules:
     tokenizer: OptionalModelRef = EMBEDDED
     trust_remote_code: bool = False
     chunk_size: int = 1024
+    resources: ClassVar[Resources] = LIGHT  # no model: plain Ray tasks
     columns: ClassVar[dict[str, str | None]] = dict.fromkeys(
         ("response_chars", "response_tokens", *(f"rule_{r}" for r in RULE_NAMES), "rule_flags")
     )

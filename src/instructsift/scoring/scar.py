@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import ModelLike, register
-from .base import Advance, Chunks, Skip, config_hash
+from .base import MODEL, Advance, Chunks, Resources, Skip, config_hash
 
 TURNS = ("mean", "min", "first", "last")
 MAX_LENGTH = 512  # tokens per instruction and per answer, as the reference scores
@@ -89,7 +89,7 @@ def score_pairs(
 class Scar:
     """SCAR ranker scorer: adds `scar` (the style-consistency score, higher is better) and `scar_reason`."""
 
-    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    resources: ClassVar[Resources] = MODEL  # its model loaded once per Ray actor, a GPU each where there are GPUs
 
     ranker: ModelLike = None  # a ranker folder or hub id, or a `models.scar.LoadedRanker`
     turns: str = "mean"  # how a conversation's answer turns combine: mean, min, first, last

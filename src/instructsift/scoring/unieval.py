@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from ..data.errors import OptionError
 from ..data.example import Example
 from ..registry import ModelRef, register
-from .base import Advance, Chunks, Skip, config_hash, lm_about, lm_key
+from .base import MODEL, Advance, Chunks, Resources, Skip, config_hash, lm_about, lm_key
 from .reward import prompt_and_response
 
 # UniEval's dialogue questions (maszhongming/UniEval, utils.py `add_question`, task "dialogue")
@@ -44,7 +44,7 @@ def question(dimension: str, example: Example) -> str:
 class UniEval:
     """UniEval-style Boolean-QA scores (P(Yes)/(P(Yes)+P(No))) of a T5 evaluator, one column per dimension."""
 
-    uses_model: ClassVar[bool] = True  # engines run it where its model is loaded once (a Ray actor)
+    resources: ClassVar[Resources] = MODEL  # its model loaded once per Ray actor, a GPU each where there are GPUs
 
     model: ModelRef  # a UniEval checkpoint, e.g. MingZhong/unieval-dialog (hub id or folder)
     dimensions: list[str] = field(default_factory=lambda: list(DIMENSIONS))

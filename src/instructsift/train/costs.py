@@ -21,7 +21,7 @@ from ..data.errors import check_at_least
 from ..data.example import Example
 from ..models.embedded import EMBEDDED
 from ..registry import ModelRef, register
-from ..scoring.base import Advance, Chunks, ResolvesModel, Skip, config_hash
+from ..scoring.base import LIGHT, Advance, Chunks, ResolvesModel, Resources, Skip, config_hash
 from ..scoring.text import todo_chunks
 
 
@@ -37,6 +37,7 @@ class TrainedTokens(ResolvesModel):
     trust_remote_code: bool = False
     chunk_size: int = 2048
     # counts, never missing: bookkeeping columns without a reason column
+    resources: ClassVar[Resources] = LIGHT  # a tokenizer only, no model: plain Ray tasks
     columns: ClassVar[dict[str, str | None]] = {"trained_tokens": None, "trained_sequences": None}
     name: str = field(default="trained_tokens", init=False)
     _tok: Any = field(default=None, init=False, repr=False)
