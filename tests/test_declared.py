@@ -1,6 +1,6 @@
-"""A step declares everything about itself (issue 23): no file outside it names its options, chunk sizes or
-class. Recipes resolve paths from the kinds declared on the steps' fields (`registry.Kind`), both engines
-read the chunk sizes the scorers declare, and `recipe.py`, `engine/` and `accounting.py` name no step,
+"""A step declares everything about itself (issue 23): no file outside it names its options, chunk sizes,
+resource needs or class. Recipes resolve paths from the kinds declared on the steps' fields (`registry.Kind`),
+both engines read the chunk sizes the scorers declare, the Ray engine the resources they declare, and `recipe.py`, `engine/` and `accounting.py` name no step,
 step class or option (read with `ast`; nothing there is imported for the check)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from instructsift import recipe, registry
 from instructsift.engine import local
 from instructsift.engine import ray as ray_engine
-from instructsift.scoring.base import chunk_for
+from instructsift.scoring.base import LIGHT, MODEL, Resources, chunk_for, resources_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "instructsift"
@@ -231,6 +231,46 @@ def test_no_scorer_picks_a_chunk_but_through_its_declaration() -> None:
             if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
                 first = node.values[0]
                 assert not (isinstance(first, ast.Attribute) and first.attr == "chunk_size"), f"{path}:{node.lineno}"
+
+
+# -- resources: declared by each scorer, read by the Ray engine ---------------------------------------------
+def test_every_scorer_declares_its_resources(tmp_path: Path) -> None:
+    """Each scorer's class says what it asks of the machine (no engine default applies to a registered one):
+    the model scorers an actor pool with a GPU each where there are GPUs, the light ones (the API judge among
+    them: its model is the server's) plain tasks of half a CPU."""
+    scorers = {type(s).__name__: s for s in _scorers(tmp_path)}
+    for name, s in scorers.items():
+        assert isinstance(getattr(type(s), "resources", None), Resources), name
+        assert resources_of(s) is type(s).resources
+    for name in (
+        "IFD",
+        "Deita",
+        "LocalJudge",
+        "InstructionLoss",
+        "Representation",
+        "Embed",
+        "Reward",
+        "RewardStandin",
+        "Scar",
+        "UniEval",
+    ):
+        assert scorers[name].resources == MODEL == Resources(model=True, gpus=1.0), name
+    for name in ("Rules", "Language", "MinHashSignature", "MTLD", "Lengths", "ServerJudge", "TrainedTokens"):
+        assert scorers[name].resources == LIGHT == Resources(model=False, gpus=0.0, cpus=0.5), name
+
+
+def test_a_declaration_is_checked() -> None:
+    for bad in ({"gpus": 0.5}, {"model": True, "gpus": -1}, {"model": True, "gpus": 1.5}, {"cpus": 0}):
+        with pytest.raises(ValueError):
+            Resources(**bad)
+    assert Resources(model=True, gpus=2).gpus == 2
+
+    class Undeclared:  # a scorer outside the registry that declares nothing is light
+        pass
+
+    assert resources_of(Undeclared()) == LIGHT
+    with pytest.raises(TypeError, match="Resources"):
+        resources_of(type("Odd", (), {"resources": {"gpus": 1}})())
 
 
 @pytest.mark.parametrize("name", ["ifd", "instruction_loss"])

@@ -4,6 +4,7 @@ over light scorers run as tasks. A real local Ray (2 CPUs) is started once for t
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ pytest.importorskip("ray", reason="the ray engine needs Ray Data: pip install 'i
 from instructsift.data import read  # noqa: E402
 from instructsift.engine import local  # noqa: E402
 from instructsift.engine import ray as ray_engine  # noqa: E402
+from instructsift.scoring.base import LIGHT, Resources  # noqa: E402
 from instructsift.scoring.ifd import IFD  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample_alpaca.json"
@@ -119,12 +121,44 @@ def test_chained_recipe_same_bytes(ray_local, tmp_path: Path) -> None:
 
 
 def test_pool_fractional_cpus_one_actor_per_gpu() -> None:
-    cpu = ray_engine.plan_pool({"CPU": 2.0})
+    model = IFD.resources  # a model scorer's declaration: a GPU per actor where there are GPUs
+    cpu = ray_engine.plan_pool({"CPU": 2.0}, model)
     assert cpu.size == 2 and 0 < cpu.num_cpus < 1 and cpu.size * cpu.num_cpus < 2 and cpu.num_gpus == 0
-    assert ray_engine.plan_pool({"CPU": 2.0}, chunks=1).size == 1
-    gpu = ray_engine.plan_pool({"CPU": 16.0, "GPU": 4.0})
+    assert ray_engine.plan_pool({"CPU": 2.0}, model, chunks=1).size == 1
+    gpu = ray_engine.plan_pool({"CPU": 16.0, "GPU": 4.0}, model)
     assert (gpu.size, gpu.num_gpus) == (4, 1.0) and gpu.size * gpu.num_cpus < 16
-    assert ray_engine.plan_pool({"CPU": 16.0, "GPU": 4.0}, actors=2).size == 2
+    assert ray_engine.plan_pool({"CPU": 16.0, "GPU": 4.0}, model, actors=2).size == 2
+
+
+def test_the_pool_is_planned_from_the_declared_resources() -> None:
+    """The GPU share per actor is the scorer's declaration: half a GPU packs two actors on each GPU, two
+    GPUs give one actor per pair, none keeps a GPU cluster's actors on its CPUs; a light scorer has no pool."""
+    free = {"CPU": 16.0, "GPU": 4.0}
+    half = ray_engine.plan_pool(free, Resources(model=True, gpus=0.5))
+    assert (half.size, half.num_gpus, half.threads) == (8, 0.5, None)
+    assert ray_engine.plan_pool(free, Resources(model=True, gpus=2)).size == 2
+    on_cpus = ray_engine.plan_pool(free, Resources(model=True))
+    assert on_cpus.num_gpus == 0 and on_cpus.threads and on_cpus.num_cpus <= ray_engine.MAX_CPU_SHARE
+    assert ray_engine.plan_pool({"CPU": 2.0, "GPU": 0.5}, IFD.resources).num_gpus == 0  # no whole GPU free
+    with pytest.raises(ValueError, match="plain tasks"):
+        ray_engine.plan_pool(free, LIGHT)
+
+
+def test_a_scorer_runs_as_it_declares(ray_local, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The same light scorer, declared as plain tasks of a quarter CPU, then as holding a model: Ray runs it
+    as tasks of 0.25 CPU, then in a CPU actor pool; both give the local engine's score table."""
+    from instructsift.scoring.rules import Rules
+
+    data = read(SAMPLE)
+    scorers = [Rules(tokenizer=None, chunk_size=32)]
+    by_local = local.score(data, scorers, cache_dir=tmp_path / "l", progress=False)
+    monkeypatch.setattr(Rules, "resources", Resources(cpus=0.25))
+    as_tasks = ray_engine.score(data, scorers, cache_dir=tmp_path / "t", progress=True)
+    assert "on tasks (0.25 CPU each)" in capsys.readouterr().err
+    monkeypatch.setattr(Rules, "resources", Resources(model=True))
+    in_a_pool = ray_engine.score(data, scorers, cache_dir=tmp_path / "p", progress=True)
+    assert re.search(r"on \d+ actors? \([\d.]+ CPU, \d+ torch threads each\)", capsys.readouterr().err)
+    assert as_tasks.equals(by_local) and in_a_pool.equals(by_local)
 
 
 def test_read_shards_like_read(ray_local, tmp_path: Path) -> None:
