@@ -21,7 +21,7 @@ from instructsift.registry import Method, StrictModel
 
 CLI_DIR = Path(__file__).resolve().parents[1] / "src" / "instructsift" / "cli"
 # Modules of commands whose own options share a name with a method's (finetune's --max-length, compare's
-# --target, report's --rule, mine's --reward-model): they are not method options, so the rule does not
+# --target, report's --rule, evaluate's --batch-tokens): they are not method options, so the rule does not
 # read them.
 OWN_OPTIONS = {"train_cmds.py", "experiments.py", "report_cmd.py", "model_options.py"}
 

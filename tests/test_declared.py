@@ -42,12 +42,6 @@ CLI_WORDS = {
     ("data_cmds.py", "trained_tokens"): "experiments.length's count of a run's trained tokens (the summary line)",
     ("train_cmds.py", "finetune"): "the command `finetune`, whose options the fit step of that name generates",
     ("train_cmds.py", "model"): "an output's kind for `_check_paths`: a model folder (instructsift.outputs)",
-    # Left hand-declared (issue 23): `mine`'s indicator options are not generated from the steps' parameter
-    # models yet.
-    ("experiments.py", "unieval"): "mine: the indicators' UniEval option, hand-declared",
-    ("experiments.py", "indicators"): "mine: the indicators selector's option, hand-declared",
-    ("experiments.py", "model"): "mine: the indicator scorers' model option, hand-declared",
-    ("experiments.py", "max_length"): "mine: the indicator scorers' max_length option, hand-declared",
 }
 
 

@@ -43,6 +43,22 @@ def _mine(design: Path, model: Path, out: Path, cache: Path, *more: object) -> o
                    "--quiet", *more)  # fmt: skip
 
 
+def test_mine_options_are_generated_from_its_settings() -> None:
+    """Every field of `MineSettings` is a `mine` option with its description as help (issue 23); its defaults
+    are mine_design's arguments."""
+    from instructsift.experiments.mine_run import MineSettings
+
+    out = " ".join(CliRunner().invoke(app, ["mine", "--help"], terminal_width=1000).output.split())
+    for name, field in MineSettings.model_fields.items():
+        assert f"--{name.replace('_', '-')}" in out and " ".join(field.description.split()) in out, name
+    given = MineSettings.model_validate({"indicators": "ppl, mtld", "device": "cpu", "full_finetune": True})
+    args = given.arguments()
+    assert args["indicators"] == ["ppl", "mtld"] and not args["config"].lora and args["config"].device == "cpu"
+    assert args["options"] == {"model": "embedded", "max_length": 512, "device": "cpu"}
+    assert MineSettings().arguments()["options"] == {"model": "embedded", "max_length": 512}
+    assert (args["low"], args["high"], args["trials"], args["sweep_points"]) == (10, None, 20, 8)
+
+
 def test_mine_writes_the_rule_and_curve_and_a_rerun_trains_nothing(design, tmp_path: Path) -> None:
     folder, model = design
     out, cache = tmp_path / "mining", tmp_path / "cache"

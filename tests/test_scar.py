@@ -355,6 +355,38 @@ def test_an_interrupted_training_resumes_to_the_same_ranker(tiny_encoder, quads,
     assert score_pairs(load_ranker(tmp_path / "b"), pairs) == score_pairs(load_ranker(tmp_path / "a"), pairs)
 
 
+def test_a_ranker_without_a_tokenizer_takes_its_encoders_through_the_resolver(
+    tiny_encoder, quads, tmp_path, monkeypatch
+) -> None:
+    """A ranker folder without tokenizer files (as the reference code saves one) reads its encoder's
+    tokenizer from `encoder_name` through `models.resolve_tokenizer`: a folder as it is, a hub id the
+    hub cannot give is the resolver's clear error, no `encoder_name` is an error naming the folder."""
+    from huggingface_hub import constants
+
+    from instructsift.data.errors import MissingFileError
+    from instructsift.models.loader import ModelUnreachableError
+
+    model, tok = build_ranker(tiny_encoder, linear_dim=16)
+    folder = save_ranker(model.eval(), tok, tmp_path / "ranker", str(tiny_encoder))
+    pairs = pairs_of(quads[:4])
+    expected = score_pairs(load_ranker(folder), pairs)
+    for f in folder.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "vocab")):
+            f.unlink()
+    assert not (folder / "tokenizer_config.json").exists()
+    assert score_pairs(load_ranker(folder), pairs) == expected  # the encoder folder's tokenizer
+
+    config = json.loads((folder / "config.json").read_text())
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-empty"))
+    (folder / "config.json").write_text(json.dumps({**config, "encoder_name": "no-such-org/no-such-encoder"}))
+    with pytest.raises(ModelUnreachableError, match="no-such-org/no-such-encoder: cannot get this model"):
+        load_ranker(folder)
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "encoder_name"}))
+    with pytest.raises(MissingFileError, match="no tokenizer files, and no encoder_name"):
+        load_ranker(folder)
+
+
 def test_bad_rankers_and_options_are_clear_errors(tmp_path) -> None:
     from instructsift.data.errors import MissingFileError
     from instructsift.errors import UsageError

@@ -14,7 +14,6 @@ import typer
 from ..models.embedded import EMBEDDED
 from .core import _fail, _guard, _say, app
 from .method_options import with_params_options
-from .model_options import DeviceOpt, RewardFormatOpt, RewardModelOpt, UnievalOpt
 from .options import (
     CacheOpt,
     Hub,
@@ -74,8 +73,17 @@ def design_cmd(
     )
 
 
+def _mine() -> Any:
+    """`mine`'s settings (the base model's fine-tuning, the indicators and their scorers' options, the size
+    search): its options are generated from them."""
+    from ..experiments.mine_run import MineSettings
+
+    return MineSettings
+
+
 @app.command("mine")
 @_guard
+@with_params_options(_mine, "mine")
 def mine_cmd(
     design: Annotated[
         Path, typer.Argument(metavar="DESIGN", help="A design.json (from `instructsift design`) or its folder.")
@@ -83,59 +91,21 @@ def mine_cmd(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder: rule.json, summary.json, curve.png, search.jsonl, ...")
     ],
-    base: Annotated[str, typer.Option(help="The base model fine-tuned on every subset (as --model).")] = EMBEDDED,
-    model: Annotated[str, typer.Option(help="The model that scores the ppl and token-length indicators.")] = EMBEDDED,
-    reward_model: RewardModelOpt = None,
-    reward_format: RewardFormatOpt = None,
-    encoder: Annotated[
-        str | None, typer.Option(help="knn indicators: embedded (all-MiniLM-L6-v2), a folder or hub id [embedded].")
-    ] = None,
-    unieval: UnievalOpt = None,
-    indicators: Annotated[
-        str | None,
-        typer.Option(
-            help="Indicators, comma-separated [output_tokens,input_tokens,mtld,ppl,knn6, + reward or "
-            "reward_standin with --reward-model, + naturalness,coherence,understandability with --unieval]."
-        ),
-    ] = None,
-    epochs: Annotated[float, typer.Option(help="Fine-tuning passes over each subset.")] = 1.0,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate [LoRA 2e-4].")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per step.")] = 8,
-    max_length: Annotated[
-        int, typer.Option("--max-length", help="Tokens per sequence (fine-tuning, evaluation and the ppl scorer).")
-    ] = 512,
-    seed: Annotated[int, typer.Option(help="Fine-tuning seed.")] = 42,
-    full_finetune: Annotated[
-        bool, typer.Option("--full-finetune", help="Tune every weight instead of a LoRA adapter.")
-    ] = False,
-    device: DeviceOpt = "auto",
-    min_k: Annotated[int, typer.Option("--min-k", help="Smallest subset size the search tries.")] = 10,
-    max_k: Annotated[
-        int | None, typer.Option("--max-k", help="Largest subset size the search tries [the pool].")
-    ] = None,
-    trials: Annotated[int, typer.Option(help="BlendSearch trials (distinct sizes) over k.")] = 20,
-    sweep: Annotated[int, typer.Option(help="Evenly log-spaced sizes for the curve.")] = 8,
+    *,
+    settings: dict[str, Any] | None = None,  # the generated options stand here
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """InstructMining's whole run on a design: score the pool's indicators, fine-tune the base model on every
     subset and evaluate it, fit the rule, search the subset size with BlendSearch and sweep it. Rerun to resume."""
     from ..data.errors import options_named
-    from ..experiments.mine_run import mine_design, report_lines
-    from ..train.finetune import FinetuneConfig
+    from ..experiments.mine_run import MineSettings, mine_design, report_lines
 
-    config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
-                            lora=not full_finetune, device=device)  # fmt: skip
-    options = {"model": model, "max_length": max_length}
-    options |= {k: v for k, v in dict(reward_model=reward_model, reward_format=reward_format, encoder=encoder, unieval=unieval,
-                                      device=None if device == "auto" else device).items() if v is not None}  # fmt: skip
-    names = [n.strip() for n in indicators.split(",") if n.strip()] if indicators else None
+    arguments = MineSettings.model_validate(settings or {}).arguments()
     log = (lambda m: None) if quiet else (lambda m: _say(m, "dim"))
     try:
         with options_named({"out": "output", "low": "min_k", "high": "max_k"}):  # mine_design's names of these flags
-            summary = mine_design(design, output, base=base, config=config, indicators=names, options=options,
-                                  low=min_k, high=max_k, trials=trials, sweep_points=sweep, cache_dir=cache_dir,
-                                  progress=not quiet, log=log)  # fmt: skip
+            summary = mine_design(design, output, **arguments, cache_dir=cache_dir, progress=not quiet, log=log)
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to resume (finished fine-tunings and trials are kept)")
     print("\n".join(report_lines(summary)))

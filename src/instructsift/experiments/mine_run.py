@@ -19,13 +19,74 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from ..data.errors import MissingFileError, OptionError, OutputError, literal
 from ..models.embedded import EMBEDDED
+from ..registry import StrictModel
 from ..train.finetune import FinetuneConfig
 
 SETTINGS = "settings.json"
 WRITES = ("settings.json", "pool.scores.parquet", "experiments.json", "rule.json", "search.jsonl", "curve.png",
           "summary.json")  # fmt: skip
+
+
+class MineSettings(StrictModel):
+    """`instructsift mine`'s settings: the base model and its fine-tuning, the indicators and the options of
+    their scorers (InstructMining's), and the subset-size search. The command's options are generated from
+    these fields (each flag the field's name in dashes: --reward-model, --full-finetune, --min-k), their help
+    from the descriptions; `arguments()` gives them to `mine_design`."""
+
+    base: str = Field(EMBEDDED, description="The base model fine-tuned on every subset (as --model)")
+    model: str = Field(EMBEDDED, description="The model that scores the ppl and token-length indicators")
+    reward_model: str | None = Field(
+        None,
+        description="instructmining: a reward model (hub id or folder), or standin:PREFERENCE_FILE (offline stand-in)",
+    )
+    reward_format: str | None = Field(None, description="instructmining: how the reward model reads a pair [pair]")
+    encoder: str | None = Field(
+        None, description="knn indicators: embedded (all-MiniLM-L6-v2), a folder or hub id [embedded]"
+    )
+    unieval: str | None = Field(
+        None,
+        description="instructmining: a UniEval evaluator (MingZhong/unieval-dialog or another T5 Boolean-QA "
+        "checkpoint: hub id or folder; not installable offline) for the naturalness, coherence and "
+        "understandability columns",
+    )
+    indicators: str | None = Field(
+        None,
+        description="Indicators, comma-separated [output_tokens,input_tokens,mtld,ppl,knn6, + reward or "
+        "reward_standin with --reward-model, + naturalness,coherence,understandability with --unieval]",
+    )
+    epochs: float = Field(1.0, description="Fine-tuning passes over each subset")
+    lr: float | None = Field(None, description="Peak learning rate [LoRA 2e-4]")
+    batch_size: int = Field(8, description="Sequences per step")
+    max_length: int = Field(512, description="Tokens per sequence (fine-tuning, evaluation and the ppl scorer)")
+    seed: int = Field(42, description="Fine-tuning seed")
+    full_finetune: bool = Field(False, description="Tune every weight instead of a LoRA adapter")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    min_k: int = Field(10, description="Smallest subset size the search tries")
+    max_k: int | None = Field(None, description="Largest subset size the search tries [the pool]")
+    trials: int = Field(20, description="BlendSearch trials (distinct sizes) over k")
+    sweep: int = Field(8, description="Evenly log-spaced sizes for the curve")
+
+    def config(self) -> FinetuneConfig:
+        """The fine-tuning of every subset."""
+        return FinetuneConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, max_length=self.max_length,
+                              seed=self.seed, lora=not self.full_finetune, device=self.device)  # fmt: skip
+
+    def scorer_options(self) -> dict[str, Any]:
+        """The indicator scorers' options (InstructMining's `Params`): those given, and always the model and
+        max length (the device only when not `auto`)."""
+        given = {"reward_model": self.reward_model, "reward_format": self.reward_format, "encoder": self.encoder,
+                 "unieval": self.unieval, "device": None if self.device == "auto" else self.device}  # fmt: skip
+        return {"model": self.model, "max_length": self.max_length} | {k: v for k, v in given.items() if v is not None}
+
+    def arguments(self) -> dict[str, Any]:
+        """`mine_design`'s keyword arguments of these settings."""
+        names = [n.strip() for n in self.indicators.split(",") if n.strip()] if self.indicators else None
+        return dict(base=self.base, config=self.config(), indicators=names, options=self.scorer_options(),
+                    low=self.min_k, high=self.max_k, trials=self.trials, sweep_points=self.sweep)  # fmt: skip
 
 
 def design_file(path: str | Path) -> Path:
@@ -244,4 +305,4 @@ def _g(x: Any) -> str:
     return "-" if x is None else f"{x:.3g}"
 
 
-__all__ = ["check_held_out", "design_file", "mine_design", "read_design", "report_lines"]
+__all__ = ["MineSettings", "check_held_out", "design_file", "mine_design", "read_design", "report_lines"]

@@ -201,13 +201,27 @@ def load_ranker(spec: str | Path, device: str = "cpu", dtype: Any = None) -> Loa
     if dtype is not None:
         model.to(dtype)
     model.to(device).eval()
-    tok_source = folder if (folder / "tokenizer_config.json").exists() else config.get("encoder_name")
+    path, kwargs = _tokenizer_source(folder, config)
     hf_logging.set_verbosity_error()  # it reads config.json, whose model_type it does not know
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
     return LoadedRanker(model, tokenizer, folder, str(config.get("encoder_name", "")))
+
+
+def _tokenizer_source(folder: Path, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(path, AutoTokenizer kwargs) of a ranker's tokenizer: its own files, else its encoder's
+    (`encoder_name` through `models.resolve_tokenizer`, as every model option's tokenizer)."""
+    from .loader import resolve_tokenizer
+
+    if (folder / "tokenizer_config.json").exists():
+        return str(folder), {}
+    name = config.get("encoder_name")
+    if not name:
+        raise MissingFileError(f"{folder}: no tokenizer files, and no encoder_name in config.json to take one from")
+    path, kwargs, _ = resolve_tokenizer(str(name))
+    return path, kwargs
 
 
 def save_ranker(model: ScarRanker, tokenizer: Any, folder: str | Path, encoder_name: str) -> Path:
