@@ -1,7 +1,8 @@
 """Shared fixtures: the real data in ../shared/data, one model cache for the whole session, the tiny random
-Llamas (built once per session), and a real OpenAI-compatible server on loopback (`transformers serve`,
-transformers[serving]) with the embedded model. Helpers that are not fixtures (the `cli()` command, the
-tiny model builders) are in helpers.py; numeric tolerances in tolerances.py."""
+models (two causal Llamas, a T5, a reward model, a BERT encoder: each built once per session), and a real
+OpenAI-compatible server on loopback (`transformers serve`, transformers[serving]) with the embedded model.
+Helpers that are not fixtures (the `cli()` command, the tiny model builders) are in helpers.py; numeric
+tolerances in tolerances.py."""
 
 from __future__ import annotations
 
@@ -109,6 +110,75 @@ def tiny_bpe_llama(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) 
     tok = bpe_tokenizer(v for r in short for v in r.values())
     path = tmp_path_factory.mktemp("tiny") / "tiny-bpe-llama"
     return tiny_llama(path, tok, max_position_embeddings=256, tie_word_embeddings=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide T5 with random weights (seed 0): an evaluator for `unieval` (UniEval's checkpoints do
+    not install offline). Its tokenizer is a T5-like one (<pad> 0, </s> 1 appended to every text, <unk> 2),
+    BPE trained on examples/sample_alpaca.json, UniEval's questions and many a "Yes" and "No" (each one
+    token: the scorer needs their first tokens to differ). Saved as a model folder once per session; read-only like `tiny_llama`."""
+    import json
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    from instructsift.scoring.unieval import QUESTIONS
+
+    records = json.loads((ROOT / "examples" / "sample_alpaca.json").read_text(encoding="utf-8"))
+    texts = [v for r in records for v in r.values()] + list(QUESTIONS.values()) + ["Yes", "No"] * 100
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace()
+    bpe.decoder = decoders.Metaspace()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=500, special_tokens=["<pad>", "</s>", "<unk>"]))
+    bpe.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    config = T5Config(vocab_size=len(tok), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_decoder_layers=2,
+                      num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # fmt: skip
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny-t5"
+    T5ForConditionalGeneration(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_reward(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reward model: a 2-layer, 16-wide Llama sequence classifier with one label and random weights (seed 0,
+    the head saved too) and the embedded SmolLM2 tokenizer. Saved once per session; read-only."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from instructsift.models import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("embedded").path)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, num_labels=1,
+                         pad_token_id=tok.pad_token_id)  # fmt: skip
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny-reward"
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT with random weights (seed 0) and the embedded encoder's (all-MiniLM-L6-v2's)
+    tokenizer: an encoder for a SCAR ranker. Saved once per session; read-only."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from instructsift.models import resolve_encoder
+
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64)  # fmt: skip
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny-encoder"
+    BertModel(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(str(resolve_encoder("embedded")[0])).save_pretrained(path)
+    return path
 
 
 def _free_port() -> int:

@@ -17,26 +17,44 @@ def cli_command(*args: object) -> list[str]:
     return [*CLI, *map(str, args)]
 
 
+class Run(subprocess.CompletedProcess):
+    """A finished `instructsift ARGS`: `returncode`, `stdout`, `stderr`, and `output`, both streams as a
+    terminal shows them (in this process: interleaved as written; in a subprocess: stdout, then stderr)."""
+
+    def __init__(self, args: list[str], returncode: int, stdout: str, stderr: str, output: str | None = None):
+        super().__init__(args, returncode, stdout, stderr)
+        self.output = stdout + stderr if output is None else output
+
+
 def cli(
-    *args: object, check: bool = True, env: Mapping[str, str] | None = None, timeout: float = 600
-) -> subprocess.CompletedProcess:
+    *args: object,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+    width: int | None = None,
+) -> Run:
     """`instructsift ARGS`: its exit code, stdout and stderr, as a user's shell gets them.
 
     Run in this process through the command's own entry (typer's runner: the same error handling, exit codes
     and output streams), which saves each call the ~4 s of importing torch and transformers that a fresh
-    interpreter pays. With `env` (the whole environment) it runs in a subprocess, as `cli_subprocess` does.
-    `check`: a non-zero exit fails the test with the command and its stderr."""
+    interpreter pays. With `env` (the whole environment) it runs in a subprocess, as `cli_subprocess` does
+    (a test that only adds a variable sets it with monkeypatch.setenv and stays in this process).
+    `check`: a non-zero exit fails the test with the command and its stderr. `width`: the terminal's width in
+    columns that the help is laid out for (in this process only)."""
     if env is not None:
+        if width is not None:
+            raise ValueError("width= is for a run in this process: give COLUMNS in env instead")
         return cli_subprocess(*args, check=check, env=env, timeout=timeout)
     from typer.testing import CliRunner
 
     from instructsift.cli import app
 
     argv = [str(a) for a in args]
-    result = CliRunner().invoke(app, argv, prog_name="instructsift")
+    extra = {} if width is None else {"terminal_width": width}
+    result = CliRunner().invoke(app, argv, prog_name="instructsift", **extra)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception  # the command's guard turns every exception into an exit code: this is a bug
-    proc = subprocess.CompletedProcess(["instructsift", *argv], result.exit_code, result.stdout, result.stderr)
+    proc = Run(["instructsift", *argv], result.exit_code, result.stdout, result.stderr, result.output)
     if check and proc.returncode != 0:
         raise AssertionError(f"instructsift {' '.join(argv)} exited {proc.returncode}:\n{proc.stderr}")
     return proc
@@ -44,7 +62,7 @@ def cli(
 
 def cli_subprocess(
     *args: object, check: bool = True, env: Mapping[str, str] | None = None, timeout: float = 600
-) -> subprocess.CompletedProcess:
+) -> Run:
     """`instructsift ARGS` in a fresh interpreter (for what only a process shows: its imports, signals, an
     environment of its own). `env`: the whole environment (default: this process's, so PYTHONPATH and
     INSTRUCTSIFT_CACHE carry over)."""
@@ -54,7 +72,7 @@ def cli_subprocess(
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
+    return Run(cmd, proc.returncode, proc.stdout, proc.stderr)
 
 
 def bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1024):

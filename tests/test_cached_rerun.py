@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,33 +23,6 @@ SAMPLE = ROOT / "examples" / "sample_alpaca.json"
 
 def _takes_model(entry) -> bool:
     return "model" in inspect.signature(entry.target).parameters
-
-
-@pytest.fixture(scope="module")
-def tiny_reward(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny Llama with one label: a sequence classifier (a reward model) for `reward`."""
-    path = tmp_path_factory.mktemp("tiny-reward") / "tiny-reward"
-    shutil.copytree(tiny_llama, path)
-    config = json.loads((path / "config.json").read_text())
-    config.update(id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
-    (path / "config.json").write_text(json.dumps(config))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_t5(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-wide random T5 with the tiny Llama's tokenizer: an evaluator for `unieval`."""
-    import torch
-    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
-
-    tok = AutoTokenizer.from_pretrained(tiny_llama)
-    config = T5Config(vocab_size=len(tok), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_decoder_layers=2,
-                      num_heads=4, decoder_start_token_id=0, pad_token_id=0)  # fmt: skip
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-t5") / "tiny-t5"
-    T5ForConditionalGeneration(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def _options(entry, tiny_llama: Path, tiny_reward: Path, tiny_t5: Path) -> dict:
@@ -155,21 +127,12 @@ def test_embed_with_a_causal_lm_key_before_and_after_loading(tiny_llama):
     assert (after.cache_key(), after.describe(), after.schema) == seen
 
 
-def test_scar_key_before_and_after_loading(tiny_llama, tmp_path):
+def test_scar_key_before_and_after_loading(tiny_encoder, tmp_path):
     """`scar`: key and log line from the ranker's config.json without loading == after loading."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
     from instructsift.models.scar import build_ranker, save_ranker
     from instructsift.scoring.scar import Scar
 
-    tok = AutoTokenizer.from_pretrained(tiny_llama)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64)  # fmt: skip
-    BertModel(config).save_pretrained(tmp_path / "encoder")
-    tok.save_pretrained(tmp_path / "encoder")
-    model, tok = build_ranker(tmp_path / "encoder", linear_dim=8, pretrained=False)
+    model, tok = build_ranker(tiny_encoder, linear_dim=8, pretrained=False)
     ranker = save_ranker(model, tok, tmp_path / "ranker", "tiny-bert")
     before = Scar(ranker=str(ranker), dtype="float32")
     seen = (before.cache_key(), before.describe())

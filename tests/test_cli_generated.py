@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import typer
+from helpers import cli
 from pydantic import Field
-from typer.testing import CliRunner
 
 from instructsift import registry
 from instructsift.cli import app
@@ -31,9 +31,7 @@ def flag(name: str) -> str:
 
 
 def help_of(*args: str) -> str:
-    res = CliRunner().invoke(app, [*args, "--help"], terminal_width=200)
-    assert res.exit_code == 0, res.output
-    return res.output
+    return cli(*args, "--help", width=200).output
 
 
 def sections(text: str) -> dict[str, str]:
@@ -64,7 +62,7 @@ def test_every_method_option_is_a_flag_of_select_and_its_own_help_shows_it():
 
 @pytest.mark.parametrize("command", ["select", "score"])
 def test_plain_help_is_short_shows_what_every_method_takes_and_says_how_to_see_one_method(command):
-    text = CliRunner().invoke(app, [command, "--help"], terminal_width=80).output
+    text = cli(command, "--help", width=80).output
     assert len(text.splitlines()) <= 100, len(text.splitlines())
     assert f"{command} --method M --help shows the options of method M." in text
     parts = sections(text)
@@ -74,7 +72,7 @@ def test_plain_help_is_short_shows_what_every_method_takes_and_says_how_to_see_o
     for one in ("--complexity-model", "--whiten", "--threshold", "--dtype", "--model"):  # some methods' own
         assert one not in text, one
         assert one in help_of(command, "--method", "deita" if one != "--whiten" else "rds")
-    own = CliRunner().invoke(app, [command, "--method", "deita", "--help"], terminal_width=80).output
+    own = cli(command, "--method", "deita", "--help", width=80).output
     assert "shows the options of method M." not in own
     if command == "select":
         assert "--ratio" in parts["Options of every method"] and "--ratio" not in parts["Options"]
@@ -87,8 +85,8 @@ def test_plain_help_is_short_shows_what_every_method_takes_and_says_how_to_see_o
 def test_the_method_is_required_the_cli_names_no_default_method(command, tmp_path):
     data = tmp_path / "data.json"
     data.write_text(json.dumps([{"instruction": "Say hi.", "input": "", "output": "Hi."}]))
-    res = CliRunner().invoke(app, [command, str(data), "-o", str(tmp_path / "out.parquet")])
-    assert res.exit_code == 2 and "Missing option '--method'" in res.output, res.output
+    res = cli(command, data, "-o", tmp_path / "out.parquet", check=False)
+    assert res.returncode == 2 and "Missing option '--method'" in res.output, res.output
     method = re.search(r"-m, --method TEXT(.*?)\n  -", help_of(command), flags=re.DOTALL)
     assert method and "[required]" in method.group(1), help_of(command)
 
@@ -106,14 +104,11 @@ def test_an_option_set_on_the_command_line_reaches_the_method(tmp_path):
     rows = [{"instruction": f"task {i}", "input": "", "output": "x" * (i + 1)} for i in range(8)]
     data = tmp_path / "data.json"
     data.write_text(json.dumps(rows))
-    res = CliRunner().invoke(app, ["select", str(data), "-m", "deita", "--min-mass", "2", "--top", "2",
-                                   "-o", str(tmp_path / "out.json")])  # fmt: skip
-    assert res.exit_code == 2 and "min_mass" in res.output and "less than or equal to 1" in res.output
-    res = CliRunner().invoke(app, ["select", str(data), "-m", "longest", "--whiten", "--top", "2",
-                                   "-o", str(tmp_path / "out.json")])  # fmt: skip
-    assert res.exit_code == 2 and "method 'longest' does not take 'whiten'" in res.output
-    res = CliRunner().invoke(app, ["select", str(data), "-m", "longest", "--top", "2", "-o", str(tmp_path / "o.json")])
-    assert res.exit_code == 0, res.output
+    res = cli("select", data, "-m", "deita", "--min-mass", 2, "--top", 2, "-o", tmp_path / "out.json", check=False)
+    assert res.returncode == 2 and "min_mass" in res.output and "less than or equal to 1" in res.output
+    res = cli("select", data, "-m", "longest", "--whiten", "--top", 2, "-o", tmp_path / "out.json", check=False)
+    assert res.returncode == 2 and "method 'longest' does not take 'whiten'" in res.output
+    cli("select", data, "-m", "longest", "--top", 2, "-o", tmp_path / "o.json")
     assert {r["output"] for r in json.loads((tmp_path / "o.json").read_text())} == {"x" * 8, "x" * 7}
 
 
@@ -149,8 +144,7 @@ def test_a_method_registered_later_has_its_flags_without_a_cli_change(frob, monk
     picks = []
     for extra in (["--frobnicate", "3"], ["--frobnicate", "3"], ["--frobnicate", "3", "--sparkle"]):
         out = tmp_path / f"out{len(picks)}.json"
-        res = CliRunner().invoke(app, ["select", str(data), "-m", "frob", "--top", "4", *extra, "-o", str(out), "-q"])
-        assert res.exit_code == 0, res.output
+        cli("select", data, "-m", "frob", "--top", 4, *extra, "-o", out, "-q")
         picks.append([r["instruction"] for r in json.loads(out.read_text())])
     assert len(picks[0]) == 4 and picks[0] == picks[1] and picks[0] != picks[2]
     monkeypatch.undo()  # unregistered: its flags are gone
@@ -200,8 +194,8 @@ def test_score_refuses_an_option_that_only_chooses_rows(tmp_path):
     for args, flag_ in ((["-m", "lima", "--per-category", "3"], "--per-category"),
                         (["-m", "alpagasus", "--threshold", "4"], "--threshold"),
                         (["-m", "deita", "--threshold", "0.8"], "--threshold")):  # fmt: skip
-        res = CliRunner().invoke(app, ["score", str(data), *args, "-o", out])
-        assert res.exit_code == 2, res.output
+        res = cli("score", data, *args, "-o", out, check=False)
+        assert res.returncode == 2, res.output
         assert f"{flag_} only chooses rows" in res.output and "give it to `select`" in res.output
     superfiltering = registry.get("method", "superfiltering").target
     assert superfiltering.expand({"max_length": 256}, score_only=True) != superfiltering.expand({}, score_only=True)
@@ -260,8 +254,8 @@ def test_a_field_added_to_the_finetune_settings_is_a_flag_without_a_cli_change(m
     ],
 )
 def test_finetune_hands_the_given_settings_to_its_config(args, said, tmp_path):
-    res = CliRunner().invoke(app, ["finetune", "nowhere.json", "-o", str(tmp_path / "m"), *args])
-    assert res.exit_code == 2 and said in res.output, res.output
+    res = cli("finetune", "nowhere.json", "-o", tmp_path / "m", *args, check=False)
+    assert res.returncode == 2 and said in res.output, res.output
 
 
 # -- compare: its win-rate options are generated from the judge's settings (`JudgeSpec`) ---------------------

@@ -9,8 +9,7 @@ import re
 import click
 import pytest
 import typer
-from helpers import cli_subprocess
-from typer.testing import CliRunner
+from helpers import cli, cli_subprocess
 
 from instructsift import __version__
 from instructsift.cli import app
@@ -25,12 +24,11 @@ def test_version_in_a_subprocess():
 
 
 def test_h_is_help_everywhere():
-    runner = CliRunner()
-    top = runner.invoke(app, ["-h"])
-    assert top.exit_code == 0 and "-h, --help" in top.output and "--version" in top.output
+    top = cli("-h", check=False)
+    assert top.returncode == 0 and "-h, --help" in top.output and "--version" in top.output
     for name in COMMANDS:
-        short, long = runner.invoke(app, [name, "-h"]), runner.invoke(app, [name, "--help"])
-        assert short.exit_code == 0, (name, short.output)
+        short, long = cli(name, "-h", check=False), cli(name, "--help", check=False)
+        assert short.returncode == 0, (name, short.output)
         assert short.output == long.output and f" {name} [OPTIONS]" in short.output
 
 
@@ -50,7 +48,7 @@ def test_every_command_is_checked():
 
 @pytest.mark.parametrize("path", _every_command(typer.main.get_command(app)), ids=" ".join)
 def test_placeholders_are_not_python_types(path):
-    out = CliRunner().invoke(app, [*path, "--help"], terminal_width=200).output  # the whole help: arguments too
+    out = cli(*path, "--help", width=200).output  # the whole help: arguments too
     shown = set(re.findall(r"<([^<>|]+)>", out))  # choices (<fail|skip>) name their values: they stay
     assert not shown, (path, shown)
 
@@ -58,12 +56,12 @@ def test_placeholders_are_not_python_types(path):
 def test_arguments_are_named_without_a_type():
     for args, line in [(["select"], "  DATA  "), (["run"], "  RECIPE  "), (["design"], "  SOURCE...  "),
                        (["methods"], "  [METHOD]  ")]:  # fmt: skip
-        out = CliRunner().invoke(app, [*args, "--help"], terminal_width=200).output
+        out = cli(*args, "--help", width=200).output
         assert line in out, (args, out)
 
 
 def test_placeholders_name_the_kind_of_value():
-    out = CliRunner().invoke(app, ["compare", "--help"], terminal_width=200).output
+    out = cli("compare", "--help", width=200).output
     assert re.search(r"--set TEXT\s", out) and re.search(r"--epochs NUMBER\s", out)
     assert (
         re.search(r"--random-seeds INTEGER\s", out)
@@ -75,12 +73,11 @@ def test_placeholders_name_the_kind_of_value():
 @pytest.mark.parametrize(("given", "shown"), [("ltd", "ltd"), ("LTD", "ltd"), ("superfiltering_d", "superfiltering-d"),
                                               ("ifd", "cherry (alias: ifd)"), ("IFD", "cherry (alias: ifd)")])  # fmt: skip
 def test_methods_takes_a_name_an_alias_or_another_spelling(given, shown):
-    res = CliRunner().invoke(app, ["methods", given])
-    assert res.exit_code == 0, res.output
+    res = cli("methods", given)
     assert res.output.splitlines()[0] == shown
     assert "options: --" in res.output and "\n\n" not in res.output.strip()  # one method's block only
 
 
 def test_methods_refuses_an_unknown_name_with_the_known_ones():
-    res = CliRunner().invoke(app, ["methods", "nope"])
-    assert res.exit_code == 2 and "unknown method 'nope'" in res.output and "superfiltering-d" in res.output
+    res = cli("methods", "nope", check=False)
+    assert res.returncode == 2 and "unknown method 'nope'" in res.output and "superfiltering-d" in res.output

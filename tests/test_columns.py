@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from typer.testing import CliRunner
+from helpers import cli
 
 from instructsift import registry
 from instructsift.accounting import missing_by_scorer, unscored_mask
@@ -105,8 +105,6 @@ def test_namespaced_columns_follow_their_declaration(tmp_path):
 def test_a_run_where_nothing_could_be_scored_exits_1(name, tmp_path, monkeypatch):
     """The scorer (its real class and declaration, through the real engine) gives every row a missing
     score: the CLI says so and exits 1, whatever its columns are called."""
-    from instructsift.cli import app
-
     scorer = _build(name, tmp_path)
     cls = type(scorer)
 
@@ -128,16 +126,14 @@ def test_a_run_where_nothing_could_be_scored_exits_1(name, tmp_path, monkeypatch
             }
         )
     )
-    res = CliRunner().invoke(app, ["run", str(recipe), "-q"])
-    assert res.exit_code == 1, res.output
+    res = cli("run", recipe, "-q", check=False)
+    assert res.returncode == 1, res.output
     assert "no row could be scored" in res.output and "test" in res.output
 
 
 def test_a_scorer_after_a_selector_counts_only_the_rows_it_was_given(tmp_path):
     """The demo printed `embedding: 16 scored, 16 missing (not scored: 16)` for the 16 rows an earlier step
     had dropped: those were not asked, not missing."""
-    from instructsift.cli import app
-
     steps = [
         {"score": "rules", "with": {"tokenizer": None}},
         {"select": "top", "with": {"column": "response_chars", "k": 3}},
@@ -146,8 +142,7 @@ def test_a_scorer_after_a_selector_counts_only_the_rows_it_was_given(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     out = {"input": str(SAMPLE), "output": str(tmp_path / "out.json"), "cache_dir": str(tmp_path / "c")}
     recipe.write_text(json.dumps({**out, "steps": steps}))
-    res = CliRunner().invoke(app, ["run", str(recipe)])  # -q would hide the summary
-    assert res.exit_code == 0, res.output
+    res = cli("run", recipe)  # -q would hide the summary
     assert "mtld: 3 scored, 0 missing; 29 dropped before this step" in res.output, res.output
     assert "read 32 · kept 3" in res.output
 
@@ -209,14 +204,11 @@ def test_score_instructmining_writes_ppl_and_knn6(tmp_path):
 
     import pyarrow.parquet as pq
 
-    from instructsift.cli import app
-
     small = tmp_path / "small.json"
     small.write_text(json.dumps(json.loads(SAMPLE.read_text())[:7]))
     out = tmp_path / "scores.parquet"
     args = ["score", str(small), "--method", "instructmining", "-o", str(out), "--cache-dir", str(tmp_path / "c")]
-    res = CliRunner().invoke(app, [*args, "-q"])
-    assert res.exit_code == 0, res.output
+    cli(*args, "-q")
     table = pq.read_table(out)
     for name in ("output_tokens", "input_tokens", "mtld", "ppl", "knn6"):
         assert name in table.column_names and table.column(name).null_count == 0, name

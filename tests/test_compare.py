@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import cli
 from tolerances import OUTPUT_ABS, REL
 
 ALPACA = "alpaca/alpaca_random_9k.json"
@@ -256,9 +257,6 @@ def test_compare_report_shows_the_losses_and_each_methods_scores_and_picks(
     pytest.importorskip("plotly", reason="the report needs plotly: pip install 'instructsift[report]'")
     import shutil
 
-    from typer.testing import CliRunner
-
-    from instructsift.cli import app
     from instructsift.experiments.compare_spec import save_spec
 
     shutil.copytree(first_compare[0].cache_dir, tmp_path / "cache")
@@ -268,8 +266,7 @@ def test_compare_report_shows_the_losses_and_each_methods_scores_and_picks(
     recipe.parent.mkdir()
     save_spec(spec, recipe)
     assert "report: ../page.html" in recipe.read_text()
-    r = CliRunner().invoke(app, ["compare", str(recipe), "-q"])
-    assert r.exit_code == 0, r.output
+    cli("compare", recipe, "-q")
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     html = (tmp_path / "page.html").read_text(encoding="utf-8")
     for sid in ("counts", "scores", "correlations", "overlap", "compare"):
@@ -285,11 +282,10 @@ def test_compare_report_shows_the_losses_and_each_methods_scores_and_picks(
         assert f"<td>{name}</td>" in sel
 
     other = tmp_path / "other.html"
-    r = CliRunner().invoke(app, ["compare", str(recipe), "-q", "--report", str(other), "--overwrite"])
-    assert r.exit_code == 0, r.output
+    r = cli("compare", recipe, "-q", "--report", other, "--overwrite")
     assert f"(report: {other})" in r.output and '<section id="compare"' in other.read_text(encoding="utf-8")
-    bad = CliRunner().invoke(app, ["compare", str(recipe), "--report", str(tmp_path / "page.txt"), "--overwrite"])
-    assert bad.exit_code == 2 and "page.txt" in bad.output
+    bad = cli("compare", recipe, "--report", tmp_path / "page.txt", "--overwrite", check=False)
+    assert bad.returncode == 2 and "page.txt" in bad.output
 
 
 def test_paired_difference_against_a_hand_computation() -> None:
@@ -430,12 +426,7 @@ def test_two_held_out_sets_give_a_loss_column_each(rows, tiny_model: Path, tmp_p
     args = ["compare", str(pool), "--budget", "4", "--eval", str(held), "--eval", str(second), "--base", str(tiny_model),
             "--methods", "longest", "--random-seeds", "2", "--no-plot", "--epochs", "1", "--batch-size", "2",
             "--cache-dir", str(cache), "-o", str(out), "-q"]  # fmt: skip
-    from typer.testing import CliRunner
-
-    from instructsift.cli import app
-
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 0, res.output
+    cli(*args)
     r = json.loads((out / "results.json").read_text())
     assert [e["examples"] for e in r["more_evals"]] == [5]
     trials = {t["name"]: t for t in r["trials"]}
@@ -476,10 +467,6 @@ def test_a_method_short_of_the_budget_fails_before_any_training(rows, tiny_model
 
 
 def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from instructsift.cli import app
-
     pool, held = rows
     judge = ["--judge-url", "http://127.0.0.1:1", "--judge-model", "m"]
     cases = [
@@ -498,15 +485,16 @@ def test_cli_compare_checks_its_options_before_work(rows, tmp_path: Path) -> Non
         (["--budget", "4", "--eval", held, "--full", "--random-seeds", "0", *judge], "at least 1"),
     ]
     for args, message in cases:
-        r = CliRunner().invoke(app, ["compare", str(pool), "-o", str(tmp_path / "o"), *map(str, args), "--no-plot"])
-        assert r.exit_code == 2, (args, r.output)
+        r = cli("compare", pool, "-o", tmp_path / "o", *args, "--no-plot", check=False)
+        assert r.returncode == 2, (args, r.output)
         assert message in r.output, (args, r.output)
     # with a compare recipe, what the recipe holds is not taken from the command line (it would be ignored)
     recipe = tmp_path / "compare.yaml"
     recipe.write_text(f"compare: {{data: {pool}, eval: {held}, budget: 4}}\n")
     for args in (["--epochs", "2"], ["--set", "lima.min_chars=0"], ["--full"], ["--allow-short"]):
-        r = CliRunner().invoke(app, ["compare", str(recipe), "-o", str(tmp_path / "o"), *args])
-        assert r.exit_code == 2 and "with a compare recipe, give the fine-tuning settings" in r.output, (args, r.output)
+        r = cli("compare", recipe, "-o", tmp_path / "o", *args, check=False)
+        said = "with a compare recipe, give the fine-tuning settings"
+        assert r.returncode == 2 and said in r.output, (args, r.output)
 
 
 def test_trial_fit_step_in_a_recipe_names_the_trials_json(rows, tiny_model: Path, tmp_path: Path) -> None:
@@ -638,9 +626,6 @@ def test_compare_win_rate_vs_random_from_a_real_judge_server(rows, tiny_model: P
 def test_compare_with_an_unreachable_judge_fails_before_fine_tuning(
     rows, tiny_model: Path, free_port: int, tmp_path: Path
 ) -> None:
-    from typer.testing import CliRunner
-
-    from instructsift.cli import app
     from instructsift.experiments.compare import compare
     from instructsift.scoring.judge_client import JudgeServerError
 
@@ -661,8 +646,8 @@ def test_compare_with_an_unreachable_judge_fails_before_fine_tuning(
         "--judge-model",
         "m",
     ]
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 2 and "does not answer" in res.output, res.output
+    res = cli(*args, check=False)
+    assert res.returncode == 2 and "does not answer" in res.output, res.output
     assert not (tmp_path / "cache" / "experiments").exists()
 
 
@@ -672,9 +657,6 @@ def test_compare_win_rate_and_tuning_flags_reach_the_recipe_by_field(rows, free_
     keeps the field's default, FinetuneConfig's for the fine-tuning (the saved recipe, written before the
     unreachable judge stops the run)."""
     import yaml
-    from typer.testing import CliRunner
-
-    from instructsift.cli import app
 
     pool, held = rows
     url, prompt, saved = f"http://127.0.0.1:{free_port}/v1", tmp_path / "prompt.txt", tmp_path / "r.yaml"
@@ -683,8 +665,8 @@ def test_compare_win_rate_and_tuning_flags_reach_the_recipe_by_field(rows, free_
             "--cache-dir", str(tmp_path / "cache"), "--save-recipe", str(saved), "--judge-url", url,
             "--judge-model", "m", "--judge-retries", "0", "--gen-batch-size", "3", "--judge-prompt", str(prompt),
             "--max-new-tokens", "9", "--judge-dimension", "helpfulness", "--batch-size", "2", "--device", "cpu"]  # fmt: skip
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 2 and "does not answer" in res.output, res.output
+    res = cli(*args, check=False)
+    assert res.returncode == 2 and "does not answer" in res.output, res.output
     spec = yaml.safe_load(saved.read_text())["compare"]
     assert spec["judge"] == {"url": url, "model": "m", "retries": 0, "batch_size": 3, "prompt": "prompt.txt",
                              "max_new_tokens": 9, "dimension": "helpfulness"}  # fmt: skip
@@ -725,9 +707,7 @@ def test_instructmining_joins_compare_with_a_rule_fitted_here(
     instructmining.reward_model=standin:FILE`: a rule fitted here (on subsets of the pool whose losses follow a
     known rule) picks the budget's rows with the lowest predicted log loss, fine-tuned like every other pick."""
     import numpy as np
-    from typer.testing import CliRunner
 
-    from instructsift.cli import app
     from instructsift.data import read
     from instructsift.engine.local import score
     from instructsift.scoring.indicators import MTLD, Lengths
@@ -758,33 +738,27 @@ def test_instructmining_joins_compare_with_a_rule_fitted_here(
             1, "--base", tiny_model, "--set", f"instructmining.rule={tmp_path / 'rule.json'}", "--set",
             f"instructmining.reward_model=standin:{pref}", "--set", f"model={tiny_model}", "--epochs", 1,
             "--batch-size", 2, "--max-length", 256, "--lr", 5e-3, "--cache-dir", cache, "--no-plot", "-q"]  # fmt: skip
-    r = CliRunner().invoke(app, [str(a) for a in args])
-    assert r.exit_code == 0, r.output
+    cli(*args)
     res = json.loads((out / "results.json").read_text())
     assert set(res["selections"]["instructmining"]["ids"]) == expect
     assert [row["name"] for row in res["rows"]][:2] == ["instructmining", "random-0"]
     assert all(t["eval_loss"] > 0 for t in res["trials"]) and res["trained_now"] == 2
 
 
-def test_scar_joins_compare_and_picks_the_rankers_top(rows, tiny_model: Path, tmp_path: Path) -> None:
+def test_scar_joins_compare_and_picks_the_rankers_top(
+    rows, tiny_model: Path, tiny_encoder: Path, tmp_path: Path
+) -> None:
     """`compare --methods scar` with a ranker folder: the pick is the budget's rows that the ranker scores
     highest (scored here with the ranker directly), fine-tuned like every other pick."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
 
     from instructsift.data import read
     from instructsift.experiments.compare import compare
-    from instructsift.models import resolve_encoder
     from instructsift.models.scar import build_ranker, load_ranker, save_ranker
     from instructsift.scoring.scar import score_pairs
 
     torch.manual_seed(0)
-    encoder = tmp_path / "encoder"
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64)  # fmt: skip
-    BertModel(config).save_pretrained(encoder)
-    AutoTokenizer.from_pretrained(str(resolve_encoder("embedded")[0])).save_pretrained(encoder)
-    model, tok = build_ranker(encoder, linear_dim=16)
+    model, tok = build_ranker(tiny_encoder, linear_dim=16)
     model.eval()
     ranker = save_ranker(model, tok, tmp_path / "ranker", "tiny")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cli
 from tolerances import output, ratio
 
 from instructsift.data import read
@@ -27,32 +28,6 @@ def alpaca_rows(shared_data, tmp_path_factory):
     path = tmp_path_factory.mktemp("im") / "alpaca6.json"
     path.write_text(json.dumps(picked), encoding="utf-8")
     return read(path), picked
-
-
-@pytest.fixture(scope="module")
-def tiny_reward_model(tmp_path_factory) -> Path:
-    """A tiny random Llama sequence classifier (one label) with the embedded SmolLM2's tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    from instructsift.models import resolve
-
-    tok = AutoTokenizer.from_pretrained(resolve("embedded").path)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        num_labels=1,
-        pad_token_id=tok.pad_token_id,
-    )
-    folder = tmp_path_factory.mktemp("tiny-rm")
-    LlamaForSequenceClassification(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 # -- indicators --------------------------------------------------------------------------------------------
@@ -117,7 +92,7 @@ def test_mtld_without_words_is_missing_with_reason(tmp_path):
     assert row["mtld"] is None and row["mtld_reason"] == "the response has no words"
 
 
-def test_reward_against_one_plain_forward_pass(alpaca_rows, tiny_reward_model, tmp_path):
+def test_reward_against_one_plain_forward_pass(alpaca_rows, tiny_reward, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -125,10 +100,10 @@ def test_reward_against_one_plain_forward_pass(alpaca_rows, tiny_reward_model, t
 
     dataset, records = alpaca_rows
     table = score(
-        dataset, [Reward(str(tiny_reward_model), dtype="float32", batch_size=4)], cache_dir=tmp_path, progress=False
+        dataset, [Reward(str(tiny_reward), dtype="float32", batch_size=4)], cache_dir=tmp_path, progress=False
     ).to_pylist()
-    tok = AutoTokenizer.from_pretrained(tiny_reward_model)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_reward_model, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_reward)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_reward, dtype=torch.float32).eval()
     for rec, row in zip(records, table, strict=True):
         prompt = rec["instruction"] + (f"\n\n{rec['input']}" if rec["input"] else "")
         with torch.no_grad():
@@ -388,22 +363,18 @@ def test_infinite_indicators_are_not_scores(tmp_path):
 
 
 # -- the selector and the method ---------------------------------------------------------------------------
-def test_method_selects_by_the_rule_end_to_end(tiny_reward_model, tmp_path):
+def test_method_selects_by_the_rule_end_to_end(tiny_reward, tmp_path):
     """`select --method instructmining --rule R --top 5` through the CLI: the kept rows are the 5 lowest
     predictions, which equal the rule applied to the written indicator columns by hand."""
     import pyarrow.parquet as pq
-    from typer.testing import CliRunner
-
-    from instructsift.cli import app
 
     rule = InstructMiningRule().fit(*_synthetic()[:2])
     rule.save(tmp_path / "fitted.json")
     out, scores = tmp_path / "picked.json", tmp_path / "scores.parquet"
     args = ["select", str(SAMPLE), "--method", "instructmining", "--rule", str(tmp_path / "fitted.json"),
-            "--reward-model", str(tiny_reward_model), "--top", "5", "-o", str(out), "--save-scores", str(scores),
+            "--reward-model", str(tiny_reward), "--top", "5", "-o", str(out), "--save-scores", str(scores),
             "--dtype", "float32"]  # fmt: skip
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+    cli(*args)
     table = pq.read_table(scores).to_pylist()
     pred = [r["instructmining"] for r in table]
     for r in table:
@@ -539,24 +510,19 @@ def shared_sources(data: Path) -> dict[str, Path]:
 
 def test_design_takes_its_sources_as_arguments(tmp_path):
     """`instructsift design` knew the shared data folder's file names: it takes NAME=FILE (or FILE) now."""
-    from typer.testing import CliRunner
-
-    from instructsift.cli import app
-
     rows = [{"instruction": f"task {i}", "input": "", "output": f"answer {i}"} for i in range(12)]
     (tmp_path / "strong.json").write_text(json.dumps(rows))
     (tmp_path / "weak.jsonl").write_text("".join(json.dumps({**r, "output": "meh"}) + "\n" for r in rows))
     out = tmp_path / "design"
     args = ["design", str(tmp_path / "strong.json"), f"poor={tmp_path / 'weak.jsonl'}", "--eval-source", "strong"]
-    res = CliRunner().invoke(app, [*args, "-o", str(out), "--subsets", "3", "--size", "4", "--held-out", "3"])
-    assert res.exit_code == 0, res.output
+    cli(*args, "-o", out, "--subsets", 3, "--size", 4, "--held-out", 3)
     pool = json.loads((out / "pool.json").read_text())
     assert {r["source"] for r in pool} == {"strong", "poor"} and len(pool) == 18  # 12 + 12 less 2 x 3 held out
     assert {r["source"] for r in json.loads((out / "eval.json").read_text())} == {"strong"}
-    bad = CliRunner().invoke(app, [*args[:3], "--eval-source", "gpt4", "-o", str(tmp_path / "x")])
-    assert bad.exit_code == 2 and "'gpt4' is not one of the sources (strong, poor)" in bad.output
-    missing = CliRunner().invoke(app, ["design", "a=nope.json", args[1], "--eval-source", "a", "-o", str(out)])
-    assert missing.exit_code == 2 and "nope.json: no such file" in missing.output
+    bad = cli(*args[:3], "--eval-source", "gpt4", "-o", tmp_path / "x", check=False)
+    assert bad.returncode == 2 and "'gpt4' is not one of the sources (strong, poor)" in bad.output
+    missing = cli("design", "a=nope.json", args[1], "--eval-source", "a", "-o", out, check=False)
+    assert missing.returncode == 2 and "nope.json: no such file" in missing.output
 
 
 def test_design_keeps_held_out_instructions_out_of_every_subset(shared_data, tmp_path):
@@ -695,33 +661,6 @@ def test_mine_runs_the_whole_chain_and_resumes(tmp_path):
 
 
 # -- UniEval-style indicators ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_t5(alpaca_rows, tmp_path_factory):
-    """A 2-layer, 32-wide T5 with random weights and a BPE tokenizer trained on the rows and UniEval's
-    questions (built from a config: UniEval's checkpoints do not install offline)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
-
-    from instructsift.scoring.unieval import QUESTIONS
-
-    _, records = alpaca_rows
-    texts = [v for r in records for v in r.values()] + list(QUESTIONS.values()) + ["Yes", "No"]
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.Metaspace()
-    bpe.decoder = decoders.Metaspace()
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=500, special_tokens=["<pad>", "</s>", "<unk>"]))
-    bpe.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    config = T5Config(vocab_size=len(tok), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_decoder_layers=2,
-                      num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # fmt: skip
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-t5") / "unieval"
-    T5ForConditionalGeneration(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def test_unieval_is_the_yes_share_of_the_first_decoder_step(alpaca_rows, tiny_t5, tmp_path):
     """Each dimension = P(Yes)/(P(Yes)+P(No)) of one unbatched forward pass on UniEval's dialogue question,
     written out here by hand; the scorer batches with padding and must agree."""
@@ -786,9 +725,7 @@ def test_select_applies_a_unieval_rule_from_the_cli(alpaca_rows, tiny_t5, tmp_pa
     lowest predictions; without --unieval the run stops with a one-line error naming the option; a method
     that does not take --unieval refuses it."""
     import pyarrow.parquet as pq
-    from typer.testing import CliRunner
 
-    from instructsift.cli import app
     from instructsift.scoring.unieval import UniEval
 
     dataset, records = alpaca_rows
@@ -805,10 +742,7 @@ def test_select_applies_a_unieval_rule_from_the_cli(alpaca_rows, tiny_t5, tmp_pa
     out, scores = tmp_path / "picked.json", tmp_path / "scores.parquet"
     base = ["select", dataset.path, "--method", "instructmining", "--rule", str(tmp_path / "fitted.json"), "--top", "3",
             "-o", str(out), "--cache-dir", str(tmp_path / "c")]  # fmt: skip
-    result = CliRunner().invoke(
-        app, [*base, "--unieval", str(tiny_t5), "--dtype", "float32", "--save-scores", str(scores)]
-    )
-    assert result.exit_code == 0, result.output
+    cli(*base, "--unieval", tiny_t5, "--dtype", "float32", "--save-scores", scores)
     table = pq.read_table(scores).to_pylist()
     alone = score(dataset, [UniEval(str(tiny_t5), dtype="float32")], cache_dir=tmp_path / "alone", progress=False)
     for r, a in zip(table, alone.to_pylist(), strict=True):
@@ -821,15 +755,15 @@ def test_select_applies_a_unieval_rule_from_the_cli(alpaca_rows, tiny_t5, tmp_pa
     best = sorted(range(len(pred)), key=lambda i: (pred[i], i))[:3]
     assert json.loads(out.read_text()) == [records[i] for i in sorted(best)]
 
-    missing = CliRunner().invoke(app, [*base, "--overwrite"])
-    assert missing.exit_code == 2
+    missing = cli(*base, "--overwrite", check=False)
+    assert missing.returncode == 2
     assert "naturalness, coherence: give --unieval MODEL" in missing.output and "Traceback" not in missing.output
-    other = CliRunner().invoke(app, ["select", dataset.path, "-m", "superfiltering", "--ratio", "0.5", "-o",
-                                     str(tmp_path / "x.json"), "--unieval", str(tiny_t5)])  # fmt: skip
-    assert other.exit_code == 2 and "does not take 'unieval'" in other.output
+    other = cli("select", dataset.path, "-m", "superfiltering", "--ratio", 0.5, "-o", tmp_path / "x.json",
+                "--unieval", tiny_t5, check=False)  # fmt: skip
+    assert other.returncode == 2 and "does not take 'unieval'" in other.output
 
 
-def test_load_pretrained_loads_any_auto_class_for_scoring(tiny_t5, tiny_reward_model):
+def test_load_pretrained_loads_any_auto_class_for_scoring(tiny_t5, tiny_reward):
     """The shared loader: the resolved folder, in eval mode, in the asked dtype, on the chosen device; a
     `LoadedModel` passes through as it is."""
     import torch
@@ -837,7 +771,7 @@ def test_load_pretrained_loads_any_auto_class_for_scoring(tiny_t5, tiny_reward_m
     from instructsift.models import load_pretrained, resolve
 
     cases = [(tiny_t5, "AutoModelForSeq2SeqLM", "T5ForConditionalGeneration"),
-             (tiny_reward_model, "AutoModelForSequenceClassification", "LlamaForSequenceClassification")]  # fmt: skip
+             (tiny_reward, "AutoModelForSequenceClassification", "LlamaForSequenceClassification")]  # fmt: skip
     for path, auto, cls in cases:
         lm = load_pretrained(str(path), auto, dtype="float32", device="cpu")
         assert type(lm.model).__name__ == cls

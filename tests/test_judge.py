@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cli_command
+from helpers import cli, cli_command
 from tolerances import expected_score, ratio
 
 import instructsift as isf
@@ -567,18 +567,14 @@ def test_replies_before_an_error_that_stops_the_run_are_kept(rows, alpaca_file, 
 
 
 def test_wrong_model_or_key_stops_the_run(alpaca_file, tmp_path, monkeypatch) -> None:
-    from typer.testing import CliRunner
-
-    from instructsift.cli import app
-
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # not named by --judge-key-env: never sent
     with FaultServer(lambda p, n, b: error(401)) as srv:
         with pytest.raises(JudgeServerError, match="injected 401.*judge_key_env=") as e:  # Python: its keyword
             run(server_judge(srv.url), read(alpaca_file))
         assert "--" not in str(e.value) and cli_message(e.value).endswith("with --judge-key-env)")
         args = ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), "-m", "alpagasus", "--judge-url", srv.url]
-        res = CliRunner().invoke(app, [*args, "--judge-model", "judge", "--cache-dir", str(tmp_path), "-q"])
-    assert res.exit_code == 2 and "error:" in res.output and "injected 401" in res.output, res.output
+        res = cli(*args, "--judge-model", "judge", "--cache-dir", tmp_path, "-q", check=False)
+    assert res.returncode == 2 and "error:" in res.output and "injected 401" in res.output, res.output
     assert "with --judge-key-env)" in res.output, res.output  # the command line: its flag
     assert srv.requests and all(r["auth"] == "Bearer no-key" for r in srv.requests)
     with pytest.raises(ValueError, match="ISF_UNSET_KEY"):
@@ -588,10 +584,6 @@ def test_wrong_model_or_key_stops_the_run(alpaca_file, tmp_path, monkeypatch) ->
 
 
 def test_cli_alpagasus_keeps_judge_at_least_threshold(rows, alpaca_file, tmp_path, monkeypatch) -> None:
-    from typer.testing import CliRunner
-
-    from instructsift.cli import app
-
     replies = ["5\nExact.", "4.5\nGood.", "4\nMinor slip.", "I cannot judge this.", "3\nVague.", "4.49\nClose."]
     monkeypatch.setenv("ISF_TEST_JUDGE_KEY", SECRET)
     with FaultServer(lambda p, n, b: completion(replies[by_instruction(p, rows)])) as srv:
@@ -606,38 +598,28 @@ def test_cli_alpagasus_keeps_judge_at_least_threshold(rows, alpaca_file, tmp_pat
             str(tmp_path),
         ]
         common += ["--judge-key-env", "ISF_TEST_JUDGE_KEY", "--judge-concurrency", "2"]  # no --quiet: the summary
-        runner = CliRunner()
-        res = runner.invoke(app, ["select", str(alpaca_file), "-o", str(tmp_path / "kept.json"), *common])
-        assert res.exit_code == 0, res.output
+        res = cli("select", alpaca_file, "-o", tmp_path / "kept.json", *common)
         kept = json.loads((tmp_path / "kept.json").read_text())
         assert [r["instruction"] for r in kept] == [ex.messages[0].content for ex in rows[:2]]  # 5 and 4.5 (>=)
         assert "judge: 5 scored, 1 missing (no number in the reply: 1)" in res.output
         assert "kept 2" in res.output and SECRET not in res.output
         assert len(srv.requests) == 6
 
-        res = runner.invoke(
-            app,
-            ["select", str(alpaca_file), "-o", str(tmp_path / "kept4.json"), "--threshold", "4", "--top", "2", *common],
-        )
-        assert res.exit_code == 0, res.output
+        res = cli("select", alpaca_file, "-o", tmp_path / "kept4.json", "--threshold", 4, "--top", 2, *common)
         kept = json.loads((tmp_path / "kept4.json").read_text())
         assert [r["instruction"] for r in kept] == [ex.messages[0].content for ex in rows[:2]]
         assert "6 from cache" in res.output and len(srv.requests) == 6
 
-        res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), *common])
-        assert res.exit_code == 0, res.output
+        res = cli("score", alpaca_file, "-o", tmp_path / "s.parquet", *common)
         assert "judge: 5 scored, 1 missing" in res.output
 
         # the server's request settings from the command line; a new max_tokens is a new cache key
         opts = ["--judge-max-tokens", "7", "--judge-timeout", "9", "--judge-retries", "0"]
-        res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s7.parquet"), *common, *opts])
-        assert res.exit_code == 0, res.output
+        res = cli("score", alpaca_file, "-o", tmp_path / "s7.parquet", *common, *opts)
         assert "timeout 9s, 0 retries" in res.output
         assert len(srv.requests) == 12 and {r["body"]["max_tokens"] for r in srv.requests[6:]} == {7}
-        res = runner.invoke(
-            app, ["score", str(alpaca_file), "-o", str(tmp_path / "x.parquet"), "-m", "alpagasus"] + opts
-        )
-        assert res.exit_code == 2 and "only apply to a judge server" in res.output
+        res = cli("score", alpaca_file, "-o", tmp_path / "x.parquet", "-m", "alpagasus", *opts, check=False)
+        assert res.returncode == 2 and "only apply to a judge server" in res.output
 
 
 # -- transformers serve ----------------------------------------------------------------------------------
@@ -704,16 +686,11 @@ def test_cli_alpagasus_with_the_local_model(alpaca_file, tmp_path) -> None:
     its probability on the score tokens: by default its ratings are missing, with the mass; with the
     threshold lowered (knowingly), --ratio keeps the best of what passes."""
     import pyarrow.parquet as pq
-    from typer.testing import CliRunner
 
-    from instructsift.cli import app
-
-    runner = CliRunner()
     common = ["-m", "alpagasus", "--dtype", "float32", "--device", "cpu", "--cache-dir", str(tmp_path)]
-    res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), *common])
-    assert res.exit_code == 1 and "no row could be scored (judge: low score-token mass: 6)" in res.output
-    res = runner.invoke(app, ["score", str(alpaca_file), "-o", str(tmp_path / "s.parquet"), *common, "--allow-empty"])
-    assert res.exit_code == 0, res.output
+    res = cli("score", alpaca_file, "-o", tmp_path / "s.parquet", *common, check=False)
+    assert res.returncode == 1 and "no row could be scored (judge: low score-token mass: 6)" in res.output
+    res = cli("score", alpaca_file, "-o", tmp_path / "s.parquet", *common, "--allow-empty")
     assert "judge: 0 scored, 6 missing (low score-token mass: 6)" in res.output, res.output
     table = pq.read_table(tmp_path / "s.parquet").to_pylist()
     assert all(r["judge"] is None and r["judge_source"] == "next-token" and r["judge_mass"] < 0.5 for r in table)
@@ -729,10 +706,8 @@ def test_cli_alpagasus_with_the_local_model(alpaca_file, tmp_path) -> None:
     best = sorted(range(6), key=lambda i: -judged[i])[:3]
     records = json.loads(alpaca_file.read_text())
     assert json.loads((tmp_path / "k.json").read_text()) == [records[i] for i in sorted(best)]
-    res = runner.invoke(
-        app, ["score", str(alpaca_file), "-o", str(tmp_path / "x.parquet"), *common, "--judge-concurrency", "4"]
-    )
-    assert res.exit_code == 2 and "only apply to a judge server" in res.output
+    res = cli("score", alpaca_file, "-o", tmp_path / "x.parquet", *common, "--judge-concurrency", 4, check=False)
+    assert res.returncode == 2 and "only apply to a judge server" in res.output
 
 
 def test_local_score_below_the_mass_threshold_is_missing_with_the_mass(lm32, rows, tmp_path) -> None:

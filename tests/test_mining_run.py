@@ -8,13 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from instructsift.cli import app
+from helpers import Run, cli
 
 
-def _invoke(*args: object) -> object:
-    return CliRunner().invoke(app, [str(a) for a in args])
+def _invoke(*args: object) -> Run:
+    return cli(*args, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +22,7 @@ def design(shared_data: Path, tiny_bpe_llama: Path, tmp_path_factory: pytest.Tem
     answers = sorted((shared_data / "alpaca_eval").glob("*.json"))  # gpt4.json names the source gpt4
     r = _invoke("design", *answers, "--eval-source", "gpt4", "-o", folder, "--subsets", 6, "--size", 6,
                 "--held-out", 4, "--per-source", 6, "--seed", 1)  # fmt: skip
-    assert r.exit_code == 0, r.output
+    assert r.returncode == 0, r.output
     pool = json.loads((folder / "pool.json").read_text())
     held = json.loads((folder / "eval.json").read_text())
     assert len(pool) == 30 and len(held) == 4
@@ -36,7 +34,7 @@ def design(shared_data: Path, tiny_bpe_llama: Path, tmp_path_factory: pytest.Tem
     return folder, tiny_bpe_llama
 
 
-def _mine(design: Path, model: Path, out: Path, cache: Path, *more: object) -> object:
+def _mine(design: Path, model: Path, out: Path, cache: Path, *more: object) -> Run:
     return _invoke("mine", design, "-o", out, "--base", model, "--model", model, "--indicators",
                    "output_tokens,mtld,ppl", "--epochs", 1, "--batch-size", 4, "--max-length", 256, "--lr", 5e-3,
                    "--full-finetune", "--min-k", 4, "--max-k", 30, "--trials", 3, "--sweep", 3, "--cache-dir", cache,
@@ -63,7 +61,7 @@ def test_mine_writes_the_rule_and_curve_and_a_rerun_trains_nothing(design, tmp_p
     folder, model = design
     out, cache = tmp_path / "mining", tmp_path / "cache"
     r = _mine(folder, model, out, cache)
-    assert r.exit_code == 0, r.output
+    assert r.returncode == 0, r.output
     for name in ("rule.json", "summary.json", "curve.png", "search.jsonl", "experiments.json", "settings.json"):
         assert (out / name).is_file(), name
     assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
@@ -102,13 +100,13 @@ def test_mine_writes_the_rule_and_curve_and_a_rerun_trains_nothing(design, tmp_p
             assert row["ppl"] == pytest.approx(math.exp(row["loss_cond"]), rel=1e-12)
 
     again = _mine(folder, model, out, cache)
-    assert again.exit_code == 0, again.output
+    assert again.returncode == 0, again.output
     second = json.loads((out / "summary.json").read_text())
     assert second["trained_now"] == 0 and second["best_k"] == summary["best_k"] and second["rule"] == rule
     assert (out / "search.jsonl").read_text().splitlines()[1:] == lines
 
     other = _mine(folder, model, out, cache, "--seed", 7)
-    assert other.exit_code == 2 and "other settings" in other.output and "runner" in other.output
+    assert other.returncode == 2 and "other settings" in other.output and "runner" in other.output
 
 
 def test_mine_refuses_a_bad_design_naming_file_and_field(design, tmp_path: Path) -> None:
@@ -121,13 +119,13 @@ def test_mine_refuses_a_bad_design_naming_file_and_field(design, tmp_path: Path)
     spec["subsets"][2]["rows"] = [0, "x"]
     (bad / "design.json").write_text(json.dumps(spec))
     r = _mine(bad, model, tmp_path / "o", tmp_path / "c")
-    assert r.exit_code == 2 and "design.json" in r.output and "subsets[2].rows" in r.output
+    assert r.returncode == 2 and "design.json" in r.output and "subsets[2].rows" in r.output
     spec["subsets"][2]["rows"] = [0, 99]
     (bad / "design.json").write_text(json.dumps(spec))
     r = _mine(bad, model, tmp_path / "o", tmp_path / "c")
-    assert r.exit_code == 2 and "position 99 is outside the pool" in r.output
+    assert r.returncode == 2 and "position 99 is outside the pool" in r.output
     r = _mine(tmp_path / "nowhere", model, tmp_path / "o", tmp_path / "c")
-    assert r.exit_code == 2 and "no such design file" in r.output
+    assert r.returncode == 2 and "no such design file" in r.output
     # a held-out instruction in the pool (another case and spacing, another answer) is refused, naming the rows
     held = json.loads((folder / "eval.json").read_text())
     pool = json.loads((folder / "pool.json").read_text())
@@ -136,14 +134,14 @@ def test_mine_refuses_a_bad_design_naming_file_and_field(design, tmp_path: Path)
     (bad / "pool.json").write_text(json.dumps(pool))
     (bad / "design.json").write_text(json.dumps(spec))
     r = _mine(bad, model, tmp_path / "o", tmp_path / "c")
-    assert r.exit_code == 2 and "pool.json: 1 pool rows have the instruction of a held-out row" in r.output
+    assert r.returncode == 2 and "pool.json: 1 pool rows have the instruction of a held-out row" in r.output
     assert "pool row 5 = eval row 1" in r.output
     r = _mine(folder, model, tmp_path / "o", tmp_path / "c", "--reward-model", "standin:x.json")
-    assert r.exit_code == 2 and "reward_model: not used by the indicators (output_tokens, mtld, ppl)" in r.output
+    assert r.returncode == 2 and "reward_model: not used by the indicators (output_tokens, mtld, ppl)" in r.output
     assert not (tmp_path / "o").exists()
     # mine_design's names for them (`low=`, `high=`, `out=`) read as the command's flags
     r = _mine(folder, model, tmp_path / "o", tmp_path / "c", "--min-k", 40)
-    assert r.exit_code == 2 and "the subset sizes need --min-k 40 below --max-k 30, both from 1 to 30" in r.output
+    assert r.returncode == 2 and "the subset sizes need --min-k 40 below --max-k 30, both from 1 to 30" in r.output
     (tmp_path / "file").write_text("x")
     r = _mine(folder, model, tmp_path / "file", tmp_path / "c")
-    assert r.exit_code == 2 and f"--output {tmp_path / 'file'}: is a file, but this output is a folder" in r.output
+    assert r.returncode == 2 and f"--output {tmp_path / 'file'}: is a file, but this output is a folder" in r.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+from helpers import cli
 
 from instructsift.selection import Selection
 from instructsift.selection.size import Amount, share
@@ -62,10 +63,6 @@ def test_the_summary_line_says_what_the_ratio_was_a_share_of(tmp_path):
     import json
     from pathlib import Path
 
-    from typer.testing import CliRunner
-
-    from instructsift.cli import app
-
     steps = [
         {"score": "rules", "with": {"tokenizer": None}},
         {"select": "threshold", "with": {"where": "response_chars <= 400"}},
@@ -76,28 +73,25 @@ def test_the_summary_line_says_what_the_ratio_was_a_share_of(tmp_path):
     n = sum(c <= 400 for c in chars)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(json.dumps({"input": str(sample), "output": str(tmp_path / "o.json"), "steps": steps}))
-    res = CliRunner().invoke(app, ["run", str(recipe)])
-    assert res.exit_code == 0, res.output
+    res = cli("run", recipe)
     assert f"kept {share(0.25, n)} (top 25% of the {n} rows with response_chars <= 400)" in res.output, res.output
 
 
-def test_methods_reads_well_at_80_columns():
-    from typer.testing import CliRunner
-
+def test_methods_reads_well_at_80_columns(monkeypatch):
     from instructsift import registry
-    from instructsift.cli import app
 
-    res = CliRunner().invoke(app, ["methods"], env={"COLUMNS": "80"})
-    assert res.exit_code == 0, res.output
+    with monkeypatch.context() as m:
+        m.setenv("COLUMNS", "80")
+        res = cli("methods")
+        one = cli("methods", "superfiltering", check=False)
     lines = res.stdout.splitlines()
     assert max(map(len, lines)) <= 80, max(lines, key=len)
     starts = [line.split(" ")[0] for line in lines if line and not line.startswith(" ")]
     assert starts == registry.names("method")  # a block per method, its name first
     assert "  --ratio: a share of the rows with ifd <= 1" in res.stdout and "NAACL 2024" in res.stdout
-    one = CliRunner().invoke(app, ["methods", "superfiltering"], env={"COLUMNS": "80"})
-    assert one.exit_code == 0 and one.stdout.startswith("superfiltering\n") and "cherry" not in one.stdout
+    assert one.returncode == 0 and one.stdout.startswith("superfiltering\n") and "cherry" not in one.stdout
     assert "--ratio: a share of all rows" in one.stdout
-    alias = CliRunner().invoke(app, ["methods", "ifd"])
-    assert alias.exit_code == 0 and alias.stdout.startswith("cherry (alias: ifd)")
-    bad = CliRunner().invoke(app, ["methods", "nosuch"])
-    assert bad.exit_code == 2 and "unknown method 'nosuch'" in bad.output and "superfiltering" in bad.output
+    alias = cli("methods", "ifd", check=False)
+    assert alias.returncode == 0 and alias.stdout.startswith("cherry (alias: ifd)")
+    bad = cli("methods", "nosuch", check=False)
+    assert bad.returncode == 2 and "unknown method 'nosuch'" in bad.output and "superfiltering" in bad.output

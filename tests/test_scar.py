@@ -32,23 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory) -> Path:
-    """A random 2-layer, 32-d BERT with all-MiniLM-L6-v2's tokenizer, saved as a model folder."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from instructsift.models import resolve_encoder
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-encoder")
-    config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
-    )
-    BertModel(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(str(resolve_encoder("embedded")[0])).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def self_instruct(shared_data) -> list[dict]:
     path = shared_data / "self_instruct" / "text-davinci-003_predictions.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from instructsift.cli import app
+from helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthesize(*args: str | Path) -> tuple[int, str]:
-    res = CliRunner().invoke(app, ["synthesize", *map(str, args), "--quiet"])
-    return res.exit_code, res.output
+    res = cli("synthesize", *args, "--quiet", check=False)
+    return res.returncode, res.output
 
 
 def lines(path: Path) -> list[dict]:
