@@ -46,7 +46,7 @@ def test_mine_options_are_generated_from_its_settings() -> None:
     are mine_design's arguments."""
     from instructsift.experiments.mine_run import MineSettings
 
-    out = " ".join(CliRunner().invoke(app, ["mine", "--help"], terminal_width=1000).output.split())
+    out = " ".join(cli("mine", "--help", width=1000).output.split())
     for name, field in MineSettings.model_fields.items():
         assert f"--{name.replace('_', '-')}" in out and " ".join(field.description.split()) in out, name
     given = MineSettings.model_validate({"indicators": "ppl, mtld", "device": "cpu", "full_finetune": True})
