@@ -263,6 +263,9 @@ def test_a_declaration_is_checked() -> None:
         pass
 
     assert resources_of(Undeclared()) == LIGHT
+    on_cpu = type("OnCpu", (), {"resources": MODEL, "device": "cpu"})()  # a model scorer given device=cpu
+    assert resources_of(on_cpu) == Resources(model=True, gpus=0.0)  # an actor pool on CPUs, no GPU held
+    assert resources_of(type("OnGpu", (), {"resources": MODEL, "device": "cuda:1"})()) == MODEL
     with pytest.raises(TypeError, match="Resources"):
         resources_of(type("Odd", (), {"resources": {"gpus": 1}})())
 

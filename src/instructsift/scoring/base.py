@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
 from ..data.example import Example
@@ -47,10 +47,13 @@ MODEL = Resources(model=True, gpus=1.0)  # a model scorer: an actor pool, one GP
 
 
 def resources_of(scorer: Any) -> Resources:
-    """What `scorer` declares it needs (its `resources`); a scorer that declares nothing is light."""
+    """What `scorer` declares it needs (its `resources`); a scorer that declares nothing is light, and one
+    told to run on the CPU (its `device` option) asks for no GPU share."""
     declared = getattr(scorer, "resources", LIGHT)
     if not isinstance(declared, Resources):
         raise TypeError(f"{type(scorer).__name__}.resources: a scoring.base.Resources, not {declared!r}")
+    if declared.gpus and device_kind(scorer, gpu=True) == "cpu":
+        return replace(declared, gpus=0.0)
     return declared
 
 
