@@ -120,7 +120,7 @@ def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     token: the scorer needs their first tokens to differ). Saved as a model folder once per session; read-only like `tiny_llama`."""
     import json
 
-    import torch
+    from helpers import saved_model
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
@@ -136,18 +136,14 @@ def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     config = T5Config(vocab_size=len(tok), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_decoder_layers=2,
                       num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # fmt: skip
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny-t5"
-    T5ForConditionalGeneration(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return saved_model(tmp_path_factory.mktemp("tiny") / "tiny-t5", lambda: T5ForConditionalGeneration(config), tok)
 
 
 @pytest.fixture(scope="session")
 def tiny_reward(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A reward model: a 2-layer, 16-wide Llama sequence classifier with one label and random weights (seed 0,
     the head saved too) and the embedded SmolLM2 tokenizer. Saved once per session; read-only."""
-    import torch
+    from helpers import saved_model
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
     from instructsift.models import resolve
@@ -156,29 +152,23 @@ def tiny_reward(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, num_labels=1,
                          pad_token_id=tok.pad_token_id)  # fmt: skip
-    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny") / "tiny-reward"
-    LlamaForSequenceClassification(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return saved_model(path, lambda: LlamaForSequenceClassification(config), tok)
 
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide BERT with random weights (seed 0) and the embedded encoder's (all-MiniLM-L6-v2's)
     tokenizer: an encoder for a SCAR ranker. Saved once per session; read-only."""
-    import torch
+    from helpers import saved_model
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from instructsift.models import resolve_encoder
 
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64)  # fmt: skip
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny-encoder"
-    BertModel(config).save_pretrained(path)
-    AutoTokenizer.from_pretrained(str(resolve_encoder("embedded")[0])).save_pretrained(path)
-    return path
+    tok = AutoTokenizer.from_pretrained(str(resolve_encoder("embedded")[0]))
+    return saved_model(tmp_path_factory.mktemp("tiny") / "tiny-encoder", lambda: BertModel(config), tok)
 
 
 def _free_port() -> int:

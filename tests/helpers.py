@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 CLI = [sys.executable, "-m", "instructsift.cli"]
 
@@ -94,12 +95,19 @@ def bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
 def tiny_llama(path: Path, tok, **config) -> Path:
     """A 2-layer, 32-wide causal Llama with random weights (seed 0) and `tok`, saved as a model folder.
     `config` overrides LlamaConfig's fields."""
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     base = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, eos_token_id=tok.eos_token_id)  # fmt: skip
+    return saved_model(path, lambda: LlamaForCausalLM(LlamaConfig(**{**base, **config})), tok)
+
+
+def saved_model(path: Path, build: Callable[[], Any], tok: Any) -> Path:
+    """`build()`'s model, its random weights drawn after `torch.manual_seed(0)`, saved with `tok` as a model
+    folder at `path` (the hub's layout)."""
+    import torch
+
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(**{**base, **config})).save_pretrained(path)
+    build().save_pretrained(path)
     tok.save_pretrained(path)
     return path
