@@ -1,7 +1,7 @@
 """Selection quality: does each method's pick beat random picks of the same size, and how close does it get to
-all the data? The README's "A real run" (`instructsift compare` on real data), reproducible in one command.
+all the data? The real runs of docs/compare.md (`instructsift compare` on real data), reproducible in one command.
 
-    .venv/bin/python benchmarks/selection_quality.py                 # the README run (about an hour, 2-core CPU)
+    .venv/bin/python benchmarks/selection_quality.py                 # the first run, at equal counts (about an hour)
     .venv/bin/python benchmarks/selection_quality.py --smoke         # a few minutes: checks it works end to end
     .venv/bin/python benchmarks/selection_quality.py --budget-tokens 0.05,0.1 --pool 1000 \
         --methods superfiltering,cherry,alpagasus,ltd,lima,longest --human-n 50
@@ -27,7 +27,7 @@ the budget), so LIMA here is its rules, dedup and "longest answers first".
 Why this scale: fine-tuning is the cost. All trials together train on (methods + random seeds) x budget + pool
 rows per epoch (the defaults: pool 500, budget 10% = 50, 5 methods, 3 seeds, all data, 1 epoch: 900 rows,
 about 109K tokens); with the selections' scoring and the evaluations the whole run took 54 minutes on this
-2-core CPU (2026-12-03, the table in the README). A 5% budget of this
+2-core CPU (2026-12-03, the table in docs/compare.md). A 5% budget of this
 pool would be 25 rows, 3 optimizer steps: too few for the picks to differ from one another.
 """
 
